@@ -1,0 +1,202 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"pgtrain/messages"
+)
+
+// Limits sizes the streams. Zero fields take the defaults.
+type Limits struct {
+	// ReadyMaxBytes caps READY on disk. When it is full, preprocessors wait: that is the
+	// backpressure that keeps a slow trainer from filling the disk.
+	ReadyMaxBytes int64
+	// RawMaxAckPending caps unacknowledged RAW pages across all preprocessors.
+	RawMaxAckPending int
+	// RawAckWait is how long a preprocessor may hold a page before it is redelivered.
+	RawAckWait time.Duration
+	// RawMaxDeliver bounds redeliveries of a page that keeps failing.
+	RawMaxDeliver int
+}
+
+// Defaults for Limits.
+const (
+	DefaultReadyMaxBytes    = 4 << 30
+	DefaultRawMaxAckPending = 64
+	DefaultRawAckWait       = 30 * time.Second
+	DefaultRawMaxDeliver    = 20
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.ReadyMaxBytes == 0 {
+		l.ReadyMaxBytes = DefaultReadyMaxBytes
+	}
+	if l.RawMaxAckPending == 0 {
+		l.RawMaxAckPending = DefaultRawMaxAckPending
+	}
+	if l.RawAckWait == 0 {
+		l.RawAckWait = DefaultRawAckWait
+	}
+	if l.RawMaxDeliver == 0 {
+		l.RawMaxDeliver = DefaultRawMaxDeliver
+	}
+	return l
+}
+
+// Connect opens a connection that keeps reconnecting for as long as the process runs, so a
+// restarted nats-server is a pause, not a failure. name shows in the server's monitoring.
+func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to nats: %w", err)
+	}
+	return nc, nil
+}
+
+// Bus is a JetStream context with pgtrain's streams declared.
+type Bus struct {
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Raw    jetstream.Stream
+	Ready  jetstream.Stream
+	State  jetstream.KeyValue
+	Limits Limits
+}
+
+// Ensure declares (or updates) the streams, the preprocessors' durable consumer and the KV
+// bucket, retrying while the server is not reachable yet.
+func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
+	limits = limits.withDefaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bus{NC: nc, JS: js, Limits: limits}
+	err = retry(ctx, func(ctx context.Context) error {
+		var err error
+		b.Raw, err = js.CreateOrUpdateStream(ctx, RawStreamConfig())
+		if err != nil {
+			return fmt.Errorf("declaring %s: %w", messages.RawStream, err)
+		}
+		b.Ready, err = js.CreateOrUpdateStream(ctx, ReadyStreamConfig(limits.ReadyMaxBytes))
+		if err != nil {
+			return fmt.Errorf("declaring %s: %w", messages.ReadyStream, err)
+		}
+		if _, err = b.Raw.CreateOrUpdateConsumer(ctx, PreprocConsumerConfig(limits)); err != nil {
+			return fmt.Errorf("declaring consumer %s: %w", messages.PreprocDurable, err)
+		}
+		b.State, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:  messages.StateBucket,
+			History: 1,
+			Storage: jetstream.FileStorage,
+		})
+		if err != nil {
+			return fmt.Errorf("declaring KV %s: %w", messages.StateBucket, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// RawStreamConfig: a work queue. A page lives until a preprocessor has turned it into a
+// READY batch; the message id deduplicates a fetcher's re-publish after a crash.
+func RawStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       messages.RawStream,
+		Subjects:   []string{messages.RawSubjects},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Duplicates: 10 * time.Minute,
+		Discard:    jetstream.DiscardOld,
+	}
+}
+
+// ReadyStreamConfig: keeps batches (an epoch can replay them), one message per subject and
+// the server refuses a second one, so redelivery can never double a batch. AllowDirect makes
+// get-by-subject ten times faster.
+func ReadyStreamConfig(maxBytes int64) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:                 messages.ReadyStream,
+		Subjects:             []string{messages.ReadySubjects},
+		Retention:            jetstream.LimitsPolicy,
+		Storage:              jetstream.FileStorage,
+		MaxMsgsPerSubject:    1,
+		MaxBytes:             maxBytes,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		AllowDirect:          true,
+	}
+}
+
+// PreprocConsumerConfig is the durable pull consumer all preprocessors share.
+func PreprocConsumerConfig(l Limits) jetstream.ConsumerConfig {
+	l = l.withDefaults()
+	return jetstream.ConsumerConfig{
+		Durable:       messages.PreprocDurable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       l.RawAckWait,
+		MaxAckPending: l.RawMaxAckPending,
+		MaxDeliver:    l.RawMaxDeliver,
+		FilterSubject: messages.RawSubjects,
+	}
+}
+
+// IsDuplicateSubject reports whether a publish to READY was refused because the subject
+// already holds its batch: the batch is there, which is what the publisher wanted.
+func IsDuplicateSubject(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return containsFold(apiErr.Description, "maximum messages per subject exceeded")
+	}
+	return false
+}
+
+// IsStreamFull reports whether a publish was refused because the stream is at its byte limit.
+func IsStreamFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return containsFold(apiErr.Description, "maximum bytes exceeded")
+	}
+	return false
+}
+
+func retry(ctx context.Context, f func(context.Context) error) error {
+	delay := 100 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := f(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		if delay < 2*time.Second {
+			delay *= 2
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package devenv
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// NATS is an embedded nats-server with JetStream.
+type NATS struct {
+	Server *server.Server
+	URL    string
+	opts   *server.Options
+	dir    string
+}
+
+// NATSOptions tunes the embedded server.
+type NATSOptions struct {
+	// StoreDir holds JetStream's files; empty means a temporary directory removed by Stop.
+	StoreDir string
+	// Port to listen on; 0 picks a free one.
+	Port int
+	// MaxPayload in bytes; 0 means 8 MiB, the advised ceiling, so pages can be large.
+	MaxPayload int32
+}
+
+// StartNATS starts the server and waits until it accepts connections.
+func StartNATS(opts NATSOptions) (*NATS, error) {
+	n := &NATS{}
+	if opts.StoreDir == "" {
+		dir, err := os.MkdirTemp("", "pgtrain-nats-")
+		if err != nil {
+			return nil, err
+		}
+		n.dir, opts.StoreDir = dir, dir
+	}
+	if opts.Port == 0 {
+		opts.Port = server.RANDOM_PORT
+	}
+	if opts.MaxPayload == 0 {
+		opts.MaxPayload = 8 << 20
+	}
+	n.opts = &server.Options{
+		Host:       "127.0.0.1",
+		Port:       opts.Port,
+		JetStream:  true,
+		StoreDir:   opts.StoreDir,
+		MaxPayload: opts.MaxPayload,
+		NoLog:      true,
+		NoSigs:     true,
+	}
+	if err := n.start(); err != nil {
+		n.cleanup()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *NATS) start() error {
+	s, err := server.NewServer(n.opts)
+	if err != nil {
+		return fmt.Errorf("nats-server: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return errors.New("nats-server not ready after 10s")
+	}
+	n.Server = s
+	n.URL = s.ClientURL()
+	// Keep the port across restarts so clients reconnect to the same address.
+	if addr, ok := s.Addr().(*net.TCPAddr); ok {
+		n.opts.Port = addr.Port
+	}
+	return nil
+}
+
+// Restart shuts the server down and starts it again on the same port and store directory.
+func (n *NATS) Restart() error {
+	n.Server.Shutdown()
+	n.Server.WaitForShutdown()
+	return n.start()
+}
+
+// Stop shuts the server down and removes a temporary store directory.
+func (n *NATS) Stop() {
+	if n.Server != nil {
+		n.Server.Shutdown()
+		n.Server.WaitForShutdown()
+	}
+	n.cleanup()
+}
+
+func (n *NATS) cleanup() {
+	if n.dir != "" {
+		os.RemoveAll(n.dir)
+	}
+}

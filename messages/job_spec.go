@@ -1,0 +1,263 @@
+package messages
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Consistency modes for reading the source table.
+const (
+	ConsistencyNone     = ""         // each range is read in its own transaction
+	ConsistencySnapshot = "snapshot" // every fetcher joins one exported snapshot
+)
+
+// Transform names accepted in a FeatureSpec.
+const (
+	ImputeNone     = ""
+	ImputeMean     = "mean"
+	ImputeMedian   = "median"
+	ImputeConstant = "constant"
+
+	ScaleNone     = ""
+	ScaleStandard = "standard"
+	ScaleMinMax   = "minmax"
+
+	EncodeNone   = ""
+	EncodeOneHot = "onehot"
+	EncodeIndex  = "index" // labels only: the class index as one float (sparse categorical)
+)
+
+// JobSpec is what a client submits: where the rows are, how to turn them into features, and
+// what to train on them. It never holds credentials: Source names a database that the
+// coordinator was configured with.
+type JobSpec struct {
+	Version   int             `json:"version,omitempty" msgpack:"v"`
+	Source    string          `json:"source,omitempty" msgpack:"source"`
+	Table     string          `json:"table" msgpack:"table"`
+	Key       string          `json:"key" msgpack:"key"`
+	Features  []FeatureSpec   `json:"features" msgpack:"features"`
+	Label     LabelSpec       `json:"label" msgpack:"label"`
+	Model     json.RawMessage `json:"model" msgpack:"model"`
+	Optimizer OptimizerSpec   `json:"optimizer,omitempty" msgpack:"optimizer"`
+	Loss      string          `json:"loss" msgpack:"loss"`
+	// FromLogits tells a crossentropy loss that the model outputs logits, not probabilities.
+	FromLogits bool     `json:"from_logits,omitempty" msgpack:"from_logits"`
+	Metrics    []string `json:"metrics,omitempty" msgpack:"metrics"`
+	Epochs     int      `json:"epochs,omitempty" msgpack:"epochs"`
+	BatchSize  int      `json:"batch_size,omitempty" msgpack:"batch_size"`
+	Seed       int64    `json:"seed,omitempty" msgpack:"seed"`
+	// ValidationSplit holds out the last fraction of the key ranges (in key order) for
+	// validation, evaluated after each epoch.
+	ValidationSplit float64 `json:"validation_split,omitempty" msgpack:"validation_split"`
+	// Consistency is "" (each range sees the table as of its own read) or "snapshot".
+	Consistency string `json:"consistency,omitempty" msgpack:"consistency"`
+	// RangeRows is the target number of rows per key range; 0 lets the coordinator choose.
+	RangeRows int `json:"range_rows,omitempty" msgpack:"range_rows"`
+	// PageRows caps the rows per page (and per message); 0 lets the coordinator size pages
+	// from the row width and the bus's max payload.
+	PageRows int `json:"page_rows,omitempty" msgpack:"page_rows"`
+	// Backend selects the model engine: "go" (default) or "tensorflow".
+	Backend string `json:"backend,omitempty" msgpack:"backend"`
+}
+
+// FeatureSpec says how one column becomes one or more input features.
+type FeatureSpec struct {
+	Column      string   `json:"column" msgpack:"column"`
+	Impute      string   `json:"impute,omitempty" msgpack:"impute"`
+	ImputeValue *float64 `json:"impute_value,omitempty" msgpack:"impute_value"`
+	Scale       string   `json:"scale,omitempty" msgpack:"scale"`
+	Encode      string   `json:"encode,omitempty" msgpack:"encode"`
+	// VocabSize caps a one-hot vocabulary to the most frequent values; every other value
+	// (and NULL) goes to one extra out-of-vocabulary slot.
+	VocabSize int `json:"vocab_size,omitempty" msgpack:"vocab_size"`
+}
+
+// LabelSpec names the target column. Encode is "" for a numeric target, "onehot" for
+// categorical crossentropy, "index" for sparse categorical crossentropy.
+type LabelSpec struct {
+	Column    string `json:"column" msgpack:"column"`
+	Encode    string `json:"encode,omitempty" msgpack:"encode"`
+	VocabSize int    `json:"vocab_size,omitempty" msgpack:"vocab_size"`
+}
+
+// UnmarshalJSON accepts either "column" or {"column": ..., "encode": ...}.
+func (l *LabelSpec) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &l.Column)
+	}
+	type plain LabelSpec
+	return json.Unmarshal(b, (*plain)(l))
+}
+
+// OptimizerSpec configures the optimizer; zero fields take the Keras defaults.
+type OptimizerSpec struct {
+	Name         string  `json:"name,omitempty" msgpack:"name"`
+	LearningRate float64 `json:"learning_rate,omitempty" msgpack:"learning_rate"`
+	Momentum     float64 `json:"momentum,omitempty" msgpack:"momentum"`
+	Nesterov     bool    `json:"nesterov,omitempty" msgpack:"nesterov"`
+	Beta1        float64 `json:"beta_1,omitempty" msgpack:"beta_1"`
+	Beta2        float64 `json:"beta_2,omitempty" msgpack:"beta_2"`
+	Epsilon      float64 `json:"epsilon,omitempty" msgpack:"epsilon"`
+	Rho          float64 `json:"rho,omitempty" msgpack:"rho"`
+	WeightDecay  float64 `json:"weight_decay,omitempty" msgpack:"weight_decay"`
+	ClipNorm     float64 `json:"clipnorm,omitempty" msgpack:"clipnorm"`
+}
+
+// Defaults applied by WithDefaults.
+const (
+	DefaultEpochs    = 5
+	DefaultBatchSize = 256
+	DefaultRangeRows = 50_000
+)
+
+// FieldError names the spec field that is wrong and why.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// ParseJobSpec decodes a JSON job spec strictly (unknown fields are errors) and checks what
+// can be checked without a database.
+func ParseJobSpec(b []byte) (JobSpec, error) {
+	var s JobSpec
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return JobSpec{}, &FieldError{Field: "spec", Reason: "invalid JSON: " + err.Error()}
+	}
+	if dec.More() {
+		return JobSpec{}, &FieldError{Field: "spec", Reason: "trailing data after the JSON object"}
+	}
+	s = s.WithDefaults()
+	if err := s.Validate(); err != nil {
+		return JobSpec{}, err
+	}
+	return s, nil
+}
+
+// WithDefaults returns a copy with unset fields filled in.
+func (s JobSpec) WithDefaults() JobSpec {
+	if s.Version == 0 {
+		s.Version = SchemaVersion
+	}
+	if s.Epochs == 0 {
+		s.Epochs = DefaultEpochs
+	}
+	if s.BatchSize == 0 {
+		s.BatchSize = DefaultBatchSize
+	}
+	if s.RangeRows == 0 {
+		s.RangeRows = DefaultRangeRows
+	}
+	if s.Backend == "" {
+		s.Backend = "go"
+	}
+	if s.Optimizer.Name == "" {
+		s.Optimizer.Name = "adam"
+	}
+	return s
+}
+
+// Validate checks the spec on its own; the coordinator checks names against the database.
+func (s JobSpec) Validate() error {
+	if err := checkVersion("job spec", s.Version); err != nil {
+		return &FieldError{Field: "version", Reason: err.Error()}
+	}
+	if strings.TrimSpace(s.Table) == "" {
+		return &FieldError{Field: "table", Reason: "is required"}
+	}
+	if strings.TrimSpace(s.Key) == "" {
+		return &FieldError{Field: "key", Reason: "is required"}
+	}
+	if len(s.Features) == 0 {
+		return &FieldError{Field: "features", Reason: "at least one feature column is required"}
+	}
+	seen := map[string]bool{}
+	for i, f := range s.Features {
+		field := fmt.Sprintf("features[%d]", i)
+		if strings.TrimSpace(f.Column) == "" {
+			return &FieldError{Field: field + ".column", Reason: "is required"}
+		}
+		if seen[f.Column] {
+			return &FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q is listed twice", f.Column)}
+		}
+		seen[f.Column] = true
+		switch f.Impute {
+		case ImputeNone, ImputeMean, ImputeMedian:
+		case ImputeConstant:
+			if f.ImputeValue == nil && f.Encode == EncodeNone {
+				return &FieldError{Field: field + ".impute_value", Reason: "is required with impute \"constant\""}
+			}
+		default:
+			return &FieldError{Field: field + ".impute", Reason: fmt.Sprintf("unknown imputation %q (want mean, median or constant)", f.Impute)}
+		}
+		switch f.Scale {
+		case ScaleNone, ScaleStandard, ScaleMinMax:
+		default:
+			return &FieldError{Field: field + ".scale", Reason: fmt.Sprintf("unknown scaling %q (want standard or minmax)", f.Scale)}
+		}
+		switch f.Encode {
+		case EncodeNone:
+		case EncodeOneHot:
+			if f.Scale != ScaleNone {
+				return &FieldError{Field: field + ".scale", Reason: "cannot scale a one-hot encoded column"}
+			}
+			if f.Impute == ImputeMean || f.Impute == ImputeMedian {
+				return &FieldError{Field: field + ".impute", Reason: "a one-hot column sends NULL to the out-of-vocabulary slot; mean and median do not apply"}
+			}
+		default:
+			return &FieldError{Field: field + ".encode", Reason: fmt.Sprintf("unknown encoding %q (want onehot)", f.Encode)}
+		}
+		if f.VocabSize < 0 {
+			return &FieldError{Field: field + ".vocab_size", Reason: "must not be negative"}
+		}
+	}
+	if strings.TrimSpace(s.Label.Column) == "" {
+		return &FieldError{Field: "label", Reason: "is required"}
+	}
+	if s.Label.Column == s.Key || seen[s.Label.Column] {
+		return &FieldError{Field: "label", Reason: fmt.Sprintf("column %q is also the key or a feature", s.Label.Column)}
+	}
+	switch s.Label.Encode {
+	case EncodeNone, EncodeOneHot, EncodeIndex:
+	default:
+		return &FieldError{Field: "label.encode", Reason: fmt.Sprintf("unknown encoding %q (want onehot or index)", s.Label.Encode)}
+	}
+	if len(bytes.TrimSpace(s.Model)) == 0 {
+		return &FieldError{Field: "model", Reason: "is required (a layer list or a Keras model.to_json() document)"}
+	}
+	if strings.TrimSpace(s.Loss) == "" {
+		return &FieldError{Field: "loss", Reason: "is required"}
+	}
+	if s.Epochs < 1 {
+		return &FieldError{Field: "epochs", Reason: "must be at least 1"}
+	}
+	if s.BatchSize < 1 {
+		return &FieldError{Field: "batch_size", Reason: "must be at least 1"}
+	}
+	if s.ValidationSplit < 0 || s.ValidationSplit >= 1 {
+		return &FieldError{Field: "validation_split", Reason: "must be in [0, 1)"}
+	}
+	switch s.Consistency {
+	case ConsistencyNone, ConsistencySnapshot:
+	default:
+		return &FieldError{Field: "consistency", Reason: fmt.Sprintf("unknown mode %q (want snapshot or leave it out)", s.Consistency)}
+	}
+	if s.RangeRows < 1 {
+		return &FieldError{Field: "range_rows", Reason: "must be positive"}
+	}
+	if s.PageRows < 0 {
+		return &FieldError{Field: "page_rows", Reason: "must not be negative"}
+	}
+	switch s.Backend {
+	case "go", "tensorflow":
+	default:
+		return &FieldError{Field: "backend", Reason: fmt.Sprintf("unknown backend %q (want go or tensorflow)", s.Backend)}
+	}
+	return nil
+}

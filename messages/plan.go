@@ -1,0 +1,153 @@
+package messages
+
+import (
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Column kinds in a plan.
+const (
+	KindNumeric     = "numeric"
+	KindCategorical = "categorical"
+)
+
+// Plan is what the coordinator derives from a JobSpec and the database: the checked columns
+// with their statistics, the key ranges, and the sizes every role agrees on. It is written
+// once, before any range is leased, and never changes.
+type Plan struct {
+	Version int     `msgpack:"v" json:"version"`
+	JobID   string  `msgpack:"job" json:"job_id"`
+	Spec    JobSpec `msgpack:"spec" json:"spec"`
+	// Table is the schema-qualified relation the fetchers read.
+	Schema string `msgpack:"schema" json:"schema"`
+	Table  string `msgpack:"table" json:"table"`
+	Key    string `msgpack:"key_col" json:"key"`
+	// Features in spec order, then the label.
+	Features []ColumnPlan `msgpack:"features" json:"features"`
+	Label    ColumnPlan   `msgpack:"label" json:"label"`
+	InputDim int          `msgpack:"input_dim" json:"input_dim"`
+	// LabelDim is the width of a label row after encoding (1, or the classes for one-hot).
+	LabelDim int `msgpack:"label_dim" json:"label_dim"`
+	// Ranges in key order. Validation ranges are the last ValidationRanges of them.
+	Ranges           []KeyRange `msgpack:"ranges" json:"ranges"`
+	ValidationRanges int        `msgpack:"validation_ranges" json:"validation_ranges"`
+	PageRows         int        `msgpack:"page_rows" json:"page_rows"`
+	// Replay is true when READY can hold a whole epoch: only epoch 0 is read from
+	// PostgreSQL and later epochs read the same READY batches again.
+	Replay bool `msgpack:"replay" json:"replay"`
+	// Window is how many ranges, in the trainer's order, may be leased ahead of it.
+	Window int `msgpack:"window" json:"window"`
+	// Snapshot is the exported snapshot id fetchers join, when Spec.Consistency is snapshot.
+	Snapshot string `msgpack:"snapshot" json:"snapshot,omitempty"`
+	// Expected is what SQL says the trainer must see per epoch (training ranges only, and
+	// validation ranges separately).
+	Expected      KeyChecksum `msgpack:"expected" json:"expected"`
+	ExpectedValid KeyChecksum `msgpack:"expected_valid" json:"expected_validation"`
+}
+
+// ColumnPlan is one column with the statistics and transforms the preprocessors apply.
+type ColumnPlan struct {
+	Name   string `msgpack:"name" json:"name"`
+	PGType string `msgpack:"pg_type" json:"pg_type"`
+	Kind   string `msgpack:"kind" json:"kind"`
+	// Impute is the value that replaces NULL for a numeric column; HasImpute false means
+	// NULL is an error naming the row key and the column.
+	HasImpute bool    `msgpack:"has_impute" json:"has_impute"`
+	Impute    float64 `msgpack:"impute" json:"impute"`
+	// A numeric value x becomes (x - Offset) * Factor.
+	Offset float64 `msgpack:"offset" json:"offset"`
+	Factor float64 `msgpack:"factor" json:"factor"`
+	// Vocabulary for one-hot and index encoding; a categorical feature has one more slot
+	// for everything else (and NULL). A categorical label has no such slot.
+	Vocabulary []string `msgpack:"vocab" json:"vocabulary,omitempty"`
+	Stats      Stats    `msgpack:"stats" json:"stats"`
+}
+
+// Width is the number of floats the column contributes to a feature row.
+func (c ColumnPlan) Width() int {
+	if c.Kind == KindCategorical {
+		return len(c.Vocabulary) + 1
+	}
+	return 1
+}
+
+// Stats are computed by SQL aggregates in one pass over the table.
+type Stats struct {
+	Count  int64   `msgpack:"count" json:"count"`
+	Nulls  int64   `msgpack:"nulls" json:"nulls"`
+	Mean   float64 `msgpack:"mean" json:"mean"`
+	StdDev float64 `msgpack:"stddev" json:"stddev"`
+	Min    float64 `msgpack:"min" json:"min"`
+	Max    float64 `msgpack:"max" json:"max"`
+	Median float64 `msgpack:"median" json:"median"`
+}
+
+// KeyRange is the closed key interval [Lo, Hi]. The first range starts at the smallest
+// int64 and the last ends at the largest, so rows inserted outside the planned bounds still
+// belong to exactly one range.
+type KeyRange struct {
+	Index int   `msgpack:"i" json:"index"`
+	Lo    int64 `msgpack:"lo" json:"lo"`
+	Hi    int64 `msgpack:"hi" json:"hi"`
+	// Rows is the planned row count (exact when the plan was computed).
+	Rows int64 `msgpack:"rows" json:"rows"`
+}
+
+// KeyChecksum is an order-independent summary of a set of keys: the count, and the sums of
+// the keys and of their squares modulo 2^64. SQL computes the same numbers with numeric.
+type KeyChecksum struct {
+	Rows  int64  `msgpack:"rows" json:"rows"`
+	Sum   uint64 `msgpack:"sum" json:"sum"`
+	SumSq uint64 `msgpack:"sum_sq" json:"sum_sq"`
+}
+
+// Add folds one key into the checksum.
+func (c *KeyChecksum) Add(key int64) {
+	c.Rows++
+	c.Sum += uint64(key)
+	c.SumSq += uint64(key) * uint64(key)
+}
+
+// Merge folds another checksum into c.
+func (c *KeyChecksum) Merge(o KeyChecksum) {
+	c.Rows += o.Rows
+	c.Sum += o.Sum
+	c.SumSq += o.SumSq
+}
+
+// TrainingRanges is the number of ranges that are trained on (the rest validate).
+func (p *Plan) TrainingRanges() int { return len(p.Ranges) - p.ValidationRanges }
+
+// Passes is how many times the ranges are read from PostgreSQL.
+func (p *Plan) Passes() int {
+	if p.Replay {
+		return 1
+	}
+	return p.Spec.Epochs
+}
+
+// PassOf maps a training epoch to the read pass whose READY batches it consumes.
+func (p *Plan) PassOf(epoch int) int {
+	if p.Replay {
+		return 0
+	}
+	return epoch
+}
+
+// EncodePlan and DecodePlan are the plan's msgpack form (stored in the JetStream KV bucket).
+func EncodePlan(p *Plan) ([]byte, error) {
+	p.Version = SchemaVersion
+	return msgpack.Marshal(p)
+}
+
+func DecodePlan(b []byte) (*Plan, error) {
+	var p Plan
+	if err := msgpack.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("decoding plan: %w", err)
+	}
+	if err := checkVersion("plan", p.Version); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}

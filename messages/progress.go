@@ -1,0 +1,64 @@
+package messages
+
+import "time"
+
+// Lease is a fetcher's claim on one range of one read pass, as granted by the coordinator.
+// A fetcher that takes over an expired lease resumes at NextPage after LastKey, and so
+// produces exactly the pages the first holder would have.
+type Lease struct {
+	Version  int      `json:"version"`
+	ID       string   `json:"lease_id"`
+	JobID    string   `json:"job_id"`
+	Pass     int      `json:"pass"`
+	Range    KeyRange `json:"range"`
+	NextPage int      `json:"next_page"`
+	// LastKey is the key of the last row published; meaningful when NextPage > 0.
+	LastKey   int64     `json:"last_key"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// LeaseRequest asks for work; WorkerID names the fetcher in status and logs.
+type LeaseRequest struct {
+	WorkerID string `json:"worker_id"`
+}
+
+// LeaseProgress renews a lease and records the pages published so far. It is idempotent:
+// the coordinator never moves a lease backwards.
+type LeaseProgress struct {
+	WorkerID string `json:"worker_id"`
+	NextPage int    `json:"next_page"`
+	LastKey  int64  `json:"last_key"`
+	Rows     int64  `json:"rows"`
+	// Done marks the range complete (its last page is published); Release hands it back.
+	Done    bool `json:"done,omitempty"`
+	Release bool `json:"release,omitempty"`
+}
+
+// TrainerProgress is what the trainer reports: where it is in the epoch's range order
+// (which moves the lease window) and, at the end of an epoch, its result.
+type TrainerProgress struct {
+	Version   int    `json:"version"`
+	TrainerID string `json:"trainer_id"`
+	Epoch     int    `json:"epoch"`
+	// Consumed is how many ranges of this epoch's order the trainer has fully read.
+	Consumed int          `json:"consumed"`
+	Rows     int64        `json:"rows"`
+	Result   *EpochResult `json:"result,omitempty"`
+	// Done is set once after the last epoch, with the saved model's location.
+	Done      bool   `json:"done,omitempty"`
+	ModelPath string `json:"model_path,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// EpochResult is one finished epoch.
+type EpochResult struct {
+	Epoch         int                `json:"epoch"`
+	Loss          float64            `json:"loss"`
+	Metrics       map[string]float64 `json:"metrics,omitempty"`
+	ValLoss       *float64           `json:"val_loss,omitempty"`
+	ValMetrics    map[string]float64 `json:"val_metrics,omitempty"`
+	Seen          KeyChecksum        `json:"seen"`
+	SeenValid     KeyChecksum        `json:"seen_validation"`
+	Seconds       float64            `json:"seconds"`
+	RowsPerSecond float64            `json:"rows_per_second"`
+}
