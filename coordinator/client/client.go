@@ -1,0 +1,256 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"pgtrain/messages"
+)
+
+// IdempotencyHeader carries a key that makes a retried POST return the first answer instead
+// of creating a second job or a second lease.
+const IdempotencyHeader = "Idempotency-Key"
+
+// Sentinel errors, matched with errors.Is.
+var (
+	// ErrLeaseLost: the coordinator answered 409 to a lease or trainer report. The lease
+	// expired and went to another worker (or the job went to another trainer), or the job
+	// ended. The caller must stop working on it.
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrNotFound: the job (or lease) does not exist.
+	ErrNotFound = errors.New("not found")
+)
+
+// APIError is any other error answer of the coordinator. Field names the job spec field at
+// fault, when there is one.
+type APIError struct {
+	Status  int
+	Message string
+	Field   string
+}
+
+func (e *APIError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("coordinator: %d %s: %s: %s", e.Status, http.StatusText(e.Status), e.Field, e.Message)
+	}
+	return fmt.Sprintf("coordinator: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// Client talks to one coordinator. It is safe for concurrent use.
+type Client struct {
+	base string
+	http *retryablehttp.Client
+	once *retryablehttp.Client // no retries: health probes must answer now
+}
+
+// Retry policy: about 15 s of retries, enough to ride out a coordinator restart.
+const (
+	requestTimeout = 30 * time.Second
+	retryMax       = 10
+	retryWaitMin   = 100 * time.Millisecond
+	retryWaitMax   = 2 * time.Second
+)
+
+// New returns a client for the coordinator at baseURL (e.g. "http://127.0.0.1:8080").
+// log receives the retry messages; nil discards them.
+func New(baseURL string, log *slog.Logger) *Client {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	hc := &http.Client{Timeout: requestTimeout}
+	mk := func(retries int) *retryablehttp.Client {
+		c := retryablehttp.NewClient()
+		c.HTTPClient = hc
+		c.Logger = log
+		c.RetryMax = retries
+		c.RetryWaitMin = retryWaitMin
+		c.RetryWaitMax = retryWaitMax
+		// Hand back the last answer after the retries so its error body can be read.
+		c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+		return c
+	}
+	return &Client{
+		base: strings.TrimRight(baseURL, "/"),
+		http: mk(retryMax),
+		once: mk(0),
+	}
+}
+
+// Submit posts a job spec (JSON) and returns the planned job.
+func (c *Client) Submit(ctx context.Context, spec []byte) (*messages.JobStatus, error) {
+	var st messages.JobStatus
+	h := http.Header{IdempotencyHeader: {newKey()}}
+	if _, err := c.do(ctx, c.http, http.MethodPost, "/v1/jobs", h, json.RawMessage(spec), &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Job returns one job's status; ErrNotFound if there is no such job.
+func (c *Client) Job(ctx context.Context, id string) (*messages.JobStatus, error) {
+	var st messages.JobStatus
+	if _, err := c.do(ctx, c.http, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Jobs lists every job, oldest first.
+func (c *Client) Jobs(ctx context.Context) ([]messages.JobStatus, error) {
+	var out []messages.JobStatus
+	if _, err := c.do(ctx, c.http, http.MethodGet, "/v1/jobs", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Plan returns a job's plan.
+func (c *Client) Plan(ctx context.Context, id string) (*messages.Plan, error) {
+	var p messages.Plan
+	if _, err := c.do(ctx, c.http, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/plan", nil, nil, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Lease asks for a range to fetch. It returns nil, nil when there is no work now (every
+// range is leased or done, or the trainer's window is full): ask again later.
+func (c *Client) Lease(ctx context.Context, workerID string) (*messages.Lease, error) {
+	var l messages.Lease
+	h := http.Header{IdempotencyHeader: {newKey()}}
+	status, err := c.do(ctx, c.http, http.MethodPost, "/v1/leases", h, messages.LeaseRequest{WorkerID: workerID}, &l)
+	if err != nil {
+		return nil, err
+	}
+	if status == http.StatusNoContent {
+		return nil, nil
+	}
+	return &l, nil
+}
+
+// ReportLease renews a lease and records progress (or completes or releases it with
+// p.Done / p.Release). It returns the renewed lease, or ErrLeaseLost when the caller no
+// longer holds it.
+func (c *Client) ReportLease(ctx context.Context, leaseID string, p messages.LeaseProgress) (*messages.Lease, error) {
+	var l messages.Lease
+	if _, err := c.do(ctx, c.http, http.MethodPost, "/v1/leases/"+url.PathEscape(leaseID), nil, p, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// ClaimJob asks for a job to train; "" when there is none. A trainer that restarts with
+// the same id gets its job back.
+func (c *Client) ClaimJob(ctx context.Context, trainerID string) (string, error) {
+	var r messages.ClaimResponse
+	status, err := c.do(ctx, c.http, http.MethodPost, "/v1/trainers/claim", nil, messages.ClaimRequest{TrainerID: trainerID}, &r)
+	if err != nil {
+		return "", err
+	}
+	if status == http.StatusNoContent {
+		return "", nil
+	}
+	return r.JobID, nil
+}
+
+// ReportTrainer records the trainer's position (which moves the lease window) and epoch
+// results. ErrLeaseLost means the job belongs to another trainer now or has ended.
+func (c *Client) ReportTrainer(ctx context.Context, jobID string, p messages.TrainerProgress) error {
+	if p.Version == 0 {
+		p.Version = messages.SchemaVersion
+	}
+	_, err := c.do(ctx, c.http, http.MethodPost, "/v1/jobs/"+url.PathEscape(jobID)+"/progress", nil, p, nil)
+	return err
+}
+
+// FailJob ends a job as failed with reason, for a permanent error a worker cannot get past
+// (a row the plan cannot encode, for instance). Failing a job that already ended is a no-op.
+func (c *Client) FailJob(ctx context.Context, jobID, reason string) error {
+	_, err := c.do(ctx, c.http, http.MethodPost, "/v1/jobs/"+url.PathEscape(jobID)+"/fail", nil,
+		messages.ErrorResponse{Error: reason}, nil)
+	return err
+}
+
+// Healthy reports whether the coordinator is up and reaches NATS and PostgreSQL. It does not
+// retry: it describes the present.
+func (c *Client) Healthy(ctx context.Context) error {
+	_, err := c.do(ctx, c.once, http.MethodGet, "/readyz", nil, nil, nil)
+	return err
+}
+
+// do sends one request (with c's retries) and decodes a 2xx body into out. It returns the
+// status of a successful answer; any other answer becomes an error.
+func (c *Client) do(ctx context.Context, hc *retryablehttp.Client, method, path string, h http.Header, in, out any) (int, error) {
+	var body any
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, fmt.Errorf("encoding the %s %s request: %w", method, path, err)
+		}
+		body = b
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if out != nil && resp.StatusCode != http.StatusNoContent && len(data) > 0 {
+			if err := json.Unmarshal(data, out); err != nil {
+				return 0, fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
+			}
+		}
+		return resp.StatusCode, nil
+	}
+	return 0, answerError(method, path, resp.StatusCode, data)
+}
+
+func answerError(method, path string, status int, body []byte) error {
+	var er messages.ErrorResponse
+	if json.Unmarshal(body, &er) != nil || er.Error == "" {
+		er.Error = strings.TrimSpace(string(body))
+		if len(er.Error) > 200 {
+			er.Error = er.Error[:200]
+		}
+	}
+	switch status {
+	case http.StatusConflict:
+		return fmt.Errorf("%s %s: %s: %w", method, path, er.Error, ErrLeaseLost)
+	case http.StatusNotFound:
+		return fmt.Errorf("%s %s: %s: %w", method, path, er.Error, ErrNotFound)
+	}
+	return &APIError{Status: status, Message: er.Error, Field: er.Field}
+}
+
+func newKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}

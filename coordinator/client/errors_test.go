@@ -1,0 +1,45 @@
+package client
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestAnswerError(t *testing.T) {
+	tests := []struct {
+		name      string
+		status    int
+		body      string
+		wantIs    error
+		wantField string
+		wantText  string
+	}{
+		{name: "conflict is a lost lease", status: 409, body: `{"error":"lease expired"}`, wantIs: ErrLeaseLost, wantText: "lease expired"},
+		{name: "not found", status: 404, body: `{"error":"no job x"}`, wantIs: ErrNotFound, wantText: "no job x"},
+		{name: "bad spec names the field", status: 400, body: `{"error":"unknown column","field":"features[0].column"}`, wantField: "features[0].column", wantText: "features[0].column: unknown column"},
+		{name: "non-JSON body is kept, shortened", status: 502, body: strings.Repeat("x", 500), wantText: strings.Repeat("x", 200)},
+		{name: "empty body", status: 500, body: ``, wantText: "500 Internal Server Error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := answerError(http.MethodPost, "/v1/x", tt.status, []byte(tt.body))
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Fatalf("err = %v, want %v", err, tt.wantIs)
+			}
+			if tt.wantIs == nil {
+				var apiErr *APIError
+				if !errors.As(err, &apiErr) {
+					t.Fatalf("err = %T %v, want *APIError", err, err)
+				}
+				if apiErr.Status != tt.status || apiErr.Field != tt.wantField {
+					t.Fatalf("got %+v", apiErr)
+				}
+			}
+			if !strings.Contains(err.Error(), tt.wantText) {
+				t.Fatalf("err = %q, want it to contain %q", err, tt.wantText)
+			}
+		})
+	}
+}
