@@ -24,6 +24,8 @@ type NATSOptions struct {
 	StoreDir string
 	// Port to listen on; 0 picks a free one.
 	Port int
+	// Host to listen on; empty means 127.0.0.1.
+	Host string
 	// MaxPayload in bytes; 0 means 8 MiB, the advised ceiling, so pages can be large.
 	MaxPayload int32
 }
@@ -41,11 +43,14 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 	if opts.Port == 0 {
 		opts.Port = server.RANDOM_PORT
 	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
 	if opts.MaxPayload == 0 {
 		opts.MaxPayload = 8 << 20
 	}
 	n.opts = &server.Options{
-		Host:       "127.0.0.1",
+		Host:       opts.Host,
 		Port:       opts.Port,
 		JetStream:  true,
 		StoreDir:   opts.StoreDir,
