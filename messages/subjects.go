@@ -63,3 +63,9 @@ func ValidJobID(id string) error {
 	}
 	return nil
 }
+
+// ReadyRangeSubjects matches every READY batch of one range of one read pass (for purging a
+// range the trainer has consumed when later epochs re-read PostgreSQL).
+func ReadyRangeSubjects(jobID string, pass, rng int) string {
+	return "pgtrain.ready." + jobID + "." + strconv.Itoa(pass) + "." + strconv.Itoa(rng) + ".>"
+}
