@@ -1,0 +1,106 @@
+package transform
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"testing"
+
+	"pgtrain/messages"
+)
+
+// FuzzApply builds a raw batch from the fuzzer's bytes (row count, NULLs, values, text
+// drawn partly from the vocabularies, and sometimes a wrong column kind) and checks that
+// Apply never panics, that it fails only with a row or batch error, and that a success has
+// the shape rows × InputDim and rows × LabelDim.
+func FuzzApply(f *testing.F) {
+	f.Add(uint8(3), uint8(0), []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
+	f.Add(uint8(0), uint8(1), []byte{})
+	f.Add(uint8(40), uint8(2), []byte{0xff, 0, 0xff, 0, 7})
+	f.Add(uint8(9), uint8(7), []byte("rome paris a b c zebra"))
+	f.Fuzz(func(t *testing.T, nrows, mode uint8, data []byte) {
+		enc := []string{messages.EncodeNone, messages.EncodeOneHot, messages.EncodeIndex}[int(mode)%3]
+		plan := testPlan(enc)
+		src := byteSource{data: data}
+		rows := int(nrows) % 64
+		raw := &messages.RawBatch{Keys: make([]int64, rows)}
+		for i := range raw.Keys {
+			raw.Keys[i] = int64(src.next64())
+		}
+		words := []string{"paris", "rome", "oslo", "", "a", "b", "c", "zebra"}
+		addCol := func(name string, text bool) {
+			if mode&8 != 0 && src.next()%5 == 0 {
+				text = !text // a kind the plan does not want
+			}
+			c := messages.RawColumn{Name: name}
+			if text {
+				c.Kind, c.Text = messages.ColumnText, make([]string, rows)
+				for i := range c.Text {
+					c.Text[i] = words[int(src.next())%len(words)]
+				}
+			} else {
+				c.Kind, c.Float64 = messages.ColumnFloat64, make([]float64, rows)
+				for i := range c.Float64 {
+					c.Float64[i] = math.Float64frombits(src.next64())
+				}
+			}
+			for i := 0; i < rows; i++ {
+				if mode&16 != 0 && src.next()%4 == 0 {
+					c.SetNull(i)
+				}
+			}
+			raw.Columns = append(raw.Columns, c)
+		}
+		addCol("age", false)
+		addCol("income", false)
+		addCol("city", true)
+		addCol("y", enc != messages.EncodeNone)
+		if mode&32 != 0 && len(raw.Columns[0].Float64) > 0 {
+			raw.Columns[0].Float64 = raw.Columns[0].Float64[1:]
+		}
+
+		out, err := Apply(plan, raw)
+		if err != nil {
+			var rowErr *RowError
+			if !errors.As(err, &rowErr) && !errors.Is(err, ErrBatch) {
+				t.Fatalf("unexpected error kind: %v", err)
+			}
+			return
+		}
+		if len(out.Keys) != rows || len(out.X) != rows*plan.InputDim || len(out.Y) != rows*plan.LabelDim {
+			t.Fatalf("shape: %d keys, %d X, %d Y for %d rows of %d×%d", len(out.Keys), len(out.X), len(out.Y), rows, plan.InputDim, plan.LabelDim)
+		}
+		// Each categorical block is exactly one-hot.
+		for r := 0; r < rows; r++ {
+			var sum float32
+			for _, v := range out.X[r*plan.InputDim+2 : r*plan.InputDim+5] {
+				sum += v
+			}
+			if sum != 1 {
+				t.Fatalf("row %d: city block %v is not one-hot", r, out.X[r*plan.InputDim+2:r*plan.InputDim+5])
+			}
+		}
+	})
+}
+
+type byteSource struct {
+	data []byte
+	i    int
+}
+
+func (s *byteSource) next() byte {
+	if len(s.data) == 0 {
+		return 0
+	}
+	b := s.data[s.i%len(s.data)]
+	s.i++
+	return b
+}
+
+func (s *byteSource) next64() uint64 {
+	var b [8]byte
+	for i := range b {
+		b[i] = s.next()
+	}
+	return binary.LittleEndian.Uint64(b[:])
+}

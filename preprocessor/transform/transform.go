@@ -1,0 +1,302 @@
+package transform
+
+import (
+	"errors"
+	"fmt"
+
+	"pgtrain/messages"
+)
+
+// ErrPlan reports a plan that cannot drive a transform (a bug or a version skew between
+// the coordinator and this build), as opposed to a bad row.
+var ErrPlan = errors.New("invalid plan")
+
+// ErrBatch reports a raw batch whose columns do not match the plan.
+var ErrBatch = errors.New("raw batch does not match the plan")
+
+// RowError is a row the plan cannot encode: a NULL with no imputation, or a label value
+// outside the label vocabulary. The job cannot go on past it.
+type RowError struct {
+	Key    int64
+	Column string
+	Reason string
+}
+
+func (e *RowError) Error() string {
+	return fmt.Sprintf("row key %d: column %q %s", e.Key, e.Column, e.Reason)
+}
+
+// Label encodings, as in JobSpec.Label.Encode.
+const (
+	labelNumeric = iota
+	labelOneHot
+	labelIndex
+)
+
+type feature struct {
+	name        string
+	categorical bool
+	hasImpute   bool
+	impute      float64
+	offset      float64
+	factor      float64
+	vocab       map[string]int
+	width       int // floats this feature writes per row
+	at          int // its first float in a row
+}
+
+// Transformer is a compiled plan. It is safe for concurrent use.
+type Transformer struct {
+	features   []feature
+	label      feature
+	labelEnc   int
+	inputDim   int
+	labelDim   int
+	wantByName map[string]int // column name -> index in features, or len(features) for the label
+}
+
+// InputDim and LabelDim are the widths of a ready row.
+func (t *Transformer) InputDim() int { return t.inputDim }
+func (t *Transformer) LabelDim() int { return t.labelDim }
+
+// Compile checks that the plan describes a transform this build can run and prepares it.
+func Compile(plan *messages.Plan) (*Transformer, error) {
+	if plan == nil {
+		return nil, fmt.Errorf("nil plan: %w", ErrPlan)
+	}
+	t := &Transformer{wantByName: make(map[string]int, len(plan.Features)+1)}
+	at := 0
+	for i, c := range plan.Features {
+		f, err := compileColumn(c)
+		if err != nil {
+			return nil, fmt.Errorf("feature %d: %w", i, err)
+		}
+		if _, dup := t.wantByName[c.Name]; dup {
+			return nil, fmt.Errorf("feature column %q is listed twice: %w", c.Name, ErrPlan)
+		}
+		t.wantByName[c.Name] = i
+		f.at = at
+		at += f.width
+		t.features = append(t.features, f)
+	}
+	t.inputDim = at
+	if plan.InputDim != at {
+		return nil, fmt.Errorf("input_dim is %d but the features are %d wide: %w", plan.InputDim, at, ErrPlan)
+	}
+
+	lc := plan.Label
+	if _, dup := t.wantByName[lc.Name]; dup || lc.Name == "" {
+		return nil, fmt.Errorf("label column %q is empty or also a feature: %w", lc.Name, ErrPlan)
+	}
+	t.wantByName[lc.Name] = len(plan.Features)
+	switch plan.Spec.Label.Encode {
+	case messages.EncodeNone:
+		if lc.Kind != messages.KindNumeric {
+			return nil, fmt.Errorf("label %q: kind %q without an encoding (want numeric, or encode onehot or index): %w", lc.Name, lc.Kind, ErrPlan)
+		}
+		t.labelEnc, t.labelDim = labelNumeric, 1
+	case messages.EncodeOneHot, messages.EncodeIndex:
+		if lc.Kind != messages.KindCategorical {
+			return nil, fmt.Errorf("label %q: encoding %q needs a categorical column, not %q: %w", lc.Name, plan.Spec.Label.Encode, lc.Kind, ErrPlan)
+		}
+		if len(lc.Vocabulary) == 0 {
+			return nil, fmt.Errorf("label %q: empty vocabulary: %w", lc.Name, ErrPlan)
+		}
+		t.labelEnc, t.labelDim = labelIndex, 1
+		if plan.Spec.Label.Encode == messages.EncodeOneHot {
+			t.labelEnc, t.labelDim = labelOneHot, len(lc.Vocabulary)
+		}
+	default:
+		return nil, fmt.Errorf("label %q: unknown encoding %q: %w", lc.Name, plan.Spec.Label.Encode, ErrPlan)
+	}
+	if plan.LabelDim != t.labelDim {
+		return nil, fmt.Errorf("label_dim is %d but the label %q encodes to %d: %w", plan.LabelDim, lc.Name, t.labelDim, ErrPlan)
+	}
+	t.label = feature{name: lc.Name, categorical: lc.Kind == messages.KindCategorical, vocab: vocabIndex(lc.Vocabulary)}
+	if len(t.label.vocab) != len(lc.Vocabulary) {
+		return nil, fmt.Errorf("label %q: the vocabulary repeats a value: %w", lc.Name, ErrPlan)
+	}
+	return t, nil
+}
+
+func compileColumn(c messages.ColumnPlan) (feature, error) {
+	f := feature{name: c.Name}
+	if c.Name == "" {
+		return f, fmt.Errorf("empty column name: %w", ErrPlan)
+	}
+	switch c.Kind {
+	case messages.KindNumeric:
+		f.hasImpute, f.impute = c.HasImpute, c.Impute
+		f.offset, f.factor = c.Offset, c.Factor
+		f.width = 1
+	case messages.KindCategorical:
+		f.categorical = true
+		f.vocab = vocabIndex(c.Vocabulary)
+		if len(f.vocab) != len(c.Vocabulary) {
+			return f, fmt.Errorf("column %q: the vocabulary repeats a value: %w", c.Name, ErrPlan)
+		}
+		f.width = len(c.Vocabulary) + 1 // the last slot is out of vocabulary (and NULL)
+	default:
+		return f, fmt.Errorf("column %q: unknown kind %q: %w", c.Name, c.Kind, ErrPlan)
+	}
+	return f, nil
+}
+
+func vocabIndex(v []string) map[string]int {
+	m := make(map[string]int, len(v))
+	for i, s := range v {
+		m[s] = i
+	}
+	return m
+}
+
+// Apply transforms raw with plan. It compiles the plan on every call; a caller that
+// transforms many batches of one job keeps the Transformer from Compile instead.
+func Apply(plan *messages.Plan, raw *messages.RawBatch) (*messages.ReadyBatch, error) {
+	t, err := Compile(plan)
+	if err != nil {
+		return nil, err
+	}
+	return t.Apply(raw)
+}
+
+// Apply transforms one raw batch. Errors are *RowError for a row the plan cannot encode,
+// or wrap ErrBatch when the batch's columns do not match the plan.
+func (t *Transformer) Apply(raw *messages.RawBatch) (*messages.ReadyBatch, error) {
+	out := &messages.ReadyBatch{BatchID: raw.BatchID, Last: raw.Last, InputDim: t.inputDim, LabelDim: t.labelDim}
+	if err := t.ApplyInto(raw, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ApplyInto is Apply writing into out, reusing its slices when they are large enough.
+func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch) error {
+	rows := raw.Rows()
+	cols, err := t.match(raw)
+	if err != nil {
+		return err
+	}
+	out.BatchID, out.Last, out.InputDim, out.LabelDim = raw.BatchID, raw.Last, t.inputDim, t.labelDim
+	out.Keys = append(out.Keys[:0], raw.Keys...)
+	out.X = resize(out.X, rows*t.inputDim)
+	out.Y = resize(out.Y, rows*t.labelDim)
+	clear(out.X)
+	clear(out.Y)
+
+	// Column by column: each inner loop touches one raw column and one stride of X.
+	for fi := range t.features {
+		f := &t.features[fi]
+		c := cols[fi]
+		if f.categorical {
+			for r := 0; r < rows; r++ {
+				slot := f.width - 1
+				if !c.IsNull(r) {
+					if i, ok := f.vocab[c.Text[r]]; ok {
+						slot = i
+					}
+				}
+				out.X[r*t.inputDim+f.at+slot] = 1
+			}
+			continue
+		}
+		for r := 0; r < rows; r++ {
+			x := c.Float64[r]
+			if c.IsNull(r) {
+				if !f.hasImpute {
+					return &RowError{Key: raw.Keys[r], Column: f.name, Reason: "is NULL and has no imputation"}
+				}
+				x = f.impute
+			}
+			out.X[r*t.inputDim+f.at] = float32((x - f.offset) * f.factor)
+		}
+	}
+
+	c := cols[len(t.features)]
+	l := &t.label
+	for r := 0; r < rows; r++ {
+		if c.IsNull(r) {
+			return &RowError{Key: raw.Keys[r], Column: l.name, Reason: "is NULL (the label cannot be imputed)"}
+		}
+		switch t.labelEnc {
+		case labelNumeric:
+			out.Y[r] = float32(c.Float64[r])
+		default:
+			i, ok := l.vocab[c.Text[r]]
+			if !ok {
+				return &RowError{Key: raw.Keys[r], Column: l.name, Reason: fmt.Sprintf("has value %q, which is not in the label vocabulary", c.Text[r])}
+			}
+			if t.labelEnc == labelIndex {
+				out.Y[r] = float32(i)
+			} else {
+				out.Y[r*t.labelDim+i] = 1
+			}
+		}
+	}
+	return nil
+}
+
+// match finds, for each feature and then the label, its raw column, checking kinds and
+// lengths so that the loops above can index without bounds surprises.
+func (t *Transformer) match(raw *messages.RawBatch) ([]*messages.RawColumn, error) {
+	rows := raw.Rows()
+	cols := make([]*messages.RawColumn, len(t.features)+1)
+	for i := range raw.Columns {
+		c := &raw.Columns[i]
+		at, ok := t.wantByName[c.Name]
+		if !ok {
+			return nil, fmt.Errorf("batch %s: column %q is not in the plan: %w", raw.BatchID, c.Name, ErrBatch)
+		}
+		if cols[at] != nil {
+			return nil, fmt.Errorf("batch %s: column %q appears twice: %w", raw.BatchID, c.Name, ErrBatch)
+		}
+		f := &t.label
+		if at < len(t.features) {
+			f = &t.features[at]
+		}
+		wantKind := messages.ColumnFloat64
+		if f.categorical {
+			wantKind = messages.ColumnText
+		}
+		if c.Kind != wantKind {
+			return nil, fmt.Errorf("batch %s: column %q has raw kind %s, the plan wants %s: %w",
+				raw.BatchID, c.Name, kindName(c.Kind), kindName(wantKind), ErrBatch)
+		}
+		n := len(c.Float64)
+		if wantKind == messages.ColumnText {
+			n = len(c.Text)
+		}
+		if n != rows || len(c.Nulls) > (rows+7)/8 {
+			return nil, fmt.Errorf("batch %s: column %q has %d values and a %d-byte null bitmap for %d rows: %w",
+				raw.BatchID, c.Name, n, len(c.Nulls), rows, ErrBatch)
+		}
+		cols[at] = c
+	}
+	for i, c := range cols {
+		if c == nil {
+			name := t.label.name
+			if i < len(t.features) {
+				name = t.features[i].name
+			}
+			return nil, fmt.Errorf("batch %s: column %q is missing: %w", raw.BatchID, name, ErrBatch)
+		}
+	}
+	return cols, nil
+}
+
+func kindName(k uint8) string {
+	switch k {
+	case messages.ColumnFloat64:
+		return "float64"
+	case messages.ColumnText:
+		return "text"
+	}
+	return fmt.Sprintf("unknown(%d)", k)
+}
+
+func resize(s []float32, n int) []float32 {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]float32, n)
+}
