@@ -1,0 +1,331 @@
+package fetcher
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"pgtrain/messages"
+)
+
+// ErrRowTooLarge is returned when a single row does not fit in one message.
+var ErrRowTooLarge = errors.New("one row is larger than the bus's max payload")
+
+// ErrBadPlan is returned for a plan the fetcher cannot read with.
+var ErrBadPlan = errors.New("invalid plan for fetching")
+
+// Page is one keyset page of a range, encoded for RAW.
+type Page struct {
+	Batch *messages.RawBatch
+	// Data is the encoded batch, at most the reader's max bytes.
+	Data []byte
+	// LastKey is the key the next page starts after (the previous one for an empty page).
+	LastKey int64
+}
+
+type readCol struct {
+	name string
+	kind uint8 // messages.ColumnFloat64 or ColumnText
+}
+
+// RangeReader reads the pages of one job's ranges. It is safe for concurrent use.
+type RangeReader struct {
+	pool     *pgxpool.Pool
+	jobID    string
+	first    string // key >= lo: the first page
+	next     string // key > last: every later page
+	cols     []readCol
+	pageRows int
+	snapshot string
+	maxBytes int
+	// readyRowBytes is what one row costs in the READY batch the page becomes; a page must
+	// fit there too.
+	readyRowBytes int
+	readyFixed    int
+}
+
+// NewRangeReader prepares the statements for plan. maxBytes bounds an encoded page (and the
+// READY batch it becomes); every fetcher of a job must use the same value to produce the
+// same pages, which holds when they share one NATS cluster.
+func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*RangeReader, error) {
+	if plan.PageRows < 1 {
+		return nil, fmt.Errorf("job %s: page_rows is %d: %w", plan.JobID, plan.PageRows, ErrBadPlan)
+	}
+	if plan.Table == "" || plan.Key == "" {
+		return nil, fmt.Errorf("job %s: no table or key column: %w", plan.JobID, ErrBadPlan)
+	}
+	if err := validSnapshotID(plan.Snapshot); err != nil {
+		return nil, fmt.Errorf("job %s: %w", plan.JobID, err)
+	}
+	r := &RangeReader{
+		pool:          pool,
+		jobID:         plan.JobID,
+		pageRows:      plan.PageRows,
+		snapshot:      plan.Snapshot,
+		maxBytes:      maxBytes,
+		readyRowBytes: 8 + 4*(plan.InputDim+plan.LabelDim),
+		readyFixed:    128 + len(plan.JobID),
+	}
+	key := pgx.Identifier{plan.Key}.Sanitize()
+	sel := "SELECT " + key + "::int8"
+	add := func(c messages.ColumnPlan) error {
+		rc := readCol{name: c.Name}
+		switch c.Kind {
+		case messages.KindNumeric:
+			rc.kind = messages.ColumnFloat64
+			sel += ", " + pgx.Identifier{c.Name}.Sanitize() + "::float8"
+		case messages.KindCategorical:
+			rc.kind = messages.ColumnText
+			sel += ", " + pgx.Identifier{c.Name}.Sanitize() + "::text"
+		default:
+			return fmt.Errorf("job %s: column %q has unknown kind %q: %w", plan.JobID, c.Name, c.Kind, ErrBadPlan)
+		}
+		r.cols = append(r.cols, rc)
+		return nil
+	}
+	for _, c := range plan.Features {
+		if err := add(c); err != nil {
+			return nil, err
+		}
+	}
+	if err := add(plan.Label); err != nil {
+		return nil, err
+	}
+	table := pgx.Identifier{plan.Table}
+	if plan.Schema != "" {
+		table = pgx.Identifier{plan.Schema, plan.Table}
+	}
+	// The key is compared uncast (so its index is used) against int8 parameters (so an int4
+	// key still takes the full int64 bounds of the first and last ranges).
+	from := " FROM " + table.Sanitize() + " WHERE " + key
+	tail := " AND " + key + " <= $2::int8 ORDER BY " + key + " LIMIT $3"
+	r.first = sel + from + " >= $1::int8" + tail
+	r.next = sel + from + " > $1::int8" + tail
+	return r, nil
+}
+
+// validSnapshotID accepts what pg_export_snapshot returns (hex digits and dashes); the id is
+// spliced into SET TRANSACTION SNAPSHOT, which takes no parameters.
+func validSnapshotID(id string) error {
+	if len(id) > 64 {
+		return fmt.Errorf("snapshot id of %d characters: %w", len(id), ErrBadPlan)
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F' || c >= 'a' && c <= 'f' || c == '-') {
+			return fmt.Errorf("snapshot id %q: only hex digits and '-' are allowed: %w", id, ErrBadPlan)
+		}
+	}
+	return nil
+}
+
+// ReadPage reads page `page` of range rng in read pass `pass`: the next (at most PageRows)
+// rows after lastKey, or from rng.Lo for page 0. When the encoded page is larger than the
+// max bytes it keeps the first half of its rows until it fits, so the page boundaries depend
+// only on the data and the plan.
+func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRange, page int, lastKey int64) (*Page, error) {
+	sql, from := r.next, lastKey
+	if page == 0 {
+		sql, from = r.first, rng.Lo
+	}
+	b := &messages.RawBatch{BatchID: messages.BatchID{JobID: r.jobID, Pass: pass, Range: rng.Index, Page: page}}
+	// One row more than a page says whether the range goes on after it.
+	if err := r.query(ctx, sql, []any{from, rng.Hi, r.pageRows + 1}, b); err != nil {
+		return nil, err
+	}
+	b.Last = true
+	if len(b.Keys) > r.pageRows {
+		truncate(b, r.pageRows)
+		b.Last = false
+	}
+	for {
+		data, err := messages.EncodeRaw(b)
+		if err != nil {
+			return nil, fmt.Errorf("encoding batch %s: %w", b.BatchID, err)
+		}
+		n := len(b.Keys)
+		if len(data) <= r.maxBytes && r.readyFixed+n*r.readyRowBytes <= r.maxBytes {
+			p := &Page{Batch: b, Data: data, LastKey: lastKey}
+			if n > 0 {
+				p.LastKey = b.Keys[n-1]
+			}
+			return p, nil
+		}
+		if n <= 1 {
+			return nil, fmt.Errorf("batch %s: row key %d encodes to %d bytes (READY row %d bytes), over %d: %w",
+				b.BatchID, b.Keys[0], len(data), r.readyRowBytes, r.maxBytes, ErrRowTooLarge)
+		}
+		truncate(b, n/2)
+		b.Last = false
+	}
+}
+
+func (r *RangeReader) query(ctx context.Context, sql string, args []any, b *messages.RawBatch) error {
+	if r.snapshot == "" {
+		rows, err := r.pool.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		return r.decode(rows, b)
+	}
+	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) // read only: nothing to commit
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+r.snapshot+"'"); err != nil {
+		return fmt.Errorf("joining snapshot %s: %w", r.snapshot, err)
+	}
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	return r.decode(rows, b)
+}
+
+// textCol collects a page's text values in one buffer, turned into one string at the end.
+type textCol struct {
+	buf  []byte
+	ends []int
+}
+
+// decode reads the rows from their raw wire values: binary int8/float8 are big-endian,
+// text is its bytes. Text-format results (a simple-protocol pool) are parsed instead.
+func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
+	defer rows.Close()
+	fds := rows.FieldDescriptions()
+	if len(fds) != 1+len(r.cols) {
+		return fmt.Errorf("query returned %d columns, want %d", len(fds), 1+len(r.cols))
+	}
+	capRows := r.pageRows + 1
+	b.Keys = make([]int64, 0, capRows)
+	b.Columns = make([]messages.RawColumn, len(r.cols))
+	texts := make([]textCol, len(r.cols))
+	for i, c := range r.cols {
+		b.Columns[i] = messages.RawColumn{Name: c.name, Kind: c.kind}
+		if c.kind == messages.ColumnFloat64 {
+			b.Columns[i].Float64 = make([]float64, 0, capRows)
+		} else {
+			texts[i].ends = make([]int, 0, capRows)
+		}
+	}
+	row := 0
+	for rows.Next() {
+		vals := rows.RawValues()
+		k, err := decodeInt8(vals[0], fds[0].Format)
+		if err != nil || vals[0] == nil {
+			return fmt.Errorf("row %d: key: %v", row, errOr(err, "NULL key"))
+		}
+		b.Keys = append(b.Keys, k)
+		for i, c := range r.cols {
+			v := vals[i+1]
+			col := &b.Columns[i]
+			if v == nil {
+				col.SetNull(row)
+			}
+			if c.kind == messages.ColumnFloat64 {
+				x := 0.0
+				if v != nil {
+					if x, err = decodeFloat8(v, fds[i+1].Format); err != nil {
+						return fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
+					}
+				}
+				col.Float64 = append(col.Float64, x)
+			} else {
+				t := &texts[i]
+				t.buf = append(t.buf, v...)
+				t.ends = append(t.ends, len(t.buf))
+			}
+		}
+		row++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i := range texts {
+		if r.cols[i].kind != messages.ColumnText {
+			continue
+		}
+		all := string(texts[i].buf)
+		out := make([]string, len(texts[i].ends))
+		start := 0
+		for j, end := range texts[i].ends {
+			out[j] = all[start:end]
+			start = end
+		}
+		b.Columns[i].Text = out
+	}
+	return nil
+}
+
+func errOr(err error, msg string) error {
+	if err != nil {
+		return err
+	}
+	return errors.New(msg)
+}
+
+func decodeInt8(v []byte, format int16) (int64, error) {
+	if format == pgx.TextFormatCode {
+		return strconv.ParseInt(string(v), 10, 64)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("int8 of %d bytes", len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+func decodeFloat8(v []byte, format int16) (float64, error) {
+	if format == pgx.TextFormatCode {
+		return strconv.ParseFloat(string(v), 64)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("float8 of %d bytes", len(v))
+	}
+	return math.Float64frombits(binary.BigEndian.Uint64(v)), nil
+}
+
+// truncate keeps the first n rows of b.
+func truncate(b *messages.RawBatch, n int) {
+	b.Keys = b.Keys[:n]
+	for i := range b.Columns {
+		c := &b.Columns[i]
+		if c.Float64 != nil {
+			c.Float64 = c.Float64[:n]
+		}
+		if c.Text != nil {
+			c.Text = c.Text[:n]
+		}
+		nb := (n + 7) / 8
+		if len(c.Nulls) > nb {
+			c.Nulls = c.Nulls[:nb]
+		}
+		if n%8 != 0 && len(c.Nulls) == nb {
+			c.Nulls[nb-1] &= byte(1)<<(n%8) - 1
+		}
+	}
+}
+
+// Permanent reports whether a read error will happen again whatever the retries: the data
+// or the schema is wrong (SQLSTATE classes 22, 42, 0A, 21, 23, 2B, 44), the plan cannot be
+// read with, or a row is too large. Connection losses, server restarts, timeouts and
+// resource errors are not permanent: the same page is read again.
+func Permanent(err error) bool {
+	if errors.Is(err, ErrRowTooLarge) || errors.Is(err, ErrBadPlan) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 {
+		switch pgErr.Code[:2] {
+		case "22", "42", "0A", "21", "23", "2B", "44":
+			return true
+		}
+	}
+	return false
+}
