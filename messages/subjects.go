@@ -46,6 +46,9 @@ func (b BatchID) String() string { return b.MsgID() }
 // ReadyJobSubjects matches every READY batch of a job (for purging a finished job).
 func ReadyJobSubjects(jobID string) string { return "pgtrain.ready." + jobID + ".>" }
 
+// RawJobSubjects matches every RAW page of a job (for purging a finished job).
+func RawJobSubjects(jobID string) string { return "pgtrain.raw." + jobID + ".>" }
+
 // ReadyPassSubjects matches every READY batch of one read pass of a job.
 func ReadyPassSubjects(jobID string, pass int) string {
 	return "pgtrain.ready." + jobID + "." + strconv.Itoa(pass) + ".>"
