@@ -1,0 +1,72 @@
+package trainer
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"pgtrain/messages"
+)
+
+// Model is what the trainer needs from an engine; the pure-Go engine and the TensorFlow
+// backend both implement it. x and y are row-major, rows rows of plan.InputDim and
+// plan.LabelDim floats; the maps hold "loss" and one entry per compiled metric.
+type Model interface {
+	// TrainOnBatch takes one optimizer step; the loss it reports is the one before the step.
+	TrainOnBatch(x, y []float32, rows int) (map[string]float64, error)
+	Evaluate(x, y []float32, rows int) (map[string]float64, error)
+	SaveTFJS(dir string) error
+	// MarshalCheckpoint and UnmarshalCheckpoint carry everything that decides later steps
+	// (weights, optimizer slots, step counters, random state), so that a resumed job ends
+	// with the same weights as one that was never stopped.
+	MarshalCheckpoint() ([]byte, error)
+	UnmarshalCheckpoint([]byte) error
+}
+
+// BackendFunc builds a freshly initialised model for a plan.
+type BackendFunc func(plan *messages.Plan) (Model, error)
+
+var backends = struct {
+	sync.RWMutex
+	m map[string]BackendFunc
+}{m: map[string]BackendFunc{}}
+
+// RegisterBackend makes a model engine available under name (plan.Spec.Backend). "go", the
+// pure-Go engine, is always registered; the TensorFlow backend registers itself from a
+// build-tagged package. Registering a name twice replaces the first.
+func RegisterBackend(name string, build func(plan *messages.Plan) (Model, error)) {
+	backends.Lock()
+	defer backends.Unlock()
+	backends.m[name] = build
+}
+
+// Backends lists the registered backend names, sorted.
+func Backends() []string {
+	backends.RLock()
+	defer backends.RUnlock()
+	names := make([]string, 0, len(backends.m))
+	for n := range backends.m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// buildModel picks the plan's backend ("go" when the spec leaves it empty).
+func buildModel(plan *messages.Plan) (Model, error) {
+	name := plan.Spec.Backend
+	if name == "" {
+		name = "go"
+	}
+	backends.RLock()
+	build, ok := backends.m[name]
+	backends.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("backend %q is not built into this binary (have %v): %w", name, Backends(), ErrNoBackend)
+	}
+	m, err := build(plan)
+	if err != nil {
+		return nil, fmt.Errorf("building the %s model: %w", name, err)
+	}
+	return m, nil
+}

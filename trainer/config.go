@@ -1,0 +1,88 @@
+package trainer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Defaults for Config.
+const (
+	DefaultOutDir      = "pgtrain-data/models"
+	DefaultPoll        = 200 * time.Millisecond
+	DefaultPrefetch    = 2
+	DefaultReadBackoff = 50 * time.Millisecond
+)
+
+// Config tunes a trainer. The zero value works: WithDefaults fills in every unset field.
+type Config struct {
+	// TrainerID names this trainer to the coordinator. It must stay the same across
+	// restarts: a trainer that comes back with the same id gets its job back and resumes
+	// from its checkpoint. Default: the host name.
+	TrainerID string
+	// OutDir holds one directory per job: checkpoint, history.json and the exported model.
+	OutDir string
+	// Poll is how often to ask the coordinator for a job when there is none, and how long
+	// to wait before claiming again after the coordinator or the bus failed.
+	Poll time.Duration
+	// Prefetch is how many ranges the reader may hold beyond the one being trained on.
+	Prefetch int
+	// ReadBackoff caps the wait between two looks for a batch that is not in READY yet.
+	ReadBackoff time.Duration
+	// Once makes Run return after one job (for `pgtrain up` and tests); otherwise Run keeps
+	// claiming jobs until its context is cancelled.
+	Once bool
+	// AllowDrift turns a key checksum that differs from the plan's into a warning instead of
+	// a failed job. It is for live tables read without a snapshot, whose rows legitimately
+	// change between planning and reading.
+	AllowDrift bool
+}
+
+// WithDefaults returns a copy with unset fields filled in.
+func (c Config) WithDefaults() Config {
+	if c.TrainerID == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			c.TrainerID = h
+		} else {
+			c.TrainerID = "trainer"
+		}
+	}
+	if c.OutDir == "" {
+		c.OutDir = DefaultOutDir
+	}
+	if c.Poll == 0 {
+		c.Poll = DefaultPoll
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = DefaultPrefetch
+	}
+	if c.ReadBackoff == 0 {
+		c.ReadBackoff = DefaultReadBackoff
+	}
+	return c
+}
+
+// Validate reports the first field that is out of range.
+func (c Config) Validate() error {
+	var errs []error
+	if c.TrainerID == "" {
+		errs = append(errs, errors.New("trainer id is empty"))
+	}
+	if c.OutDir == "" {
+		errs = append(errs, errors.New("out dir is empty"))
+	}
+	if c.Poll <= 0 {
+		errs = append(errs, fmt.Errorf("poll %s: must be positive", c.Poll))
+	}
+	if c.Prefetch < 1 {
+		errs = append(errs, fmt.Errorf("prefetch %d: must be at least 1", c.Prefetch))
+	}
+	if c.ReadBackoff <= 0 {
+		errs = append(errs, fmt.Errorf("read backoff %s: must be positive", c.ReadBackoff))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("trainer config: %w", errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,66 @@
+package trainer
+
+import (
+	"testing"
+	"time"
+)
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr bool
+	}{
+		{name: "defaults", cfg: Config{}.WithDefaults()},
+		{name: "hostname as trainer id", cfg: Config{OutDir: "x"}.WithDefaults()},
+		{name: "negative prefetch", cfg: Config{Prefetch: -1}.WithDefaults(), wantErr: true},
+		{name: "negative poll", cfg: Config{Poll: -time.Second}.WithDefaults(), wantErr: true},
+		{name: "negative read backoff", cfg: Config{ReadBackoff: -time.Millisecond}.WithDefaults(), wantErr: true},
+		{name: "empty without defaults", cfg: Config{}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Validate() = %v, wantErr %v", err, tc.wantErr)
+			}
+			if err == nil && tc.cfg.TrainerID == "" {
+				t.Fatal("valid config without a trainer id")
+			}
+		})
+	}
+}
+
+func TestShuffleIsASeededPermutation(t *testing.T) {
+	tests := []struct {
+		name                 string
+		seed                 int64
+		epoch, rng, n        int
+		otherEpoch, otherRng int
+	}{
+		{name: "small", seed: 1, epoch: 0, rng: 0, n: 10, otherEpoch: 1, otherRng: 0},
+		{name: "other range", seed: 1, epoch: 2, rng: 3, n: 1000, otherEpoch: 2, otherRng: 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := shuffle(tc.seed, tc.epoch, tc.rng, tc.n)
+			seen := make([]bool, tc.n)
+			for _, i := range p {
+				if seen[i] {
+					t.Fatalf("%d twice", i)
+				}
+				seen[i] = true
+			}
+			again := shuffle(tc.seed, tc.epoch, tc.rng, tc.n)
+			other := shuffle(tc.seed, tc.otherEpoch, tc.otherRng, tc.n)
+			same, differ := true, false
+			for i := range p {
+				same = same && p[i] == again[i]
+				differ = differ || p[i] != other[i]
+			}
+			if !same || !differ {
+				t.Fatalf("same seed same permutation: %v; other stream differs: %v", same, differ)
+			}
+		})
+	}
+}

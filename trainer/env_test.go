@@ -1,0 +1,358 @@
+package trainer
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"pgtrain/internal/bus"
+	"pgtrain/internal/testenv"
+	"pgtrain/messages"
+)
+
+// testBus connects to a fresh embedded JetStream server with pgtrain's streams declared.
+func testBus(t *testing.T) *bus.Bus {
+	t.Helper()
+	url := testenv.NATS(t)
+	nc, err := bus.Connect(url, t.Name(), testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := bus.Ensure(ctx, nc, bus.Limits{ReadyMaxBytes: 256 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// dataset describes a synthetic table: keys 7, 10, 13, ... (gaps, as a real key column
+// has), split into ranges of uneven sizes so that batches straddle range boundaries.
+type dataset struct {
+	job        string
+	rangeRows  []int // rows per range, in key order
+	validation int   // how many of the last ranges validate
+	pageRows   int
+	epochs     int
+	batch      int
+	seed       int64
+	replay     bool
+	backend    string
+	model      json.RawMessage
+	loss       string
+}
+
+const (
+	testInputDim = 3
+	testLabelDim = 1
+)
+
+func keyOf(i int) int64 { return 7 + 3*int64(i) }
+
+// row is the example stored under a key: three features and y = 2x0 - x1 + 0.5x2 + 0.3.
+func row(key int64) (x [testInputDim]float32, y float32) {
+	k := float64(key)
+	x[0] = float32(math.Sin(k * 0.37))
+	x[1] = float32(math.Cos(k * 0.11))
+	x[2] = float32(math.Mod(k, 17)/17 - 0.5)
+	y = 2*x[0] - x[1] + 0.5*x[2] + 0.3
+	return x, y
+}
+
+// plan builds the plan the coordinator would store, with the exact expected checksums.
+func (d dataset) plan() *messages.Plan {
+	spec := messages.JobSpec{
+		Table: "t", Key: "id", Features: []messages.FeatureSpec{{Column: "a"}, {Column: "b"}, {Column: "c"}},
+		Label: messages.LabelSpec{Column: "y"}, Model: d.model, Loss: d.loss,
+		Epochs: d.epochs, BatchSize: d.batch, Seed: d.seed, Backend: d.backend,
+		Optimizer: messages.OptimizerSpec{Name: "sgd", LearningRate: 0.05},
+	}.WithDefaults()
+	if spec.Backend == "" {
+		spec.Backend = "go"
+	}
+	p := &messages.Plan{
+		Version: messages.SchemaVersion, JobID: d.job, Spec: spec, Schema: "public", Table: "t", Key: "id",
+		InputDim: testInputDim, LabelDim: testLabelDim, ValidationRanges: d.validation,
+		PageRows: d.pageRows, Replay: d.replay, Window: 4,
+	}
+	i := 0
+	for r, n := range d.rangeRows {
+		kr := messages.KeyRange{Index: r, Lo: keyOf(i), Hi: keyOf(i+n) - 1, Rows: int64(n)}
+		if r == 0 {
+			kr.Lo = math.MinInt64
+		}
+		if r == len(d.rangeRows)-1 {
+			kr.Hi = math.MaxInt64
+		}
+		p.Ranges = append(p.Ranges, kr)
+		for j := 0; j < n; j++ {
+			if r < len(d.rangeRows)-d.validation {
+				p.Expected.Add(keyOf(i + j))
+			} else {
+				p.ExpectedValid.Add(keyOf(i + j))
+			}
+		}
+		i += n
+	}
+	return p
+}
+
+// batches returns every READY batch of every read pass, as the preprocessors would publish.
+func (d dataset) batches(p *messages.Plan) []*messages.ReadyBatch {
+	var out []*messages.ReadyBatch
+	for pass := 0; pass < p.Passes(); pass++ {
+		first := 0
+		for r, n := range d.rangeRows {
+			page := 0
+			for start := 0; ; start += d.pageRows {
+				end := min(start+d.pageRows, n)
+				b := &messages.ReadyBatch{
+					BatchID:  messages.BatchID{JobID: d.job, Pass: pass, Range: r, Page: page},
+					InputDim: testInputDim, LabelDim: testLabelDim, Last: end >= n,
+				}
+				for i := start; i < end; i++ {
+					k := keyOf(first + i)
+					x, y := row(k)
+					b.Keys = append(b.Keys, k)
+					b.X = append(b.X, x[:]...)
+					b.Y = append(b.Y, y)
+				}
+				out = append(out, b)
+				page++
+				if end >= n {
+					break
+				}
+			}
+			first += n
+		}
+	}
+	return out
+}
+
+func publish(ctx context.Context, b *bus.Bus, rb *messages.ReadyBatch) error {
+	data, err := messages.EncodeReady(rb)
+	if err != nil {
+		return err
+	}
+	if _, err := b.JS.Publish(ctx, rb.ReadySubject(), data); err != nil && !bus.IsDuplicateSubject(err) {
+		return fmt.Errorf("publishing %s: %w", rb.BatchID, err)
+	}
+	return nil
+}
+
+// publishShuffled publishes the batches in an order drawn from shuffleSeed: about half at
+// once, the rest from a goroutine with small pauses in between, so the trainer meets
+// missing pages and must wait for them. It returns a function that waits for the
+// goroutine and reports its error.
+func publishShuffled(t *testing.T, b *bus.Bus, all []*messages.ReadyBatch, shuffleSeed uint64) func() error {
+	t.Helper()
+	ctx := context.Background()
+	order := rand.New(rand.NewPCG(shuffleSeed, 99)).Perm(len(all))
+	now, later := order[:len(order)/2], order[len(order)/2:]
+	for _, i := range now {
+		if err := publish(ctx, b, all[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	var perr error
+	wg.Go(func() {
+		for n, i := range later {
+			if n%4 == 0 {
+				// A gap that the trainer must wait out, not a synchronisation.
+				time.Sleep(3 * time.Millisecond)
+			}
+			if err := publish(ctx, b, all[i]); err != nil {
+				perr = err
+				return
+			}
+		}
+	})
+	return func() error { wg.Wait(); return perr }
+}
+
+// testCoordinator is the trainer's side of the coordinator API over an in-memory job list:
+// the coordinator package is not part of these tests' scope.
+type testCoordinator struct {
+	mu       sync.Mutex
+	queue    []string
+	claimed  map[string]string // trainer id → job
+	reports  []messages.TrainerProgress
+	failed   map[string]string
+	done     map[string]string // job → model path
+	claimErr error
+}
+
+func newTestCoordinator(jobs ...string) *testCoordinator {
+	return &testCoordinator{queue: jobs, claimed: map[string]string{}, failed: map[string]string{}, done: map[string]string{}}
+}
+
+func (c *testCoordinator) ClaimJob(_ context.Context, trainerID string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.claimErr != nil {
+		return "", c.claimErr
+	}
+	if j, ok := c.claimed[trainerID]; ok {
+		if _, done := c.done[j]; !done {
+			if _, failed := c.failed[j]; !failed {
+				return j, nil
+			}
+		}
+	}
+	if len(c.queue) == 0 {
+		return "", nil
+	}
+	j := c.queue[0]
+	c.queue = c.queue[1:]
+	c.claimed[trainerID] = j
+	return j, nil
+}
+
+func (c *testCoordinator) ReportTrainer(_ context.Context, jobID string, p messages.TrainerProgress) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, failed := c.failed[jobID]; failed {
+		return errors.New("job failed")
+	}
+	c.reports = append(c.reports, p)
+	if p.Done {
+		c.done[jobID] = p.ModelPath
+	}
+	return nil
+}
+
+func (c *testCoordinator) FailJob(_ context.Context, jobID, reason string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failed[jobID] = reason
+	return nil
+}
+
+func (c *testCoordinator) snapshot() (reports []messages.TrainerProgress, failed, done map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	failed, done = map[string]string{}, map[string]string{}
+	for k, v := range c.failed {
+		failed[k] = v
+	}
+	for k, v := range c.done {
+		done[k] = v
+	}
+	return append([]messages.TrainerProgress(nil), c.reports...), failed, done
+}
+
+// linearModel is a real, if small, engine: a linear layer trained by plain SGD on the mean
+// squared error. Every update depends on the previous one, so its weights change with the
+// order of the examples, which is what the ordering tests need to see.
+type linearModel struct {
+	in, out int
+	lr      float32
+	w       []float32 // in*out, then out biases
+	steps   int64
+}
+
+func newLinearModel(p *messages.Plan) (Model, error) {
+	lr := float32(p.Spec.Optimizer.LearningRate)
+	if lr == 0 {
+		lr = 0.01
+	}
+	m := &linearModel{in: p.InputDim, out: p.LabelDim, lr: lr, w: make([]float32, (p.InputDim+1)*p.LabelDim)}
+	r := messages.NewRand(p.Spec.Seed, 0x696e6974)
+	for i := 0; i < p.InputDim*p.LabelDim; i++ {
+		m.w[i] = r.Float32() - 0.5
+	}
+	return m, nil
+}
+
+func (m *linearModel) predict(x []float32, i, o int) float32 {
+	s := m.w[m.in*m.out+o]
+	for k := 0; k < m.in; k++ {
+		s += x[i*m.in+k] * m.w[k*m.out+o]
+	}
+	return s
+}
+
+func (m *linearModel) mse(x, y []float32, rows int) float64 {
+	var sum float64
+	for i := 0; i < rows; i++ {
+		for o := 0; o < m.out; o++ {
+			d := float64(m.predict(x, i, o) - y[i*m.out+o])
+			sum += d * d
+		}
+	}
+	return sum / float64(rows*m.out)
+}
+
+func (m *linearModel) TrainOnBatch(x, y []float32, rows int) (map[string]float64, error) {
+	if rows == 0 || len(x) != rows*m.in || len(y) != rows*m.out {
+		return nil, fmt.Errorf("batch of %d rows with %d features and %d labels", rows, len(x), len(y))
+	}
+	loss := m.mse(x, y, rows)
+	grad := make([]float32, len(m.w))
+	scale := 2 / float32(rows*m.out)
+	for i := 0; i < rows; i++ {
+		for o := 0; o < m.out; o++ {
+			d := (m.predict(x, i, o) - y[i*m.out+o]) * scale
+			for k := 0; k < m.in; k++ {
+				grad[k*m.out+o] += d * x[i*m.in+k]
+			}
+			grad[m.in*m.out+o] += d
+		}
+	}
+	for i := range m.w {
+		m.w[i] -= m.lr * grad[i]
+	}
+	m.steps++
+	return map[string]float64{"loss": loss, "mse": loss}, nil
+}
+
+func (m *linearModel) Evaluate(x, y []float32, rows int) (map[string]float64, error) {
+	loss := m.mse(x, y, rows)
+	return map[string]float64{"loss": loss, "mse": loss}, nil
+}
+
+func (m *linearModel) SaveTFJS(dir string) error {
+	b, _ := m.MarshalCheckpoint()
+	return os.WriteFile(filepath.Join(dir, "weights.bin"), b, 0o644)
+}
+
+func (m *linearModel) MarshalCheckpoint() ([]byte, error) {
+	b := binary.LittleEndian.AppendUint64(nil, uint64(m.steps))
+	for _, w := range m.w {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(w))
+	}
+	return b, nil
+}
+
+func (m *linearModel) UnmarshalCheckpoint(b []byte) error {
+	if len(b) != 8+4*len(m.w) {
+		return fmt.Errorf("checkpoint of %d bytes for %d weights", len(b), len(m.w))
+	}
+	m.steps = int64(binary.LittleEndian.Uint64(b))
+	for i := range m.w {
+		m.w[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[8+4*i:]))
+	}
+	return nil
+}
+
+func init() { RegisterBackend("test-linear", newLinearModel) }

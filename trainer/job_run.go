@@ -1,0 +1,414 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"pgtrain/messages"
+)
+
+// errStopped: the context was cancelled and the position is checkpointed.
+var errStopped = errors.New("stopped")
+
+// jobRun is one job being trained: the plan, the model and the position.
+type jobRun struct {
+	t     *Trainer
+	plan  *messages.Plan
+	dir   string
+	model Model
+	pos   position
+	log   *slog.Logger
+
+	segment time.Time // start of the wall time not yet added to pos.Seconds
+}
+
+// run trains from j.pos to the end, then exports the model.
+func (j *jobRun) run(ctx context.Context) error {
+	if err := j.resumeReport(ctx); err != nil {
+		return err
+	}
+	if !j.pos.Finished {
+		if err := j.epochs(ctx); err != nil {
+			if errors.Is(err, errStopped) || ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+	}
+	return j.finish(ctx)
+}
+
+// resumeReport tells the coordinator where the trainer starts, so that the lease window is
+// right even if the last report before a crash was lost; at an epoch boundary it repeats
+// that epoch's result for the same reason.
+func (j *jobRun) resumeReport(ctx context.Context) error {
+	p := messages.TrainerProgress{Epoch: j.pos.Epoch, Consumed: j.pos.Consumed, Rows: j.pos.Seen.Rows + j.pos.SeenValid.Rows}
+	if j.pos.Consumed == 0 && j.pos.Offset == 0 && len(j.pos.Results) > 0 {
+		last := j.pos.Results[len(j.pos.Results)-1]
+		p.Epoch, p.Consumed, p.Rows, p.Result = last.Epoch, len(j.plan.Ranges), last.Seen.Rows+last.SeenValid.Rows, &last
+	}
+	return j.report(ctx, p)
+}
+
+func (j *jobRun) epochs(ctx context.Context) error {
+	pctx, cancel := context.WithCancel(ctx)
+	rr := newRangeReader(j.t.bus.Ready, j.plan, j.t.cfg.ReadBackoff, j.log)
+	pf := startPrefetch(pctx, rr, j.plan, j.pos.Epoch, j.pos.Consumed, j.t.cfg.Prefetch+1)
+	defer func() {
+		cancel()
+		pf.wait()
+	}()
+	j.segment = time.Now()
+	for {
+		r, ok, err := pf.next(ctx)
+		if ctx.Err() != nil {
+			// Nothing was trained since the last checkpoint.
+			return errStopped
+		}
+		if err != nil {
+			return fmt.Errorf("epoch %d: %w", j.pos.Epoch+1, err)
+		}
+		if !ok {
+			return nil
+		}
+		if r.Epoch != j.pos.Epoch || r.Pos != j.pos.Consumed {
+			return fmt.Errorf("reader at epoch %d position %d, trainer at %d/%d", r.Epoch, r.Pos, j.pos.Epoch, j.pos.Consumed)
+		}
+		err = j.rangeDone(ctx, r)
+		pf.release()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// rangeDone feeds one range to the model and then records that it is done: checkpoint,
+// purge, report, in that order, so a crash between any two steps loses nothing.
+func (j *jobRun) rangeDone(ctx context.Context, r *rangeRows) error {
+	train := j.plan.TrainingRanges()
+	order := len(j.plan.Ranges)
+	stopped, err := j.feed(ctx, r, r.Pos < train)
+	if err != nil {
+		return err
+	}
+	if stopped {
+		if err := j.checkpoint(); err != nil {
+			return err
+		}
+		j.log.Info("stopped mid-range, checkpoint written", "epoch", j.pos.Epoch+1, "range", r.Range, "offset", j.pos.Offset)
+		return errStopped
+	}
+	if r.Pos == train-1 && len(j.pos.Pending.Keys) > 0 {
+		if err := j.step(true); err != nil { // the epoch's one partial training batch
+			return err
+		}
+	}
+	if r.Pos == order-1 && len(j.pos.Pending.Keys) > 0 {
+		if err := j.step(false); err != nil {
+			return err
+		}
+	}
+	j.pos.Consumed++
+	j.pos.Offset = 0
+	progress := messages.TrainerProgress{Epoch: j.pos.Epoch, Consumed: j.pos.Consumed, Rows: j.pos.Seen.Rows + j.pos.SeenValid.Rows}
+	if r.Pos == order-1 {
+		res, err := j.endEpoch()
+		if err != nil {
+			return err
+		}
+		progress.Result = &res
+	} else if err := j.checkpoint(); err != nil {
+		return err
+	}
+	if !j.plan.Replay {
+		j.purge(ctx, messages.ReadyRangeSubjects(j.plan.JobID, r.Pass, r.Range))
+	}
+	if err := j.report(ctx, progress); err != nil {
+		if ctx.Err() != nil {
+			return errStopped
+		}
+		return err
+	}
+	return nil
+}
+
+// feed appends the range's rows (shuffled for training, in key order for validation) to the
+// pending batch, running a step each time it is full. On cancel it stops after the step in
+// hand and records how far into the range it got.
+func (j *jobRun) feed(ctx context.Context, r *rangeRows, training bool) (stopped bool, err error) {
+	n := r.rows()
+	if j.pos.Offset > n {
+		return false, fmt.Errorf("checkpoint offset %d in range %d of %d rows: %w", j.pos.Offset, r.Range, n, ErrBadCheckpoint)
+	}
+	var perm []int
+	if training {
+		perm = shuffle(j.plan.Spec.Seed, r.Epoch, r.Range, n)
+	}
+	in, lab := j.plan.InputDim, j.plan.LabelDim
+	bs := j.plan.Spec.BatchSize
+	p := &j.pos.Pending
+	if cap(p.Keys) < bs {
+		p.Keys = slices.Grow(p.Keys, bs-len(p.Keys))
+		p.X = slices.Grow(p.X, (bs-len(p.Keys))*in)
+		p.Y = slices.Grow(p.Y, (bs-len(p.Keys))*lab)
+	}
+	seen := &j.pos.SeenValid
+	if training {
+		seen = &j.pos.Seen
+	}
+	for i := j.pos.Offset; i < n; i++ {
+		row := i
+		if training {
+			row = perm[i]
+		}
+		key := r.Keys[row]
+		p.Keys = append(p.Keys, key)
+		p.X = append(p.X, r.X[row*in:(row+1)*in]...)
+		p.Y = append(p.Y, r.Y[row*lab:(row+1)*lab]...)
+		seen.Add(key)
+		if len(p.Keys) < bs {
+			continue
+		}
+		if err := j.step(training); err != nil {
+			return false, err
+		}
+		if ctx.Err() != nil && i+1 < n {
+			j.pos.Offset = i + 1
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// step trains on (or evaluates) the pending rows as one batch.
+func (j *jobRun) step(training bool) error {
+	p := &j.pos.Pending
+	rows := len(p.Keys)
+	if j.t.observe != nil {
+		j.t.observe(j.pos.Epoch, training, p.Keys)
+	}
+	var out map[string]float64
+	var err error
+	acc := &j.pos.Valid
+	if training {
+		out, err = j.model.TrainOnBatch(p.X, p.Y, rows)
+		acc = &j.pos.Train
+	} else {
+		out, err = j.model.Evaluate(p.X, p.Y, rows)
+	}
+	if err != nil {
+		return fmt.Errorf("epoch %d, batch of %d rows (first key %d): %w", j.pos.Epoch+1, rows, p.Keys[0], err)
+	}
+	acc.add(out, rows)
+	p.Keys, p.X, p.Y = p.Keys[:0], p.X[:0], p.Y[:0]
+	return nil
+}
+
+// endEpoch closes the epoch: the result, the exactly-once check, the history, the log line,
+// and the checkpoint that moves the position to the next epoch.
+func (j *jobRun) endEpoch() (messages.EpochResult, error) {
+	j.addTime()
+	e := j.pos.Epoch
+	res := messages.EpochResult{
+		Epoch:     e,
+		Seen:      j.pos.Seen,
+		SeenValid: j.pos.SeenValid,
+		Seconds:   j.pos.Seconds,
+	}
+	res.Loss, res.Metrics = j.pos.Train.means()
+	if j.plan.ValidationRanges > 0 {
+		vl, vm := j.pos.Valid.means()
+		res.ValLoss, res.ValMetrics = &vl, vm
+	}
+	if res.Seconds > 0 {
+		res.RowsPerSecond = float64(res.Seen.Rows) / res.Seconds
+	}
+	if err := j.checkSeen(e, "training", res.Seen, j.plan.Expected); err != nil {
+		return res, err
+	}
+	if err := j.checkSeen(e, "validation", res.SeenValid, j.plan.ExpectedValid); err != nil {
+		return res, err
+	}
+	j.pos.Results = append(j.pos.Results, res)
+	j.pos = position{Epoch: e + 1, Pending: j.pos.Pending, Results: j.pos.Results, Finished: e+1 >= j.plan.Spec.Epochs}
+	if err := j.checkpoint(); err != nil {
+		return res, err
+	}
+	if err := writeHistory(j.dir, j.pos.Results); err != nil {
+		return res, err
+	}
+	j.logEpoch(res)
+	return res, nil
+}
+
+func (j *jobRun) checkSeen(epoch int, what string, seen, want messages.KeyChecksum) error {
+	if seen == want {
+		return nil
+	}
+	args := []any{"epoch", epoch + 1, "ranges", what,
+		"seen_rows", seen.Rows, "seen_sum", seen.Sum, "seen_sum_sq", seen.SumSq,
+		"expected_rows", want.Rows, "expected_sum", want.Sum, "expected_sum_sq", want.SumSq}
+	if j.t.cfg.AllowDrift {
+		j.log.Warn("key checksum differs from the plan (allowed: the table is live)", args...)
+		return nil
+	}
+	j.log.Error("key checksum differs from the plan", args...)
+	return fmt.Errorf("epoch %d %s rows: saw %+v, the plan expects %+v: %w", epoch+1, what, seen, want, ErrChecksumMismatch)
+}
+
+func (j *jobRun) logEpoch(res messages.EpochResult) {
+	args := []any{"loss", res.Loss}
+	for _, k := range sortedKeys(res.Metrics) {
+		args = append(args, k, res.Metrics[k])
+	}
+	if res.ValLoss != nil {
+		args = append(args, "val_loss", *res.ValLoss)
+		for _, k := range sortedKeys(res.ValMetrics) {
+			args = append(args, "val_"+k, res.ValMetrics[k])
+		}
+	}
+	args = append(args, "rows", res.Seen.Rows, "seconds", res.Seconds, "rows_per_s", res.RowsPerSecond)
+	j.log.Info(fmt.Sprintf("epoch %d/%d", res.Epoch+1, j.plan.Spec.Epochs), args...)
+}
+
+func (j *jobRun) addTime() {
+	now := time.Now()
+	if !j.segment.IsZero() {
+		j.pos.Seconds += now.Sub(j.segment).Seconds()
+	}
+	j.segment = now
+}
+
+func (j *jobRun) checkpoint() error {
+	j.addTime()
+	return saveCheckpoint(j.dir, j.plan.JobID, &j.pos, j.model)
+}
+
+// purge drops READY batches nobody will read again. A failure only costs space until the
+// job's final purge, so it is logged, not returned.
+func (j *jobRun) purge(ctx context.Context, subject string) {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
+	defer cancel()
+	if err := j.t.bus.Ready.Purge(pctx, jetstream.WithPurgeSubject(subject)); err != nil {
+		j.log.Warn("purging consumed batches", "subject", subject, "error", err)
+	}
+}
+
+// report sends progress; a report that fails after the coordinator's own retries ends the
+// job attempt (to be resumed from the checkpoint), since a lost report would stall the
+// lease window.
+func (j *jobRun) report(ctx context.Context, p messages.TrainerProgress) error {
+	p.Version = messages.SchemaVersion
+	p.TrainerID = j.t.cfg.TrainerID
+	var rctx context.Context
+	var cancel context.CancelFunc
+	if ctx.Err() == nil {
+		rctx, cancel = context.WithCancel(ctx)
+	} else {
+		// The last report of a shutdown still goes out, but only for so long.
+		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
+	}
+	defer cancel()
+	err := j.t.coord.ReportTrainer(rctx, j.plan.JobID, p)
+	switch {
+	case err == nil:
+		return nil
+	case jobGone(err):
+		return fmt.Errorf("%w: %w", ErrJobGone, err)
+	default:
+		return retryable("reporting progress (epoch %d, consumed %d): %w", p.Epoch+1, p.Consumed, err)
+	}
+}
+
+// finish exports the model and reports the job done. It runs again, harmlessly, when a
+// trainer restarts after the last checkpoint.
+func (j *jobRun) finish(ctx context.Context) error {
+	dir, err := j.export()
+	if err != nil {
+		return err
+	}
+	var rows int64
+	if n := len(j.pos.Results); n > 0 {
+		rows = j.pos.Results[n-1].Seen.Rows
+	}
+	err = j.report(ctx, messages.TrainerProgress{
+		Epoch: j.plan.Spec.Epochs, Consumed: 0, Rows: rows, Done: true, ModelPath: dir,
+	})
+	if err != nil {
+		return err
+	}
+	j.purge(ctx, messages.ReadyJobSubjects(j.plan.JobID))
+	j.log.Info("job done", "model_path", dir, "epochs", len(j.pos.Results))
+	return nil
+}
+
+// export writes the TF.js model next to the checkpoint; it is written under a temporary
+// name and renamed, so OutDir/<job>/model is either absent or complete.
+func (j *jobRun) export() (string, error) {
+	final, err := filepath.Abs(filepath.Join(j.dir, "model"))
+	if err != nil {
+		return "", err
+	}
+	tmp := final + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return "", fmt.Errorf("exporting the model: %w", err)
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return "", fmt.Errorf("exporting the model: %w", err)
+	}
+	if err := j.model.SaveTFJS(tmp); err != nil {
+		return "", fmt.Errorf("exporting the model: %w", err)
+	}
+	if err := os.RemoveAll(final); err != nil {
+		return "", fmt.Errorf("exporting the model: %w", err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return "", fmt.Errorf("exporting the model: %w", err)
+	}
+	return final, nil
+}
+
+// shuffle is the permutation of a training range's rows in an epoch: Fisher–Yates driven by
+// a generator that depends only on (seed, epoch, range).
+func shuffle(seed int64, epoch, rng, n int) []int {
+	perm := make([]int, n)
+	for i := range perm {
+		perm[i] = i
+	}
+	r := messages.NewRand(seed, uint64(epoch), uint64(rng))
+	for i := n - 1; i > 0; i-- {
+		k := int(r.Uint64n(uint64(i + 1)))
+		perm[i], perm[k] = perm[k], perm[i]
+	}
+	return perm
+}
+
+// writeHistory writes every finished epoch's result as JSON, for people and notebooks.
+func writeHistory(jobDir string, results []messages.EpochResult) error {
+	b, err := json.MarshalIndent(results, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(jobDir, "history.json"), append(b, '\n')); err != nil {
+		return fmt.Errorf("writing history.json: %w", err)
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

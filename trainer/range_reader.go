@@ -1,0 +1,127 @@
+package trainer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"pgtrain/messages"
+)
+
+// batchGetter is the one READY call the reader makes; jetstream.Stream implements it (as a
+// direct get when the stream allows it).
+type batchGetter interface {
+	GetLastMsgForSubject(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error)
+}
+
+// rangeRows is one whole range of one read pass: its rows in key order (pages concatenated).
+type rangeRows struct {
+	Epoch int // the epoch it is read for
+	Pos   int // its index in plan.EpochOrder(Epoch)
+	Range int
+	Pass  int
+	Pages int
+	Keys  []int64
+	X, Y  []float32 // row-major, InputDim and LabelDim floats per row
+}
+
+func (r *rangeRows) rows() int { return len(r.Keys) }
+
+// RangeReader reads the pages of one range from READY, in page order, waiting for pages that
+// are not there yet.
+type RangeReader struct {
+	ready   batchGetter
+	plan    *messages.Plan
+	backoff time.Duration // cap of the wait between two looks for a missing page
+	log     *slog.Logger
+}
+
+func newRangeReader(ready batchGetter, plan *messages.Plan, backoff time.Duration, log *slog.Logger) *RangeReader {
+	return &RangeReader{ready: ready, plan: plan, backoff: backoff, log: log}
+}
+
+// Read returns range rng of read pass pass once its last page is in READY. It only returns
+// early when ctx ends or a page contradicts the plan; bus errors are retried, since a
+// restarting NATS server is a pause, not a failure.
+func (rr *RangeReader) Read(ctx context.Context, pass, rng int) (*rangeRows, error) {
+	if rng < 0 || rng >= len(rr.plan.Ranges) {
+		return nil, fmt.Errorf("range %d of a plan with %d ranges: %w", rng, len(rr.plan.Ranges), ErrBadPlan)
+	}
+	bounds := rr.plan.Ranges[rng]
+	out := &rangeRows{Range: rng, Pass: pass}
+	if bounds.Rows > 0 {
+		// The planned count is a good first guess; a live table may hold a few more.
+		out.Keys = make([]int64, 0, bounds.Rows)
+		out.X = make([]float32, 0, int(bounds.Rows)*rr.plan.InputDim)
+		out.Y = make([]float32, 0, int(bounds.Rows)*rr.plan.LabelDim)
+	}
+	prevKey := int64(0)
+	for page := 0; ; page++ {
+		id := messages.BatchID{JobID: rr.plan.JobID, Pass: pass, Range: rng, Page: page}
+		b, err := rr.page(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if b.BatchID != id {
+			return nil, fmt.Errorf("subject %s holds batch %s: %w", id.ReadySubject(), b.BatchID, ErrBadBatch)
+		}
+		if b.Rows() > 0 && (b.InputDim != rr.plan.InputDim || b.LabelDim != rr.plan.LabelDim) {
+			return nil, fmt.Errorf("batch %s has widths %d/%d, the plan %d/%d: %w",
+				id, b.InputDim, b.LabelDim, rr.plan.InputDim, rr.plan.LabelDim, ErrBadBatch)
+		}
+		for i, k := range b.Keys {
+			if k < bounds.Lo || k > bounds.Hi {
+				return nil, fmt.Errorf("batch %s: key %d outside range [%d, %d]: %w", id, k, bounds.Lo, bounds.Hi, ErrBadBatch)
+			}
+			// Keyset pages come in strictly increasing key order; anything else means a
+			// page was produced twice or out of place, and the checksum would not tell
+			// which row is wrong.
+			if (len(out.Keys) > 0 || i > 0) && k <= prevKey {
+				return nil, fmt.Errorf("batch %s: key %d after %d: %w", id, k, prevKey, ErrBadBatch)
+			}
+			prevKey = k
+		}
+		out.Keys = append(out.Keys, b.Keys...)
+		out.X = append(out.X, b.X...)
+		out.Y = append(out.Y, b.Y...)
+		out.Pages = page + 1
+		if b.Last {
+			return out, nil
+		}
+	}
+}
+
+// page fetches one batch by subject, polling with a growing (capped) backoff while it is
+// not there.
+func (rr *RangeReader) page(ctx context.Context, id messages.BatchID) (*messages.ReadyBatch, error) {
+	subject := id.ReadySubject()
+	wait := time.Millisecond
+	var lastErr error
+	for {
+		msg, err := rr.ready.GetLastMsgForSubject(ctx, subject)
+		if err == nil {
+			b, err := messages.DecodeReady(msg.Data)
+			if err != nil {
+				return nil, fmt.Errorf("decoding %s: %w: %w", subject, ErrBadBatch, err)
+			}
+			return b, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !errors.Is(err, jetstream.ErrMsgNotFound) && (lastErr == nil || lastErr.Error() != err.Error()) {
+			rr.log.Warn("reading a ready batch, will retry", "subject", subject, "error", err)
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, rr.backoff)
+	}
+}

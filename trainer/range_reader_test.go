@@ -1,0 +1,118 @@
+package trainer
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"pgtrain/messages"
+)
+
+func TestRangeReaderReadsPagesInOrderWhateverTheArrival(t *testing.T) {
+	b := testBus(t)
+	d := dataset{job: "reader", rangeRows: []int{5, 23, 4}, pageRows: 4, epochs: 1, batch: 8, seed: 1}
+	p := d.plan()
+	all := d.batches(p)
+	// Range 1's pages, published last page first, half of them after the read has begun.
+	var pages []*messages.ReadyBatch
+	for _, rb := range all {
+		if rb.Range == 1 {
+			pages = append(pages, rb)
+		}
+	}
+	slices.Reverse(pages)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, rb := range pages[:3] {
+		if err := publish(ctx, b, rb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rr := newRangeReader(b.Ready, p, 5*time.Millisecond, testLog(t))
+	type result struct {
+		r   *rangeRows
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		r, err := rr.Read(ctx, 0, 1)
+		got <- result{r, err}
+	}()
+	for _, rb := range pages[3:] {
+		if err := publish(ctx, b, rb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := <-got
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if res.r.Pages != len(pages) || res.r.rows() != 23 {
+		t.Fatalf("read %d pages and %d rows, want %d and 23", res.r.Pages, res.r.rows(), len(pages))
+	}
+	for i, k := range res.r.Keys {
+		if want := keyOf(5 + i); k != want {
+			t.Fatalf("row %d has key %d, want %d (key order)", i, k, want)
+		}
+		x, y := row(k)
+		if !slices.Equal(res.r.X[i*testInputDim:(i+1)*testInputDim], x[:]) || res.r.Y[i] != y {
+			t.Fatalf("row %d (key %d): features or label do not belong to the key", i, k)
+		}
+	}
+}
+
+func TestRangeReaderRefusesBatchesThatContradictThePlan(t *testing.T) {
+	b := testBus(t)
+	good := func(job string) (*messages.Plan, *messages.ReadyBatch) {
+		d := dataset{job: job, rangeRows: []int{3, 3}, pageRows: 3, epochs: 1, batch: 2, seed: 1}
+		p := d.plan()
+		return p, d.batches(p)[1] // range 1, its only page
+	}
+	tests := []struct {
+		name    string
+		mangle  func(*messages.ReadyBatch)
+		wantErr error
+	}{
+		{name: "good", mangle: func(*messages.ReadyBatch) {}},
+		{name: "other widths", wantErr: ErrBadBatch, mangle: func(rb *messages.ReadyBatch) {
+			rb.InputDim, rb.X = 1, rb.X[:len(rb.Keys)]
+		}},
+		{name: "key below the range", wantErr: ErrBadBatch, mangle: func(rb *messages.ReadyBatch) { rb.Keys[0] = keyOf(0) }},
+		{name: "keys not ascending", wantErr: ErrBadBatch, mangle: func(rb *messages.ReadyBatch) { rb.Keys[1], rb.Keys[2] = rb.Keys[2], rb.Keys[1] }},
+		{name: "payload of another batch", wantErr: ErrBadBatch, mangle: func(rb *messages.ReadyBatch) { rb.Page = 7 }},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			job := "bad" + string(rune('a'+i))
+			p, rb := good(job)
+			subject := rb.ReadySubject()
+			tc.mangle(rb)
+			data, err := messages.EncodeReady(rb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := b.JS.Publish(ctx, subject, data); err != nil {
+				t.Fatal(err)
+			}
+			_, err = newRangeReader(b.Ready, p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 1)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Fatalf("Read: err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRangeReaderWaitsUntilCancelled(t *testing.T) {
+	b := testBus(t)
+	p := dataset{job: "never", rangeRows: []int{3}, pageRows: 3, epochs: 1, batch: 2}.plan()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := newRangeReader(b.Ready, p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 0)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("reading a range nobody publishes: err = %v, want the context's deadline", err)
+	}
+}

@@ -1,0 +1,212 @@
+package trainer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"pgtrain/coordinator/client"
+	"pgtrain/internal/bus"
+	"pgtrain/messages"
+)
+
+// Coordinator is the part of the coordinator's API a trainer uses; *client.Client
+// implements it.
+type Coordinator interface {
+	// ClaimJob returns a job to train, "" when there is none. The same trainer id gets the
+	// same job back after a restart.
+	ClaimJob(ctx context.Context, trainerID string) (string, error)
+	ReportTrainer(ctx context.Context, jobID string, p messages.TrainerProgress) error
+	FailJob(ctx context.Context, jobID, reason string) error
+}
+
+// finalTimeout bounds the calls made after the context is cancelled (the last progress
+// report, a FailJob) so that a shutdown cannot hang on an unreachable coordinator.
+const finalTimeout = 10 * time.Second
+
+// Trainer claims jobs and trains them, one at a time.
+type Trainer struct {
+	cfg   Config
+	bus   *bus.Bus
+	coord Coordinator
+	log   *slog.Logger
+
+	// observe, when set, sees the keys of every batch before the model does (tests use it to
+	// record the exact sequence of examples).
+	observe func(epoch int, training bool, keys []int64)
+}
+
+// New checks cfg (after applying its defaults) and returns a trainer that reads READY from b
+// and talks to the coordinator through c. A nil log discards messages.
+func New(cfg Config, b *bus.Bus, c Coordinator, log *slog.Logger) (*Trainer, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if b == nil || b.Ready == nil || b.State == nil {
+		return nil, errors.New("trainer: a bus with the READY stream and the state bucket is required")
+	}
+	if c == nil {
+		return nil, errors.New("trainer: a coordinator client is required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Trainer{cfg: cfg, bus: b, coord: c, log: log.With("trainer_id", cfg.TrainerID)}, nil
+}
+
+// Config returns the configuration in use, defaults applied.
+func (t *Trainer) Config() Config { return t.cfg }
+
+// Run claims and trains jobs until ctx is cancelled (or, with Config.Once, until one job has
+// ended). It returns nil on a clean shutdown: on cancel the trainer finishes the batch in
+// hand, writes a checkpoint and returns. A job that cannot succeed (a checksum mismatch, a
+// model that cannot be built, a batch that contradicts the plan) is failed at the
+// coordinator; with Once its error is also returned. Coordinator and bus outages are waited
+// out: the trainer claims the job again and resumes from its checkpoint.
+func (t *Trainer) Run(ctx context.Context) error {
+	t.log.Info("trainer started", "out_dir", t.cfg.OutDir, "prefetch", t.cfg.Prefetch, "backends", Backends())
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		id, err := t.coord.ClaimJob(ctx, t.cfg.TrainerID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			t.log.Warn("claiming a job, will retry", "error", err)
+			if !sleep(ctx, t.cfg.Poll) {
+				return nil
+			}
+			continue
+		}
+		if id == "" {
+			if !sleep(ctx, t.cfg.Poll) {
+				return nil
+			}
+			continue
+		}
+		err = t.runJob(ctx, id)
+		switch {
+		case err == nil:
+			if t.cfg.Once {
+				return nil
+			}
+		case ctx.Err() != nil:
+			t.log.Info("trainer stopped", "job_id", id)
+			return nil
+		case errors.Is(err, ErrJobGone):
+			t.log.Warn("job taken away by the coordinator", "job_id", id, "error", err)
+			if t.cfg.Once {
+				return fmt.Errorf("job %s: %w", id, err)
+			}
+		case isRetryable(err):
+			t.log.Warn("job interrupted, will claim it again and resume", "job_id", id, "error", err)
+			if !sleep(ctx, t.cfg.Poll) {
+				return nil
+			}
+		default:
+			t.log.Error("job failed", "job_id", id, "error", err)
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
+			if ferr := t.coord.FailJob(fctx, id, err.Error()); ferr != nil {
+				t.log.Error("reporting the failure", "job_id", id, "error", ferr)
+			}
+			cancel()
+			if t.cfg.Once {
+				return fmt.Errorf("job %s: %w", id, err)
+			}
+		}
+	}
+}
+
+// runJob trains one job from its checkpoint, or from the start.
+func (t *Trainer) runJob(ctx context.Context, id string) error {
+	if err := messages.ValidJobID(id); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadPlan, err)
+	}
+	plan, err := bus.GetPlan(ctx, t.bus.State, id)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return retryable("reading the plan: %w", err)
+	}
+	if err := checkPlan(plan); err != nil {
+		return err
+	}
+	m, err := buildModel(plan)
+	if err != nil {
+		return err
+	}
+	j := &jobRun{
+		t:     t,
+		plan:  plan,
+		dir:   filepath.Join(t.cfg.OutDir, id),
+		model: m,
+		log:   t.log.With("job_id", id),
+	}
+	ck, err := loadCheckpoint(j.dir, id)
+	switch {
+	case errors.Is(err, ErrBadCheckpoint):
+		// Starting over gives the same weights (they are a function of data, spec and
+		// seed), only later.
+		j.log.Warn("ignoring the checkpoint, starting the job over", "error", err)
+	case err != nil:
+		return err
+	case ck != nil:
+		if err := m.UnmarshalCheckpoint(ck.Model); err != nil {
+			return fmt.Errorf("restoring the model from the checkpoint: %w", err)
+		}
+		j.pos = ck.Position
+		j.log.Info("resuming from checkpoint", "epoch", j.pos.Epoch+1, "consumed", j.pos.Consumed,
+			"offset", j.pos.Offset, "finished", j.pos.Finished)
+	}
+	return j.run(ctx)
+}
+
+// checkPlan refuses plans the loop below could not train.
+func checkPlan(p *messages.Plan) error {
+	var errs []error
+	if p.TrainingRanges() < 1 {
+		errs = append(errs, fmt.Errorf("%d ranges of which %d validate: no training range", len(p.Ranges), p.ValidationRanges))
+	}
+	if p.ValidationRanges < 0 {
+		errs = append(errs, fmt.Errorf("%d validation ranges", p.ValidationRanges))
+	}
+	if p.InputDim < 1 || p.LabelDim < 1 {
+		errs = append(errs, fmt.Errorf("input width %d, label width %d", p.InputDim, p.LabelDim))
+	}
+	if p.Spec.Epochs < 1 || p.Spec.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("%d epochs of batch size %d", p.Spec.Epochs, p.Spec.BatchSize))
+	}
+	for i, r := range p.Ranges {
+		if r.Index != i || r.Lo > r.Hi {
+			errs = append(errs, fmt.Errorf("range %d is [%d, %d] with index %d", i, r.Lo, r.Hi, r.Index))
+			break
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("job %s: %w: %w", p.JobID, ErrBadPlan, errors.Join(errs...))
+	}
+	return nil
+}
+
+// jobGone translates the coordinator's "not yours any more" answers.
+func jobGone(err error) bool {
+	return errors.Is(err, client.ErrLeaseLost) || errors.Is(err, client.ErrNotFound)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+		return true
+	}
+}
