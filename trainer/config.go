@@ -13,6 +13,7 @@ const (
 	DefaultPoll        = 200 * time.Millisecond
 	DefaultPrefetch    = 2
 	DefaultReadBackoff = 50 * time.Millisecond
+	DefaultHeartbeat   = 5 * time.Second
 )
 
 // Config tunes a trainer. The zero value works: WithDefaults fills in every unset field.
@@ -30,6 +31,10 @@ type Config struct {
 	Prefetch int
 	// ReadBackoff caps the wait between two looks for a batch that is not in READY yet.
 	ReadBackoff time.Duration
+	// Heartbeat is the longest the trainer stays silent to the coordinator while it trains a
+	// job (waiting for data, or on a long range); the coordinator gives the job of a trainer
+	// silent for 3 lease TTLs to another trainer.
+	Heartbeat time.Duration
 	// Once makes Run return after one job (for `pgtrain up` and tests); otherwise Run keeps
 	// claiming jobs until its context is cancelled.
 	Once bool
@@ -60,6 +65,9 @@ func (c Config) WithDefaults() Config {
 	if c.ReadBackoff == 0 {
 		c.ReadBackoff = DefaultReadBackoff
 	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
 	return c
 }
 
@@ -80,6 +88,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReadBackoff <= 0 {
 		errs = append(errs, fmt.Errorf("read backoff %s: must be positive", c.ReadBackoff))
+	}
+	if c.Heartbeat <= 0 {
+		errs = append(errs, fmt.Errorf("heartbeat %s: must be positive", c.Heartbeat))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("trainer config: %w", errors.Join(errs...))

@@ -200,6 +200,8 @@ type testCoordinator struct {
 	failed   map[string]string
 	done     map[string]string // job → model path
 	claimErr error
+	// reportErr, when set, is the answer to every progress report.
+	reportErr error
 }
 
 func newTestCoordinator(jobs ...string) *testCoordinator {
@@ -231,6 +233,9 @@ func (c *testCoordinator) ClaimJob(_ context.Context, trainerID string) (string,
 func (c *testCoordinator) ReportTrainer(_ context.Context, jobID string, p messages.TrainerProgress) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.reportErr != nil {
+		return c.reportErr
+	}
 	if _, failed := c.failed[jobID]; failed {
 		return errors.New("job failed")
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,22 +30,73 @@ type jobRun struct {
 	log   *slog.Logger
 
 	segment time.Time // start of the wall time not yet added to pos.Seconds
+
+	// The last position reported and when, for the heartbeat.
+	beat struct {
+		sync.Mutex
+		last messages.TrainerProgress
+		sent time.Time
+	}
 }
 
 // run trains from j.pos to the end, then exports the model.
-func (j *jobRun) run(ctx context.Context) error {
-	if err := j.resumeReport(ctx); err != nil {
+func (j *jobRun) run(parent context.Context) error {
+	if err := j.resumeReport(parent); err != nil {
 		return err
 	}
 	if !j.pos.Finished {
-		if err := j.epochs(ctx); err != nil {
-			if errors.Is(err, errStopped) || ctx.Err() != nil {
-				return ctx.Err()
-			}
+		ctx, cancel := context.WithCancelCause(parent)
+		var wg sync.WaitGroup
+		wg.Go(func() { j.heartbeat(ctx, cancel) })
+		err := j.epochs(ctx)
+		cancel(nil)
+		wg.Wait()
+		if parent.Err() != nil {
+			return parent.Err()
+		}
+		if cause := context.Cause(ctx); errors.Is(cause, ErrJobGone) {
+			return cause
+		}
+		if errors.Is(err, errStopped) {
+			return retryable("training stopped without a cause: %w", err)
+		}
+		if err != nil {
 			return err
 		}
 	}
-	return j.finish(ctx)
+	return j.finish(parent)
+}
+
+// heartbeat repeats the last report when the trainer has been silent for a while (waiting
+// for data, or training on a long range): the coordinator hands the job of a silent trainer
+// to another one. When the coordinator says the job is gone, it stops the training through
+// stop.
+func (j *jobRun) heartbeat(ctx context.Context, stop context.CancelCauseFunc) {
+	every := j.t.cfg.Heartbeat
+	tick := time.NewTicker(every / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		j.beat.Lock()
+		p, due := j.beat.last, time.Since(j.beat.sent) >= every
+		j.beat.Unlock()
+		if !due {
+			continue
+		}
+		err := j.send(ctx, p)
+		switch {
+		case err == nil, ctx.Err() != nil:
+		case jobGone(err):
+			stop(fmt.Errorf("%w: %w", ErrJobGone, err))
+			return
+		default:
+			j.log.Warn("heartbeat to the coordinator", "error", err)
+		}
+	}
 }
 
 // resumeReport tells the coordinator where the trainer starts, so that the lease window is
@@ -318,7 +370,7 @@ func (j *jobRun) report(ctx context.Context, p messages.TrainerProgress) error {
 		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
 	}
 	defer cancel()
-	err := j.t.coord.ReportTrainer(rctx, j.plan.JobID, p)
+	err := j.send(rctx, p)
 	switch {
 	case err == nil:
 		return nil
@@ -327,6 +379,18 @@ func (j *jobRun) report(ctx context.Context, p messages.TrainerProgress) error {
 	default:
 		return retryable("reporting progress (epoch %d, consumed %d): %w", p.Epoch+1, p.Consumed, err)
 	}
+}
+
+// send reports p and remembers it for the heartbeat.
+func (j *jobRun) send(ctx context.Context, p messages.TrainerProgress) error {
+	if err := j.t.coord.ReportTrainer(ctx, j.plan.JobID, p); err != nil {
+		return err
+	}
+	p.Result = nil // an epoch's result is sent once; the heartbeat repeats only the position
+	j.beat.Lock()
+	j.beat.last, j.beat.sent = p, time.Now()
+	j.beat.Unlock()
+	return nil
 }
 
 // finish exports the model and reports the job done. It runs again, harmlessly, when a

@@ -15,7 +15,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"pgtrain/coordinator/client"
 	"pgtrain/internal/bus"
+	"pgtrain/internal/testenv"
 	"pgtrain/messages"
 )
 
@@ -245,10 +247,15 @@ func checkRun(t *testing.T, p *messages.Plan, batches []batchRec, reports []mess
 			}
 		}
 	}
+	prev := reports[0]
 	for _, r := range reports[1:] {
 		if r.Done {
 			break
 		}
+		if r.Epoch == prev.Epoch && r.Consumed == prev.Consumed && r.Result == nil {
+			continue // a heartbeat
+		}
+		prev = r
 		e, c := (want-1)/len(p.Ranges), (want-1)%len(p.Ranges)+1
 		if r.Epoch != e || r.Consumed != c || (r.Result != nil) != (c == len(p.Ranges)) {
 			t.Fatalf("report %d: epoch %d consumed %d result %v, want epoch %d consumed %d", want, r.Epoch, r.Consumed, r.Result != nil, e, c)
@@ -538,5 +545,60 @@ func TestConsumedRangesArePurgedOnlyWhenEpochsReRead(t *testing.T) {
 				t.Fatalf("READY holds %d batches of the finished job", n)
 			}
 		})
+	}
+}
+
+func TestHeartbeatWhileWaitingAndStopWhenTheJobIsGone(t *testing.T) {
+	b := testBus(t)
+	d := dataset{job: "beat", rangeRows: []int{6, 6, 6}, pageRows: 3, epochs: 1, batch: 4, seed: 4, backend: "test-linear"}
+	p := d.plan()
+	storePlan(t, b, p)
+	// Everything but the last page of the epoch's last range: the trainer trains the rest,
+	// then waits.
+	order := p.EpochOrder(0)
+	for _, rb := range d.batches(p) {
+		if rb.Range == order[len(order)-1] && rb.Last {
+			continue
+		}
+		if err := publish(context.Background(), b, rb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newTestCoordinator(d.job)
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- trainOnce(t, ctx, b, c, Config{TrainerID: "beat", OutDir: out, Heartbeat: 20 * time.Millisecond}, nil)
+	}()
+	// 1 start report, 2 range reports, then heartbeats repeating the last position.
+	testenv.Eventually(t, 10*time.Second, "heartbeats while waiting for data", func() bool {
+		reports, _, _ := c.snapshot()
+		return len(reports) >= 6
+	})
+	reports, _, _ := c.snapshot()
+	for _, r := range reports[3:] {
+		if r.Epoch != 0 || r.Consumed != 2 || r.Result != nil || r.TrainerID != "beat" {
+			t.Fatalf("heartbeat %+v, want the last position (epoch 0, consumed 2)", r)
+		}
+	}
+	c.mu.Lock()
+	c.reportErr = fmt.Errorf("POST /v1/jobs/beat/progress: trained by another: %w", client.ErrLeaseLost)
+	c.mu.Unlock()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrJobGone) {
+			t.Fatalf("Run: err = %v, want ErrJobGone", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the trainer kept going after the coordinator took the job away")
+	}
+	if _, failed, _ := c.snapshot(); len(failed) != 0 {
+		t.Fatalf("a job taken away must not be failed by this trainer: %v", failed)
+	}
+	ck, err := loadCheckpoint(filepath.Join(out, d.job), d.job)
+	if err != nil || ck == nil || ck.Position.Consumed != 2 {
+		t.Fatalf("checkpoint %+v, %v; want one at 2 consumed ranges", ck, err)
 	}
 }
