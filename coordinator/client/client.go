@@ -92,7 +92,7 @@ func New(baseURL string, log *slog.Logger) *Client {
 func (c *Client) Submit(ctx context.Context, spec []byte) (*messages.JobStatus, error) {
 	var st messages.JobStatus
 	h := http.Header{IdempotencyHeader: {newKey()}}
-	if _, err := c.do(ctx, c.http, http.MethodPost, "/v1/jobs", h, json.RawMessage(spec), &st); err != nil {
+	if _, err := c.do(ctx, c.http, http.MethodPost, "/v1/jobs", h, spec, &st); err != nil {
 		return nil, err
 	}
 	return &st, nil
@@ -194,7 +194,9 @@ func (c *Client) Healthy(ctx context.Context) error {
 // status of a successful answer; any other answer becomes an error.
 func (c *Client) do(ctx context.Context, hc *retryablehttp.Client, method, path string, h http.Header, in, out any) (int, error) {
 	var body any
-	if in != nil {
+	if raw, ok := in.([]byte); ok {
+		body = raw // sent as is: the coordinator reports what is wrong with it
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return 0, fmt.Errorf("encoding the %s %s request: %w", method, path, err)

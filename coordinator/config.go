@@ -1,0 +1,83 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"pgtrain/internal/bus"
+)
+
+// Config configures a Coordinator. Zero fields take the defaults below.
+type Config struct {
+	// Listen is the HTTP address; ":0" or "127.0.0.1:0" picks a free port (see Addr).
+	Listen string
+	// LeaseTTL is how long a range lease lives without a progress report.
+	LeaseTTL time.Duration
+	// Window is how many ranges, in the trainer's order, fetchers may work ahead of it.
+	Window int
+	// ReadyMaxBytes is the READY stream's byte limit; a job whose whole table fits in half
+	// of it is read from PostgreSQL once and replayed from READY in later epochs.
+	ReadyMaxBytes int64
+	// MaxPayload is the largest bus message in bytes, for sizing pages; 0 asks the NATS
+	// connection.
+	MaxPayload int
+	// PlanTimeout bounds the planning of one job (statistics and range split run on the
+	// whole table).
+	PlanTimeout time.Duration
+	// ShutdownTimeout bounds the graceful HTTP shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults.
+const (
+	DefaultListen          = "127.0.0.1:8080"
+	DefaultLeaseTTL        = 15 * time.Second
+	DefaultWindow          = 8
+	DefaultPlanTimeout     = 30 * time.Minute
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// WithDefaults returns a copy with unset fields filled in.
+func (c Config) WithDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.ReadyMaxBytes == 0 {
+		c.ReadyMaxBytes = bus.DefaultReadyMaxBytes
+	}
+	if c.PlanTimeout == 0 {
+		c.PlanTimeout = DefaultPlanTimeout
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	return c
+}
+
+// Validate checks a configuration after WithDefaults.
+func (c Config) Validate() error {
+	var errs []error
+	if c.LeaseTTL < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("lease TTL %s: must be at least 100ms", c.LeaseTTL))
+	}
+	if c.Window < 1 {
+		errs = append(errs, fmt.Errorf("window %d: must be at least 1", c.Window))
+	}
+	if c.ReadyMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("ready max bytes %d: must not be negative", c.ReadyMaxBytes))
+	}
+	if c.MaxPayload < 0 || (c.MaxPayload > 0 && c.MaxPayload < 4096) {
+		errs = append(errs, fmt.Errorf("max payload %d: want 0 (ask the server) or at least 4096 bytes", c.MaxPayload))
+	}
+	if c.PlanTimeout < 0 || c.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	return errors.Join(errs...)
+}

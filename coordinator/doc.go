@@ -1,0 +1,16 @@
+// Package coordinator is pgtrain's control plane: it accepts jobs over HTTP, plans them
+// against the source database, and hands out the key ranges the fetchers read.
+//
+// Planning checks every name against the catalog (never splicing user text into SQL),
+// computes the preprocessing statistics with SQL aggregates, splits the key space into
+// ranges of about equal row count with percentile_disc (equal-width strides are wrong for
+// skewed keys), and records the exact row count and key checksum the trainer must see. With
+// consistency "snapshot" the whole plan is computed inside an exported snapshot that the
+// fetchers join, and the coordinator holds that snapshot open until the first read pass is
+// done.
+//
+// Range leases, trainer claims and job states live in the JetStream KV bucket, written with
+// compare-and-set, so a restarted coordinator resumes where the previous one stopped. Leases
+// are granted only inside the trainer's window (its position in the deterministic range
+// order plus Config.Window), which is how a slow trainer slows the fetchers down.
+package coordinator

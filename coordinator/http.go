@@ -1,0 +1,260 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"pgtrain/internal/bus"
+	"pgtrain/messages"
+)
+
+// apiError is an error with its HTTP status; field names the spec field at fault.
+type apiError struct {
+	status int
+	msg    string
+	field  string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+// unavailable marks a state-store failure as 503: clients retry it.
+func unavailable(err error) error {
+	return &apiError{status: http.StatusServiceUnavailable, msg: err.Error()}
+}
+
+// Body limits: a spec may carry a large Keras model document; everything else is small.
+const (
+	maxSpecBytes  = 16 << 20
+	maxSmallBytes = 1 << 20
+)
+
+func (c *Coordinator) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/jobs", c.handleSubmit)
+	mux.HandleFunc("GET /v1/jobs", c.handleJobs)
+	mux.HandleFunc("GET /v1/jobs/{id}", c.handleJob)
+	mux.HandleFunc("GET /v1/jobs/{id}/plan", c.handlePlan)
+	mux.HandleFunc("POST /v1/jobs/{id}/fail", c.handleFail)
+	mux.HandleFunc("POST /v1/jobs/{id}/progress", c.handleProgress)
+	mux.HandleFunc("POST /v1/leases", c.handleLease)
+	mux.HandleFunc("POST /v1/leases/{lease_id}", c.handleLeaseReport)
+	mux.HandleFunc("POST /v1/trainers/claim", c.handleClaim)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", c.handleReady)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		c.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+	})
+	return mux
+}
+
+func (c *Coordinator) handleSubmit(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSpecBytes))
+	if err != nil {
+		c.writeError(w, r, &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("reading the spec: %v", err), field: "spec"})
+		return
+	}
+	st, err := c.submit(r.Context(), body, r.Header.Get("Idempotency-Key"))
+	if err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, st)
+}
+
+func (c *Coordinator) handleJobs(w http.ResponseWriter, _ *http.Request) {
+	c.mu.Lock()
+	now := c.now()
+	out := make([]messages.JobStatus, 0, len(c.order))
+	for _, j := range c.order {
+		st := j.status(now)
+		st.Leases = nil // the list stays small; GET /v1/jobs/{id} has them
+		out = append(out, st)
+	}
+	c.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (c *Coordinator) handleJob(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	c.mu.Lock()
+	j := c.jobs[id]
+	var st messages.JobStatus
+	if j != nil {
+		st = j.status(c.now())
+	}
+	c.mu.Unlock()
+	if j == nil {
+		c.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no job %q", id)})
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (c *Coordinator) handlePlan(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	c.mu.Lock()
+	j := c.jobs[id]
+	c.mu.Unlock()
+	if j == nil {
+		c.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no job %q", id)})
+		return
+	}
+	writeJSON(w, http.StatusOK, j.plan) // the plan never changes once stored
+}
+
+func (c *Coordinator) handleFail(w http.ResponseWriter, r *http.Request) {
+	var req messages.ErrorResponse
+	if !c.decode(w, r, &req) {
+		return
+	}
+	st, err := c.failJob(r.Context(), r.PathValue("id"), req.Error)
+	if err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (c *Coordinator) handleProgress(w http.ResponseWriter, r *http.Request) {
+	var p messages.TrainerProgress
+	if !c.decode(w, r, &p) {
+		return
+	}
+	if err := c.trainerProgress(r.Context(), r.PathValue("id"), p); err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (c *Coordinator) handleLease(w http.ResponseWriter, r *http.Request) {
+	var req messages.LeaseRequest
+	if !c.decode(w, r, &req) {
+		return
+	}
+	if req.WorkerID == "" {
+		c.writeError(w, r, &apiError{status: http.StatusBadRequest, msg: "worker_id is required", field: "worker_id"})
+		return
+	}
+	l, err := c.grantLease(r.Context(), req.WorkerID, r.Header.Get("Idempotency-Key"))
+	if err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	if l == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
+}
+
+func (c *Coordinator) handleLeaseReport(w http.ResponseWriter, r *http.Request) {
+	var p messages.LeaseProgress
+	if !c.decode(w, r, &p) {
+		return
+	}
+	l, err := c.reportLease(r.Context(), r.PathValue("lease_id"), p)
+	if err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
+}
+
+func (c *Coordinator) handleClaim(w http.ResponseWriter, r *http.Request) {
+	var req messages.ClaimRequest
+	if !c.decode(w, r, &req) {
+		return
+	}
+	id, err := c.claimJob(r.Context(), req.TrainerID)
+	if err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	if id == "" {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusOK, messages.ClaimResponse{JobID: id})
+}
+
+// handleReady answers 200 only when NATS (with JetStream) and every source answer.
+func (c *Coordinator) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if err := c.check(ctx); err != nil {
+		c.writeError(w, r, &apiError{status: http.StatusServiceUnavailable, msg: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (c *Coordinator) check(ctx context.Context) error {
+	if c.bus.NC != nil && !c.bus.NC.IsConnected() {
+		return errors.New("nats: not connected")
+	}
+	if _, err := c.bus.State.Status(ctx); err != nil {
+		return fmt.Errorf("nats: state bucket: %w", err)
+	}
+	for name, pool := range c.sources {
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("source %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// decode reads a small JSON body; it answers 400 itself and returns false on failure.
+func (c *Coordinator) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSmallBytes))
+	if err := dec.Decode(v); err != nil {
+		c.writeError(w, r, &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf("invalid JSON body: %v", err)})
+		return false
+	}
+	return true
+}
+
+// writeError answers with the status the error carries and an ErrorResponse. Unexpected
+// errors are 500 and logged.
+func (c *Coordinator) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		fe *messages.FieldError
+		ae *apiError
+		pe *pgconn.PgError
+	)
+	resp := messages.ErrorResponse{Error: err.Error()}
+	status := http.StatusInternalServerError
+	switch {
+	case errors.As(err, &fe):
+		status, resp.Error, resp.Field = http.StatusBadRequest, fe.Reason, fe.Field
+	case errors.As(err, &ae):
+		status, resp.Field = ae.status, ae.field
+	case errors.Is(err, bus.ErrNoPlan):
+		status = http.StatusNotFound
+	case errors.As(err, &pe) && pe.Code == "42501": // insufficient_privilege
+		status, resp.Field = http.StatusBadRequest, "table"
+	case pgconn.SafeToRetry(err) || errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusServiceUnavailable
+	}
+	if status >= 500 {
+		c.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
+	} else {
+		c.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "field", resp.Field, "error", resp.Error)
+	}
+	writeJSON(w, status, resp)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the client may be gone; nothing to do about it
+}

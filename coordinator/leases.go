@@ -1,0 +1,187 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"pgtrain/messages"
+)
+
+// idemLease remembers which lease a request with an Idempotency-Key got, so a retried
+// request gets the same lease instead of a second one.
+type idemLease struct {
+	leaseID string
+	at      time.Time
+}
+
+// grantLease hands out the most urgent leasable range over all running jobs: the one
+// closest to its trainer's position, the oldest job first on ties. nil means no work now.
+func (c *Coordinator) grantLease(ctx context.Context, worker, idem string) (*messages.Lease, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	if idem != "" {
+		if prev, ok := c.leaseIdem[idem]; ok {
+			if l := c.currentLease(prev.leaseID); l != nil {
+				return l, nil
+			}
+		}
+	}
+	var best *job
+	bestPos, bestDist := -1, 0
+	for _, j := range c.order {
+		if j.rec.State != messages.JobRunning {
+			continue
+		}
+		pos := j.candidate(now, c.cfg.Window)
+		if pos < 0 {
+			continue
+		}
+		if dist := pos - j.trainerPos(); best == nil || dist < bestDist {
+			best, bestPos, bestDist = j, pos, dist
+		}
+	}
+	if best == nil {
+		return nil, nil
+	}
+	j := best
+	pass, r := j.at(bestPos)
+	t := &j.tasks[pass][r]
+	rec := t.rec
+	if rec.State == taskLeased {
+		rec.Expired++
+		c.log.Info("lease expired; handing the range over", "job_id", j.rec.ID, "pass", pass, "range", r,
+			"old_worker", rec.Worker, "old_lease_id", rec.LeaseID, "new_worker", worker, "next_page", rec.NextPage)
+	}
+	rec.State = taskLeased
+	rec.Grants++
+	rec.LeaseID = leaseID(j.rec.ID, pass, r, rec.Grants)
+	rec.Worker = worker
+	rec.ExpiresAt = now.Add(c.cfg.LeaseTTL)
+	if err := c.writeTask(ctx, j, pass, r, rec); err != nil {
+		return nil, err
+	}
+	if idem != "" {
+		c.rememberLease(idem, rec.LeaseID, now)
+	}
+	c.log.Debug("lease granted", "job_id", j.rec.ID, "pass", pass, "range", r, "worker", worker,
+		"lease_id", rec.LeaseID, "next_page", rec.NextPage)
+	l := j.lease(pass, r)
+	return &l, nil
+}
+
+// currentLease returns the lease with this id if it is still held.
+func (c *Coordinator) currentLease(id string) *messages.Lease {
+	jobID, pass, r, _, ok := parseLeaseID(id)
+	if !ok {
+		return nil
+	}
+	j := c.jobs[jobID]
+	if j == nil || j.rec.State != messages.JobRunning || pass >= len(j.tasks) || r >= len(j.plan.Ranges) {
+		return nil
+	}
+	if t := j.tasks[pass][r].rec; t.State != taskLeased || t.LeaseID != id {
+		return nil
+	}
+	l := j.lease(pass, r)
+	return &l
+}
+
+func (c *Coordinator) rememberLease(key, id string, now time.Time) {
+	// Retries come within seconds; forget keys older than a few TTLs so the map stays small.
+	if len(c.leaseIdem) > 1024 {
+		for k, v := range c.leaseIdem {
+			if now.Sub(v.at) > 4*c.cfg.LeaseTTL {
+				delete(c.leaseIdem, k)
+			}
+		}
+	}
+	c.leaseIdem[key] = idemLease{leaseID: id, at: now}
+}
+
+// reportLease renews a lease and records progress, completes it (Done) or hands it back
+// (Release). Reports are idempotent and never move a lease backwards.
+func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.LeaseProgress) (*messages.Lease, error) {
+	jobID, pass, r, _, ok := parseLeaseID(id)
+	if !ok {
+		return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j := c.jobs[jobID]
+	if j == nil || pass >= len(j.tasks) || r >= len(j.plan.Ranges) {
+		return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}
+	}
+	if j.rec.State != messages.JobRunning {
+		return nil, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is %s", jobID, j.rec.State)}
+	}
+	t := &j.tasks[pass][r]
+	rec := t.rec
+	lost := func(why string) error {
+		c.log.Info("report from a stale lease holder", "job_id", jobID, "pass", pass, "range", r,
+			"lease_id", id, "worker", p.WorkerID, "holder", rec.Worker, "reason", why)
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("lease %s is lost: %s", id, why)}
+	}
+	if rec.LeaseID != id {
+		return nil, lost("the range was leased again to " + rec.Worker)
+	}
+	if p.WorkerID != "" && rec.Worker != "" && p.WorkerID != rec.Worker {
+		return nil, lost("it is held by " + rec.Worker)
+	}
+	switch {
+	case rec.State == taskDone:
+		// A retried completion (or a late renewal) of a finished range: nothing changes.
+		l := j.lease(pass, r)
+		return &l, nil
+	case rec.State == taskPending && p.Release:
+		l := j.lease(pass, r)
+		return &l, nil
+	case rec.State == taskPending:
+		return nil, lost("it was released")
+	}
+	now := c.now()
+	if p.NextPage > rec.NextPage {
+		rec.NextPage, rec.LastKey, rec.Rows = p.NextPage, p.LastKey, p.Rows
+	}
+	switch {
+	case p.Done:
+		rec.State = taskDone
+	case p.Release:
+		rec.State = taskPending
+		rec.Released++
+		c.log.Info("lease released", "job_id", jobID, "pass", pass, "range", r, "worker", rec.Worker, "next_page", rec.NextPage)
+	default:
+		rec.ExpiresAt = now.Add(c.cfg.LeaseTTL)
+	}
+	if err := c.writeTask(ctx, j, pass, r, rec); err != nil {
+		return nil, err
+	}
+	if p.Done {
+		c.log.Debug("range done", "job_id", jobID, "pass", pass, "range", r, "worker", rec.Worker, "rows", rec.Rows)
+		j.advance()
+		if pass == 0 && j.snap != nil && j.passDone(0) {
+			c.releaseSnapshot(j, "the first read pass is done")
+		}
+	}
+	l := j.lease(pass, r)
+	return &l, nil
+}
+
+// writeTask stores a task record (compare-and-set) and then the in-memory copy. On a
+// concurrent write the memory is reloaded from KV, so the retried request sees the truth.
+func (c *Coordinator) writeTask(ctx context.Context, j *job, pass, r int, rec taskRecord) error {
+	t := &j.tasks[pass][r]
+	key := taskKey(j.rec.ID, pass, r)
+	rev, err := c.st.put(ctx, key, t.rev, rec)
+	if err != nil {
+		var fresh taskRecord
+		if frev, ok, gerr := c.st.get(ctx, key, &fresh); gerr == nil && ok && frev != t.rev {
+			t.rec, t.rev = fresh, frev
+		}
+		return unavailable(err)
+	}
+	t.rec, t.rev = rec, rev
+	return nil
+}

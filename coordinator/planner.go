@@ -1,0 +1,495 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"pgtrain/messages"
+)
+
+// Planning limits.
+const (
+	defaultVocabSize = 100
+	maxLabelClasses  = 1000
+	maxPageRows      = 16384
+	// Per-column bytes a raw page spends besides the values: name, kind, null bitmap and
+	// msgpack framing, amortised per row generously.
+	rawColumnOverhead = 2
+	// Per-row bytes of a text value besides its bytes: its uint32 end offset.
+	textOffsetBytes = 4
+	// Bytes per message for the header and subject when estimating READY's size.
+	messageOverhead = 512
+)
+
+// mod64 is 2^64 as a numeric literal, for checksums that match messages.KeyChecksum.
+const mod64 = "18446744073709551616::numeric"
+
+// planInput is a spec resolved against the catalog: the relation and the key, feature and
+// label columns in spec order.
+type planInput struct {
+	spec     messages.JobSpec
+	rel      *relation
+	key      column
+	features []column
+	label    column
+}
+
+// planSpec derives the plan of a job inside tx, a REPEATABLE READ transaction, so that the
+// statistics, the ranges and the expected checksums all describe one version of the table.
+func planSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, jobID string, sz sizing) (*messages.Plan, error) {
+	in, err := resolveSpec(ctx, tx, spec)
+	if err != nil {
+		return nil, err
+	}
+	p := &messages.Plan{
+		Version: messages.SchemaVersion,
+		JobID:   jobID,
+		Spec:    spec,
+		Schema:  in.rel.schema,
+		Table:   in.rel.name,
+		Key:     in.key.name,
+	}
+	avgText, err := computeStats(ctx, tx, in, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := computeVocabularies(ctx, tx, in, p); err != nil {
+		return nil, err
+	}
+	for _, f := range p.Features {
+		p.InputDim += f.Width()
+	}
+	switch spec.Label.Encode {
+	case messages.EncodeOneHot:
+		p.LabelDim = len(p.Label.Vocabulary)
+	default:
+		p.LabelDim = 1
+	}
+	if err := splitRanges(ctx, tx, in, p); err != nil {
+		return nil, err
+	}
+	sizePages(in, p, avgText, sz)
+	return p, nil
+}
+
+// resolveSpec checks every name of the spec against the catalog.
+func resolveSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec) (*planInput, error) {
+	rel, err := resolveRelation(ctx, tx, spec.Table)
+	if err != nil {
+		return nil, err
+	}
+	in := &planInput{spec: spec, rel: rel}
+	lookup := func(field, name string) (column, error) {
+		col, ok := rel.cols[name]
+		if !ok {
+			return column{}, &messages.FieldError{Field: field, Reason: fmt.Sprintf("no column %q in %s.%s", name, rel.schema, rel.name)}
+		}
+		return col, nil
+	}
+	if in.key, err = lookup("key", spec.Key); err != nil {
+		return nil, err
+	}
+	if !in.key.integer() {
+		return nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is %s; the key must be an integer column (smallint, integer or bigint)", in.key.name, in.key.pgType)}
+	}
+	if indexedKinds[rel.kind] {
+		ok, err := keyIndexed(ctx, tx, rel, in.key)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is not the leading column of a btree index on %s.%s; keyset paging needs one (create index on %s (%s))",
+				in.key.name, rel.schema, rel.name, rel.ident(), pgx.Identifier{in.key.name}.Sanitize())}
+		}
+	}
+	for i, f := range spec.Features {
+		field := fmt.Sprintf("features[%d]", i)
+		col, err := lookup(field+".column", f.Column)
+		if err != nil {
+			return nil, err
+		}
+		if col.name == in.key.name {
+			return nil, &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q is the key", col.name)}
+		}
+		if f.Encode == messages.EncodeNone && !col.numeric() {
+			return nil, &messages.FieldError{Field: field + ".encode", Reason: fmt.Sprintf("column %q is %s, not numeric: use encode \"onehot\"", col.name, col.pgType)}
+		}
+		in.features = append(in.features, col)
+	}
+	if in.label, err = lookup("label", spec.Label.Column); err != nil {
+		return nil, err
+	}
+	if spec.Label.Encode == messages.EncodeNone && !in.label.numeric() {
+		return nil, &messages.FieldError{Field: "label", Reason: fmt.Sprintf("column %q is %s, not numeric: use encode \"onehot\" or \"index\"", in.label.name, in.label.pgType)}
+	}
+	return in, nil
+}
+
+// aggregates accumulates select-list items and their scan targets.
+type aggregates struct {
+	items   []string
+	targets []any
+}
+
+func (a *aggregates) add(expr string, target any) {
+	a.items = append(a.items, expr)
+	a.targets = append(a.targets, target)
+}
+
+// computeStats runs one aggregate query over the table for the key and every feature and
+// the label, and fills the column plans. It returns the average text width per categorical
+// column (by name) for page sizing.
+func computeStats(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan) (map[string]float64, error) {
+	var agg aggregates
+	var rows, keyRows int64
+	agg.add("count(*)", &rows)
+	agg.add(fmt.Sprintf("count(%s)", pgx.Identifier{in.key.name}.Sanitize()), &keyRows)
+
+	type colStats struct {
+		stats   messages.Stats
+		avgText float64
+	}
+	cols := append(slices.Clone(in.features), in.label)
+	cats := make([]bool, len(cols))
+	median := make([]bool, len(cols))
+	out := make([]colStats, len(cols))
+	for i, col := range cols {
+		q := pgx.Identifier{col.name}.Sanitize()
+		if i < len(in.features) {
+			f := in.spec.Features[i]
+			cats[i] = f.Encode == messages.EncodeOneHot
+			median[i] = f.Impute == messages.ImputeMedian
+		} else {
+			cats[i] = in.spec.Label.Encode != messages.EncodeNone
+		}
+		s := &out[i]
+		agg.add(fmt.Sprintf("count(%s)", q), &s.stats.Count)
+		if cats[i] {
+			agg.add(fmt.Sprintf("coalesce(avg(octet_length(%s::text)), 0)::float8", q), &s.avgText)
+			continue
+		}
+		x := q + "::float8"
+		agg.add(fmt.Sprintf("coalesce(avg(%s), 0)", x), &s.stats.Mean)
+		agg.add(fmt.Sprintf("coalesce(stddev_pop(%s), 0)", x), &s.stats.StdDev)
+		agg.add(fmt.Sprintf("coalesce(min(%s), 0)", x), &s.stats.Min)
+		agg.add(fmt.Sprintf("coalesce(max(%s), 0)", x), &s.stats.Max)
+		if median[i] {
+			agg.add(fmt.Sprintf("coalesce(percentile_cont(0.5) within group (order by %s), 0)", x), &s.stats.Median)
+		}
+	}
+	sql := "select " + strings.Join(agg.items, ", ") + " from " + in.rel.ident()
+	if err := tx.QueryRow(ctx, sql).Scan(agg.targets...); err != nil {
+		return nil, fmt.Errorf("computing statistics: %w", err)
+	}
+	if rows == 0 {
+		return nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s has no rows", in.rel.schema, in.rel.name)}
+	}
+	if keyRows != rows {
+		return nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%d rows have a NULL key %q and could never be read", rows-keyRows, in.key.name)}
+	}
+	avgText := map[string]float64{}
+	for i, col := range cols {
+		s := out[i].stats
+		s.Nulls = rows - s.Count
+		field, label := fmt.Sprintf("features[%d]", i), i == len(in.features)
+		if label {
+			field = "label"
+		}
+		cp := messages.ColumnPlan{Name: col.name, PGType: col.pgType, Kind: messages.KindNumeric, Factor: 1, Stats: s}
+		if cats[i] {
+			cp.Kind = messages.KindCategorical
+			avgText[col.name] = out[i].avgText
+		} else {
+			for _, v := range []float64{s.Mean, s.StdDev, s.Min, s.Max, s.Median} {
+				if math.IsNaN(v) || math.IsInf(v, 0) {
+					if label {
+						return nil, &messages.FieldError{Field: "label", Reason: fmt.Sprintf("column %q holds NaN or infinite values", col.name)}
+					}
+					return nil, &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q holds NaN or infinite values", col.name)}
+				}
+			}
+		}
+		if label {
+			if s.Nulls > 0 {
+				return nil, &messages.FieldError{Field: "label", Reason: fmt.Sprintf("%d rows have a NULL label %q", s.Nulls, col.name)}
+			}
+			p.Label = cp
+			continue
+		}
+		if !cats[i] {
+			if err := numericTransform(in.spec.Features[i], field, &cp); err != nil {
+				return nil, err
+			}
+		}
+		p.Features = append(p.Features, cp)
+	}
+	return avgText, nil
+}
+
+// numericTransform fills the imputation and the scaling of a numeric feature.
+func numericTransform(f messages.FeatureSpec, field string, cp *messages.ColumnPlan) error {
+	s := cp.Stats
+	if s.Count == 0 && (f.Impute == messages.ImputeMean || f.Impute == messages.ImputeMedian || f.Scale != messages.ScaleNone) {
+		return &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q has no non-NULL values to compute statistics from", cp.Name)}
+	}
+	switch f.Impute {
+	case messages.ImputeMean:
+		cp.HasImpute, cp.Impute = true, s.Mean
+	case messages.ImputeMedian:
+		cp.HasImpute, cp.Impute = true, s.Median
+	case messages.ImputeConstant:
+		cp.HasImpute, cp.Impute = true, *f.ImputeValue
+	default:
+		if s.Nulls > 0 {
+			return &messages.FieldError{Field: field + ".impute", Reason: fmt.Sprintf("column %q has %d NULLs: choose impute mean, median or constant", cp.Name, s.Nulls)}
+		}
+	}
+	cp.Offset, cp.Factor = 0, 1
+	switch f.Scale {
+	case messages.ScaleStandard:
+		cp.Offset = s.Mean
+		if s.StdDev > 0 {
+			cp.Factor = 1 / s.StdDev
+		}
+	case messages.ScaleMinMax:
+		cp.Offset = s.Min
+		if s.Max > s.Min {
+			cp.Factor = 1 / (s.Max - s.Min)
+		}
+	}
+	return nil
+}
+
+// computeVocabularies fills the top-K vocabulary of each one-hot feature and the class list
+// of a categorical label. Values are their text form (col::text), which is how fetchers read
+// categorical columns.
+func computeVocabularies(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan) error {
+	for i, f := range in.spec.Features {
+		if f.Encode != messages.EncodeOneHot {
+			continue
+		}
+		k := f.VocabSize
+		if k == 0 {
+			k = defaultVocabSize
+		}
+		q := pgx.Identifier{in.features[i].name}.Sanitize()
+		// Ties are broken by the value's bytes, so the vocabulary does not depend on the
+		// database's collation.
+		sql := fmt.Sprintf(`select v from (select %s::text as v, count(*) as n from %s where %s is not null group by 1) s
+order by n desc, v collate "C" limit $1`, q, in.rel.ident(), q)
+		vocab, err := queryStrings(ctx, tx, sql, k)
+		if err != nil {
+			return fmt.Errorf("computing the vocabulary of %q: %w", in.features[i].name, err)
+		}
+		p.Features[i].Vocabulary = vocab
+	}
+	if in.spec.Label.Encode == messages.EncodeNone {
+		return nil
+	}
+	limit := maxLabelClasses
+	if in.spec.Label.VocabSize > 0 {
+		limit = min(limit, in.spec.Label.VocabSize)
+	}
+	q := pgx.Identifier{in.label.name}.Sanitize()
+	order := q // numbers in numeric order
+	if !in.label.numeric() {
+		order = q + `::text collate "C"`
+	}
+	sql := fmt.Sprintf(`select %s::text from %s where %s is not null group by %s order by %s limit $1`,
+		q, in.rel.ident(), q, q, order)
+	classes, err := queryStrings(ctx, tx, sql, limit+1)
+	if err != nil {
+		return fmt.Errorf("listing the classes of %q: %w", in.label.name, err)
+	}
+	if len(classes) > limit {
+		return &messages.FieldError{Field: "label", Reason: fmt.Sprintf("column %q has more than %d distinct values", in.label.name, limit)}
+	}
+	p.Label.Vocabulary = classes
+	return nil
+}
+
+func queryStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]string, error) {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
+}
+
+// splitRanges cuts the key space at row-count quantiles and counts every range exactly, with
+// the key checksums the trainer must reproduce.
+func splitRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan) error {
+	spec := in.spec
+	rows := p.Label.Stats.Count // the label has no NULLs, so this is the row count
+	k := pgx.Identifier{in.key.name}.Sanitize()
+	n := int((rows + int64(spec.RangeRows) - 1) / int64(spec.RangeRows))
+	if spec.ValidationSplit > 0 {
+		n = max(n, 2)
+	}
+	n = max(n, 1)
+	var splits []int64
+	if n > 1 {
+		fracs := make([]float64, n-1)
+		for i := range fracs {
+			fracs[i] = float64(i+1) / float64(n)
+		}
+		sql := fmt.Sprintf(`select (percentile_disc($1::float8[]) within group (order by %s))::int8[] from %s`, k, in.rel.ident())
+		if err := tx.QueryRow(ctx, sql, fracs).Scan(&splits); err != nil {
+			return fmt.Errorf("computing key quantiles: %w", err)
+		}
+	}
+	bounds := rangeBounds(splits)
+	lows := make([]int64, 0, len(bounds))
+	for _, b := range bounds[1:] {
+		lows = append(lows, b.Lo)
+	}
+	// width_bucket(k, lows) is the number of lower bounds <= k: the range index.
+	sql := fmt.Sprintf(`select width_bucket(%[1]s::int8, $1::int8[]) as b, count(*),
+  (mod(mod(sum(%[1]s::numeric), %[2]s) + %[2]s, %[2]s))::text,
+  (mod(sum(%[1]s::numeric * %[1]s::numeric), %[2]s))::text
+from %[3]s where %[1]s is not null group by 1 order by 1`, k, mod64, in.rel.ident())
+	if len(lows) == 0 {
+		sql = strings.Replace(sql, "width_bucket("+k+"::int8, $1::int8[])", "0 + 0 * cardinality($1::int8[])", 1)
+	}
+	dbRows, err := tx.Query(ctx, sql, lows)
+	if err != nil {
+		return fmt.Errorf("counting rows per range: %w", err)
+	}
+	sums := make([]messages.KeyChecksum, len(bounds))
+	for dbRows.Next() {
+		var b int
+		var cnt int64
+		var sum, sumSq string
+		if err := dbRows.Scan(&b, &cnt, &sum, &sumSq); err != nil {
+			return fmt.Errorf("counting rows per range: %w", err)
+		}
+		if b < 0 || b >= len(bounds) {
+			return fmt.Errorf("counting rows per range: bucket %d of %d", b, len(bounds))
+		}
+		s := messages.KeyChecksum{Rows: cnt}
+		if s.Sum, err = strconv.ParseUint(sum, 10, 64); err == nil {
+			s.SumSq, err = strconv.ParseUint(sumSq, 10, 64)
+		}
+		if err != nil {
+			return fmt.Errorf("counting rows per range: checksum: %w", err)
+		}
+		sums[b] = s
+	}
+	if err := dbRows.Err(); err != nil {
+		return fmt.Errorf("counting rows per range: %w", err)
+	}
+	for i := range bounds {
+		bounds[i].Rows = sums[i].Rows
+	}
+	p.Ranges = bounds
+	if spec.ValidationSplit > 0 && len(bounds) > 1 {
+		v := int(math.Ceil(spec.ValidationSplit * float64(len(bounds))))
+		p.ValidationRanges = min(v, len(bounds)-1)
+	}
+	train := p.TrainingRanges()
+	for i, s := range sums {
+		if i < train {
+			p.Expected.Merge(s)
+		} else {
+			p.ExpectedValid.Merge(s)
+		}
+	}
+	return nil
+}
+
+// rangeBounds turns ascending split keys into closed ranges covering all of int64: each
+// split is the last key of its range. Equal splits (many rows on one key) collapse.
+func rangeBounds(splits []int64) []messages.KeyRange {
+	out := []messages.KeyRange{{Lo: math.MinInt64}}
+	for _, s := range splits {
+		last := &out[len(out)-1]
+		if s < last.Lo || s == math.MaxInt64 {
+			continue // a duplicate (or out of order) split, or nothing can follow it
+		}
+		last.Hi = s
+		out = append(out, messages.KeyRange{Index: len(out), Lo: s + 1})
+	}
+	out[len(out)-1].Hi = math.MaxInt64
+	return out
+}
+
+// sizing is what page sizing and the replay decision depend on besides the table.
+type sizing struct {
+	maxPayload    int
+	readyMaxBytes int64
+	window        int
+}
+
+// sizePages picks rows per page so both the raw page and the ready batch stay under 3/4 of
+// the bus's max payload, decides replay and copies the window.
+func sizePages(in *planInput, p *messages.Plan, avgText map[string]float64, sz sizing) {
+	raw := 8.0 // key
+	for _, cp := range append(slices.Clone(p.Features), p.Label) {
+		raw += rawColumnOverhead
+		if cp.Kind == messages.KindCategorical {
+			raw += avgText[cp.Name] + textOffsetBytes
+		} else {
+			raw += 8
+		}
+	}
+	ready := float64(8 + 4*(p.InputDim+p.LabelDim))
+	budget := float64(sz.maxPayload) * 3 / 4
+	rows := int(budget / max(raw, ready))
+	p.PageRows = min(max(rows, 1), maxPageRows)
+	if in.spec.PageRows > 0 {
+		p.PageRows = in.spec.PageRows
+	}
+	total := p.Expected.Rows + p.ExpectedValid.Rows
+	pages := (total+int64(p.PageRows)-1)/int64(p.PageRows) + int64(len(p.Ranges))
+	estimate := float64(total)*ready + float64(pages)*messageOverhead
+	p.Replay = estimate <= float64(sz.readyMaxBytes)/2
+	p.Window = sz.window
+}
+
+// beginPlan opens the transaction planning runs in. For a snapshot job it is a dedicated
+// connection that keeps the exported snapshot alive after planning; otherwise a pooled one.
+func beginPlan(ctx context.Context, pool *pgxpool.Pool, snapshotted bool) (pgx.Tx, *snapshot, error) {
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	if !snapshotted {
+		tx, err := pool.BeginTx(ctx, opts)
+		if err != nil {
+			return nil, nil, fmt.Errorf("starting the planning transaction: %w", err)
+		}
+		return tx, nil, nil
+	}
+	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the snapshot connection: %w", err)
+	}
+	// The transaction idles for as long as the first pass runs; a server-wide idle timeout
+	// must not kill it.
+	if _, err := conn.Exec(ctx, "set idle_in_transaction_session_timeout = 0"); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, nil, fmt.Errorf("preparing the snapshot connection: %w", err)
+	}
+	tx, err := conn.BeginTx(ctx, opts)
+	if err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, nil, fmt.Errorf("starting the snapshot transaction: %w", err)
+	}
+	s := &snapshot{conn: conn, tx: tx}
+	if err := tx.QueryRow(ctx, "select pg_export_snapshot()").Scan(&s.id); err != nil {
+		s.close(context.WithoutCancel(ctx))
+		return nil, nil, fmt.Errorf("exporting the snapshot: %w", err)
+	}
+	return tx, s, nil
+}

@@ -1,0 +1,205 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+
+	"pgtrain/messages"
+)
+
+// specJSON builds a job spec document; mutate adjusts the decoded map before encoding.
+func specJSON(t *testing.T, mutate func(m map[string]any)) []byte {
+	t.Helper()
+	m := map[string]any{
+		"table": "iris",
+		"key":   "id",
+		"features": []any{
+			map[string]any{"column": "sepal", "scale": "standard"},
+			map[string]any{"column": "petal", "scale": "minmax", "impute": "median"},
+			map[string]any{"column": "city", "encode": "onehot", "vocab_size": 2},
+		},
+		"label":  map[string]any{"column": "species", "encode": "onehot"},
+		"model":  json.RawMessage(`{"layers": [{"type": "dense", "units": 8, "activation": "relu"}, {"type": "dense", "units": 3, "activation": "softmax"}]}`),
+		"loss":   "categorical_crossentropy",
+		"epochs": 2,
+		"seed":   7,
+	}
+	if mutate != nil {
+		mutate(m)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func feature(m map[string]any, i int) map[string]any {
+	return m["features"].([]any)[i].(map[string]any)
+}
+
+// irisTable: 1000 rows; sepal = id % 10, petal = id % 7 with every 100th NULL, city has two
+// values of 400 rows and one of 200, species cycles through three classes.
+func irisTable(t *testing.T, e *env) {
+	e.exec(t, `create table iris (
+  id bigint primary key, sepal float8, petal real, city text, species text,
+  width float8, plain_int int, note text, nully float8)`)
+	e.exec(t, `insert into iris
+select i, i % 10, case when i % 100 = 0 then null else i % 7 end,
+  case when i % 5 < 2 then 'oslo' when i % 5 < 4 then 'bergen' else 'tromso' end,
+  (array['setosa','versicolor','virginica'])[i % 3 + 1],
+  i * 0.5, i, 'n' || i, case when i % 2 = 0 then null else 1 end
+from generate_series(1, 1000) i`)
+	e.exec(t, `create table other_source_table (id int)`)
+}
+
+func TestSubmitRejectsBadSpecs(t *testing.T) {
+	e := newEnv(t)
+	irisTable(t, e)
+	r := start(t, e, Config{})
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		mutate    func(m map[string]any)
+		raw       string
+		wantField string
+		wantText  string
+	}{
+		{name: "unknown table", mutate: func(m map[string]any) { m["table"] = "nope" }, wantField: "table", wantText: `no table or view "nope"`},
+		{name: "unknown schema", mutate: func(m map[string]any) { m["table"] = "nope.iris" }, wantField: "table", wantText: `schema "nope"`},
+		{name: "quoting trick in table", mutate: func(m map[string]any) { m["table"] = `iris"; drop table iris; --` }, wantField: "table"},
+		{name: "quoting trick in qualified table", mutate: func(m map[string]any) { m["table"] = `public.iris" where false; --` }, wantField: "table"},
+		{name: "unknown feature column", mutate: func(m map[string]any) { feature(m, 1)["column"] = "petals" }, wantField: "features[1].column", wantText: `no column "petals"`},
+		{name: "quoting trick in column", mutate: func(m map[string]any) { feature(m, 0)["column"] = `sepal"; drop table iris; --` }, wantField: "features[0].column"},
+		{name: "unknown label", mutate: func(m map[string]any) { m["label"] = "kind" }, wantField: "label", wantText: `no column "kind"`},
+		{name: "unknown key", mutate: func(m map[string]any) { m["key"] = "ident" }, wantField: "key"},
+		{name: "text feature without encoding", mutate: func(m map[string]any) { feature(m, 2)["encode"] = ""; delete(feature(m, 2), "vocab_size") }, wantField: "features[2].encode", wantText: "not numeric"},
+		{name: "text label without encoding", mutate: func(m map[string]any) { m["label"] = "species" }, wantField: "label", wantText: "not numeric"},
+		{name: "non-integer key", mutate: func(m map[string]any) { m["key"] = "width" }, wantField: "key", wantText: "integer"},
+		{name: "key without an index", mutate: func(m map[string]any) { m["key"] = "plain_int" }, wantField: "key", wantText: "btree index"},
+		{name: "feature is the key", mutate: func(m map[string]any) { feature(m, 0)["column"] = "id" }, wantField: "features[0].column"},
+		{name: "NULLs without imputation", mutate: func(m map[string]any) { feature(m, 0)["column"] = "nully" }, wantField: "features[0].impute", wantText: "500 NULLs"},
+		{name: "unknown source", mutate: func(m map[string]any) { m["source"] = "warehouse" }, wantField: "source", wantText: `unknown source "warehouse"`},
+		{name: "invalid JSON", raw: `{"table": `, wantField: "spec"},
+		{name: "unknown field", mutate: func(m map[string]any) { m["tabel"] = "iris" }, wantField: "spec"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := []byte(tt.raw)
+			if tt.raw == "" {
+				body = specJSON(t, tt.mutate)
+			}
+			_, err := r.cl.Submit(ctx, body)
+			ae := apiErr(t, err)
+			if ae.Status != 400 || ae.Field != tt.wantField {
+				t.Fatalf("got %d field %q (%s), want 400 field %q", ae.Status, ae.Field, ae.Message, tt.wantField)
+			}
+			if !strings.Contains(ae.Message, tt.wantText) {
+				t.Fatalf("message %q does not contain %q", ae.Message, tt.wantText)
+			}
+		})
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, "select count(*) from iris").Scan(&n); err != nil || n != 1000 {
+		t.Fatalf("iris after the quoting tricks: %d rows, %v", n, err)
+	}
+	if jobs, err := r.cl.Jobs(ctx); err != nil || len(jobs) != 0 {
+		t.Fatalf("rejected specs created jobs: %v, %v", jobs, err)
+	}
+}
+
+func TestSubmitPlansAGoodSpec(t *testing.T) {
+	e := newEnv(t)
+	irisTable(t, e)
+	r := start(t, e, Config{})
+	ctx := context.Background()
+	st, err := r.cl.Submit(ctx, specJSON(t, func(m map[string]any) {
+		m["range_rows"] = 300
+		m["validation_split"] = 0.25
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != messages.JobRunning || messages.ValidJobID(st.ID) != nil || !strings.HasPrefix(st.ID, "iris-") {
+		t.Fatalf("status %+v", st)
+	}
+	if st.Rows != 1000 || st.Ranges != 4 || st.Fetch.Pending != st.Ranges*st.Epochs && !st.Replay {
+		t.Fatalf("status %+v", st)
+	}
+	p, err := r.cl.Plan(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Schema != "public" || p.Table != "iris" || p.Key != "id" || p.JobID != st.ID {
+		t.Fatalf("plan relation %s.%s key %s job %s", p.Schema, p.Table, p.Key, p.JobID)
+	}
+	// sepal = i % 10 over 1..1000: mean 4.5, population stddev sqrt(8.25).
+	sepal := p.Features[0]
+	if sepal.Kind != messages.KindNumeric || sepal.Stats.Count != 1000 || sepal.Stats.Nulls != 0 ||
+		!near(sepal.Stats.Mean, 4.5) || !near(sepal.Stats.StdDev, math.Sqrt(8.25)) ||
+		!near(sepal.Offset, 4.5) || !near(sepal.Factor, 1/math.Sqrt(8.25)) || sepal.HasImpute {
+		t.Fatalf("sepal plan %+v", sepal)
+	}
+	// petal = i % 7 except every 100th row: 10 NULLs; min 0, max 6, median 3.
+	petal := p.Features[1]
+	if petal.Stats.Nulls != 10 || petal.Stats.Count != 990 || !petal.HasImpute || !near(petal.Impute, 3) ||
+		!near(petal.Offset, 0) || !near(petal.Factor, 1.0/6) || petal.PGType != "real" {
+		t.Fatalf("petal plan %+v", petal)
+	}
+	// city: oslo and bergen have 400 rows each (tie broken by value), tromso 200; K = 2.
+	city := p.Features[2]
+	if city.Kind != messages.KindCategorical || strings.Join(city.Vocabulary, ",") != "bergen,oslo" || city.Width() != 3 {
+		t.Fatalf("city plan %+v", city)
+	}
+	if strings.Join(p.Label.Vocabulary, ",") != "setosa,versicolor,virginica" || p.LabelDim != 3 || p.InputDim != 5 {
+		t.Fatalf("label %+v, label dim %d, input dim %d", p.Label, p.LabelDim, p.InputDim)
+	}
+	if len(p.Ranges) != 4 || p.ValidationRanges != 1 || p.Ranges[0].Lo != math.MinInt64 || p.Ranges[3].Hi != math.MaxInt64 {
+		t.Fatalf("ranges %+v, %d validation", p.Ranges, p.ValidationRanges)
+	}
+	for i := 1; i < len(p.Ranges); i++ {
+		if p.Ranges[i].Lo != p.Ranges[i-1].Hi+1 || p.Ranges[i].Index != i {
+			t.Fatalf("ranges not contiguous: %+v", p.Ranges)
+		}
+	}
+	if p.Expected.Rows != 750 || p.ExpectedValid.Rows != 250 {
+		t.Fatalf("expected %+v, validation %+v", p.Expected, p.ExpectedValid)
+	}
+	if p.PageRows < 1 || p.PageRows > maxPageRows || !p.Replay || p.Window != DefaultWindow || p.Snapshot != "" {
+		t.Fatalf("page rows %d, replay %v, window %d, snapshot %q", p.PageRows, p.Replay, p.Window, p.Snapshot)
+	}
+	// The stored plan is what every role reads.
+	jobs, err := r.cl.Jobs(ctx)
+	if err != nil || len(jobs) != 1 || jobs[0].ID != st.ID {
+		t.Fatalf("jobs %+v, %v", jobs, err)
+	}
+}
+
+func TestSubmitIsIdempotentPerKey(t *testing.T) {
+	e := newEnv(t)
+	irisTable(t, e)
+	r := start(t, e, Config{})
+	body := specJSON(t, nil)
+	ids := map[string]bool{}
+	for range 3 {
+		req := mustRequest(t, "POST", "http://"+r.c.Addr()+"/v1/jobs", body)
+		req.Header.Set("Idempotency-Key", "same-key-1")
+		var st messages.JobStatus
+		if code := doJSON(t, req, &st); code != 201 {
+			t.Fatalf("status %d", code)
+		}
+		ids[st.ID] = true
+	}
+	if len(ids) != 1 {
+		t.Fatalf("one key made jobs %v", ids)
+	}
+	jobs, err := r.cl.Jobs(context.Background())
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("jobs %v, %v", jobs, err)
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }

@@ -1,0 +1,122 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"pgtrain/messages"
+)
+
+// relation is a table or view resolved through the catalog.
+type relation struct {
+	oid    uint32
+	schema string
+	name   string
+	kind   string // pg_class.relkind
+	cols   map[string]column
+}
+
+// column is one attribute with its type; base is the type name under any domain.
+type column struct {
+	num    int16
+	name   string
+	pgType string
+	base   string
+}
+
+// Kinds of relation a job may read; only tables can be required to have an index.
+var (
+	readableKinds = []string{"r", "p", "v", "m", "f"}
+	indexedKinds  = map[string]bool{"r": true, "p": true, "m": true}
+)
+
+func (c column) numeric() bool {
+	switch c.base {
+	case "int2", "int4", "int8", "float4", "float8", "numeric":
+		return true
+	}
+	return false
+}
+
+func (c column) integer() bool { return c.base == "int2" || c.base == "int4" || c.base == "int8" }
+
+// ident is the quoted form of the relation, for SQL.
+func (r *relation) ident() string { return pgx.Identifier{r.schema, r.name}.Sanitize() }
+
+// resolveRelation finds "name" (on the search path) or "schema.name" by exact catalog
+// match with bind parameters: user text is compared, never parsed as SQL, so quoting tricks
+// are just names that do not exist.
+func resolveRelation(ctx context.Context, tx pgx.Tx, table string) (*relation, error) {
+	var schema *string
+	name := table
+	if i := strings.IndexByte(table, '.'); i >= 0 {
+		s := table[:i]
+		schema, name = &s, table[i+1:]
+	}
+	rel := &relation{cols: map[string]column{}}
+	var canSelect bool
+	err := tx.QueryRow(ctx, `
+select c.oid, n.nspname, c.relname, c.relkind::text, has_table_privilege(c.oid, 'SELECT')
+from pg_catalog.pg_class c
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where c.relname = $1
+  and c.relkind::text = any($3)
+  and (($2::text is null and n.nspname = any(current_schemas(false))) or n.nspname = $2::text)
+order by array_position(current_schemas(false), n.nspname::text) nulls last
+limit 1`, name, schema, readableKinds).Scan(&rel.oid, &rel.schema, &rel.name, &rel.kind, &canSelect)
+	if errors.Is(err, pgx.ErrNoRows) {
+		where := "on the search path"
+		if schema != nil {
+			where = fmt.Sprintf("in schema %q", *schema)
+		}
+		return nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("no table or view %q %s", name, where)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up table: %w", err)
+	}
+	if !canSelect {
+		return nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("the coordinator's role may not SELECT from %s.%s", rel.schema, rel.name)}
+	}
+	rows, err := tx.Query(ctx, `
+select a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod), bt.typname::text
+from pg_catalog.pg_attribute a
+join pg_catalog.pg_type t on t.oid = a.atttypid
+join pg_catalog.pg_type bt on bt.oid = case when t.typtype = 'd' then t.typbasetype else t.oid end
+where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped`, rel.oid)
+	if err != nil {
+		return nil, fmt.Errorf("listing columns: %w", err)
+	}
+	for rows.Next() {
+		var col column
+		if err := rows.Scan(&col.num, &col.name, &col.pgType, &col.base); err != nil {
+			return nil, fmt.Errorf("listing columns: %w", err)
+		}
+		rel.cols[col.name] = col
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing columns: %w", err)
+	}
+	return rel, nil
+}
+
+// keyIndexed reports whether a valid, non-partial btree index leads with the column, which
+// keyset paging and percentile splits need to be fast.
+func keyIndexed(ctx context.Context, tx pgx.Tx, rel *relation, col column) (bool, error) {
+	var ok bool
+	err := tx.QueryRow(ctx, `
+select exists (
+  select 1
+  from pg_catalog.pg_index i
+  join pg_catalog.pg_class ic on ic.oid = i.indexrelid
+  join pg_catalog.pg_am am on am.oid = ic.relam
+  where i.indrelid = $1 and am.amname = 'btree' and i.indkey[0] = $2 and i.indpred is null and i.indisvalid
+)`, rel.oid, col.num).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("checking the key's index: %w", err)
+	}
+	return ok, nil
+}

@@ -1,0 +1,210 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"pgtrain/internal/bus"
+	"pgtrain/messages"
+)
+
+// Task states. A task with no KV record is pending: records are created on first grant, so
+// planning a job with many ranges and passes writes nothing per range.
+const (
+	taskPending = "pending"
+	taskLeased  = "leased"
+	taskDone    = "done"
+)
+
+// jobRecord is the KV value under job.<id>.
+type jobRecord struct {
+	ID        string                 `json:"id"`
+	State     string                 `json:"state"`
+	Error     string                 `json:"error,omitempty"`
+	Table     string                 `json:"table"`
+	CreatedAt time.Time              `json:"created_at"`
+	UpdatedAt time.Time              `json:"updated_at"`
+	Trainer   messages.TrainerState  `json:"trainer"`
+	Results   []messages.EpochResult `json:"results,omitempty"`
+	ModelPath string                 `json:"model_path,omitempty"`
+	// Cleaned is set once an ended job's snapshot is released and its subjects purged.
+	Cleaned bool `json:"cleaned,omitempty"`
+}
+
+func (r *jobRecord) ended() bool { return r.State == messages.JobDone || r.State == messages.JobFailed }
+
+// taskRecord is the KV value under range.<id>.<pass>.<range>: one range of one read pass.
+type taskRecord struct {
+	State     string    `json:"state"`
+	LeaseID   string    `json:"lease_id,omitempty"`
+	Worker    string    `json:"worker,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
+	NextPage  int       `json:"next_page"`
+	LastKey   int64     `json:"last_key"`
+	Rows      int64     `json:"rows"`
+	// Grants counts leases handed out; Expired and Released count hand-overs.
+	Grants   int `json:"grants"`
+	Expired  int `json:"expired,omitempty"`
+	Released int `json:"released,omitempty"`
+}
+
+func jobKey(id string) string { return "job." + id }
+func taskKey(id string, pass, r int) string {
+	return "range." + id + "." + strconv.Itoa(pass) + "." + strconv.Itoa(r)
+}
+func idemKey(key string) string { return "idem." + key }
+func leaseID(job string, pass, r, grant int) string {
+	return job + "." + strconv.Itoa(pass) + "." + strconv.Itoa(r) + "." + strconv.Itoa(grant)
+}
+
+// parseLeaseID splits job.pass.range.grant.
+func parseLeaseID(id string) (job string, pass, r, grant int, ok bool) {
+	parts := strings.Split(id, ".")
+	if len(parts) != 4 || messages.ValidJobID(parts[0]) != nil {
+		return "", 0, 0, 0, false
+	}
+	var nums [3]int
+	for i, p := range parts[1:] {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return "", 0, 0, 0, false
+		}
+		nums[i] = n
+	}
+	return parts[0], nums[0], nums[1], nums[2], true
+}
+
+// errConcurrentWrite means another writer changed a record between our read and our write;
+// the in-memory copy has been reloaded and the request can be retried.
+var errConcurrentWrite = errors.New("state changed concurrently; retry")
+
+// kvTimeout bounds each state write, so a NATS outage turns into 503s that clients retry
+// instead of requests that hang.
+const kvTimeout = 5 * time.Second
+
+// store is the KV side of the state.
+type store struct {
+	kv jetstream.KeyValue
+}
+
+// put writes v under key with compare-and-set: rev 0 creates the key, otherwise the write
+// succeeds only if the key is still at rev. It returns the new revision.
+func (s store) put(ctx context.Context, key string, rev uint64, v any) (uint64, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
+	var nrev uint64
+	if rev == 0 {
+		nrev, err = s.kv.Create(ctx, key, b)
+	} else {
+		nrev, err = s.kv.Update(ctx, key, b, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, fmt.Errorf("writing %s: %w", key, errConcurrentWrite)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("writing %s: %w", key, err)
+	}
+	return nrev, nil
+}
+
+// get reads key into v; ok is false when the key does not exist.
+func (s store) get(ctx context.Context, key string, v any) (rev uint64, ok bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
+	defer cancel()
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("reading %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, false, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	return e.Revision(), true, nil
+}
+
+// scan calls f with every current entry whose key matches pattern.
+func (s store) scan(ctx context.Context, pattern string, f func(e jetstream.KeyValueEntry) error) error {
+	w, err := s.kv.Watch(ctx, pattern, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", pattern, err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("listing %s: watcher closed", pattern)
+			}
+			if e == nil { // the initial values are all delivered
+				return nil
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			if err := f(e); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("listing %s: %w", pattern, ctx.Err())
+		}
+	}
+}
+
+// loadJobs reads every job with its plan and task records, for a coordinator that starts on
+// an existing bucket.
+func (s store) loadJobs(ctx context.Context) ([]*job, error) {
+	var jobs []*job
+	err := s.scan(ctx, jobKey("*"), func(e jetstream.KeyValueEntry) error {
+		var rec jobRecord
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			return fmt.Errorf("decoding %s: %w", e.Key(), err)
+		}
+		jobs = append(jobs, &job{rec: rec, rev: e.Revision()})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range jobs {
+		p, err := bus.GetPlan(ctx, s.kv, j.rec.ID)
+		if err != nil {
+			return nil, err
+		}
+		j.init(p)
+		err = s.scan(ctx, "range."+j.rec.ID+".>", func(e jetstream.KeyValueEntry) error {
+			parts := strings.Split(e.Key(), ".")
+			if len(parts) != 4 {
+				return nil
+			}
+			pass, err1 := strconv.Atoi(parts[2])
+			r, err2 := strconv.Atoi(parts[3])
+			if err1 != nil || err2 != nil || pass < 0 || pass >= len(j.tasks) || r < 0 || r >= len(j.plan.Ranges) {
+				return nil
+			}
+			t := &j.tasks[pass][r]
+			if err := json.Unmarshal(e.Value(), &t.rec); err != nil {
+				return fmt.Errorf("decoding %s: %w", e.Key(), err)
+			}
+			t.rev = e.Revision()
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		j.advance()
+	}
+	return jobs, nil
+}

@@ -1,0 +1,169 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+
+	"pgtrain/internal/bus"
+	"pgtrain/messages"
+)
+
+// submitCall is one planning in flight for an Idempotency-Key: a retried submission waits
+// for it instead of planning (and creating) the job twice.
+type submitCall struct {
+	done   chan struct{}
+	status messages.JobStatus
+	err    error
+}
+
+func validIdemKey(k string) bool {
+	return len(k) <= 64 && strings.IndexFunc(k, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) < 0
+}
+
+// submit plans and creates a job, once per idempotency key.
+func (c *Coordinator) submit(ctx context.Context, body []byte, idem string) (messages.JobStatus, error) {
+	if idem == "" {
+		return c.createJob(ctx, body)
+	}
+	if !validIdemKey(idem) {
+		return messages.JobStatus{}, &apiError{status: http.StatusBadRequest, msg: "Idempotency-Key: want 1 to 64 of a-z, A-Z, 0-9, '-', '_'"}
+	}
+	c.mu.Lock()
+	call, inFlight := c.submits[idem]
+	if !inFlight {
+		call = &submitCall{done: make(chan struct{})}
+		c.submits[idem] = call
+	}
+	c.mu.Unlock()
+	if inFlight {
+		select {
+		case <-call.done:
+			return call.status, call.err
+		case <-ctx.Done():
+			return messages.JobStatus{}, &apiError{status: http.StatusServiceUnavailable, msg: "the job is still being planned; retry"}
+		}
+	}
+	defer func() {
+		close(call.done)
+		c.mu.Lock()
+		delete(c.submits, idem) // from now on the KV record answers (or a retry plans again)
+		c.mu.Unlock()
+	}()
+	// A submission that completed before a restart is recorded in KV.
+	var jobID string
+	if _, ok, err := c.st.get(ctx, idemKey(idem), &jobID); err != nil {
+		call.err = unavailable(err)
+		return call.status, call.err
+	} else if ok {
+		c.mu.Lock()
+		if j := c.jobs[jobID]; j != nil {
+			call.status = j.status(c.now())
+		}
+		c.mu.Unlock()
+		if call.status.ID == "" {
+			call.err = fmt.Errorf("idempotency key names job %q, which is not loaded", jobID)
+		}
+		return call.status, call.err
+	}
+	call.status, call.err = c.createJob(ctx, body)
+	if call.err == nil {
+		if _, err := c.st.put(ctx, idemKey(idem), 0, call.status.ID); err != nil {
+			c.log.Warn("recording the idempotency key of a new job", "job_id", call.status.ID, "error", err)
+		}
+	}
+	return call.status, call.err
+}
+
+// createJob parses and plans a spec, stores the plan and starts the job.
+func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobStatus, error) {
+	spec, err := messages.ParseJobSpec(body)
+	if err != nil {
+		return messages.JobStatus{}, err
+	}
+	pool := c.sources[spec.Source]
+	if pool == nil {
+		names := slices.Sorted(maps.Keys(c.sources))
+		for i, n := range names {
+			if n == "" {
+				names[i] = `"" (default)`
+			} else {
+				names[i] = fmt.Sprintf("%q", n)
+			}
+		}
+		return messages.JobStatus{}, &messages.FieldError{Field: "source",
+			Reason: fmt.Sprintf("unknown source %q (configured: %s)", spec.Source, strings.Join(names, ", "))}
+	}
+	// Planning outlives an impatient client: its retry (same Idempotency-Key) waits for it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PlanTimeout)
+	defer cancel()
+	tx, snap, err := beginPlan(ctx, pool, spec.Consistency == messages.ConsistencySnapshot)
+	if err != nil {
+		return messages.JobStatus{}, err
+	}
+	keep := false
+	defer func() {
+		if keep {
+			return
+		}
+		if snap != nil {
+			_ = snap.close(context.WithoutCancel(ctx))
+		} else {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	jobID := newJobID(spec.Table)
+	p, err := planSpec(ctx, tx, spec, jobID, sizing{maxPayload: c.cfg.MaxPayload, readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window})
+	if err != nil {
+		return messages.JobStatus{}, err
+	}
+	if err := checkModel(spec, p.InputDim, p.LabelDim); err != nil {
+		return messages.JobStatus{}, err
+	}
+	if snap != nil {
+		p.Snapshot = snap.id
+	} else if err := tx.Commit(ctx); err != nil {
+		return messages.JobStatus{}, fmt.Errorf("ending the planning transaction: %w", err)
+	}
+	// The id is random; on the rare collision with an existing plan pick another.
+	for attempt := 0; ; attempt++ {
+		err = bus.PutPlan(ctx, c.bus.State, p)
+		if err == nil {
+			break
+		}
+		if attempt == 3 {
+			return messages.JobStatus{}, unavailable(err)
+		}
+		p.JobID = newJobID(spec.Table)
+	}
+	now := c.now()
+	rec := jobRecord{
+		ID:        p.JobID,
+		State:     messages.JobRunning,
+		Table:     p.Schema + "." + p.Table,
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rev, err := c.st.put(ctx, jobKey(rec.ID), 0, rec)
+	if err != nil {
+		return messages.JobStatus{}, unavailable(err)
+	}
+	j := &job{rec: rec, rev: rev, snap: snap}
+	j.init(p)
+	c.addJob(j)
+	keep = true
+	c.log.Info("job planned", "job_id", rec.ID, "table", rec.Table, "rows", p.Expected.Rows+p.ExpectedValid.Rows,
+		"ranges", len(p.Ranges), "validation_ranges", p.ValidationRanges, "page_rows", p.PageRows,
+		"input_dim", p.InputDim, "label_dim", p.LabelDim, "replay", p.Replay, "snapshot", p.Snapshot)
+	return j.status(now), nil
+}
+
+// checkModel is replaced by the model check once it is wired (model.go).
+var checkModel = func(messages.JobSpec, int, int) error { return nil }

@@ -1,0 +1,144 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"pgtrain/messages"
+)
+
+// claimJob gives a trainer a job: the one it already trains (a restarted trainer gets its
+// job back), else the oldest running job with no live trainer. "" means none.
+func (c *Coordinator) claimJob(ctx context.Context, trainerID string) (string, error) {
+	if trainerID == "" {
+		return "", &apiError{status: http.StatusBadRequest, msg: "trainer_id is required", field: "trainer_id"}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	var pick *job
+	for _, j := range c.order {
+		if j.rec.State == messages.JobRunning && j.rec.Trainer.ID == trainerID {
+			pick = j
+			break
+		}
+	}
+	if pick == nil {
+		for _, j := range c.order {
+			if j.rec.State != messages.JobRunning {
+				continue
+			}
+			tr := j.rec.Trainer
+			if tr.ID == "" || now.Sub(tr.SeenAt) > 3*c.cfg.LeaseTTL {
+				pick = j
+				break
+			}
+		}
+	}
+	if pick == nil {
+		return "", nil
+	}
+	rec := pick.rec
+	if rec.Trainer.ID != "" && rec.Trainer.ID != trainerID {
+		c.log.Info("trainer silent; job handed to another trainer", "job_id", rec.ID,
+			"old_trainer", rec.Trainer.ID, "new_trainer", trainerID, "last_seen", rec.Trainer.SeenAt)
+	}
+	rec.Trainer.ID = trainerID
+	rec.Trainer.SeenAt = now
+	rec.UpdatedAt = now
+	if err := c.writeJob(ctx, pick, rec); err != nil {
+		return "", err
+	}
+	c.log.Info("job claimed by trainer", "job_id", rec.ID, "trainer", trainerID)
+	return rec.ID, nil
+}
+
+// trainerProgress records the trainer's position and results; Done or Error ends the job.
+func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messages.TrainerProgress) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j := c.jobs[jobID]
+	if j == nil {
+		return &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no job %q", jobID)}
+	}
+	if j.rec.ended() {
+		if p.Done && j.rec.State == messages.JobDone {
+			return nil // a retried final report
+		}
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is %s", jobID, j.rec.State)}
+	}
+	if j.rec.Trainer.ID != "" && p.TrainerID != "" && p.TrainerID != j.rec.Trainer.ID {
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is trained by %s now", jobID, j.rec.Trainer.ID)}
+	}
+	if p.Epoch < 0 || p.Consumed < 0 || p.Consumed > len(j.plan.Ranges) {
+		return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf("position epoch %d, consumed %d is outside the plan's %d ranges", p.Epoch, p.Consumed, len(j.plan.Ranges))}
+	}
+	now := c.now()
+	rec := j.rec
+	rec.Results = slices.Clone(j.rec.Results)
+	if rec.Trainer.ID == "" {
+		rec.Trainer.ID = p.TrainerID
+	}
+	rec.Trainer.SeenAt = now
+	// Reports can arrive out of order when retried: the window never moves backwards.
+	if p.Epoch*len(j.plan.Ranges)+p.Consumed >= j.trainerPos() {
+		rec.Trainer.Epoch, rec.Trainer.Consumed, rec.Trainer.Rows = p.Epoch, p.Consumed, p.Rows
+	}
+	if p.Result != nil && !slices.ContainsFunc(rec.Results, func(r messages.EpochResult) bool { return r.Epoch == p.Result.Epoch }) {
+		rec.Results = append(rec.Results, *p.Result)
+		slices.SortFunc(rec.Results, func(a, b messages.EpochResult) int { return a.Epoch - b.Epoch })
+	}
+	switch {
+	case p.Error != "":
+		rec.State, rec.Error = messages.JobFailed, "trainer: "+p.Error
+	case p.Done:
+		rec.State, rec.ModelPath = messages.JobDone, p.ModelPath
+	}
+	rec.UpdatedAt = now
+	if err := c.writeJob(ctx, j, rec); err != nil {
+		return err
+	}
+	if rec.ended() {
+		c.jobEnded(j)
+	}
+	return nil
+}
+
+// failJob ends a job as failed; failing an ended job changes nothing.
+func (c *Coordinator) failJob(ctx context.Context, jobID, reason string) (messages.JobStatus, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j := c.jobs[jobID]
+	if j == nil {
+		return messages.JobStatus{}, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no job %q", jobID)}
+	}
+	if !j.rec.ended() {
+		if reason == "" {
+			reason = "failed by a worker"
+		}
+		rec := j.rec
+		rec.State, rec.Error, rec.UpdatedAt = messages.JobFailed, reason, c.now()
+		if err := c.writeJob(ctx, j, rec); err != nil {
+			return messages.JobStatus{}, err
+		}
+		c.jobEnded(j)
+	}
+	return j.status(c.now()), nil
+}
+
+// writeJob stores a job record (compare-and-set), then the in-memory copy.
+func (c *Coordinator) writeJob(ctx context.Context, j *job, rec jobRecord) error {
+	key := jobKey(j.rec.ID)
+	rev, err := c.st.put(ctx, key, j.rev, rec)
+	if err != nil {
+		var fresh jobRecord
+		if frev, ok, gerr := c.st.get(ctx, key, &fresh); gerr == nil && ok && frev != j.rev {
+			j.rec, j.rev = fresh, frev
+		}
+		return unavailable(err)
+	}
+	j.rec, j.rev = rec, rev
+	return nil
+}
