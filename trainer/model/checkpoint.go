@@ -1,0 +1,216 @@
+package model
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Checkpoint layout: the magic, a little-endian uint32 header length, the JSON header, then
+// every tensor the header lists as float32 little-endian, in order.
+var checkpointMagic = []byte("PGTRAINCKPT1")
+
+type checkpointHeader struct {
+	Spec       checkpointSpec     `json:"spec"`
+	Compile    *Compile           `json:"compile,omitempty"`
+	Seed       int64              `json:"seed"`
+	Iterations int64              `json:"iterations"`
+	AccBeta1   float32            `json:"acc_beta1"`
+	AccBeta2   float32            `json:"acc_beta2"`
+	DropoutRNG []byte             `json:"dropout_rng"`
+	ShuffleRNG []byte             `json:"shuffle_rng"`
+	Tensors    []checkpointTensor `json:"tensors"`
+}
+
+type checkpointSpec struct {
+	Name     string      `json:"name"`
+	InputDim int         `json:"input_dim"`
+	Layers   []LayerSpec `json:"layers"`
+}
+
+type checkpointTensor struct {
+	Name  string `json:"name"`
+	Slot  int    `json:"slot"` // 0 the weight, i+1 optimizer slot i
+	Count int    `json:"count"`
+}
+
+// MarshalCheckpoint captures everything training depends on: weights (moving statistics
+// included), the compile settings and optimizer state, the step counters and the random
+// generators, so that UnmarshalCheckpoint followed by the same calls gives bit-identical
+// results.
+func (m *Sequential) MarshalCheckpoint() ([]byte, error) {
+	h := checkpointHeader{
+		Spec: checkpointSpec{Name: m.spec.Name, InputDim: m.inputDim, Layers: m.spec.Layers},
+		Seed: m.seed,
+	}
+	var err error
+	if h.DropoutRNG, err = m.dropoutRNG.marshal(); err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if h.ShuffleRNG, err = m.shuffleRNG.marshal(); err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	var data []float32
+	add := func(name string, slot int, v []float32) {
+		h.Tensors = append(h.Tensors, checkpointTensor{Name: name, Slot: slot, Count: len(v)})
+		data = append(data, v...)
+	}
+	if m.compiled {
+		c := m.comp
+		h.Compile = &c
+		h.Iterations = m.opt.iterations
+		h.AccBeta1, h.AccBeta2 = m.opt.accBeta1, m.opt.accBeta2
+	}
+	for _, p := range m.params {
+		add(p.name, 0, p.w)
+		if m.compiled {
+			for i, s := range p.slots {
+				add(p.name, i+1, s)
+			}
+		}
+	}
+	hj, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	out := make([]byte, 0, len(checkpointMagic)+4+len(hj)+4*len(data))
+	out = append(out, checkpointMagic...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(hj)))
+	out = append(out, hj...)
+	for _, v := range data {
+		out = binary.LittleEndian.AppendUint32(out, math.Float32bits(v))
+	}
+	return out, nil
+}
+
+// ErrCheckpointMismatch is returned when a checkpoint belongs to a different architecture.
+var ErrCheckpointMismatch = errors.New("checkpoint does not match the model")
+
+func parseCheckpoint(b []byte) (*checkpointHeader, []byte, error) {
+	if !bytes.HasPrefix(b, checkpointMagic) || len(b) < len(checkpointMagic)+4 {
+		return nil, nil, errors.New("checkpoint: not a pgtrain checkpoint")
+	}
+	b = b[len(checkpointMagic):]
+	n := binary.LittleEndian.Uint32(b)
+	b = b[4:]
+	if uint64(n) > uint64(len(b)) {
+		return nil, nil, errors.New("checkpoint: truncated header")
+	}
+	var h checkpointHeader
+	if err := json.Unmarshal(b[:n], &h); err != nil {
+		return nil, nil, fmt.Errorf("checkpoint: header: %w", err)
+	}
+	data := b[n:]
+	total := 0
+	for _, t := range h.Tensors {
+		if t.Count < 0 || t.Count > len(data)/4 {
+			return nil, nil, errors.New("checkpoint: bad tensor size")
+		}
+		total += t.Count
+	}
+	if total*4 != len(data) {
+		return nil, nil, fmt.Errorf("checkpoint: %d bytes of tensor data, header says %d", len(data), total*4)
+	}
+	return &h, data, nil
+}
+
+// LoadCheckpoint builds a model from a checkpoint alone.
+func LoadCheckpoint(b []byte) (*Sequential, error) {
+	h, _, err := parseCheckpoint(b)
+	if err != nil {
+		return nil, err
+	}
+	spec := &Spec{Name: h.Spec.Name, InputDim: h.Spec.InputDim, Layers: h.Spec.Layers}
+	c := Compile{}
+	if h.Compile != nil {
+		c = *h.Compile
+	}
+	m, err := New(spec, h.Spec.InputDim, c, h.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := m.UnmarshalCheckpoint(b); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// UnmarshalCheckpoint restores a checkpoint taken from a model of the same architecture:
+// weights, compile settings, optimizer state, step counters and random generators.
+func (m *Sequential) UnmarshalCheckpoint(b []byte) error {
+	h, data, err := parseCheckpoint(b)
+	if err != nil {
+		return err
+	}
+	if h.Spec.InputDim != m.inputDim || len(h.Spec.Layers) != len(m.spec.Layers) {
+		return fmt.Errorf("%w: input %d with %d layers, model has input %d with %d layers",
+			ErrCheckpointMismatch, h.Spec.InputDim, len(h.Spec.Layers), m.inputDim, len(m.spec.Layers))
+	}
+	for i, l := range h.Spec.Layers {
+		ml := m.spec.Layers[i]
+		if l.Type != ml.Type || l.Name != ml.Name || l.Units != ml.Units || l.UseBias != ml.UseBias ||
+			l.Center != ml.Center || l.Scale != ml.Scale {
+			return fmt.Errorf("%w: layer %d is %s %q, the model's is %s %q", ErrCheckpointMismatch, i, l.Type, l.Name, ml.Type, ml.Name)
+		}
+	}
+	byKey := map[[2]any][]float32{}
+	off := 0
+	for _, t := range h.Tensors {
+		v := make([]float32, t.Count)
+		for i := range v {
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[off+4*i:]))
+		}
+		off += 4 * t.Count
+		byKey[[2]any{t.Name, t.Slot}] = v
+	}
+	// Check everything before changing anything, so that a bad checkpoint leaves the model as it was.
+	slotsWanted := 0
+	if h.Compile != nil {
+		c := *h.Compile
+		if err := c.normalize(); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		slotsWanted = newOptimizer(c.Optimizer).slotCount()
+	}
+	for _, p := range m.params {
+		v, ok := byKey[[2]any{p.name, 0}]
+		if !ok || len(v) != len(p.w) {
+			return fmt.Errorf("%w: weight %q missing or of another size", ErrCheckpointMismatch, p.name)
+		}
+		if !p.trainable {
+			continue
+		}
+		for i := 0; i < slotsWanted; i++ {
+			sv, ok := byKey[[2]any{p.name, i + 1}]
+			if !ok || len(sv) != len(p.w) {
+				return fmt.Errorf("%w: optimizer slot %d of %q missing", ErrCheckpointMismatch, i, p.name)
+			}
+		}
+	}
+	if h.Compile != nil {
+		if err := m.Compile(*h.Compile); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	for _, p := range m.params {
+		copy(p.w, byKey[[2]any{p.name, 0}])
+		for i, s := range p.slots {
+			copy(s, byKey[[2]any{p.name, i + 1}])
+		}
+	}
+	if m.opt != nil {
+		m.opt.iterations = h.Iterations
+		m.opt.accBeta1, m.opt.accBeta2 = h.AccBeta1, h.AccBeta2
+	}
+	m.seed = h.Seed
+	if err := m.dropoutRNG.unmarshal(h.DropoutRNG); err != nil {
+		return fmt.Errorf("checkpoint: dropout generator: %w", err)
+	}
+	if err := m.shuffleRNG.unmarshal(h.ShuffleRNG); err != nil {
+		return fmt.Errorf("checkpoint: shuffle generator: %w", err)
+	}
+	return nil
+}

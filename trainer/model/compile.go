@@ -1,0 +1,309 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Canonical loss names.
+const (
+	LossMSE                 = "mean_squared_error"
+	LossMAE                 = "mean_absolute_error"
+	LossHuber               = "huber"
+	LossBinaryCrossentropy  = "binary_crossentropy"
+	LossCategoricalCE       = "categorical_crossentropy"
+	LossSparseCategoricalCE = "sparse_categorical_crossentropy"
+)
+
+// Optimizer names.
+const (
+	OptSGD     = "sgd"
+	OptAdam    = "adam"
+	OptRMSprop = "rmsprop"
+	OptAdamW   = "adamw"
+)
+
+// Schedule kinds.
+const (
+	ScheduleExponential = "exponential_decay"
+	ScheduleCosine      = "cosine_decay"
+)
+
+// Compile holds what Keras's model.compile() takes.
+type Compile struct {
+	Optimizer OptimizerConfig
+	// Loss is "mse"/"mean_squared_error", "mae"/"mean_absolute_error", "huber",
+	// "binary_crossentropy", "categorical_crossentropy" or "sparse_categorical_crossentropy"
+	// (Keras class names such as "BinaryCrossentropy" are accepted too).
+	Loss string
+	// FromLogits tells a crossentropy loss that the model outputs logits.
+	FromLogits bool
+	// Metrics: "accuracy"/"acc" (binary, categorical or sparse categorical according to the
+	// loss, as Keras picks), "binary_accuracy", "categorical_accuracy",
+	// "sparse_categorical_accuracy", "mae", "rmse". Results are keyed by the name given here.
+	Metrics []string
+	// HuberDelta is the Huber loss's delta; 0 means Keras's 1.0.
+	HuberDelta float64
+}
+
+// OptimizerConfig configures the optimizer. Zero fields take the Keras defaults.
+type OptimizerConfig struct {
+	Name         string // "sgd", "adam", "rmsprop", "adamw" (Keras class names accepted)
+	LearningRate float64
+	Momentum     float64 // SGD and RMSprop
+	Nesterov     bool    // SGD
+	Beta1, Beta2 float64 // Adam, AdamW
+	Epsilon      float64 // Adam, AdamW, RMSprop
+	Rho          float64 // RMSprop
+	WeightDecay  float64 // AdamW (default 0.004); decoupled weight decay for the others when set
+	ClipNorm     float64 // clip each gradient tensor to this L2 norm, as Keras's clipnorm
+	// TFJSEpsilon selects TensorFlow.js's form of the Adam update (bias-corrected moments,
+	// epsilon added to sqrt(v̂)) instead of Keras's (epsilon added to sqrt(v), bias
+	// correction folded into the step size).
+	TFJSEpsilon bool
+	// TFJSForm computes every update in TensorFlow.js's order of float32 operations (SGD
+	// momentum as an accumulator of gradients, Adam as with TFJSEpsilon, TF.js's moving
+	// averages in BatchNormalization). The two orders agree to float32 rounding; this one is
+	// for bit-level comparisons with TF.js.
+	TFJSForm bool
+	// Schedule varies the learning rate with the step; nil means constant.
+	Schedule *Schedule
+}
+
+// Schedule is a Keras learning-rate schedule, evaluated at the optimizer's iteration count
+// (0 for the first update).
+type Schedule struct {
+	Kind string // "exponential_decay" or "cosine_decay"
+	// InitialLearningRate: 0 means the optimizer's LearningRate.
+	InitialLearningRate float64
+	DecaySteps          int
+	// Exponential decay: lr·rate^(step/decay_steps), the exponent floored when Staircase.
+	DecayRate float64
+	Staircase bool
+	// Cosine decay: the floor as a fraction of the initial rate, and an optional linear warmup
+	// (Keras 3) from the initial rate to WarmupTarget over WarmupSteps.
+	Alpha        float64
+	WarmupTarget float64
+	WarmupSteps  int
+}
+
+func (s *Schedule) check() error {
+	switch s.Kind {
+	case ScheduleExponential:
+		if s.DecaySteps <= 0 {
+			return fmt.Errorf("exponential decay: decay_steps must be positive")
+		}
+		if s.DecayRate <= 0 {
+			return fmt.Errorf("exponential decay: decay_rate must be positive")
+		}
+	case ScheduleCosine:
+		if s.DecaySteps <= 0 {
+			return fmt.Errorf("cosine decay: decay_steps must be positive")
+		}
+		if s.Alpha < 0 || s.Alpha > 1 {
+			return fmt.Errorf("cosine decay: alpha must be in [0, 1]")
+		}
+		if s.WarmupSteps < 0 {
+			return fmt.Errorf("cosine decay: warmup_steps must not be negative")
+		}
+	default:
+		return fmt.Errorf("unsupported learning rate schedule %q", s.Kind)
+	}
+	return nil
+}
+
+// rate returns the learning rate at an iteration count, following Keras's schedules.
+func (s *Schedule) rate(initial float64, step int64) float64 {
+	if s.InitialLearningRate != 0 {
+		initial = s.InitialLearningRate
+	}
+	p := float64(step)
+	switch s.Kind {
+	case ScheduleExponential:
+		e := p / float64(s.DecaySteps)
+		if s.Staircase {
+			e = math.Floor(e)
+		}
+		return initial * math.Pow(s.DecayRate, e)
+	case ScheduleCosine:
+		if s.WarmupSteps > 0 && s.WarmupTarget != 0 {
+			if p < float64(s.WarmupSteps) {
+				return initial + (s.WarmupTarget-initial)*p/float64(s.WarmupSteps)
+			}
+			initial = s.WarmupTarget
+			p -= float64(s.WarmupSteps)
+		}
+		p = math.Min(p, float64(s.DecaySteps))
+		decayed := 0.5 * (1 + math.Cos(math.Pi*p/float64(s.DecaySteps)))
+		return initial * ((1-s.Alpha)*decayed + s.Alpha)
+	}
+	return initial
+}
+
+// normalize maps aliases to canonical names and fills defaults.
+func (o *OptimizerConfig) normalize() error {
+	switch strings.ToLower(o.Name) {
+	case "", "adam":
+		o.Name = OptAdam
+	case "sgd":
+		o.Name = OptSGD
+	case "rmsprop":
+		o.Name = OptRMSprop
+	case "adamw":
+		o.Name = OptAdamW
+	default:
+		return fmt.Errorf("unsupported optimizer %q", o.Name)
+	}
+	if o.LearningRate == 0 {
+		if o.Name == OptSGD {
+			o.LearningRate = 0.01
+		} else {
+			o.LearningRate = 0.001
+		}
+	}
+	if o.LearningRate < 0 || math.IsNaN(o.LearningRate) || math.IsInf(o.LearningRate, 0) {
+		return fmt.Errorf("learning rate must be positive, got %v", o.LearningRate)
+	}
+	if o.Beta1 == 0 {
+		o.Beta1 = 0.9
+	}
+	if o.Beta2 == 0 {
+		o.Beta2 = 0.999
+	}
+	if o.Epsilon == 0 {
+		o.Epsilon = 1e-7
+	}
+	if o.Rho == 0 {
+		o.Rho = 0.9
+	}
+	if o.Name == OptAdamW && o.WeightDecay == 0 {
+		o.WeightDecay = 0.004
+	}
+	switch {
+	case o.Momentum < 0 || o.Momentum >= 1:
+		return fmt.Errorf("momentum must be in [0, 1), got %v", o.Momentum)
+	case o.Beta1 <= 0 || o.Beta1 >= 1:
+		return fmt.Errorf("beta_1 must be in (0, 1), got %v", o.Beta1)
+	case o.Beta2 <= 0 || o.Beta2 >= 1:
+		return fmt.Errorf("beta_2 must be in (0, 1), got %v", o.Beta2)
+	case o.Rho <= 0 || o.Rho >= 1:
+		return fmt.Errorf("rho must be in (0, 1), got %v", o.Rho)
+	case o.Epsilon < 0:
+		return fmt.Errorf("epsilon must not be negative, got %v", o.Epsilon)
+	case o.WeightDecay < 0:
+		return fmt.Errorf("weight_decay must not be negative, got %v", o.WeightDecay)
+	case o.ClipNorm < 0:
+		return fmt.Errorf("clipnorm must not be negative, got %v", o.ClipNorm)
+	}
+	if o.Nesterov && o.Name != OptSGD {
+		return fmt.Errorf("nesterov applies to sgd only")
+	}
+	if o.TFJSForm && o.Name == OptAdam {
+		o.TFJSEpsilon = true
+	}
+	if o.Schedule != nil {
+		if err := o.Schedule.check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// canonicalLoss maps a loss alias to its canonical name.
+func canonicalLoss(name string) (string, error) {
+	switch strings.ToLower(strings.ReplaceAll(name, "_", "")) {
+	case "mse", "meansquarederror":
+		return LossMSE, nil
+	case "mae", "meanabsoluteerror":
+		return LossMAE, nil
+	case "huber", "huberloss":
+		return LossHuber, nil
+	case "binarycrossentropy", "bce":
+		return LossBinaryCrossentropy, nil
+	case "categoricalcrossentropy":
+		return LossCategoricalCE, nil
+	case "sparsecategoricalcrossentropy":
+		return LossSparseCategoricalCE, nil
+	case "":
+		return "", fmt.Errorf("loss is missing")
+	}
+	return "", fmt.Errorf("unsupported loss %q", name)
+}
+
+// Canonical metric kinds (results stay keyed by the name the user gave).
+const (
+	metricBinaryAcc      = "binary_accuracy"
+	metricCategoricalAcc = "categorical_accuracy"
+	metricSparseAcc      = "sparse_categorical_accuracy"
+	metricMAE            = "mae"
+	metricRMSE           = "rmse"
+	metricMSE            = "mse"
+)
+
+// metricKind resolves a metric name to what it computes, given the loss; "accuracy" follows
+// Keras: binary for binary crossentropy, categorical or sparse for the categorical losses,
+// and for the regression losses binary when the output is one wide, categorical otherwise.
+func metricKind(name, loss string, outputDim int) (string, error) {
+	switch strings.ToLower(strings.ReplaceAll(name, "_", "")) {
+	case "accuracy", "acc":
+		switch loss {
+		case LossBinaryCrossentropy:
+			return metricBinaryAcc, nil
+		case LossCategoricalCE:
+			return metricCategoricalAcc, nil
+		case LossSparseCategoricalCE:
+			return metricSparseAcc, nil
+		}
+		if outputDim == 1 {
+			return metricBinaryAcc, nil
+		}
+		return metricCategoricalAcc, nil
+	case "binaryaccuracy":
+		return metricBinaryAcc, nil
+	case "categoricalaccuracy":
+		return metricCategoricalAcc, nil
+	case "sparsecategoricalaccuracy":
+		return metricSparseAcc, nil
+	case "mae", "meanabsoluteerror":
+		return metricMAE, nil
+	case "mse", "meansquarederror":
+		return metricMSE, nil
+	case "rmse", "rootmeansquarederror":
+		return metricRMSE, nil
+	}
+	return "", fmt.Errorf("unsupported metric %q", name)
+}
+
+// normalize checks names and fills defaults; it keeps metric names as given.
+func (c *Compile) normalize() error {
+	l, err := canonicalLoss(c.Loss)
+	if err != nil {
+		return err
+	}
+	c.Loss = l
+	if c.FromLogits && l != LossBinaryCrossentropy && l != LossCategoricalCE && l != LossSparseCategoricalCE {
+		return fmt.Errorf("from_logits applies to crossentropy losses only, not %s", l)
+	}
+	if c.HuberDelta == 0 {
+		c.HuberDelta = 1
+	}
+	if c.HuberDelta < 0 {
+		return fmt.Errorf("huber delta must be positive")
+	}
+	seen := map[string]bool{}
+	for _, m := range c.Metrics {
+		if _, err := metricKind(m, l, 0); err != nil {
+			return err
+		}
+		if seen[m] || m == "loss" {
+			return fmt.Errorf("duplicate metric %q", m)
+		}
+		seen[m] = true
+	}
+	return c.Optimizer.normalize()
+}
+
+// Validate checks the compile settings and fills defaults (canonical loss name, optimizer
+// defaults).
+func (c *Compile) Validate() error { return c.normalize() }

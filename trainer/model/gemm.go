@@ -1,0 +1,263 @@
+package model
+
+import (
+	"runtime"
+	"sync"
+)
+
+// Matrix products, C (m×n) = op(A)·op(B) (+ C), row-major, in the layout of the classic
+// packed GEMM: op(B) is packed into panels kc deep and nr wide, op(A) into panels mr tall,
+// and a register-blocked micro-kernel computes one mr×nr tile of C per call. The
+// transposes cost nothing extra because packing reads either layout.
+//
+// Work is split over goroutines by tiles of C. Every element of C is reduced by exactly one
+// goroutine, over k in increasing order and in fixed kc blocks, so the result is the same
+// whatever the number of cores.
+
+const (
+	gemmKC = 256 // depth of a packed panel
+	gemmMC = 96  // rows of A packed at a time (a multiple of every kernel's mr)
+	gemmNC = 2048
+	// Below this many multiply-adds a product runs on one goroutine: forking costs more.
+	gemmParallelMin = 1 << 16
+)
+
+// gemmKernel is the micro-kernel in use: mr, nr and the function computing
+// C[0:mr, 0:nr] (row stride ldc) = (load ? C : 0) + Σ_p a[p*mr+i]·b[p*nr+j].
+type gemmKernel struct {
+	name   string
+	mr, nr int
+	fn     func(kc int, a, b []float32, c []float32, ldc int, load bool)
+}
+
+// activeKernel is chosen at start-up from the CPU's features (see gemm_amd64.go).
+var activeKernel = selectKernel()
+
+// goKernel is the portable kernel.
+var goKernel = gemmKernel{name: "go-4x16", mr: 4, nr: 16, fn: func(kc int, a, b, c []float32, ldc int, load bool) {
+	kernelGoSized(4, 16, kc, a, b, c, ldc, load)
+}}
+
+// KernelName reports which matrix-multiply kernel the engine uses (for benchmarks).
+func KernelName() string { return activeKernel.name }
+
+var packPool = sync.Pool{New: func() any { s := make([]float32, 0); return &s }}
+
+func getBuf(n int) *[]float32 {
+	p := packPool.Get().(*[]float32)
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+// sgemm computes C = op(A)·op(B), or C += op(A)·op(B) when accumulate is set. op(A) is m×k:
+// A is m×k with row stride lda, or k×m when transA. op(B) is k×n: B is k×n (ldb), or n×k
+// when transB.
+func sgemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		if !accumulate {
+			for i := 0; i < m; i++ {
+				clear(c[i*ldc : i*ldc+n])
+			}
+		}
+		return
+	}
+	kern := activeKernel
+	workers := runtime.GOMAXPROCS(0)
+	if m*n*k < gemmParallelMin {
+		workers = 1
+	}
+	mr, nr := kern.mr, kern.nr
+	for jc := 0; jc < n; jc += gemmNC {
+		nc := min(gemmNC, n-jc)
+		nPanels := (nc + nr - 1) / nr
+		for pc := 0; pc < k; pc += gemmKC {
+			kc := min(gemmKC, k-pc)
+			load := accumulate || pc > 0
+			bp := getBuf(nPanels * nr * kc)
+			packedB := *bp
+			// Pack B̃ (kc × nc) in nr-wide panels, split over the workers by panel.
+			parallelFor(workers, nPanels, func(lo, hi int) {
+				for jp := lo; jp < hi; jp++ {
+					packB(transB, b, ldb, pc, jc+jp*nr, kc, min(nr, nc-jp*nr), nr, packedB[jp*nr*kc:(jp+1)*nr*kc])
+				}
+			})
+			mBlocks := (m + gemmMC - 1) / gemmMC
+			// Tiles of work: each MC block of rows, and when there are fewer blocks than
+			// workers, the nr panels split among them too.
+			split := 1
+			if mBlocks < workers {
+				split = min((workers+mBlocks-1)/mBlocks, nPanels)
+			}
+			parallelFor(workers, mBlocks*split, func(lo, hi int) {
+				ap := getBuf(gemmMC * kc)
+				packedA := *ap
+				var edge [16 * 64]float32
+				for t := lo; t < hi; t++ {
+					ib, part := t/split, t%split
+					ic := ib * gemmMC
+					mc := min(gemmMC, m-ic)
+					jpLo, jpHi := part*nPanels/split, (part+1)*nPanels/split
+					mPanels := (mc + mr - 1) / mr
+					for ip := 0; ip < mPanels; ip++ {
+						packA(transA, a, lda, ic+ip*mr, pc, kc, min(mr, mc-ip*mr), mr, packedA[ip*mr*kc:(ip+1)*mr*kc])
+					}
+					for ip := 0; ip < mPanels; ip++ {
+						rows := min(mr, mc-ip*mr)
+						pa := packedA[ip*mr*kc : (ip+1)*mr*kc]
+						for jp := jpLo; jp < jpHi; jp++ {
+							cols := min(nr, nc-jp*nr)
+							pb := packedB[jp*nr*kc : (jp+1)*nr*kc]
+							ci := (ic+ip*mr)*ldc + jc + jp*nr
+							if rows == mr && cols == nr {
+								kern.fn(kc, pa, pb, c[ci:], ldc, load)
+								continue
+							}
+							// Edge tile: compute into a full-size scratch tile, copy the valid part.
+							tile := edge[:mr*nr]
+							if load {
+								for i := 0; i < rows; i++ {
+									copy(tile[i*nr:i*nr+cols], c[ci+i*ldc:ci+i*ldc+cols])
+								}
+							}
+							kern.fn(kc, pa, pb, tile, nr, load)
+							for i := 0; i < rows; i++ {
+								copy(c[ci+i*ldc:ci+i*ldc+cols], tile[i*nr:i*nr+cols])
+							}
+						}
+					}
+				}
+				packPool.Put(ap)
+			})
+			packPool.Put(bp)
+		}
+	}
+}
+
+// packA copies rows i0..i0+rows of op(A), columns p0..p0+kc, as dst[p*mr+i], zero-padded to mr.
+func packA(trans bool, a []float32, lda, i0, p0, kc, rows, mr int, dst []float32) {
+	if rows < mr {
+		clear(dst[:kc*mr])
+	}
+	if trans {
+		// op(A)[i][p] = A[p][i]: rows of A are contiguous in i.
+		for p := 0; p < kc; p++ {
+			src := a[(p0+p)*lda+i0 : (p0+p)*lda+i0+rows]
+			copy(dst[p*mr:p*mr+rows], src)
+		}
+		return
+	}
+	for i := 0; i < rows; i++ {
+		src := a[(i0+i)*lda+p0 : (i0+i)*lda+p0+kc]
+		for p, v := range src {
+			dst[p*mr+i] = v
+		}
+	}
+}
+
+// packB copies rows p0..p0+kc of op(B), columns j0..j0+cols, as dst[p*nr+j], zero-padded to nr.
+func packB(trans bool, b []float32, ldb, p0, j0, kc, cols, nr int, dst []float32) {
+	if cols < nr {
+		clear(dst[:kc*nr])
+	}
+	if !trans {
+		for p := 0; p < kc; p++ {
+			src := b[(p0+p)*ldb+j0 : (p0+p)*ldb+j0+cols]
+			copy(dst[p*nr:p*nr+cols], src)
+		}
+		return
+	}
+	// op(B)[p][j] = B[j][p].
+	for j := 0; j < cols; j++ {
+		src := b[(j0+j)*ldb+p0 : (j0+j)*ldb+p0+kc]
+		for p, v := range src {
+			dst[p*nr+j] = v
+		}
+	}
+}
+
+// parallelFor runs fn over [0, n) split into contiguous chunks, one per worker.
+func parallelFor(workers, n int, fn func(lo, hi int)) {
+	if workers > n {
+		workers = n
+	}
+	if workers <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		lo, hi := w*n/workers, (w+1)*n/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	fn(0, n/workers)
+	wg.Wait()
+}
+
+// kernelGoSized is the portable micro-kernel for any mr, nr that are multiples of 4: 4×4
+// sub-tiles with the sixteen sums in registers.
+func kernelGoSized(mr, nr, kc int, a, b []float32, c []float32, ldc int, load bool) {
+	for i0 := 0; i0 < mr; i0 += 4 {
+		for j0 := 0; j0 < nr; j0 += 4 {
+			var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 float32
+			ai, bj := i0, j0
+			for p := 0; p < kc; p++ {
+				av := a[ai : ai+4 : ai+4]
+				bv := b[bj : bj+4 : bj+4]
+				a0, a1, a2, a3 := av[0], av[1], av[2], av[3]
+				b0, b1, b2, b3 := bv[0], bv[1], bv[2], bv[3]
+				c00 += a0 * b0
+				c01 += a0 * b1
+				c02 += a0 * b2
+				c03 += a0 * b3
+				c10 += a1 * b0
+				c11 += a1 * b1
+				c12 += a1 * b2
+				c13 += a1 * b3
+				c20 += a2 * b0
+				c21 += a2 * b1
+				c22 += a2 * b2
+				c23 += a2 * b3
+				c30 += a3 * b0
+				c31 += a3 * b1
+				c32 += a3 * b2
+				c33 += a3 * b3
+				ai += mr
+				bj += nr
+			}
+			r := c[i0*ldc+j0:]
+			if load {
+				r[0] += c00
+				r[1] += c01
+				r[2] += c02
+				r[3] += c03
+				r[ldc] += c10
+				r[ldc+1] += c11
+				r[ldc+2] += c12
+				r[ldc+3] += c13
+				r[2*ldc] += c20
+				r[2*ldc+1] += c21
+				r[2*ldc+2] += c22
+				r[2*ldc+3] += c23
+				r[3*ldc] += c30
+				r[3*ldc+1] += c31
+				r[3*ldc+2] += c32
+				r[3*ldc+3] += c33
+			} else {
+				r[0], r[1], r[2], r[3] = c00, c01, c02, c03
+				r[ldc], r[ldc+1], r[ldc+2], r[ldc+3] = c10, c11, c12, c13
+				r[2*ldc], r[2*ldc+1], r[2*ldc+2], r[2*ldc+3] = c20, c21, c22, c23
+				r[3*ldc], r[3*ldc+1], r[3*ldc+2], r[3*ldc+3] = c30, c31, c32, c33
+			}
+		}
+	}
+}

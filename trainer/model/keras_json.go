@@ -1,0 +1,648 @@
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// kerasObject is the {class_name, config} pair Keras serialises every object as. Keras 3
+// and tf.keras >= 2.13 add module, registered_name and build_config.
+type kerasObject struct {
+	ClassName   string          `json:"class_name"`
+	Config      json.RawMessage `json:"config"`
+	Module      string          `json:"module"`
+	BuildConfig *struct {
+		InputShape []json.RawMessage `json:"input_shape"`
+	} `json:"build_config"`
+}
+
+type kerasModelDoc struct {
+	kerasObject
+	ModelConfig   json.RawMessage `json:"model_config"`
+	CompileConfig json.RawMessage `json:"compile_config"`
+	KerasVersion  string          `json:"keras_version"`
+}
+
+type kerasSequentialConfig struct {
+	Name            string            `json:"name"`
+	Layers          []json.RawMessage `json:"layers"`
+	BuildInputShape []json.RawMessage `json:"build_input_shape"`
+}
+
+func parseKerasTopology(doc []byte) (*Spec, error) {
+	var d kerasModelDoc
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return nil, &SpecError{Index: -1, Reason: "invalid Keras model document: " + err.Error()}
+	}
+	if d.ClassName == "" && len(d.ModelConfig) > 0 {
+		// tensorflowjs converter output wraps the model as {"model_config": {...}, "training_config": ...}.
+		return parseKerasTopology(d.ModelConfig)
+	}
+	if d.ClassName != "Sequential" {
+		return nil, &SpecError{Index: -1, Reason: fmt.Sprintf("unsupported model class %q: %v", d.ClassName, ErrNotSequential)}
+	}
+	var cfg kerasSequentialConfig
+	cfgBytes := bytes.TrimSpace(d.Config)
+	if len(cfgBytes) > 0 && cfgBytes[0] == '[' {
+		// Keras before 2.2 wrote the layer list itself as the config.
+		if err := json.Unmarshal(cfgBytes, &cfg.Layers); err != nil {
+			return nil, &SpecError{Index: -1, Reason: "invalid Sequential config: " + err.Error()}
+		}
+	} else if err := json.Unmarshal(cfgBytes, &cfg); err != nil {
+		return nil, &SpecError{Index: -1, Reason: "invalid Sequential config: " + err.Error()}
+	}
+	s := &Spec{Name: cfg.Name}
+	if dim, ok, err := shapeDim(cfg.BuildInputShape); err != nil {
+		return nil, &SpecError{Index: -1, Reason: "build_input_shape: " + err.Error()}
+	} else if ok {
+		s.InputDim = dim
+	}
+	if d.BuildConfig != nil && s.InputDim == 0 {
+		if dim, ok, err := shapeDim(d.BuildConfig.InputShape); err != nil {
+			return nil, &SpecError{Index: -1, Reason: "build_config.input_shape: " + err.Error()}
+		} else if ok {
+			s.InputDim = dim
+		}
+	}
+	for i, raw := range cfg.Layers {
+		l, dim, skip, err := parseKerasLayer(raw)
+		if err != nil {
+			err.Index = i
+			return nil, err
+		}
+		if dim > 0 {
+			if s.InputDim != 0 && s.InputDim != dim {
+				return nil, &SpecError{Index: i, Name: l.Name, Reason: fmt.Sprintf("input shape [null, %d] contradicts [null, %d] given earlier", dim, s.InputDim)}
+			}
+			s.InputDim = dim
+		}
+		if skip {
+			if len(s.Layers) > 0 {
+				return nil, &SpecError{Index: i, Name: l.Name, Reason: "InputLayer must come first"}
+			}
+			continue
+		}
+		s.Layers = append(s.Layers, l)
+	}
+	if c := bytes.TrimSpace(d.CompileConfig); len(c) > 0 && !bytes.Equal(c, []byte("null")) {
+		comp, err := parseKerasCompileConfig(c)
+		if err != nil {
+			return nil, &SpecError{Index: -1, Reason: "compile_config: " + err.Error()}
+		}
+		s.Compile = comp
+	}
+	return s, nil
+}
+
+// shapeDim reads a [null, d] shape; ok is false for an absent shape.
+func shapeDim(shape []json.RawMessage) (dim int, ok bool, err error) {
+	if len(shape) == 0 {
+		return 0, false, nil
+	}
+	if len(shape) != 2 {
+		return 0, false, fmt.Errorf("input shape must be [null, features], got %d dimensions", len(shape))
+	}
+	var d *float64
+	if err := json.Unmarshal(shape[1], &d); err != nil || d == nil || *d <= 0 || *d != math.Trunc(*d) {
+		return 0, false, fmt.Errorf("input shape must be [null, features] with a positive feature count")
+	}
+	return int(*d), true, nil
+}
+
+// layerConfig gives typed access to a Keras layer config and remembers which keys were read,
+// so that every option left over can be checked.
+type layerConfig struct {
+	m    map[string]json.RawMessage
+	used map[string]bool
+}
+
+func (c *layerConfig) raw(key string) (json.RawMessage, bool) {
+	c.used[key] = true
+	v, ok := c.m[key]
+	if !ok || isNull(v) {
+		return nil, false
+	}
+	return v, true
+}
+
+func isNull(v json.RawMessage) bool {
+	return len(v) == 0 || bytes.Equal(bytes.TrimSpace(v), []byte("null"))
+}
+
+// isDefaultish reports whether an unread option has a value that changes nothing: null,
+// false, an empty list or object.
+func isDefaultish(v json.RawMessage) bool {
+	t := string(bytes.TrimSpace(v))
+	return t == "null" || t == "false" || t == "[]" || t == "{}" || t == ""
+}
+
+func (c *layerConfig) str(key string) (string, bool, error) {
+	v, ok := c.raw(key)
+	if !ok {
+		return "", false, nil
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", false, fmt.Errorf("option %q must be a string", key)
+	}
+	return s, true, nil
+}
+
+func (c *layerConfig) num(key string) (float64, bool, error) {
+	v, ok := c.raw(key)
+	if !ok {
+		return 0, false, nil
+	}
+	var f float64
+	if err := json.Unmarshal(v, &f); err != nil {
+		return 0, false, fmt.Errorf("option %q must be a number", key)
+	}
+	return f, true, nil
+}
+
+func (c *layerConfig) boolean(key string, def bool) (bool, error) {
+	v, ok := c.raw(key)
+	if !ok {
+		return def, nil
+	}
+	var b bool
+	if err := json.Unmarshal(v, &b); err != nil {
+		return false, fmt.Errorf("option %q must be a boolean", key)
+	}
+	return b, nil
+}
+
+// parseKerasLayer turns one {class_name, config} layer into a LayerSpec. dim is the input
+// width the layer declares (0 if none); skip is true for an InputLayer.
+func parseKerasLayer(raw json.RawMessage) (l LayerSpec, dim int, skip bool, serr *SpecError) {
+	var obj kerasObject
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return l, 0, false, &SpecError{Reason: "invalid layer: " + err.Error()}
+	}
+	c := &layerConfig{m: map[string]json.RawMessage{}, used: map[string]bool{}}
+	if !isNull(obj.Config) {
+		if err := json.Unmarshal(obj.Config, &c.m); err != nil {
+			return l, 0, false, &SpecError{Reason: "invalid layer config: " + err.Error()}
+		}
+	}
+	name, _, _ := c.str("name")
+	l.Name = name
+	fail := func(format string, a ...any) (LayerSpec, int, bool, *SpecError) {
+		return l, 0, false, &SpecError{Name: name, Reason: fmt.Sprintf(format, a...)}
+	}
+	if err := checkDType(c); err != nil {
+		return fail("%v", err)
+	}
+	if tr, err := c.boolean("trainable", true); err != nil {
+		return fail("%v", err)
+	} else if !tr {
+		return fail("trainable=false is not supported")
+	}
+	for _, key := range []string{"batch_input_shape", "batch_shape"} {
+		if v, ok := c.raw(key); ok {
+			var shape []json.RawMessage
+			if err := json.Unmarshal(v, &shape); err != nil {
+				return fail("%s: %v", key, err)
+			}
+			d, ok, err := shapeDim(shape)
+			if err != nil {
+				return fail("%s: %v", key, err)
+			}
+			if ok {
+				dim = d
+			}
+		}
+	}
+	if v, ok := c.raw("input_shape"); ok && dim == 0 {
+		var shape []json.RawMessage
+		if err := json.Unmarshal(v, &shape); err != nil || len(shape) != 1 {
+			return fail("input_shape must be [features]")
+		}
+		d, ok, err := shapeDim(append([]json.RawMessage{json.RawMessage("null")}, shape...))
+		if err != nil {
+			return fail("input_shape: %v", err)
+		}
+		if ok {
+			dim = d
+		}
+	}
+	// Options that carry no meaning for a float32 dense model.
+	for _, k := range []string{"seed", "sparse", "ragged", "input_dtype", "autocast", "build_config"} {
+		c.used[k] = true
+	}
+	var err error
+	switch obj.ClassName {
+	case "InputLayer":
+		skip = true
+		if dim == 0 {
+			return fail("InputLayer needs a [null, features] shape")
+		}
+	case "Dense":
+		l.Type = LayerDense
+		u, ok, e := c.num("units")
+		if e != nil || !ok || u <= 0 || u != math.Trunc(u) {
+			return fail("Dense needs a positive integer \"units\"")
+		}
+		l.Units = int(u)
+		if l.Activation, err = kerasActivation(c); err != nil {
+			return fail("%v", err)
+		}
+		if l.UseBias, err = c.boolean("use_bias", true); err != nil {
+			return fail("%v", err)
+		}
+		if v, ok := c.raw("kernel_initializer"); ok {
+			if l.KernelInitializer, err = parseKerasInitializer(v); err != nil {
+				return fail("kernel_initializer: %v", err)
+			}
+		}
+		if v, ok := c.raw("bias_initializer"); ok {
+			if l.BiasInitializer, err = parseKerasInitializer(v); err != nil {
+				return fail("bias_initializer: %v", err)
+			}
+		}
+	case "Dropout":
+		l.Type = LayerDropout
+		r, ok, e := c.num("rate")
+		if e != nil || !ok {
+			return fail("Dropout needs a numeric \"rate\"")
+		}
+		l.Rate = r
+	case "BatchNormalization":
+		l.Type = LayerBatchNorm
+		if v, ok := c.raw("axis"); ok {
+			if !lastAxis(v) {
+				return fail("unsupported option \"axis\" = %s: only the feature axis (-1 or 1) is supported", strings.TrimSpace(string(v)))
+			}
+		}
+		l.Momentum, _, err = c.num("momentum")
+		if err != nil {
+			return fail("%v", err)
+		}
+		l.Epsilon, _, err = c.num("epsilon")
+		if err != nil {
+			return fail("%v", err)
+		}
+		if l.Center, err = c.boolean("center", true); err != nil {
+			return fail("%v", err)
+		}
+		if l.Scale, err = c.boolean("scale", true); err != nil {
+			return fail("%v", err)
+		}
+		for key, want := range map[string]string{"beta_initializer": "zeros", "gamma_initializer": "ones",
+			"moving_mean_initializer": "zeros", "moving_variance_initializer": "ones"} {
+			if v, ok := c.raw(key); ok {
+				in, err := parseKerasInitializer(v)
+				if err != nil {
+					return fail("%s: %v", key, err)
+				}
+				if in.Kind != want && !(in.Kind == "constant" && ((want == "zeros" && in.Value == 0) || (want == "ones" && in.Value == 1))) {
+					return fail("unsupported option %q: only %s is supported", key, want)
+				}
+			}
+		}
+		c.used["fused"] = true // an implementation choice of tf.keras 2, same results
+	case "Activation":
+		l.Type = LayerActivation
+		if l.Activation, err = kerasActivation(c); err != nil {
+			return fail("%v", err)
+		}
+	case "LeakyReLU":
+		l.Type = LayerLeakyReLU
+		l.Alpha = DefaultLeakyReLUAlpha
+		for _, key := range []string{"alpha", "negative_slope"} {
+			if a, ok, e := c.num(key); e != nil {
+				return fail("%v", e)
+			} else if ok {
+				l.Alpha = a
+			}
+		}
+	case "ReLU":
+		// A ReLU layer with its defaults is the relu activation; with a negative slope
+		// and nothing else, a leaky relu.
+		mv, hasMax, _ := c.num("max_value")
+		th, _, _ := c.num("threshold")
+		ns, _, _ := c.num("negative_slope")
+		if hasMax || th != 0 {
+			_ = mv
+			return fail("unsupported ReLU options: max_value and threshold must be unset")
+		}
+		if ns != 0 {
+			l.Type = LayerLeakyReLU
+			l.Alpha = ns
+		} else {
+			l.Type = LayerActivation
+			l.Activation = ActReLU
+		}
+	case "Softmax":
+		if v, ok := c.raw("axis"); ok && !lastAxis(v) {
+			return fail("unsupported Softmax axis %s", strings.TrimSpace(string(v)))
+		}
+		l.Type = LayerActivation
+		l.Activation = ActSoftmax
+	case "ELU":
+		if a, ok, _ := c.num("alpha"); ok && a != 1 {
+			return fail("unsupported ELU alpha %v: only 1 is supported", a)
+		}
+		l.Type = LayerActivation
+		l.Activation = ActELU
+	case "":
+		return fail("layer has no class_name")
+	default:
+		return fail("unsupported layer class %q", obj.ClassName)
+	}
+	// Every option not read above must be one that changes nothing.
+	var extra []string
+	for k, v := range c.m {
+		if !c.used[k] && !isDefaultish(v) {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) > 0 {
+		sort.Strings(extra)
+		return fail("unsupported option %q in %s", extra[0], obj.ClassName)
+	}
+	return l, dim, skip, nil
+}
+
+func lastAxis(v json.RawMessage) bool {
+	var n float64
+	if json.Unmarshal(v, &n) == nil {
+		return n == -1 || n == 1
+	}
+	var ns []float64
+	if json.Unmarshal(v, &ns) == nil {
+		return len(ns) == 1 && (ns[0] == -1 || ns[0] == 1)
+	}
+	return false
+}
+
+func checkDType(c *layerConfig) error {
+	v, ok := c.raw("dtype")
+	if !ok {
+		return nil
+	}
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		if s != "float32" {
+			return fmt.Errorf("unsupported dtype %q: only float32", s)
+		}
+		return nil
+	}
+	var pol struct {
+		ClassName string `json:"class_name"`
+		Config    struct {
+			Name string `json:"name"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(v, &pol); err != nil {
+		return fmt.Errorf("invalid dtype: %v", err)
+	}
+	if pol.Config.Name != "float32" {
+		return fmt.Errorf("unsupported dtype policy %q: only float32", pol.Config.Name)
+	}
+	return nil
+}
+
+func kerasActivation(c *layerConfig) (string, error) {
+	v, ok := c.raw("activation")
+	if !ok {
+		return ActLinear, nil
+	}
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		// Keras 3 may serialise a built-in activation as {"class_name": "function", "config": "relu"}.
+		var obj struct {
+			ClassName string          `json:"class_name"`
+			Config    json.RawMessage `json:"config"`
+		}
+		if err := json.Unmarshal(v, &obj); err != nil || json.Unmarshal(obj.Config, &s) != nil {
+			return "", fmt.Errorf("unsupported activation %s", strings.TrimSpace(string(v)))
+		}
+	}
+	return canonicalActivation(s)
+}
+
+// parseKerasInitializer reads {class_name, config} or a plain name.
+func parseKerasInitializer(v json.RawMessage) (*Initializer, error) {
+	var name string
+	cfg := map[string]json.RawMessage{}
+	if json.Unmarshal(v, &name) != nil {
+		var obj kerasObject
+		if err := json.Unmarshal(v, &obj); err != nil {
+			return nil, fmt.Errorf("invalid initializer: %v", err)
+		}
+		name = obj.ClassName
+		if !isNull(obj.Config) {
+			if err := json.Unmarshal(obj.Config, &cfg); err != nil {
+				return nil, fmt.Errorf("invalid initializer config: %v", err)
+			}
+		}
+	}
+	f := func(k string, def float64) float64 {
+		var x float64
+		if raw, ok := cfg[k]; ok && json.Unmarshal(raw, &x) == nil {
+			return x
+		}
+		return def
+	}
+	s := func(k, def string) string {
+		var x string
+		if raw, ok := cfg[k]; ok && json.Unmarshal(raw, &x) == nil {
+			return x
+		}
+		return def
+	}
+	in := &Initializer{}
+	switch strings.ToLower(strings.ReplaceAll(name, "_", "")) {
+	case "glorotuniform":
+		in.Kind = "glorot_uniform"
+	case "glorotnormal":
+		in.Kind = "glorot_normal"
+	case "heuniform":
+		in.Kind = "he_uniform"
+	case "henormal":
+		in.Kind = "he_normal"
+	case "lecununiform":
+		in.Kind = "lecun_uniform"
+	case "lecunnormal":
+		in.Kind = "lecun_normal"
+	case "zeros", "zero":
+		in.Kind = "zeros"
+	case "ones", "one":
+		in.Kind = "ones"
+	case "constant":
+		in.Kind = "constant"
+		in.Value = f("value", 0)
+	case "randomuniform":
+		in.Kind = "random_uniform"
+		in.Min, in.Max = f("minval", -0.05), f("maxval", 0.05)
+	case "randomnormal":
+		in.Kind = "random_normal"
+		in.Mean, in.Stddev = f("mean", 0), f("stddev", 0.05)
+	case "truncatednormal":
+		in.Kind = "truncated_normal"
+		in.Mean, in.Stddev = f("mean", 0), f("stddev", 0.05)
+	case "variancescaling":
+		in.Kind = "variance_scaling"
+		in.Scale = f("scale", 1)
+		in.Mode = s("mode", "fan_in")
+		in.Distribution = s("distribution", "truncated_normal")
+		if in.Mode == "fanIn" || in.Mode == "fanOut" || in.Mode == "fanAvg" { // TF.js camelCase
+			in.Mode = map[string]string{"fanIn": "fan_in", "fanOut": "fan_out", "fanAvg": "fan_avg"}[in.Mode]
+		}
+	default:
+		return nil, fmt.Errorf("unsupported initializer %q", name)
+	}
+	if err := in.check(); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// parseKerasCompileConfig reads a Keras 3 compile_config.
+func parseKerasCompileConfig(b []byte) (*Compile, error) {
+	var cc struct {
+		Optimizer json.RawMessage   `json:"optimizer"`
+		Loss      json.RawMessage   `json:"loss"`
+		Metrics   []json.RawMessage `json:"metrics"`
+	}
+	if err := json.Unmarshal(b, &cc); err != nil {
+		return nil, err
+	}
+	c := &Compile{}
+	if !isNull(cc.Optimizer) {
+		o, err := parseKerasOptimizer(cc.Optimizer)
+		if err != nil {
+			return nil, fmt.Errorf("optimizer: %w", err)
+		}
+		c.Optimizer = o
+	}
+	if !isNull(cc.Loss) {
+		var name string
+		if json.Unmarshal(cc.Loss, &name) != nil {
+			var obj kerasObject
+			if err := json.Unmarshal(cc.Loss, &obj); err != nil {
+				return nil, fmt.Errorf("loss: %v", err)
+			}
+			name = obj.ClassName
+			var lc struct {
+				FromLogits bool `json:"from_logits"`
+			}
+			_ = json.Unmarshal(obj.Config, &lc)
+			c.FromLogits = lc.FromLogits
+		}
+		c.Loss = name
+	}
+	for _, m := range cc.Metrics {
+		var name string
+		if json.Unmarshal(m, &name) != nil {
+			var obj kerasObject
+			if err := json.Unmarshal(m, &obj); err != nil {
+				return nil, fmt.Errorf("metrics: %v", err)
+			}
+			name = obj.ClassName
+		}
+		c.Metrics = append(c.Metrics, name)
+	}
+	if err := c.normalize(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func parseKerasOptimizer(b []byte) (OptimizerConfig, error) {
+	var o OptimizerConfig
+	var name string
+	cfg := map[string]json.RawMessage{}
+	if json.Unmarshal(b, &name) != nil {
+		var obj kerasObject
+		if err := json.Unmarshal(b, &obj); err != nil {
+			return o, err
+		}
+		name = obj.ClassName
+		if !isNull(obj.Config) {
+			if err := json.Unmarshal(obj.Config, &cfg); err != nil {
+				return o, err
+			}
+		}
+	}
+	o.Name = name
+	num := func(k string) (float64, bool) {
+		var x float64
+		if raw, ok := cfg[k]; ok && json.Unmarshal(raw, &x) == nil {
+			return x, true
+		}
+		return 0, false
+	}
+	if raw, ok := cfg["learning_rate"]; ok && !isNull(raw) {
+		var lr float64
+		if json.Unmarshal(raw, &lr) == nil {
+			o.LearningRate = lr
+		} else {
+			sch, err := parseKerasSchedule(raw)
+			if err != nil {
+				return o, fmt.Errorf("learning_rate: %w", err)
+			}
+			o.Schedule = sch
+			o.LearningRate = sch.InitialLearningRate
+		}
+	}
+	o.Momentum, _ = num("momentum")
+	o.Beta1, _ = num("beta_1")
+	o.Beta2, _ = num("beta_2")
+	o.Epsilon, _ = num("epsilon")
+	o.Rho, _ = num("rho")
+	o.WeightDecay, _ = num("weight_decay")
+	o.ClipNorm, _ = num("clipnorm")
+	var nesterov bool
+	if raw, ok := cfg["nesterov"]; ok {
+		_ = json.Unmarshal(raw, &nesterov)
+	}
+	o.Nesterov = nesterov
+	for _, k := range []string{"amsgrad", "centered", "use_ema", "global_clipnorm", "clipvalue", "gradient_accumulation_steps", "loss_scale_factor"} {
+		if raw, ok := cfg[k]; ok && !isDefaultish(raw) {
+			return o, fmt.Errorf("unsupported option %q", k)
+		}
+	}
+	if err := o.normalize(); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+func parseKerasSchedule(b []byte) (*Schedule, error) {
+	var obj kerasObject
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, err
+	}
+	var cfg struct {
+		InitialLearningRate float64  `json:"initial_learning_rate"`
+		DecaySteps          float64  `json:"decay_steps"`
+		DecayRate           float64  `json:"decay_rate"`
+		Staircase           bool     `json:"staircase"`
+		Alpha               float64  `json:"alpha"`
+		WarmupTarget        *float64 `json:"warmup_target"`
+		WarmupSteps         float64  `json:"warmup_steps"`
+	}
+	if err := json.Unmarshal(obj.Config, &cfg); err != nil {
+		return nil, err
+	}
+	s := &Schedule{InitialLearningRate: cfg.InitialLearningRate, DecaySteps: int(cfg.DecaySteps),
+		DecayRate: cfg.DecayRate, Staircase: cfg.Staircase, Alpha: cfg.Alpha, WarmupSteps: int(cfg.WarmupSteps)}
+	if cfg.WarmupTarget != nil {
+		s.WarmupTarget = *cfg.WarmupTarget
+	}
+	switch obj.ClassName {
+	case "ExponentialDecay":
+		s.Kind = ScheduleExponential
+	case "CosineDecay":
+		s.Kind = ScheduleCosine
+	default:
+		return nil, fmt.Errorf("unsupported learning rate schedule %q", obj.ClassName)
+	}
+	return s, s.check()
+}
