@@ -21,7 +21,7 @@ import (
 )
 
 // testBus connects to a fresh embedded JetStream server with pgtrain's streams declared.
-func testBus(t *testing.T) *bus.Bus {
+func testBus(t testing.TB) *bus.Bus {
 	t.Helper()
 	url := testenv.NATS(t)
 	nc, err := bus.Connect(url, t.Name(), testLog(t))
@@ -38,7 +38,7 @@ func testBus(t *testing.T) *bus.Bus {
 	return b
 }
 
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}

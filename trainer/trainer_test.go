@@ -61,7 +61,7 @@ func trainOnce(t *testing.T, ctx context.Context, b *bus.Bus, c Coordinator, cfg
 	return tr.Run(ctx)
 }
 
-func storePlan(t *testing.T, b *bus.Bus, p *messages.Plan) {
+func storePlan(t testing.TB, b *bus.Bus, p *messages.Plan) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
