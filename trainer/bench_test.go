@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -11,8 +12,9 @@ import (
 
 func benchPlan(job string, ranges, rows, dim, pageRows int) (*messages.Plan, []*messages.ReadyBatch) {
 	p := &messages.Plan{Version: messages.SchemaVersion, JobID: job, InputDim: dim, LabelDim: 1, PageRows: pageRows, Replay: true,
-		Spec: messages.JobSpec{Epochs: 1, BatchSize: 256, Seed: 1, Backend: "test-linear",
-			Optimizer: messages.OptimizerSpec{LearningRate: 0.001}}}
+		Spec: messages.JobSpec{Epochs: 1, BatchSize: 256, Seed: 1, Backend: "go", Loss: "mse",
+			Model:     json.RawMessage(`{"layers": [{"type": "dense", "units": 1}]}`),
+			Optimizer: messages.OptimizerSpec{Name: "sgd", LearningRate: 0.001}}}
 	var out []*messages.ReadyBatch
 	key := int64(0)
 	for r := 0; r < ranges; r++ {
@@ -66,7 +68,7 @@ func BenchmarkReadRange(b *testing.B) {
 }
 
 // BenchmarkEpoch measures a whole trainer epoch (read, shuffle, batch, checkpoint, report)
-// over 4 ranges of 50,000 rows × 16 features with the small linear model, so that the
+// over 4 ranges of 50,000 rows × 16 features with a one-unit linear model, so that the
 // figure is the pipeline's overhead rather than a network's compute.
 func BenchmarkEpoch(b *testing.B) {
 	const ranges, rows, dim, pageRows = 4, 50_000, 16, 4096

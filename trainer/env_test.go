@@ -2,7 +2,6 @@ package trainer
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +64,13 @@ const (
 	testLabelDim = 1
 )
 
+// testModel is small but has what makes resuming hard: several layers, Adam's moments and
+// a dropout layer whose masks come from the model's random state.
+var testModel = json.RawMessage(`{"layers": [
+	{"type": "dense", "units": 8, "activation": "tanh"},
+	{"type": "dropout", "rate": 0.2},
+	{"type": "dense", "units": 1}]}`)
+
 func keyOf(i int) int64 { return 7 + 3*int64(i) }
 
 // row is the example stored under a key: three features and y = 2x0 - x1 + 0.5x2 + 0.3.
@@ -80,15 +85,18 @@ func row(key int64) (x [testInputDim]float32, y float32) {
 
 // plan builds the plan the coordinator would store, with the exact expected checksums.
 func (d dataset) plan() *messages.Plan {
+	if d.model == nil {
+		d.model = testModel
+	}
+	if d.loss == "" {
+		d.loss = "mse"
+	}
 	spec := messages.JobSpec{
 		Table: "t", Key: "id", Features: []messages.FeatureSpec{{Column: "a"}, {Column: "b"}, {Column: "c"}},
-		Label: messages.LabelSpec{Column: "y"}, Model: d.model, Loss: d.loss,
+		Label: messages.LabelSpec{Column: "y"}, Model: d.model, Loss: d.loss, Metrics: []string{"mae"},
 		Epochs: d.epochs, BatchSize: d.batch, Seed: d.seed, Backend: d.backend,
-		Optimizer: messages.OptimizerSpec{Name: "sgd", LearningRate: 0.05},
+		Optimizer: messages.OptimizerSpec{Name: "adam", LearningRate: 0.01},
 	}.WithDefaults()
-	if spec.Backend == "" {
-		spec.Backend = "go"
-	}
 	p := &messages.Plan{
 		Version: messages.SchemaVersion, JobID: d.job, Spec: spec, Schema: "public", Table: "t", Key: "id",
 		InputDim: testInputDim, LabelDim: testLabelDim, ValidationRanges: d.validation,
@@ -265,99 +273,3 @@ func (c *testCoordinator) snapshot() (reports []messages.TrainerProgress, failed
 	}
 	return append([]messages.TrainerProgress(nil), c.reports...), failed, done
 }
-
-// linearModel is a real, if small, engine: a linear layer trained by plain SGD on the mean
-// squared error. Every update depends on the previous one, so its weights change with the
-// order of the examples, which is what the ordering tests need to see.
-type linearModel struct {
-	in, out int
-	lr      float32
-	w       []float32 // in*out, then out biases
-	steps   int64
-}
-
-func newLinearModel(p *messages.Plan) (Model, error) {
-	lr := float32(p.Spec.Optimizer.LearningRate)
-	if lr == 0 {
-		lr = 0.01
-	}
-	m := &linearModel{in: p.InputDim, out: p.LabelDim, lr: lr, w: make([]float32, (p.InputDim+1)*p.LabelDim)}
-	r := messages.NewRand(p.Spec.Seed, 0x696e6974)
-	for i := 0; i < p.InputDim*p.LabelDim; i++ {
-		m.w[i] = r.Float32() - 0.5
-	}
-	return m, nil
-}
-
-func (m *linearModel) predict(x []float32, i, o int) float32 {
-	s := m.w[m.in*m.out+o]
-	for k := 0; k < m.in; k++ {
-		s += x[i*m.in+k] * m.w[k*m.out+o]
-	}
-	return s
-}
-
-func (m *linearModel) mse(x, y []float32, rows int) float64 {
-	var sum float64
-	for i := 0; i < rows; i++ {
-		for o := 0; o < m.out; o++ {
-			d := float64(m.predict(x, i, o) - y[i*m.out+o])
-			sum += d * d
-		}
-	}
-	return sum / float64(rows*m.out)
-}
-
-func (m *linearModel) TrainOnBatch(x, y []float32, rows int) (map[string]float64, error) {
-	if rows == 0 || len(x) != rows*m.in || len(y) != rows*m.out {
-		return nil, fmt.Errorf("batch of %d rows with %d features and %d labels", rows, len(x), len(y))
-	}
-	loss := m.mse(x, y, rows)
-	grad := make([]float32, len(m.w))
-	scale := 2 / float32(rows*m.out)
-	for i := 0; i < rows; i++ {
-		for o := 0; o < m.out; o++ {
-			d := (m.predict(x, i, o) - y[i*m.out+o]) * scale
-			for k := 0; k < m.in; k++ {
-				grad[k*m.out+o] += d * x[i*m.in+k]
-			}
-			grad[m.in*m.out+o] += d
-		}
-	}
-	for i := range m.w {
-		m.w[i] -= m.lr * grad[i]
-	}
-	m.steps++
-	return map[string]float64{"loss": loss, "mse": loss}, nil
-}
-
-func (m *linearModel) Evaluate(x, y []float32, rows int) (map[string]float64, error) {
-	loss := m.mse(x, y, rows)
-	return map[string]float64{"loss": loss, "mse": loss}, nil
-}
-
-func (m *linearModel) SaveTFJS(dir string) error {
-	b, _ := m.MarshalCheckpoint()
-	return os.WriteFile(filepath.Join(dir, "weights.bin"), b, 0o644)
-}
-
-func (m *linearModel) MarshalCheckpoint() ([]byte, error) {
-	b := binary.LittleEndian.AppendUint64(nil, uint64(m.steps))
-	for _, w := range m.w {
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(w))
-	}
-	return b, nil
-}
-
-func (m *linearModel) UnmarshalCheckpoint(b []byte) error {
-	if len(b) != 8+4*len(m.w) {
-		return fmt.Errorf("checkpoint of %d bytes for %d weights", len(b), len(m.w))
-	}
-	m.steps = int64(binary.LittleEndian.Uint64(b))
-	for i := range m.w {
-		m.w[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[8+4*i:]))
-	}
-	return nil
-}
-
-func init() { RegisterBackend("test-linear", newLinearModel) }

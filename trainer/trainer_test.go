@@ -121,7 +121,7 @@ func TestTrainingOrderIsAPureFunctionOfDataSpecAndSeed(t *testing.T) {
 			var results [2][]messages.EpochResult
 			for i, job := range []string{"order-a", "order-b"} {
 				d := dataset{job: job, rangeRows: []int{23, 17, 31, 9, 20, 14}, validation: 2, pageRows: 6,
-					epochs: 3, batch: 8, seed: 42, replay: tc.replay, backend: "test-linear"}
+					epochs: 3, batch: 8, seed: 42, replay: tc.replay}
 				p := d.plan()
 				storePlan(t, b, p)
 				wait := publishShuffled(t, b, d.batches(p), uint64(i+1))
@@ -140,7 +140,7 @@ func TestTrainingOrderIsAPureFunctionOfDataSpecAndSeed(t *testing.T) {
 				}
 				results[i] = checkRun(t, p, rec.batches, reports)
 				checkHistory(t, filepath.Join(out, job, "history.json"), results[i])
-				if _, err := os.Stat(filepath.Join(done[job], "weights.bin")); err != nil {
+				if _, err := os.Stat(filepath.Join(done[job], "model.json")); err != nil {
 					t.Fatalf("exported model: %v", err)
 				}
 				if n := readySubjects(t, b, messages.ReadyJobSubjects(job)); n != 0 {
@@ -297,7 +297,7 @@ func TestEpochLossIsTheRowWeightedMeanOfBatchLosses(t *testing.T) {
 	// 3 + 5 training rows in batches of 3: 3, 3, 2 rows. The loss of a batch is the loss
 	// before its own update, so replaying the batches on a fresh model gives the same
 	// numbers.
-	d := dataset{job: "weighted", rangeRows: []int{3, 5, 4}, validation: 1, pageRows: 2, epochs: 1, batch: 3, seed: 9, replay: true, backend: "test-linear"}
+	d := dataset{job: "weighted", rangeRows: []int{3, 5, 4}, validation: 1, pageRows: 2, epochs: 1, batch: 3, seed: 9, replay: true}
 	p := d.plan()
 	storePlan(t, b, p)
 	for _, rb := range d.batches(p) {
@@ -312,8 +312,11 @@ func TestEpochLossIsTheRowWeightedMeanOfBatchLosses(t *testing.T) {
 	if err := trainOnce(t, ctx, b, c, Config{TrainerID: "w", OutDir: out}, rec); err != nil {
 		t.Fatal(err)
 	}
-	m, _ := newLinearModel(p)
-	var sum, vsum float64
+	m, err := newGoModel(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum, vsum, msum, vmsum float64
 	var rows, vrows int
 	for _, bt := range rec.batches {
 		x, y := make([]float32, 0), make([]float32, 0)
@@ -327,10 +330,15 @@ func TestEpochLossIsTheRowWeightedMeanOfBatchLosses(t *testing.T) {
 				t.Fatal(err)
 			}
 			sum += out["loss"] * float64(len(bt.Keys))
+			msum += out["mae"] * float64(len(bt.Keys))
 			rows += len(bt.Keys)
 		} else {
-			out, _ := m.Evaluate(x, y, len(bt.Keys))
+			out, err := m.Evaluate(x, y, len(bt.Keys))
+			if err != nil {
+				t.Fatal(err)
+			}
 			vsum += out["loss"] * float64(len(bt.Keys))
+			vmsum += out["mae"] * float64(len(bt.Keys))
 			vrows += len(bt.Keys)
 		}
 	}
@@ -344,7 +352,7 @@ func TestEpochLossIsTheRowWeightedMeanOfBatchLosses(t *testing.T) {
 			res = r.Result
 		}
 	}
-	if res == nil || res.Loss != sum/8 || res.Metrics["mse"] != sum/8 || *res.ValLoss != vsum/4 || res.ValMetrics["mse"] != vsum/4 {
+	if res == nil || res.Loss != sum/8 || res.Metrics["mae"] != msum/8 || *res.ValLoss != vsum/4 || res.ValMetrics["mae"] != vmsum/4 {
 		t.Fatalf("epoch result %+v, want loss %v val_loss %v", res, sum/8, vsum/4)
 	}
 }
@@ -365,7 +373,7 @@ func TestChecksumMismatchFailsTheJobUnlessDriftIsAllowed(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			job := "sum" + string(rune('a'+i))
-			d := dataset{job: job, rangeRows: []int{7, 5, 6}, validation: 1, pageRows: 4, epochs: 2, batch: 4, seed: 5, backend: "test-linear"}
+			d := dataset{job: job, rangeRows: []int{7, 5, 6}, validation: 1, pageRows: 4, epochs: 2, batch: 4, seed: 5}
 			p := d.plan()
 			tc.tamper(p)
 			storePlan(t, b, p)
@@ -408,7 +416,7 @@ func TestResumeGivesBitIdenticalWeights(t *testing.T) {
 	b := testBus(t)
 	dsFor := func(job string, replay bool) dataset {
 		return dataset{job: job, rangeRows: []int{23, 17, 31, 9, 20, 14}, validation: 2, pageRows: 6,
-			epochs: 3, batch: 8, seed: 7, replay: replay, backend: "test-linear"}
+			epochs: 3, batch: 8, seed: 7, replay: replay}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -505,7 +513,7 @@ func TestConsumedRangesArePurgedOnlyWhenEpochsReRead(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			job := "purge" + string(rune('a'+i))
-			d := dataset{job: job, rangeRows: []int{9, 9, 9, 9}, validation: 1, pageRows: 4, epochs: 2, batch: 4, seed: 2, replay: tc.replay, backend: "test-linear"}
+			d := dataset{job: job, rangeRows: []int{9, 9, 9, 9}, validation: 1, pageRows: 4, epochs: 2, batch: 4, seed: 2, replay: tc.replay}
 			p := d.plan()
 			storePlan(t, b, p)
 			for _, rb := range d.batches(p) {
@@ -550,7 +558,7 @@ func TestConsumedRangesArePurgedOnlyWhenEpochsReRead(t *testing.T) {
 
 func TestHeartbeatWhileWaitingAndStopWhenTheJobIsGone(t *testing.T) {
 	b := testBus(t)
-	d := dataset{job: "beat", rangeRows: []int{6, 6, 6}, pageRows: 3, epochs: 1, batch: 4, seed: 4, backend: "test-linear"}
+	d := dataset{job: "beat", rangeRows: []int{6, 6, 6}, pageRows: 3, epochs: 1, batch: 4, seed: 4}
 	p := d.plan()
 	storePlan(t, b, p)
 	// Everything but the last page of the epoch's last range: the trainer trains the rest,
