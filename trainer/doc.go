@@ -17,7 +17,9 @@
 // coordinator how far it got (which moves the fetchers' lease window) and, when later epochs
 // re-read PostgreSQL, purges the range from READY. A trainer killed at any point and started
 // again with the same TrainerID resumes from its checkpoint and ends with bit-identical
-// weights.
+// weights. While it waits for data it repeats its last report as a heartbeat, so the
+// coordinator does not hand the job to another trainer; when the coordinator answers that
+// the job is gone, the trainer stops.
 //
 // Every epoch the trainer checks exactly-once delivery: the count and key checksums of the
 // rows it trained and validated on must equal what SQL said when the job was planned.
