@@ -56,6 +56,15 @@ func getBuf(n int) *[]float32 {
 // A is m×k with row stride lda, or k×m when transA. op(B) is k×n: B is k×n (ldb), or n×k
 // when transB.
 func sgemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool) {
+	workers := runtime.GOMAXPROCS(0)
+	if m*n*k < gemmParallelMin {
+		workers = 1
+	}
+	sgemmWorkers(workers, transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+}
+
+// sgemmWorkers is sgemm on a given number of goroutines.
+func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -68,10 +77,6 @@ func sgemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, 
 		return
 	}
 	kern := activeKernel
-	workers := runtime.GOMAXPROCS(0)
-	if m*n*k < gemmParallelMin {
-		workers = 1
-	}
 	mr, nr := kern.mr, kern.nr
 	for jc := 0; jc < n; jc += gemmNC {
 		nc := min(gemmNC, n-jc)

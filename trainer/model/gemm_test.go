@@ -1,0 +1,139 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// naiveGemm is the reference: float64 sums in k order.
+func naiveGemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool) {
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			if accumulate {
+				s = float64(c[i*ldc+j])
+			}
+			for p := 0; p < k; p++ {
+				var av, bv float32
+				if transA {
+					av = a[p*lda+i]
+				} else {
+					av = a[i*lda+p]
+				}
+				if transB {
+					bv = b[j*ldb+p]
+				} else {
+					bv = b[p*ldb+j]
+				}
+				s += float64(av) * float64(bv)
+			}
+			c[i*ldc+j] = float32(s)
+		}
+	}
+}
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.NormFloat64())
+	}
+	return s
+}
+
+// kernels returns every kernel this machine can run.
+func kernels() []gemmKernel {
+	ks := []gemmKernel{goKernel}
+	if k := selectKernel(); k.name != goKernel.name {
+		ks = append(ks, availableAsmKernels()...)
+	}
+	return ks
+}
+
+func TestSgemmMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	shapes := [][3]int{{1, 1, 1}, {3, 5, 7}, {12, 32, 1}, {13, 33, 17}, {96, 64, 256}, {100, 70, 300}, {257, 10, 513}, {16, 64, 256}, {1, 200, 3}, {200, 1, 9}}
+	for _, kern := range kernels() {
+		for _, sh := range shapes {
+			for _, ta := range []bool{false, true} {
+				for _, tb := range []bool{false, true} {
+					for _, acc := range []bool{false, true} {
+						m, n, k := sh[0], sh[1], sh[2]
+						name := fmt.Sprintf("%s/%dx%dx%d/tA=%v/tB=%v/acc=%v", kern.name, m, n, k, ta, tb, acc)
+						a := randSlice(r, m*k)
+						b := randSlice(r, k*n)
+						lda, ldb := k, n
+						if ta {
+							lda = m
+						}
+						if tb {
+							ldb = k
+						}
+						// C has a wider row stride than n to check ldc handling.
+						ldc := n + 3
+						c0 := randSlice(r, m*ldc)
+						want := append([]float32(nil), c0...)
+						naiveGemm(ta, tb, m, n, k, a, lda, b, ldb, want, ldc, acc)
+						got := append([]float32(nil), c0...)
+						withKernel(kern, func() { sgemm(ta, tb, m, n, k, a, lda, b, ldb, got, ldc, acc) })
+						for i := 0; i < m; i++ {
+							for j := 0; j < ldc; j++ {
+								g, w := got[i*ldc+j], want[i*ldc+j]
+								if j >= n {
+									if g != c0[i*ldc+j] {
+										t.Fatalf("%s: wrote outside C at (%d,%d)", name, i, j)
+									}
+									continue
+								}
+								if math.Abs(float64(g-w)) > 1e-4*math.Sqrt(float64(k)+1) {
+									t.Fatalf("%s: C[%d,%d] = %v, want %v", name, i, j, g, w)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// withKernel runs fn with kern as the active kernel.
+func withKernel(kern gemmKernel, fn func()) {
+	saved := activeKernel
+	activeKernel = kern
+	defer func() { activeKernel = saved }()
+	fn()
+}
+
+// The result must not depend on how the work is split over goroutines.
+func TestSgemmDeterministicAcrossWorkers(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	m, n, k := 300, 130, 700
+	a, b := randSlice(r, m*k), randSlice(r, k*n)
+	ref := make([]float32, m*n)
+	sgemmWorkers(1, false, true, m, n, k, a, k, b, k, ref, n, false)
+	for _, w := range []int{2, 3, 5, 8} {
+		got := make([]float32, m*n)
+		sgemmWorkers(w, false, true, m, n, k, a, k, b, k, got, n, false)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(ref[i]) {
+				t.Fatalf("%d workers: C[%d] = %v, 1 worker gave %v", w, i, got[i], ref[i])
+			}
+		}
+	}
+}
+
+func BenchmarkSgemm(b *testing.B) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, sh := range [][3]int{{1024, 512, 512}, {1024, 512, 256}, {512, 512, 1024}, {256, 64, 64}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		x, y, c := randSlice(r, m*k), randSlice(r, k*n), make([]float32, m*n)
+		b.Run(fmt.Sprintf("%s/%dx%dx%d", activeKernel.name, m, n, k), func(b *testing.B) {
+			for b.Loop() {
+				sgemm(false, false, m, n, k, x, k, y, n, c, n, false)
+			}
+			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
