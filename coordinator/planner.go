@@ -298,12 +298,12 @@ order by n desc, v collate "C" limit $1`, q, in.rel.ident(), q)
 		limit = min(limit, in.spec.Label.VocabSize)
 	}
 	q := pgx.Identifier{in.label.name}.Sanitize()
-	order := q // numbers in numeric order
+	order := "k" // numbers in numeric order
 	if !in.label.numeric() {
-		order = q + `::text collate "C"`
+		order = `v collate "C"`
 	}
-	sql := fmt.Sprintf(`select %s::text from %s where %s is not null group by %s order by %s limit $1`,
-		q, in.rel.ident(), q, q, order)
+	sql := fmt.Sprintf(`select v from (select %s as k, %s::text as v from %s where %s is not null group by %s) s order by %s limit $1`,
+		q, q, in.rel.ident(), q, q, order)
 	classes, err := queryStrings(ctx, tx, sql, limit+1)
 	if err != nil {
 		return fmt.Errorf("listing the classes of %q: %w", in.label.name, err)

@@ -46,12 +46,12 @@ func feature(m map[string]any, i int) map[string]any {
 func irisTable(t *testing.T, e *env) {
 	e.exec(t, `create table iris (
   id bigint primary key, sepal float8, petal real, city text, species text,
-  width float8, plain_int int, note text, nully float8)`)
+  width float8, plain_int int, note text, nully float8, grade int)`)
 	e.exec(t, `insert into iris
 select i, i % 10, case when i % 100 = 0 then null else i % 7 end,
   case when i % 5 < 2 then 'oslo' when i % 5 < 4 then 'bergen' else 'tromso' end,
   (array['setosa','versicolor','virginica'])[i % 3 + 1],
-  i * 0.5, i, 'n' || i, case when i % 2 = 0 then null else 1 end
+  i * 0.5, i, 'n' || i, case when i % 2 = 0 then null else 1 end, i % 12
 from generate_series(1, 1000) i`)
 	e.exec(t, `create table other_source_table (id int)`)
 }
@@ -83,6 +83,21 @@ func TestSubmitRejectsBadSpecs(t *testing.T) {
 		{name: "feature is the key", mutate: func(m map[string]any) { feature(m, 0)["column"] = "id" }, wantField: "features[0].column"},
 		{name: "NULLs without imputation", mutate: func(m map[string]any) { feature(m, 0)["column"] = "nully" }, wantField: "features[0].impute", wantText: "500 NULLs"},
 		{name: "unknown source", mutate: func(m map[string]any) { m["source"] = "warehouse" }, wantField: "source", wantText: `unknown source "warehouse"`},
+		{name: "model output width differs from the label", mutate: func(m map[string]any) {
+			m["model"] = json.RawMessage(`{"layers": [{"type": "dense", "units": 4, "activation": "softmax"}]}`)
+		}, wantField: "model", wantText: "outputs 4 values per row but the label encodes to 3"},
+		{name: "sparse label needs one score per class", mutate: func(m map[string]any) {
+			m["label"] = map[string]any{"column": "species", "encode": "index"}
+			m["loss"] = "sparse_categorical_crossentropy"
+			m["model"] = json.RawMessage(`{"layers": [{"type": "dense", "units": 1}]}`)
+		}, wantField: "model", wantText: "classes: 3"},
+		{name: "unknown layer", mutate: func(m map[string]any) {
+			m["model"] = json.RawMessage(`{"layers": [{"type": "conv2d", "units": 3}]}`)
+		}, wantField: "model"},
+		{name: "unknown loss", mutate: func(m map[string]any) { m["loss"] = "hinge_squared" }, wantField: "loss"},
+		{name: "loss does not fit the label encoding", mutate: func(m map[string]any) { m["loss"] = "sparse_categorical_crossentropy" }, wantField: "loss"},
+		{name: "bad optimizer", mutate: func(m map[string]any) { m["optimizer"] = map[string]any{"name": "adam", "learning_rate": -1} }, wantField: "optimizer"},
+		{name: "unknown metric", mutate: func(m map[string]any) { m["metrics"] = []string{"f7_score"} }, wantField: "metrics"},
 		{name: "invalid JSON", raw: `{"table": `, wantField: "spec"},
 		{name: "unknown field", mutate: func(m map[string]any) { m["tabel"] = "iris" }, wantField: "spec"},
 	}
@@ -171,9 +186,24 @@ func TestSubmitPlansAGoodSpec(t *testing.T) {
 	if p.PageRows < 1 || p.PageRows > maxPageRows || !p.Replay || p.Window != DefaultWindow || p.Snapshot != "" {
 		t.Fatalf("page rows %d, replay %v, window %d, snapshot %q", p.PageRows, p.Replay, p.Window, p.Snapshot)
 	}
-	// The stored plan is what every role reads.
+	// A numeric label's classes are in numeric order; a sparse label is one float wide.
+	st2, err := r.cl.Submit(ctx, specJSON(t, func(m map[string]any) {
+		m["label"] = map[string]any{"column": "grade", "encode": "index"}
+		m["loss"] = "sparse_categorical_crossentropy"
+		m["model"] = json.RawMessage(`{"layers": [{"type": "dense", "units": 12, "activation": "softmax"}]}`)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := r.cl.Plan(ctx, st2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(p2.Label.Vocabulary, ",") != "0,1,2,3,4,5,6,7,8,9,10,11" || p2.LabelDim != 1 || p2.Label.Kind != messages.KindCategorical {
+		t.Fatalf("grade label %+v, dim %d", p2.Label, p2.LabelDim)
+	}
 	jobs, err := r.cl.Jobs(ctx)
-	if err != nil || len(jobs) != 1 || jobs[0].ID != st.ID {
+	if err != nil || len(jobs) != 2 || jobs[0].ID != st.ID || jobs[1].ID != st2.ID {
 		t.Fatalf("jobs %+v, %v", jobs, err)
 	}
 }

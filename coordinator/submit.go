@@ -122,7 +122,7 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	if err != nil {
 		return messages.JobStatus{}, err
 	}
-	if err := checkModel(spec, p.InputDim, p.LabelDim); err != nil {
+	if err := checkModel(p); err != nil {
 		return messages.JobStatus{}, err
 	}
 	if snap != nil {
@@ -164,6 +164,3 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 		"input_dim", p.InputDim, "label_dim", p.LabelDim, "replay", p.Replay, "snapshot", p.Snapshot)
 	return j.status(now), nil
 }
-
-// checkModel is replaced by the model check once it is wired (model.go).
-var checkModel = func(messages.JobSpec, int, int) error { return nil }
