@@ -76,6 +76,8 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 			return nil, err
 		}
 		opts.Dir = p.dir
+	} else if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
 	}
 	p.DataDir = filepath.Join(opts.Dir, "data")
 	p.logPath = filepath.Join(opts.Dir, "postgres.log")

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+
+	"pgtrain/coordinator"
+	"pgtrain/coordinator/client"
+	"pgtrain/fetcher"
+	"pgtrain/preprocessor"
+	"pgtrain/trainer"
+)
+
+type coordinatorOpts struct {
+	cfg  coordinator.Config
+	db   dbFlags
+	nats natsFlags
+	log  logFlags
+}
+
+func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
+	o := &coordinatorOpts{}
+	fs := newFlagSet("coordinator", "coordinator [flags]")
+	fs.StringVar(&o.cfg.Listen, "listen", coordinator.DefaultListen, "HTTP address of the job and lease API")
+	fs.DurationVar(&o.cfg.LeaseTTL, "lease-ttl", coordinator.DefaultLeaseTTL, "how long a range lease lives without a report from its fetcher")
+	fs.IntVar(&o.cfg.Window, "window", coordinator.DefaultWindow, "ranges the fetchers may read ahead of the trainer")
+	o.db.register(fs)
+	o.nats.register(fs)
+	o.log.register(fs)
+	return fs, o
+}
+
+func runCoordinator(ctx context.Context, args []string) error {
+	fs, o := coordinatorFlags()
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := o.log.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	pools, closePools, err := o.db.pools(ctx)
+	if err != nil {
+		return err
+	}
+	defer closePools()
+	nc, b, err := o.nats.connect(ctx, "pgtrain-coordinator", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	o.cfg.ReadyMaxBytes = o.nats.readyMaxBytes
+	c, err := coordinator.New(o.cfg, pools, b, log)
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx)
+}
+
+type fetcherOpts struct {
+	cfg   fetcher.Config
+	coord string
+	db    dbFlags
+	nats  natsFlags
+	log   logFlags
+}
+
+func fetcherFlags() (*flag.FlagSet, *fetcherOpts) {
+	o := &fetcherOpts{}
+	fs := newFlagSet("fetcher", "fetcher [flags]")
+	fs.StringVar(&o.cfg.WorkerID, "id", "", "worker name in leases and logs (default host-pid)")
+	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
+	fs.IntVar(&o.cfg.ReadAhead, "read-ahead", fetcher.DefaultReadAhead, "pages read ahead of their publish")
+	o.db.register(fs)
+	o.nats.register(fs)
+	o.log.register(fs)
+	return fs, o
+}
+
+func runFetcher(ctx context.Context, args []string) error {
+	fs, o := fetcherFlags()
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := o.log.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	pools, closePools, err := o.db.pools(ctx)
+	if err != nil {
+		return err
+	}
+	defer closePools()
+	nc, b, err := o.nats.connect(ctx, "pgtrain-fetcher", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	f, err := fetcher.New(o.cfg, pools, b, client.New(o.coord, log), log)
+	if err != nil {
+		return err
+	}
+	return f.Run(ctx)
+}
+
+type preprocessorOpts struct {
+	cfg   preprocessor.Config
+	coord string
+	nats  natsFlags
+	log   logFlags
+}
+
+func preprocessorFlags() (*flag.FlagSet, *preprocessorOpts) {
+	o := &preprocessorOpts{}
+	fs := newFlagSet("preprocessor", "preprocessor [flags]")
+	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL (to fail a job on a bad row)")
+	fs.IntVar(&o.cfg.Concurrency, "concurrency", preprocessor.DefaultConcurrency, "batches transformed at once")
+	o.nats.register(fs)
+	o.log.register(fs)
+	return fs, o
+}
+
+func runPreprocessor(ctx context.Context, args []string) error {
+	fs, o := preprocessorFlags()
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := o.log.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	nc, b, err := o.nats.connect(ctx, "pgtrain-preprocessor", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	p, err := preprocessor.New(o.cfg, b, client.New(o.coord, log), log)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}
+
+type trainerOpts struct {
+	cfg   trainer.Config
+	coord string
+	nats  natsFlags
+	log   logFlags
+}
+
+func trainerFlags() (*flag.FlagSet, *trainerOpts) {
+	o := &trainerOpts{}
+	fs := newFlagSet("trainer", "trainer [flags]")
+	fs.StringVar(&o.cfg.TrainerID, "id", "", "trainer name, kept across restarts so a restarted trainer resumes its job (default hostname)")
+	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
+	fs.StringVar(&o.cfg.OutDir, "out-dir", "pgtrain-data/models", "where models, checkpoints and histories are written")
+	fs.IntVar(&o.cfg.Prefetch, "prefetch", 2, "key ranges read ahead from READY (memory is bounded by prefetch+1 ranges)")
+	fs.BoolVar(&o.cfg.Once, "once", false, "exit after one job")
+	fs.BoolVar(&o.cfg.AllowDrift, "allow-drift", false, "only warn when an epoch's key checksum differs from the plan (live tables without a snapshot)")
+	o.nats.register(fs)
+	o.log.register(fs)
+	return fs, o
+}
+
+func runTrainer(ctx context.Context, args []string) error {
+	fs, o := trainerFlags()
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := o.log.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	nc, b, err := o.nats.connect(ctx, "pgtrain-trainer", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	t, err := trainer.New(o.cfg, b, client.New(o.coord, log), log)
+	if err != nil {
+		return err
+	}
+	return t.Run(ctx)
+}

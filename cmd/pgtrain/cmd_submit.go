@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"pgtrain/coordinator/client"
+	"pgtrain/messages"
+)
+
+func runSubmit(ctx context.Context, args []string) error {
+	fs := newFlagSet("submit", "submit [flags] SPEC.json|SPEC.yaml|-")
+	coord := fs.String("coordinator", "http://127.0.0.1:8080", "coordinator URL")
+	wait := fs.Bool("wait", false, "follow the job until it ends, printing progress and each epoch's loss")
+	var lf logFlags
+	lf.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return fmt.Errorf("want exactly one spec file (or - for standard input)")
+	}
+	log, err := lf.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	spec, err := readSpec(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	c := client.New(*coord, log)
+	st, err := c.Submit(ctx, spec)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("submitted job %s: %d rows in %d ranges, %d epochs\n", st.ID, st.Rows, st.Ranges, st.Epochs)
+	if !*wait {
+		return nil
+	}
+	final, err := follow(ctx, c, st.ID, os.Stdout, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	if final.State != messages.JobDone {
+		return exitError{code: 1, msg: fmt.Sprintf("job %s %s: %s", final.ID, final.State, final.Error)}
+	}
+	return nil
+}
+
+// readSpec reads a job spec file; YAML is turned into JSON, which the coordinator takes.
+func readSpec(path string) ([]byte, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(os.Stdin)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the spec: %w", err)
+	}
+	trimmed := strings.TrimSpace(string(b))
+	if strings.HasPrefix(trimmed, "{") {
+		return b, nil
+	}
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("spec %s is neither JSON nor YAML: %w", path, err)
+	}
+	return j, nil
+}
+
+func runStatus(ctx context.Context, args []string) error {
+	fs := newFlagSet("status", "status [flags] [JOB]")
+	coord := fs.String("coordinator", "http://127.0.0.1:8080", "coordinator URL")
+	asJSON := fs.Bool("json", false, "print the coordinator's JSON")
+	var lf logFlags
+	lf.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := lf.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	c := client.New(*coord, log)
+	if fs.NArg() == 0 {
+		jobs, err := c.Jobs(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(jobs)
+		}
+		fmt.Printf("%-14s %-9s %-28s %10s %7s %s\n", "JOB", "STATE", "TABLE", "ROWS", "EPOCH", "LOSS")
+		for _, j := range jobs {
+			loss := "-"
+			if n := len(j.Results); n > 0 {
+				loss = fmt.Sprintf("%.6g", j.Results[n-1].Loss)
+			}
+			fmt.Printf("%-14s %-9s %-28s %10d %3d/%-3d %s\n", j.ID, j.State, j.Table, j.Rows, len(j.Results), j.Epochs, loss)
+		}
+		return nil
+	}
+	st, err := c.Job(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(st)
+	}
+	printStatus(os.Stdout, st)
+	return nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

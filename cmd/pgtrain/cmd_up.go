@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"pgtrain/coordinator"
+	"pgtrain/coordinator/client"
+	"pgtrain/fetcher"
+	"pgtrain/internal/bus"
+	"pgtrain/internal/demo"
+	"pgtrain/internal/devenv"
+	"pgtrain/internal/pgutil"
+	"pgtrain/messages"
+	"pgtrain/preprocessor"
+	"pgtrain/trainer"
+)
+
+type upOpts struct {
+	dsn           string
+	natsURL       string
+	dataDir       string
+	outDir        string
+	listen        string
+	fetchers      int
+	preprocessors int
+	readyMaxBytes int64
+	spec          string
+	demo          bool
+	demoRows      int
+	demoEpochs    int
+	log           logFlags
+}
+
+func upFlags() (*flag.FlagSet, *upOpts) {
+	o := &upOpts{}
+	fs := newFlagSet("up", "up [flags]")
+	fs.StringVar(&o.dsn, "dsn", "", "PostgreSQL to read; empty starts a throwaway cluster from the local server binaries")
+	fs.StringVar(&o.natsURL, "nats-url", "", "NATS server to use; empty starts an embedded one")
+	fs.StringVar(&o.dataDir, "data-dir", "", "keep the embedded NATS store (and the throwaway cluster) here; empty uses a temporary directory removed on exit")
+	fs.StringVar(&o.outDir, "out-dir", "pgtrain-data/models", "where models, checkpoints and histories are written")
+	fs.StringVar(&o.listen, "listen", coordinator.DefaultListen, "HTTP address of the coordinator (use 127.0.0.1:0 for any free port)")
+	fs.IntVar(&o.fetchers, "fetchers", 3, "fetcher workers")
+	fs.IntVar(&o.preprocessors, "preprocessors", 2, "preprocessor workers")
+	fs.Int64Var(&o.readyMaxBytes, "ready-max-bytes", bus.DefaultReadyMaxBytes, "byte limit of the READY stream")
+	fs.StringVar(&o.spec, "spec", "", "submit this job spec (JSON or YAML), follow it and exit when it ends")
+	fs.BoolVar(&o.demo, "demo", false, "create the demo table, train on it, and exit when done")
+	fs.IntVar(&o.demoRows, "demo-rows", 1_000_000, "rows in the demo table")
+	fs.IntVar(&o.demoEpochs, "demo-epochs", 5, "epochs of the demo job")
+	// The roles' own logs are for operators; here the progress lines matter more.
+	o.log.level = "warn"
+	o.log.register(fs)
+	return fs, o
+}
+
+func runUp(ctx context.Context, args []string) error {
+	fs, o := upFlags()
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if o.demo && o.spec != "" {
+		return errors.New("--demo and --spec: choose one")
+	}
+	log, err := o.log.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	env, err := startEnv(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	defer env.stop()
+
+	roles, err := startRoles(ctx, o, env, log)
+	if err != nil {
+		return err
+	}
+	defer roles.stop()
+	url := "http://" + roles.coord.Addr()
+	c := client.New(url, log)
+
+	var spec []byte
+	switch {
+	case o.demo:
+		fmt.Printf("creating the demo table %s with %d rows...\n", demo.Table, o.demoRows)
+		start := time.Now()
+		if err := demo.CreateTable(ctx, env.pool, o.demoRows); err != nil {
+			return err
+		}
+		meanLoss, err := demo.MeanLoss(ctx, env.pool)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("created in %.1fs; predicting the mean label would give loss (mse) = %.4f\n", time.Since(start).Seconds(), meanLoss)
+		spec = demo.Spec(o.demoEpochs)
+	case o.spec != "":
+		if spec, err = readSpec(o.spec); err != nil {
+			return err
+		}
+	default:
+		fmt.Printf("pgtrain is up: coordinator %s, NATS %s\nsubmit jobs with: pgtrain submit --coordinator %s SPEC\nCtrl-C stops.\n",
+			url, env.natsURL, url)
+		return roles.wait(ctx)
+	}
+
+	st, err := c.Submit(ctx, spec)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("submitted job %s: %d rows in %d key ranges, %d epochs (replay from READY: %v)\n", st.ID, st.Rows, st.Ranges, st.Epochs, st.Replay)
+	final, err := follow(ctx, c, st.ID, os.Stdout, 2*time.Second)
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Println("interrupted; shutting down")
+			return nil
+		}
+		return err
+	}
+	if final.State != messages.JobDone {
+		return exitError{code: 1, msg: fmt.Sprintf("job %s %s: %s", final.ID, final.State, final.Error)}
+	}
+	fmt.Printf("job %s done; model saved to %s\n", final.ID, final.ModelPath)
+	return nil
+}
+
+// upEnv is the infrastructure `pgtrain up` runs on.
+type upEnv struct {
+	pg      *devenv.Postgres
+	nats    *devenv.NATS
+	natsURL string
+	pool    *pgxpool.Pool
+	tmp     string
+}
+
+func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) {
+	env := &upEnv{natsURL: o.natsURL}
+	ok := false
+	defer func() {
+		if !ok {
+			env.stop()
+		}
+	}()
+	dir := o.dataDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "pgtrain-up-")
+		if err != nil {
+			return nil, err
+		}
+		env.tmp, dir = tmp, tmp
+		// The PostgreSQL server runs as its own user when pgtrain runs as root: it must be
+		// able to reach its directory inside this one.
+		if err := os.Chmod(tmp, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if env.natsURL == "" {
+		n, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(dir, "nats")})
+		if err != nil {
+			return nil, err
+		}
+		env.nats, env.natsURL = n, n.URL
+		log.Info("embedded nats-server ready", "url", n.URL)
+	}
+	dsn := o.dsn
+	if dsn == "" {
+		fmt.Println("starting a throwaway PostgreSQL cluster...")
+		pg, err := devenv.StartPostgres(ctx, devenv.PostgresOptions{Dir: filepath.Join(dir, "postgres")})
+		if err != nil {
+			return nil, err
+		}
+		env.pg, dsn = pg, pg.DSN
+	}
+	pool, err := pgutil.NewPool(ctx, dsn, int32(o.fetchers+4))
+	if err != nil {
+		return nil, err
+	}
+	env.pool = pool
+	ok = true
+	return env, nil
+}
+
+func (e *upEnv) stop() {
+	if e.pool != nil {
+		e.pool.Close()
+	}
+	if e.pg != nil {
+		e.pg.Stop()
+	}
+	if e.nats != nil {
+		e.nats.Stop()
+	}
+	if e.tmp != "" {
+		os.RemoveAll(e.tmp)
+	}
+}
+
+// upRoles runs every role in this process, each in its own goroutine.
+type upRoles struct {
+	coord  *coordinator.Coordinator
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errs   chan error
+	closer io.Closer
+}
+
+func startRoles(ctx context.Context, o *upOpts, env *upEnv, log *slog.Logger) (*upRoles, error) {
+	nc, err := bus.Connect(env.natsURL, "pgtrain-up", log)
+	if err != nil {
+		return nil, err
+	}
+	b, err := bus.Ensure(ctx, nc, bus.Limits{ReadyMaxBytes: o.readyMaxBytes})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	sources := map[string]*pgxpool.Pool{"": env.pool}
+	coord, err := coordinator.New(coordinator.Config{Listen: o.listen, ReadyMaxBytes: o.readyMaxBytes}, sources, b, log.With("role", "coordinator"))
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r := &upRoles{coord: coord, cancel: cancel, errs: make(chan error, 1+o.fetchers+o.preprocessors+1), closer: closerFunc(func() error { nc.Close(); return nil })}
+	r.goRun(rctx, "coordinator", coord.Run)
+	select {
+	case <-coord.Ready():
+	case err := <-r.errs:
+		r.stop()
+		return nil, err
+	case <-ctx.Done():
+		r.stop()
+		return nil, ctx.Err()
+	}
+	c := client.New("http://"+coord.Addr(), log)
+	for i := 0; i < o.fetchers; i++ {
+		f, err := fetcher.New(fetcher.Config{WorkerID: fmt.Sprintf("fetcher-%d", i+1)}, sources, b, c, log.With("role", "fetcher", "worker", i+1))
+		if err != nil {
+			r.stop()
+			return nil, err
+		}
+		r.goRun(rctx, "fetcher", f.Run)
+	}
+	for i := 0; i < o.preprocessors; i++ {
+		p, err := preprocessor.New(preprocessor.Config{}, b, c, log.With("role", "preprocessor", "worker", i+1))
+		if err != nil {
+			r.stop()
+			return nil, err
+		}
+		r.goRun(rctx, "preprocessor", p.Run)
+	}
+	t, err := trainer.New(trainer.Config{TrainerID: "up-trainer", OutDir: o.outDir}, b, c, log.With("role", "trainer"))
+	if err != nil {
+		r.stop()
+		return nil, err
+	}
+	r.goRun(rctx, "trainer", t.Run)
+	// Ctrl-C reaches the roles through rctx only after the caller has stopped following.
+	go func() {
+		<-ctx.Done()
+		cancel()
+	}()
+	return r, nil
+}
+
+func (r *upRoles) goRun(ctx context.Context, name string, run func(context.Context) error) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			r.errs <- fmt.Errorf("%s: %w", name, err)
+		}
+	}()
+}
+
+// wait blocks until Ctrl-C or until a role fails.
+func (r *upRoles) wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-r.errs:
+		return err
+	}
+}
+
+func (r *upRoles) stop() {
+	r.cancel()
+	r.wg.Wait()
+	r.closer.Close()
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }

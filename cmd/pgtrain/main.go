@@ -1,0 +1,96 @@
+// Command pgtrain trains Keras-style Sequential models on PostgreSQL tables.
+//
+// One binary runs every role: `pgtrain up` runs them all in one process on embedded
+// defaults; `coordinator`, `fetcher`, `preprocessor`, `trainer` and `nats` run one role each
+// for a real cluster; `submit` and `status` talk to a coordinator.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"up", "run every role in one process (embedded NATS, throwaway PostgreSQL unless --dsn)", runUp},
+		{"coordinator", "serve the job API, plan jobs and lease key ranges to fetchers", runCoordinator},
+		{"fetcher", "read leased key ranges from PostgreSQL and publish them to RAW", runFetcher},
+		{"preprocessor", "turn RAW pages into READY feature batches", runPreprocessor},
+		{"trainer", "train claimed jobs on READY batches in the deterministic order", runTrainer},
+		{"nats", "run an embedded nats-server with JetStream (for clusters without one)", runNATS},
+		{"submit", "submit a job spec (JSON or YAML) to a coordinator", runSubmit},
+		{"status", "show a job (or all jobs): progress, leases, per-epoch loss", runStatus},
+	}
+}
+
+func usage() {
+	fmt.Fprintf(os.Stderr, `pgtrain trains Keras-style Sequential models on data that lives in PostgreSQL.
+
+Usage: pgtrain <command> [flags]
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(os.Stderr, "  %-13s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(os.Stderr, `
+Run "pgtrain <command> --help" for a command's flags. Every flag can also be set through an
+environment variable: --nats-url is PGTRAIN_NATS_URL, --dsn is PGTRAIN_DSN, and so on.
+`)
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage()
+		if len(os.Args) < 2 {
+			os.Exit(2)
+		}
+		return
+	}
+	name, args := os.Args[1], os.Args[2:]
+	for _, c := range commands() {
+		if c.name != name {
+			continue
+		}
+		// First Ctrl-C or SIGTERM: shut down cleanly. A second one: exit at once.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		go func() {
+			<-ctx.Done()
+			stop()
+		}()
+		err := c.run(ctx, args)
+		switch {
+		case err == nil:
+		case errors.Is(err, flag.ErrHelp):
+		case errors.As(err, new(exitError)):
+			fmt.Fprintln(os.Stderr, "pgtrain "+name+":", err)
+			os.Exit(int(err.(exitError).code))
+		default:
+			fmt.Fprintln(os.Stderr, "pgtrain "+name+":", err)
+			os.Exit(1)
+		}
+		return
+	}
+	fmt.Fprintf(os.Stderr, "pgtrain: unknown command %q\n\n", name)
+	usage()
+	os.Exit(2)
+}
+
+// exitError carries a specific exit code (e.g. a job that failed).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }

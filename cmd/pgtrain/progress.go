@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"pgtrain/coordinator/client"
+	"pgtrain/messages"
+)
+
+// follow polls a job until it ends, printing a progress line now and then and one line per
+// finished epoch. It prints plain lines (no cursor tricks) so logs and CI read well.
+func follow(ctx context.Context, c *client.Client, id string, w io.Writer, every time.Duration) (*messages.JobStatus, error) {
+	printed := 0
+	lastLine := ""
+	start := time.Now()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		st, err := c.Job(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		for ; printed < len(st.Results); printed++ {
+			fmt.Fprintln(w, epochLine(st, st.Results[printed]))
+		}
+		switch st.State {
+		case messages.JobDone, messages.JobFailed:
+			return st, nil
+		}
+		if line := progressLine(st, time.Since(start)); line != lastLine {
+			fmt.Fprintln(w, line)
+			lastLine = line
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func epochLine(st *messages.JobStatus, r messages.EpochResult) string {
+	line := fmt.Sprintf("epoch %d/%d  loss=%.6f", r.Epoch+1, st.Epochs, r.Loss)
+	if r.ValLoss != nil {
+		line += fmt.Sprintf("  val_loss=%.6f", *r.ValLoss)
+	}
+	for _, name := range sortedKeys(r.Metrics) {
+		line += fmt.Sprintf("  %s=%.4f", name, r.Metrics[name])
+	}
+	return line + fmt.Sprintf("  rows=%d  %.1fs  %.0f rows/s", r.Seen.Rows, r.Seconds, r.RowsPerSecond)
+}
+
+func progressLine(st *messages.JobStatus, elapsed time.Duration) string {
+	if st.State == messages.JobPlanning {
+		return "planning..."
+	}
+	f := st.Fetch
+	total := f.Pending + f.Leased + f.Done
+	return fmt.Sprintf("  [%s] epoch %d/%d: trained %d/%d ranges (%d rows); fetched %d/%d ranges, %d leased",
+		elapsed.Truncate(time.Second), st.Trainer.Epoch+1, st.Epochs, st.Trainer.Consumed, st.Ranges,
+		st.Trainer.Rows, f.Done, total, f.Leased)
+}
+
+func printStatus(w io.Writer, st *messages.JobStatus) {
+	fmt.Fprintf(w, "job %s: %s (table %s, %d rows, %d ranges, %d epochs, replay %v)\n",
+		st.ID, st.State, st.Table, st.Rows, st.Ranges, st.Epochs, st.Replay)
+	if st.Error != "" {
+		fmt.Fprintf(w, "error: %s\n", st.Error)
+	}
+	f := st.Fetch
+	fmt.Fprintf(w, "fetch: %d pending, %d leased, %d done; %d rows read; %d leases expired, %d released\n",
+		f.Pending, f.Leased, f.Done, f.RowsRead, f.Expired, f.Released)
+	if st.Trainer.ID != "" {
+		fmt.Fprintf(w, "trainer %s: epoch %d, %d ranges consumed, %d rows\n", st.Trainer.ID, st.Trainer.Epoch+1, st.Trainer.Consumed, st.Trainer.Rows)
+	}
+	for _, l := range st.Leases {
+		fmt.Fprintf(w, "  lease %s: pass %d range %d, worker %s, next page %d, %d rows, expires %s, granted %d times\n",
+			l.ID, l.Pass, l.Range, l.Worker, l.NextPage, l.Rows, l.ExpiresAt.Format(time.TimeOnly), l.Grants)
+	}
+	for _, r := range st.Results {
+		fmt.Fprintln(w, epochLine(st, r))
+	}
+	if st.ModelPath != "" {
+		fmt.Fprintf(w, "model: %s\n", st.ModelPath)
+	}
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+
+	"pgtrain/internal/bus"
+	"pgtrain/internal/pgutil"
+)
+
+// natsFlags are the bus settings every role shares.
+type natsFlags struct {
+	url           string
+	readyMaxBytes int64
+}
+
+func (n *natsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&n.url, "nats-url", "nats://127.0.0.1:4222", "NATS server URL (JetStream enabled)")
+	fs.Int64Var(&n.readyMaxBytes, "ready-max-bytes", bus.DefaultReadyMaxBytes, "byte limit of the READY stream (backpressure, and the replay decision)")
+}
+
+func (n *natsFlags) connect(ctx context.Context, name string, log *slog.Logger) (*nats.Conn, *bus.Bus, error) {
+	nc, err := bus.Connect(n.url, name, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := bus.Ensure(ctx, nc, bus.Limits{ReadyMaxBytes: n.readyMaxBytes})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, b, nil
+}
+
+// dbFlags are the database sources of the coordinator and the fetchers.
+type dbFlags struct {
+	dsn      string
+	sources  sourceFlags
+	maxConns int
+}
+
+func (d *dbFlags) register(fs *flag.FlagSet) {
+	d.sources = sourceFlags{}
+	fs.StringVar(&d.dsn, "dsn", "", "PostgreSQL connection string of the default source (a password is better kept in ~/.pgpass or PGPASSWORD)")
+	fs.Var(d.sources, "source", "an extra named source, name=dsn (repeatable; ';' separates several in the environment)")
+	fs.IntVar(&d.maxConns, "max-conns", 0, "pool size per source (0: pgx's default)")
+}
+
+// pools opens one pool per source; "" is the default source.
+func (d *dbFlags) pools(ctx context.Context) (map[string]*pgxpool.Pool, func(), error) {
+	dsns := map[string]string{}
+	for name, dsn := range d.sources {
+		dsns[name] = dsn
+	}
+	if d.dsn != "" {
+		dsns[""] = d.dsn
+	}
+	if len(dsns) == 0 {
+		return nil, nil, fmt.Errorf("no database: give --dsn (or $PGTRAIN_DSN) or --source name=dsn")
+	}
+	pools := map[string]*pgxpool.Pool{}
+	closeAll := func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	}
+	for name, dsn := range dsns {
+		p, err := pgutil.NewPool(ctx, dsn, int32(d.maxConns))
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("source %q: %w", name, err)
+		}
+		pools[name] = p
+	}
+	return pools, closeAll, nil
+}
+
+func defaultName(role string) string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "local"
+	}
+	return fmt.Sprintf("%s-%s-%d", role, host, os.Getpid())
+}
