@@ -1,0 +1,418 @@
+package preprocessor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"pgtrain/internal/bus"
+	"pgtrain/messages"
+	"pgtrain/preprocessor/transform"
+)
+
+// JobFailer ends a job for a permanent error; *client.Client implements it.
+type JobFailer interface {
+	FailJob(ctx context.Context, jobID, reason string) error
+}
+
+// Stats are the preprocessor's counters since it started.
+type Stats struct {
+	Processed    int64 // pages acknowledged after their READY batch was stored
+	Rows         int64 // rows in those pages
+	Duplicates   int64 // READY already held the batch (a redelivery or a re-published page)
+	Redeliveries int64 // pages delivered more than once (NumDelivered > 1)
+	Backpressure int64 // pages that waited because READY was full
+	Failed       int64 // pages whose data failed their job (a bad row)
+	Terminated   int64 // pages terminated because they cannot be decoded
+	NoPlan       int64 // pages put back because their job had no plan
+	Retries      int64 // READY publishes retried after an error other than full
+}
+
+type counters struct {
+	processed, rows, duplicates, redeliveries, backpressure, failed, terminated, noPlan, retries atomic.Int64
+}
+
+// Preprocessor consumes RAW and publishes READY.
+type Preprocessor struct {
+	cfg   Config
+	bus   *bus.Bus
+	fail  JobFailer
+	log   *slog.Logger
+	n     counters
+	full  atomic.Bool // READY refused a batch as full and has not accepted one since
+	plans sync.Map    // job id -> *transform.Transformer
+	nplan atomic.Int64
+
+	inProgressEvery time.Duration
+}
+
+// maxCachedPlans bounds the transformer cache; compiled plans are small.
+const maxCachedPlans = 64
+
+// New returns a Preprocessor. cfg is completed with defaults and validated.
+func New(cfg Config, b *bus.Bus, f JobFailer, log *slog.Logger) (*Preprocessor, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if b == nil || f == nil {
+		return nil, errors.New("preprocessor: a bus and a job failer are required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Preprocessor{cfg: cfg, bus: b, fail: f, log: log}, nil
+}
+
+// Stats returns the counters.
+func (p *Preprocessor) Stats() Stats {
+	return Stats{
+		Processed: p.n.processed.Load(), Rows: p.n.rows.Load(), Duplicates: p.n.duplicates.Load(),
+		Redeliveries: p.n.redeliveries.Load(), Backpressure: p.n.backpressure.Load(), Failed: p.n.failed.Load(),
+		Terminated: p.n.terminated.Load(), NoPlan: p.n.noPlan.Load(), Retries: p.n.retries.Load(),
+	}
+}
+
+// Run consumes RAW until ctx is cancelled. Then it stops pulling, finishes the pages in
+// hand (a page waiting for room in READY is handed back instead), hands back the pages
+// buffered in the client, and returns nil.
+func (p *Preprocessor) Run(ctx context.Context) error {
+	p.log.Info("preprocessor started", "concurrency", p.cfg.Concurrency)
+	stopSummary := p.summarize()
+	defer stopSummary()
+	delay := p.cfg.RetryMin
+	for ctx.Err() == nil {
+		cons, err := p.bus.Raw.Consumer(ctx, messages.PreprocDurable)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("looking up the RAW consumer failed; retrying", "consumer", messages.PreprocDurable, "error", err, "retry_in", delay)
+				sleep(ctx, delay)
+				delay = min(2*delay, p.cfg.RetryMax)
+			}
+			continue
+		}
+		p.inProgressEvery = p.cfg.InProgressEvery
+		if p.inProgressEvery == 0 {
+			p.inProgressEvery = max(cons.CachedInfo().Config.AckWait/3, 100*time.Millisecond)
+		}
+		if err := p.consume(ctx, cons); err != nil && ctx.Err() == nil {
+			p.log.Warn("consuming RAW stopped; subscribing again", "error", err, "retry_in", delay)
+			sleep(ctx, delay)
+			delay = min(2*delay, p.cfg.RetryMax)
+			continue
+		}
+		delay = p.cfg.RetryMin
+	}
+	return nil
+}
+
+// consume runs the workers on one message iterator until it closes.
+func (p *Preprocessor) consume(ctx context.Context, cons jetstream.Consumer) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(p.cfg.Prefetch))
+	if err != nil {
+		return err
+	}
+	// Drain delivers what the client has buffered and then closes the iterator; the workers
+	// hand those pages straight back.
+	stopDrain := context.AfterFunc(ctx, it.Drain)
+	defer stopDrain()
+	var wg sync.WaitGroup
+	var firstErr error
+	var once sync.Once
+	for range p.cfg.Concurrency {
+		wg.Go(func() {
+			for {
+				msg, err := it.Next()
+				if err != nil {
+					if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+						once.Do(func() { firstErr = err })
+					}
+					it.Stop()
+					return
+				}
+				if ctx.Err() != nil {
+					p.settle(ctx, msg, action{kind: actNak})
+					continue
+				}
+				p.handle(ctx, msg)
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+type actKind int
+
+const (
+	actAck actKind = iota
+	actNak
+	actTerm
+)
+
+type action struct {
+	kind  actKind
+	delay time.Duration
+}
+
+// handle processes one page and then acknowledges, naks or terminates it.
+func (p *Preprocessor) handle(ctx context.Context, msg jetstream.Msg) {
+	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
+		p.n.redeliveries.Add(1)
+	}
+	stop := p.keepAlive(msg)
+	act := p.process(ctx, msg)
+	stop()
+	p.settle(ctx, msg, act)
+}
+
+// keepAlive marks the message in progress periodically until stop is called, so that a page
+// waiting for READY is not redelivered to another preprocessor meanwhile.
+func (p *Preprocessor) keepAlive(msg jetstream.Msg) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	mu.Lock()
+	defer mu.Unlock()
+	var t *time.Timer
+	t = time.AfterFunc(p.inProgressEvery, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		_ = msg.InProgress()
+		t.Reset(p.inProgressEvery)
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
+}
+
+func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
+	work := context.WithoutCancel(ctx)
+	raw, err := messages.DecodeRaw(msg.Data())
+	if err != nil {
+		p.n.terminated.Add(1)
+		p.log.Error("terminating a RAW page that cannot be decoded", "subject", msg.Subject(), "error", err,
+			"unknown_version", errors.Is(err, messages.ErrUnknownVersion))
+		// The page is gone for good, so its job can never finish: say so.
+		if job := jobOfSubject(msg.Subject()); job != "" {
+			p.failJob(work, job, fmt.Sprintf("RAW page %s cannot be decoded: %v", msg.Subject(), err))
+		}
+		return action{kind: actTerm}
+	}
+	log := p.log.With("job_id", raw.JobID, "batch", raw.BatchID.String())
+	if msg.Subject() != raw.BatchID.RawSubject() {
+		log.Warn("RAW page on an unexpected subject", "subject", msg.Subject())
+	}
+	t, err := p.transformer(work, raw.JobID)
+	switch {
+	case errors.Is(err, bus.ErrNoPlan):
+		p.n.noPlan.Add(1)
+		log.Warn("page of a job without a plan; putting it back", "retry_in", p.cfg.NoPlanDelay)
+		return action{kind: actNak, delay: p.cfg.NoPlanDelay}
+	case errors.Is(err, transform.ErrPlan), errors.Is(err, messages.ErrUnknownVersion):
+		if !p.failJob(work, raw.JobID, fmt.Sprintf("preprocessing: %v", err)) {
+			return action{kind: actNak, delay: p.cfg.RetryMax}
+		}
+		p.n.failed.Add(1)
+		return action{kind: actTerm}
+	case err != nil:
+		log.Warn("reading the plan failed; putting the page back", "error", err, "retry_in", p.cfg.RetryMax)
+		return action{kind: actNak, delay: p.cfg.RetryMax}
+	}
+
+	ready, err := t.Apply(raw)
+	if err != nil {
+		// A bad row, or a page that does not match its plan: no retry can fix it.
+		log.Error("failing the job: a page cannot be transformed", "error", err)
+		if !p.failJob(work, raw.JobID, err.Error()) {
+			return action{kind: actNak, delay: p.cfg.RetryMax}
+		}
+		p.n.failed.Add(1)
+		return action{kind: actTerm}
+	}
+	data, err := messages.EncodeReady(ready)
+	if err == nil && len(data) > int(p.bus.NC.MaxPayload()) {
+		err = fmt.Errorf("ready batch %s is %d bytes, over the NATS max payload of %d; lower page_rows", ready.BatchID, len(data), p.bus.NC.MaxPayload())
+	}
+	if err != nil {
+		log.Error("failing the job: a ready batch cannot be published", "error", err)
+		if !p.failJob(work, raw.JobID, err.Error()) {
+			return action{kind: actNak, delay: p.cfg.RetryMax}
+		}
+		p.n.failed.Add(1)
+		return action{kind: actTerm}
+	}
+	if !p.publish(ctx, log, ready.BatchID.ReadySubject(), data) {
+		return action{kind: actNak} // shutting down while READY was full: another preprocessor takes it
+	}
+	p.n.processed.Add(1)
+	p.n.rows.Add(int64(ready.Rows()))
+	return action{kind: actAck}
+}
+
+// publish stores the batch in READY, waiting for the PubAck. A refusal because the subject
+// already holds the batch is success. A full stream, or an error on the way, is retried
+// until it passes or ctx is cancelled (false).
+func (p *Preprocessor) publish(ctx context.Context, log *slog.Logger, subject string, data []byte) bool {
+	delay := p.cfg.RetryMin
+	waited := false
+	for {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishTimeout)
+		_, err := p.bus.JS.Publish(pctx, subject, data, jetstream.WithExpectStream(messages.ReadyStream))
+		cancel()
+		switch {
+		case err == nil:
+			if p.full.CompareAndSwap(true, false) {
+				p.log.Info("READY has room again; publishing")
+			}
+			return true
+		case bus.IsDuplicateSubject(err):
+			p.n.duplicates.Add(1)
+			log.Debug("READY already holds this batch")
+			return true
+		case bus.IsStreamFull(err):
+			if !waited {
+				waited = true
+				p.n.backpressure.Add(1)
+			}
+			if p.full.CompareAndSwap(false, true) {
+				p.log.Info("READY is full; holding pages until the trainer makes room", "subject", subject)
+			}
+		default:
+			p.n.retries.Add(1)
+			log.Warn("publishing to READY failed; retrying", "error", err, "retry_in", delay)
+		}
+		if !sleep(ctx, delay) {
+			return false
+		}
+		delay = min(2*delay, p.cfg.RetryMax)
+	}
+}
+
+// settle acknowledges (waiting for the server's confirmation), naks or terminates a page.
+func (p *Preprocessor) settle(ctx context.Context, msg jetstream.Msg, a action) {
+	var err error
+	switch a.kind {
+	case actAck:
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.ShutdownTimeout)
+		err = msg.DoubleAck(actx)
+		cancel()
+	case actNak:
+		if a.delay > 0 {
+			err = msg.NakWithDelay(a.delay)
+		} else {
+			err = msg.Nak()
+		}
+	case actTerm:
+		err = msg.Term()
+	}
+	if err != nil {
+		// The page comes back after AckWait; READY refuses a second copy of its batch.
+		p.log.Warn("acknowledging a RAW page failed; it will be redelivered", "subject", msg.Subject(), "error", err)
+	}
+}
+
+// failJob reports a permanent error to the coordinator; false means it could not, and the
+// page must stay to be tried again.
+func (p *Preprocessor) failJob(ctx context.Context, jobID, reason string) bool {
+	fctx, cancel := context.WithTimeout(ctx, p.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := p.fail.FailJob(fctx, jobID, reason); err != nil {
+		p.log.Error("failing the job failed; the page will be tried again", "job_id", jobID, "reason", reason, "error", err)
+		return false
+	}
+	p.plans.Delete(jobID)
+	return true
+}
+
+// transformer returns the job's compiled plan, reading it from the KV bucket once.
+func (p *Preprocessor) transformer(ctx context.Context, jobID string) (*transform.Transformer, error) {
+	if t, ok := p.plans.Load(jobID); ok {
+		return t.(*transform.Transformer), nil
+	}
+	plan, err := bus.GetPlan(ctx, p.bus.State, jobID)
+	if err != nil {
+		return nil, err
+	}
+	t, err := transform.Compile(plan)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", jobID, err)
+	}
+	if p.nplan.Add(1) > maxCachedPlans {
+		p.plans.Clear()
+		p.nplan.Store(1)
+	}
+	p.plans.Store(jobID, t)
+	return t, nil
+}
+
+// jobOfSubject returns the job id of a RAW subject (pgtrain.raw.<job>.<pass>.<range>.<page>).
+func jobOfSubject(subject string) string {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 6 || parts[0]+"."+parts[1]+".>" != messages.RawSubjects || messages.ValidJobID(parts[2]) != nil {
+		return ""
+	}
+	return parts[2]
+}
+
+func (p *Preprocessor) summarize() func() {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	start := time.Now()
+	logStats := func(msg string, s Stats, rows int64, d time.Duration) {
+		p.log.Info(msg, "processed", s.Processed, "rows", s.Rows, "rows_per_second", rate(rows, d),
+			"duplicates", s.Duplicates, "redeliveries", s.Redeliveries, "backpressure", s.Backpressure,
+			"failed", s.Failed, "terminated", s.Terminated, "no_plan", s.NoPlan, "retries", s.Retries)
+	}
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(p.cfg.SummaryEvery)
+		defer t.Stop()
+		last, lastAt := p.Stats(), start
+		for {
+			select {
+			case <-done:
+				s := p.Stats()
+				logStats("preprocessor stopped", s, s.Rows, time.Since(start))
+				return
+			case now := <-t.C:
+				if s := p.Stats(); s != last {
+					logStats("preprocess progress", s, s.Rows-last.Rows, now.Sub(lastAt))
+					last = s
+				}
+				lastAt = now
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+func rate(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(int64(float64(n)/d.Seconds()*10)) / 10
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
