@@ -48,24 +48,21 @@ const loadTimeout = 30 * time.Second
 // New builds a coordinator on the given sources ("" is the default source) and bus, and
 // loads the jobs already in the state bucket, so a restarted coordinator resumes them.
 func New(cfg Config, sources map[string]*pgxpool.Pool, b *bus.Bus, log *slog.Logger) (*Coordinator, error) {
+	if b == nil || b.State == nil {
+		return nil, errors.New("coordinator: a bus with its state bucket is required")
+	}
+	if cfg.ReadyMaxBytes == 0 {
+		cfg.ReadyMaxBytes = b.Limits.ReadyMaxBytes // what READY was declared with
+	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("coordinator config: %w", err)
-	}
-	if b == nil || b.State == nil {
-		return nil, errors.New("coordinator: a bus with its state bucket is required")
 	}
 	if len(sources) == 0 {
 		return nil, errors.New("coordinator: at least one source database is required")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.MaxPayload == 0 && b.NC != nil {
-		cfg.MaxPayload = int(b.NC.MaxPayload())
-	}
-	if cfg.MaxPayload == 0 {
-		cfg.MaxPayload = 1 << 20
 	}
 	c := &Coordinator{
 		cfg:       cfg,
@@ -101,6 +98,19 @@ func New(cfg Config, sources map[string]*pgxpool.Pool, b *bus.Bus, log *slog.Log
 		log.Info("resumed jobs from the state bucket", "jobs", len(jobs))
 	}
 	return c, nil
+}
+
+// maxPayload is the configured message limit, else the server's (known once connected).
+func (c *Coordinator) maxPayload() int {
+	if c.cfg.MaxPayload > 0 {
+		return c.cfg.MaxPayload
+	}
+	if c.bus.NC != nil {
+		if mp := c.bus.NC.MaxPayload(); mp > 0 {
+			return int(mp)
+		}
+	}
+	return 1 << 20 // the server's default
 }
 
 // addJob registers a job in memory, keeping c.order sorted by creation time.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 )
 
@@ -36,4 +37,12 @@ func doJSON(t *testing.T, req *http.Request, out any) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+// newHTTPTestServer serves c's handler on a free port (without Run) and returns its URL.
+func newHTTPTestServer(t *testing.T, c *Coordinator) string {
+	t.Helper()
+	srv := httptest.NewServer(c.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

@@ -55,9 +55,10 @@ func (j *job) trainerPos() int {
 	return j.rec.Trainer.Epoch*len(j.plan.Ranges) + j.rec.Trainer.Consumed
 }
 
-// candidate returns the lowest leasable position inside the trainer's window, or -1.
-func (j *job) candidate(now time.Time, window int) int {
-	limit := min(j.positions(), j.trainerPos()+window)
+// candidate returns the lowest leasable position inside the trainer's window, or -1. The
+// window is the plan's, which the trainer sizes its memory by.
+func (j *job) candidate(now time.Time) int {
+	limit := min(j.positions(), j.trainerPos()+max(j.plan.Window, 1))
 	for pos := j.firstOpen; pos < limit; pos++ {
 		pass, r := j.at(pos)
 		t := &j.tasks[pass][r].rec

@@ -35,7 +35,7 @@ func (c *Coordinator) grantLease(ctx context.Context, worker, idem string) (*mes
 		if j.rec.State != messages.JobRunning {
 			continue
 		}
-		pos := j.candidate(now, c.cfg.Window)
+		pos := j.candidate(now)
 		if pos < 0 {
 			continue
 		}

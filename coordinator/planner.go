@@ -358,14 +358,15 @@ func splitRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan
 		lows = append(lows, b.Lo)
 	}
 	// width_bucket(k, lows) is the number of lower bounds <= k: the range index.
-	sql := fmt.Sprintf(`select width_bucket(%[1]s::int8, $1::int8[]) as b, count(*),
+	bucket, args := "0", []any{}
+	if len(lows) > 0 {
+		bucket, args = "width_bucket("+k+"::int8, $1::int8[])", []any{lows}
+	}
+	sql := fmt.Sprintf(`select %[4]s as b, count(*),
   (mod(mod(sum(%[1]s::numeric), %[2]s) + %[2]s, %[2]s))::text,
   (mod(sum(%[1]s::numeric * %[1]s::numeric), %[2]s))::text
-from %[3]s where %[1]s is not null group by 1 order by 1`, k, mod64, in.rel.ident())
-	if len(lows) == 0 {
-		sql = strings.Replace(sql, "width_bucket("+k+"::int8, $1::int8[])", "0 + 0 * cardinality($1::int8[])", 1)
-	}
-	dbRows, err := tx.Query(ctx, sql, lows)
+from %[3]s where %[1]s is not null group by 1 order by 1`, k, mod64, in.rel.ident(), bucket)
+	dbRows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return fmt.Errorf("counting rows per range: %w", err)
 	}

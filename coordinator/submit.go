@@ -118,7 +118,7 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 		}
 	}()
 	jobID := newJobID(spec.Table)
-	p, err := planSpec(ctx, tx, spec, jobID, sizing{maxPayload: c.cfg.MaxPayload, readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window})
+	p, err := planSpec(ctx, tx, spec, jobID, sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window})
 	if err != nil {
 		return messages.JobStatus{}, err
 	}

@@ -1,0 +1,95 @@
+package coordinator
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"pgtrain/internal/pgutil"
+	"pgtrain/messages"
+)
+
+// A retried lease request (same Idempotency-Key) gets the same lease, not a second range.
+func TestLeaseRequestIsIdempotentPerKey(t *testing.T) {
+	_, r, _ := leaseJob(t)
+	url := "http://" + r.c.Addr() + "/v1/leases"
+	var first, again messages.Lease
+	for _, out := range []*messages.Lease{&first, &again} {
+		req := mustRequest(t, "POST", url, []byte(`{"worker_id": "w1"}`))
+		req.Header.Set("Idempotency-Key", "lease-key-1")
+		if code := doJSON(t, req, out); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if first.ID == "" || first.ID != again.ID {
+		t.Fatalf("first %q, retry %q", first.ID, again.ID)
+	}
+	other := mustLease(t, r.cl, "w2")
+	if other.ID == first.ID || other.Range.Index == first.Range.Index {
+		t.Fatalf("a new key got the same lease %+v", other)
+	}
+}
+
+// readyz fails while any source is unreachable; healthz does not care.
+func TestReadiness(t *testing.T) {
+	e := newEnv(t)
+	broken, err := pgutil.NewPool(context.Background(), e.dsn, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken.Close()
+	c, err := New(Config{}, map[string]*pgxpool.Pool{"": e.pool, "warehouse": broken}, e.bus, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPTestServer(t, c)
+	if code := doJSON(t, mustRequest(t, "GET", srv+"/healthz", nil), nil); code != 200 {
+		t.Fatalf("healthz %d", code)
+	}
+	if code := doJSON(t, mustRequest(t, "GET", srv+"/readyz", nil), nil); code != 503 {
+		t.Fatalf("readyz with a closed source: %d, want 503", code)
+	}
+	c2, err := New(Config{}, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := doJSON(t, mustRequest(t, "GET", newHTTPTestServer(t, c2)+"/readyz", nil), nil); code != 200 {
+		t.Fatalf("readyz: %d, want 200", code)
+	}
+}
+
+func TestSizePages(t *testing.T) {
+	num := messages.ColumnPlan{Name: "x", Kind: messages.KindNumeric}
+	tests := []struct {
+		name       string
+		features   int
+		specRows   int
+		payload    int
+		rows       int64
+		ready      int64
+		wantRows   int
+		wantReplay bool
+	}{
+		// A raw row is 8 B of key plus 2+8 B per numeric column, a ready row 8 + 4×(in+out) B;
+		// pages hold what fits in 3/4 of the payload, at most 16384 rows.
+		{name: "narrow rows", features: 1, payload: 1 << 20, rows: 1000, ready: 1 << 30, wantRows: 16384, wantReplay: true},
+		{name: "wide rows", features: 1000, payload: 1 << 20, rows: 1000, ready: 1 << 30, wantRows: (3 << 20) / 4 / (8 + 1001*(rawColumnOverhead+8)), wantReplay: true},
+		{name: "spec decides", features: 1, specRows: 77, payload: 1 << 20, rows: 1000, ready: 1 << 30, wantRows: 77, wantReplay: true},
+		{name: "too big to replay", features: 1000, payload: 1 << 20, rows: 1_000_000, ready: 1 << 30, wantRows: (3 << 20) / 4 / (8 + 1001*(rawColumnOverhead+8))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &messages.Plan{Label: num, InputDim: tt.features, LabelDim: 1, Ranges: make([]messages.KeyRange, 1)}
+			for range tt.features {
+				p.Features = append(p.Features, num)
+			}
+			p.Expected.Rows = tt.rows
+			in := &planInput{spec: messages.JobSpec{PageRows: tt.specRows}}
+			sizePages(in, p, nil, sizing{maxPayload: tt.payload, readyMaxBytes: tt.ready, window: 4})
+			if p.PageRows != tt.wantRows || p.Replay != tt.wantReplay || p.Window != 4 {
+				t.Fatalf("page rows %d replay %v, want %d %v", p.PageRows, p.Replay, tt.wantRows, tt.wantReplay)
+			}
+		})
+	}
+}
