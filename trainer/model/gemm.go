@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 )
@@ -265,4 +266,14 @@ func kernelGoSized(mr, nr, kc int, a, b []float32, c []float32, ldc int, load bo
 			}
 		}
 	}
+}
+
+// MatMul computes C = A·B for row-major A (m×k), B (k×n) and C (m×n) with the engine's
+// kernel on every core. It is exported for benchmarks and tools.
+func MatMul(m, n, k int, a, b, c []float32) error {
+	if m < 0 || n < 0 || k < 0 || len(a) < m*k || len(b) < k*n || len(c) < m*n {
+		return fmt.Errorf("matmul: slices too short for %d×%d · %d×%d", m, k, k, n)
+	}
+	sgemm(false, false, m, n, k, a, k, b, n, c, n, false)
+	return nil
 }
