@@ -5,24 +5,20 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"pgtrain/coordinator"
-	"pgtrain/coordinator/client"
-	"pgtrain/fetcher"
 	"pgtrain/internal/bus"
 	"pgtrain/internal/demo"
 	"pgtrain/internal/devenv"
+	"pgtrain/internal/local"
 	"pgtrain/internal/pgutil"
 	"pgtrain/messages"
-	"pgtrain/preprocessor"
 	"pgtrain/trainer"
 )
 
@@ -81,13 +77,22 @@ func runUp(ctx context.Context, args []string) error {
 	}
 	defer env.stop()
 
-	roles, err := startRoles(ctx, o, env, log)
+	cluster, err := local.Start(ctx, local.Options{
+		Sources:       map[string]*pgxpool.Pool{"": env.pool},
+		NATSURL:       env.natsURL,
+		Fetchers:      o.fetchers,
+		Preprocessors: o.preprocessors,
+		Trainer:       true,
+		Coordinator:   coordinator.Config{Listen: o.listen},
+		TrainerCfg:    trainer.Config{TrainerID: "up-trainer", OutDir: o.outDir},
+		Limits:        bus.Limits{ReadyMaxBytes: o.readyMaxBytes},
+		Log:           log,
+	})
 	if err != nil {
 		return err
 	}
-	defer roles.stop()
-	url := "http://" + roles.coord.Addr()
-	c := client.New(url, log)
+	defer cluster.Stop()
+	url, c := cluster.URL(), cluster.Client
 
 	var spec []byte
 	switch {
@@ -110,7 +115,12 @@ func runUp(ctx context.Context, args []string) error {
 	default:
 		fmt.Printf("pgtrain is up: coordinator %s, NATS %s\nsubmit jobs with: pgtrain submit --coordinator %s SPEC\nCtrl-C stops.\n",
 			url, env.natsURL, url)
-		return roles.wait(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-cluster.Err():
+			return err
+		}
 	}
 
 	st, err := c.Submit(ctx, spec)
@@ -203,101 +213,3 @@ func (e *upEnv) stop() {
 		os.RemoveAll(e.tmp)
 	}
 }
-
-// upRoles runs every role in this process, each in its own goroutine.
-type upRoles struct {
-	coord  *coordinator.Coordinator
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	errs   chan error
-	closer io.Closer
-}
-
-func startRoles(ctx context.Context, o *upOpts, env *upEnv, log *slog.Logger) (*upRoles, error) {
-	nc, err := bus.Connect(env.natsURL, "pgtrain-up", log)
-	if err != nil {
-		return nil, err
-	}
-	b, err := bus.Ensure(ctx, nc, bus.Limits{ReadyMaxBytes: o.readyMaxBytes})
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	sources := map[string]*pgxpool.Pool{"": env.pool}
-	coord, err := coordinator.New(coordinator.Config{Listen: o.listen, ReadyMaxBytes: o.readyMaxBytes}, sources, b, log.With("role", "coordinator"))
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &upRoles{coord: coord, cancel: cancel, errs: make(chan error, 1+o.fetchers+o.preprocessors+1), closer: closerFunc(func() error { nc.Close(); return nil })}
-	r.goRun(rctx, "coordinator", coord.Run)
-	select {
-	case <-coord.Ready():
-	case err := <-r.errs:
-		r.stop()
-		return nil, err
-	case <-ctx.Done():
-		r.stop()
-		return nil, ctx.Err()
-	}
-	c := client.New("http://"+coord.Addr(), log)
-	for i := 0; i < o.fetchers; i++ {
-		f, err := fetcher.New(fetcher.Config{WorkerID: fmt.Sprintf("fetcher-%d", i+1)}, sources, b, c, log.With("role", "fetcher", "worker", i+1))
-		if err != nil {
-			r.stop()
-			return nil, err
-		}
-		r.goRun(rctx, "fetcher", f.Run)
-	}
-	for i := 0; i < o.preprocessors; i++ {
-		p, err := preprocessor.New(preprocessor.Config{}, b, c, log.With("role", "preprocessor", "worker", i+1))
-		if err != nil {
-			r.stop()
-			return nil, err
-		}
-		r.goRun(rctx, "preprocessor", p.Run)
-	}
-	t, err := trainer.New(trainer.Config{TrainerID: "up-trainer", OutDir: o.outDir}, b, c, log.With("role", "trainer"))
-	if err != nil {
-		r.stop()
-		return nil, err
-	}
-	r.goRun(rctx, "trainer", t.Run)
-	// Ctrl-C reaches the roles through rctx only after the caller has stopped following.
-	go func() {
-		<-ctx.Done()
-		cancel()
-	}()
-	return r, nil
-}
-
-func (r *upRoles) goRun(ctx context.Context, name string, run func(context.Context) error) {
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		if err := run(ctx); err != nil && ctx.Err() == nil {
-			r.errs <- fmt.Errorf("%s: %w", name, err)
-		}
-	}()
-}
-
-// wait blocks until Ctrl-C or until a role fails.
-func (r *upRoles) wait(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-r.errs:
-		return err
-	}
-}
-
-func (r *upRoles) stop() {
-	r.cancel()
-	r.wg.Wait()
-	r.closer.Close()
-}
-
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }

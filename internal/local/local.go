@@ -1,0 +1,146 @@
+// Package local runs every pgtrain role in one process, on given PostgreSQL pools and a
+// NATS server: what `pgtrain up` runs, and what the end-to-end tests and the benchmark
+// harness drive. The roles talk to each other exactly as separate processes would (HTTP to
+// the coordinator, JetStream between the workers); only the process is shared.
+package local
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+
+	"pgtrain/coordinator"
+	"pgtrain/coordinator/client"
+	"pgtrain/fetcher"
+	"pgtrain/internal/bus"
+	"pgtrain/preprocessor"
+	"pgtrain/trainer"
+)
+
+// Options sizes the cluster. Zero fields take the roles' defaults.
+type Options struct {
+	// Sources are the databases by name; "" is the default source.
+	Sources       map[string]*pgxpool.Pool
+	NATSURL       string
+	Fetchers      int
+	Preprocessors int
+	// Trainer false leaves training to a trainer run elsewhere (a benchmark's own, say).
+	Trainer     bool
+	Coordinator coordinator.Config
+	Fetcher     fetcher.Config
+	Preproc     preprocessor.Config
+	TrainerCfg  trainer.Config
+	Limits      bus.Limits
+	Log         *slog.Logger
+}
+
+// Cluster is the running roles.
+type Cluster struct {
+	Coordinator *coordinator.Coordinator
+	Client      *client.Client
+	Bus         *bus.Bus
+	nc          *nats.Conn
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	errs        chan error
+}
+
+// Start runs the coordinator, waits until it listens, then starts the workers. The roles
+// run until Stop; cancelling ctx only interrupts the start-up.
+func Start(ctx context.Context, o Options) (*Cluster, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Coordinator.Listen == "" {
+		o.Coordinator.Listen = "127.0.0.1:0"
+	}
+	if o.Coordinator.ReadyMaxBytes == 0 {
+		o.Coordinator.ReadyMaxBytes = o.Limits.ReadyMaxBytes
+	}
+	nc, err := bus.Connect(o.NATSURL, "pgtrain-local", log)
+	if err != nil {
+		return nil, err
+	}
+	b, err := bus.Ensure(ctx, nc, o.Limits)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	coord, err := coordinator.New(o.Coordinator, o.Sources, b, log.With("role", "coordinator"))
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c := &Cluster{Coordinator: coord, Bus: b, nc: nc, cancel: cancel, errs: make(chan error, 2+o.Fetchers+o.Preprocessors)}
+	c.run(rctx, "coordinator", coord.Run)
+	select {
+	case <-coord.Ready():
+	case err := <-c.errs:
+		c.Stop()
+		return nil, err
+	case <-ctx.Done():
+		c.Stop()
+		return nil, ctx.Err()
+	}
+	c.Client = client.New("http://"+coord.Addr(), log.With("role", "client"))
+	for i := 1; i <= o.Fetchers; i++ {
+		cfg := o.Fetcher
+		cfg.WorkerID = fmt.Sprintf("fetcher-%d", i)
+		f, err := fetcher.New(cfg, o.Sources, b, c.Client, log.With("role", "fetcher", "worker", i))
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.run(rctx, cfg.WorkerID, f.Run)
+	}
+	for i := 1; i <= o.Preprocessors; i++ {
+		p, err := preprocessor.New(o.Preproc, b, c.Client, log.With("role", "preprocessor", "worker", i))
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.run(rctx, fmt.Sprintf("preprocessor-%d", i), p.Run)
+	}
+	if o.Trainer {
+		cfg := o.TrainerCfg
+		if cfg.TrainerID == "" {
+			cfg.TrainerID = "local-trainer"
+		}
+		t, err := trainer.New(cfg, b, c.Client, log.With("role", "trainer"))
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.run(rctx, "trainer", t.Run)
+	}
+	return c, nil
+}
+
+// URL is the coordinator's base URL.
+func (c *Cluster) URL() string { return "http://" + c.Coordinator.Addr() }
+
+// Err delivers the first role that stopped with an error.
+func (c *Cluster) Err() <-chan error { return c.errs }
+
+func (c *Cluster) run(ctx context.Context, name string, run func(context.Context) error) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			c.errs <- fmt.Errorf("%s: %w", name, err)
+		}
+	}()
+}
+
+// Stop shuts every role down (each finishes its in-flight work) and closes the connection.
+func (c *Cluster) Stop() {
+	c.cancel()
+	c.wg.Wait()
+	c.nc.Close()
+}
