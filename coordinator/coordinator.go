@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,6 +37,7 @@ type Coordinator struct {
 	submits   map[string]*submitCall
 
 	ready    chan struct{}
+	started  atomic.Bool
 	addr     string
 	bg       sync.WaitGroup // snapshot releases and purges
 	bgCtx    context.Context
@@ -144,6 +146,9 @@ func (c *Coordinator) Addr() string {
 // Run serves the API until ctx is cancelled, then shuts down gracefully: in-flight requests
 // finish, open snapshots are released. It returns nil on a clean shutdown.
 func (c *Coordinator) Run(ctx context.Context) error {
+	if !c.started.CompareAndSwap(false, true) {
+		return errors.New("coordinator: Run called twice")
+	}
 	ln, err := net.Listen("tcp", c.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("coordinator: listening on %s: %w", c.cfg.Listen, err)

@@ -87,7 +87,9 @@ type running struct {
 // end of the test.
 func start(t *testing.T, e *env, cfg Config) *running {
 	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
 	c, err := New(cfg, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -135,3 +137,20 @@ func apiErr(t *testing.T, err error) *client.APIError {
 	}
 	return ae
 }
+
+// signalHandler is a slog handler that closes a channel at the first record with a message.
+type signalHandler struct {
+	msg  string
+	once *sync.Once
+	ch   chan struct{}
+}
+
+func (h signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h signalHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() { close(h.ch) })
+	}
+	return nil
+}
+func (h signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h signalHandler) WithGroup(string) slog.Handler      { return h }

@@ -111,7 +111,11 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	j := c.jobs[jobID]
-	if j == nil || pass >= len(j.tasks) || r >= len(j.plan.Ranges) {
+	if j == nil {
+		// The job is gone (its state was removed): whatever the holder does is lost work.
+		return nil, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("lease %s is lost: no job %q", id, jobID)}
+	}
+	if pass >= len(j.tasks) || r >= len(j.plan.Ranges) {
 		return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}
 	}
 	if j.rec.State != messages.JobRunning {

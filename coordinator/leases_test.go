@@ -3,6 +3,8 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -261,9 +263,33 @@ func TestRestartResumesFromKV(t *testing.T) {
 	if err := r.cl.ReportTrainer(ctx, p.JobID, messages.TrainerProgress{TrainerID: "t1", Epoch: 0, Consumed: 1}); err != nil {
 		t.Fatal(err)
 	}
+	addr := r.c.Addr()
 	r.stop(t)
 
-	r2 := start(t, e, Config{Window: 3, LeaseTTL: time.Second, ReadyMaxBytes: 1 << 10})
+	// A client call made while the coordinator is down retries until it is back.
+	retrying := make(chan struct{})
+	cl := client.New("http://"+addr, slog.New(signalHandler{msg: "retrying request", once: new(sync.Once), ch: retrying}))
+	type answer struct {
+		st  *messages.JobStatus
+		err error
+	}
+	answers := make(chan answer, 1)
+	go func() {
+		st, err := cl.Job(ctx, p.JobID)
+		answers <- answer{st, err}
+	}()
+	select {
+	case <-retrying:
+	case a := <-answers:
+		t.Fatalf("call to a stopped coordinator returned %+v, %v", a.st, a.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client did not retry")
+	}
+	r2 := start(t, e, Config{Listen: addr, Window: 3, LeaseTTL: time.Second, ReadyMaxBytes: 1 << 10})
+	a := <-answers
+	if a.err != nil || a.st.ID != p.JobID {
+		t.Fatalf("call across the restart: %+v, %v", a.st, a.err)
+	}
 	st, err := r2.cl.Job(ctx, p.JobID)
 	if err != nil {
 		t.Fatal(err)

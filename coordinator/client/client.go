@@ -142,7 +142,8 @@ func (c *Client) Lease(ctx context.Context, workerID string) (*messages.Lease, e
 
 // ReportLease renews a lease and records progress (or completes or releases it with
 // p.Done / p.Release). It returns the renewed lease, or ErrLeaseLost when the caller no
-// longer holds it.
+// longer holds it (the range was leased again after an expiry, the job ended, or the job is
+// gone). Reporting a completion twice is harmless.
 func (c *Client) ReportLease(ctx context.Context, leaseID string, p messages.LeaseProgress) (*messages.Lease, error) {
 	var l messages.Lease
 	if _, err := c.do(ctx, c.http, http.MethodPost, "/v1/leases/"+url.PathEscape(leaseID), nil, p, &l); err != nil {
