@@ -90,7 +90,7 @@ func New(cfg Config, sources map[string]*pgxpool.Pool, b *bus.Bus, log *slog.Log
 		switch {
 		case j.rec.ended() && !j.rec.Cleaned:
 			c.jobEnded(j)
-		case j.rec.State == messages.JobRunning && j.plan.Snapshot != "" && !j.passDone(0):
+		case j.rec.State == messages.JobRunning && j.plan.Snapshot != "" && !j.allRead():
 			// The exported snapshot died with the previous process: fetchers that try to
 			// join it fail, and report it.
 			log.Warn("snapshot of a running job was lost with the previous coordinator", "job_id", j.rec.ID)

@@ -6,8 +6,8 @@
 // ranges of about equal row count with percentile_disc (equal-width strides are wrong for
 // skewed keys), and records the exact row count and key checksum the trainer must see. With
 // consistency "snapshot" the whole plan is computed inside an exported snapshot that the
-// fetchers join, and the coordinator holds that snapshot open until the first read pass is
-// done.
+// fetchers join, and the coordinator holds that snapshot open until every read pass is done
+// (with replay, only the first pass reads PostgreSQL).
 //
 // Range leases, trainer claims and job states live in the JetStream KV bucket, written with
 // compare-and-set, so a restarted coordinator resumes where the previous one stopped. Leases

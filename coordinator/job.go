@@ -80,15 +80,8 @@ func (j *job) advance() {
 	}
 }
 
-// passDone reports whether every range of a read pass is done.
-func (j *job) passDone(pass int) bool {
-	for _, t := range j.tasks[pass] {
-		if t.rec.State != taskDone {
-			return false
-		}
-	}
-	return true
-}
+// allRead reports whether every range of every read pass is done.
+func (j *job) allRead() bool { return j.firstOpen >= j.positions() }
 
 func (j *job) lease(pass, r int) messages.Lease {
 	t := j.tasks[pass][r].rec

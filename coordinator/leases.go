@@ -165,8 +165,10 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 	if p.Done {
 		c.log.Debug("range done", "job_id", jobID, "pass", pass, "range", r, "worker", rec.Worker, "rows", rec.Rows)
 		j.advance()
-		if pass == 0 && j.snap != nil && j.passDone(0) {
-			c.releaseSnapshot(j, "the first read pass is done")
+		// Fetchers join the snapshot on every read pass, so it lives until the last range
+		// is read (with replay, that is the end of pass 0).
+		if j.snap != nil && j.allRead() {
+			c.releaseSnapshot(j, "every read pass is done")
 		}
 	}
 	l := j.lease(pass, r)

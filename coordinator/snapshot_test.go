@@ -30,7 +30,8 @@ func joinSnapshot(ctx context.Context, e *env, snap string) (int64, error) {
 func TestSnapshotPlanIgnoresLaterInserts(t *testing.T) {
 	e := newEnv(t)
 	irisTable(t, e)
-	r := start(t, e, Config{})
+	// READY too small to replay: both epochs read PostgreSQL, both through the snapshot.
+	r := start(t, e, Config{ReadyMaxBytes: 1 << 10})
 	ctx := context.Background()
 	st, err := r.cl.Submit(ctx, specJSON(t, func(m map[string]any) {
 		m["consistency"] = "snapshot"
@@ -64,16 +65,29 @@ func TestSnapshotPlanIgnoresLaterInserts(t *testing.T) {
 	if n, err := joinSnapshot(ctx, e, p.Snapshot); err != nil || n != 1000 {
 		t.Fatalf("joined snapshot sees %d rows (%v), want 1000", n, err)
 	}
-	// Finishing read pass 0 releases the snapshot.
-	for range p.Ranges {
-		l, err := r.cl.Lease(ctx, "w")
-		if err != nil || l == nil {
-			t.Fatalf("lease: %v, %v", l, err)
-		}
-		if _, err := r.cl.ReportLease(ctx, l.ID, messages.LeaseProgress{WorkerID: "w", NextPage: 1, Done: true}); err != nil {
-			t.Fatal(err)
+	if p.Replay || p.Passes() != 2 {
+		t.Fatalf("replay %v, %d passes", p.Replay, p.Passes())
+	}
+	readPass := func(pass int) {
+		for range p.Ranges {
+			l, err := r.cl.Lease(ctx, "w")
+			if err != nil || l == nil || l.Pass != pass {
+				t.Fatalf("lease in pass %d: %+v, %v", pass, l, err)
+			}
+			if _, err := r.cl.ReportLease(ctx, l.ID, messages.LeaseProgress{WorkerID: "w", NextPage: 1, Done: true}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	readPass(0)
+	// The second pass joins the snapshot too, so it is still held.
+	r.c.mu.Lock()
+	held := r.c.jobs[st.ID].snap != nil
+	r.c.mu.Unlock()
+	if n, err := joinSnapshot(ctx, e, p.Snapshot); !held || err != nil || n != 1000 {
+		t.Fatalf("after pass 0: held %v, joined snapshot sees %d rows (%v)", held, n, err)
+	}
+	readPass(1)
 	testenv.Eventually(t, 10*time.Second, "the snapshot to be released", func() bool {
 		_, err := joinSnapshot(ctx, e, p.Snapshot)
 		return err != nil
