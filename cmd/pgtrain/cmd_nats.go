@@ -2,22 +2,36 @@ package main
 
 import (
 	"context"
+	"flag"
 	"os"
 
 	"pgtrain/internal/devenv"
 )
 
-func runNATS(ctx context.Context, args []string) error {
+type natsOpts struct {
+	storeDir string
+	host     string
+	port     int
+	log      logFlags
+}
+
+func natsServerFlags() (*flag.FlagSet, *natsOpts) {
+	o := &natsOpts{}
 	fs := newFlagSet("nats", "nats [flags]")
-	storeDir := fs.String("store-dir", "pgtrain-data/nats", "JetStream store directory (kept across restarts)")
-	port := fs.Int("port", 4222, "client port on 127.0.0.1")
-	host := fs.String("host", "127.0.0.1", "interface to listen on")
-	var lf logFlags
-	lf.register(fs)
+	fs.StringVar(&o.storeDir, "store-dir", "pgtrain-data/nats", "JetStream store directory (kept across restarts)")
+	fs.IntVar(&o.port, "port", 4222, "client port")
+	fs.StringVar(&o.host, "host", "127.0.0.1", "interface to listen on")
+	o.log.register(fs)
+	return fs, o
+}
+
+func runNATS(ctx context.Context, args []string) error {
+	fs, o := natsServerFlags()
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := lf.logger(os.Stderr)
+	storeDir, host, port := &o.storeDir, &o.host, &o.port
+	log, err := o.log.logger(os.Stderr)
 	if err != nil {
 		return err
 	}

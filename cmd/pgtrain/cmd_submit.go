@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,15 +16,28 @@ import (
 	"pgtrain/messages"
 )
 
-func runSubmit(ctx context.Context, args []string) error {
+type clientOpts struct {
+	coord  string
+	wait   bool
+	asJSON bool
+	log    logFlags
+}
+
+func submitFlags() (*flag.FlagSet, *clientOpts) {
+	o := &clientOpts{}
 	fs := newFlagSet("submit", "submit [flags] SPEC.json|SPEC.yaml|-")
-	coord := fs.String("coordinator", "http://127.0.0.1:8080", "coordinator URL")
-	wait := fs.Bool("wait", false, "follow the job until it ends, printing progress and each epoch's loss")
-	var lf logFlags
-	lf.register(fs)
+	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
+	fs.BoolVar(&o.wait, "wait", false, "follow the job until it ends, printing progress and each epoch's loss")
+	o.log.register(fs)
+	return fs, o
+}
+
+func runSubmit(ctx context.Context, args []string) error {
+	fs, o := submitFlags()
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	coord, wait, lf := &o.coord, &o.wait, &o.log
 	if fs.NArg() != 1 {
 		fs.Usage()
 		return fmt.Errorf("want exactly one spec file (or - for standard input)")
@@ -78,15 +92,21 @@ func readSpec(path string) ([]byte, error) {
 	return j, nil
 }
 
-func runStatus(ctx context.Context, args []string) error {
+func statusFlags() (*flag.FlagSet, *clientOpts) {
+	o := &clientOpts{}
 	fs := newFlagSet("status", "status [flags] [JOB]")
-	coord := fs.String("coordinator", "http://127.0.0.1:8080", "coordinator URL")
-	asJSON := fs.Bool("json", false, "print the coordinator's JSON")
-	var lf logFlags
-	lf.register(fs)
+	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
+	fs.BoolVar(&o.asJSON, "json", false, "print the coordinator's JSON")
+	o.log.register(fs)
+	return fs, o
+}
+
+func runStatus(ctx context.Context, args []string) error {
+	fs, o := statusFlags()
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	coord, asJSON, lf := &o.coord, &o.asJSON, &o.log
 	log, err := lf.logger(os.Stderr)
 	if err != nil {
 		return err

@@ -19,18 +19,25 @@ type command struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, args []string) error
+	// flags builds the command's flag set (for the compose file check).
+	flags func() *flag.FlagSet
+}
+
+func flagsOf[T any](f func() (*flag.FlagSet, T)) func() *flag.FlagSet {
+	return func() *flag.FlagSet { fs, _ := f(); return fs }
 }
 
 func commands() []command {
 	return []command{
-		{"up", "run every role in one process (embedded NATS, throwaway PostgreSQL unless --dsn)", runUp},
-		{"coordinator", "serve the job API, plan jobs and lease key ranges to fetchers", runCoordinator},
-		{"fetcher", "read leased key ranges from PostgreSQL and publish them to RAW", runFetcher},
-		{"preprocessor", "turn RAW pages into READY feature batches", runPreprocessor},
-		{"trainer", "train claimed jobs on READY batches in the deterministic order", runTrainer},
-		{"nats", "run an embedded nats-server with JetStream (for clusters without one)", runNATS},
-		{"submit", "submit a job spec (JSON or YAML) to a coordinator", runSubmit},
-		{"status", "show a job (or all jobs): progress, leases, per-epoch loss", runStatus},
+		{"up", "run every role in one process (embedded NATS, throwaway PostgreSQL unless --dsn)", runUp, flagsOf(upFlags)},
+		{"coordinator", "serve the job API, plan jobs and lease key ranges to fetchers", runCoordinator, flagsOf(coordinatorFlags)},
+		{"fetcher", "read leased key ranges from PostgreSQL and publish them to RAW", runFetcher, flagsOf(fetcherFlags)},
+		{"preprocessor", "turn RAW pages into READY feature batches", runPreprocessor, flagsOf(preprocessorFlags)},
+		{"trainer", "train claimed jobs on READY batches in the deterministic order", runTrainer, flagsOf(trainerFlags)},
+		{"nats", "run an embedded nats-server with JetStream (for clusters without one)", runNATS, flagsOf(natsServerFlags)},
+		{"submit", "submit a job spec (JSON or YAML) to a coordinator", runSubmit, flagsOf(submitFlags)},
+		{"demo-data", "create the demo table in a database (for a cluster; `up --demo` does it itself)", runDemoData, flagsOf(demoDataFlags)},
+		{"status", "show a job (or all jobs): progress, leases, per-epoch loss", runStatus, flagsOf(statusFlags)},
 	}
 }
 
