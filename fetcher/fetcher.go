@@ -199,7 +199,7 @@ func (f *Fetcher) job(ctx context.Context, jobID string) (*job, error) {
 func (f *Fetcher) runLease(ctx context.Context, lease *messages.Lease) {
 	log := f.log.With("job_id", lease.JobID, "pass", lease.Pass, "range", lease.Range.Index, "lease_id", lease.ID)
 	s := &session{f: f, log: log, lease: lease,
-		prog: messages.LeaseProgress{WorkerID: f.cfg.WorkerID, NextPage: lease.NextPage, LastKey: lease.LastKey}}
+		prog: messages.LeaseProgress{WorkerID: f.cfg.WorkerID, NextPage: lease.NextPage, LastKey: lease.LastKey, Rows: lease.Rows}}
 	s.setInterval(lease)
 	j, err := f.job(ctx, lease.JobID)
 	if err != nil {

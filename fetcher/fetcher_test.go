@@ -43,6 +43,7 @@ type rangeState struct {
 	done    bool
 	next    int
 	lastKey int64
+	rows    int64
 }
 
 type report struct {
@@ -68,7 +69,7 @@ func (l *leaseTable) Lease(ctx context.Context, worker string) (*messages.Lease,
 		l.seq++
 		s.holder = fmt.Sprintf("lease-%d", l.seq)
 		return &messages.Lease{Version: 1, ID: s.holder, JobID: l.jobID, Range: l.ranges[i],
-			NextPage: s.next, LastKey: s.lastKey, ExpiresAt: time.Now().Add(l.ttl)}, nil
+			NextPage: s.next, LastKey: s.lastKey, Rows: s.rows, ExpiresAt: time.Now().Add(l.ttl)}, nil
 	}
 	return nil, nil
 }
@@ -87,7 +88,7 @@ func (l *leaseTable) ReportLease(ctx context.Context, id string, p messages.Leas
 			return nil, fmt.Errorf("POST /v1/leases/%s: expired: %w", id, client.ErrLeaseLost)
 		}
 		if p.NextPage > s.next {
-			s.next, s.lastKey = p.NextPage, p.LastKey
+			s.next, s.lastKey, s.rows = p.NextPage, p.LastKey, p.Rows
 		}
 		switch {
 		case p.Done:
@@ -349,6 +350,11 @@ func TestFetcherLostLeaseResumesWithoutDuplicates(t *testing.T) {
 	}
 	if !resumed {
 		t.Fatalf("reports %+v: want range 0 resumed at page 2", reports)
+	}
+	for _, r := range reports {
+		if r.p.Done && r.p.Rows != 500 {
+			t.Fatalf("range %d done with %d rows, want 500 counted over both holders", r.rng, r.p.Rows)
+		}
 	}
 }
 

@@ -13,7 +13,10 @@ type Lease struct {
 	Range    KeyRange `json:"range"`
 	NextPage int      `json:"next_page"`
 	// LastKey is the key of the last row published; meaningful when NextPage > 0.
-	LastKey   int64     `json:"last_key"`
+	LastKey int64 `json:"last_key"`
+	// Rows is the number of rows recorded as published so far, from which a resuming holder
+	// keeps counting (LeaseProgress.Rows is cumulative over the range).
+	Rows      int64     `json:"rows,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
