@@ -529,3 +529,44 @@ func TestConfig(t *testing.T) {
 		})
 	}
 }
+
+// With NATS down, publishes fail and are retried with the same message id; after the server
+// comes back, RAW holds every page once.
+func TestFetcherRetriesPublishAcrossNATSRestart(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	ns, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Stop()
+	nc, err := bus.Connect(ns.URL, "fetcher-test", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	b, err := bus.Ensure(ctx, nc, bus.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := fetchTable(t, pool, "job-n", 1000, 2, 2, 100)
+	if err := bus.PutPlan(ctx, b.State, plan); err != nil {
+		t.Fatal(err)
+	}
+	lt := newLeaseTable(plan.JobID, plan.Ranges)
+	unlock := lockTable(t, pool)
+	f, cancel, done := startFetcher(t, Config{Poll: 20 * time.Millisecond, PublishTimeout: 300 * time.Millisecond,
+		RetryMax: 200 * time.Millisecond}, pool, b, lt)
+	waitLocked(t, pool)
+	ns.Server.Shutdown()
+	ns.Server.WaitForShutdown()
+	unlock()
+	testenv.Eventually(t, 20*time.Second, "a publish retried while NATS is down", func() bool { return f.Stats().PublishRetries > 0 })
+	if err := ns.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "every range done after the restart", lt.allDone)
+	cancel()
+	waitRun(t, done)
+	checkRaw(t, b, pool, plan, 1000)
+}
