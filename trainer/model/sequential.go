@@ -401,13 +401,21 @@ func (m *Sequential) trainStep(x, y []float32, rows int, stats []metricStat) (fl
 	if err := m.checkXY(x, y, rows, true); err != nil {
 		return 0, err
 	}
+	loss := m.gradients(x, y, rows, stats)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return loss, fmt.Errorf("loss is %v at iteration %d", loss, m.opt.iterations)
+	}
+	m.opt.apply(m.params)
+	return loss, nil
+}
+
+// gradients runs the training-mode forward pass and backpropagation, leaving dL/dw in every
+// trainable parameter's gradient buffer, and returns the loss.
+func (m *Sequential) gradients(x, y []float32, rows int, stats []metricStat) float64 {
 	out := m.forward(x, rows, true)
 	od := m.OutputDim()
 	m.lossGrad = grow(m.lossGrad, rows*od)
 	loss := m.loss.eval(out, y, rows, od, m.lossGrad)
-	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return loss, fmt.Errorf("loss is %v at iteration %d", loss, m.opt.iterations)
-	}
 	for i := range m.metrics {
 		m.metrics[i].update(&stats[i], out, y, rows, od)
 	}
@@ -415,8 +423,7 @@ func (m *Sequential) trainStep(x, y []float32, rows int, stats []metricStat) (fl
 	for i := len(m.layers) - 1; i >= 0; i-- {
 		dy = m.layers[i].backward(dy, rows, i > 0)
 	}
-	m.opt.apply(m.params)
-	return loss, nil
+	return loss
 }
 
 // TrainOnBatch runs one optimizer step on a batch: x is rows×InputDim row-major, y is
