@@ -5,7 +5,7 @@ GO        ?= go
 BIN       := bin/pgtrain
 ROWS      ?= 2000000
 DEMO_ROWS ?= 1000000
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 
 .DEFAULT_GOAL := help
 
@@ -22,8 +22,16 @@ demo: build ## train on a throwaway PostgreSQL with a 1M-row demo table, printin
 	$(BIN) up --demo --demo-rows $(DEMO_ROWS)
 
 .PHONY: test
-test: build ## run every test against real PostgreSQL and JetStream
+test: build parity/node_modules/.package-lock.json ## run every test against real PostgreSQL, JetStream and TensorFlow.js
 	$(GO) test -count=1 -timeout 20m ./...
+
+.PHONY: parity
+parity: parity/node_modules/.package-lock.json ## the TensorFlow.js parity suite of the model engine alone
+	$(GO) test -count=1 -run Parity -v ./trainer/model
+
+# TensorFlow.js 4.22.0, pinned by the lock file: pure JavaScript, nothing downloaded at run time.
+parity/node_modules/.package-lock.json: parity/package-lock.json
+	npm ci --prefix parity --no-audit --no-fund
 
 .PHONY: lint
 lint: ## go vet and staticcheck

@@ -93,6 +93,7 @@ func (j *job) lease(pass, r int) messages.Lease {
 		Range:     j.plan.Ranges[r],
 		NextPage:  t.NextPage,
 		LastKey:   t.LastKey,
+		Rows:      t.Rows,
 		ExpiresAt: t.ExpiresAt,
 	}
 }

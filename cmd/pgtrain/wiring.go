@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -79,12 +78,4 @@ func (d *dbFlags) pools(ctx context.Context) (map[string]*pgxpool.Pool, func(), 
 		pools[name] = p
 	}
 	return pools, closeAll, nil
-}
-
-func defaultName(role string) string {
-	host, _ := os.Hostname()
-	if host == "" {
-		host = "local"
-	}
-	return fmt.Sprintf("%s-%s-%d", role, host, os.Getpid())
 }
