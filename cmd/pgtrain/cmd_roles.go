@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"os"
 
 	"pgtrain/coordinator"
 	"pgtrain/coordinator/client"
@@ -33,25 +32,13 @@ func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
 
 func runCoordinator(ctx context.Context, args []string) error {
 	fs, o := coordinatorFlags()
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	log, err := o.log.logger(os.Stderr)
+	r, err := startRole(ctx, fs, args, "coordinator", &o.log, &o.nats, &o.db)
 	if err != nil {
 		return err
 	}
-	pools, closePools, err := o.db.pools(ctx)
-	if err != nil {
-		return err
-	}
-	defer closePools()
-	nc, b, err := o.nats.connect(ctx, "pgtrain-coordinator", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
+	defer r.close()
 	o.cfg.ReadyMaxBytes = o.nats.readyMaxBytes
-	c, err := coordinator.New(o.cfg, pools, b, log)
+	c, err := coordinator.New(o.cfg, r.pools, r.bus, r.log)
 	if err != nil {
 		return err
 	}
@@ -80,24 +67,12 @@ func fetcherFlags() (*flag.FlagSet, *fetcherOpts) {
 
 func runFetcher(ctx context.Context, args []string) error {
 	fs, o := fetcherFlags()
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	log, err := o.log.logger(os.Stderr)
+	r, err := startRole(ctx, fs, args, "fetcher", &o.log, &o.nats, &o.db)
 	if err != nil {
 		return err
 	}
-	pools, closePools, err := o.db.pools(ctx)
-	if err != nil {
-		return err
-	}
-	defer closePools()
-	nc, b, err := o.nats.connect(ctx, "pgtrain-fetcher", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	f, err := fetcher.New(o.cfg, pools, b, client.New(o.coord, log), log)
+	defer r.close()
+	f, err := fetcher.New(o.cfg, r.pools, r.bus, client.New(o.coord, r.log), r.log)
 	if err != nil {
 		return err
 	}
@@ -123,19 +98,12 @@ func preprocessorFlags() (*flag.FlagSet, *preprocessorOpts) {
 
 func runPreprocessor(ctx context.Context, args []string) error {
 	fs, o := preprocessorFlags()
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	log, err := o.log.logger(os.Stderr)
+	r, err := startRole(ctx, fs, args, "preprocessor", &o.log, &o.nats, nil)
 	if err != nil {
 		return err
 	}
-	nc, b, err := o.nats.connect(ctx, "pgtrain-preprocessor", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	p, err := preprocessor.New(o.cfg, b, client.New(o.coord, log), log)
+	defer r.close()
+	p, err := preprocessor.New(o.cfg, r.bus, client.New(o.coord, r.log), r.log)
 	if err != nil {
 		return err
 	}
@@ -165,19 +133,12 @@ func trainerFlags() (*flag.FlagSet, *trainerOpts) {
 
 func runTrainer(ctx context.Context, args []string) error {
 	fs, o := trainerFlags()
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	log, err := o.log.logger(os.Stderr)
+	r, err := startRole(ctx, fs, args, "trainer", &o.log, &o.nats, nil)
 	if err != nil {
 		return err
 	}
-	nc, b, err := o.nats.connect(ctx, "pgtrain-trainer", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	t, err := trainer.New(o.cfg, b, client.New(o.coord, log), log)
+	defer r.close()
+	t, err := trainer.New(o.cfg, r.bus, client.New(o.coord, r.log), r.log)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -78,4 +79,45 @@ func (d *dbFlags) pools(ctx context.Context) (map[string]*pgxpool.Pool, func(), 
 		pools[name] = p
 	}
 	return pools, closeAll, nil
+}
+
+// role is what every role process sets up before it runs: a logger, the bus, and (for the
+// roles that read PostgreSQL) the pools.
+type role struct {
+	log   *slog.Logger
+	bus   *bus.Bus
+	pools map[string]*pgxpool.Pool
+	close func()
+}
+
+// startRole parses the flags, then connects what the role needs; db is nil for roles that
+// never touch PostgreSQL.
+func startRole(ctx context.Context, fs *flag.FlagSet, args []string, name string, lf *logFlags, nf *natsFlags, db *dbFlags) (*role, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	log, err := lf.logger(os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	r := &role{log: log, close: func() {}}
+	if db != nil {
+		pools, closePools, err := db.pools(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.pools, r.close = pools, closePools
+	}
+	nc, b, err := nf.connect(ctx, "pgtrain-"+name, log)
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	closePools := r.close
+	r.bus = b
+	r.close = func() {
+		nc.Close()
+		closePools()
+	}
+	return r, nil
 }
