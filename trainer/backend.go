@@ -52,6 +52,15 @@ func Backends() []string {
 	return names
 }
 
+// LookupBackend returns the builder registered under name, so that a caller can wrap an
+// engine (a benchmark timing the first step, say) and register the wrapper in its place.
+func LookupBackend(name string) (BackendFunc, bool) {
+	backends.RLock()
+	defer backends.RUnlock()
+	build, ok := backends.m[name]
+	return build, ok
+}
+
 // buildModel picks the plan's backend ("go" when the spec leaves it empty).
 func buildModel(plan *messages.Plan) (Model, error) {
 	name := plan.Spec.Backend
