@@ -36,8 +36,11 @@ func (a activation) forward(z, y []float32, rows, dim int) {
 			copy(y, z)
 		}
 	case ActReLU:
+		// Branch-free: clear every value whose sign bit is set (signs are random, so a
+		// branch would mispredict half the time).
 		for i, v := range z {
-			y[i] = max(v, 0)
+			b := math.Float32bits(v)
+			y[i] = math.Float32frombits(b &^ uint32(int32(b)>>31))
 		}
 	case ActSigmoid:
 		for i, v := range z {
@@ -111,10 +114,11 @@ func (a activation) backward(dy, y, z []float32, rows, dim int) {
 	switch a.name {
 	case ActLinear:
 	case ActReLU:
+		// dy where y > 0, else 0, branch-free: y's bits minus one are negative as an int32
+		// exactly when y is +0 or negative.
 		for i, v := range y {
-			if !(v > 0) {
-				dy[i] = 0
-			}
+			zero := uint32(int32(math.Float32bits(v)-1) >> 31)
+			dy[i] = math.Float32frombits(math.Float32bits(dy[i]) &^ zero)
 		}
 	case ActSigmoid:
 		for i, v := range y {

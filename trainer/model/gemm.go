@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Matrix products, C (m×n) = op(A)·op(B) (+ C), row-major, in the layout of the classic
@@ -94,17 +95,19 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 				}
 			})
 			mBlocks := (m + gemmMC - 1) / gemmMC
-			// Tiles of work: each MC block of rows, and when there are fewer blocks than
-			// workers, the nr panels split among them too.
+			// Tiles of work: MC blocks of rows, each split by columns into groups of nr
+			// panels so that there are about eight tiles per worker to balance the load (a
+			// split repacks A, which costs little next to the products). Workers take tiles
+			// in any order; each tile is computed the same way whoever takes it.
 			split := 1
-			if mBlocks < workers {
-				split = min((workers+mBlocks-1)/mBlocks, nPanels)
+			if workers > 1 {
+				split = max(1, min((8*workers+mBlocks-1)/mBlocks, nPanels/2))
 			}
-			parallelFor(workers, mBlocks*split, func(lo, hi int) {
+			parallelTiles(workers, mBlocks*split, func(next func() (int, bool)) {
 				ap := getBuf(gemmMC * kc)
 				packedA := *ap
 				var edge [16 * 64]float32
-				for t := lo; t < hi; t++ {
+				for t, ok := next(); ok; t, ok = next() {
 					ib, part := t/split, t%split
 					ic := ib * gemmMC
 					mc := min(gemmMC, m-ic)
@@ -158,7 +161,19 @@ func packA(trans bool, a []float32, lda, i0, p0, kc, rows, mr int, dst []float32
 		}
 		return
 	}
-	for i := 0; i < rows; i++ {
+	i := 0
+	// Four rows at a time: four sequential reads feed each group of four adjacent writes.
+	for ; i+4 <= rows; i += 4 {
+		r0 := a[(i0+i)*lda+p0 : (i0+i)*lda+p0+kc]
+		r1 := a[(i0+i+1)*lda+p0 : (i0+i+1)*lda+p0+kc]
+		r2 := a[(i0+i+2)*lda+p0 : (i0+i+2)*lda+p0+kc]
+		r3 := a[(i0+i+3)*lda+p0 : (i0+i+3)*lda+p0+kc]
+		for p := range r0 {
+			d := dst[p*mr+i : p*mr+i+4 : p*mr+i+4]
+			d[0], d[1], d[2], d[3] = r0[p], r1[p], r2[p], r3[p]
+		}
+	}
+	for ; i < rows; i++ {
 		src := a[(i0+i)*lda+p0 : (i0+i)*lda+p0+kc]
 		for p, v := range src {
 			dst[p*mr+i] = v
@@ -185,6 +200,31 @@ func packB(trans bool, b []float32, ldb, p0, j0, kc, cols, nr int, dst []float32
 			dst[p*nr+j] = v
 		}
 	}
+}
+
+// parallelTiles runs worker on up to workers goroutines; each calls next for tile numbers
+// until it reports false, so that tiles go to whichever goroutine is free.
+func parallelTiles(workers, n int, worker func(next func() (int, bool))) {
+	var counter atomic.Int64
+	next := func() (int, bool) {
+		t := int(counter.Add(1) - 1)
+		return t, t < n
+	}
+	workers = min(workers, n)
+	if workers <= 1 {
+		worker(next)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			worker(next)
+		}()
+	}
+	worker(next)
+	wg.Wait()
 }
 
 // parallelFor runs fn over [0, n) split into contiguous chunks, one per worker.
