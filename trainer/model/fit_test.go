@@ -316,4 +316,17 @@ func TestErrors(t *testing.T) {
 	if err := m.Compile(Compile{Loss: "mse", Metrics: []string{"f1"}}); err == nil {
 		t.Error("unknown metric accepted")
 	}
+	before := m.Weights()
+	bad := func(edit func(ws []Tensor) []Tensor, want string) {
+		t.Helper()
+		ws := edit(m.Weights())
+		if err := m.SetWeights(ws); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("SetWeights: error %v, want %q", err, want)
+		}
+		sameWeights(t, before, m.Weights())
+	}
+	bad(func(ws []Tensor) []Tensor { ws[0].Values[0] = 9; return append(ws, Tensor{Name: "x/kernel"}) }, `no weight "x/kernel"`)
+	bad(func(ws []Tensor) []Tensor { ws[1].Values[0] = 9; return ws[1:] }, `"dense/kernel" is missing`)
+	bad(func(ws []Tensor) []Tensor { ws[1].Shape = []int{1, 2}; return ws }, `"dense/bias" has shape [1 2]`)
+	bad(func(ws []Tensor) []Tensor { return append(ws, ws[0]) }, "given twice")
 }

@@ -323,11 +323,10 @@ func parseKerasLayer(raw json.RawMessage) (l LayerSpec, dim int, skip bool, serr
 	case "ReLU":
 		// A ReLU layer with its defaults is the relu activation; with a negative slope
 		// and nothing else, a leaky relu.
-		mv, hasMax, _ := c.num("max_value")
+		_, hasMax, _ := c.num("max_value")
 		th, _, _ := c.num("threshold")
 		ns, _, _ := c.num("negative_slope")
 		if hasMax || th != 0 {
-			_ = mv
 			return fail("unsupported ReLU options: max_value and threshold must be unset")
 		}
 		if ns != 0 {

@@ -179,11 +179,9 @@ func (l *lossFn) eval(pred, y []float32, rows, dim int, grad []float32) float64 
 				}
 			}
 			total += s
-			if gr != nil {
-				// Through the normalisation: dℓ/dp_m = (g_m − Σ g_k q_k) / Σp.
-				for j := range gr {
-					gr[j] = float32((float64(gr[j])-gq)/sum) * invB
-				}
+			// Through the normalisation: dℓ/dp_m = (g_m − Σ g_k q_k) / Σp.
+			for j := range gr {
+				gr[j] = float32((float64(gr[j])-gq)/sum) * invB
 			}
 		}
 	default:

@@ -66,14 +66,13 @@ func New(spec *Spec, inputDim int, c Compile, seed int64) (*Sequential, error) {
 		return nil, err
 	}
 	init := newRNG(seed, streamInit)
-	for i, l := range m.layers {
+	for _, l := range m.layers {
 		if d, ok := l.(*denseLayer); ok {
 			initTensor(init, d.ls.KernelInitializer, glorotUniform, d.kernel.w, d.in, d.out)
 			if d.bias != nil {
 				initTensor(init, d.ls.BiasInitializer, zerosInit, d.bias.w, d.out, d.out)
 			}
 		}
-		_ = i
 	}
 	m.dropoutRNG = newRNG(seed, streamDropout)
 	m.shuffleRNG = newRNG(seed, streamShuffle)
@@ -339,17 +338,21 @@ func (m *Sequential) SetWeights(ws []Tensor) error {
 		if !sameShape(t.Shape, p.shape) || len(t.Values) != len(p.w) {
 			return fmt.Errorf("set weights: %q has shape %v (%d values), want %v", p.name, t.Shape, len(t.Values), p.shape)
 		}
-		delete(byName, p.name)
 	}
-	for name := range byName {
-		return fmt.Errorf("set weights: the model has no weight %q", name)
-	}
-	for _, p := range m.params {
+	if len(byName) != len(m.params) {
+		known := make(map[string]bool, len(m.params))
+		for _, p := range m.params {
+			known[p.name] = true
+		}
 		for _, t := range ws {
-			if t.Name == p.name {
-				copy(p.w, t.Values)
+			if !known[t.Name] {
+				return fmt.Errorf("set weights: the model has no weight %q", t.Name)
 			}
 		}
+	}
+	// Everything checked: only now change the model.
+	for _, p := range m.params {
+		copy(p.w, byName[p.name].Values)
 	}
 	return nil
 }
