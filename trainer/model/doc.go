@@ -3,6 +3,9 @@
 // optimizers, Keras fit() semantics, import of Keras model.to_json() documents, export and
 // import of the TensorFlow.js Layers format, and checkpoints that carry optimizer state.
 //
+// Weights from the same seed are bit-identical on one machine and kernel; the assembly and
+// portable kernels round differently (fused multiply-adds), by float32 rounding only.
+//
 // It follows Keras closely enough that the same weights, data and batch order give the same
 // per-epoch losses and final weights as TensorFlow.js to within float32 rounding; the parity
 // tests in this package run TensorFlow.js (parity/ at the repository root) to prove it.
@@ -10,7 +13,8 @@
 // Everything is float32. Matrix products go through a packed, blocked kernel (AVX-512 or
 // AVX2 assembly on amd64, portable Go elsewhere or with the purego build tag) that splits
 // the output over the cores; each output element is reduced by one goroutine in a fixed
-// order, so results do not depend on the number of cores. Dropout masks and shuffling draw
+// order, so results do not depend on the number of cores. PGTRAIN_GEMM_KERNEL=go, avx2 or
+// avx512 forces a kernel, to test or time each path. Dropout masks and shuffling draw
 // from a seeded generator whose state is part of a checkpoint: the same seed, data and calls
 // give bit-identical weights, and a resumed run continues exactly where it stopped.
 //

@@ -9,6 +9,8 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
+//go:generate python3 gemm_asm_gen.py
+
 //go:noescape
 func sgemmKernelAVX512(kc int, a, b, c *float32, ldc int, load bool)
 
