@@ -46,6 +46,7 @@ func (c *Coordinator) routes() http.Handler {
 	mux.HandleFunc("POST /v1/leases", c.handleLease)
 	mux.HandleFunc("POST /v1/leases/{lease_id}", c.handleLeaseReport)
 	mux.HandleFunc("POST /v1/trainers/claim", c.handleClaim)
+	mux.HandleFunc("GET /v1/bus", c.handleBus)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -122,6 +122,8 @@ func (j *job) status(now time.Time) messages.JobStatus {
 			t := &j.tasks[pass][r].rec
 			st.Fetch.Expired += t.Expired
 			st.Fetch.Released += t.Released
+			st.Fetch.Grants += t.Grants
+			st.Fetch.Resumed += t.Resumed
 			st.Fetch.RowsRead += t.Rows
 			switch t.State {
 			case taskDone:

@@ -55,6 +55,11 @@ func (c *Coordinator) grantLease(ctx context.Context, worker, idem string) (*mes
 		c.log.Info("lease expired; handing the range over", "job_id", j.rec.ID, "pass", pass, "range", r,
 			"old_worker", rec.Worker, "old_lease_id", rec.LeaseID, "new_worker", worker, "next_page", rec.NextPage)
 	}
+	if rec.NextPage > 0 {
+		rec.Resumed++
+		c.log.Info("lease granted mid-range; the new holder resumes after the last recorded page", "job_id", j.rec.ID,
+			"pass", pass, "range", r, "worker", worker, "next_page", rec.NextPage, "last_key", rec.LastKey)
+	}
 	rec.State = taskLeased
 	rec.Grants++
 	rec.LeaseID = leaseID(j.rec.ID, pass, r, rec.Grants)

@@ -136,6 +136,7 @@ func TestLeaseLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Fetch.Expired != 1 || st.Fetch.Released != 1 || st.Fetch.Done != 1 || st.Fetch.Leased != 3 ||
+		st.Fetch.Grants != 6 || st.Fetch.Resumed != 2 ||
 		st.Fetch.Pending != 20-4 || len(st.Leases) != 3 || st.Trainer.ID != "trainer-1" || st.Trainer.Consumed != 1 {
 		t.Fatalf("status %+v", st)
 	}

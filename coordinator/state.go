@@ -53,6 +53,8 @@ type taskRecord struct {
 	Grants   int `json:"grants"`
 	Expired  int `json:"expired,omitempty"`
 	Released int `json:"released,omitempty"`
+	// Resumed counts grants that continued the range from a page another holder recorded.
+	Resumed int `json:"resumed,omitempty"`
 }
 
 func jobKey(id string) string { return "job." + id }

@@ -15,6 +15,7 @@ import (
 
 	"pgtrain/coordinator/client"
 	"pgtrain/internal/bus"
+	"pgtrain/internal/faultpoint"
 	"pgtrain/messages"
 )
 
@@ -298,6 +299,7 @@ func (s *session) run(ctx context.Context) {
 			s.abandon(ctx)
 			return
 		}
+		faultpoint.Hit(faultpoint.FetcherAfterPublish)
 		rows += int64(p.Batch.Rows())
 		pagesOut++
 		s.mu.Lock()
@@ -316,7 +318,9 @@ func (s *session) run(ctx context.Context) {
 			return
 		}
 		// A failed report is not fatal: the next one, or the heartbeat, carries the progress.
-		_ = s.report(context.WithoutCancel(ctx), false, false)
+		if s.report(context.WithoutCancel(ctx), false, false) == nil {
+			faultpoint.Hit(faultpoint.FetcherAfterReport)
+		}
 	}
 }
 
@@ -379,7 +383,7 @@ func (s *session) publish(ctx, leaseCtx context.Context, p *Page) bool {
 			s.f.n.bytes.Add(int64(len(p.Data)))
 			if ack.Duplicate {
 				s.f.n.duplicates.Add(1)
-				s.log.Debug("page was already in RAW", "page", id.Page)
+				s.log.Info("page was already in RAW: published before the lease recorded it (a resumed range or a retried publish); the stream dropped this copy", "page", id.Page)
 			}
 			return true
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"pgtrain/internal/bus"
+	"pgtrain/internal/faultpoint"
 	"pgtrain/messages"
 	"pgtrain/preprocessor/transform"
 )
@@ -166,6 +167,8 @@ type action struct {
 func (p *Preprocessor) handle(ctx context.Context, msg jetstream.Msg) {
 	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
 		p.n.redeliveries.Add(1)
+		p.log.Info("RAW page delivered again: an earlier delivery was not acknowledged (its preprocessor died or stopped, or the acknowledgement was lost)",
+			"subject", msg.Subject(), "delivery", md.NumDelivered)
 	}
 	stop := p.keepAlive(msg)
 	act := p.process(ctx, msg)
@@ -257,6 +260,7 @@ func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
 	if !p.publish(ctx, log, ready.BatchID.ReadySubject(), data) {
 		return action{kind: actNak} // shutting down while READY was full: another preprocessor takes it
 	}
+	faultpoint.Hit(faultpoint.PreprocessorAfterReadyPublish)
 	p.n.processed.Add(1)
 	p.n.rows.Add(int64(ready.Rows()))
 	return action{kind: actAck}
@@ -280,7 +284,7 @@ func (p *Preprocessor) publish(ctx context.Context, log *slog.Logger, subject st
 			return true
 		case bus.IsDuplicateSubject(err):
 			p.n.duplicates.Add(1)
-			log.Debug("READY already holds this batch")
+			log.Info("READY already holds this batch (the page was delivered or published again); acknowledging it")
 			return true
 		case bus.IsStreamFull(err):
 			if !waited {
@@ -309,6 +313,9 @@ func (p *Preprocessor) settle(ctx context.Context, msg jetstream.Msg, a action) 
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.ShutdownTimeout)
 		err = msg.DoubleAck(actx)
 		cancel()
+		if err == nil {
+			faultpoint.Hit(faultpoint.PreprocessorAfterRawAck)
+		}
 	case actNak:
 		if a.delay > 0 {
 			err = msg.NakWithDelay(a.delay)

@@ -38,6 +38,10 @@ type Config struct {
 	// Once makes Run return after one job (for `pgtrain up` and tests); otherwise Run keeps
 	// claiming jobs until its context is cancelled.
 	Once bool
+	// StepDelay is a pause after every batch: it throttles a trainer that shares its
+	// machine, and lets the fault-injection suite make the trainer the slowest stage, whose
+	// backpressure must bound every other process's memory and READY's size.
+	StepDelay time.Duration
 	// AllowDrift turns a key checksum that differs from the plan's into a warning instead of
 	// a failed job. It is for live tables read without a snapshot, whose rows legitimately
 	// change between planning and reading.
@@ -88,6 +92,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReadBackoff <= 0 {
 		errs = append(errs, fmt.Errorf("read backoff %s: must be positive", c.ReadBackoff))
+	}
+	if c.StepDelay < 0 {
+		errs = append(errs, fmt.Errorf("step delay %s: must not be negative", c.StepDelay))
 	}
 	if c.Heartbeat <= 0 {
 		errs = append(errs, fmt.Errorf("heartbeat %s: must be positive", c.Heartbeat))

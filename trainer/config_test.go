@@ -16,6 +16,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "negative prefetch", cfg: Config{Prefetch: -1}.WithDefaults(), wantErr: true},
 		{name: "negative poll", cfg: Config{Poll: -time.Second}.WithDefaults(), wantErr: true},
 		{name: "negative read backoff", cfg: Config{ReadBackoff: -time.Millisecond}.WithDefaults(), wantErr: true},
+		{name: "step delay", cfg: Config{StepDelay: time.Millisecond}.WithDefaults()},
+		{name: "negative step delay", cfg: Config{StepDelay: -time.Millisecond}.WithDefaults(), wantErr: true},
 		{name: "empty without defaults", cfg: Config{}, wantErr: true},
 	}
 	for _, tc := range tests {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"pgtrain/internal/faultpoint"
 	"pgtrain/messages"
 )
 
@@ -181,6 +182,7 @@ func (j *jobRun) rangeDone(ctx context.Context, r *rangeRows) error {
 	} else if err := j.checkpoint(); err != nil {
 		return err
 	}
+	faultpoint.Hit(faultpoint.TrainerAfterCheckpoint)
 	if !j.plan.Replay {
 		j.purge(ctx, messages.ReadyRangeSubjects(j.plan.JobID, r.Pass, r.Range))
 	}
@@ -232,6 +234,9 @@ func (j *jobRun) feed(ctx context.Context, r *rangeRows, training bool) (stopped
 		}
 		if err := j.step(training); err != nil {
 			return false, err
+		}
+		if d := j.t.cfg.StepDelay; d > 0 {
+			sleep(ctx, d)
 		}
 		if ctx.Err() != nil && i+1 < n {
 			j.pos.Offset = i + 1

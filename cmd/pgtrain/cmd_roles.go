@@ -46,11 +46,12 @@ func runCoordinator(ctx context.Context, args []string) error {
 }
 
 type fetcherOpts struct {
-	cfg   fetcher.Config
-	coord string
-	db    dbFlags
-	nats  natsFlags
-	log   logFlags
+	cfg    fetcher.Config
+	coord  string
+	db     dbFlags
+	nats   natsFlags
+	log    logFlags
+	health healthFlags
 }
 
 func fetcherFlags() (*flag.FlagSet, *fetcherOpts) {
@@ -62,6 +63,7 @@ func fetcherFlags() (*flag.FlagSet, *fetcherOpts) {
 	o.db.register(fs)
 	o.nats.register(fs)
 	o.log.register(fs)
+	o.health.register(fs)
 	return fs, o
 }
 
@@ -76,14 +78,20 @@ func runFetcher(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stop, err := r.serveHealth(o.health, func() any { return f.Stats() })
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return f.Run(ctx)
 }
 
 type preprocessorOpts struct {
-	cfg   preprocessor.Config
-	coord string
-	nats  natsFlags
-	log   logFlags
+	cfg    preprocessor.Config
+	coord  string
+	nats   natsFlags
+	log    logFlags
+	health healthFlags
 }
 
 func preprocessorFlags() (*flag.FlagSet, *preprocessorOpts) {
@@ -93,6 +101,7 @@ func preprocessorFlags() (*flag.FlagSet, *preprocessorOpts) {
 	fs.IntVar(&o.cfg.Concurrency, "concurrency", preprocessor.DefaultConcurrency, "batches transformed at once")
 	o.nats.register(fs)
 	o.log.register(fs)
+	o.health.register(fs)
 	return fs, o
 }
 
@@ -107,14 +116,20 @@ func runPreprocessor(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stop, err := r.serveHealth(o.health, func() any { return p.Stats() })
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return p.Run(ctx)
 }
 
 type trainerOpts struct {
-	cfg   trainer.Config
-	coord string
-	nats  natsFlags
-	log   logFlags
+	cfg    trainer.Config
+	coord  string
+	nats   natsFlags
+	log    logFlags
+	health healthFlags
 }
 
 func trainerFlags() (*flag.FlagSet, *trainerOpts) {
@@ -126,8 +141,10 @@ func trainerFlags() (*flag.FlagSet, *trainerOpts) {
 	fs.IntVar(&o.cfg.Prefetch, "prefetch", 2, "key ranges read ahead from READY (memory is bounded by prefetch+1 ranges)")
 	fs.BoolVar(&o.cfg.Once, "once", false, "exit after one job")
 	fs.BoolVar(&o.cfg.AllowDrift, "allow-drift", false, "only warn when an epoch's key checksum differs from the plan (live tables without a snapshot)")
+	fs.DurationVar(&o.cfg.StepDelay, "step-delay", 0, "pause after every batch, to throttle a trainer on a shared machine (and, in tests, to make it the slowest stage)")
 	o.nats.register(fs)
 	o.log.register(fs)
+	o.health.register(fs)
 	return fs, o
 }
 
@@ -142,5 +159,10 @@ func runTrainer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stop, err := r.serveHealth(o.health, nil)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return t.Run(ctx)
 }

@@ -134,10 +134,20 @@ func runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The bus is shared by every job; a coordinator that cannot read it still shows the job.
+	busSt, busErr := c.Bus(ctx)
 	if *asJSON {
-		return printJSON(st)
+		return printJSON(struct {
+			*messages.JobStatus
+			Bus *messages.BusStatus `json:"bus,omitempty"`
+		}{st, busSt})
 	}
 	printStatus(os.Stdout, st)
+	if busErr != nil {
+		fmt.Printf("bus: %v\n", busErr)
+	} else {
+		printBus(os.Stdout, busSt)
+	}
 	return nil
 }
 

@@ -64,6 +64,32 @@ func progressLine(st *messages.JobStatus, elapsed time.Duration) string {
 		st.Trainer.Rows, f.Done, total, f.Leased)
 }
 
+// printBus shows the streams and the preprocessors' consumer: what waits, what is in
+// flight, what was redelivered, and how full READY is.
+func printBus(w io.Writer, b *messages.BusStatus) {
+	p := b.Preprocessors
+	fmt.Fprintf(w, "RAW: %d pages (%s) waiting, %d accepted in all; preprocessors: %d pending, %d in flight, %d being redelivered, %d deliveries of which %d redeliveries (ack wait %s)\n",
+		b.Raw.Messages, byteSize(b.Raw.Bytes), b.Raw.LastSeq, p.Pending, p.AckPending, p.Redelivering,
+		p.Deliveries, p.Redeliveries, time.Duration(p.AckWaitMillis)*time.Millisecond)
+	limit := "no limit"
+	if b.Ready.MaxBytes > 0 {
+		limit = byteSize(uint64(b.Ready.MaxBytes))
+	}
+	fmt.Fprintf(w, "READY: %d batches, %s of %s\n", b.Ready.Messages, byteSize(b.Ready.Bytes), limit)
+}
+
+func byteSize(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
 func printStatus(w io.Writer, st *messages.JobStatus) {
 	fmt.Fprintf(w, "job %s: %s (table %s, %d rows, %d ranges, %d epochs, replay %v)\n",
 		st.ID, st.State, st.Table, st.Rows, st.Ranges, st.Epochs, st.Replay)
@@ -71,8 +97,8 @@ func printStatus(w io.Writer, st *messages.JobStatus) {
 		fmt.Fprintf(w, "error: %s\n", st.Error)
 	}
 	f := st.Fetch
-	fmt.Fprintf(w, "fetch: %d pending, %d leased, %d done; %d rows read; %d leases expired, %d released\n",
-		f.Pending, f.Leased, f.Done, f.RowsRead, f.Expired, f.Released)
+	fmt.Fprintf(w, "fetch: %d pending, %d leased, %d done; %d rows read; %d leases granted, %d expired, %d released, %d resumed mid-range\n",
+		f.Pending, f.Leased, f.Done, f.RowsRead, f.Grants, f.Expired, f.Released, f.Resumed)
 	if st.Trainer.ID != "" {
 		fmt.Fprintf(w, "trainer %s: epoch %d, %d ranges consumed, %d rows\n", st.Trainer.ID, st.Trainer.Epoch+1, st.Trainer.Consumed, st.Trainer.Rows)
 	}

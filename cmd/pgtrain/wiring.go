@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -18,11 +19,13 @@ import (
 type natsFlags struct {
 	url           string
 	readyMaxBytes int64
+	rawAckWait    time.Duration
 }
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.url, "nats-url", "nats://127.0.0.1:4222", "NATS server URL (JetStream enabled)")
 	fs.Int64Var(&n.readyMaxBytes, "ready-max-bytes", bus.DefaultReadyMaxBytes, "byte limit of the READY stream (backpressure, and the replay decision)")
+	fs.DurationVar(&n.rawAckWait, "raw-ack-wait", bus.DefaultRawAckWait, "how long a RAW page may stay unacknowledged before it is redelivered to another preprocessor (give every role the same value)")
 }
 
 func (n *natsFlags) connect(ctx context.Context, name string, log *slog.Logger) (*nats.Conn, *bus.Bus, error) {
@@ -30,7 +33,7 @@ func (n *natsFlags) connect(ctx context.Context, name string, log *slog.Logger) 
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := bus.Ensure(ctx, nc, bus.Limits{ReadyMaxBytes: n.readyMaxBytes})
+	b, err := bus.Ensure(ctx, nc, bus.Limits{ReadyMaxBytes: n.readyMaxBytes, RawAckWait: n.rawAckWait})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -98,6 +101,9 @@ func startRole(ctx context.Context, fs *flag.FlagSet, args []string, name string
 	}
 	log, err := lf.logger(os.Stderr)
 	if err != nil {
+		return nil, err
+	}
+	if err := armFaults(log); err != nil {
 		return nil, err
 	}
 	r := &role{log: log, close: func() {}}

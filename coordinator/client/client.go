@@ -152,6 +152,16 @@ func (c *Client) ReportLease(ctx context.Context, leaseID string, p messages.Lea
 	return &l, nil
 }
 
+// Bus returns the state of the streams and of the preprocessors' consumer: pages waiting,
+// in flight and redelivered, and READY's size against its limit.
+func (c *Client) Bus(ctx context.Context) (*messages.BusStatus, error) {
+	var st messages.BusStatus
+	if _, err := c.do(ctx, c.http, http.MethodGet, "/v1/bus", nil, nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 // ClaimJob asks for a job to train; "" when there is none. A trainer that restarts with
 // the same id gets its job back.
 func (c *Client) ClaimJob(ctx context.Context, trainerID string) (string, error) {
