@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"pgtrain/coordinator/client"
+	"pgtrain/messages"
+)
+
+// e2eConfig is one end-to-end run.
+type e2eConfig struct {
+	Model         string `json:"model"`
+	Fetchers      int    `json:"fetchers"`
+	Preprocessors int    `json:"preprocessors"`
+	Epochs        int    `json:"epochs"`
+}
+
+func (c e2eConfig) String() string {
+	return fmt.Sprintf("%s model, %d fetcher(s), %d preprocessor(s), %d epochs", c.Model, c.Fetchers, c.Preprocessors, c.Epochs)
+}
+
+// e2eResult is what one run measured.
+type e2eResult struct {
+	e2eConfig
+	Table string `json:"table"`
+	Rows  int64  `json:"rows"`
+	// PlanSeconds is the submission's round trip: schema check, statistics, range split.
+	PlanSeconds float64 `json:"plan_seconds"`
+	Ranges      int     `json:"ranges"`
+	Replay      bool    `json:"replay"`
+	// FirstEpoch runs from the submission's answer (the plan is ready) until the trainer's
+	// first epoch result is seen at the coordinator: every row read from PostgreSQL,
+	// preprocessed, and delivered to the trainer.
+	FirstEpoch rate `json:"first_epoch"`
+	// FirstEpochWithPlan also counts planning.
+	FirstEpochWithPlan rate `json:"first_epoch_with_plan"`
+	// Replay epochs are timed by the trainer (its per-epoch wall time), all later epochs
+	// together.
+	ReplayEpochs rate `json:"replay_epochs"`
+	// TimeToFirstBatch is from the submission being sent to the first training step.
+	TimeToFirstBatch float64 `json:"time_to_first_batch_s"`
+	// TrainerEpochSeconds are the trainer's own epoch times.
+	TrainerEpochSeconds []float64          `json:"trainer_epoch_seconds"`
+	Loss                []float64          `json:"loss"`
+	PeakRSSMB           map[string]float64 `json:"peak_rss_mb"`
+	// FetcherRSSMB lists every fetcher's peak; PeakRSSMB["fetcher"] is the largest.
+	FetcherRSSMB []float64 `json:"fetcher_rss_mb"`
+}
+
+// rate is rows over seconds, and the ratio to the COPY ceiling.
+type rate struct {
+	Rows           int64   `json:"rows"`
+	Seconds        float64 `json:"seconds"`
+	RowsPerS       float64 `json:"rows_per_s"`
+	RatioToCeiling float64 `json:"ratio_to_ceiling"`
+}
+
+func newRate(rows int64, seconds, ceiling float64) rate {
+	r := rate{Rows: rows, Seconds: seconds}
+	if seconds > 0 {
+		r.RowsPerS = float64(rows) / seconds
+	}
+	if ceiling > 0 {
+		r.RatioToCeiling = r.RowsPerS / ceiling
+	}
+	return r
+}
+
+// jobSpec is the benchmark job: every numeric column standardised, the category one-hot,
+// the label as it is, all ranges for training. The no-op run names a one-unit model, which
+// the coordinator checks like any other; its trainer swaps in the engine that does nothing.
+func jobSpec(table, model string, epochs int) []byte {
+	var feats []string
+	for _, f := range featureNames() {
+		feats = append(feats, fmt.Sprintf(`{"column": %q, "scale": "standard"}`, f))
+	}
+	feats = append(feats, `{"column": "cat", "encode": "onehot"}`)
+	layers := `{"type": "dense", "units": 1}`
+	if model == modelMLP {
+		layers = `{"type": "dense", "units": 64, "activation": "relu"},
+			{"type": "dense", "units": 64, "activation": "relu"},
+			{"type": "dense", "units": 1}`
+	}
+	return []byte(fmt.Sprintf(`{
+		"table": %q, "key": "id",
+		"features": [%s],
+		"label": "y",
+		"model": {"layers": [%s]},
+		"optimizer": {"name": "adam", "learning_rate": 0.001},
+		"loss": "mse",
+		"epochs": %d, "batch_size": 256, "seed": 7
+	}`, table, strings.Join(feats, ",\n"), layers, epochs))
+}
+
+// cluster is one process per role.
+type cluster struct {
+	dir      string
+	nats     *proc
+	coord    *proc
+	fetchers []*proc
+	preprocs []*proc
+	trainer  *proc
+	natsURL  string
+	coordURL string
+}
+
+func (c *cluster) all() []*proc {
+	ps := []*proc{c.nats, c.coord}
+	ps = append(ps, c.fetchers...)
+	ps = append(ps, c.preprocs...)
+	if c.trainer != nil {
+		ps = append(ps, c.trainer)
+	}
+	var out []*proc
+	for _, p := range ps {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// startCluster starts NATS, the coordinator, the workers and the trainer, each in its own
+// process, in the order a deployment would.
+func startCluster(ctx context.Context, env *harness, dir string, cfg e2eConfig) (*cluster, error) {
+	c := &cluster{dir: dir}
+	ok := false
+	defer func() {
+		if !ok {
+			c.stop()
+		}
+	}()
+	natsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	coordPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	c.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	c.coordURL = fmt.Sprintf("http://127.0.0.1:%d", coordPort)
+	logf := func(name string) string { return filepath.Join(dir, name+".log") }
+
+	if c.nats, err = startProc("nats", logf("nats"), env.pgtrain, "nats",
+		"--store-dir", filepath.Join(dir, "nats"), "--host", "127.0.0.1", "--port", strconv.Itoa(natsPort)); err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, 20*time.Second, "nats-server", []*proc{c.nats}, func() bool { return dialable(natsPort) }); err != nil {
+		return nil, err
+	}
+	if c.coord, err = startProc("coordinator", logf("coordinator"), env.pgtrain, "coordinator",
+		"--dsn", env.dsn, "--nats-url", c.natsURL, "--listen", fmt.Sprintf("127.0.0.1:%d", coordPort)); err != nil {
+		return nil, err
+	}
+	cl := client.New(c.coordURL, slog.New(slog.DiscardHandler))
+	if err := waitFor(ctx, 30*time.Second, "the coordinator", []*proc{c.nats, c.coord}, func() bool {
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return cl.Healthy(hctx) == nil
+	}); err != nil {
+		return nil, err
+	}
+	for i := 1; i <= cfg.Fetchers; i++ {
+		name := fmt.Sprintf("fetcher-%d", i)
+		p, err := startProc(name, logf(name), env.pgtrain, "fetcher", "--id", name,
+			"--dsn", env.dsn, "--nats-url", c.natsURL, "--coordinator", c.coordURL)
+		if err != nil {
+			return nil, err
+		}
+		c.fetchers = append(c.fetchers, p)
+	}
+	for i := 1; i <= cfg.Preprocessors; i++ {
+		name := fmt.Sprintf("preprocessor-%d", i)
+		p, err := startProc(name, logf(name), env.pgtrain, "preprocessor",
+			"--nats-url", c.natsURL, "--coordinator", c.coordURL)
+		if err != nil {
+			return nil, err
+		}
+		c.preprocs = append(c.preprocs, p)
+	}
+	if c.trainer, err = startProc("trainer", logf("trainer"), env.self, "trainer",
+		"--coordinator", c.coordURL, "--nats-url", c.natsURL, "--out-dir", filepath.Join(dir, "models"),
+		"--model", cfg.Model, "--first-step-file", filepath.Join(dir, "first_step")); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+// stop shuts the roles down in the reverse order of their start and returns the first error
+// of a role that failed (as opposed to one that was asked to stop).
+func (c *cluster) stop() error {
+	var first error
+	ps := c.all()
+	for i := len(ps) - 1; i >= 0; i-- {
+		if err := ps[i].stop(30 * time.Second); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// runE2E runs one job on a fresh cluster and measures it.
+func runE2E(ctx context.Context, env *harness, table string, rows int64, cfg e2eConfig) (*e2eResult, error) {
+	dir, err := os.MkdirTemp(env.tmp, "e2e-")
+	if err != nil {
+		return nil, err
+	}
+	c, err := startCluster(ctx, env, dir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	res, runErr := measureJob(ctx, c, table, cfg)
+	stopErr := c.stop()
+	if runErr != nil {
+		return nil, fmt.Errorf("%s: %w (logs in %s)", cfg, runErr, dir)
+	}
+	if stopErr != nil {
+		return nil, fmt.Errorf("%s: stopping: %w", cfg, stopErr)
+	}
+	res.Table = table
+	if res.Rows != rows {
+		return nil, fmt.Errorf("%s: the job trained on %d rows, the table has %d", cfg, res.Rows, rows)
+	}
+	res.PeakRSSMB = map[string]float64{
+		"nats":        c.nats.peakRSSMB(),
+		"coordinator": c.coord.peakRSSMB(),
+		"trainer":     c.trainer.peakRSSMB(),
+	}
+	for _, f := range c.fetchers {
+		res.FetcherRSSMB = append(res.FetcherRSSMB, f.peakRSSMB())
+		res.PeakRSSMB["fetcher"] = max(res.PeakRSSMB["fetcher"], f.peakRSSMB())
+	}
+	for _, p := range c.preprocs {
+		res.PeakRSSMB["preprocessor"] = max(res.PeakRSSMB["preprocessor"], p.peakRSSMB())
+	}
+	ceiling := env.ceiling
+	res.FirstEpoch.RatioToCeiling = ratio(res.FirstEpoch.RowsPerS, ceiling)
+	res.FirstEpochWithPlan.RatioToCeiling = ratio(res.FirstEpochWithPlan.RowsPerS, ceiling)
+	res.ReplayEpochs.RatioToCeiling = ratio(res.ReplayEpochs.RowsPerS, ceiling)
+	if !env.keep {
+		os.RemoveAll(dir)
+	}
+	return res, nil
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// measureJob submits the job, follows it to its end, and reads the trainer's first-step time.
+func measureJob(ctx context.Context, c *cluster, table string, cfg e2eConfig) (*e2eResult, error) {
+	cl := client.New(c.coordURL, slog.New(slog.DiscardHandler))
+	sent := time.Now()
+	st, err := cl.Submit(ctx, jobSpec(table, cfg.Model, cfg.Epochs))
+	if err != nil {
+		return nil, fmt.Errorf("submitting: %w", err)
+	}
+	planned := time.Now()
+	res := &e2eResult{e2eConfig: cfg, Rows: st.Rows, Ranges: st.Ranges, Replay: st.Replay,
+		PlanSeconds: planned.Sub(sent).Seconds()}
+
+	// The status is polled often enough that its period is small against an epoch; the
+	// roles' own timings (the trainer's epoch seconds) are kept beside it.
+	var epochSeen []time.Time
+	var final *messages.JobStatus
+	err = waitFor(ctx, 30*time.Minute, "the job to end", c.all(), func() bool {
+		s, err := cl.Job(ctx, st.ID)
+		if err != nil {
+			return false
+		}
+		for len(epochSeen) < len(s.Results) {
+			epochSeen = append(epochSeen, time.Now())
+		}
+		if s.State == messages.JobDone || s.State == messages.JobFailed {
+			final = s
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		return nil, err
+	}
+	if final.State != messages.JobDone {
+		return nil, fmt.Errorf("job %s %s: %s", final.ID, final.State, final.Error)
+	}
+	if len(final.Results) != cfg.Epochs || len(epochSeen) < 1 {
+		return nil, fmt.Errorf("job %s ended with %d epoch results, want %d", final.ID, len(final.Results), cfg.Epochs)
+	}
+	// The trainer exits after its one job; its first-step file is complete by then.
+	select {
+	case <-c.trainer.done:
+	case <-time.After(30 * time.Second):
+		return nil, fmt.Errorf("the trainer did not exit after the job")
+	}
+	if err := c.trainer.exitErr(); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(c.dir, "first_step"))
+	if err != nil {
+		return nil, fmt.Errorf("the trainer wrote no first-step time: %w", err)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return nil, err
+	}
+	res.TimeToFirstBatch = time.Unix(0, ns).Sub(sent).Seconds()
+
+	rows := final.Results[0].Seen.Rows
+	res.Rows = rows
+	res.FirstEpoch = newRate(rows, epochSeen[0].Sub(planned).Seconds(), 0)
+	res.FirstEpochWithPlan = newRate(rows, epochSeen[0].Sub(sent).Seconds(), 0)
+	var replayRows int64
+	var replaySeconds float64
+	for i, r := range final.Results {
+		res.TrainerEpochSeconds = append(res.TrainerEpochSeconds, r.Seconds)
+		res.Loss = append(res.Loss, r.Loss)
+		if i > 0 {
+			replayRows += r.Seen.Rows
+			replaySeconds += r.Seconds
+		}
+	}
+	if len(final.Results) > 1 {
+		res.ReplayEpochs = newRate(replayRows, replaySeconds, 0)
+	}
+	return res, nil
+}
+
+func dialable(port int) bool {
+	conn, err := dialTimeout(port)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs the whole harness, as `make bench` does, on 20,000 rows, so that it cannot
+// rot: both result files must appear with every required figure positive.
+func TestSmoke(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := func(out, pkg string) {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		cmd.Dir = filepath.Join("..", "..")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	pgtrain, harness := filepath.Join(dir, "pgtrain"), filepath.Join(dir, "pipeline")
+	build(pgtrain, "./cmd/pgtrain")
+	build(harness, "./bench/pipeline")
+
+	out := filepath.Join(dir, "out")
+	cmd := exec.CommandContext(ctx, harness, "--rows", "20000", "--out", out, "--pgtrain", pgtrain,
+		"--ceiling-runs", "1", "--baseline-py", filepath.Join("..", "baseline.py"))
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the harness failed: %v\n%s", err, b)
+	}
+	t.Logf("harness output:\n%s", b)
+
+	raw, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res map[string]any
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"rows", "copy_rows_per_s", "e2e_first_epoch_rows_per_s", "e2e_replay_rows_per_s",
+		"best_baseline_rows_per_s", "time_to_first_batch_s"} {
+		v, ok := res[key].(float64)
+		if !ok || v <= 0 {
+			t.Errorf("results.json %s = %v, want a positive number", key, res[key])
+		}
+	}
+	if res["rows"] != float64(20000) {
+		t.Errorf("rows = %v, want 20000", res["rows"])
+	}
+	rss, _ := res["peak_rss_mb"].(map[string]any)
+	for _, size := range []string{"10000", "40000"} {
+		roles, _ := rss[size].(map[string]any)
+		for _, role := range []string{"nats", "coordinator", "fetcher", "preprocessor", "trainer"} {
+			if v, ok := roles[role].(float64); !ok || v <= 0 {
+				t.Errorf("peak_rss_mb[%s][%s] = %v, want a positive number", size, role, roles[role])
+			}
+		}
+	}
+	machine, _ := res["machine"].(map[string]any)
+	for _, key := range []string{"go", "postgresql", "nats_server"} {
+		if s, _ := machine[key].(string); s == "" {
+			t.Errorf("machine.%s is empty", key)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(out, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Headline", "## Targets", "## 1. Ceiling", "## 2. The usual ways",
+		"## 3. pgtrain end to end", "## 4. Memory", "## 5. Time to first batch"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("results.md lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// proc is one child process: a role of the cluster under test, or a baseline.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	err     error
+}
+
+// startProc starts bin with args, its output going to logPath. The child is killed if the
+// harness dies, so an interrupted run leaves no stray servers behind.
+func startProc(name, logPath, bin string, args ...string) (*proc, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop asks the process to shut down (SIGTERM: every role finishes its in-flight work) and
+// waits for it, killing it after timeout.
+func (p *proc) stop(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.exitErr()
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.exitErr()
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not stop within %s", p.name, timeout)
+	}
+}
+
+func (p *proc) exitErr() error {
+	if p.err != nil {
+		return fmt.Errorf("%s: %w; last log lines:\n%s", p.name, p.err, tail(p.logPath, 8))
+	}
+	return nil
+}
+
+// peakRSSMB is the process's peak resident set (the kernel's high-water mark, what
+// /proc/PID/status calls VmHWM), known once it has exited.
+func (p *proc) peakRSSMB() float64 {
+	select {
+	case <-p.done:
+	default:
+		return 0
+	}
+	return maxRSSMB(p.cmd.ProcessState)
+}
+
+func maxRSSMB(ps *os.ProcessState) float64 {
+	if ps == nil {
+		return 0
+	}
+	ru, ok := ps.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0
+	}
+	return float64(ru.Maxrss) / 1024 // KiB on Linux
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runJSON runs a baseline process to its end and decodes the JSON object it prints.
+func runJSON(ctx context.Context, timeout time.Duration, v any, bin string, args ...string) (peakMB float64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, lastLines(stderr.String(), 8))
+	}
+	if err := json.Unmarshal(lastLine(stdout.Bytes()), v); err != nil {
+		return 0, fmt.Errorf("%s printed %q: %w", bin, stdout.String(), err)
+	}
+	return maxRSSMB(cmd.ProcessState), nil
+}
+
+func lastLine(b []byte) []byte {
+	b = bytes.TrimSpace(b)
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		return b[i+1:]
+	}
+	return b
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// freePort asks the kernel for a free loopback port. Another process could take it before
+// the child listens on it; on a benchmark machine that does not happen.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitFor polls cond until it holds, a process in watch exits, or the deadline passes.
+func waitFor(ctx context.Context, timeout time.Duration, what string, watch []*proc, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		for _, p := range watch {
+			select {
+			case <-p.done:
+				err := p.exitErr()
+				if err == nil {
+					err = errors.New(p.name + " exited")
+				}
+				return fmt.Errorf("waiting for %s: %w", what, err)
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not after %s", what, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	return enc.Encode(v)
+}
+
+func dialTimeout(port int) (net.Conn, error) {
+	return net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
+}

@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// results is everything one run measured; it is written as results.json and results.md.
+type results struct {
+	// The top-level figures the issue asks for.
+	Rows                  int64   `json:"rows"`
+	CopyRowsPerS          float64 `json:"copy_rows_per_s"`
+	E2EFirstEpochRowsPerS float64 `json:"e2e_first_epoch_rows_per_s"`
+	E2EReplayRowsPerS     float64 `json:"e2e_replay_rows_per_s"`
+	BestBaselineRowsPerS  float64 `json:"best_baseline_rows_per_s"`
+	// PeakRSSMB is role → MB for each table size of the memory runs (keyed by its rows).
+	PeakRSSMB map[string]map[string]float64 `json:"peak_rss_mb"`
+
+	BestBaseline string `json:"best_baseline"`
+	// E2EHeadline names the run the two e2e figures above come from: the no-op model run
+	// with the fastest first epoch among the fetcher counts.
+	E2EHeadline              string  `json:"e2e_headline_run"`
+	E2EMLPFirstEpochRowsPerS float64 `json:"e2e_mlp_first_epoch_rows_per_s"`
+	E2EMLPReplayRowsPerS     float64 `json:"e2e_mlp_replay_rows_per_s"`
+	TimeToFirstBatchS        float64 `json:"time_to_first_batch_s"`
+
+	Command      string           `json:"command"`
+	StartedAt    string           `json:"started_at"`
+	Seconds      float64          `json:"seconds"`
+	TableSeconds float64          `json:"table_seconds"`
+	Machine      machine          `json:"machine"`
+	Ceiling      ceilingResult    `json:"ceiling"`
+	Baselines    []baselineResult `json:"baselines"`
+	E2E          []*e2eResult     `json:"e2e"`
+	Memory       []memoryResult   `json:"memory"`
+	Targets      []target         `json:"targets"`
+}
+
+type machine struct {
+	Cores        int     `json:"cores"`
+	CPU          string  `json:"cpu"`
+	MemoryGB     float64 `json:"memory_gb"`
+	Kernel       string  `json:"kernel"`
+	Go           string  `json:"go"`
+	PostgreSQL   string  `json:"postgresql"`
+	NATSServer   string  `json:"nats_server"`
+	NATSClient   string  `json:"nats_go"`
+	Pgx          string  `json:"pgx"`
+	Python       string  `json:"python"`
+	LoadAvgStart string  `json:"load_avg_start"`
+	LoadAvgEnd   string  `json:"load_avg_end"`
+}
+
+type ceilingResult struct {
+	RowsPerS  float64 `json:"rows_per_s"`
+	Runs      []rate  `json:"runs"`
+	Bytes     int64   `json:"bytes"`
+	PeakRSSMB float64 `json:"peak_rss_mb"`
+}
+
+type baselineResult struct {
+	Name           string  `json:"name"`
+	Lang           string  `json:"lang"`
+	Method         string  `json:"method"`
+	Rows           int64   `json:"rows"`
+	Seconds        float64 `json:"seconds"`
+	RowsPerS       float64 `json:"rows_per_s"`
+	RatioToCeiling float64 `json:"ratio_to_ceiling"`
+	PeakRSSMB      float64 `json:"peak_rss_mb"`
+	Width          int     `json:"width"`
+	XSum           float64 `json:"x_sum"`
+	YSum           float64 `json:"y_sum"`
+}
+
+type memoryResult struct {
+	Rows      int              `json:"rows"`
+	Run       *e2eResult       `json:"run"`
+	Baselines []baselineResult `json:"baselines"`
+}
+
+type target struct {
+	Name string  `json:"name"`
+	Want string  `json:"want"`
+	Got  float64 `json:"got"`
+	Unit string  `json:"unit"`
+	Met  bool    `json:"met"`
+}
+
+// roles in the order of the data path; "nats" is the NATS server the roles share.
+var roles = []string{"nats", "coordinator", "fetcher", "preprocessor", "trainer"}
+
+func machineFacts(ctx context.Context, h *harness) (machine, error) {
+	m := machine{
+		Cores:        runtime.NumCPU(),
+		Go:           runtime.Version(),
+		NATSServer:   server.VERSION,
+		LoadAvgStart: loadAvg(),
+	}
+	if err := h.pool.QueryRow(ctx, "show server_version").Scan(&m.PostgreSQL); err != nil {
+		return m, err
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	m.CPU = procField("/proc/cpuinfo", "model name")
+	if kb, err := strconv.ParseFloat(strings.Fields(procField("/proc/meminfo", "MemTotal") + " 0")[0], 64); err == nil {
+		m.MemoryGB = kb / (1 << 20)
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			switch d.Path {
+			case "github.com/nats-io/nats.go":
+				m.NATSClient = d.Version
+			case "github.com/jackc/pgx/v5":
+				m.Pgx = d.Version
+			}
+		}
+	}
+	return m, nil
+}
+
+// procField is the value of the first "key: value" line of a /proc file.
+func procField(path, key string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// pickHeadlines chooses the runs the top-level figures come from.
+func (r *results) pickHeadlines() {
+	var best, bestMLP *e2eResult
+	for _, e := range r.E2E {
+		switch e.Model {
+		case modelNoop:
+			if best == nil || e.FirstEpoch.RowsPerS > best.FirstEpoch.RowsPerS {
+				best = e
+			}
+		case modelMLP:
+			if bestMLP == nil || e.FirstEpoch.RowsPerS > bestMLP.FirstEpoch.RowsPerS {
+				bestMLP = e
+			}
+		}
+	}
+	if best != nil {
+		r.E2EHeadline = fmt.Sprintf("%s model, %d fetcher(s)", best.Model, best.Fetchers)
+		r.E2EFirstEpochRowsPerS = best.FirstEpoch.RowsPerS
+		r.E2EReplayRowsPerS = best.ReplayEpochs.RowsPerS
+		r.TimeToFirstBatchS = best.TimeToFirstBatch
+	}
+	if bestMLP != nil {
+		r.E2EMLPFirstEpochRowsPerS = bestMLP.FirstEpoch.RowsPerS
+		r.E2EMLPReplayRowsPerS = bestMLP.ReplayEpochs.RowsPerS
+	}
+}
+
+// judge checks the issue's targets against what was measured.
+func (r *results) judge() {
+	c := r.CopyRowsPerS
+	r.Targets = append(r.Targets,
+		target{Name: "first epoch vs binary COPY", Want: "≥ 0.5×", Got: ratio(r.E2EFirstEpochRowsPerS, c), Unit: "×", Met: r.E2EFirstEpochRowsPerS >= 0.5*c},
+		target{Name: "first epoch vs best usual way (" + r.BestBaseline + ")", Want: "≥ 2×", Got: ratio(r.E2EFirstEpochRowsPerS, r.BestBaselineRowsPerS), Unit: "×",
+			Met: r.E2EFirstEpochRowsPerS >= 2*r.BestBaselineRowsPerS},
+		target{Name: "replay epoch vs binary COPY", Want: "≥ 1×", Got: ratio(r.E2EReplayRowsPerS, c), Unit: "×", Met: r.E2EReplayRowsPerS >= c},
+	)
+	if len(r.Memory) == 2 {
+		small, large := r.Memory[0], r.Memory[1]
+		for _, role := range roles {
+			a, b := small.Run.PeakRSSMB[role], large.Run.PeakRSSMB[role]
+			r.Targets = append(r.Targets, target{
+				Name: fmt.Sprintf("%s peak RSS at %s vs %s rows", role, human(large.Rows), human(small.Rows)),
+				Want: "≤ 1.10×", Got: ratio(b, a), Unit: "×", Met: b <= 1.10*a,
+			})
+		}
+	}
+}
+
+func (r *results) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	r.Command = commandLine()
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	var md strings.Builder
+	r.markdown(&md)
+	return os.WriteFile(filepath.Join(dir, "results.md"), []byte(md.String()), 0o644)
+}
+
+func commandLine() string {
+	args := slices.Clone(os.Args[1:])
+	return "pipeline " + strings.Join(args, " ")
+}
+
+func (r *results) markdown(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	m := r.Machine
+	p("# pgtrain pipeline benchmark\n\n")
+	p("%s rows (bigint key, 16 real features, one text category of %d values, a real label), measured one after another in one run of `%s`, started %s, %.0f s in all.\n\n",
+		human(int(r.Rows)), len(categories), r.Command, r.StartedAt, r.Seconds)
+	p("Machine: %d cores (%s), %.0f GB; Linux %s; %s; PostgreSQL %s; nats-server %s, nats.go %s; pgx %s; %s.\n",
+		m.Cores, m.CPU, m.MemoryGB, m.Kernel, m.Go, m.PostgreSQL, m.NATSServer, m.NATSClient, m.Pgx, pythonLine(m.Python))
+	p("PostgreSQL, NATS and every role share those cores, and the machine was not idle: the load average was %s at the start and %s at the end. Figures from one run; compare them with each other rather than across runs.\n\n",
+		m.LoadAvgStart, m.LoadAvgEnd)
+
+	p("## Headline\n\n| figure | rows/s | × binary COPY |\n|---|---:|---:|\n")
+	p("| binary COPY into a discarding writer (ceiling) | %s | 1.00 |\n", num(r.CopyRowsPerS))
+	p("| best usual way (%s) | %s | %.2f |\n", r.BestBaseline, num(r.BestBaselineRowsPerS), ratio(r.BestBaselineRowsPerS, r.CopyRowsPerS))
+	p("| pgtrain first epoch, from PostgreSQL (%s) | %s | %.2f |\n", r.E2EHeadline, num(r.E2EFirstEpochRowsPerS), ratio(r.E2EFirstEpochRowsPerS, r.CopyRowsPerS))
+	p("| pgtrain replay epoch, from READY (same run) | %s | %.2f |\n", num(r.E2EReplayRowsPerS), ratio(r.E2EReplayRowsPerS, r.CopyRowsPerS))
+	p("| pgtrain first epoch with the MLP (best fetcher count) | %s | %.2f |\n", num(r.E2EMLPFirstEpochRowsPerS), ratio(r.E2EMLPFirstEpochRowsPerS, r.CopyRowsPerS))
+	p("| pgtrain replay epoch with the MLP | %s | %.2f |\n\n", num(r.E2EMLPReplayRowsPerS), ratio(r.E2EMLPReplayRowsPerS, r.CopyRowsPerS))
+	p("Time from job submission to the first training step (%s): %.2f s.\n\n", r.E2EHeadline, r.TimeToFirstBatchS)
+
+	p("## Targets\n\n| target | want | measured | met |\n|---|---|---:|---|\n")
+	for _, t := range r.Targets {
+		met := "yes"
+		if !t.Met {
+			met = "**no**"
+		}
+		p("| %s | %s | %.2f%s | %s |\n", t.Name, t.Want, t.Got, t.Unit, met)
+	}
+
+	p("\n## 1. Ceiling\n\n`COPY table (needed columns) TO STDOUT WITH (FORMAT binary)` through pgconn's `CopyTo` into a writer that discards it, after one unrecorded warm-up: median of %d runs, %s rows/s (%s per row).\n\n",
+		len(r.Ceiling.Runs), num(r.Ceiling.RowsPerS), bytesPerRow(r.Ceiling.Bytes, r.Rows))
+	p("| run | seconds | rows/s |\n|---|---:|---:|\n")
+	for i, run := range r.Ceiling.Runs {
+		p("| %d | %.2f | %s |\n", i+1, run.Seconds, num(run.RowsPerS))
+	}
+
+	p("\n## 2. The usual ways\n\nEach reads the table and ends with the same float32 arrays as pgtrain's preprocessing (16 standardised columns, the category one-hot, the label), in its own process; its time runs from connecting to the arrays being built, its memory is the process's peak RSS.\n\n")
+	p("| way | seconds | rows/s | × COPY | peak RSS (MB) |\n|---|---:|---:|---:|---:|\n")
+	for _, b := range r.Baselines {
+		p("| %s | %.2f | %s | %.2f | %.0f |\n", baselineLabel(b), b.Seconds, num(b.RowsPerS), b.RatioToCeiling, b.PeakRSSMB)
+	}
+	if !strings.HasPrefix(m.Python, "/") {
+		p("\nPython baselines: %s.\n", m.Python)
+	}
+
+	p("\n## 3. pgtrain end to end\n\nEvery role in its own process; preprocessing standardises the 16 columns and one-hots the category. First epoch: from the submission's answer (the plan is ready) until the trainer's epoch result is seen; \"with planning\" also counts the submission (statistics and range split in SQL). Replay: the later epochs, timed by the trainer, read from READY.\n\n")
+	p("| model | fetchers | preprocessors | plan (s) | first epoch rows/s | × COPY | with planning rows/s | replay rows/s | × COPY | first batch after (s) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, e := range r.E2E {
+		replay := "—"
+		replayRatio := "—"
+		if e.Replay && e.ReplayEpochs.Rows > 0 {
+			replay, replayRatio = num(e.ReplayEpochs.RowsPerS), fmt.Sprintf("%.2f", e.ReplayEpochs.RatioToCeiling)
+		} else if e.ReplayEpochs.Rows > 0 {
+			replay, replayRatio = num(e.ReplayEpochs.RowsPerS)+" (re-read)", fmt.Sprintf("%.2f", e.ReplayEpochs.RatioToCeiling)
+		}
+		p("| %s | %d | %d | %.2f | %s | %.2f | %s | %s | %s | %.2f |\n",
+			e.Model, e.Fetchers, e.Preprocessors, e.PlanSeconds, num(e.FirstEpoch.RowsPerS), e.FirstEpoch.RatioToCeiling,
+			num(e.FirstEpochWithPlan.RowsPerS), replay, replayRatio, e.TimeToFirstBatch)
+	}
+	p("\nPeak RSS of each role in these runs (MB; fetcher: the largest of the fetchers):\n\n| model | fetchers |")
+	for _, role := range roles {
+		p(" %s |", role)
+	}
+	p("\n|---|---:|%s\n", strings.Repeat("---:|", len(roles)))
+	for _, e := range r.E2E {
+		p("| %s | %d |", e.Model, e.Fetchers)
+		for _, role := range roles {
+			p(" %.0f |", e.PeakRSSMB[role])
+		}
+		p("\n")
+	}
+
+	if len(r.Memory) == 2 {
+		small, large := r.Memory[0], r.Memory[1]
+		p("\n## 4. Memory\n\nPeak RSS (MB) of each process at %s and %s rows: pgtrain's roles (%s), and the Go versions of the usual ways on the same tables.\n\n",
+			human(small.Rows), human(large.Rows), small.Run.e2eConfig)
+		p("| process | %s rows | %s rows | ratio |\n|---|---:|---:|---:|\n", human(small.Rows), human(large.Rows))
+		for _, role := range roles {
+			a, b := small.Run.PeakRSSMB[role], large.Run.PeakRSSMB[role]
+			p("| pgtrain %s | %.0f | %.0f | %.2f |\n", role, a, b, ratio(b, a))
+		}
+		for i := range small.Baselines {
+			a, b := small.Baselines[i].PeakRSSMB, large.Baselines[i].PeakRSSMB
+			p("| %s | %.0f | %.0f | %.2f |\n", baselineLabel(small.Baselines[i]), a, b, ratio(b, a))
+		}
+		p("\nThe same runs' speed: first epoch %s and %s rows/s, replay %s and %s rows/s.\n",
+			num(small.Run.FirstEpoch.RowsPerS), num(large.Run.FirstEpoch.RowsPerS),
+			num(small.Run.ReplayEpochs.RowsPerS), num(large.Run.ReplayEpochs.RowsPerS))
+	}
+
+	p("\n## 5. Time to first batch\n\nSeconds from sending the job to the trainer's first training step (planning, the first key range read, preprocessed and delivered):\n\n| model | fetchers | seconds |\n|---|---:|---:|\n")
+	for _, e := range r.E2E {
+		p("| %s | %d | %.2f |\n", e.Model, e.Fetchers, e.TimeToFirstBatch)
+	}
+}
+
+func baselineLabel(b baselineResult) string {
+	lang := map[string]string{"go": "Go", "python": "Python"}[b.Lang]
+	what := map[string]string{
+		"fetchall": "one query, all rows into memory",
+		"cursor":   "server-side cursor, 1024 rows per FETCH",
+		"csv":      "COPY … CSV parsed into arrays",
+	}[b.Method]
+	return lang + ": " + what
+}
+
+func pythonLine(s string) string {
+	if strings.HasPrefix(s, "/") {
+		_, v, _ := strings.Cut(s, ": ")
+		return v
+	}
+	return "Python baselines " + s
+}
+
+func bytesPerRow(bytes, rows int64) string {
+	if rows == 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f bytes", float64(bytes)/float64(rows))
+}
+
+// num prints a rate with thousands separators.
+func num(v float64) string {
+	s := strconv.FormatInt(int64(v+0.5), 10)
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+// human prints a row count as 20k, 1M, 2.5M.
+func human(n int) string {
+	switch {
+	case n >= 1_000_000 && n%100_000 == 0:
+		return strconv.FormatFloat(float64(n)/1e6, 'f', -1, 64) + "M"
+	case n >= 1000 && n%100 == 0:
+		return strconv.FormatFloat(float64(n)/1e3, 'f', -1, 64) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+func (r *results) printSummary(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	c := r.CopyRowsPerS
+	p("\n%s rows on %d cores (load average %s → %s)\n", human(int(r.Rows)), r.Machine.Cores, r.Machine.LoadAvgStart, r.Machine.LoadAvgEnd)
+	p("  binary COPY ceiling        %12s rows/s\n", num(c))
+	p("  best usual way             %12s rows/s  %.2f× COPY  (%s)\n", num(r.BestBaselineRowsPerS), ratio(r.BestBaselineRowsPerS, c), r.BestBaseline)
+	p("  pgtrain first epoch        %12s rows/s  %.2f× COPY  %.2f× best usual way  (%s)\n", num(r.E2EFirstEpochRowsPerS),
+		ratio(r.E2EFirstEpochRowsPerS, c), ratio(r.E2EFirstEpochRowsPerS, r.BestBaselineRowsPerS), r.E2EHeadline)
+	p("  pgtrain replay epoch       %12s rows/s  %.2f× COPY\n", num(r.E2EReplayRowsPerS), ratio(r.E2EReplayRowsPerS, c))
+	p("  pgtrain MLP first / replay %12s / %s rows/s\n", num(r.E2EMLPFirstEpochRowsPerS), num(r.E2EMLPReplayRowsPerS))
+	p("  first batch after          %12.2f s\n", r.TimeToFirstBatchS)
+	sizes := make([]string, 0, len(r.PeakRSSMB))
+	for k := range r.PeakRSSMB {
+		sizes = append(sizes, k)
+	}
+	sort.Slice(sizes, func(i, j int) bool { a, _ := strconv.Atoi(sizes[i]); b, _ := strconv.Atoi(sizes[j]); return a < b })
+	for _, s := range sizes {
+		n, _ := strconv.Atoi(s)
+		p("  peak RSS at %-6s rows    ", human(n))
+		for _, role := range roles {
+			p(" %s %.0f MB", role, r.PeakRSSMB[s][role])
+		}
+		p("\n")
+	}
+	for _, t := range r.Targets {
+		mark := "met"
+		if !t.Met {
+			mark = "MISSED"
+		}
+		p("  target %-52s %s: %.2f%s (%s)\n", t.Name, t.Want, t.Got, t.Unit, mark)
+	}
+}
