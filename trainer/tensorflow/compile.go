@@ -1,0 +1,52 @@
+package tensorflow
+
+import (
+	"errors"
+	"fmt"
+
+	"pgtrain/messages"
+	"pgtrain/trainer/model"
+)
+
+// ErrUnsupported is returned for compile settings the TensorFlow graph does not implement.
+var ErrUnsupported = errors.New("not supported by the tensorflow backend")
+
+// compileFromPlan maps the job spec's optimizer, loss and metrics to compile settings, field
+// for field as the go backend does, so that a spec means the same on both backends.
+func compileFromPlan(plan *messages.Plan) model.Compile {
+	o := plan.Spec.Optimizer
+	return model.Compile{
+		Optimizer: model.OptimizerConfig{
+			Name: o.Name, LearningRate: o.LearningRate, Momentum: o.Momentum, Nesterov: o.Nesterov,
+			Beta1: o.Beta1, Beta2: o.Beta2, Epsilon: o.Epsilon, Rho: o.Rho,
+			WeightDecay: o.WeightDecay, ClipNorm: o.ClipNorm,
+		},
+		Loss:       plan.Spec.Loss,
+		FromLogits: plan.Spec.FromLogits,
+		Metrics:    plan.Spec.Metrics,
+	}
+}
+
+// checkSupported refuses normalised compile settings the graph does not implement: learning
+// rate schedules and the TF.js forms of the updates (which exist for bit-level comparisons
+// with TensorFlow.js, not for training).
+func checkSupported(c model.Compile) error {
+	switch o := c.Optimizer; {
+	case o.Schedule != nil:
+		return fmt.Errorf("learning rate schedule %q: %w", o.Schedule.Kind, ErrUnsupported)
+	case o.TFJSForm || o.TFJSEpsilon:
+		return fmt.Errorf("the TF.js form of the optimizer updates: %w", ErrUnsupported)
+	}
+	switch c.Optimizer.Name {
+	case model.OptSGD, model.OptAdam, model.OptAdamW, model.OptRMSprop:
+	default:
+		return fmt.Errorf("optimizer %q: %w", c.Optimizer.Name, ErrUnsupported)
+	}
+	switch c.Loss {
+	case model.LossMSE, model.LossMAE, model.LossHuber, model.LossBinaryCrossentropy,
+		model.LossCategoricalCE, model.LossSparseCategoricalCE:
+	default:
+		return fmt.Errorf("loss %q: %w", c.Loss, ErrUnsupported)
+	}
+	return nil
+}
