@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"runtime"
 )
 
 // param is one weight tensor. Trainable ones have a gradient buffer and optimizer slots.
@@ -12,6 +13,19 @@ type param struct {
 	g         []float32
 	trainable bool
 	slots     [][]float32
+}
+
+// view is the part [lo, hi) of a parameter's values, gradient and slots, for elementwise
+// updates split over goroutines.
+func (p *param) view(lo, hi int) *param {
+	if lo == 0 && hi == len(p.w) {
+		return p
+	}
+	v := &param{name: p.name, w: p.w[lo:hi], g: p.g[lo:hi], trainable: p.trainable, slots: make([][]float32, len(p.slots))}
+	for i, s := range p.slots {
+		v.slots[i] = s[lo:hi]
+	}
+	return v
 }
 
 func newParam(name string, trainable bool, shape ...int) *param {
@@ -79,23 +93,26 @@ func (d *denseLayer) forward(x []float32, rows int, training bool, _ *rng) []flo
 	n := rows * d.out
 	d.z = grow(d.z, n)
 	sgemm(false, false, rows, d.out, d.in, x, d.in, d.kernel.w, d.out, d.z, d.out, false)
-	if d.bias != nil {
-		b := d.bias.w
-		for r := 0; r < rows; r++ {
-			zr := d.z[r*d.out : (r+1)*d.out]
-			for j := range zr {
-				zr[j] += b[j]
-			}
-		}
-	}
+	y := d.z
 	if d.act.needsPre() {
 		d.y = grow(d.y, n)
-		d.act.forward(d.z, d.y, rows, d.out)
-		return d.y[:n]
+		y = d.y
 	}
-	// The pre-activation is not needed later: apply the activation in place.
-	d.act.forward(d.z, d.z, rows, d.out)
-	return d.z[:n]
+	// Otherwise the pre-activation is not needed later: the activation applies in place.
+	out := d.out
+	parallelRows(rows, out, func(r0, r1 int) {
+		if d.bias != nil {
+			b := d.bias.w
+			for r := r0; r < r1; r++ {
+				zr := d.z[r*out : (r+1)*out]
+				for j := range zr {
+					zr[j] += b[j]
+				}
+			}
+		}
+		d.act.forward(d.z[r0*out:r1*out], y[r0*out:r1*out], r1-r0, out)
+	})
+	return y[:n]
 }
 
 func (d *denseLayer) backward(dy []float32, rows int, needDX bool) []float32 {
@@ -103,7 +120,10 @@ func (d *denseLayer) backward(dy []float32, rows int, needDX bool) []float32 {
 	if d.act.needsPre() {
 		y = d.y
 	}
-	d.act.backward(dy, y, d.z, rows, d.out)
+	out := d.out
+	parallelRows(rows, out, func(r0, r1 int) {
+		d.act.backward(dy[r0*out:r1*out], y[r0*out:r1*out], d.z[r0*out:r1*out], r1-r0, out)
+	})
 	// dW = xᵀ·dz, db = Σ_rows dz, dx = dz·Wᵀ.
 	sgemm(true, false, d.in, d.out, rows, d.x, d.in, dy, d.out, d.kernel.g, d.out, false)
 	if d.bias != nil {
@@ -115,6 +135,16 @@ func (d *denseLayer) backward(dy []float32, rows int, needDX bool) []float32 {
 	d.dx = grow(d.dx, rows*d.in)
 	sgemm(false, true, rows, d.in, d.out, dy, d.out, d.kernel.w, d.out, d.dx, d.in, false)
 	return d.dx
+}
+
+// parallelRows runs fn over row ranges of a rows×dim block, split over the cores when the
+// block is large. fn must treat rows independently, so the split cannot change results.
+func parallelRows(rows, dim int, fn func(r0, r1 int)) {
+	workers := 1
+	if rows*dim >= 1<<16 {
+		workers = min(runtime.GOMAXPROCS(0), rows)
+	}
+	parallelFor(workers, rows, fn)
 }
 
 // colSum writes the column sums of a rows×dim block, each summed in row order.

@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"runtime"
 )
 
 // optimizer applies one update to every trainable parameter, with the arithmetic of Keras 3
@@ -84,62 +85,80 @@ func (o *optimizer) apply(ps []*param) {
 		if c.ClipNorm > 0 {
 			clipByNorm(g, float32(c.ClipNorm))
 		}
-		w := p.w
-		if c.WeightDecay > 0 {
-			wd := float32(c.WeightDecay)
-			for i := range w {
-				w[i] -= w[i] * wd * lr
-			}
+		// The update is elementwise: large tensors are split over the cores (each element is
+		// still computed one way, so results do not depend on the split).
+		n := len(p.w)
+		chunks := 1
+		if n >= 1<<16 {
+			chunks = min(runtime.GOMAXPROCS(0), n>>15)
 		}
-		switch c.Name {
-		case OptSGD:
-			o.sgd(p, w, g, lr)
-		case OptAdam, OptAdamW:
-			m, v := p.slots[0], p.slots[1]
-			b1, b2, eps := float32(c.Beta1), float32(c.Beta2), float32(c.Epsilon)
-			if c.TFJSEpsilon {
-				omb1, omb2 := float32(1-c.Beta1), float32(1-c.Beta2)
-				for i, gi := range g {
-					m[i] = m[i]*b1 + gi*omb1
-					v[i] = v[i]*b2 + (gi*gi)*omb2
-					mh := m[i] / oneMinusAcc1
-					vh := v[i] / oneMinusAcc2
-					w[i] += (mh / (sqrt32(vh) + eps)) * -lr
-				}
-			} else {
-				omb1, omb2 := float32(1-c.Beta1), float32(1-c.Beta2)
-				for i, gi := range g {
-					m[i] += (gi - m[i]) * omb1
-					v[i] += (gi*gi - v[i]) * omb2
-					w[i] -= (m[i] * alpha) / (sqrt32(v[i]) + eps)
-				}
+		parallelFor(chunks, chunks, func(lo, hi int) {
+			for ch := lo; ch < hi; ch++ {
+				o.update(p.view(ch*n/chunks, (ch+1)*n/chunks), lr, alpha, oneMinusAcc1, oneMinusAcc2)
 			}
-		case OptRMSprop:
-			rho, eps := float32(c.Rho), float32(c.Epsilon)
-			omr := float32(1 - c.Rho)
-			v := p.slots[0]
-			if c.Momentum > 0 {
-				mom := p.slots[1]
-				mu := float32(c.Momentum)
-				for i, gi := range g {
-					v[i] = rho*v[i] + omr*(gi*gi)
-					inc := lr * gi / sqrt32(v[i]+eps)
-					mom[i] = mu*mom[i] + inc
-					w[i] -= mom[i]
-				}
-			} else {
-				for i, gi := range g {
-					v[i] = rho*v[i] + omr*(gi*gi)
-					w[i] -= lr * gi / sqrt32(v[i]+eps)
-				}
-			}
-		}
+		})
 	}
 	if c.TFJSEpsilon && (c.Name == OptAdam || c.Name == OptAdamW) {
 		o.accBeta1 *= float32(c.Beta1)
 		o.accBeta2 *= float32(c.Beta2)
 	}
 	o.iterations++
+}
+
+// update applies the step to one parameter (or a slice of one, see view).
+func (o *optimizer) update(p *param, lr, alpha, oneMinusAcc1, oneMinusAcc2 float32) {
+	c := &o.cfg
+	g := p.g
+	w := p.w
+	if c.WeightDecay > 0 {
+		wd := float32(c.WeightDecay)
+		for i := range w {
+			w[i] -= w[i] * wd * lr
+		}
+	}
+	switch c.Name {
+	case OptSGD:
+		o.sgd(p, w, g, lr)
+	case OptAdam, OptAdamW:
+		m, v := p.slots[0], p.slots[1]
+		b1, b2, eps := float32(c.Beta1), float32(c.Beta2), float32(c.Epsilon)
+		if c.TFJSEpsilon {
+			omb1, omb2 := float32(1-c.Beta1), float32(1-c.Beta2)
+			for i, gi := range g {
+				m[i] = m[i]*b1 + gi*omb1
+				v[i] = v[i]*b2 + (gi*gi)*omb2
+				mh := m[i] / oneMinusAcc1
+				vh := v[i] / oneMinusAcc2
+				w[i] += (mh / (sqrt32(vh) + eps)) * -lr
+			}
+		} else {
+			omb1, omb2 := float32(1-c.Beta1), float32(1-c.Beta2)
+			for i, gi := range g {
+				m[i] += (gi - m[i]) * omb1
+				v[i] += (gi*gi - v[i]) * omb2
+				w[i] -= (m[i] * alpha) / (sqrt32(v[i]) + eps)
+			}
+		}
+	case OptRMSprop:
+		rho, eps := float32(c.Rho), float32(c.Epsilon)
+		omr := float32(1 - c.Rho)
+		v := p.slots[0]
+		if c.Momentum > 0 {
+			mom := p.slots[1]
+			mu := float32(c.Momentum)
+			for i, gi := range g {
+				v[i] = rho*v[i] + omr*(gi*gi)
+				inc := lr * gi / sqrt32(v[i]+eps)
+				mom[i] = mu*mom[i] + inc
+				w[i] -= mom[i]
+			}
+		} else {
+			for i, gi := range g {
+				v[i] = rho*v[i] + omr*(gi*gi)
+				w[i] -= lr * gi / sqrt32(v[i]+eps)
+			}
+		}
+	}
 }
 
 func (o *optimizer) sgd(p *param, w, g []float32, lr float32) {

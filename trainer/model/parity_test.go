@@ -307,7 +307,7 @@ func fitDefs(t testing.TB) []fitDef {
 			spec:    `{"layers":[{"type":"dense","units":10,"activation":"tanh","name":"h"},{"type":"dense","units":5,"name":"logits"}]}`,
 			compile: Compile{Loss: "sparse_categorical_crossentropy", FromLogits: true, Metrics: []string{"accuracy"}, Optimizer: OptimizerConfig{Name: "sgd", LearningRate: 0.1, Momentum: 0.5, TFJSForm: true}}},
 		{name: "mse_sgd_nesterov", tol: 1e-6, inputDim: 4, rows: 70, batch: 16, epochs: 4, valSplit: 0.2, task: "regression", classes: 2, seed: 10,
-			spec: `{"layers":[{"type":"dense","units":7,"activation":"sigmoid","name":"h"},{"type":"dense","units":2,"name":"out"}]}`,
+			spec:    `{"layers":[{"type":"dense","units":7,"activation":"sigmoid","name":"h"},{"type":"dense","units":2,"name":"out"}]}`,
 			compile: Compile{Loss: "mse", Optimizer: OptimizerConfig{Name: "sgd", LearningRate: 0.05, Momentum: 0.9, Nesterov: true}}},
 		{name: "bce_logits_mae_rmsprop_momentum", tol: 1e-5, inputDim: 6, rows: 80, batch: 24, epochs: 4, valRows: 20, task: "binary", classes: 2, seed: 8,
 			spec:    `{"layers":[{"type":"dense","units":9,"activation":"relu","name":"h"},{"type":"dense","units":2,"name":"logits"}]}`,
