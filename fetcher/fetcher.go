@@ -299,7 +299,9 @@ func (s *session) run(ctx context.Context) {
 			s.abandon(ctx)
 			return
 		}
-		faultpoint.Hit(faultpoint.FetcherAfterPublish)
+		if !p.Batch.Last {
+			faultpoint.Hit(faultpoint.FetcherAfterPublish)
+		}
 		rows += int64(p.Batch.Rows())
 		pagesOut++
 		s.mu.Lock()

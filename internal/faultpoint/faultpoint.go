@@ -15,8 +15,9 @@ const EnvVar = "PGTRAIN_FAULT"
 
 // The points the roles declare. Each name says where the process dies.
 const (
-	// FetcherAfterPublish: a RAW page is acknowledged by the stream, and the lease does not
-	// record it yet. A resumed range re-publishes it; the message id must drop the copy.
+	// FetcherAfterPublish: a RAW page that is not its range's last is acknowledged by the
+	// stream, and the lease does not record it yet. The range's next holder publishes it
+	// again; the message id must make the stream drop the copy.
 	FetcherAfterPublish = "fetcher.after_publish"
 	// FetcherAfterReport: the lease records the pages published so far (mid-range).
 	FetcherAfterReport = "fetcher.after_report"

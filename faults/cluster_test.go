@@ -1,0 +1,254 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"pgtrain/coordinator/client"
+	"pgtrain/messages"
+)
+
+// Cluster shape and timings. The lease TTL and the RAW ack wait are short so that a dead
+// holder's work is taken over within seconds; every process gets the same values.
+const (
+	numFetchers      = 3
+	numPreprocessors = 2
+	leaseTTL         = 2 * time.Second
+	rawAckWait       = 2 * time.Second
+	window           = 4
+	// READY limits: replayMaxBytes holds the whole table (later epochs replay READY);
+	// rereadMaxBytes does not, so every epoch reads PostgreSQL again.
+	replayMaxBytes = 256 << 20
+	rereadMaxBytes = 6 << 20
+)
+
+// clusterOptions changes one scenario's cluster.
+type clusterOptions struct {
+	readyMaxBytes int64
+	// fetcherEnv and preprocEnv add environment variables to the first start of worker i.
+	fetcherEnv  map[int][]string
+	preprocEnv  map[int][]string
+	trainerEnv  []string
+	trainerArgs []string
+	fetcherArgs []string
+}
+
+// cluster is every pgtrain role as its own OS process on loopback, plus the shared
+// PostgreSQL server: a nats-server (`pgtrain nats`), the coordinator, the fetchers, the
+// preprocessors and one trainer.
+type cluster struct {
+	t        *testing.T
+	dir      string
+	env      []string
+	natsURL  string
+	coordURL string
+	client   *client.Client
+
+	nats          *proc
+	coordinator   *proc
+	fetchers      []*proc
+	preprocessors []*proc
+	trainer       *proc
+}
+
+// all lists the processes in start order.
+func (c *cluster) all() []*proc {
+	ps := []*proc{c.nats, c.coordinator}
+	ps = append(ps, c.fetchers...)
+	ps = append(ps, c.preprocessors...)
+	return append(ps, c.trainer)
+}
+
+func startCluster(t *testing.T, o clusterOptions) *cluster {
+	t.Helper()
+	dir := t.TempDir()
+	natsPort, coordPort := freePort(t), freePort(t)
+	c := &cluster{
+		t:        t,
+		dir:      dir,
+		natsURL:  fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
+		coordURL: fmt.Sprintf("http://127.0.0.1:%d", coordPort),
+	}
+	c.env = []string{
+		"PGTRAIN_LOG_FORMAT=json",
+		"PGTRAIN_NATS_URL=" + c.natsURL,
+		"PGTRAIN_COORDINATOR=" + c.coordURL,
+		"PGTRAIN_DSN=" + pg.DSN,
+		"PGTRAIN_READY_MAX_BYTES=" + strconv.FormatInt(o.readyMaxBytes, 10),
+		"PGTRAIN_RAW_ACK_WAIT=" + rawAckWait.String(),
+		"PGTRAIN_FAULT=", // never inherited from the environment of the test itself
+	}
+	c.client = client.New(c.coordURL, nil)
+	t.Cleanup(func() { c.stop() })
+
+	mk := func(name string, args ...string) *proc {
+		return &proc{name: name, args: args, logPath: filepath.Join(dir, name+".log")}
+	}
+	c.nats = mk("nats", "nats", "--store-dir", filepath.Join(dir, "nats"), "--port", strconv.Itoa(natsPort))
+	c.coordinator = mk("coordinator", "coordinator", "--listen", fmt.Sprintf("127.0.0.1:%d", coordPort),
+		"--lease-ttl", leaseTTL.String(), "--window", strconv.Itoa(window))
+	for i := range numFetchers {
+		p := mk(fmt.Sprintf("fetcher-%d", i+1), append([]string{"fetcher", "--id", fmt.Sprintf("fetcher-%d", i+1)}, o.fetcherArgs...)...)
+		c.fetchers = append(c.fetchers, withHealth(t, p))
+	}
+	for i := range numPreprocessors {
+		p := mk(fmt.Sprintf("preprocessor-%d", i+1), "preprocessor")
+		c.preprocessors = append(c.preprocessors, withHealth(t, p))
+	}
+	c.trainer = withHealth(t, mk("trainer", append([]string{"trainer", "--id", "trainer-1",
+		"--out-dir", filepath.Join(dir, "models")}, o.trainerArgs...)...))
+
+	c.must(c.nats.start(c.env))
+	c.must(waitTCP(c.nats, fmt.Sprintf("127.0.0.1:%d", natsPort), 20*time.Second))
+	c.must(c.coordinator.start(c.env))
+	c.must(c.waitCoordinator(30 * time.Second))
+	for i, p := range c.fetchers {
+		c.must(p.start(c.env, o.fetcherEnv[i]...))
+	}
+	for i, p := range c.preprocessors {
+		c.must(p.start(c.env, o.preprocEnv[i]...))
+	}
+	c.must(c.trainer.start(c.env, o.trainerEnv...))
+	for _, p := range c.all()[2:] {
+		c.must(p.ready(30 * time.Second))
+	}
+	return c
+}
+
+func withHealth(t *testing.T, p *proc) *proc {
+	p.health = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p.args = append(p.args, "--health-listen", p.health)
+	return p
+}
+
+func (c *cluster) must(err error) {
+	c.t.Helper()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// waitTCP waits until addr accepts connections (the nats-server has no probe listener).
+func waitTCP(p *proc, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-p.exited():
+			return fmt.Errorf("%s exited: %s", p.name, p.exitState())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening on %s after %s: %v", p.name, addr, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval of a condition with a deadline
+	}
+}
+
+// waitCoordinator waits until the coordinator's /readyz says NATS and PostgreSQL answer.
+func (c *cluster) waitCoordinator(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := c.client.Healthy(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-c.coordinator.exited():
+			return fmt.Errorf("coordinator exited: %s", c.coordinator.exitState())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("coordinator not ready after %s: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval of a condition with a deadline
+	}
+}
+
+// restart starts a process that has exited again, with its original flags and no fault.
+func (c *cluster) restart(p *proc) error {
+	if err := p.start(c.env); err != nil {
+		return err
+	}
+	switch {
+	case p == c.coordinator:
+		return c.waitCoordinator(30 * time.Second)
+	case p.health != "":
+		return p.ready(30 * time.Second)
+	}
+	return nil
+}
+
+// stop ends every process: the workers are SIGKILLed (the scenario is over; only the
+// processes' own state on disk matters) and the logs of a failed test are printed.
+func (c *cluster) stop() {
+	ps := c.all()
+	for i := len(ps) - 1; i >= 0; i-- { // the nats-server last, so nobody logs its absence
+		if ps[i] != nil && ps[i].running() {
+			_ = ps[i].kill()
+		}
+	}
+	if keep := os.Getenv("PGTRAIN_FAULTS_LOGS"); keep != "" {
+		// Keep every process's log for reading after the run.
+		dst := filepath.Join(keep, strings.ReplaceAll(c.t.Name(), "/", "_"))
+		if err := os.MkdirAll(dst, 0o755); err == nil {
+			for _, p := range ps {
+				if b, err := os.ReadFile(p.logPath); err == nil {
+					_ = os.WriteFile(filepath.Join(dst, filepath.Base(p.logPath)), b, 0o644)
+				}
+			}
+		}
+	}
+	if c.t.Failed() {
+		for _, p := range c.all() {
+			if p != nil {
+				c.t.Logf("---- last lines of %s (%s) ----\n%s", p.name, p.logPath, p.tail(25))
+			}
+		}
+	}
+}
+
+// status reads the job's status, riding out a coordinator that is restarting.
+func (c *cluster) status(id string) (*messages.JobStatus, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return c.client.Job(ctx, id)
+}
+
+// bus reads the streams' state through the coordinator.
+func (c *cluster) bus() (*messages.BusStatus, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return c.client.Bus(ctx)
+}
+
+// countLogs counts the JSON log records of the given processes whose message contains msg.
+func countLogs(ps []*proc, msg string) int {
+	n := 0
+	for _, p := range ps {
+		n += len(p.logLines(msg))
+	}
+	return n
+}
+
+// describeExit says how a process ended, for messages.
+func describeExit(p *proc) string {
+	st := p.exitState()
+	if st == nil {
+		return "running"
+	}
+	return strings.TrimSpace(st.String())
+}
