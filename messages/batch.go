@@ -1,10 +1,12 @@
 package messages
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -74,7 +76,7 @@ func (b *RawBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if err := encodeHeader(enc, 5+len(b.Columns)*4, b.BatchID, b.Last); err != nil {
 		return err
 	}
-	if err := enc.EncodeBytes(int64sToBytes(b.Keys)); err != nil {
+	if err := writeInt64s(enc, b.Keys); err != nil {
 		return err
 	}
 	for i := range b.Columns {
@@ -91,7 +93,7 @@ func (b *RawBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
 		var err error
 		switch c.Kind {
 		case ColumnFloat64:
-			err = enc.EncodeBytes(float64sToBytes(c.Float64))
+			err = writeFloat64s(enc, c.Float64)
 		case ColumnText:
 			err = enc.EncodeBytes(stringsToBytes(c.Text))
 		default:
@@ -113,11 +115,7 @@ func (b *RawBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if (n-5)%4 != 0 {
 		return fmt.Errorf("raw batch: %d fields: %w", n, errShape)
 	}
-	kb, err := dec.DecodeBytes()
-	if err != nil {
-		return err
-	}
-	if b.Keys, err = bytesToInt64s(kb); err != nil {
+	if b.Keys, err = readInt64s(dec); err != nil {
 		return fmt.Errorf("raw batch keys: %w", err)
 	}
 	rows := len(b.Keys)
@@ -136,17 +134,17 @@ func (b *RawBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 		if len(c.Nulls) > (rows+7)/8 {
 			return fmt.Errorf("raw batch column %q: null bitmap of %d bytes for %d rows: %w", c.Name, len(c.Nulls), rows, errShape)
 		}
-		data, err := dec.DecodeBytes()
-		if err != nil {
-			return err
-		}
 		switch c.Kind {
 		case ColumnFloat64:
-			c.Float64, err = bytesToFloat64s(data)
+			c.Float64, err = readFloat64s(dec)
 			if err == nil && len(c.Float64) != rows {
 				err = errShape
 			}
 		case ColumnText:
+			var data []byte
+			if data, err = dec.DecodeBytes(); err != nil {
+				return err
+			}
 			c.Text, err = bytesToStrings(data)
 			if err == nil && len(c.Text) != rows {
 				err = errShape
@@ -169,18 +167,19 @@ func (b *ReadyBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if err := encodeHeader(enc, 10, b.BatchID, b.Last); err != nil {
 		return err
 	}
-	for _, err := range []error{
-		enc.EncodeInt(int64(b.InputDim)),
-		enc.EncodeInt(int64(b.LabelDim)),
-		enc.EncodeBytes(int64sToBytes(b.Keys)),
-		enc.EncodeBytes(float32sToBytes(b.X)),
-		enc.EncodeBytes(float32sToBytes(b.Y)),
-	} {
-		if err != nil {
-			return err
-		}
+	if err := enc.EncodeInt(int64(b.InputDim)); err != nil {
+		return err
 	}
-	return nil
+	if err := enc.EncodeInt(int64(b.LabelDim)); err != nil {
+		return err
+	}
+	if err := writeInt64s(enc, b.Keys); err != nil {
+		return err
+	}
+	if err := writeFloat32s(enc, b.X); err != nil {
+		return err
+	}
+	return writeFloat32s(enc, b.Y)
 }
 
 // DecodeMsgpack reads what EncodeMsgpack wrote, checking the version and the shape.
@@ -201,19 +200,13 @@ func (b *ReadyBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if b.InputDim < 0 || b.LabelDim < 0 {
 		return fmt.Errorf("ready batch: negative width: %w", errShape)
 	}
-	var raw [3][]byte
-	for i := range raw {
-		if raw[i], err = dec.DecodeBytes(); err != nil {
-			return err
-		}
-	}
-	if b.Keys, err = bytesToInt64s(raw[0]); err != nil {
+	if b.Keys, err = readInt64s(dec); err != nil {
 		return fmt.Errorf("ready batch keys: %w", err)
 	}
-	if b.X, err = bytesToFloat32s(raw[1]); err != nil {
+	if b.X, err = readFloat32s(dec); err != nil {
 		return fmt.Errorf("ready batch features: %w", err)
 	}
-	if b.Y, err = bytesToFloat32s(raw[2]); err != nil {
+	if b.Y, err = readFloat32s(dec); err != nil {
 		return fmt.Errorf("ready batch labels: %w", err)
 	}
 	if len(b.X) != len(b.Keys)*b.InputDim || len(b.Y) != len(b.Keys)*b.LabelDim {
@@ -276,7 +269,7 @@ func decodeHeader(dec *msgpack.Decoder, kind string, id *BatchID, last *bool) (i
 }
 
 // EncodeRaw, DecodeRaw, EncodeReady and DecodeReady are the bus payloads.
-func EncodeRaw(b *RawBatch) ([]byte, error) { return msgpack.Marshal(b) }
+func EncodeRaw(b *RawBatch) ([]byte, error) { return marshalSized(b, b.encodedSize()) }
 
 func DecodeRaw(data []byte) (*RawBatch, error) {
 	var b RawBatch
@@ -286,7 +279,7 @@ func DecodeRaw(data []byte) (*RawBatch, error) {
 	return &b, nil
 }
 
-func EncodeReady(b *ReadyBatch) ([]byte, error) { return msgpack.Marshal(b) }
+func EncodeReady(b *ReadyBatch) ([]byte, error) { return marshalSized(b, b.encodedSize()) }
 
 func DecodeReady(data []byte) (*ReadyBatch, error) {
 	var b ReadyBatch
@@ -296,61 +289,198 @@ func DecodeReady(data []byte) (*ReadyBatch, error) {
 	return &b, nil
 }
 
-func int64sToBytes(v []int64) []byte {
-	out := make([]byte, 8*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint64(out[8*i:], uint64(x))
+// Batches are megabytes: encoding one into a buffer that starts small copies it again at
+// every doubling, and msgpack's DecodeBytes grows its result 1 MiB at a time. Profiles of the
+// pipeline showed the codec as the preprocessor's main cost, so a batch is encoded into a
+// buffer of its final size, and number columns are written and read through a small chunk
+// straight from and into their slices.
+
+// marshalSized encodes v into a buffer of capacity size (an upper estimate).
+func marshalSized(v any, size int) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(buf)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
-	return out
+	return buf.Bytes(), nil
 }
 
-func bytesToInt64s(b []byte) ([]int64, error) {
-	if len(b)%8 != 0 {
-		return nil, fmt.Errorf("%d bytes is not a whole number of int64s: %w", len(b), errShape)
+// headerSize bounds the encoded header and the small fields of a batch.
+func headerSize(id BatchID) int { return 64 + len(id.JobID) }
+
+func (b *RawBatch) encodedSize() int {
+	n := headerSize(b.BatchID) + 8*len(b.Keys)
+	for i := range b.Columns {
+		c := &b.Columns[i]
+		n += 16 + len(c.Name) + len(c.Nulls) + 8*len(c.Float64) + 4*len(c.Text)
+		for _, t := range c.Text {
+			n += len(t)
+		}
 	}
-	out := make([]int64, len(b)/8)
-	for i := range out {
-		out[i] = int64(binary.LittleEndian.Uint64(b[8*i:]))
-	}
-	return out, nil
+	return n
 }
 
-func float64sToBytes(v []float64) []byte {
-	out := make([]byte, 8*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint64(out[8*i:], math.Float64bits(x))
-	}
-	return out
+func (b *ReadyBatch) encodedSize() int {
+	return headerSize(b.BatchID) + 8*len(b.Keys) + 4*len(b.X) + 4*len(b.Y)
 }
 
-func bytesToFloat64s(b []byte) ([]float64, error) {
-	if len(b)%8 != 0 {
-		return nil, fmt.Errorf("%d bytes is not a whole number of float64s: %w", len(b), errShape)
+// chunkBytes is the conversion buffer of the number codecs.
+const chunkBytes = 8 << 10
+
+// writeInt64s, writeFloat64s and writeFloat32s write a column as one msgpack bin of
+// little-endian numbers (what EncodeBytes would write for the converted slice).
+func writeInt64s(enc *msgpack.Encoder, v []int64) error {
+	if err := enc.EncodeBytesLen(8 * len(v)); err != nil {
+		return err
 	}
-	out := make([]float64, len(b)/8)
-	for i := range out {
-		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+	chunk := make([]byte, chunkBytes)
+	w := enc.Writer()
+	for len(v) > 0 {
+		n := min(len(v), chunkBytes/8)
+		for i, x := range v[:n] {
+			binary.LittleEndian.PutUint64(chunk[8*i:], uint64(x))
+		}
+		if _, err := w.Write(chunk[:8*n]); err != nil {
+			return err
+		}
+		v = v[n:]
 	}
-	return out, nil
+	return nil
 }
 
-func float32sToBytes(v []float32) []byte {
-	out := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
+func writeFloat64s(enc *msgpack.Encoder, v []float64) error {
+	if err := enc.EncodeBytesLen(8 * len(v)); err != nil {
+		return err
 	}
-	return out
+	chunk := make([]byte, chunkBytes)
+	w := enc.Writer()
+	for len(v) > 0 {
+		n := min(len(v), chunkBytes/8)
+		for i, x := range v[:n] {
+			binary.LittleEndian.PutUint64(chunk[8*i:], math.Float64bits(x))
+		}
+		if _, err := w.Write(chunk[:8*n]); err != nil {
+			return err
+		}
+		v = v[n:]
+	}
+	return nil
 }
 
-func bytesToFloat32s(b []byte) ([]float32, error) {
-	if len(b)%4 != 0 {
-		return nil, fmt.Errorf("%d bytes is not a whole number of float32s: %w", len(b), errShape)
+func writeFloat32s(enc *msgpack.Encoder, v []float32) error {
+	if err := enc.EncodeBytesLen(4 * len(v)); err != nil {
+		return err
 	}
-	out := make([]float32, len(b)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	chunk := make([]byte, chunkBytes)
+	w := enc.Writer()
+	for len(v) > 0 {
+		n := min(len(v), chunkBytes/4)
+		for i, x := range v[:n] {
+			binary.LittleEndian.PutUint32(chunk[4*i:], math.Float32bits(x))
+		}
+		if _, err := w.Write(chunk[:4*n]); err != nil {
+			return err
+		}
+		v = v[n:]
 	}
-	return out, nil
+	return nil
+}
+
+// numberBin reads the header of a bin holding numbers of width bytes each and returns how
+// many there are. A length the message cannot hold is refused before anything is allocated.
+func numberBin(dec *msgpack.Decoder, width int, what string) (int, error) {
+	n, err := dec.DecodeBytesLen()
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 { // nil: no values
+		return 0, nil
+	}
+	if n%width != 0 {
+		return 0, fmt.Errorf("%d bytes is not a whole number of %s: %w", n, what, errShape)
+	}
+	if r, ok := dec.Buffered().(interface{ Len() int }); ok && n > r.Len() {
+		return 0, fmt.Errorf("%d bytes of %s in a message with %d left: %w", n, what, r.Len(), errShape)
+	}
+	return n / width, nil
+}
+
+// readChunks reads count values of width bytes through a chunk, handing each chunk to put.
+func readChunks(dec *msgpack.Decoder, count, width int, put func(chunk []byte)) error {
+	chunk := make([]byte, chunkBytes)
+	per := chunkBytes / width
+	for done := 0; done < count; {
+		n := min(count-done, per)
+		if err := dec.ReadFull(chunk[:n*width]); err != nil {
+			return err
+		}
+		put(chunk[:n*width])
+		done += n
+	}
+	return nil
+}
+
+// capacity is what to allocate for n values: all of them when numberBin could check n
+// against the message, otherwise no more than a chunk's worth of trust until they arrive.
+func capacity(dec *msgpack.Decoder, n int) int {
+	if _, ok := dec.Buffered().(interface{ Len() int }); ok {
+		return n
+	}
+	return min(n, 1<<16)
+}
+
+// extend lengthens *s by m and returns the new part.
+func extend[T any](s *[]T, m int) []T {
+	base := len(*s)
+	*s = slices.Grow(*s, m)[:base+m]
+	return (*s)[base:]
+}
+
+func readInt64s(dec *msgpack.Decoder) ([]int64, error) {
+	n, err := numberBin(dec, 8, "int64s")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, 0, capacity(dec, n))
+	err = readChunks(dec, n, 8, func(c []byte) {
+		dst := extend(&out, len(c)/8)
+		for i := range dst {
+			dst[i] = int64(binary.LittleEndian.Uint64(c[8*i:]))
+		}
+	})
+	return out, err
+}
+
+func readFloat64s(dec *msgpack.Decoder) ([]float64, error) {
+	n, err := numberBin(dec, 8, "float64s")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, 0, capacity(dec, n))
+	err = readChunks(dec, n, 8, func(c []byte) {
+		dst := extend(&out, len(c)/8)
+		for i := range dst {
+			dst[i] = math.Float64frombits(binary.LittleEndian.Uint64(c[8*i:]))
+		}
+	})
+	return out, err
+}
+
+func readFloat32s(dec *msgpack.Decoder) ([]float32, error) {
+	n, err := numberBin(dec, 4, "float32s")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, 0, capacity(dec, n))
+	err = readChunks(dec, n, 4, func(c []byte) {
+		dst := extend(&out, len(c)/4)
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(c[4*i:]))
+		}
+	})
+	return out, err
 }
 
 // Text columns: a uint32 count, the uint32 end offset of each string, then the bytes.
