@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -56,6 +57,43 @@ func TestReadiness(t *testing.T) {
 	}
 	if code := doJSON(t, mustRequest(t, "GET", newHTTPTestServer(t, c2)+"/readyz", nil), nil); code != 200 {
 		t.Fatalf("readyz: %d, want 200", code)
+	}
+}
+
+// Re-reading later epochs, the window holds no more ranges than fit in 3/4 of READY: a
+// READY full of batches ahead of the trainer would stall the job.
+func TestCapWindow(t *testing.T) {
+	// A ready row of 1 input and 1 label is 16 B; 10,000 rows in pages of 1,000 are about
+	// 160,000 B + 11 × 512 B = 165,632 B.
+	tests := []struct {
+		name       string
+		replay     bool
+		ready      int64
+		wantWindow int
+		wantErr    bool
+	}{
+		{name: "ample READY keeps the window", ready: 1 << 30, wantWindow: 8},
+		{name: "READY for 3 ranges", ready: 700_000, wantWindow: 3},
+		{name: "READY for 1 range", ready: 250_000, wantWindow: 1},
+		{name: "READY smaller than a range", ready: 200_000, wantErr: true},
+		{name: "replay is not capped", replay: true, ready: 200_000, wantWindow: 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &messages.Plan{InputDim: 1, LabelDim: 1, PageRows: 1000, Replay: tt.replay, Window: 8,
+				Ranges: []messages.KeyRange{{Rows: 9000}, {Rows: 10_000}, {Rows: 8000}}}
+			err := capWindow(p, tt.ready)
+			var fe *messages.FieldError
+			if tt.wantErr {
+				if !errors.As(err, &fe) || fe.Field != "range_rows" {
+					t.Fatalf("capWindow = %v, want a range_rows field error", err)
+				}
+				return
+			}
+			if err != nil || p.Window != tt.wantWindow {
+				t.Fatalf("window %d, %v; want %d", p.Window, err, tt.wantWindow)
+			}
+		})
 	}
 }
 

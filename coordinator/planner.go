@@ -76,6 +76,9 @@ func planSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, jobID strin
 		return nil, err
 	}
 	sizePages(in, p, avgText, sz)
+	if err := capWindow(p, sz.readyMaxBytes); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -459,6 +462,39 @@ func sizePages(in *planInput, p *messages.Plan, avgText map[string]float64, sz s
 	estimate := float64(total)*ready + float64(pages)*messageOverhead
 	p.Replay = estimate <= float64(sz.readyMaxBytes)/2
 	p.Window = sz.window
+}
+
+// readyRangeBytes estimates what the largest range of the plan takes in READY.
+func readyRangeBytes(p *messages.Plan) float64 {
+	var rows int64
+	for _, r := range p.Ranges {
+		rows = max(rows, r.Rows)
+	}
+	pages := rows/int64(max(p.PageRows, 1)) + 1
+	return float64(rows)*float64(8+4*(p.InputDim+p.LabelDim)) + float64(pages)*messageOverhead
+}
+
+// capWindow keeps the ranges fetchers may read ahead of the trainer inside READY when later
+// epochs re-read PostgreSQL. The trainer reads the ranges in order and frees a range's
+// batches only after training on it: were READY full of batches of ranges ahead, the range
+// it waits for could not get in and nothing would make room, and the job would stall. So
+// the window holds at most what fits in 3/4 of READY (the rest absorbs estimation error),
+// and a job whose largest range alone does not fit is refused. (With replay the whole table
+// fits in half of READY.) Jobs running at the same time share READY: their windows together
+// should fit, which the READY limit's default leaves ample room for.
+func capWindow(p *messages.Plan, readyMaxBytes int64) error {
+	if p.Replay || readyMaxBytes <= 0 {
+		return nil
+	}
+	per := readyRangeBytes(p)
+	fit := int(float64(readyMaxBytes) * 3 / 4 / per)
+	if fit < 1 {
+		return &messages.FieldError{Field: "range_rows", Reason: fmt.Sprintf(
+			"a key range takes about %.0f bytes in READY, more than 3/4 of its %d-byte limit: lower range_rows or raise the READY limit",
+			per, readyMaxBytes)}
+	}
+	p.Window = min(p.Window, fit)
+	return nil
 }
 
 // beginPlan opens the transaction planning runs in. For a snapshot job it is a dedicated

@@ -414,6 +414,7 @@ func TestSlowTrainerBoundsMemory(t *testing.T) {
 		mode:    rereadMode,
 		rawOnce: true,
 		opts: func(o *clusterOptions) {
+			o.readyMaxBytes = slowReadyMaxBytes
 			o.trainerArgs = []string{"--step-delay", stepDelay.String()}
 			o.fetcherArgs = []string{"--log-level", "debug"} // each range's fetch rate
 		},
@@ -443,14 +444,20 @@ func TestSlowTrainerBoundsMemory(t *testing.T) {
 			if samples < 10 {
 				t.Fatalf("only %d samples of the bus and the job", samples)
 			}
-			if maxReady > uint64(rereadMaxBytes) {
-				t.Errorf("READY held %d bytes, over its %d-byte limit", maxReady, rereadMaxBytes)
+			if maxReady > uint64(slowReadyMaxBytes) {
+				t.Errorf("READY held %d bytes, over its %d-byte limit", maxReady, slowReadyMaxBytes)
+			}
+			// READY cannot hold the 4 ranges the coordinator is configured to lease ahead:
+			// the plan's window must be smaller, or READY could fill with batches ahead of
+			// the trainer and stall the job.
+			if r.plan.Window >= window {
+				t.Errorf("the plan leases %d ranges ahead with READY limited to %d bytes; want the window capped below %d", r.plan.Window, slowReadyMaxBytes, window)
 			}
 			if maxRaw > rawBound {
 				t.Errorf("RAW held %d bytes, over the %d-byte bound", maxRaw, rawBound)
 			}
-			if maxAhead > window {
-				t.Errorf("the fetchers ran %d ranges ahead of the trainer, the window is %d", maxAhead, window)
+			if maxAhead > r.plan.Window {
+				t.Errorf("the fetchers ran %d ranges ahead of the trainer, the plan's window is %d", maxAhead, r.plan.Window)
 			}
 			// 10× slower than a fetcher: each fetcher logs the rate at which it read and
 			// published each range.
@@ -485,19 +492,21 @@ func TestSlowTrainerBoundsMemory(t *testing.T) {
 				}
 				r.note("%s peak RSS %d MiB", p.name, hwm>>20)
 			}
-			r.note("trainer %.0f rows/s vs %.0f rows/s per fetcher (median over %d ranges); READY peak %.1f MiB of %d MiB; RAW peak %.1f MiB; fetch ahead of the trainer <= %d ranges (%d samples)",
-				trainRate, fetchRate, len(rates), float64(maxReady)/(1<<20), rereadMaxBytes>>20, float64(maxRaw)/(1<<20), maxAhead, samples)
+			r.note("trainer %.0f rows/s vs %.0f rows/s per fetcher (median over %d ranges); READY peak %.2f MiB of %.1f MiB; RAW peak %.2f MiB; fetchers at most %d ranges ahead of the trainer (window capped to %d) over %d samples",
+				trainRate, fetchRate, len(rates), float64(maxReady)/(1<<20), float64(slowReadyMaxBytes)/(1<<20), float64(maxRaw)/(1<<20), maxAhead, r.plan.Window, samples)
 		},
 	}, ref)
 }
 
-// Bounds of the slow-trainer scenario. READY's is its configured limit; RAW holds at most
+// Bounds of the slow-trainer scenario. READY's is its configured limit, smaller than the
+// batches of the configured window; RAW holds at most
 // the pages of the ranges leased inside the window (4 ranges of ~10,000 rows, ~40 bytes a
 // row) plus slack; every process's resident memory stays far below what holding the table
 // would cost in any of them, and does not grow with the table.
 const (
-	rawBound    = 8 << 20
-	memoryBound = 128 << 20
+	slowReadyMaxBytes = 3 << 19 // 1.5 MiB: less than the batches of the 4 ranges of the configured window
+	rawBound          = 8 << 20
+	memoryBound       = 128 << 20
 )
 
 // A live table under "consistency": "snapshot": rows are inserted, deleted and updated in
