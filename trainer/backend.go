@@ -61,17 +61,44 @@ func LookupBackend(name string) (BackendFunc, bool) {
 	return build, ok
 }
 
-// buildModel picks the plan's backend ("go" when the spec leaves it empty).
-func buildModel(plan *messages.Plan) (Model, error) {
-	name := plan.Spec.Backend
+// taggedBackends are the backends that only binaries built with a build tag have; asking a
+// binary without the tag for one says how to get it.
+var taggedBackends = map[string]string{
+	"tensorflow": "built without the tensorflow tag; see README (TensorFlow backend)",
+}
+
+// lookup returns the builder of a registered backend, or an ErrNoBackend error that says why
+// the binary lacks it.
+func lookup(name string) (BackendFunc, error) {
+	if build, ok := LookupBackend(name); ok {
+		return build, nil
+	}
+	if hint, ok := taggedBackends[name]; ok {
+		return nil, fmt.Errorf("backend %q: this binary was %s: %w", name, hint, ErrNoBackend)
+	}
+	return nil, fmt.Errorf("backend %q is not built into this binary (have %v): %w", name, Backends(), ErrNoBackend)
+}
+
+// CheckBackend returns nil when this binary has the named backend, and otherwise an
+// ErrNoBackend error that says why not (for a tagged backend: how to get it).
+func CheckBackend(name string) error {
+	_, err := lookup(name)
+	return err
+}
+
+// buildModel picks the backend: override when set (the trainer's Config.Backend), else the
+// plan's ("go" when the spec leaves it empty).
+func buildModel(plan *messages.Plan, override string) (Model, error) {
+	name := override
+	if name == "" {
+		name = plan.Spec.Backend
+	}
 	if name == "" {
 		name = "go"
 	}
-	backends.RLock()
-	build, ok := backends.m[name]
-	backends.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("backend %q is not built into this binary (have %v): %w", name, Backends(), ErrNoBackend)
+	build, err := lookup(name)
+	if err != nil {
+		return nil, err
 	}
 	m, err := build(plan)
 	if err != nil {

@@ -46,6 +46,11 @@ type Config struct {
 	// a failed job. It is for live tables read without a snapshot, whose rows legitimately
 	// change between planning and reading.
 	AllowDrift bool
+	// Backend, when set, runs every job on this model backend ("go", or "tensorflow" in a
+	// binary built with that tag) whatever backend the job's spec names. Empty: the spec
+	// decides, "go" by default. The two backends agree to float32 rounding, but their
+	// checkpoints differ: a job resumes only on the backend that checkpointed it.
+	Backend string
 }
 
 // WithDefaults returns a copy with unset fields filled in.
@@ -98,6 +103,11 @@ func (c Config) Validate() error {
 	}
 	if c.Heartbeat <= 0 {
 		errs = append(errs, fmt.Errorf("heartbeat %s: must be positive", c.Heartbeat))
+	}
+	if c.Backend != "" {
+		if _, err := lookup(c.Backend); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("trainer config: %w", errors.Join(errs...))

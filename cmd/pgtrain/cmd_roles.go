@@ -141,6 +141,16 @@ func trainerFlags() (*flag.FlagSet, *trainerOpts) {
 	fs.IntVar(&o.cfg.Prefetch, "prefetch", 2, "key ranges read ahead from READY (memory is bounded by prefetch+1 ranges)")
 	fs.BoolVar(&o.cfg.Once, "once", false, "exit after one job")
 	fs.BoolVar(&o.cfg.AllowDrift, "allow-drift", false, "only warn when an epoch's key checksum differs from the plan (live tables without a snapshot)")
+	fs.Func("backend", "run every job on this model backend (go, or tensorflow in a binary built with -tags tensorflow) whatever its spec says; empty: as the job spec says",
+		func(name string) error {
+			if name != "" {
+				if err := trainer.CheckBackend(name); err != nil {
+					return err
+				}
+			}
+			o.cfg.Backend = name
+			return nil
+		})
 	fs.DurationVar(&o.cfg.StepDelay, "step-delay", 0, "pause after every batch, to throttle a trainer on a shared machine (and, in tests, to make it the slowest stage)")
 	o.nats.register(fs)
 	o.log.register(fs)
