@@ -20,7 +20,7 @@ import (
 func leaseJob(t *testing.T) (*env, *running, *messages.Plan) {
 	e := newEnv(t)
 	irisTable(t, e)
-	r := start(t, e, Config{Window: 3, LeaseTTL: time.Second, ReadyMaxBytes: 1 << 10})
+	r := start(t, e, Config{Window: 3, LeaseTTL: time.Second, ReadyMaxBytes: 32 << 10})
 	st, err := r.cl.Submit(context.Background(), specJSON(t, func(m map[string]any) { m["range_rows"] = 100 }))
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +286,7 @@ func TestRestartResumesFromKV(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the client did not retry")
 	}
-	r2 := start(t, e, Config{Listen: addr, Window: 3, LeaseTTL: time.Second, ReadyMaxBytes: 1 << 10})
+	r2 := start(t, e, Config{Listen: addr, Window: 3, LeaseTTL: time.Second, ReadyMaxBytes: 32 << 10})
 	a := <-answers
 	if a.err != nil || a.st.ID != p.JobID {
 		t.Fatalf("call across the restart: %+v, %v", a.st, a.err)

@@ -31,7 +31,7 @@ func TestSnapshotPlanIgnoresLaterInserts(t *testing.T) {
 	e := newEnv(t)
 	irisTable(t, e)
 	// READY too small to replay: both epochs read PostgreSQL, both through the snapshot.
-	r := start(t, e, Config{ReadyMaxBytes: 1 << 10})
+	r := start(t, e, Config{ReadyMaxBytes: 32 << 10})
 	ctx := context.Background()
 	st, err := r.cl.Submit(ctx, specJSON(t, func(m map[string]any) {
 		m["consistency"] = "snapshot"
@@ -68,13 +68,17 @@ func TestSnapshotPlanIgnoresLaterInserts(t *testing.T) {
 	if p.Replay || p.Passes() != 2 {
 		t.Fatalf("replay %v, %d passes", p.Replay, p.Passes())
 	}
+	// READY holds only a couple of ranges, so the trainer's reports move the window along.
 	readPass := func(pass int) {
-		for range p.Ranges {
+		for i := range p.Ranges {
 			l, err := r.cl.Lease(ctx, "w")
 			if err != nil || l == nil || l.Pass != pass {
 				t.Fatalf("lease in pass %d: %+v, %v", pass, l, err)
 			}
 			if _, err := r.cl.ReportLease(ctx, l.ID, messages.LeaseProgress{WorkerID: "w", NextPage: 1, Done: true}); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.cl.ReportTrainer(ctx, st.ID, messages.TrainerProgress{TrainerID: "t", Epoch: pass, Consumed: i + 1}); err != nil {
 				t.Fatal(err)
 			}
 		}
