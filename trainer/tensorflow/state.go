@@ -108,6 +108,9 @@ func decodeState(b []byte) (*stateHeader, [][]float32, error) {
 			}
 			c *= d
 		}
+		if c > left {
+			return nil, nil, fmt.Errorf("checkpoint: %s slot %d (shape %v) runs past the end", t.Name, t.Slot, t.Shape)
+		}
 		v := make([]float32, c)
 		for j := range v {
 			v[j] = math.Float32frombits(binary.LittleEndian.Uint32(data[off+4*j:]))
