@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -25,6 +26,14 @@ var goBaselines = map[string]func(ctx context.Context, conn *pgx.Conn, table str
 	"fetchall": fetchAll,
 	"cursor":   cursorBatches,
 	"csv":      copyCSV,
+	// Not a usual way: the fetchers' own read pattern, to tell PostgreSQL's share of the
+	// first epoch from the rest of the pipeline.
+	"keyset": func(ctx context.Context, conn *pgx.Conn, table string) (baselineOutput, error) {
+		return keysetPages(ctx, conn, table, "::float8")
+	},
+	"keyset-float4": func(ctx context.Context, conn *pgx.Conn, table string) (baselineOutput, error) {
+		return keysetPages(ctx, conn, table, "")
+	},
 }
 
 // baselineOutput is what a baseline process prints on stdout, as one JSON object.
@@ -37,6 +46,8 @@ type baselineOutput struct {
 	Width int     `json:"width,omitempty"`
 	XSum  float64 `json:"x_sum,omitempty"`
 	YSum  float64 `json:"y_sum,omitempty"`
+	// PGCPUSeconds is filled in by the harness: what the server spent serving this reader.
+	PGCPUSeconds float64 `json:"-"`
 }
 
 // runBaseline is the --baseline mode: connect, read the table one way, print the result.
@@ -75,6 +86,48 @@ func copyCeiling(ctx context.Context, conn *pgx.Conn, table string) (baselineOut
 	}
 	return baselineOutput{Rows: tag.RowsAffected(), Bytes: w.n}, nil
 }
+
+// keysetPages reads the table the way a fetcher does: keyset pages of keysetPageRows rows,
+// binary results, the numbers cast to float8 (cast is "::float8") or as stored (cast is
+// ""), every value left undecoded.
+func keysetPages(ctx context.Context, conn *pgx.Conn, table, cast string) (baselineOutput, error) {
+	sel := "select id::int8"
+	for _, f := range featureNames() {
+		sel += ", " + f + cast
+	}
+	sel += ", cat::text, y" + cast
+	sql := sel + " from " + pgx.Identifier{table}.Sanitize() + " where id > $1::int8 and id <= $2::int8 order by id limit $3"
+	var out baselineOutput
+	last := int64(math.MinInt64)
+	for {
+		rows, err := conn.Query(ctx, sql, pgx.QueryExecModeCacheDescribe, last, int64(math.MaxInt64), keysetPageRows)
+		if err != nil {
+			return out, err
+		}
+		n := 0
+		for rows.Next() {
+			n++
+			if n == keysetPageRows {
+				key := rows.RawValues()[0]
+				if len(key) != 8 {
+					rows.Close()
+					return out, fmt.Errorf("key of %d bytes", len(key))
+				}
+				last = int64(binary.BigEndian.Uint64(key))
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return out, err
+		}
+		out.Rows += int64(n)
+		if n < keysetPageRows {
+			return out, nil
+		}
+	}
+}
+
+// keysetPageRows is the planner's largest page.
+const keysetPageRows = 16384
 
 func selectAll(table string) string {
 	return fmt.Sprintf("select %s from %s", columnList(), pgx.Identifier{table}.Sanitize())

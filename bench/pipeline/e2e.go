@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -33,8 +34,10 @@ type e2eResult struct {
 	Rows  int64  `json:"rows"`
 	// PlanSeconds is the submission's round trip: schema check, statistics, range split.
 	PlanSeconds float64 `json:"plan_seconds"`
-	Ranges      int     `json:"ranges"`
-	Replay      bool    `json:"replay"`
+	// PlanPGCPUSeconds is PostgreSQL's CPU time while planning.
+	PlanPGCPUSeconds float64 `json:"plan_postgres_cpu_seconds"`
+	Ranges           int     `json:"ranges"`
+	Replay           bool    `json:"replay"`
 	// FirstEpoch runs from the submission's answer (the plan is ready) until the trainer's
 	// first epoch result is seen at the coordinator: every row read from PostgreSQL,
 	// preprocessed, and delivered to the trainer.
@@ -52,6 +55,11 @@ type e2eResult struct {
 	PeakRSSMB           map[string]float64 `json:"peak_rss_mb"`
 	// FetcherRSSMB lists every fetcher's peak; PeakRSSMB["fetcher"] is the largest.
 	FetcherRSSMB []float64 `json:"fetcher_rss_mb"`
+	// CPUSeconds is the CPU time each role used over the whole run (every fetcher together),
+	// and PostgreSQL's over the job: where the two cores went.
+	CPUSeconds map[string]float64 `json:"cpu_seconds"`
+	// WallSeconds is the run from submission to the job's end.
+	WallSeconds float64 `json:"wall_seconds"`
 }
 
 // rate is rows over seconds, and the ratio to the COPY ceiling.
@@ -218,8 +226,18 @@ func runE2E(ctx context.Context, env *harness, table string, rows int64, cfg e2e
 	if err != nil {
 		return nil, err
 	}
-	res, runErr := measureJob(ctx, c, table, cfg)
+	// The process ids, for a system-wide profiler (perf) run beside the benchmark.
+	pids := map[string]int{}
+	for _, p := range c.all() {
+		pids[p.name] = p.cmd.Process.Pid
+	}
+	if b, err := json.Marshal(pids); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, "pids.json"), b, 0o644)
+	}
+	pgBefore := pgCPUSeconds(env.pg.DataDir)
+	res, runErr := measureJob(ctx, c, table, cfg, env.pg.DataDir)
 	stopErr := c.stop()
+	pgAfter := settledPGCPU(env.pg.DataDir)
 	if runErr != nil {
 		return nil, fmt.Errorf("%s: %w (logs in %s)", cfg, runErr, dir)
 	}
@@ -234,6 +252,18 @@ func runE2E(ctx context.Context, env *harness, table string, rows int64, cfg e2e
 		"nats":        c.nats.peakRSSMB(),
 		"coordinator": c.coord.peakRSSMB(),
 		"trainer":     c.trainer.peakRSSMB(),
+	}
+	res.CPUSeconds = map[string]float64{
+		"nats":        c.nats.cpuSeconds(),
+		"coordinator": c.coord.cpuSeconds(),
+		"trainer":     c.trainer.cpuSeconds(),
+		"postgres":    pgAfter - pgBefore,
+	}
+	for _, f := range c.fetchers {
+		res.CPUSeconds["fetcher"] += f.cpuSeconds()
+	}
+	for _, p := range c.preprocs {
+		res.CPUSeconds["preprocessor"] += p.cpuSeconds()
 	}
 	for _, f := range c.fetchers {
 		res.FetcherRSSMB = append(res.FetcherRSSMB, f.peakRSSMB())
@@ -252,6 +282,21 @@ func runE2E(ctx context.Context, env *harness, table string, rows int64, cfg e2e
 	return res, nil
 }
 
+// settledPGCPU reads PostgreSQL's CPU time once the backends of the stopped roles have been
+// reaped (their time is added to the postmaster's when they are), waiting at most 2 s.
+func settledPGCPU(dataDir string) float64 {
+	last := pgCPUSeconds(dataDir)
+	for range 40 {
+		time.Sleep(50 * time.Millisecond)
+		now := pgCPUSeconds(dataDir)
+		if now == last {
+			return now
+		}
+		last = now
+	}
+	return last
+}
+
 func ratio(a, b float64) float64 {
 	if b == 0 {
 		return 0
@@ -260,8 +305,9 @@ func ratio(a, b float64) float64 {
 }
 
 // measureJob submits the job, follows it to its end, and reads the trainer's first-step time.
-func measureJob(ctx context.Context, c *cluster, table string, cfg e2eConfig) (*e2eResult, error) {
+func measureJob(ctx context.Context, c *cluster, table string, cfg e2eConfig, pgDataDir string) (*e2eResult, error) {
 	cl := client.New(c.coordURL, slog.New(slog.DiscardHandler))
+	pgBefore := pgCPUSeconds(pgDataDir)
 	sent := time.Now()
 	st, err := cl.Submit(ctx, jobSpec(table, cfg.Model, cfg.Epochs))
 	if err != nil {
@@ -270,6 +316,7 @@ func measureJob(ctx context.Context, c *cluster, table string, cfg e2eConfig) (*
 	planned := time.Now()
 	res := &e2eResult{e2eConfig: cfg, Rows: st.Rows, Ranges: st.Ranges, Replay: st.Replay,
 		PlanSeconds: planned.Sub(sent).Seconds()}
+	res.PlanPGCPUSeconds = pgCPUSeconds(pgDataDir) - pgBefore
 
 	// The status is polled often enough that its period is small against an epoch; the
 	// roles' own timings (the trainer's epoch seconds) are kept beside it.
@@ -316,6 +363,7 @@ func measureJob(ctx context.Context, c *cluster, table string, cfg e2eConfig) (*
 		return nil, err
 	}
 	res.TimeToFirstBatch = time.Unix(0, ns).Sub(sent).Seconds()
+	res.WallSeconds = time.Since(sent).Seconds()
 
 	rows := final.Results[0].Seen.Rows
 	res.Rows = rows

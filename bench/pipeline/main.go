@@ -37,6 +37,7 @@ type options struct {
 	keep          bool
 	profile       string
 	profileModel  string
+	skip          map[string]bool
 }
 
 func main() {
@@ -85,8 +86,19 @@ func benchMode(ctx context.Context, args []string) error {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (role logs) after the run")
 	fs.StringVar(&o.profile, "profile", "", "instead of the benchmark, run one job with every role in this process and write a CPU profile to this directory")
 	fs.StringVar(&o.profileModel, "profile-model", modelNoop, "model of the profiled job: noop or mlp")
+	skip := fs.String("skip", "", "parts to leave out while working on another, comma-separated: baselines, python, mlp, memory")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	o.skip = map[string]bool{}
+	for _, part := range strings.Split(*skip, ",") {
+		switch part = strings.TrimSpace(part); part {
+		case "":
+		case "baselines", "python", "mlp", "memory":
+			o.skip[part] = true
+		default:
+			return fmt.Errorf("--skip %q: unknown part %q", *skip, part)
+		}
 	}
 	if o.rows < 1000 {
 		return fmt.Errorf("--rows %d: want at least 1000", o.rows)
@@ -272,6 +284,7 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 			return nil, fmt.Errorf("COPY returned %d rows, want %d", out.Rows, o.rows)
 		}
 		res.Ceiling.Runs = append(res.Ceiling.Runs, newRate(out.Rows, out.Seconds, 0))
+		res.Ceiling.PGCPUSeconds = append(res.Ceiling.PGCPUSeconds, out.PGCPUSeconds)
 		res.Ceiling.Bytes = out.Bytes
 		res.Ceiling.PeakRSSMB = rss
 	}
@@ -279,8 +292,26 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 	h.ceiling = res.Ceiling.RowsPerS
 	res.CopyRowsPerS = h.ceiling
 
+	// PostgreSQL's side of the first epoch: the fetchers' read pattern alone.
+	for _, name := range []string{"keyset", "keyset-float4"} {
+		step("diagnostic: %s pages", name)
+		out, _, err := h.goBaseline(ctx, name, table)
+		if err != nil {
+			return nil, err
+		}
+		if out.Rows != int64(o.rows) {
+			return nil, fmt.Errorf("%s read %d rows, want %d", name, out.Rows, o.rows)
+		}
+		r := newRate(out.Rows, out.Seconds, h.ceiling)
+		res.Ceiling.Keyset = append(res.Ceiling.Keyset, baselineResult{Name: name, Lang: "go", Method: name, Rows: out.Rows,
+			Seconds: out.Seconds, RowsPerS: r.RowsPerS, RatioToCeiling: r.RatioToCeiling, PGCPUSeconds: out.PGCPUSeconds})
+	}
+
 	// 2. The usual ways.
 	for _, name := range []string{"fetchall", "cursor", "csv"} {
+		if o.skip["baselines"] {
+			break
+		}
 		step("Go baseline %s", name)
 		b, err := h.baselineResult(ctx, "go", name, table, int64(o.rows))
 		if err != nil {
@@ -289,7 +320,7 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 		res.Baselines = append(res.Baselines, b)
 	}
 	for _, name := range []string{"fetchall", "cursor", "csv"} {
-		if !py.ok {
+		if !py.ok || o.skip["python"] || o.skip["baselines"] {
 			break
 		}
 		step("Python baseline %s", name)
@@ -308,6 +339,9 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 	// 3. pgtrain end to end; 5. the time to the first batch is measured in every run.
 	for _, model := range []string{modelNoop, modelMLP} {
 		epochs := o.noopEpochs
+		if model == modelMLP && o.skip["mlp"] {
+			continue
+		}
 		if model == modelMLP {
 			epochs = o.mlpEpochs
 		}
@@ -332,6 +366,9 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 		memFetchers = fetchers[0]
 	}
 	for _, n := range memRows {
+		if o.skip["memory"] {
+			break
+		}
 		mt := tableName(n)
 		if n != o.rows {
 			step("creating %s (%d rows)", mt, n)
@@ -371,7 +408,9 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 // goBaseline runs one Go baseline in its own process.
 func (h *harness) goBaseline(ctx context.Context, name, table string) (baselineOutput, float64, error) {
 	var out baselineOutput
+	before := pgCPUSeconds(h.pg.DataDir)
 	rss, err := runJSON(ctx, 20*time.Minute, &out, h.self, "baseline", "--name", name, "--dsn", h.dsn, "--table", table)
+	out.PGCPUSeconds = settledPGCPU(h.pg.DataDir) - before
 	return out, rss, err
 }
 
@@ -401,7 +440,7 @@ func (h *harness) checkBaseline(lang, method string, out baselineOutput, rss flo
 	return baselineResult{
 		Name: lang + "/" + method, Lang: lang, Method: method, Rows: out.Rows, Seconds: out.Seconds,
 		RowsPerS: r.RowsPerS, RatioToCeiling: r.RatioToCeiling, PeakRSSMB: rss,
-		Width: out.Width, XSum: out.XSum, YSum: out.YSum,
+		Width: out.Width, XSum: out.XSum, YSum: out.YSum, PGCPUSeconds: out.PGCPUSeconds,
 	}, nil
 }
 

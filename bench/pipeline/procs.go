@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -83,6 +85,76 @@ func (p *proc) peakRSSMB() float64 {
 	}
 	return maxRSSMB(p.cmd.ProcessState)
 }
+
+// cpuSeconds is the user and system CPU time the process used, known once it has exited.
+func (p *proc) cpuSeconds() float64 {
+	select {
+	case <-p.done:
+	default:
+		return 0
+	}
+	ps := p.cmd.ProcessState
+	return (ps.UserTime() + ps.SystemTime()).Seconds()
+}
+
+// pgCPUSeconds is the CPU time PostgreSQL has used so far: the postmaster's own, that of
+// its exited children (where a closed session's backend is counted once reaped), and that
+// of its live children (open sessions, parallel workers, background processes).
+func pgCPUSeconds(dataDir string) float64 {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pm, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return 0
+	}
+	_, ticks, ok := procTicks(pm, true)
+	if !ok {
+		return 0
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == pm {
+			continue
+		}
+		if parent, t, ok := procTicks(pid, false); ok && parent == pm {
+			ticks += t
+		}
+	}
+	return ticks / clockTicks
+}
+
+// procTicks reads a process's parent and its CPU ticks (user and system, and with children
+// also those of its reaped children) from /proc/PID/stat.
+func procTicks(pid int, children bool) (ppid int, ticks float64, ok bool) {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0, false
+	}
+	// The fields after the command name (which may hold spaces and parentheses): state,
+	// ppid, ..., utime and stime (fields 14 and 15 of the line), cutime and cstime.
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 15 {
+		return 0, 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	last := 13
+	if children {
+		last = 15
+	}
+	for _, v := range f[11:last] {
+		n, _ := strconv.ParseFloat(v, 64)
+		ticks += n
+	}
+	return ppid, ticks, true
+}
+
+// clockTicks is USER_HZ, which is 100 on every Linux the harness runs on.
+const clockTicks = 100
 
 func maxRSSMB(ps *os.ProcessState) float64 {
 	if ps == nil {

@@ -79,7 +79,9 @@ func (h *harness) pythonBaseline(ctx context.Context, py python, method, table s
 		return baselineResult{}, err
 	}
 	var out baselineOutput
+	before := pgCPUSeconds(h.pg.DataDir)
 	rss, err := runJSON(ctx, 30*time.Minute, &out, py.path, script, "--dsn", h.dsn, "--table", table, "--method", method)
+	out.PGCPUSeconds = settledPGCPU(h.pg.DataDir) - before
 	if err != nil {
 		return baselineResult{}, fmt.Errorf("python baseline %s: %w", method, err)
 	}
