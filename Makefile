@@ -22,7 +22,7 @@ demo: build ## train on a throwaway PostgreSQL with a 1M-row demo table, printin
 	$(BIN) up --demo --demo-rows $(DEMO_ROWS)
 
 .PHONY: test
-test: build parity/node_modules/.package-lock.json ## run every test against real PostgreSQL, JetStream and TensorFlow.js
+test: build parity/node_modules/.package-lock.json tf-check ## run every test against real PostgreSQL, JetStream and TensorFlow.js
 	$(GO) test -count=1 -timeout 20m ./...
 
 .PHONY: parity
@@ -32,6 +32,18 @@ parity: parity/node_modules/.package-lock.json ## the TensorFlow.js parity suite
 # TensorFlow.js 4.22.0, pinned by the lock file: pure JavaScript, nothing downloaded at run time.
 parity/node_modules/.package-lock.json: parity/package-lock.json
 	npm ci --prefix parity --no-audit --no-fund
+
+.PHONY: tf-check
+tf-check: ## compile the TensorFlow backend against the TF 2.18 C API headers (no libtensorflow needed)
+	GO=$(GO) bash scripts/tf-check.sh
+
+.PHONY: tf-test
+tf-test: ## the TensorFlow backend's tests (needs libtensorflow 2.18; see README)
+	CGO_ENABLED=1 $(GO) test -count=1 -tags tensorflow ./trainer/tensorflow/
+
+.PHONY: build-tf
+build-tf: ## bin/pgtrain with the TensorFlow backend (needs libtensorflow 2.18)
+	CGO_ENABLED=1 $(GO) build -tags tensorflow -o $(BIN) ./cmd/pgtrain
 
 .PHONY: lint
 lint: ## go vet and staticcheck
