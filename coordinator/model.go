@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"pgtrain/messages"
+	"pgtrain/trainer/compile"
 	"pgtrain/trainer/model"
 )
 
@@ -28,11 +29,7 @@ func checkModel(p *messages.Plan) error {
 	if err := comp.Validate(); err != nil {
 		return &messages.FieldError{Field: "metrics", Reason: err.Error()}
 	}
-	o := spec.Optimizer
-	comp.Optimizer = model.OptimizerConfig{
-		Name: o.Name, LearningRate: o.LearningRate, Momentum: o.Momentum, Nesterov: o.Nesterov,
-		Beta1: o.Beta1, Beta2: o.Beta2, Epsilon: o.Epsilon, Rho: o.Rho, WeightDecay: o.WeightDecay, ClipNorm: o.ClipNorm,
-	}
+	comp.Optimizer = compile.Optimizer(spec.Optimizer)
 	if err := comp.Validate(); err != nil {
 		return &messages.FieldError{Field: "optimizer", Reason: err.Error()}
 	}

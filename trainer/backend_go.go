@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"pgtrain/messages"
+	"pgtrain/trainer/compile"
 	"pgtrain/trainer/model"
 )
 
@@ -16,18 +17,7 @@ func newGoModel(plan *messages.Plan) (Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	o := plan.Spec.Optimizer
-	c := model.Compile{
-		Optimizer: model.OptimizerConfig{
-			Name: o.Name, LearningRate: o.LearningRate, Momentum: o.Momentum, Nesterov: o.Nesterov,
-			Beta1: o.Beta1, Beta2: o.Beta2, Epsilon: o.Epsilon, Rho: o.Rho,
-			WeightDecay: o.WeightDecay, ClipNorm: o.ClipNorm,
-		},
-		Loss:       plan.Spec.Loss,
-		FromLogits: plan.Spec.FromLogits,
-		Metrics:    plan.Spec.Metrics,
-	}
-	m, err := model.New(spec, plan.InputDim, c, plan.Spec.Seed)
+	m, err := model.New(spec, plan.InputDim, compile.Config(plan.Spec), plan.Spec.Seed)
 	if err != nil {
 		return nil, err
 	}

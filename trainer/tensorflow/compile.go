@@ -5,27 +5,16 @@ import (
 	"fmt"
 
 	"pgtrain/messages"
+	modelcompile "pgtrain/trainer/compile"
 	"pgtrain/trainer/model"
 )
 
 // ErrUnsupported is returned for compile settings the TensorFlow graph does not implement.
 var ErrUnsupported = errors.New("not supported by the tensorflow backend")
 
-// compileFromPlan maps the job spec's optimizer, loss and metrics to compile settings, field
-// for field as the go backend does, so that a spec means the same on both backends.
-func compileFromPlan(plan *messages.Plan) model.Compile {
-	o := plan.Spec.Optimizer
-	return model.Compile{
-		Optimizer: model.OptimizerConfig{
-			Name: o.Name, LearningRate: o.LearningRate, Momentum: o.Momentum, Nesterov: o.Nesterov,
-			Beta1: o.Beta1, Beta2: o.Beta2, Epsilon: o.Epsilon, Rho: o.Rho,
-			WeightDecay: o.WeightDecay, ClipNorm: o.ClipNorm,
-		},
-		Loss:       plan.Spec.Loss,
-		FromLogits: plan.Spec.FromLogits,
-		Metrics:    plan.Spec.Metrics,
-	}
-}
+// compileFromPlan maps the job spec's optimizer, loss and metrics to compile settings the way
+// every backend does.
+func compileFromPlan(plan *messages.Plan) model.Compile { return modelcompile.Config(plan.Spec) }
 
 // checkSupported refuses normalised compile settings the graph does not implement: learning
 // rate schedules and the TF.js forms of the updates (which exist for bit-level comparisons
