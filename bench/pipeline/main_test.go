@@ -30,7 +30,7 @@ func TestSmoke(t *testing.T) {
 
 	out := filepath.Join(dir, "out")
 	cmd := exec.CommandContext(ctx, harness, "--rows", "20000", "--out", out, "--pgtrain", pgtrain,
-		"--ceiling-runs", "1", "--baseline-py", filepath.Join("..", "baseline.py"))
+		"--ceiling-runs", "1", "--mem-repeats", "1", "--baseline-py", filepath.Join("..", "baseline.py"))
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the harness failed: %v\n%s", err, b)
