@@ -21,7 +21,7 @@ const (
 	numFetchers      = 3
 	numPreprocessors = 2
 	leaseTTL         = 2 * time.Second
-	rawAckWait       = 2 * time.Second
+	rawAckWait       = time.Second
 	window           = 4
 	// READY limits: replayMaxBytes holds the whole table (later epochs replay READY);
 	// rereadMaxBytes does not, so every epoch reads PostgreSQL again.

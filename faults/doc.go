@@ -24,13 +24,15 @@
 //	clean, replay and re-read       the references (later epochs replay READY, or re-read PostgreSQL)
 //	fetcher kill -9 mid-range       its lease expires, another fetcher resumes after the last recorded page
 //	fetcher kill -9 after publish   fault point: RAW has the page, the lease does not; RAW drops the re-publish
-//	preprocessor kill -9            fault points between the READY publish and the RAW ack, and just after the ack
+//	preprocessor kill -9            fault points between the READY publish and the RAW ack, and just after the ack;
+//	                                the page comes back, READY refuses its second copy, `pgtrain status` counts it
 //	trainer kill -9, restart        fault point after a checkpoint, then kill -9 mid-epoch; resumes from its checkpoint
-//	coordinator kill -9, restart    job state and leases come back from JetStream KV
-//	nats-server restart             twice, file store kept
+//	coordinator kill -9, restart    job state, results and leases come back from JetStream KV
+//	nats-server restart             twice, file store kept; the workers' /readyz follow the bus down and up
 //	PostgreSQL restart              fetchers retry the same page from the same key, pools reconnect
 //	fetcher SIGTERM                 hands its lease back with its progress and exits 0; no lease expires
-//	slow trainer                    --step-delay; READY, RAW, the fetchers' lead and every process's peak RSS stay bounded
+//	slow trainer                    --step-delay, READY below the configured window's batches: the window is capped
+//	                                to READY, and READY, RAW, the fetchers' lead and every process's peak RSS stay bounded
 //	live table, snapshot            rows inserted, deleted, updated during the run; the job trains on the snapshot's rows
 //
 // Precise kill points use the product's testing hook internal/faultpoint (PGTRAIN_FAULT);

@@ -5,7 +5,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"os/exec"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -89,15 +92,19 @@ func TestFetcherKilledAfterPublish(t *testing.T) {
 // Preprocessors killed between their READY publish and their RAW ack, and just after the
 // RAW ack. The unacknowledged pages are redelivered to the other preprocessor, and READY
 // refuses the batches it already holds. (A preprocessor that acknowledged RAW before READY
-// stored the batch would lose it here, and the job would never end.)
+// stored the batch would lose it here, and the job would never end.) READY is replayed, so
+// no batch is purged before its page comes back: the refusal is certain.
 func TestPreprocessorKilled(t *testing.T) {
-	ref := reference(t, rereadMode)
-	const atPublish, atAck = 15, 100
+	ref := reference(t, replayMode)
+	const atPublish, atAck = 5, 60
 	runScenario(t, scenario{
 		name:  "preprocessor kill -9",
 		fault: fmt.Sprintf("preprocessor-1 dies after its %dth READY publish, before the RAW ack; preprocessor-2 just after its %dth RAW ack; both restarted", atPublish, atAck),
-		mode:  rereadMode,
+		mode:  replayMode,
 		opts: func(o *clusterOptions) {
+			// A trainer a little slower keeps the job running well past the RAW ack wait,
+			// so the page left unacknowledged does come back before the job ends.
+			o.trainerArgs = []string{"--step-delay", "1ms"}
 			o.preprocEnv = map[int][]string{
 				0: {faultEnv(faultpoint.PreprocessorAfterReadyPublish, atPublish)},
 				1: {faultEnv(faultpoint.PreprocessorAfterRawAck, atAck)},
@@ -123,6 +130,11 @@ func TestPreprocessorKilled(t *testing.T) {
 			if o.readyDuplicates < 1 {
 				t.Errorf("READY refused no batch: the page published before the kill was not redelivered")
 			}
+			// An operator sees the redeliveries with `pgtrain status`.
+			out, err := exec.Command(binary, "status", "--coordinator", r.c.coordURL, r.jobID).CombinedOutput()
+			if want := fmt.Sprintf("of which %d redeliveries", o.bus.Preprocessors.Redeliveries); err != nil || !strings.Contains(string(out), want) {
+				t.Errorf("pgtrain status (%v) does not say %q:\n%s", err, want, out)
+			}
 			r.note("%d redeliveries logged by the preprocessors", logged)
 		},
 	}, ref)
@@ -140,18 +152,20 @@ func TestTrainerKilledAndRestarted(t *testing.T) {
 		rawOnce: true,
 		opts: func(o *clusterOptions) {
 			o.trainerEnv = []string{faultEnv(faultpoint.TrainerAfterCheckpoint, at)}
+			o.trainerArgs = []string{"--step-delay", "1ms"} // epochs long enough to land in
 		},
 		inject: func(r *runCtx) error {
 			if err := waitFaultPoint(r, r.c.trainer, faultpoint.TrainerAfterCheckpoint, at, true); err != nil {
 				return err
 			}
-			if _, err := r.waitStatus("the trainer in epoch 2", time.Minute, atPosition(1, 5)); err != nil {
+			st, err := r.waitStatus("the trainer in epoch 2", time.Minute, atPosition(1, 5))
+			if err != nil {
 				return err
 			}
 			if err := r.c.trainer.kill(); err != nil {
 				return err
 			}
-			r.note("killed the trainer in epoch 2")
+			r.note("killed the trainer at epoch %d, %d ranges consumed", st.Trainer.Epoch+1, st.Trainer.Consumed)
 			return r.c.restart(r.c.trainer)
 		},
 		check: func(t *testing.T, r *runCtx, o *outcome) {
@@ -185,8 +199,32 @@ func TestCoordinatorKilledAndRestarted(t *testing.T) {
 			if err := r.c.coordinator.kill(); err != nil {
 				return err
 			}
-			r.note("killed with %d leases held", len(st.Leases))
-			return r.c.restart(r.c.coordinator)
+			if err := r.c.restart(r.c.coordinator); err != nil {
+				return err
+			}
+			// The restarted coordinator knows what the dead one knew: the job, its results,
+			// the trainer's position, the ranges done and the leases held.
+			after, err := r.c.status(r.jobID)
+			if err != nil {
+				return err
+			}
+			if len(after.Results) < len(st.Results) || after.Trainer.Epoch < st.Trainer.Epoch ||
+				(after.Trainer.Epoch == st.Trainer.Epoch && after.Trainer.Consumed < st.Trainer.Consumed) ||
+				after.Fetch.Done < st.Fetch.Done || after.Fetch.Grants < st.Fetch.Grants {
+				return fmt.Errorf("the restarted coordinator went back: before the kill %+v / %+v, after %+v / %+v",
+					st.Trainer, st.Fetch, after.Trainer, after.Fetch)
+			}
+			kept := 0
+			for _, l := range st.Leases {
+				for _, m := range after.Leases {
+					if m.ID == l.ID && m.Worker == l.Worker {
+						kept++
+					}
+				}
+			}
+			r.note("killed with %d leases held and %d ranges done; after the restart %d of those leases still held by the same fetchers, %d ranges done",
+				len(st.Leases), st.Fetch.Done, kept, after.Fetch.Done)
+			return nil
 		},
 		check: func(t *testing.T, r *runCtx, o *outcome) {
 			if n := countLogs([]*proc{r.c.coordinator}, "resumed jobs from the state bucket"); n != 1 {
@@ -212,8 +250,18 @@ func TestNATSRestarted(t *testing.T) {
 				if err := r.c.nats.signal(syscall.SIGTERM, 20*time.Second); err != nil {
 					return err
 				}
+				// The workers' readiness probes say they lost the bus, then that they
+				// have it back.
+				if err := notReady(r.c.fetchers[0], 10*time.Second); err != nil {
+					return err
+				}
 				if err := r.c.restart(r.c.nats); err != nil {
 					return err
+				}
+				for _, p := range r.c.all()[2:] {
+					if err := p.ready(30 * time.Second); err != nil {
+						return err
+					}
 				}
 				r.note("restarted in epoch %d", epoch+1)
 			}
@@ -303,6 +351,24 @@ func TestFetcherStoppedWithSIGTERM(t *testing.T) {
 			r.note("lease handed back and resumed by another fetcher")
 		},
 	}, ref)
+}
+
+// notReady waits until p's /readyz answers 503.
+func notReady(p *proc, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get("http://" + p.health + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still answers /readyz with %v after %s without its dependency", p.name, err, timeout)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval of a condition with a deadline
+	}
 }
 
 // killMidRange stops p (with sig) while it holds a lease with at least one page recorded,
