@@ -21,11 +21,19 @@ type e2eConfig struct {
 	Fetchers      int    `json:"fetchers"`
 	Preprocessors int    `json:"preprocessors"`
 	Epochs        int    `json:"epochs"`
+	// Env is extra environment of every process of the run (a tuning variant), "" for none.
+	Env string `json:"env,omitempty"`
 }
 
 func (c e2eConfig) String() string {
-	return fmt.Sprintf("%s model, %d fetcher(s), %d preprocessor(s), %d epochs", c.Model, c.Fetchers, c.Preprocessors, c.Epochs)
+	s := fmt.Sprintf("%s model, %d fetcher(s), %d preprocessor(s), %d epochs", c.Model, c.Fetchers, c.Preprocessors, c.Epochs)
+	if c.Env != "" {
+		s += ", " + c.Env
+	}
+	return s
 }
+
+func (c e2eConfig) env() []string { return strings.Fields(c.Env) }
 
 // e2eResult is what one run measured.
 type e2eResult struct {
@@ -157,14 +165,14 @@ func startCluster(ctx context.Context, env *harness, dir string, cfg e2eConfig) 
 	c.coordURL = fmt.Sprintf("http://127.0.0.1:%d", coordPort)
 	logf := func(name string) string { return filepath.Join(dir, name+".log") }
 
-	if c.nats, err = startProc("nats", logf("nats"), env.pgtrain, "nats",
+	if c.nats, err = startProc("nats", logf("nats"), cfg.env(), env.pgtrain, "nats",
 		"--store-dir", filepath.Join(dir, "nats"), "--host", "127.0.0.1", "--port", strconv.Itoa(natsPort)); err != nil {
 		return nil, err
 	}
 	if err := waitFor(ctx, 20*time.Second, "nats-server", []*proc{c.nats}, func() bool { return dialable(natsPort) }); err != nil {
 		return nil, err
 	}
-	if c.coord, err = startProc("coordinator", logf("coordinator"), env.pgtrain, "coordinator",
+	if c.coord, err = startProc("coordinator", logf("coordinator"), cfg.env(), env.pgtrain, "coordinator",
 		"--dsn", env.dsn, "--nats-url", c.natsURL, "--listen", fmt.Sprintf("127.0.0.1:%d", coordPort)); err != nil {
 		return nil, err
 	}
@@ -178,7 +186,7 @@ func startCluster(ctx context.Context, env *harness, dir string, cfg e2eConfig) 
 	}
 	for i := 1; i <= cfg.Fetchers; i++ {
 		name := fmt.Sprintf("fetcher-%d", i)
-		p, err := startProc(name, logf(name), env.pgtrain, "fetcher", "--id", name,
+		p, err := startProc(name, logf(name), cfg.env(), env.pgtrain, "fetcher", "--id", name,
 			"--dsn", env.dsn, "--nats-url", c.natsURL, "--coordinator", c.coordURL)
 		if err != nil {
 			return nil, err
@@ -187,14 +195,14 @@ func startCluster(ctx context.Context, env *harness, dir string, cfg e2eConfig) 
 	}
 	for i := 1; i <= cfg.Preprocessors; i++ {
 		name := fmt.Sprintf("preprocessor-%d", i)
-		p, err := startProc(name, logf(name), env.pgtrain, "preprocessor",
+		p, err := startProc(name, logf(name), cfg.env(), env.pgtrain, "preprocessor",
 			"--nats-url", c.natsURL, "--coordinator", c.coordURL)
 		if err != nil {
 			return nil, err
 		}
 		c.preprocs = append(c.preprocs, p)
 	}
-	if c.trainer, err = startProc("trainer", logf("trainer"), env.self, "trainer",
+	if c.trainer, err = startProc("trainer", logf("trainer"), cfg.env(), env.self, "trainer",
 		"--coordinator", c.coordURL, "--nats-url", c.natsURL, "--out-dir", filepath.Join(dir, "models"),
 		"--model", cfg.Model, "--first-step-file", filepath.Join(dir, "first_step")); err != nil {
 		return nil, err
@@ -392,4 +400,12 @@ func dialable(port int) bool {
 	}
 	conn.Close()
 	return true
+}
+
+// label names the run's model, and its tuning variant if it has one.
+func (c e2eConfig) label() string {
+	if c.Env == "" {
+		return c.Model
+	}
+	return c.Model + " (" + c.Env + ")"
 }

@@ -28,12 +28,15 @@ type proc struct {
 
 // startProc starts bin with args, its output going to logPath. The child is killed if the
 // harness dies, so an interrupted run leaves no stray servers behind.
-func startProc(name, logPath, bin string, args ...string) (*proc, error) {
+func startProc(name, logPath string, env []string, bin string, args ...string) (*proc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -173,6 +173,9 @@ func loadAvg() string {
 func (r *results) pickHeadlines() {
 	var best, bestMLP *e2eResult
 	for _, e := range r.E2E {
+		if e.Env != "" {
+			continue // a tuning variant, not what a user gets
+		}
 		switch e.Model {
 		case modelNoop:
 			if best == nil || e.FirstEpoch.RowsPerS > best.FirstEpoch.RowsPerS {
@@ -308,7 +311,7 @@ func (r *results) markdown(w io.Writer) {
 		p("\nPython baselines: %s.\n", m.Python)
 	}
 
-	p("\n## 3. pgtrain end to end\n\nEvery role in its own process; preprocessing standardises the 16 columns and one-hots the category. First epoch: from the submission's answer (the plan is ready) until the trainer's epoch result is seen; \"with planning\" also counts the submission (statistics and range split in SQL). Replay: the later epochs, timed by the trainer, read from READY.\n\n")
+	p("\n## 3. pgtrain end to end\n\nEvery role in its own process; preprocessing standardises the 16 columns and one-hots the category. First epoch: from the submission's answer (the plan is ready) until the trainer's epoch result is seen; \"with planning\" also counts the submission (statistics and range split in SQL). Replay: the later epochs, timed by the trainer, read from READY. A model with an environment in brackets is a tuning variant (every process of that run started with it), never a headline figure.\n\n")
 	p("| model | fetchers | preprocessors | plan (s) | plan: PostgreSQL CPU (s) | first epoch rows/s | × COPY | with planning rows/s | replay rows/s | × COPY | first batch after (s) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, e := range r.E2E {
 		replay := "—"
@@ -319,7 +322,7 @@ func (r *results) markdown(w io.Writer) {
 			replay, replayRatio = num(e.ReplayEpochs.RowsPerS)+" (re-read)", fmt.Sprintf("%.2f", e.ReplayEpochs.RatioToCeiling)
 		}
 		p("| %s | %d | %d | %.2f | %.2f | %s | %.2f | %s | %s | %s | %.2f |\n",
-			e.Model, e.Fetchers, e.Preprocessors, e.PlanSeconds, e.PlanPGCPUSeconds, num(e.FirstEpoch.RowsPerS), e.FirstEpoch.RatioToCeiling,
+			e.label(), e.Fetchers, e.Preprocessors, e.PlanSeconds, e.PlanPGCPUSeconds, num(e.FirstEpoch.RowsPerS), e.FirstEpoch.RatioToCeiling,
 			num(e.FirstEpochWithPlan.RowsPerS), replay, replayRatio, e.TimeToFirstBatch)
 	}
 	p("\nPeak RSS of each role in these runs (MB; fetcher: the largest of the fetchers):\n\n| model | fetchers |")
@@ -328,7 +331,7 @@ func (r *results) markdown(w io.Writer) {
 	}
 	p("\n|---|---:|%s\n", strings.Repeat("---:|", len(roles)))
 	for _, e := range r.E2E {
-		p("| %s | %d |", e.Model, e.Fetchers)
+		p("| %s | %d |", e.label(), e.Fetchers)
 		for _, role := range roles {
 			p(" %.0f |", e.PeakRSSMB[role])
 		}
@@ -342,7 +345,7 @@ func (r *results) markdown(w io.Writer) {
 	}
 	p(" total CPU | wall |\n|---|---:|%s\n", strings.Repeat("---:|", len(cpuRoles)+2))
 	for _, e := range r.E2E {
-		p("| %s | %d |", e.Model, e.Fetchers)
+		p("| %s | %d |", e.label(), e.Fetchers)
 		total := 0.0
 		for _, role := range cpuRoles {
 			p(" %.1f |", e.CPUSeconds[role])
@@ -386,7 +389,7 @@ func (r *results) markdown(w io.Writer) {
 
 	p("\n## 5. Time to first batch\n\nSeconds from sending the job to the trainer's first training step (planning, the first key range read, preprocessed and delivered):\n\n| model | fetchers | seconds |\n|---|---:|---:|\n")
 	for _, e := range r.E2E {
-		p("| %s | %d | %.2f |\n", e.Model, e.Fetchers, e.TimeToFirstBatch)
+		p("| %s | %d | %.2f |\n", e.label(), e.Fetchers, e.TimeToFirstBatch)
 	}
 }
 
