@@ -44,7 +44,7 @@ func TestFetcherKilledMidRange(t *testing.T) {
 		mode:    rereadMode,
 		rawOnce: true,
 		inject: func(r *runCtx) error {
-			if _, err := r.waitStatus("epoch 2", time.Minute, atPosition(1, 1)); err != nil {
+			if _, err := r.waitStatus("epoch 2", jobTimeout(), atPosition(1, 1)); err != nil {
 				return err
 			}
 			var err error
@@ -158,7 +158,7 @@ func TestTrainerKilledAndRestarted(t *testing.T) {
 			if err := waitFaultPoint(r, r.c.trainer, faultpoint.TrainerAfterCheckpoint, at, true); err != nil {
 				return err
 			}
-			st, err := r.waitStatus("the trainer in epoch 2", time.Minute, atPosition(1, 5))
+			st, err := r.waitStatus("the trainer in epoch 2", jobTimeout(), atPosition(1, 5))
 			if err != nil {
 				return err
 			}
@@ -190,7 +190,7 @@ func TestCoordinatorKilledAndRestarted(t *testing.T) {
 		mode:    rereadMode,
 		rawOnce: true,
 		inject: func(r *runCtx) error {
-			st, err := r.waitStatus("epoch 2 with leases held", time.Minute, func(st *messages.JobStatus) bool {
+			st, err := r.waitStatus("epoch 2 with leases held", jobTimeout(), func(st *messages.JobStatus) bool {
 				return atPosition(1, 3)(st) && len(st.Leases) > 0
 			})
 			if err != nil {
@@ -244,7 +244,7 @@ func TestNATSRestarted(t *testing.T) {
 		mode:  replayMode,
 		inject: func(r *runCtx) error {
 			for _, epoch := range []int{0, 1} {
-				if _, err := r.waitStatus(fmt.Sprintf("epoch %d", epoch+1), time.Minute, atPosition(epoch, 5)); err != nil {
+				if _, err := r.waitStatus(fmt.Sprintf("epoch %d", epoch+1), jobTimeout(), atPosition(epoch, 5)); err != nil {
 					return err
 				}
 				if err := r.c.nats.signal(syscall.SIGTERM, 20*time.Second); err != nil {
@@ -288,7 +288,7 @@ func TestPostgresRestarted(t *testing.T) {
 		mode:    rereadMode,
 		rawOnce: true,
 		inject: func(r *runCtx) error {
-			if _, err := r.waitStatus("epoch 2 with a range half read", time.Minute, func(st *messages.JobStatus) bool {
+			if _, err := r.waitStatus("epoch 2 with a range half read", jobTimeout(), func(st *messages.JobStatus) bool {
 				if !atPosition(1, 2)(st) {
 					return false
 				}
@@ -330,7 +330,7 @@ func TestFetcherStoppedWithSIGTERM(t *testing.T) {
 		mode:    rereadMode,
 		rawOnce: true,
 		inject: func(r *runCtx) error {
-			if _, err := r.waitStatus("epoch 2", time.Minute, atPosition(1, 1)); err != nil {
+			if _, err := r.waitStatus("epoch 2", jobTimeout(), atPosition(1, 1)); err != nil {
 				return err
 			}
 			_, err := killMidRange(r, r.c.fetchers[0], syscall.SIGTERM)
@@ -377,7 +377,7 @@ func notReady(p *proc, timeout time.Duration) error {
 func killMidRange(r *runCtx, p *proc, sig syscall.Signal) (messages.LeaseInfo, error) {
 	for attempt := 1; attempt <= 5; attempt++ {
 		var held messages.LeaseInfo
-		if _, err := r.waitStatus(p.name+" mid-range", time.Minute, func(st *messages.JobStatus) bool {
+		if _, err := r.waitStatus(p.name+" mid-range", jobTimeout(), func(st *messages.JobStatus) bool {
 			for _, l := range st.Leases {
 				if l.Worker == p.name && l.NextPage >= 1 {
 					held = l
@@ -444,7 +444,7 @@ func waitFaultPoint(r *runCtx, p *proc, point string, n int, restart bool) error
 	case <-p.exited():
 	case <-r.done:
 		return fmt.Errorf("the job ended before %s reached %s %d times", p.name, point, n)
-	case <-time.After(2 * time.Minute):
+	case <-time.After(jobTimeout()):
 		return fmt.Errorf("%s did not reach %s %d times", p.name, point, n)
 	}
 	if !p.killedBySignal(syscall.SIGKILL) || !p.logContains(fmt.Sprintf("faultpoint: %s reached %d times", point, n)) {

@@ -30,14 +30,16 @@ var (
 	rereadMode = mode{"re-read", rereadMaxBytes, false}
 )
 
-// jobTimeout bounds one scenario's job. A clean job takes seconds; a job that loses a
-// page never ends, and this is how the suite says so. stallTimeout says it sooner: every
-// recovery (a lease TTL, a RAW ack wait, a restart) takes seconds, so a trainer that has
-// not moved for this long is waiting for a batch that will never come.
-const (
-	jobTimeout   = 3 * time.Minute
-	stallTimeout = time.Minute
-)
+// jobTimeout bounds one scenario's job: a clean job over the default table takes seconds,
+// a job that loses a page never ends, and this is how the suite says so. It grows with the
+// table (PGTRAIN_FAULTS_ROWS). stallTimeout says it sooner: every recovery (a lease TTL, a
+// RAW ack wait, a restart) takes seconds, so a trainer that has not moved for this long is
+// waiting for a batch that will never come.
+const stallTimeout = time.Minute
+
+func jobTimeout() time.Duration {
+	return 3 * time.Minute * time.Duration(max(1, (rows+199_999)/200_000))
+}
 
 // scenario is one job run with one kind of fault.
 type scenario struct {
@@ -206,7 +208,7 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 	}
 	var final *messages.JobStatus
 	injectDone := false
-	deadline := start.Add(jobTimeout)
+	deadline := start.Add(jobTimeout())
 	var lastPos messages.TrainerState
 	lastMove := time.Now()
 	for final == nil {
@@ -237,7 +239,7 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 		}
 		if time.Now().After(deadline) {
 			close(r.done)
-			t.Fatalf("the job did not finish within %s; last status %+v", jobTimeout, s)
+			t.Fatalf("the job did not finish within %s; last status %+v", jobTimeout(), s)
 		}
 		time.Sleep(50 * time.Millisecond) // polling interval of a condition with a deadline
 	}
