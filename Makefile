@@ -6,6 +6,10 @@ BIN       := bin/pgtrain
 ROWS      ?= 2000000
 DEMO_ROWS ?= 1000000
 STATICCHECK_VERSION ?= v0.8.2
+# A default run writes the committed results in bench/; a smaller one writes to bench/local/.
+BENCH_OUT ?= $(if $(filter 2000000,$(ROWS)),bench,bench/local)
+# The model benchmark compares the engine with OpenBLAS's sgemm peak when the library is there.
+OPENBLAS_TAGS := $(shell echo '\#include <cblas.h>' | $(CC) -E -x c - >/dev/null 2>&1 && echo -tags openblas)
 
 .DEFAULT_GOAL := help
 
@@ -32,6 +36,15 @@ parity: parity/node_modules/.package-lock.json ## the TensorFlow.js parity suite
 # TensorFlow.js 4.22.0, pinned by the lock file: pure JavaScript, nothing downloaded at run time.
 parity/node_modules/.package-lock.json: parity/package-lock.json
 	npm ci --prefix parity --no-audit --no-fund
+
+.PHONY: faults
+faults: build ## the fault-injection suite alone: kills and restarts of real processes mid-job
+	$(GO) test -count=1 -timeout 15m -v -run . ./faults/
+
+.PHONY: bench
+bench: build parity/node_modules/.package-lock.json ## benchmarks: the pipeline vs binary COPY and the usual ways (ROWS, default 2M), the engine vs TF.js and sgemm
+	$(GO) run ./bench/pipeline --rows $(ROWS) --out $(BENCH_OUT) --pgtrain $(BIN)
+	$(GO) run $(OPENBLAS_TAGS) ./bench/modelbench -out $(BENCH_OUT)/model_results.json
 
 .PHONY: tf-check
 tf-check: ## compile the TensorFlow backend against the TF 2.18 C API headers (no libtensorflow needed)
