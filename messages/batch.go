@@ -11,21 +11,31 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Raw column kinds: numbers travel as float64, everything categorical as text.
+// Raw column kinds: numbers travel as float64, or as float32 when the column's type holds
+// only values a float32 represents exactly (real, smallint): half the bytes on the bus, and
+// the same values once widened to float64. Everything categorical travels as text.
+// A kind is only ever added, never changed: a decoder that knows a kind reads it from any
+// writer of the same schema version.
 const (
 	ColumnFloat64 uint8 = 1
 	ColumnText    uint8 = 2
+	ColumnFloat32 uint8 = 3
 )
 
-// RawColumn is one column of a page, columnar. Exactly one of Float64/Text is used, with one
-// entry per row; a NULL row has its bit set in Nulls (bit i%8 of byte i/8) and a zero value.
+// RawColumn is one column of a page, columnar. Exactly one of Float64/Float32/Text is used
+// (the one Kind names), with one entry per row; a NULL row has its bit set in Nulls (bit i%8
+// of byte i/8) and a zero value.
 type RawColumn struct {
 	Name    string
 	Kind    uint8
 	Nulls   []byte
 	Float64 []float64
+	Float32 []float32
 	Text    []string
 }
+
+// Len is the number of values the column holds.
+func (c *RawColumn) Len() int { return len(c.Float64) + len(c.Float32) + len(c.Text) }
 
 // IsNull reports whether row i is NULL.
 func (c *RawColumn) IsNull(i int) bool {
@@ -94,6 +104,8 @@ func (b *RawBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
 		switch c.Kind {
 		case ColumnFloat64:
 			err = writeFloat64s(enc, c.Float64)
+		case ColumnFloat32:
+			err = writeFloat32s(enc, c.Float32)
 		case ColumnText:
 			err = enc.EncodeBytes(stringsToBytes(c.Text))
 		default:
@@ -119,17 +131,24 @@ func (b *RawBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 		return fmt.Errorf("raw batch keys: %w", err)
 	}
 	rows := len(b.Keys)
-	b.Columns = make([]RawColumn, (n-5)/4)
-	for i := range b.Columns {
+	// Every column takes at least 4 bytes (its four fields): an array length no message
+	// could hold must not size the allocation.
+	cols := (n - 5) / 4
+	if err := fits(dec, 4*cols, fmt.Sprintf("%d columns", cols)); err != nil {
+		return fmt.Errorf("raw batch: %w", err)
+	}
+	b.Columns = make([]RawColumn, 0, capacity(dec, cols))
+	for i := 0; i < cols; i++ {
+		b.Columns = append(b.Columns, RawColumn{})
 		c := &b.Columns[i]
-		if c.Name, err = dec.DecodeString(); err != nil {
+		if c.Name, err = readString(dec, "column name"); err != nil {
 			return err
 		}
 		if c.Kind, err = dec.DecodeUint8(); err != nil {
 			return err
 		}
-		if c.Nulls, err = dec.DecodeBytes(); err != nil {
-			return err
+		if c.Nulls, err = readBin(dec, "null bitmap"); err != nil {
+			return fmt.Errorf("raw batch column %q: %w", c.Name, err)
 		}
 		if len(c.Nulls) > (rows+7)/8 {
 			return fmt.Errorf("raw batch column %q: null bitmap of %d bytes for %d rows: %w", c.Name, len(c.Nulls), rows, errShape)
@@ -140,10 +159,15 @@ func (b *RawBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 			if err == nil && len(c.Float64) != rows {
 				err = errShape
 			}
+		case ColumnFloat32:
+			c.Float32, err = readFloat32s(dec)
+			if err == nil && len(c.Float32) != rows {
+				err = errShape
+			}
 		case ColumnText:
 			var data []byte
-			if data, err = dec.DecodeBytes(); err != nil {
-				return err
+			if data, err = readBin(dec, "text"); err != nil {
+				return fmt.Errorf("raw batch column %q: %w", c.Name, err)
 			}
 			c.Text, err = bytesToStrings(data)
 			if err == nil && len(c.Text) != rows {
@@ -250,7 +274,7 @@ func decodeHeader(dec *msgpack.Decoder, kind string, id *BatchID, last *bool) (i
 	if err := checkVersion(kind, v); err != nil {
 		return 0, err
 	}
-	if id.JobID, err = dec.DecodeString(); err != nil {
+	if id.JobID, err = readString(dec, "job id"); err != nil {
 		return 0, err
 	}
 	if id.Pass, err = dec.DecodeInt(); err != nil {
@@ -314,7 +338,7 @@ func (b *RawBatch) encodedSize() int {
 	n := headerSize(b.BatchID) + 8*len(b.Keys)
 	for i := range b.Columns {
 		c := &b.Columns[i]
-		n += 16 + len(c.Name) + len(c.Nulls) + 8*len(c.Float64) + 4*len(c.Text)
+		n += 16 + len(c.Name) + len(c.Nulls) + 8*len(c.Float64) + 4*len(c.Float32) + 4*len(c.Text)
 		for _, t := range c.Text {
 			n += len(t)
 		}
@@ -401,10 +425,43 @@ func numberBin(dec *msgpack.Decoder, width int, what string) (int, error) {
 	if n%width != 0 {
 		return 0, fmt.Errorf("%d bytes is not a whole number of %s: %w", n, what, errShape)
 	}
-	if r, ok := dec.Buffered().(interface{ Len() int }); ok && n > r.Len() {
-		return 0, fmt.Errorf("%d bytes of %s in a message with %d left: %w", n, what, r.Len(), errShape)
+	if err := fits(dec, n, what); err != nil {
+		return 0, err
 	}
 	return n / width, nil
+}
+
+// fits refuses a length longer than what is left of the message, when the reader can tell.
+func fits(dec *msgpack.Decoder, n int, what string) error {
+	if r, ok := dec.Buffered().(interface{ Len() int }); ok && n > r.Len() {
+		return fmt.Errorf("%d bytes of %s in a message with %d left: %w", n, what, r.Len(), errShape)
+	}
+	return nil
+}
+
+// readBin reads a bin (or str) of bytes. msgpack's DecodeBytes and DecodeString allocate
+// whatever length a header claims before reading a byte of it, so a few corrupt bytes
+// could ask for gigabytes; here the length is checked against the message first.
+func readBin(dec *msgpack.Decoder, what string) ([]byte, error) {
+	n, err := dec.DecodeBytesLen()
+	if err != nil || n < 0 { // nil: no bytes
+		return nil, err
+	}
+	if err := fits(dec, n, what); err != nil {
+		return nil, err
+	}
+	if capacity(dec, n) == n { // checked against the message: read it in place
+		out := make([]byte, n)
+		return out, dec.ReadFull(out)
+	}
+	out := make([]byte, 0, capacity(dec, n))
+	err = readChunks(dec, n, 1, func(c []byte) { out = append(out, c...) })
+	return out, err
+}
+
+func readString(dec *msgpack.Decoder, what string) (string, error) {
+	b, err := readBin(dec, what)
+	return string(b), err
 }
 
 // readChunks reads count values of width bytes through a chunk, handing each chunk to put.

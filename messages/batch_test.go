@@ -1,9 +1,13 @@
 package messages
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"reflect"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -17,10 +21,13 @@ func sampleRaw() *RawBatch {
 		Columns: []RawColumn{
 			{Name: "x", Kind: ColumnFloat64, Float64: []float64{1.5, 0, math.Inf(-1)}},
 			{Name: "city", Kind: ColumnText, Text: []string{"Zürich", "", "Oslo"}},
+			{Name: "r", Kind: ColumnFloat32, Float32: []float32{-0.1, 0, math.MaxFloat32}},
+			{Name: "tiny", Kind: ColumnFloat32, Float32: []float32{math.SmallestNonzeroFloat32, float32(math.Inf(1)), -2}},
 		},
 	}
 	b.Columns[0].SetNull(1)
 	b.Columns[1].SetNull(1)
+	b.Columns[2].SetNull(1)
 	return b
 }
 
@@ -39,6 +46,60 @@ func TestRawBatchRoundTrip(t *testing.T) {
 	}
 	if !out.Columns[0].IsNull(1) || out.Columns[0].IsNull(0) || out.Columns[0].IsNull(2) {
 		t.Fatal("null bitmap not preserved")
+	}
+}
+
+// A float32 column keeps every bit pattern, NaN payloads and negative zero included.
+func TestRawBatchFloat32Bits(t *testing.T) {
+	bits := []uint32{0x7fc00001, 0xffbfffff, 0x80000000, 0x00000001, 0x7f7fffff, 0xff800000, 0x3dcccccd}
+	c := RawColumn{Name: "f", Kind: ColumnFloat32}
+	keys := make([]int64, len(bits))
+	for i, b := range bits {
+		c.Float32 = append(c.Float32, math.Float32frombits(b))
+		keys[i] = int64(i)
+	}
+	data, err := EncodeRaw(&RawBatch{BatchID: BatchID{JobID: "j"}, Keys: keys, Columns: []RawColumn{c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := DecodeRaw(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.Columns[0]
+	if got.Kind != ColumnFloat32 || len(got.Float32) != len(bits) || got.Float64 != nil || got.Text != nil {
+		t.Fatalf("decoded column %+v", got)
+	}
+	for i, b := range bits {
+		if g := math.Float32bits(got.Float32[i]); g != b {
+			t.Fatalf("value %d: bits %#08x, want %#08x", i, g, b)
+		}
+	}
+}
+
+func TestRawKind(t *testing.T) {
+	tests := []struct {
+		name string
+		col  ColumnPlan
+		want uint8
+	}{
+		{"real", ColumnPlan{Kind: KindNumeric, PGType: "real"}, ColumnFloat32},
+		{"smallint", ColumnPlan{Kind: KindNumeric, PGType: "smallint"}, ColumnFloat32},
+		{"integer", ColumnPlan{Kind: KindNumeric, PGType: "integer"}, ColumnFloat64},
+		{"bigint", ColumnPlan{Kind: KindNumeric, PGType: "bigint"}, ColumnFloat64},
+		{"double precision", ColumnPlan{Kind: KindNumeric, PGType: "double precision"}, ColumnFloat64},
+		{"numeric with a typmod", ColumnPlan{Kind: KindNumeric, PGType: "numeric(10,2)"}, ColumnFloat64},
+		{"a domain over real goes by its own name", ColumnPlan{Kind: KindNumeric, PGType: "celsius"}, ColumnFloat64},
+		{"a domain named like the type", ColumnPlan{Kind: KindNumeric, PGType: `"real"`}, ColumnFloat64},
+		{"no type recorded", ColumnPlan{Kind: KindNumeric}, ColumnFloat64},
+		{"categorical real", ColumnPlan{Kind: KindCategorical, PGType: "real"}, ColumnText},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.col.RawKind(); got != tt.want {
+				t.Fatalf("RawKind() = %d, want %d", got, tt.want)
+			}
+		})
 	}
 }
 
@@ -71,21 +132,39 @@ func TestReadyBatchRoundTrip(t *testing.T) {
 	}
 }
 
-// Numbers travel as one byte string per column: a page of floats costs 8 bytes per value,
-// not the 9 that element-by-element msgpack would take.
+// Numbers travel as one byte string per column: a page of floats costs 8 bytes per value
+// (4 for float32), not the 9 (5) that element-by-element msgpack would take.
 func TestRawBatchIsCompact(t *testing.T) {
-	b := &RawBatch{BatchID: BatchID{JobID: "j"}, Keys: make([]int64, 1000),
-		Columns: []RawColumn{{Name: "x", Kind: ColumnFloat64, Float64: make([]float64, 1000)}}}
-	for i := range b.Keys {
-		b.Keys[i] = int64(i) << 40
-		b.Columns[0].Float64[i] = float64(i) + 0.5
+	tests := []struct {
+		name string
+		col  RawColumn
+		max  int
+	}{
+		{"float64", RawColumn{Name: "x", Kind: ColumnFloat64, Float64: make([]float64, 1000)}, 16*1000 + 64},
+		{"float32", RawColumn{Name: "x", Kind: ColumnFloat32, Float32: make([]float32, 1000)}, 12*1000 + 64},
 	}
-	data, err := EncodeRaw(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(data) > 16*1000+64 {
-		t.Fatalf("1000 rows of key + one float column take %d bytes, want at most %d", len(data), 16*1000+64)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &RawBatch{BatchID: BatchID{JobID: "j"}, Keys: make([]int64, 1000), Columns: []RawColumn{tt.col}}
+			for i := range b.Keys {
+				b.Keys[i] = int64(i) << 40
+				if tt.col.Kind == ColumnFloat64 {
+					b.Columns[0].Float64[i] = float64(i) + 0.5
+				} else {
+					b.Columns[0].Float32[i] = float32(i) + 0.5
+				}
+			}
+			data, err := EncodeRaw(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(data) > tt.max {
+				t.Fatalf("1000 rows of key + one %s column take %d bytes, want at most %d", tt.name, len(data), tt.max)
+			}
+			if size := b.encodedSize(); size < len(data) {
+				t.Fatalf("encodedSize %d is under the %d bytes written", size, len(data))
+			}
+		})
 	}
 }
 
@@ -119,25 +198,96 @@ func TestDecodeRejectsUnknownVersion(t *testing.T) {
 	}
 }
 
+// rawMsg frames fields as RawBatch.EncodeMsgpack does: its array length counts one field
+// fewer than follow it (the decoder reads the same framing).
+func rawMsg(t *testing.T, fields ...any) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	if err := enc.EncodeArrayLen(len(fields) - 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fields {
+		if err := enc.Encode(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
 func TestDecodeRejectsBadShapes(t *testing.T) {
+	head := []any{SchemaVersion, "j", 0, 0, 0, false}
+	msg := func(fields ...any) []any { return append(slices.Clone(head), fields...) }
 	tests := []struct {
-		name string
-		msg  []any
+		name    string
+		msg     []any
+		wantErr string // "" for a message that decodes
 	}{
-		{"keys not whole int64s", []any{SchemaVersion, "j", 0, 0, 0, false, []byte{1, 2, 3}}},
-		{"column rows differ from keys", []any{SchemaVersion, "j", 0, 0, 0, false, make([]byte, 16), "x", ColumnFloat64, []byte{}, make([]byte, 8)}},
-		{"unknown column kind", []any{SchemaVersion, "j", 0, 0, 0, false, make([]byte, 8), "x", uint8(9), []byte{}, make([]byte, 8)}},
-		{"text offsets out of range", []any{SchemaVersion, "j", 0, 0, 0, false, make([]byte, 8), "x", ColumnText, []byte{}, []byte{1, 0, 0, 0, 9, 0, 0, 0}}},
-		{"bitmap longer than rows", []any{SchemaVersion, "j", 0, 0, 0, false, make([]byte, 8), "x", ColumnFloat64, []byte{0, 0}, make([]byte, 8)}},
+		{"a well-formed float32 column", msg(make([]byte, 16), "x", ColumnFloat32, []byte{}, make([]byte, 8)), ""},
+		{"a well-formed float64 column", msg(make([]byte, 16), "x", ColumnFloat64, []byte{1}, make([]byte, 16)), ""},
+		{"keys not whole int64s", msg([]byte{1, 2, 3}), "not a whole number of int64s"},
+		{"a column missing a field", msg(make([]byte, 8), "x", ColumnFloat64, []byte{}), "fields"},
+		{"column rows differ from keys", msg(make([]byte, 16), "x", ColumnFloat64, []byte{}, make([]byte, 8)), `column "x": inconsistent`},
+		{"unknown column kind", msg(make([]byte, 8), "x", uint8(9), []byte{}, make([]byte, 8)), "unknown kind 9"},
+		{"text offsets out of range", msg(make([]byte, 8), "x", ColumnText, []byte{}, []byte{1, 0, 0, 0, 9, 0, 0, 0}), "out of order"},
+		{"bitmap longer than rows", msg(make([]byte, 8), "x", ColumnFloat64, []byte{0, 0}, make([]byte, 8)), "null bitmap of 2 bytes"},
+		{"float32 rows differ from keys", msg(make([]byte, 8), "x", ColumnFloat32, []byte{}, make([]byte, 8)), `column "x": inconsistent`},
+		{"float32s not whole", msg(make([]byte, 8), "x", ColumnFloat32, []byte{}, make([]byte, 6)), "not a whole number of float32s"},
+		{"float32 bytes read as float64s", msg(make([]byte, 16), "x", ColumnFloat64, []byte{}, make([]byte, 8)), `column "x": inconsistent`},
+		{"float32 bitmap longer than rows", msg(make([]byte, 8), "x", ColumnFloat32, []byte{0, 0}, make([]byte, 4)), "null bitmap of 2 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data, err := msgpack.Marshal(tt.msg)
-			if err != nil {
-				t.Fatal(err)
+			_, err := DecodeRaw(rawMsg(t, tt.msg...))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
 			}
-			if _, err := DecodeRaw(data); err == nil {
-				t.Fatal("decoding succeeded, want an error")
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// A length header that claims more than the message holds is refused before anything is
+// allocated: a corrupt message of a few bytes must not ask for gigabytes.
+func TestDecodeRefusesLengthsPastTheMessage(t *testing.T) {
+	huge := []byte{0xdb, 0xc4, 0x01, 0x28, 0xc4} // str32 of 3.3 GB
+	hugeBin := []byte{0xc6, 0xc4, 0x01, 0x28, 0xc4}
+	header := func(job []byte) []byte {
+		return append(append([]byte{0x9a, 0x01}, job...), 0, 0, 0, 0xc3, 0xc4, 8, 0, 0, 0, 0, 0, 0, 0, 0)
+	}
+	col := func(name []byte, kind byte, nulls, values []byte) []byte {
+		out := append(header([]byte{0xa1, 'j'}), name...)
+		out = append(out, kind)
+		out = append(out, nulls...)
+		return append(out, values...)
+	}
+	tests := []struct {
+		name string
+		msg  []byte
+	}{
+		{"job id", header(huge)},
+		{"column name", col(huge, ColumnFloat64, []byte{0xc4, 0}, []byte{0xc4, 8, 0, 0, 0, 0, 0, 0, 0, 0})},
+		{"null bitmap", col([]byte{0xa1, 'x'}, ColumnFloat64, hugeBin, nil)},
+		{"null bitmap as str", col([]byte{0xa1, 'x'}, ColumnFloat64, huge, nil)},
+		{"text", col([]byte{0xa1, 'x'}, ColumnText, []byte{0xc4, 0}, hugeBin)},
+		{"float32s", col([]byte{0xa1, 'x'}, ColumnFloat32, []byte{0xc4, 0}, hugeBin)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := DecodeRaw(tt.msg)
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, errShape) {
+				t.Fatalf("err = %v, want a shape error", err)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+				t.Fatalf("decoding %d bytes allocated %d bytes", len(tt.msg), grew)
 			}
 		})
 	}
@@ -153,9 +303,22 @@ func FuzzDecodeRaw(f *testing.F) {
 			return
 		}
 		for _, c := range b.Columns {
-			n := len(c.Float64) + len(c.Text)
-			if n != b.Rows() {
+			if n := c.Len(); n != b.Rows() {
 				t.Fatalf("column %q has %d values for %d rows", c.Name, n, b.Rows())
+			}
+			var want int
+			switch c.Kind {
+			case ColumnFloat64:
+				want = len(c.Float64)
+			case ColumnFloat32:
+				want = len(c.Float32)
+			case ColumnText:
+				want = len(c.Text)
+			default:
+				t.Fatalf("column %q decoded with unknown kind %d", c.Name, c.Kind)
+			}
+			if want != b.Rows() {
+				t.Fatalf("column %q of kind %d holds its values in another slice", c.Name, c.Kind)
 			}
 		}
 		again, err := EncodeRaw(b)

@@ -72,6 +72,21 @@ func (c ColumnPlan) Width() int {
 	return 1
 }
 
+// RawKind is the raw column kind the column travels as on RAW, which the fetchers and the
+// page sizing agree on: text for a categorical column; for a numeric one float32 when its
+// type is real or smallint (every value is a float32 exactly), otherwise float64. PGType is
+// what format_type names the column's type: a domain goes by its own name and so as float64.
+func (c ColumnPlan) RawKind() uint8 {
+	if c.Kind == KindCategorical {
+		return ColumnText
+	}
+	switch c.PGType {
+	case "real", "smallint":
+		return ColumnFloat32
+	}
+	return ColumnFloat64
+}
+
 // Stats are computed by SQL aggregates in one pass over the table.
 type Stats struct {
 	Count  int64   `msgpack:"count" json:"count"`
