@@ -1,16 +1,11 @@
 package model
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 )
 
-// Checkpoint layout: the magic, a little-endian uint32 header length, the JSON header, then
-// every tensor the header lists as float32 little-endian, in order.
+// checkpointMagic names this engine's checkpoints (the layout is EncodeCheckpoint's).
 var checkpointMagic = []byte("PGTRAINCKPT1")
 
 type checkpointHeader struct {
@@ -53,10 +48,10 @@ func (m *Sequential) MarshalCheckpoint() ([]byte, error) {
 	if h.ShuffleRNG, err = m.shuffleRNG.marshal(); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	var data []float32
+	var tensors [][]float32
 	add := func(name string, slot int, v []float32) {
 		h.Tensors = append(h.Tensors, checkpointTensor{Name: name, Slot: slot, Count: len(v)})
-		data = append(data, v...)
+		tensors = append(tensors, v)
 	}
 	if m.compiled {
 		c := m.comp
@@ -72,54 +67,32 @@ func (m *Sequential) MarshalCheckpoint() ([]byte, error) {
 			}
 		}
 	}
-	hj, err := json.Marshal(h)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
-	}
-	out := make([]byte, 0, len(checkpointMagic)+4+len(hj)+4*len(data))
-	out = append(out, checkpointMagic...)
-	out = binary.LittleEndian.AppendUint32(out, uint32(len(hj)))
-	out = append(out, hj...)
-	for _, v := range data {
-		out = binary.LittleEndian.AppendUint32(out, math.Float32bits(v))
-	}
-	return out, nil
+	return EncodeCheckpoint(checkpointMagic, h, tensors)
 }
 
 // ErrCheckpointMismatch is returned when a checkpoint belongs to a different architecture.
 var ErrCheckpointMismatch = errors.New("checkpoint does not match the model")
 
-func parseCheckpoint(b []byte) (*checkpointHeader, []byte, error) {
-	if !bytes.HasPrefix(b, checkpointMagic) || len(b) < len(checkpointMagic)+4 {
-		return nil, nil, errors.New("checkpoint: not a pgtrain checkpoint")
+// parseCheckpoint decodes a checkpoint; values[i] holds h.Tensors[i].
+func parseCheckpoint(b []byte) (h *checkpointHeader, values [][]float32, err error) {
+	h = &checkpointHeader{}
+	data, err := DecodeCheckpointHeader(b, checkpointMagic, h)
+	if err != nil {
+		return nil, nil, err
 	}
-	b = b[len(checkpointMagic):]
-	n := binary.LittleEndian.Uint32(b)
-	b = b[4:]
-	if uint64(n) > uint64(len(b)) {
-		return nil, nil, errors.New("checkpoint: truncated header")
+	sizes := make([]int, len(h.Tensors))
+	for i, t := range h.Tensors {
+		sizes[i] = t.Count
 	}
-	var h checkpointHeader
-	if err := json.Unmarshal(b[:n], &h); err != nil {
-		return nil, nil, fmt.Errorf("checkpoint: header: %w", err)
+	if values, err = DecodeTensors(data, sizes); err != nil {
+		return nil, nil, err
 	}
-	data := b[n:]
-	total := 0
-	for _, t := range h.Tensors {
-		if t.Count < 0 || t.Count > len(data)/4 {
-			return nil, nil, errors.New("checkpoint: bad tensor size")
-		}
-		total += t.Count
-	}
-	if total*4 != len(data) {
-		return nil, nil, fmt.Errorf("checkpoint: %d bytes of tensor data, header says %d", len(data), total*4)
-	}
-	return &h, data, nil
+	return h, values, nil
 }
 
 // LoadCheckpoint builds a model from a checkpoint alone.
 func LoadCheckpoint(b []byte) (*Sequential, error) {
-	h, _, err := parseCheckpoint(b)
+	h, values, err := parseCheckpoint(b)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +105,7 @@ func LoadCheckpoint(b []byte) (*Sequential, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	if err := m.UnmarshalCheckpoint(b); err != nil {
+	if err := m.restore(h, values); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -141,10 +114,15 @@ func LoadCheckpoint(b []byte) (*Sequential, error) {
 // UnmarshalCheckpoint restores a checkpoint taken from a model of the same architecture:
 // weights, compile settings, optimizer state, step counters and random generators.
 func (m *Sequential) UnmarshalCheckpoint(b []byte) error {
-	h, data, err := parseCheckpoint(b)
+	h, values, err := parseCheckpoint(b)
 	if err != nil {
 		return err
 	}
+	return m.restore(h, values)
+}
+
+// restore is UnmarshalCheckpoint once the checkpoint is decoded.
+func (m *Sequential) restore(h *checkpointHeader, values [][]float32) error {
 	if h.Spec.InputDim != m.inputDim || len(h.Spec.Layers) != len(m.spec.Layers) {
 		return fmt.Errorf("%w: input %d with %d layers, model has input %d with %d layers",
 			ErrCheckpointMismatch, h.Spec.InputDim, len(h.Spec.Layers), m.inputDim, len(m.spec.Layers))
@@ -157,14 +135,8 @@ func (m *Sequential) UnmarshalCheckpoint(b []byte) error {
 		}
 	}
 	byKey := map[[2]any][]float32{}
-	off := 0
-	for _, t := range h.Tensors {
-		v := make([]float32, t.Count)
-		for i := range v {
-			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[off+4*i:]))
-		}
-		off += 4 * t.Count
-		byKey[[2]any{t.Name, t.Slot}] = v
+	for i, t := range h.Tensors {
+		byKey[[2]any{t.Name, t.Slot}] = values[i]
 	}
 	// Check everything before changing anything, so that a bad checkpoint leaves the model as it was.
 	slotsWanted := 0

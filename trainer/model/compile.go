@@ -231,50 +231,6 @@ func canonicalLoss(name string) (string, error) {
 	return "", fmt.Errorf("unsupported loss %q", name)
 }
 
-// Canonical metric kinds (results stay keyed by the name the user gave).
-const (
-	metricBinaryAcc      = "binary_accuracy"
-	metricCategoricalAcc = "categorical_accuracy"
-	metricSparseAcc      = "sparse_categorical_accuracy"
-	metricMAE            = "mae"
-	metricRMSE           = "rmse"
-	metricMSE            = "mse"
-)
-
-// metricKind resolves a metric name to what it computes, given the loss; "accuracy" follows
-// Keras: binary for binary crossentropy, categorical or sparse for the categorical losses,
-// and for the regression losses binary when the output is one wide, categorical otherwise.
-func metricKind(name, loss string, outputDim int) (string, error) {
-	switch strings.ToLower(strings.ReplaceAll(name, "_", "")) {
-	case "accuracy", "acc":
-		switch loss {
-		case LossBinaryCrossentropy:
-			return metricBinaryAcc, nil
-		case LossCategoricalCE:
-			return metricCategoricalAcc, nil
-		case LossSparseCategoricalCE:
-			return metricSparseAcc, nil
-		}
-		if outputDim == 1 {
-			return metricBinaryAcc, nil
-		}
-		return metricCategoricalAcc, nil
-	case "binaryaccuracy":
-		return metricBinaryAcc, nil
-	case "categoricalaccuracy":
-		return metricCategoricalAcc, nil
-	case "sparsecategoricalaccuracy":
-		return metricSparseAcc, nil
-	case "mae", "meanabsoluteerror":
-		return metricMAE, nil
-	case "mse", "meansquarederror":
-		return metricMSE, nil
-	case "rmse", "rootmeansquarederror":
-		return metricRMSE, nil
-	}
-	return "", fmt.Errorf("unsupported metric %q", name)
-}
-
 // normalize checks names and fills defaults; it keeps metric names as given.
 func (c *Compile) normalize() error {
 	l, err := canonicalLoss(c.Loss)

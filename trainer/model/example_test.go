@@ -75,3 +75,20 @@ func ExampleSequential_Fit() {
 	// has validation: true
 	// reloaded predicts the same: true
 }
+
+func ExampleMetrics() {
+	c := model.Compile{Loss: "binary_crossentropy", Metrics: []string{"accuracy", "mae"}}
+	ms, err := model.NewMetrics(c, 1)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// One pass over two batches of predictions, as an evaluation in chunks adds them.
+	ms.Reset()
+	ms.Update([]float32{0.9, 0.2}, []float32{1, 0}, 2)
+	ms.Update([]float32{0.6, 0.4}, []float32{0, 1}, 2)
+	res := ms.Results()
+	fmt.Printf("accuracy %.2f, mae %.2f\n", res["accuracy"], res["mae"])
+	// Output:
+	// accuracy 0.50, mae 0.38
+}

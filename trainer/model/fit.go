@@ -117,7 +117,7 @@ func (m *Sequential) Fit(x, y []float32, rows int, opts FitOptions) (*History, e
 				perm[i], perm[j] = perm[j], perm[i]
 			}
 		}
-		stats := make([]metricStat, len(m.metrics))
+		m.metrics.Reset()
 		var lossSum float64
 		for b0 := 0; b0 < rows; b0 += opts.BatchSize {
 			n := min(opts.BatchSize, rows-b0)
@@ -132,19 +132,20 @@ func (m *Sequential) Fit(x, y []float32, rows int, opts FitOptions) (*History, e
 			} else {
 				xb, yb = x[b0*in:(b0+n)*in], y[b0*ld:(b0+n)*ld]
 			}
-			loss, err := m.trainStep(xb, yb, n, stats)
+			loss, err := m.trainStep(xb, yb, n)
 			if err != nil {
 				return h, fmt.Errorf("fit: epoch %d, batch at row %d: %w", epoch, b0, err)
 			}
 			lossSum += loss * float64(n)
 		}
-		logs := m.results(lossSum/float64(rows), stats)
+		logs := m.results(lossSum / float64(rows))
 		if vx != nil {
-			vl, vs, err := m.evaluate(vx, vy, vrows)
+			// Validation starts a pass of its own: the epoch's metrics are in logs already.
+			vl, err := m.evaluate(vx, vy, vrows)
 			if err != nil {
 				return h, fmt.Errorf("fit: validation: %w", err)
 			}
-			for k, v := range m.results(vl, vs) {
+			for k, v := range m.results(vl) {
 				logs["val_"+k] = v
 			}
 		}

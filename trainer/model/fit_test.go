@@ -258,21 +258,24 @@ func TestMetricsAndLosses(t *testing.T) {
 			}
 			rows := len(tt.pred) / tt.outDim
 			lf := lossFn{name: tt.c.Loss, delta: float32(tt.c.HuberDelta)}
-			got := map[string]float64{"loss": lf.eval(tt.pred, tt.y, rows, tt.outDim, nil)}
-			for _, name := range tt.c.Metrics {
-				kind, err := metricKind(name, tt.c.Loss, tt.outDim)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m := metric{name: name, kind: kind}
-				var st metricStat
-				// Two batches: the result must be the mean over all rows.
-				half := rows / 2
-				ld := lf.labelDim(tt.outDim)
-				m.update(&st, tt.pred[:half*tt.outDim], tt.y[:half*ld], half, tt.outDim)
-				m.update(&st, tt.pred[half*tt.outDim:], tt.y[half*ld:], rows-half, tt.outDim)
-				got[name] = m.result(st)
+			ms, err := NewMetrics(tt.c, tt.outDim)
+			if err != nil {
+				t.Fatal(err)
 			}
+			ld := lf.labelDim(tt.outDim)
+			// A pass of the first row alone, whose metrics differ from the whole's: Reset must
+			// leave nothing of it behind.
+			ms.Update(tt.pred[:tt.outDim], tt.y[:ld], 1)
+			ms.Reset()
+			// Two batches: the result must be the mean over all rows.
+			half := rows / 2
+			ms.Update(tt.pred[:half*tt.outDim], tt.y[:half*ld], half)
+			ms.Update(tt.pred[half*tt.outDim:], tt.y[half*ld:], rows-half)
+			got := ms.Results()
+			if len(got) != len(tt.c.Metrics) {
+				t.Errorf("results %v, want one for each of %v", got, tt.c.Metrics)
+			}
+			got["loss"] = lf.eval(tt.pred, tt.y, rows, tt.outDim, nil)
 			for k, want := range tt.want {
 				if math.Abs(got[k]-want) > 1e-6 {
 					t.Errorf("%s = %v, want %v", k, got[k], want)

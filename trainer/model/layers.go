@@ -219,7 +219,7 @@ func (d *dropoutLayer) forward(x []float32, rows int, training bool, r *rng) []f
 	rate := d.ls.Rate
 	keepProb := float32(1 - rate)
 	for i := range d.keep {
-		k := r.Float64() >= rate
+		k := r.keep(rate)
 		d.keep[i] = k
 		if k {
 			d.y[i] = x[i] / keepProb

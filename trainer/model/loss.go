@@ -29,9 +29,16 @@ func (l *lossFn) checkLabels(y []float32, rows, outDim int) error {
 	if l.name != LossSparseCategoricalCE {
 		return nil
 	}
-	for i, v := range y[:rows] {
-		if v < 0 || int(v) >= outDim || v != float32(math.Trunc(float64(v))) {
-			return fmt.Errorf("row %d: sparse label %v is not a class index in [0, %d)", i, v, outDim)
+	return CheckSparseLabels(y[:rows], outDim)
+}
+
+// CheckSparseLabels refuses sparse categorical labels (one per row) that are not class
+// indices in [0, classes): the one-hot row of such a label is all zeros, so a model would
+// train on it silently, towards nothing.
+func CheckSparseLabels(y []float32, classes int) error {
+	for i, v := range y {
+		if v < 0 || int(v) >= classes || v != float32(math.Trunc(float64(v))) {
+			return fmt.Errorf("row %d: sparse label %v is not a class index in [0, %d)", i, v, classes)
 		}
 	}
 	return nil
@@ -198,94 +205,4 @@ func sign32(x float32) float32 {
 		return -1
 	}
 	return 0
-}
-
-// metricStat accumulates one metric over batches: mean metrics keep Σvalue·rows and rows;
-// rmse keeps the sum of squared errors and the element count.
-type metricStat struct {
-	sum, n float64
-}
-
-// metric is one compiled metric.
-type metric struct {
-	name string // as the user gave it; the key in results
-	kind string
-}
-
-// update adds a batch of predictions to st.
-func (m *metric) update(st *metricStat, pred, y []float32, rows, dim int) {
-	switch m.kind {
-	case metricBinaryAcc:
-		for r := 0; r < rows; r++ {
-			var s float64
-			for j := 0; j < dim; j++ {
-				i := r*dim + j
-				var p float32
-				if pred[i] > 0.5 {
-					p = 1
-				}
-				if p == y[i] {
-					s++
-				}
-			}
-			st.sum += s / float64(dim)
-		}
-		st.n += float64(rows)
-	case metricCategoricalAcc, metricSparseAcc:
-		for r := 0; r < rows; r++ {
-			pa := argmax(pred[r*dim : (r+1)*dim])
-			var ya int
-			if m.kind == metricSparseAcc {
-				ya = int(y[r])
-			} else {
-				ya = argmax(y[r*dim : (r+1)*dim])
-			}
-			if pa == ya {
-				st.sum++
-			}
-		}
-		st.n += float64(rows)
-	case metricMAE, metricMSE:
-		for r := 0; r < rows; r++ {
-			var s float64
-			for j := 0; j < dim; j++ {
-				e := float64(pred[r*dim+j] - y[r*dim+j])
-				if m.kind == metricMAE {
-					s += math.Abs(e)
-				} else {
-					s += e * e
-				}
-			}
-			st.sum += s / float64(dim)
-		}
-		st.n += float64(rows)
-	case metricRMSE:
-		for i := 0; i < rows*dim; i++ {
-			e := float64(pred[i] - y[i])
-			st.sum += e * e
-		}
-		st.n += float64(rows * dim)
-	}
-}
-
-func (m *metric) result(st metricStat) float64 {
-	if st.n == 0 {
-		return math.NaN()
-	}
-	v := st.sum / st.n
-	if m.kind == metricRMSE {
-		return math.Sqrt(v)
-	}
-	return v
-}
-
-// argmax returns the index of the first largest value.
-func argmax(v []float32) int {
-	best := 0
-	for i := 1; i < len(v); i++ {
-		if v[i] > v[best] {
-			best = i
-		}
-	}
-	return best
 }

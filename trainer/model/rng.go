@@ -22,6 +22,10 @@ func (g *rng) Float64() float64 { return g.r.Float64() }
 
 func (g *rng) IntN(n int) int { return g.r.IntN(n) }
 
+// keep draws whether dropout at rate keeps an element; the Dropout layer and DropoutStream
+// both draw with it, so that their masks cannot drift apart.
+func (g *rng) keep(rate float64) bool { return g.r.Float64() >= rate }
+
 func (g *rng) NormFloat64() float64 { return g.r.NormFloat64() }
 
 // truncNormal draws from N(0, 1) restricted to [-2, 2], as Keras's truncated normal.

@@ -18,8 +18,10 @@ type Sequential struct {
 	compiled bool
 	comp     Compile
 	loss     lossFn
-	metrics  []metric
-	opt      *optimizer
+	// metrics accumulates the pass under way (a TrainOnBatch call, a Fit epoch, an
+	// evaluation); each pass resets it first.
+	metrics *Metrics
+	opt     *optimizer
 
 	seed       int64
 	dropoutRNG *rng
@@ -288,13 +290,9 @@ func (m *Sequential) Compile(c Compile) error {
 	if err := c.normalize(); err != nil {
 		return fmt.Errorf("compile: %w", err)
 	}
-	var ms []metric
-	for _, name := range c.Metrics {
-		k, err := metricKind(name, c.Loss, m.OutputDim())
-		if err != nil {
-			return fmt.Errorf("compile: %w", err)
-		}
-		ms = append(ms, metric{name: name, kind: k})
+	ms, err := NewMetrics(c, m.OutputDim())
+	if err != nil {
+		return fmt.Errorf("compile: %w", err)
 	}
 	m.comp = c
 	m.loss = lossFn{name: c.Loss, fromLogits: c.FromLogits, delta: float32(c.HuberDelta)}
@@ -399,12 +397,12 @@ func (m *Sequential) forward(x []float32, rows int, training bool) []float32 {
 }
 
 // trainStep runs one forward/backward pass and optimizer update, returning the batch loss
-// (before the update) and adding the batch to the metric stats.
-func (m *Sequential) trainStep(x, y []float32, rows int, stats []metricStat) (float64, error) {
+// (before the update) and adding the batch to the metrics.
+func (m *Sequential) trainStep(x, y []float32, rows int) (float64, error) {
 	if err := m.checkXY(x, y, rows, true); err != nil {
 		return 0, err
 	}
-	loss := m.gradients(x, y, rows, stats)
+	loss := m.gradients(x, y, rows)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return loss, fmt.Errorf("loss is %v at iteration %d", loss, m.opt.iterations)
 	}
@@ -414,14 +412,12 @@ func (m *Sequential) trainStep(x, y []float32, rows int, stats []metricStat) (fl
 
 // gradients runs the training-mode forward pass and backpropagation, leaving dL/dw in every
 // trainable parameter's gradient buffer, and returns the loss.
-func (m *Sequential) gradients(x, y []float32, rows int, stats []metricStat) float64 {
+func (m *Sequential) gradients(x, y []float32, rows int) float64 {
 	out := m.forward(x, rows, true)
 	od := m.OutputDim()
 	m.lossGrad = grow(m.lossGrad, rows*od)
 	loss := m.loss.eval(out, y, rows, od, m.lossGrad)
-	for i := range m.metrics {
-		m.metrics[i].update(&stats[i], out, y, rows, od)
-	}
+	m.metrics.Update(out, y, rows)
 	dy := m.lossGrad
 	for i := len(m.layers) - 1; i >= 0; i-- {
 		dy = m.layers[i].backward(dy, rows, i > 0)
@@ -433,22 +429,21 @@ func (m *Sequential) gradients(x, y []float32, rows int, stats []metricStat) flo
 // rows×LabelDim. It returns the batch's loss and metrics computed before the update, as
 // Keras's train_on_batch does.
 func (m *Sequential) TrainOnBatch(x, y []float32, rows int) (map[string]float64, error) {
-	stats := make([]metricStat, len(m.metrics))
 	if !m.compiled {
 		return nil, ErrNotCompiled
 	}
-	loss, err := m.trainStep(x, y, rows, stats)
+	m.metrics.Reset()
+	loss, err := m.trainStep(x, y, rows)
 	if err != nil {
 		return nil, fmt.Errorf("train on batch: %w", err)
 	}
-	return m.results(loss, stats), nil
+	return m.results(loss), nil
 }
 
-func (m *Sequential) results(loss float64, stats []metricStat) map[string]float64 {
-	r := map[string]float64{"loss": loss}
-	for i := range m.metrics {
-		r[m.metrics[i].name] = m.metrics[i].result(stats[i])
-	}
+// results is the pass's loss and metrics.
+func (m *Sequential) results(loss float64) map[string]float64 {
+	r := m.metrics.Results()
+	r["loss"] = loss
 	return r
 }
 
@@ -461,18 +456,19 @@ func (m *Sequential) Evaluate(x, y []float32, rows int) (map[string]float64, err
 	if !m.compiled {
 		return nil, ErrNotCompiled
 	}
-	loss, stats, err := m.evaluate(x, y, rows)
+	loss, err := m.evaluate(x, y, rows)
 	if err != nil {
 		return nil, fmt.Errorf("evaluate: %w", err)
 	}
-	return m.results(loss, stats), nil
+	return m.results(loss), nil
 }
 
-func (m *Sequential) evaluate(x, y []float32, rows int) (float64, []metricStat, error) {
+// evaluate returns the mean loss, leaving the metrics of the pass in m.metrics.
+func (m *Sequential) evaluate(x, y []float32, rows int) (float64, error) {
 	if err := m.checkXY(x, y, rows, true); err != nil {
-		return 0, nil, err
+		return 0, err
 	}
-	stats := make([]metricStat, len(m.metrics))
+	m.metrics.Reset()
 	od, ld, in := m.OutputDim(), m.LabelDim(), m.inputDim
 	var total float64
 	for r0 := 0; r0 < rows; r0 += predictChunk {
@@ -480,11 +476,9 @@ func (m *Sequential) evaluate(x, y []float32, rows int) (float64, []metricStat, 
 		out := m.forward(x[r0*in:(r0+n)*in], n, false)
 		yb := y[r0*ld : (r0+n)*ld]
 		total += m.loss.eval(out, yb, n, od, nil) * float64(n)
-		for i := range m.metrics {
-			m.metrics[i].update(&stats[i], out, yb, n, od)
-		}
+		m.metrics.Update(out, yb, n)
 	}
-	return total / float64(rows), stats, nil
+	return total / float64(rows), nil
 }
 
 // Predict returns the model's outputs (rows×OutputDim) in inference mode.

@@ -39,3 +39,11 @@ func checkSupported(c model.Compile) error {
 	}
 	return nil
 }
+
+// newMetrics is the evaluator of ref's compiled metrics: the Go engine's own, resolved from
+// the same normalised settings and output width, so that both backends report the same
+// numbers for the same predictions.
+func newMetrics(ref *model.Sequential) (*model.Metrics, error) {
+	c, _ := ref.CompileConfig()
+	return model.NewMetrics(c, ref.OutputDim())
+}

@@ -15,19 +15,20 @@
 //   - Initial weights are the Go engine's for the same seed (New builds the Go model and
 //     copies its weights into the variables), so the seed means the same on both backends.
 //   - Dropout masks are not drawn by TensorFlow: they come from the Go engine's dropout
-//     stream (same seed, same order of draws) and are fed to the graph, so a model with
-//     dropout also trains the same on both, and the mask generator's state is part of a
-//     checkpoint.
-//   - Metrics are computed from the batch's predictions with the Go engine's definitions.
+//     stream (model.DropoutStream: same seed, same order of draws) and are fed to the
+//     graph, so a model with dropout also trains the same on both, and the mask
+//     generator's state is part of a checkpoint.
+//   - Metrics are computed from the batch's predictions by the Go engine's evaluator
+//     (model.Metrics).
 //   - SaveTFJS writes the variables' values through the Go engine's exporter: the TF.js
 //     Layers files are the same on both backends, and LoadTFJS reads either backend's.
 //
 // Checkpoints hold the variables (weights, moving statistics, optimizer slots), the step
 // count and the dropout stream, so a resumed job continues exactly where it stopped. They
-// are this backend's own format: a job cannot change backend between a checkpoint and its
-// resumption.
+// have the Go engine's layout (model.EncodeCheckpoint) with this backend's own magic and
+// header: a job cannot change backend between a checkpoint and its resumption.
 //
-// Without the build tag the package holds only the pure-Go parts (weight layout, dropout
-// stream, metrics, checkpoint encoding), which are tested against the Go engine on every
+// Without the build tag the package holds only the pure-Go parts (weight layout, the
+// metrics' setup, the checkpoint header), which are tested against the Go engine on every
 // build; the graph itself needs libtensorflow to link and run.
 package tensorflow

@@ -1,15 +1,16 @@
 package tensorflow
 
 import (
+	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	"pgtrain/trainer/model"
 )
 
-// TestMetricsMatchGoEngine computes each metric from the Go engine's predictions with this
-// package's code and compares it with the Go engine's own Evaluate.
+// TestMetricsMatchGoEngine computes each metric from the Go engine's predictions with the
+// evaluator this backend builds and feeds chunk by chunk, and compares it with the Go
+// engine's own Evaluate.
 func TestMetricsMatchGoEngine(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -76,22 +77,25 @@ func TestMetricsMatchGoEngine(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			comp, _ := m.CompileConfig()
-			ms, err := resolveMetrics(tc.metrics, comp.Loss, m.OutputDim())
+			ms, err := newMetrics(m)
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A pass before, as the batch before an Evaluate, must leave nothing behind.
+			od, ld := m.OutputDim(), m.LabelDim()
+			ms.Update(pred[:od], y[:ld], 1)
+			ms.Reset()
 			// Two batches, as Evaluate's accumulation over chunks would see them.
 			half := rows / 2
-			ld := m.LabelDim()
-			od := m.OutputDim()
-			for _, mt := range ms {
-				var st metricStat
-				mt.update(&st, pred[:half*od], y[:half*ld], half, od)
-				mt.update(&st, pred[half*od:], y[half*ld:], rows-half, od)
-				got := mt.result(st)
-				if d := got - want[mt.name]; d > 1e-12 || d < -1e-12 {
-					t.Errorf("%s (%s) = %v, the Go engine says %v", mt.name, mt.kind, got, want[mt.name])
+			ms.Update(pred[:half*od], y[:half*ld], half)
+			ms.Update(pred[half*od:], y[half*ld:], rows-half)
+			got := ms.Results()
+			if len(got) != len(tc.metrics) {
+				t.Errorf("results %v, want one for each of %v", got, tc.metrics)
+			}
+			for _, name := range tc.metrics {
+				if d := got[name] - want[name]; d > 1e-12 || d < -1e-12 || math.IsNaN(d) {
+					t.Errorf("%s = %v, the Go engine says %v", name, got[name], want[name])
 				}
 			}
 		})
@@ -104,30 +108,4 @@ func oneHot(r *rand.Rand, rows, out int) []float32 {
 		y[i*out+r.IntN(out)] = 1
 	}
 	return y
-}
-
-func TestResolveMetricsRefusesUnknown(t *testing.T) {
-	if _, err := resolveMetrics([]string{"auc"}, model.LossMSE, 1); err == nil || !strings.Contains(err.Error(), "auc") {
-		t.Fatalf("resolveMetrics(auc) = %v, want an error naming it", err)
-	}
-}
-
-func TestCheckSparseLabels(t *testing.T) {
-	tests := []struct {
-		name    string
-		y       []float32
-		wantErr bool
-	}{
-		{name: "valid", y: []float32{0, 2, 1}},
-		{name: "negative", y: []float32{0, -1}, wantErr: true},
-		{name: "too large", y: []float32{3}, wantErr: true},
-		{name: "fraction", y: []float32{1.5}, wantErr: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := checkSparseLabels(tc.y, 3); (err != nil) != tc.wantErr {
-				t.Fatalf("checkSparseLabels(%v) = %v, wantErr %v", tc.y, err, tc.wantErr)
-			}
-		})
-	}
 }

@@ -34,14 +34,16 @@ type Model struct {
 	labelDim  int
 	comp      model.Compile
 	compiled  bool
-	metrics   []metric
-	vars      []varSpec
-	slots     []string
-	seed      int64
+	// metrics accumulates the pass under way (a TrainOnBatch call, an Evaluate); each pass
+	// resets it first.
+	metrics *model.Metrics
+	vars    []varSpec
+	slots   []string
+	seed    int64
 
 	// iterations counts the optimizer updates applied (Keras's optimizer.iterations).
 	iterations int64
-	dropout    *maskStream
+	dropout    *model.DropoutStream
 
 	g    *graph
 	sess *tf.Session
@@ -99,7 +101,7 @@ func fromReference(ref *model.Sequential, seed int64) (*Model, error) {
 		outputDim: ref.OutputDim(),
 		labelDim:  ref.LabelDim(),
 		seed:      seed,
-		dropout:   newMaskStream(seed),
+		dropout:   model.NewDropoutStream(seed),
 	}
 	m.comp, m.compiled = ref.CompileConfig()
 	var comp *model.Compile
@@ -107,7 +109,7 @@ func fromReference(ref *model.Sequential, seed int64) (*Model, error) {
 		if err := checkSupported(m.comp); err != nil {
 			return nil, err
 		}
-		ms, err := resolveMetrics(m.comp.Metrics, m.comp.Loss, m.outputDim)
+		ms, err := newMetrics(ref)
 		if err != nil {
 			return nil, err
 		}
@@ -190,7 +192,8 @@ func (m *Model) checkXY(x, y []float32, rows int) error {
 		return fmt.Errorf("y has %d values, want rows×%d = %d", len(y), m.labelDim, rows*m.labelDim)
 	}
 	if m.comp.Loss == model.LossSparseCategoricalCE {
-		return checkSparseLabels(y, m.outputDim)
+		// TensorFlow's one-hot encoding would turn a label out of range into a row of zeros.
+		return model.CheckSparseLabels(y, m.outputDim)
 	}
 	return nil
 }
@@ -208,7 +211,7 @@ func (m *Model) TrainOnBatch(x, y []float32, rows int) (map[string]float64, erro
 	}
 	for _, d := range m.g.dropout {
 		mask := make([]float32, rows*d.dim)
-		m.dropout.fill(mask, d.rate)
+		m.dropout.Fill(mask, d.rate)
 		if feeds[d.feed], err = floatTensor(mask, rows, d.dim); err != nil {
 			return nil, fmt.Errorf("train on batch: dropout mask: %w", err)
 		}
@@ -226,7 +229,7 @@ func (m *Model) TrainOnBatch(x, y []float32, rows int) (map[string]float64, erro
 		}
 	}
 	fetches := []tf.Output{m.g.lossTrain}
-	if len(m.metrics) > 0 {
+	if m.metrics.Len() > 0 {
 		fetches = append(fetches, m.g.predTrain)
 	}
 	out, err := m.sess.Run(feeds, fetches, []*tf.Operation{m.g.step})
@@ -243,18 +246,16 @@ func (m *Model) TrainOnBatch(x, y []float32, rows int) (map[string]float64, erro
 	if l := float64(loss); math.IsNaN(l) || math.IsInf(l, 0) {
 		return nil, fmt.Errorf("train on batch: loss is %v at iteration %d", l, m.iterations-1)
 	}
-	res := map[string]float64{"loss": float64(loss)}
-	if len(m.metrics) > 0 {
+	m.metrics.Reset()
+	if m.metrics.Len() > 0 {
 		pred, err := floatsOf(out[1])
 		if err != nil {
 			return nil, fmt.Errorf("train on batch: %w", err)
 		}
-		for _, mt := range m.metrics {
-			var st metricStat
-			mt.update(&st, pred, y, rows, m.outputDim)
-			res[mt.name] = mt.result(st)
-		}
+		m.metrics.Update(pred, y, rows)
 	}
+	res := m.metrics.Results()
+	res["loss"] = float64(loss)
 	return res, nil
 }
 
@@ -280,7 +281,7 @@ func (m *Model) Evaluate(x, y []float32, rows int) (map[string]float64, error) {
 	if err := m.checkXY(x, y, rows); err != nil {
 		return nil, fmt.Errorf("evaluate: %w", err)
 	}
-	stats := make([]metricStat, len(m.metrics))
+	m.metrics.Reset()
 	var total float64
 	for r0 := 0; r0 < rows; r0 += chunkRows {
 		n := min(chunkRows, rows-r0)
@@ -290,7 +291,7 @@ func (m *Model) Evaluate(x, y []float32, rows int) (map[string]float64, error) {
 			return nil, fmt.Errorf("evaluate: %w", err)
 		}
 		fetches := []tf.Output{m.g.lossEval}
-		if len(m.metrics) > 0 {
+		if m.metrics.Len() > 0 {
 			fetches = append(fetches, m.g.predEval)
 		}
 		out, err := m.sess.Run(feeds, fetches, nil)
@@ -302,20 +303,16 @@ func (m *Model) Evaluate(x, y []float32, rows int) (map[string]float64, error) {
 			return nil, fmt.Errorf("evaluate: %w", err)
 		}
 		total += float64(loss) * float64(n)
-		if len(m.metrics) > 0 {
+		if m.metrics.Len() > 0 {
 			pred, err := floatsOf(out[1])
 			if err != nil {
 				return nil, fmt.Errorf("evaluate: %w", err)
 			}
-			for i, mt := range m.metrics {
-				mt.update(&stats[i], pred, yb, n, m.outputDim)
-			}
+			m.metrics.Update(pred, yb, n)
 		}
 	}
-	res := map[string]float64{"loss": total / float64(rows)}
-	for i, mt := range m.metrics {
-		res[mt.name] = mt.result(stats[i])
-	}
+	res := m.metrics.Results()
+	res["loss"] = total / float64(rows)
 	return res, nil
 }
 
@@ -420,7 +417,7 @@ func (m *Model) header() *stateHeader {
 func (m *Model) MarshalCheckpoint() ([]byte, error) {
 	h := m.header()
 	var err error
-	if h.Dropout, err = m.dropout.marshal(); err != nil {
+	if h.Dropout, err = m.dropout.MarshalBinary(); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	values, err := m.read(m.g.resources)
@@ -441,8 +438,8 @@ func (m *Model) UnmarshalCheckpoint(b []byte) error {
 	if err := h.matches(m.header()); err != nil {
 		return err
 	}
-	stream := newMaskStream(h.Seed)
-	if err := stream.unmarshal(h.Dropout); err != nil {
+	stream := model.NewDropoutStream(h.Seed)
+	if err := stream.UnmarshalBinary(h.Dropout); err != nil {
 		return fmt.Errorf("checkpoint: dropout stream: %w", err)
 	}
 	if err := m.assign(m.g.resources, values); err != nil {

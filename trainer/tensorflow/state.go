@@ -1,18 +1,16 @@
 package tensorflow
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
+
+	"pgtrain/trainer/model"
 )
 
-// Checkpoint layout: the magic, a little-endian uint32 header length, the JSON header, then
-// every tensor the header lists as float32 little-endian, in order. The magic differs from
-// the Go engine's, so each backend refuses the other's checkpoints by name.
+// stateMagic names this backend's checkpoints, which have the Go engine's layout
+// (model.EncodeCheckpoint) with a header of their own. The magic differs from the Go
+// engine's, so each backend refuses the other's checkpoints by name.
 var stateMagic = []byte("PGTRAINTFCK1")
 
 // ErrCheckpointMismatch is returned for a checkpoint of another architecture, optimizer or
@@ -58,49 +56,29 @@ func encodeState(h *stateHeader, values [][]float32) ([]byte, error) {
 	if len(values) != len(h.Tensors) {
 		return nil, fmt.Errorf("checkpoint: %d tensors listed, %d given", len(h.Tensors), len(values))
 	}
-	total := 0
 	for i, t := range h.Tensors {
 		if len(values[i]) != t.size() {
 			return nil, fmt.Errorf("checkpoint: %s slot %d has %d values, shape %v", t.Name, t.Slot, len(values[i]), t.Shape)
 		}
-		total += len(values[i])
 	}
-	hj, err := json.Marshal(h)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
-	}
-	out := make([]byte, 0, len(stateMagic)+4+len(hj)+4*total)
-	out = append(out, stateMagic...)
-	out = binary.LittleEndian.AppendUint32(out, uint32(len(hj)))
-	out = append(out, hj...)
-	for _, v := range values {
-		for _, f := range v {
-			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(f))
-		}
-	}
-	return out, nil
+	return model.EncodeCheckpoint(stateMagic, h, values)
 }
 
 // decodeState reads a checkpoint written by encodeState, checking its framing and sizes.
 func decodeState(b []byte) (*stateHeader, [][]float32, error) {
-	if !bytes.HasPrefix(b, stateMagic) || len(b) < len(stateMagic)+4 {
+	var h stateHeader
+	data, err := model.DecodeCheckpointHeader(b, stateMagic, &h)
+	if errors.Is(err, model.ErrNotCheckpoint) {
 		return nil, nil, fmt.Errorf("%w: not a checkpoint of the tensorflow backend", ErrCheckpointMismatch)
 	}
-	b = b[len(stateMagic):]
-	n := binary.LittleEndian.Uint32(b)
-	b = b[4:]
-	if uint64(n) > uint64(len(b)) {
-		return nil, nil, errors.New("checkpoint: truncated header")
+	if err != nil {
+		return nil, nil, err
 	}
-	var h stateHeader
-	if err := json.Unmarshal(b[:n], &h); err != nil {
-		return nil, nil, fmt.Errorf("checkpoint: header: %w", err)
-	}
-	data := b[n:]
-	values := make([][]float32, len(h.Tensors))
-	off := 0
+	// Sizes are products of shapes read from the file: bounding every factor by the values
+	// left keeps a damaged shape from overflowing the product.
+	sizes := make([]int, len(h.Tensors))
+	left := len(data) / 4
 	for i, t := range h.Tensors {
-		left := (len(data) - off) / 4
 		c := 1
 		for _, d := range t.Shape {
 			if d < 0 || (d > 0 && c > left/d) {
@@ -111,15 +89,12 @@ func decodeState(b []byte) (*stateHeader, [][]float32, error) {
 		if c > left {
 			return nil, nil, fmt.Errorf("checkpoint: %s slot %d (shape %v) runs past the end", t.Name, t.Slot, t.Shape)
 		}
-		v := make([]float32, c)
-		for j := range v {
-			v[j] = math.Float32frombits(binary.LittleEndian.Uint32(data[off+4*j:]))
-		}
-		off += 4 * c
-		values[i] = v
+		left -= c
+		sizes[i] = c
 	}
-	if off != len(data) {
-		return nil, nil, fmt.Errorf("checkpoint: %d bytes after the last tensor", len(data)-off)
+	values, err := model.DecodeTensors(data, sizes)
+	if err != nil {
+		return nil, nil, err
 	}
 	return &h, values, nil
 }

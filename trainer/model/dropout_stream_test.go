@@ -1,4 +1,4 @@
-package tensorflow
+package model_test
 
 import (
 	"testing"
@@ -6,12 +6,13 @@ import (
 	"pgtrain/trainer/model"
 )
 
-// goEngineMasks recovers the dropout masks the Go engine draws, one batch at a time, from a
-// model built to expose them: dropout(rate) on inputs of 2^r in row r, then a bias-free
-// linear Dense(1) whose kernel is reset to zero before each step, MSE against 1 and SGD with
-// learning rate 1. The step sets kernel j to Σ_r keep[r][j]·2^r·(2/rows)/(1 − rate) exactly
-// (every factor is a power of two when rate is 0.5 and rows is 4), so its bits are the mask.
-func goEngineMasks(t *testing.T, seed int64, features, rows, steps int) [][]float32 {
+// layerMasks recovers the dropout masks a model's Dropout layer draws, one batch at a time,
+// from a model built to expose them: dropout(rate) on inputs of 2^r in row r, then a
+// bias-free linear Dense(1) whose kernel is reset to zero before each step, MSE against 1
+// and SGD with learning rate 1. The step sets kernel j to Σ_r keep[r][j]·2^r·(2/rows)/(1 −
+// rate) exactly (every factor is a power of two when rate is 0.5 and rows is 4), so its bits
+// are the mask.
+func layerMasks(t *testing.T, seed int64, features, rows, steps int) [][]float32 {
 	t.Helper()
 	spec := &model.Spec{InputDim: features, Layers: []model.LayerSpec{
 		{Type: model.LayerDropout, Name: "drop", Rate: 0.5},
@@ -59,20 +60,20 @@ func goEngineMasks(t *testing.T, seed int64, features, rows, steps int) [][]floa
 	return masks
 }
 
-// TestMaskStreamMatchesGoEngine holds the dropout stream to the Go engine's: the same seed
-// gives the same masks, batch after batch, so dropout trains the same on both backends.
-func TestMaskStreamMatchesGoEngine(t *testing.T) {
+// TestDropoutStreamMatchesLayer holds the stream to the Dropout layer: the same seed gives
+// the same masks, batch after batch, so dropout fed from the stream trains the same.
+func TestDropoutStreamMatchesLayer(t *testing.T) {
 	const features, rows, steps = 5, 4, 6
 	for _, seed := range []int64{0, 1, 42, -7} {
-		want := goEngineMasks(t, seed, features, rows, steps)
-		s := newMaskStream(seed)
+		want := layerMasks(t, seed, features, rows, steps)
+		s := model.NewDropoutStream(seed)
 		kept := 0
 		for step, w := range want {
 			got := make([]float32, rows*features)
-			s.fill(got, 0.5)
+			s.Fill(got, 0.5)
 			for i := range got {
 				if got[i] != w[i] {
-					t.Fatalf("seed %d, step %d: mask %v, the Go engine drew %v", seed, step, got, w)
+					t.Fatalf("seed %d, step %d: mask %v, the layer drew %v", seed, step, got, w)
 				}
 				kept += int(got[i])
 			}
@@ -83,27 +84,27 @@ func TestMaskStreamMatchesGoEngine(t *testing.T) {
 	}
 }
 
-func TestMaskStreamCheckpoint(t *testing.T) {
-	a := newMaskStream(3)
+func TestDropoutStreamCheckpoint(t *testing.T) {
+	a := model.NewDropoutStream(3)
 	warm := make([]float32, 17)
-	a.fill(warm, 0.3)
-	state, err := a.marshal()
+	a.Fill(warm, 0.3)
+	state, err := a.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newMaskStream(99)
-	if err := b.unmarshal(state); err != nil {
+	b := model.NewDropoutStream(99)
+	if err := b.UnmarshalBinary(state); err != nil {
 		t.Fatal(err)
 	}
 	ma, mb := make([]float32, 64), make([]float32, 64)
-	a.fill(ma, 0.3)
-	b.fill(mb, 0.3)
+	a.Fill(ma, 0.3)
+	b.Fill(mb, 0.3)
 	for i := range ma {
 		if ma[i] != mb[i] {
 			t.Fatalf("restored stream differs at %d: %v vs %v", i, ma, mb)
 		}
 	}
-	if err := b.unmarshal([]byte("not a generator")); err == nil {
-		t.Fatal("unmarshal accepted garbage")
+	if err := b.UnmarshalBinary([]byte("not a generator")); err == nil {
+		t.Fatal("UnmarshalBinary accepted garbage")
 	}
 }
