@@ -9,10 +9,10 @@ import (
 	"pgtrain/messages"
 )
 
-// FuzzApply builds a raw batch from the fuzzer's bytes (row count, NULLs, values, text
-// drawn partly from the vocabularies, and sometimes a wrong column kind) and checks that
-// Apply never panics, that it fails only with a row or batch error, and that a success has
-// the shape rows × InputDim and rows × LabelDim.
+// FuzzApply builds a raw batch from the fuzzer's bytes (row count, NULLs, float64 or float32
+// values, text drawn partly from the vocabularies, sometimes a wrong column kind or a short
+// column) and checks that Apply never panics, that it fails only with a row or batch error,
+// and that a success has the shape rows × InputDim and rows × LabelDim.
 func FuzzApply(f *testing.F) {
 	f.Add(uint8(3), uint8(0), []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
 	f.Add(uint8(0), uint8(1), []byte{})
@@ -38,10 +38,15 @@ func FuzzApply(f *testing.F) {
 				for i := range c.Text {
 					c.Text[i] = words[int(src.next())%len(words)]
 				}
-			} else {
+			} else if src.next()%2 == 0 {
 				c.Kind, c.Float64 = messages.ColumnFloat64, make([]float64, rows)
 				for i := range c.Float64 {
 					c.Float64[i] = math.Float64frombits(src.next64())
+				}
+			} else {
+				c.Kind, c.Float32 = messages.ColumnFloat32, make([]float32, rows)
+				for i := range c.Float32 {
+					c.Float32[i] = math.Float32frombits(uint32(src.next64()))
 				}
 			}
 			for i := 0; i < rows; i++ {
@@ -55,8 +60,15 @@ func FuzzApply(f *testing.F) {
 		addCol("income", false)
 		addCol("city", true)
 		addCol("y", enc != messages.EncodeNone)
-		if mode&32 != 0 && len(raw.Columns[0].Float64) > 0 {
-			raw.Columns[0].Float64 = raw.Columns[0].Float64[1:]
+		if c := &raw.Columns[0]; mode&32 != 0 && c.Len() > 0 {
+			switch c.Kind {
+			case messages.ColumnFloat64:
+				c.Float64 = c.Float64[1:]
+			case messages.ColumnFloat32:
+				c.Float32 = c.Float32[1:]
+			default:
+				c.Text = c.Text[1:]
+			}
 		}
 
 		out, err := Apply(plan, raw)

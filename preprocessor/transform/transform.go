@@ -200,15 +200,14 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 			}
 			continue
 		}
-		for r := 0; r < rows; r++ {
-			x := c.Float64[r]
-			if c.IsNull(r) {
-				if !f.hasImpute {
-					return &RowError{Key: raw.Keys[r], Column: f.name, Reason: "is NULL and has no imputation"}
-				}
-				x = f.impute
-			}
-			out.X[r*t.inputDim+f.at] = float32((x - f.offset) * f.factor)
+		var err error
+		if c.Kind == messages.ColumnFloat32 {
+			err = scaleInto(out.X, t.inputDim, c.Float32, c, f, raw.Keys)
+		} else {
+			err = scaleInto(out.X, t.inputDim, c.Float64, c, f, raw.Keys)
+		}
+		if err != nil {
+			return err
 		}
 	}
 
@@ -220,7 +219,11 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 		}
 		switch t.labelEnc {
 		case labelNumeric:
-			out.Y[r] = float32(c.Float64[r])
+			if c.Kind == messages.ColumnFloat32 {
+				out.Y[r] = c.Float32[r]
+			} else {
+				out.Y[r] = float32(c.Float64[r])
+			}
 		default:
 			i, ok := l.vocab[c.Text[r]]
 			if !ok {
@@ -232,6 +235,23 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 				out.Y[r*t.labelDim+i] = 1
 			}
 		}
+	}
+	return nil
+}
+
+// scaleInto writes (x - offset) * factor of row r into the feature's slot of dst's row r.
+// The arithmetic is float64 whatever the column carries: widening a float32 is exact, so a
+// real column gives the same features whether it travels as float32 or as float64.
+func scaleInto[T float32 | float64](dst []float32, stride int, vals []T, c *messages.RawColumn, f *feature, keys []int64) error {
+	for r, v := range vals {
+		x := float64(v)
+		if c.IsNull(r) {
+			if !f.hasImpute {
+				return &RowError{Key: keys[r], Column: f.name, Reason: "is NULL and has no imputation"}
+			}
+			x = f.impute
+		}
+		dst[r*stride+f.at] = float32((x - f.offset) * f.factor)
 	}
 	return nil
 }
@@ -254,17 +274,22 @@ func (t *Transformer) match(raw *messages.RawBatch) ([]*messages.RawColumn, erro
 		if at < len(t.features) {
 			f = &t.features[at]
 		}
-		wantKind := messages.ColumnFloat64
-		if f.categorical {
-			wantKind = messages.ColumnText
-		}
-		if c.Kind != wantKind {
-			return nil, fmt.Errorf("batch %s: column %q has raw kind %s, the plan wants %s: %w",
-				raw.BatchID, c.Name, kindName(c.Kind), kindName(wantKind), ErrBatch)
-		}
-		n := len(c.Float64)
-		if wantKind == messages.ColumnText {
+		// A numeric column may travel as either float kind (see ColumnPlan.RawKind).
+		var n int
+		switch {
+		case f.categorical && c.Kind == messages.ColumnText:
 			n = len(c.Text)
+		case !f.categorical && c.Kind == messages.ColumnFloat64:
+			n = len(c.Float64)
+		case !f.categorical && c.Kind == messages.ColumnFloat32:
+			n = len(c.Float32)
+		default:
+			want := "float64 or float32"
+			if f.categorical {
+				want = "text"
+			}
+			return nil, fmt.Errorf("batch %s: column %q has raw kind %s, the plan wants %s: %w",
+				raw.BatchID, c.Name, kindName(c.Kind), want, ErrBatch)
 		}
 		if n != rows || len(c.Nulls) > (rows+7)/8 {
 			return nil, fmt.Errorf("batch %s: column %q has %d values and a %d-byte null bitmap for %d rows: %w",
@@ -288,6 +313,8 @@ func kindName(k uint8) string {
 	switch k {
 	case messages.ColumnFloat64:
 		return "float64"
+	case messages.ColumnFloat32:
+		return "float32"
 	case messages.ColumnText:
 		return "text"
 	}

@@ -44,6 +44,14 @@ func floatCol(name string, vals []float64, nulls ...int) messages.RawColumn {
 	return c
 }
 
+func float32Col(name string, vals []float32, nulls ...int) messages.RawColumn {
+	c := messages.RawColumn{Name: name, Kind: messages.ColumnFloat32, Float32: vals}
+	for _, i := range nulls {
+		c.SetNull(i)
+	}
+	return c
+}
+
 func textCol(name string, vals []string, nulls ...int) messages.RawColumn {
 	c := messages.RawColumn{Name: name, Kind: messages.ColumnText, Text: vals}
 	for _, i := range nulls {
@@ -152,7 +160,45 @@ func TestApply(t *testing.T) {
 			name:    "wrong kind",
 			plan:    testPlan(messages.EncodeNone),
 			raw:     batch(textCol("y", []string{"1", "2", "3"})),
-			wantErr: `column "y" has raw kind text, the plan wants float64`,
+			wantErr: `column "y" has raw kind text, the plan wants float64 or float32`,
+		},
+		{
+			name:    "a number where the plan wants text",
+			plan:    testPlan(messages.EncodeIndex),
+			raw:     batch(float32Col("y", []float32{1, 2, 3})),
+			wantErr: `column "y" has raw kind float32, the plan wants text`,
+		},
+		{
+			name: "float32 columns, as real columns travel",
+			plan: testPlan(messages.EncodeNone),
+			raw: func() *messages.RawBatch {
+				b := batch(float32Col("y", []float32{1.5, -2, 3}))
+				b.Columns[0] = float32Col("age", []float32{30, 0, 50}, 1)
+				b.Columns[1] = float32Col("income", []float32{10, 110, 210})
+				return b
+			}(),
+			wantX: []float32{-5, 0, 0, 1, 0, 0, 1, 0, 0, 1, 5, 2, 0, 0, 1},
+			wantY: []float32{1.5, -2, 3},
+		},
+		{
+			name: "NULL float32 without imputation",
+			plan: testPlan(messages.EncodeNone),
+			raw: func() *messages.RawBatch {
+				b := batch(floatCol("y", []float64{1, 2, 3}))
+				b.Columns[1] = float32Col("income", []float32{10, 110, 210}, 2)
+				return b
+			}(),
+			wantErr: `row key 12: column "income" is NULL and has no imputation`,
+		},
+		{
+			name: "short float32 column",
+			plan: testPlan(messages.EncodeNone),
+			raw: func() *messages.RawBatch {
+				b := batch(floatCol("y", []float64{1, 2, 3}))
+				b.Columns[1] = float32Col("income", []float32{10, 110})
+				return b
+			}(),
+			wantErr: `column "income" has 2 values`,
 		},
 		{
 			name: "short column",
@@ -245,6 +291,59 @@ func TestImputeAndScale(t *testing.T) {
 			}
 			if !equal(got.X, tt.want) {
 				t.Fatalf("X = %v, want %v", got.X, tt.want)
+			}
+		})
+	}
+}
+
+// A real column travels as float32 instead of being cast to float64 in SQL; widening a
+// float32 is exact, so every feature and label must come out bit for bit as before.
+func TestFloat32ColumnsMatchFloat64(t *testing.T) {
+	vals := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 0.1, -2.5e-3, 3.4028235e38, -3.4028235e38,
+		1.17549435e-38, 1e-45, 16777217, 123456.79, float32(math.Inf(1)), float32(math.Inf(-1))}
+	for i := 0; i < 200; i++ { // and a spread of ordinary values
+		vals = append(vals, math.Float32frombits(uint32(i)*0x01010101^0x3c000000))
+	}
+	wide := make([]float64, len(vals))
+	for i, v := range vals {
+		wide[i] = float64(v)
+	}
+	tests := []struct {
+		name string
+		col  messages.ColumnPlan
+	}{
+		{"standard", messages.ColumnPlan{Offset: 0.123456789, Factor: 1 / 0.987654321}},
+		{"minmax", messages.ColumnPlan{Offset: -1e3, Factor: 1.0 / 3}},
+		{"none", messages.ColumnPlan{Factor: 1}},
+		{"imputed", messages.ColumnPlan{HasImpute: true, Impute: 0.7, Offset: 0.2, Factor: 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			col := tt.col
+			col.Name, col.Kind = "x", messages.KindNumeric
+			plan := &messages.Plan{
+				Features: []messages.ColumnPlan{col}, InputDim: 1,
+				Label: messages.ColumnPlan{Name: "y", Kind: messages.KindNumeric}, LabelDim: 1,
+			}
+			keys := make([]int64, len(vals))
+			var nulls []int
+			if col.HasImpute {
+				nulls = []int{3, 7}
+			}
+			want, err := Apply(plan, &messages.RawBatch{Keys: keys, Columns: []messages.RawColumn{
+				floatCol("x", wide, nulls...), floatCol("y", wide)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Apply(plan, &messages.RawBatch{Keys: keys, Columns: []messages.RawColumn{
+				float32Col("x", vals, nulls...), float32Col("y", vals)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range vals {
+				if math.Float32bits(got.X[i]) != math.Float32bits(want.X[i]) || math.Float32bits(got.Y[i]) != math.Float32bits(want.Y[i]) {
+					t.Fatalf("value %d (%g): X %g Y %g from float32, X %g Y %g from float64", i, vals[i], got.X[i], got.Y[i], want.X[i], want.Y[i])
+				}
 			}
 		})
 	}
