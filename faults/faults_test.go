@@ -82,6 +82,20 @@ func TestFetcherKilledAfterPublish(t *testing.T) {
 			if o.rawDuplicates < 1 {
 				t.Errorf("no fetcher saw RAW drop a re-published page: the kill did not land between publish and lease update")
 			}
+			// The surviving fetchers count it on their probe listener too.
+			var dups int64
+			for _, f := range r.c.fetchers {
+				var st struct{ Duplicates int64 }
+				if f.running() {
+					if err := f.stats(&st); err != nil {
+						t.Fatalf("%s /statsz: %v", f.name, err)
+					}
+					dups += st.Duplicates
+				}
+			}
+			if dups < 1 {
+				t.Errorf("the live fetchers' /statsz count %d duplicates, want the dropped re-publish", dups)
+			}
 			if o.status.Fetch.Expired < 1 || o.status.Fetch.Resumed < 1 {
 				t.Errorf("fetch %+v: want the dead fetcher's lease expired and resumed", o.status.Fetch)
 			}

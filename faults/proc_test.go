@@ -24,7 +24,6 @@ import (
 type proc struct {
 	name    string
 	args    []string
-	env     []string // on top of the cluster's
 	logPath string
 	health  string // probe address, when the role serves one
 
@@ -49,7 +48,7 @@ func (p *proc) start(baseEnv []string, extraEnv ...string) error {
 		return err
 	}
 	cmd := exec.Command(binary, p.args...)
-	cmd.Env = append(append(append(os.Environ(), baseEnv...), p.env...), extraEnv...)
+	cmd.Env = append(append(os.Environ(), baseEnv...), extraEnv...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The process dies with the test binary, whatever way the test binary ends.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
