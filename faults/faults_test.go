@@ -149,6 +149,7 @@ func TestPreprocessorKilled(t *testing.T) {
 			if want := fmt.Sprintf("of which %d redeliveries", o.bus.Preprocessors.Redeliveries); err != nil || !strings.Contains(string(out), want) {
 				t.Errorf("pgtrain status (%v) does not say %q:\n%s", err, want, out)
 			}
+			t.Logf("what an operator sees, `pgtrain status %s`:\n%s", r.jobID, out)
 			r.note("%d redeliveries logged by the preprocessors", logged)
 		},
 	}, ref)
@@ -355,8 +356,11 @@ func TestFetcherStoppedWithSIGTERM(t *testing.T) {
 			if st := f.exitState(); st == nil || st.ExitCode() != 0 {
 				t.Errorf("fetcher-1 ended %s after SIGTERM, want exit status 0", describeExit(f))
 			}
-			if o.status.Fetch.Expired != 0 {
-				t.Errorf("%d leases expired: the stopped fetcher did not hand its lease back", o.status.Fetch.Expired)
+			// None of its leases had to expire (another fetcher's might, on a loaded machine).
+			for _, rec := range r.c.coordinator.logLines("lease expired; handing the range over") {
+				if rec["old_worker"] == f.name {
+					t.Errorf("a lease of the stopped fetcher expired instead of being handed back: %v", rec)
+				}
 			}
 			handed := len(f.logLines("lease handed back"))
 			if handed != 1 || o.status.Fetch.Released != 1 {
@@ -485,7 +489,7 @@ func firstError(errs ...error) error {
 // is still the clean run's.
 func TestSlowTrainerBoundsMemory(t *testing.T) {
 	ref := reference(t, rereadMode)
-	const stepDelay = 9 * time.Millisecond
+	const stepDelay = 12 * time.Millisecond
 	var maxReady, maxRaw uint64
 	var maxAhead, samples int
 	runScenario(t, scenario{

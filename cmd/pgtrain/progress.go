@@ -99,7 +99,11 @@ func printStatus(w io.Writer, st *messages.JobStatus) {
 	f := st.Fetch
 	fmt.Fprintf(w, "fetch: %d pending, %d leased, %d done; %d rows read; %d leases granted, %d expired, %d released, %d resumed mid-range\n",
 		f.Pending, f.Leased, f.Done, f.RowsRead, f.Grants, f.Expired, f.Released, f.Resumed)
-	if st.Trainer.ID != "" {
+	switch {
+	case st.Trainer.ID == "":
+	case st.Trainer.Epoch >= st.Epochs: // the final report's position is past the last epoch
+		fmt.Fprintf(w, "trainer %s: all %d epochs trained\n", st.Trainer.ID, st.Epochs)
+	default:
 		fmt.Fprintf(w, "trainer %s: epoch %d, %d ranges consumed, %d rows\n", st.Trainer.ID, st.Trainer.Epoch+1, st.Trainer.Consumed, st.Trainer.Rows)
 	}
 	for _, l := range st.Leases {
