@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"pgtrain/messages"
@@ -32,7 +33,67 @@ type Page struct {
 
 type readCol struct {
 	name string
-	kind uint8 // messages.ColumnFloat64 or ColumnText
+	kind uint8 // messages.ColumnFloat64, ColumnFloat32 or ColumnText
+}
+
+// wire is the type a column arrives in from PostgreSQL.
+type wire uint8
+
+const (
+	wireFloat8 wire = iota // double precision, or any numeric type cast to it
+	wireFloat4
+	wireInt2
+	wireInt4
+	wireInt8
+	wireText
+)
+
+// nativeNumbers are the numeric types (as format_type names them in ColumnPlan.PGType) that
+// are selected as stored and converted here: a cast to float8 costs PostgreSQL a function
+// call per value (about a quarter more server time to read a table of reals) and, for real
+// and the smaller integers, more bytes to send. The conversions are the cast's own: exact
+// for all but bigint, which rounds to the nearest float64 as int8::float8 does. numeric (and
+// a domain, which goes by its own name) is still cast: its binary form is decimal digits.
+var nativeNumbers = map[string]wire{
+	"double precision": wireFloat8,
+	"real":             wireFloat4,
+	"smallint":         wireInt2,
+	"integer":          wireInt4,
+	"bigint":           wireInt8,
+}
+
+// wireOf is the wire type of a result column of type oid.
+func wireOf(oid uint32) (wire, bool) {
+	switch oid {
+	case pgtype.Float8OID:
+		return wireFloat8, true
+	case pgtype.Float4OID:
+		return wireFloat4, true
+	case pgtype.Int2OID:
+		return wireInt2, true
+	case pgtype.Int4OID:
+		return wireInt4, true
+	case pgtype.Int8OID:
+		return wireInt8, true
+	case pgtype.TextOID:
+		return wireText, true
+	}
+	return 0, false
+}
+
+// carries reports whether a raw column of kind holds every value of w exactly.
+func carries(kind uint8, w wire) bool {
+	switch kind {
+	case messages.ColumnFloat64:
+		return w != wireText
+	case messages.ColumnFloat32:
+		return w == wireFloat4 || w == wireInt2
+	}
+	return w == wireText
+}
+
+func (w wire) String() string {
+	return [...]string{"float8", "float4", "int2", "int4", "int8", "text"}[w]
 }
 
 // RangeReader reads the pages of one job's ranges. It is safe for concurrent use.
@@ -76,14 +137,23 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 	key := pgx.Identifier{plan.Key}.Sanitize()
 	sel := "SELECT " + key + "::int8"
 	add := func(c messages.ColumnPlan) error {
-		rc := readCol{name: c.Name}
+		rc := readCol{name: c.Name, kind: c.RawKind()}
+		col := pgx.Identifier{c.Name}.Sanitize()
 		switch c.Kind {
 		case messages.KindNumeric:
-			rc.kind = messages.ColumnFloat64
-			sel += ", " + pgx.Identifier{c.Name}.Sanitize() + "::float8"
+			w, native := nativeNumbers[c.PGType]
+			if native {
+				sel += ", " + col
+			} else {
+				w = wireFloat8
+				sel += ", " + col + "::float8"
+			}
+			if !carries(rc.kind, w) {
+				return fmt.Errorf("job %s: column %q of type %q would travel as float32, which does not hold every %s: %w",
+					plan.JobID, c.Name, c.PGType, w, ErrBadPlan)
+			}
 		case messages.KindCategorical:
-			rc.kind = messages.ColumnText
-			sel += ", " + pgx.Identifier{c.Name}.Sanitize() + "::text"
+			sel += ", " + col + "::text"
 		default:
 			return fmt.Errorf("job %s: column %q has unknown kind %q: %w", plan.JobID, c.Name, c.Kind, ErrBadPlan)
 		}
@@ -195,8 +265,8 @@ type textCol struct {
 	ends []int
 }
 
-// decode reads the rows from their raw wire values: binary int8/float8 are big-endian,
-// text is its bytes. Text-format results (a simple-protocol pool) are parsed instead.
+// decode reads the rows from their raw wire values: binary numbers are big-endian, text is
+// its bytes. Text-format results (a simple-protocol pool) are parsed instead.
 func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 	defer rows.Close()
 	fds := rows.FieldDescriptions()
@@ -207,11 +277,24 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 	b.Keys = make([]int64, 0, capRows)
 	b.Columns = make([]messages.RawColumn, len(r.cols))
 	texts := make([]textCol, len(r.cols))
+	// Values are decoded by the type they arrive in, which is the planned one unless the
+	// column's type changed since planning: then whatever still converts exactly is read,
+	// and anything else cannot be read with this plan.
+	wires := make([]wire, len(r.cols))
 	for i, c := range r.cols {
+		w, ok := wireOf(fds[i+1].DataTypeOID)
+		if !ok || !carries(c.kind, w) {
+			return fmt.Errorf("column %q arrives with type oid %d, which a %s raw column cannot carry (its type changed since planning?): %w",
+				c.name, fds[i+1].DataTypeOID, kindName(c.kind), ErrBadPlan)
+		}
+		wires[i] = w
 		b.Columns[i] = messages.RawColumn{Name: c.name, Kind: c.kind}
-		if c.kind == messages.ColumnFloat64 {
+		switch c.kind {
+		case messages.ColumnFloat64:
 			b.Columns[i].Float64 = make([]float64, 0, capRows)
-		} else {
+		case messages.ColumnFloat32:
+			b.Columns[i].Float32 = make([]float32, 0, capRows)
+		default:
 			texts[i].ends = make([]int, 0, capRows)
 		}
 	}
@@ -229,15 +312,24 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 			if v == nil {
 				col.SetNull(row)
 			}
-			if c.kind == messages.ColumnFloat64 {
+			switch c.kind {
+			case messages.ColumnFloat64:
 				x := 0.0
 				if v != nil {
-					if x, err = decodeFloat8(v, fds[i+1].Format); err != nil {
+					if x, err = decodeNumber(v, wires[i], fds[i+1].Format); err != nil {
 						return fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
 					}
 				}
 				col.Float64 = append(col.Float64, x)
-			} else {
+			case messages.ColumnFloat32:
+				var x float32
+				if v != nil {
+					if x, err = decodeFloat32(v, wires[i], fds[i+1].Format); err != nil {
+						return fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
+					}
+				}
+				col.Float32 = append(col.Float32, x)
+			default:
 				t := &texts[i]
 				t.buf = append(t.buf, v...)
 				t.ends = append(t.ends, len(t.buf))
@@ -281,14 +373,64 @@ func decodeInt8(v []byte, format int16) (int64, error) {
 	return int64(binary.BigEndian.Uint64(v)), nil
 }
 
-func decodeFloat8(v []byte, format int16) (float64, error) {
+// decodeNumber converts one value of a numeric column as the cast to float8 would.
+func decodeNumber(v []byte, w wire, format int16) (float64, error) {
 	if format == pgx.TextFormatCode {
+		switch w {
+		case wireInt2:
+			i, err := strconv.ParseInt(string(v), 10, 16)
+			return float64(i), err
+		case wireInt4:
+			i, err := strconv.ParseInt(string(v), 10, 32)
+			return float64(i), err
+		case wireInt8:
+			i, err := strconv.ParseInt(string(v), 10, 64)
+			return float64(i), err
+		case wireFloat4:
+			// PostgreSQL prints a real in the fewest digits that read back as the same
+			// float32: that float32 is the value, not the float64 the digits spell.
+			return strconv.ParseFloat(string(v), 32)
+		}
 		return strconv.ParseFloat(string(v), 64)
 	}
-	if len(v) != 8 {
-		return 0, fmt.Errorf("float8 of %d bytes", len(v))
+	switch {
+	case w == wireFloat8 && len(v) == 8:
+		return math.Float64frombits(binary.BigEndian.Uint64(v)), nil
+	case w == wireFloat4 && len(v) == 4:
+		return float64(math.Float32frombits(binary.BigEndian.Uint32(v))), nil
+	case w == wireInt2 && len(v) == 2:
+		return float64(int16(binary.BigEndian.Uint16(v))), nil
+	case w == wireInt4 && len(v) == 4:
+		return float64(int32(binary.BigEndian.Uint32(v))), nil
+	case w == wireInt8 && len(v) == 8:
+		return float64(int64(binary.BigEndian.Uint64(v))), nil
 	}
-	return math.Float64frombits(binary.BigEndian.Uint64(v)), nil
+	return 0, fmt.Errorf("%s of %d bytes", w, len(v))
+}
+
+// decodeFloat32 reads a value of a column that travels as float32 (real or smallint, which
+// NewRangeReader checked): a binary real keeps its bits, anything else is exact in float32.
+func decodeFloat32(v []byte, w wire, format int16) (float32, error) {
+	if w == wireFloat4 && format != pgx.TextFormatCode {
+		if len(v) != 4 {
+			return 0, fmt.Errorf("float4 of %d bytes", len(v))
+		}
+		return math.Float32frombits(binary.BigEndian.Uint32(v)), nil
+	}
+	x, err := decodeNumber(v, w, format)
+	return float32(x), err
+}
+
+func kindName(kind uint8) string {
+	switch kind {
+	case messages.ColumnFloat64:
+		return "float64"
+	case messages.ColumnFloat32:
+		return "float32"
+	case messages.ColumnText:
+		return "text"
+	}
+	return fmt.Sprintf("kind %d", kind)
 }
 
 // truncate keeps the first n rows of b.
@@ -298,6 +440,9 @@ func truncate(b *messages.RawBatch, n int) {
 		c := &b.Columns[i]
 		if c.Float64 != nil {
 			c.Float64 = c.Float64[:n]
+		}
+		if c.Float32 != nil {
+			c.Float32 = c.Float32[:n]
 		}
 		if c.Text != nil {
 			c.Text = c.Text[:n]

@@ -3,19 +3,22 @@ package fetcher
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"pgtrain/internal/testenv"
 	"pgtrain/messages"
 )
 
-// readerPlan reads "odd schema"."data set": an int4 key, a real with NULLs, a numeric, a
-// text column with NULLs (and a quote in its name), and a float label.
+// readerPlan reads "odd schema"."data set": an int4 key, a real with NULLs (read as
+// float32), a numeric (cast to float8), a text column with NULLs (and a quote in its name),
+// and a float8 label.
 func readerPlan(pageRows int) *messages.Plan {
 	return &messages.Plan{
 		JobID:  "job-1",
@@ -23,11 +26,11 @@ func readerPlan(pageRows int) *messages.Plan {
 		Table:  "data set",
 		Key:    "id",
 		Features: []messages.ColumnPlan{
-			{Name: "x", Kind: messages.KindNumeric},
-			{Name: "amount", Kind: messages.KindNumeric},
-			{Name: `ci"ty`, Kind: messages.KindCategorical, Vocabulary: []string{"a"}},
+			{Name: "x", Kind: messages.KindNumeric, PGType: "real"},
+			{Name: "amount", Kind: messages.KindNumeric, PGType: "numeric"},
+			{Name: `ci"ty`, Kind: messages.KindCategorical, PGType: "text", Vocabulary: []string{"a"}},
 		},
-		Label:    messages.ColumnPlan{Name: "y", Kind: messages.KindNumeric},
+		Label:    messages.ColumnPlan{Name: "y", Kind: messages.KindNumeric, PGType: "double precision"},
 		InputDim: 4,
 		LabelDim: 1,
 		PageRows: pageRows,
@@ -149,8 +152,11 @@ func checkPagesMatchSQL(t *testing.T, pages []*Page, want []wantRow, pageRows in
 			if dec.Keys[r] != w.key {
 				t.Fatalf("page %d row %d: key %d, want %d", pi, r, dec.Keys[r], w.key)
 			}
-			if (w.x == nil) != x.IsNull(r) || w.x != nil && x.Float64[r] != *w.x {
-				t.Fatalf("key %d: x = %v (null %v), want %v", w.key, x.Float64[r], x.IsNull(r), w.x)
+			if x.Kind != messages.ColumnFloat32 || amount.Kind != messages.ColumnFloat64 || y.Kind != messages.ColumnFloat64 {
+				t.Fatalf("column kinds %d %d %d", x.Kind, amount.Kind, y.Kind)
+			}
+			if (w.x == nil) != x.IsNull(r) || w.x != nil && float64(x.Float32[r]) != *w.x {
+				t.Fatalf("key %d: x = %v (null %v), want %v", w.key, x.Float32[r], x.IsNull(r), w.x)
 			}
 			if amount.IsNull(r) || amount.Float64[r] != w.amount {
 				t.Fatalf("key %d: amount = %v, want %v", w.key, amount.Float64[r], w.amount)
@@ -345,6 +351,229 @@ func TestRangeReaderSnapshot(t *testing.T) {
 	}
 }
 
+// Numeric columns are read in their own types and converted here instead of cast to float8
+// in SQL: every value must be what the cast gives, bit for bit, through binary and through
+// text results. The types are named as the coordinator names them (format_type).
+func TestRangeReaderNativeNumbers(t *testing.T) {
+	pool, dsn := testenv.Pool(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `
+		CREATE DOMAIN celsius AS real CHECK (VALUE > -273.15);
+		CREATE TABLE nums (id int8 PRIMARY KEY, i2 int2, i4 int4, i8 int8, f4 real, f8 float8, num numeric, dom celsius, y real NOT NULL);
+		INSERT INTO nums VALUES
+			(1, -32768, -2147483648, -9223372036854775808, 1e-45, 1e-300, 1.25, -273, 0.1),
+			(2, 32767, 2147483647, 9223372036854775807, 3.4028235e38, -1.7976931348623157e308, 1/3::numeric, 36.6, -0.1),
+			(3, 0, 0, 9007199254740993, '-0', '-0', 0, 0, 16777217),
+			(4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1.17549435e-38),
+			(5, -1, 123456789, -9007199254740995, 0.1, 0.1, 123456789.123456789, 1e-3, 1e38),
+			(6, 7, -7, 4611686018427387905, 123456.79, 2.5e-3, -0.5, 99.99, 3);`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := []string{"i2", "i4", "i8", "f4", "f8", "num", "dom", "y"}
+	// What the cast gives, and the type names the planner records.
+	sel := "SELECT id"
+	for _, c := range cols {
+		sel += ", " + c + "::float8"
+	}
+	rows, err := pool.Query(ctx, sel+" FROM nums ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want [][]*float64
+	for rows.Next() {
+		vals := make([]*float64, len(cols))
+		dst := []any{new(int64)}
+		for i := range vals {
+			dst = append(dst, &vals[i])
+		}
+		if err := rows.Scan(dst...); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, vals)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	pgType := map[string]string{}
+	rows, err = pool.Query(ctx, `SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'nums'::regclass AND attnum > 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			t.Fatal(err)
+		}
+		pgType[name] = typ
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	plan := &messages.Plan{JobID: "job-1", Table: "nums", Key: "id", PageRows: 4, InputDim: len(cols) - 1, LabelDim: 1}
+	for _, c := range cols {
+		cp := messages.ColumnPlan{Name: c, Kind: messages.KindNumeric, PGType: pgType[c]}
+		if c == "y" {
+			plan.Label = cp
+		} else {
+			plan.Features = append(plan.Features, cp)
+		}
+	}
+	wantKind := map[string]uint8{"i2": messages.ColumnFloat32, "f4": messages.ColumnFloat32, "y": messages.ColumnFloat32,
+		"i4": messages.ColumnFloat64, "i8": messages.ColumnFloat64, "f8": messages.ColumnFloat64,
+		"num": messages.ColumnFloat64, "dom": messages.ColumnFloat64}
+
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	textPool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer textPool.Close()
+
+	tests := []struct {
+		name string
+		pool *pgxpool.Pool
+	}{
+		{"binary results", pool},
+		{"text results", textPool},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := NewRangeReader(tt.pool, plan, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages := readAll(t, r, messages.KeyRange{Lo: math.MinInt64, Hi: math.MaxInt64})
+			row := 0
+			for _, pg := range pages {
+				b, err := messages.DecodeRaw(pg.Data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range b.Keys {
+					for ci, c := range b.Columns {
+						if c.Name != cols[ci] || c.Kind != wantKind[c.Name] {
+							t.Fatalf("column %d is %q of kind %d, want %q of kind %d", ci, c.Name, c.Kind, cols[ci], wantKind[cols[ci]])
+						}
+						w := want[row][ci]
+						if c.IsNull(i) != (w == nil) {
+							t.Fatalf("key %d: %s NULL %v, want %v", b.Keys[i], c.Name, c.IsNull(i), w == nil)
+						}
+						if w == nil {
+							continue
+						}
+						got := 0.0
+						if c.Kind == messages.ColumnFloat32 {
+							got = float64(c.Float32[i])
+						} else {
+							got = c.Float64[i]
+						}
+						if math.Float64bits(got) != math.Float64bits(*w) {
+							t.Fatalf("key %d: %s = %v (%#x), the cast gives %v (%#x)", b.Keys[i], c.Name, got, math.Float64bits(got), *w, math.Float64bits(*w))
+						}
+					}
+					row++
+				}
+			}
+			if row != len(want) {
+				t.Fatalf("read %d rows, want %d", row, len(want))
+			}
+		})
+	}
+}
+
+// A float32 column costs 4 bytes a row on the bus, half a float64 one.
+func TestRangeReaderRealIsHalfTheBytes(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `CREATE TABLE r (id int8 PRIMARY KEY, a real, b real, y real);
+		INSERT INTO r SELECT i, i * 0.5, -i, i FROM generate_series(1, 1000) i`); err != nil {
+		t.Fatal(err)
+	}
+	size := func(pgType string) int {
+		plan := &messages.Plan{JobID: "j", Table: "r", Key: "id", PageRows: 1000, InputDim: 2, LabelDim: 1,
+			Features: []messages.ColumnPlan{{Name: "a", Kind: messages.KindNumeric, PGType: pgType}, {Name: "b", Kind: messages.KindNumeric, PGType: pgType}},
+			Label:    messages.ColumnPlan{Name: "y", Kind: messages.KindNumeric, PGType: pgType}}
+		r, err := NewRangeReader(pool, plan, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pg, err := r.ReadPage(ctx, 0, messages.KeyRange{Lo: 0, Hi: 1000}, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pg.Batch.Rows() != 1000 {
+			t.Fatalf("%d rows", pg.Batch.Rows())
+		}
+		return len(pg.Data)
+	}
+	native, cast := size("real"), size("") // no type recorded: cast to float8 as before
+	if native > 8*1000+3*4*1000+200 || cast-native != 3*4*1000 {
+		t.Fatalf("1000 rows of 3 reals: %d bytes as float32, %d cast to float8", native, cast)
+	}
+}
+
+// A column whose type changed since planning is read when its values still convert exactly
+// into the raw kind the plan gave it, and is a permanent error otherwise.
+func TestRangeReaderTypeChangedSincePlanning(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `CREATE TABLE t (id int8 PRIMARY KEY, x float8, y int4);
+		INSERT INTO t VALUES (1, 0.1, 70000)`); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name         string
+		xType, yType string
+		wantErr      string // "" to read x = 0.1 and y = 70000
+	}{
+		{"as planned", "double precision", "integer", ""},
+		{"float8 planned as bigint, int4 as bigint", "bigint", "bigint", ""},
+		{"float8 planned as real", "real", "integer", `column "x" arrives with type oid 701, which a float32 raw column cannot carry`},
+		{"int4 planned as smallint", "double precision", "smallint", `column "y" arrives with type oid 23, which a float32 raw column cannot carry`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan := &messages.Plan{JobID: "j", Table: "t", Key: "id", PageRows: 10, InputDim: 1, LabelDim: 1,
+				Features: []messages.ColumnPlan{{Name: "x", Kind: messages.KindNumeric, PGType: tt.xType}},
+				Label:    messages.ColumnPlan{Name: "y", Kind: messages.KindNumeric, PGType: tt.yType}}
+			r, err := NewRangeReader(pool, plan, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pg, err := r.ReadPage(ctx, 0, messages.KeyRange{Lo: 0, Hi: 10}, 0, 0)
+			if tt.wantErr != "" {
+				if !errors.Is(err, ErrBadPlan) || !Permanent(err) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want a permanent ErrBadPlan containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, y := pg.Batch.Columns[0], pg.Batch.Columns[1]
+			if x.Float64[0] != 0.1 || y.Float64[0] != 70000 {
+				t.Fatalf("x = %v, y = %v", x.Float64, y.Float64)
+			}
+		})
+	}
+}
+
+// The raw kind messages gives each type and the type the reader selects agree: a float32
+// column only ever receives what it holds exactly, and every type it can hold goes as one.
+func TestNativeNumbersAgreeWithRawKind(t *testing.T) {
+	for name, w := range nativeNumbers {
+		kind := messages.ColumnPlan{Kind: messages.KindNumeric, PGType: name}.RawKind()
+		if !carries(kind, w) || carries(messages.ColumnFloat32, w) != (kind == messages.ColumnFloat32) {
+			t.Errorf("%s arrives as %s and travels as %s", name, w, kindName(kind))
+		}
+	}
+}
+
 func TestNewRangeReaderRejects(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -395,6 +624,7 @@ func TestPermanentErrors(t *testing.T) {
 		{"a value that does not cast", func(*messages.Plan) {}, true},
 		{"a column that does not exist", func(p *messages.Plan) { p.Features[0].Name = "nope" }, true},
 		{"a table that does not exist", func(p *messages.Plan) { p.Table = "gone" }, true},
+		{"a text column planned as real", func(p *messages.Plan) { p.Features[0].PGType = "real" }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -418,4 +648,61 @@ func TestPermanentErrors(t *testing.T) {
 	if _, err := r.ReadPage(cctx, 0, messages.KeyRange{Lo: 0, Hi: 10}, 0, 0); err == nil || Permanent(err) {
 		t.Fatalf("cancelled read: err = %v, want a non-permanent error", err)
 	}
+}
+
+// FuzzDecodeNumber: any bytes in either format, for every numeric wire type, decode without
+// panicking; binary values decode exactly when their length is the type's, to the value the
+// bytes hold; a float32 column's value is the float64 one narrowed, which loses nothing.
+func FuzzDecodeNumber(f *testing.F) {
+	f.Add(uint8(wireFloat4), []byte{0x3d, 0xcc, 0xcc, 0xcd}, false)
+	f.Add(uint8(wireInt8), []byte{0x80, 0, 0, 0, 0, 0, 0, 1}, false)
+	f.Add(uint8(wireInt2), []byte("-32768"), true)
+	f.Add(uint8(wireFloat4), []byte("1e-45"), true)
+	f.Add(uint8(wireFloat8), []byte("-Infinity"), true)
+	f.Fuzz(func(t *testing.T, w uint8, v []byte, text bool) {
+		wr := wire(w % uint8(wireText))
+		format := int16(pgx.BinaryFormatCode)
+		if text {
+			format = pgx.TextFormatCode
+		}
+		x, err := decodeNumber(v, wr, format)
+		if !text {
+			width := map[wire]int{wireFloat8: 8, wireFloat4: 4, wireInt2: 2, wireInt4: 4, wireInt8: 8}[wr]
+			if (err == nil) != (len(v) == width) {
+				t.Fatalf("%s of %d bytes: err = %v", wr, len(v), err)
+			}
+			if err != nil {
+				return
+			}
+			var want float64
+			switch wr {
+			case wireFloat8:
+				want = math.Float64frombits(binary.BigEndian.Uint64(v))
+			case wireFloat4:
+				want = float64(math.Float32frombits(binary.BigEndian.Uint32(v)))
+			case wireInt2:
+				want = float64(int16(binary.BigEndian.Uint16(v)))
+			case wireInt4:
+				want = float64(int32(binary.BigEndian.Uint32(v)))
+			case wireInt8:
+				want = float64(int64(binary.BigEndian.Uint64(v)))
+			}
+			if math.Float64bits(x) != math.Float64bits(want) && !(math.IsNaN(x) && math.IsNaN(want)) {
+				t.Fatalf("%s %x decodes to %v, want %v", wr, v, x, want)
+			}
+		}
+		if wr != wireFloat4 && wr != wireInt2 {
+			return
+		}
+		x32, err32 := decodeFloat32(v, wr, format)
+		if (err32 == nil) != (err == nil) {
+			t.Fatalf("%s %q: float32 err %v, float64 err %v", wr, v, err32, err)
+		}
+		if err == nil && float64(x32) != x && !math.IsNaN(x) && !(text && math.IsInf(float64(x32), 0)) {
+			t.Fatalf("%s %q: float32 %v, float64 %v", wr, v, x32, x)
+		}
+		if !text && wr == wireFloat4 && err == nil && math.Float32bits(x32) != binary.BigEndian.Uint32(v) {
+			t.Fatalf("float4 %x: bits %#08x", v, math.Float32bits(x32))
+		}
+	})
 }
