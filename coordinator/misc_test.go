@@ -98,9 +98,9 @@ func TestCapWindow(t *testing.T) {
 }
 
 func TestSizePages(t *testing.T) {
-	num := messages.ColumnPlan{Name: "x", Kind: messages.KindNumeric}
 	tests := []struct {
 		name       string
+		pgType     string
 		features   int
 		specRows   int
 		payload    int
@@ -115,9 +115,14 @@ func TestSizePages(t *testing.T) {
 		{name: "wide rows", features: 1000, payload: 1 << 20, rows: 1000, ready: 1 << 30, wantRows: (3 << 20) / 4 / (8 + 1001*(rawColumnOverhead+8)), wantReplay: true},
 		{name: "spec decides", features: 1, specRows: 77, payload: 1 << 20, rows: 1000, ready: 1 << 30, wantRows: 77, wantReplay: true},
 		{name: "too big to replay", features: 1000, payload: 1 << 20, rows: 1_000_000, ready: 1 << 30, wantRows: (3 << 20) / 4 / (8 + 1001*(rawColumnOverhead+8))},
+		// real columns travel as float32: 4 B a value.
+		{name: "wide real rows", pgType: "real", features: 1000, payload: 1 << 20, rows: 1000, ready: 1 << 30, wantRows: (3 << 20) / 4 / (8 + 1001*(rawColumnOverhead+4)), wantReplay: true},
+		{name: "wide double precision rows", pgType: "double precision", features: 1000, payload: 1 << 20, rows: 1000, ready: 1 << 30, wantRows: (3 << 20) / 4 / (8 + 1001*(rawColumnOverhead+8)), wantReplay: true},
+		{name: "16 reals and a real label", pgType: "real", features: 16, payload: 1 << 20, rows: 1000, ready: 1 << 30, wantRows: (3 << 20) / 4 / (8 + 17*(rawColumnOverhead+4)), wantReplay: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			num := messages.ColumnPlan{Name: "x", Kind: messages.KindNumeric, PGType: tt.pgType}
 			p := &messages.Plan{Label: num, InputDim: tt.features, LabelDim: 1, Ranges: make([]messages.KeyRange, 1)}
 			for range tt.features {
 				p.Features = append(p.Features, num)

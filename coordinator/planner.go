@@ -444,9 +444,12 @@ func sizePages(in *planInput, p *messages.Plan, avgText map[string]float64, sz s
 	raw := 8.0 // key
 	for _, cp := range append(slices.Clone(p.Features), p.Label) {
 		raw += rawColumnOverhead
-		if cp.Kind == messages.KindCategorical {
+		switch cp.RawKind() {
+		case messages.ColumnText:
 			raw += avgText[cp.Name] + textOffsetBytes
-		} else {
+		case messages.ColumnFloat32:
+			raw += 4
+		default:
 			raw += 8
 		}
 	}
