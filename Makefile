@@ -41,6 +41,10 @@ parity/node_modules/.package-lock.json: parity/package-lock.json
 faults: build ## the fault-injection suite alone: kills and restarts of real processes mid-job
 	$(GO) test -count=1 -timeout 15m -v -run . ./faults/
 
+.PHONY: soak
+soak: build ## the fault-injection suite over a 1M-row table (about 7 minutes)
+	PGTRAIN_FAULTS_ROWS=1000000 $(GO) test -count=1 -timeout 60m -v ./faults/
+
 .PHONY: bench
 bench: build parity/node_modules/.package-lock.json ## benchmarks: the pipeline vs binary COPY and the usual ways (ROWS, default 2M), the engine vs TF.js and sgemm
 	$(GO) run ./bench/pipeline --rows $(ROWS) --out $(BENCH_OUT) --pgtrain $(BIN)
