@@ -28,7 +28,7 @@ type Limits struct {
 
 // Defaults for Limits.
 const (
-	DefaultReadyMaxBytes    = 4 << 30
+	DefaultReadyMaxBytes    = 1 << 30
 	DefaultRawMaxAckPending = 64
 	DefaultRawAckWait       = 30 * time.Second
 	DefaultRawMaxDeliver    = 20
