@@ -88,8 +88,8 @@ func copyCeiling(ctx context.Context, conn *pgx.Conn, table string) (baselineOut
 }
 
 // keysetPages reads the table the way a fetcher does: keyset pages of keysetPageRows rows,
-// binary results, the numbers cast to float8 (cast is "::float8") or as stored (cast is
-// ""), every value left undecoded.
+// binary results, the numbers cast to float8 (cast is "::float8") or as stored (cast is "",
+// as the fetchers select real columns), every value left undecoded.
 func keysetPages(ctx context.Context, conn *pgx.Conn, table, cast string) (baselineOutput, error) {
 	sel := "select id::int8"
 	for _, f := range featureNames() {

@@ -69,8 +69,8 @@ type ceilingResult struct {
 	Runs         []rate    `json:"runs"`
 	PGCPUSeconds []float64 `json:"postgres_cpu_seconds"`
 	// Keyset is the fetchers' read pattern (keyset pages, binary results) into a reader that
-	// decodes nothing: with the numbers cast to float8 as the fetchers read them, and as
-	// stored.
+	// decodes nothing: with the numbers cast to float8, and as stored, which is how the
+	// fetchers read real columns.
 	Keyset    []baselineResult `json:"keyset_pages"`
 	Bytes     int64            `json:"bytes"`
 	PeakRSSMB float64          `json:"peak_rss_mb"`
@@ -294,9 +294,9 @@ func (r *results) markdown(w io.Writer) {
 	if len(r.Ceiling.Keyset) > 0 {
 		p("\nBeside it, the fetchers' read pattern alone (keyset pages of %d rows, binary results, nothing decoded), one reader:\n\n| pages | seconds | rows/s | × COPY | PostgreSQL CPU (s) |\n|---|---:|---:|---:|---:|\n", keysetPageRows)
 		for _, k := range r.Ceiling.Keyset {
-			what := "numbers cast to float8 (as the fetchers read them)"
+			what := "numbers cast to float8"
 			if k.Method == "keyset-float4" {
-				what = "numbers as stored (real)"
+				what = "numbers as stored (real), as the fetchers read them"
 			}
 			p("| %s | %.2f | %s | %.2f | %.2f |\n", what, k.Seconds, num(k.RowsPerS), k.RatioToCeiling, k.PGCPUSeconds)
 		}
