@@ -1,5 +1,5 @@
-// Package transform turns a raw page (columnar float64 and text columns, with NULLs) into
-// a ready batch (a dense row-major float32 feature matrix and its labels) as the job's
+// Package transform turns a raw page (columnar float64, float32 and text columns, with NULLs)
+// into a ready batch (a dense row-major float32 feature matrix and its labels) as the job's
 // plan says: imputation, scaling and one-hot encoding of features, and the label's
 // encoding. It is pure (no I/O), so it is tested on its own and fuzzed.
 //
