@@ -83,7 +83,7 @@ var errShape = errors.New("inconsistent batch shape")
 // EncodeMsgpack writes the batch as a fixed-order array; numbers go as one little-endian
 // byte string per column instead of element by element.
 func (b *RawBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
-	if err := encodeHeader(enc, 5+len(b.Columns)*4, b.BatchID, b.Last); err != nil {
+	if err := encodeHeader(enc, 6+len(b.Columns)*4, b.BatchID, b.Last); err != nil {
 		return err
 	}
 	if err := writeInt64s(enc, b.Keys); err != nil {
@@ -124,7 +124,7 @@ func (b *RawBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if err != nil {
 		return err
 	}
-	if (n-5)%4 != 0 {
+	if (n-6)%4 != 0 {
 		return fmt.Errorf("raw batch: %d fields: %w", n, errShape)
 	}
 	if b.Keys, err = readInt64s(dec); err != nil {
@@ -133,7 +133,7 @@ func (b *RawBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	rows := len(b.Keys)
 	// Every column takes at least 4 bytes (its four fields): an array length no message
 	// could hold must not size the allocation.
-	cols := (n - 5) / 4
+	cols := (n - 6) / 4
 	if err := fits(dec, 4*cols, fmt.Sprintf("%d columns", cols)); err != nil {
 		return fmt.Errorf("raw batch: %w", err)
 	}
@@ -258,7 +258,7 @@ func encodeHeader(enc *msgpack.Encoder, fields int, id BatchID, last bool) error
 	return nil
 }
 
-// decodeHeader returns the number of fields after the version.
+// decodeHeader returns the number of fields after the version (the array holds one more).
 func decodeHeader(dec *msgpack.Decoder, kind string, id *BatchID, last *bool) (int, error) {
 	n, err := dec.DecodeArrayLen()
 	if err != nil {

@@ -198,21 +198,46 @@ func TestDecodeRejectsUnknownVersion(t *testing.T) {
 	}
 }
 
-// rawMsg frames fields as RawBatch.EncodeMsgpack does: its array length counts one field
-// fewer than follow it (the decoder reads the same framing).
+// rawMsg frames fields as RawBatch.EncodeMsgpack does: one plain msgpack array.
 func rawMsg(t *testing.T, fields ...any) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	if err := enc.EncodeArrayLen(len(fields) - 1); err != nil {
+	b, err := msgpack.Marshal(fields)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range fields {
-		if err := enc.Encode(f); err != nil {
-			t.Fatal(err)
+	return b
+}
+
+// Both batch kinds are plain msgpack arrays, so any msgpack reader (a tool, another
+// language) sees every field.
+func TestBatchesAreWellFormedMsgpack(t *testing.T) {
+	raw, err := EncodeRaw(sampleRaw())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, err := EncodeReady(&ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, LabelDim: 1, Keys: []int64{1}, X: []float32{2}, Y: []float32{3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tt := range map[string]struct {
+		data []byte
+		want int
+	}{
+		"raw":   {raw, 7 + 4*len(sampleRaw().Columns)},
+		"ready": {ready, 11},
+	} {
+		var fields []any
+		dec := msgpack.NewDecoder(bytes.NewReader(tt.data))
+		if err := dec.Decode(&fields); err != nil {
+			t.Fatalf("%s: a generic reader fails: %v", name, err)
+		}
+		if len(fields) != tt.want {
+			t.Fatalf("%s: %d fields, want %d", name, len(fields), tt.want)
+		}
+		if _, err := dec.DecodeInterface(); err == nil {
+			t.Fatalf("%s: bytes left after the array", name)
 		}
 	}
-	return buf.Bytes()
 }
 
 func TestDecodeRejectsBadShapes(t *testing.T) {
