@@ -333,6 +333,9 @@ func queryStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]st
 	return out, nil
 }
 
+// minValidationGranularity is the fewest ranges a plan with a validation split has.
+const minValidationGranularity = 20
+
 // splitRanges cuts the key space at row-count quantiles and counts every range exactly, with
 // the key checksums the trainer must reproduce.
 func splitRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan) error {
@@ -341,7 +344,9 @@ func splitRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan
 	k := pgx.Identifier{in.key.name}.Sanitize()
 	n := int((rows + int64(spec.RangeRows) - 1) / int64(spec.RangeRows))
 	if spec.ValidationSplit > 0 {
-		n = max(n, 2)
+		// Validation takes whole ranges: with at least 20 of them the held-out share is
+		// within 5% of the asked fraction, even for a table smaller than one range.
+		n = max(n, min(minValidationGranularity, int(rows)), 2)
 	}
 	n = max(n, 1)
 	var splits []int64

@@ -141,7 +141,9 @@ func TestSubmitPlansAGoodSpec(t *testing.T) {
 	if st.State != messages.JobRunning || messages.ValidJobID(st.ID) != nil || !strings.HasPrefix(st.ID, "iris-") {
 		t.Fatalf("status %+v", st)
 	}
-	if st.Rows != 1000 || st.Ranges != 4 || st.Fetch.Pending != st.Ranges*st.Epochs && !st.Replay {
+	// range_rows 300 would give 4 ranges; a validation split asks for at least 20, so that
+	// the held-out share (whole ranges) is close to the fraction asked.
+	if st.Rows != 1000 || st.Ranges != minValidationGranularity || st.Fetch.Pending != st.Ranges*st.Epochs && !st.Replay {
 		t.Fatalf("status %+v", st)
 	}
 	p, err := r.cl.Plan(ctx, st.ID)
@@ -172,7 +174,7 @@ func TestSubmitPlansAGoodSpec(t *testing.T) {
 	if strings.Join(p.Label.Vocabulary, ",") != "setosa,versicolor,virginica" || p.LabelDim != 3 || p.InputDim != 5 {
 		t.Fatalf("label %+v, label dim %d, input dim %d", p.Label, p.LabelDim, p.InputDim)
 	}
-	if len(p.Ranges) != 4 || p.ValidationRanges != 1 || p.Ranges[0].Lo != math.MinInt64 || p.Ranges[3].Hi != math.MaxInt64 {
+	if len(p.Ranges) != 20 || p.ValidationRanges != 5 || p.Ranges[0].Lo != math.MinInt64 || p.Ranges[19].Hi != math.MaxInt64 {
 		t.Fatalf("ranges %+v, %d validation", p.Ranges, p.ValidationRanges)
 	}
 	for i := 1; i < len(p.Ranges); i++ {
