@@ -353,63 +353,48 @@ func (b *ReadyBatch) encodedSize() int {
 // chunkBytes is the conversion buffer of the number codecs.
 const chunkBytes = 8 << 10
 
-// writeInt64s, writeFloat64s and writeFloat32s write a column as one msgpack bin of
-// little-endian numbers (what EncodeBytes would write for the converted slice).
-func writeInt64s(enc *msgpack.Encoder, v []int64) error {
-	if err := enc.EncodeBytesLen(8 * len(v)); err != nil {
+// writeNumbers writes count numbers of width bytes each as one msgpack bin (what
+// EncodeBytes would write for the converted slice), converting a chunk at a time: put fills
+// chunk with the little-endian bytes of numbers i..i+n-1.
+func writeNumbers(enc *msgpack.Encoder, count, width int, put func(chunk []byte, i, n int)) error {
+	if err := enc.EncodeBytesLen(width * count); err != nil {
 		return err
 	}
 	chunk := make([]byte, chunkBytes)
 	w := enc.Writer()
-	for len(v) > 0 {
-		n := min(len(v), chunkBytes/8)
-		for i, x := range v[:n] {
-			binary.LittleEndian.PutUint64(chunk[8*i:], uint64(x))
-		}
-		if _, err := w.Write(chunk[:8*n]); err != nil {
+	for i := 0; i < count; {
+		n := min(count-i, chunkBytes/width)
+		put(chunk, i, n)
+		if _, err := w.Write(chunk[:width*n]); err != nil {
 			return err
 		}
-		v = v[n:]
+		i += n
 	}
 	return nil
+}
+
+func writeInt64s(enc *msgpack.Encoder, v []int64) error {
+	return writeNumbers(enc, len(v), 8, func(chunk []byte, i, n int) {
+		for j, x := range v[i : i+n] {
+			binary.LittleEndian.PutUint64(chunk[8*j:], uint64(x))
+		}
+	})
 }
 
 func writeFloat64s(enc *msgpack.Encoder, v []float64) error {
-	if err := enc.EncodeBytesLen(8 * len(v)); err != nil {
-		return err
-	}
-	chunk := make([]byte, chunkBytes)
-	w := enc.Writer()
-	for len(v) > 0 {
-		n := min(len(v), chunkBytes/8)
-		for i, x := range v[:n] {
-			binary.LittleEndian.PutUint64(chunk[8*i:], math.Float64bits(x))
+	return writeNumbers(enc, len(v), 8, func(chunk []byte, i, n int) {
+		for j, x := range v[i : i+n] {
+			binary.LittleEndian.PutUint64(chunk[8*j:], math.Float64bits(x))
 		}
-		if _, err := w.Write(chunk[:8*n]); err != nil {
-			return err
-		}
-		v = v[n:]
-	}
-	return nil
+	})
 }
 
 func writeFloat32s(enc *msgpack.Encoder, v []float32) error {
-	if err := enc.EncodeBytesLen(4 * len(v)); err != nil {
-		return err
-	}
-	chunk := make([]byte, chunkBytes)
-	w := enc.Writer()
-	for len(v) > 0 {
-		n := min(len(v), chunkBytes/4)
-		for i, x := range v[:n] {
-			binary.LittleEndian.PutUint32(chunk[4*i:], math.Float32bits(x))
+	return writeNumbers(enc, len(v), 4, func(chunk []byte, i, n int) {
+		for j, x := range v[i : i+n] {
+			binary.LittleEndian.PutUint32(chunk[4*j:], math.Float32bits(x))
 		}
-		if _, err := w.Write(chunk[:4*n]); err != nil {
-			return err
-		}
-		v = v[n:]
-	}
-	return nil
+	})
 }
 
 // numberBin reads the header of a bin holding numbers of width bytes each and returns how
