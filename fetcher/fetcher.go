@@ -16,6 +16,7 @@ import (
 	"pgtrain/coordinator/client"
 	"pgtrain/internal/bus"
 	"pgtrain/internal/faultpoint"
+	"pgtrain/internal/workloop"
 	"pgtrain/messages"
 )
 
@@ -105,7 +106,7 @@ func (f *Fetcher) Stats() Stats {
 // in hand, hands the lease back and returns nil.
 func (f *Fetcher) Run(ctx context.Context) error {
 	f.log.Info("fetcher started", "sources", len(f.sources))
-	stopSummary := f.summarize(ctx)
+	stopSummary := f.summarize()
 	defer stopSummary()
 	delay := f.cfg.RetryMin
 	for ctx.Err() == nil {
@@ -115,13 +116,13 @@ func (f *Fetcher) Run(ctx context.Context) error {
 				break
 			}
 			f.log.Warn("asking the coordinator for a lease failed; retrying", "error", err, "retry_in", delay)
-			sleep(ctx, delay)
+			workloop.Sleep(ctx, delay)
 			delay = min(2*delay, f.cfg.RetryMax)
 			continue
 		}
 		delay = f.cfg.RetryMin
 		if lease == nil {
-			sleep(ctx, f.cfg.Poll)
+			workloop.Sleep(ctx, f.cfg.Poll)
 			continue
 		}
 		f.runLease(ctx, lease)
@@ -130,42 +131,17 @@ func (f *Fetcher) Run(ctx context.Context) error {
 }
 
 // summarize logs totals and rows/s at info every SummaryEvery, and once when stopped.
-func (f *Fetcher) summarize(ctx context.Context) func() {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	start := time.Now()
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(f.cfg.SummaryEvery)
-		defer t.Stop()
-		last, lastAt := f.Stats(), start
-		for {
-			select {
-			case <-done:
-				s := f.Stats()
-				f.log.Info("fetcher stopped", "ranges", s.Ranges, "pages", s.Pages, "rows", s.Rows,
-					"rows_per_second", rate(s.Rows, time.Since(start)), "duplicates", s.Duplicates,
-					"read_retries", s.ReadRetries, "publish_retries", s.PublishRetries, "leases_lost", s.LeasesLost)
-				return
-			case now := <-t.C:
-				s := f.Stats()
-				if s != last {
-					f.log.Info("fetch progress", "ranges", s.Ranges, "pages", s.Pages, "rows", s.Rows,
-						"rows_per_second", rate(s.Rows-last.Rows, now.Sub(lastAt)), "duplicates", s.Duplicates,
-						"read_retries", s.ReadRetries, "publish_retries", s.PublishRetries, "leases_lost", s.LeasesLost)
-				}
-				last, lastAt = s, now
+func (f *Fetcher) summarize() func() {
+	return workloop.Summarize(f.cfg.SummaryEvery, f.Stats, func(s Stats) int64 { return s.Rows },
+		func(s Stats, rowsPerSecond float64, final bool) {
+			msg := "fetch progress"
+			if final {
+				msg = "fetcher stopped"
 			}
-		}
-	}()
-	return func() { close(done); <-stopped }
-}
-
-func rate(n int64, d time.Duration) float64 {
-	if d <= 0 {
-		return 0
-	}
-	return float64(int64(float64(n)/d.Seconds()*10)) / 10
+			f.log.Info(msg, "ranges", s.Ranges, "pages", s.Pages, "rows", s.Rows,
+				"rows_per_second", rowsPerSecond, "duplicates", s.Duplicates,
+				"read_retries", s.ReadRetries, "publish_retries", s.PublishRetries, "leases_lost", s.LeasesLost)
+		})
 }
 
 // job returns the plan and reader of a job, from the cache or the KV bucket.
@@ -213,7 +189,7 @@ func (f *Fetcher) runLease(ctx context.Context, lease *messages.Lease) {
 		}
 		s.release(ctx)
 		// Do not take the same lease straight back.
-		sleep(ctx, f.cfg.RetryMax)
+		workloop.Sleep(ctx, f.cfg.RetryMax)
 		return
 	}
 	s.job = j
@@ -315,7 +291,7 @@ func (s *session) run(ctx context.Context) {
 				el := time.Since(start)
 				s.f.n.ranges.Add(1)
 				s.log.Debug("range fetched", "rows", rows, "pages", pagesOut, "seconds", el.Seconds(),
-					"rows_per_second", rate(rows, el))
+					"rows_per_second", workloop.Rate(rows, el))
 			}
 			return
 		}
@@ -349,7 +325,7 @@ func (s *session) read(ctx context.Context, out chan<- pageResult) {
 			s.f.n.readRetries.Add(1)
 			s.log.Warn("reading a page failed; retrying the same page from the same key",
 				"page", page, "after_key", last, "error", err, "retry_in", delay)
-			if !sleep(ctx, delay) {
+			if !workloop.Sleep(ctx, delay) {
 				return
 			}
 			delay = min(2*delay, s.f.cfg.RetryMax)
@@ -400,7 +376,7 @@ func (s *session) publish(ctx, leaseCtx context.Context, p *Page) bool {
 		}
 		s.f.n.publishRetries.Add(1)
 		s.log.Warn("publishing a page failed; retrying with the same message id", "page", id.Page, "error", err, "retry_in", delay)
-		if !sleep(leaseCtx, delay) {
+		if !workloop.Sleep(leaseCtx, delay) {
 			return false
 		}
 		delay = min(2*delay, s.f.cfg.RetryMax)
@@ -467,13 +443,13 @@ func (s *session) heartbeat(ctx context.Context) {
 		wait := time.Until(s.lastReport.Add(s.interval))
 		s.mu.Unlock()
 		if wait > 0 {
-			if !sleep(ctx, wait) {
+			if !workloop.Sleep(ctx, wait) {
 				return
 			}
 			continue
 		}
 		if s.report(ctx, false, false) != nil {
-			if s.lost.Load() || !sleep(ctx, s.f.cfg.RetryMin) {
+			if s.lost.Load() || !workloop.Sleep(ctx, s.f.cfg.RetryMin) {
 				return
 			}
 		}
@@ -496,7 +472,7 @@ func (s *session) complete(ctx context.Context) bool {
 			s.log.Warn("could not record the range as done before stopping; its next holder re-publishes duplicates", "error", err)
 			return false
 		}
-		if !sleep(ctx, delay) {
+		if !workloop.Sleep(ctx, delay) {
 			return false
 		}
 		delay = min(2*delay, s.f.cfg.RetryMax)
@@ -544,16 +520,4 @@ func (s *session) failJob(ctx context.Context, cause error) {
 	}
 	s.f.n.jobsFailed.Add(1)
 	delete(s.f.jobs, s.lease.JobID)
-}
-
-// sleep waits d or until ctx is done; it reports whether the full wait passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

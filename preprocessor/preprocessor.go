@@ -14,6 +14,7 @@ import (
 
 	"pgtrain/internal/bus"
 	"pgtrain/internal/faultpoint"
+	"pgtrain/internal/workloop"
 	"pgtrain/messages"
 	"pgtrain/preprocessor/transform"
 )
@@ -94,7 +95,7 @@ func (p *Preprocessor) Run(ctx context.Context) error {
 		if err != nil {
 			if ctx.Err() == nil {
 				p.log.Warn("looking up the RAW consumer failed; retrying", "consumer", messages.PreprocDurable, "error", err, "retry_in", delay)
-				sleep(ctx, delay)
+				workloop.Sleep(ctx, delay)
 				delay = min(2*delay, p.cfg.RetryMax)
 			}
 			continue
@@ -105,7 +106,7 @@ func (p *Preprocessor) Run(ctx context.Context) error {
 		}
 		if err := p.consume(ctx, cons); err != nil && ctx.Err() == nil {
 			p.log.Warn("consuming RAW stopped; subscribing again", "error", err, "retry_in", delay)
-			sleep(ctx, delay)
+			workloop.Sleep(ctx, delay)
 			delay = min(2*delay, p.cfg.RetryMax)
 			continue
 		}
@@ -298,7 +299,7 @@ func (p *Preprocessor) publish(ctx context.Context, log *slog.Logger, subject st
 			p.n.retries.Add(1)
 			log.Warn("publishing to READY failed; retrying", "error", err, "retry_in", delay)
 		}
-		if !sleep(ctx, delay) {
+		if !workloop.Sleep(ctx, delay) {
 			return false
 		}
 		delay = min(2*delay, p.cfg.RetryMax)
@@ -374,52 +375,16 @@ func jobOfSubject(subject string) string {
 	return parts[2]
 }
 
+// summarize logs the counters at info every SummaryEvery, and once when stopped.
 func (p *Preprocessor) summarize() func() {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	start := time.Now()
-	logStats := func(msg string, s Stats, rows int64, d time.Duration) {
-		p.log.Info(msg, "processed", s.Processed, "rows", s.Rows, "rows_per_second", rate(rows, d),
-			"duplicates", s.Duplicates, "redeliveries", s.Redeliveries, "backpressure", s.Backpressure,
-			"failed", s.Failed, "terminated", s.Terminated, "no_plan", s.NoPlan, "retries", s.Retries)
-	}
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(p.cfg.SummaryEvery)
-		defer t.Stop()
-		last, lastAt := p.Stats(), start
-		for {
-			select {
-			case <-done:
-				s := p.Stats()
-				logStats("preprocessor stopped", s, s.Rows, time.Since(start))
-				return
-			case now := <-t.C:
-				if s := p.Stats(); s != last {
-					logStats("preprocess progress", s, s.Rows-last.Rows, now.Sub(lastAt))
-					last = s
-				}
-				lastAt = now
+	return workloop.Summarize(p.cfg.SummaryEvery, p.Stats, func(s Stats) int64 { return s.Rows },
+		func(s Stats, rowsPerSecond float64, final bool) {
+			msg := "preprocess progress"
+			if final {
+				msg = "preprocessor stopped"
 			}
-		}
-	}()
-	return func() { close(done); <-stopped }
-}
-
-func rate(n int64, d time.Duration) float64 {
-	if d <= 0 {
-		return 0
-	}
-	return float64(int64(float64(n)/d.Seconds()*10)) / 10
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+			p.log.Info(msg, "processed", s.Processed, "rows", s.Rows, "rows_per_second", rowsPerSecond,
+				"duplicates", s.Duplicates, "redeliveries", s.Redeliveries, "backpressure", s.Backpressure,
+				"failed", s.Failed, "terminated", s.Terminated, "no_plan", s.NoPlan, "retries", s.Retries)
+		})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"pgtrain/internal/faultpoint"
+	"pgtrain/internal/workloop"
 	"pgtrain/messages"
 )
 
@@ -236,7 +237,7 @@ func (j *jobRun) feed(ctx context.Context, r *rangeRows, training bool) (stopped
 			return false, err
 		}
 		if d := j.t.cfg.StepDelay; d > 0 {
-			sleep(ctx, d)
+			workloop.Sleep(ctx, d)
 		}
 		if ctx.Err() != nil && i+1 < n {
 			j.pos.Offset = i + 1

@@ -10,6 +10,7 @@ import (
 
 	"pgtrain/coordinator/client"
 	"pgtrain/internal/bus"
+	"pgtrain/internal/workloop"
 	"pgtrain/messages"
 )
 
@@ -80,13 +81,13 @@ func (t *Trainer) Run(ctx context.Context) error {
 				return nil
 			}
 			t.log.Warn("claiming a job, will retry", "error", err)
-			if !sleep(ctx, t.cfg.Poll) {
+			if !workloop.Sleep(ctx, t.cfg.Poll) {
 				return nil
 			}
 			continue
 		}
 		if id == "" {
-			if !sleep(ctx, t.cfg.Poll) {
+			if !workloop.Sleep(ctx, t.cfg.Poll) {
 				return nil
 			}
 			continue
@@ -107,7 +108,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 			}
 		case isRetryable(err):
 			t.log.Warn("job interrupted, will claim it again and resume", "job_id", id, "error", err)
-			if !sleep(ctx, t.cfg.Poll) {
+			if !workloop.Sleep(ctx, t.cfg.Poll) {
 				return nil
 			}
 		default:
@@ -199,15 +200,4 @@ func checkPlan(p *messages.Plan) error {
 // jobGone translates the coordinator's "not yours any more" answers.
 func jobGone(err error) bool {
 	return errors.Is(err, client.ErrLeaseLost) || errors.Is(err, client.ErrNotFound)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-tm.C:
-		return true
-	}
 }
