@@ -245,13 +245,28 @@ func (p *proc) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// freePort asks the OS for a loopback port that is free now.
+// handedPorts are the ports freePort gave out: a port is closed again before the process
+// it is meant for binds it, so the kernel may offer it twice; it must not be handed twice.
+var handedPorts = struct {
+	sync.Mutex
+	seen map[int]bool
+}{seen: map[int]bool{}}
+
+// freePort asks the OS for a loopback port that is free now and was not handed out before.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedPorts.Lock()
+	defer handedPorts.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedPorts.seen[port] {
+			handedPorts.seen[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
