@@ -179,8 +179,11 @@ func computeStats(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Pla
 			continue
 		}
 		x := q + "::float8"
-		agg.add(fmt.Sprintf("coalesce(avg(%s), 0)", x), &s.stats.Mean)
-		agg.add(fmt.Sprintf("coalesce(stddev_pop(%s), 0)", x), &s.stats.StdDev)
+		// Mean and standard deviation in numeric: float sums depend on the order in which
+		// parallel workers combine them, and these numbers feed every feature, so a float
+		// aggregate would make the trained weights differ between runs in the last bits.
+		agg.add(fmt.Sprintf("coalesce(avg(%s::numeric), 0)::float8", x), &s.stats.Mean)
+		agg.add(fmt.Sprintf("coalesce(stddev_pop(%s::numeric), 0)::float8", x), &s.stats.StdDev)
 		agg.add(fmt.Sprintf("coalesce(min(%s), 0)", x), &s.stats.Min)
 		agg.add(fmt.Sprintf("coalesce(max(%s), 0)", x), &s.stats.Max)
 		if median[i] {

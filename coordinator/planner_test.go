@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
+	"github.com/jackc/pgx/v5"
 	"math"
 	"strings"
 	"testing"
@@ -235,3 +236,54 @@ func TestSubmitIsIdempotentPerKey(t *testing.T) {
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+
+// The statistics feed every feature, so they must not depend on the order in which parallel
+// workers combine partial aggregates: the same table planned again gives the same bits.
+func TestStatisticsAreTheSameUnderParallelQuery(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, `create table wide (id bigint primary key, x float8, y float8)`)
+	e.exec(t, `insert into wide select i, sin(i) * 1e3 + 1/(i::float8), cos(i) from generate_series(1, 300000) i`)
+	e.exec(t, `analyze wide`)
+	// Make PostgreSQL split the scan over workers even for this small table.
+	for _, s := range []string{"parallel_setup_cost = 0", "parallel_tuple_cost = 0",
+		"min_parallel_table_scan_size = 0", "max_parallel_workers_per_gather = 4"} {
+		e.exec(t, "alter database "+currentDatabase(t, e)+" set "+s)
+	}
+	r := start(t, e, Config{})
+	ctx := context.Background()
+	spec := specJSON(t, func(m map[string]any) {
+		m["table"] = "wide"
+		m["features"] = []any{map[string]any{"column": "x", "scale": "standard"}}
+		m["label"] = "y"
+		m["loss"] = "mse"
+		m["model"] = json.RawMessage(`{"layers": [{"type": "dense", "units": 1}]}`)
+	})
+	var first messages.ColumnPlan
+	for i := range 8 {
+		st, err := r.cl.Submit(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.cl.Plan(ctx, st.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := p.Features[0]
+		if i == 0 {
+			first = got
+			continue
+		}
+		if math.Float64bits(got.Offset) != math.Float64bits(first.Offset) || math.Float64bits(got.Factor) != math.Float64bits(first.Factor) {
+			t.Fatalf("plan %d: offset %v factor %v; the first plan had %v and %v", i, got.Offset, got.Factor, first.Offset, first.Factor)
+		}
+	}
+}
+
+func currentDatabase(t *testing.T, e *env) string {
+	t.Helper()
+	var db string
+	if err := e.pool.QueryRow(context.Background(), "select current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	return pgx.Identifier{db}.Sanitize()
+}
