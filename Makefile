@@ -31,7 +31,7 @@ test: build parity/node_modules/.package-lock.json tf-check ## run every test ag
 
 .PHONY: parity
 parity: parity/node_modules/.package-lock.json ## the TensorFlow.js parity suite of the model engine alone
-	$(GO) test -count=1 -run Parity -v ./trainer/model
+	$(GO) test -count=1 -run Parity -v ./model
 
 # TensorFlow.js 4.22.0, pinned by the lock file: pure JavaScript, nothing downloaded at run time.
 parity/node_modules/.package-lock.json: parity/package-lock.json
@@ -56,7 +56,7 @@ tf-check: ## compile the TensorFlow backend against the TF 2.18 C API headers (n
 
 .PHONY: tf-test
 tf-test: ## the TensorFlow backend's tests (needs libtensorflow 2.18; see README)
-	CGO_ENABLED=1 $(GO) test -count=1 -tags tensorflow ./trainer/tensorflow/
+	CGO_ENABLED=1 $(GO) test -count=1 -tags tensorflow ./model/tensorflow/
 
 .PHONY: build-tf
 build-tf: ## bin/pgtrain with the TensorFlow backend (needs libtensorflow 2.18)

@@ -5,8 +5,8 @@ import (
 	"strings"
 
 	"pgtrain/messages"
+	"pgtrain/model"
 	"pgtrain/trainer/compile"
-	"pgtrain/trainer/model"
 )
 
 // checkModel builds the job's model on the planned input width, so a spec the trainer could

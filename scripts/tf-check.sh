@@ -36,5 +36,5 @@ export CGO_CFLAGS="${CGO_CFLAGS:-} -I$tf_dir -I$tf_dir/third_party/xla -I$tf_dir
 # Library packages only: building cmd/pgtrain would link, and the linker needs libtensorflow.
 # go vet type-checks the tagged test files and cmd/pgtrain's tagged registration too.
 set -x
-"$GO" build -tags tensorflow ./trainer/...
-"$GO" vet -tags tensorflow ./trainer/tensorflow/ ./cmd/pgtrain/
+"$GO" build -tags tensorflow ./model/... ./trainer/...
+"$GO" vet -tags tensorflow ./model/tensorflow/ ./cmd/pgtrain/

@@ -4,8 +4,8 @@ import (
 	"fmt"
 
 	"pgtrain/messages"
+	"pgtrain/model"
 	"pgtrain/trainer/compile"
-	"pgtrain/trainer/model"
 )
 
 func init() { RegisterBackend("go", newGoModel) }

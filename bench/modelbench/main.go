@@ -28,7 +28,7 @@ import (
 	"strings"
 	"time"
 
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 type modelDef struct {

@@ -4,7 +4,7 @@ package compile
 
 import (
 	"pgtrain/messages"
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 // Optimizer maps a job spec's optimizer onto the engine's settings.

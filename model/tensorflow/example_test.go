@@ -5,8 +5,8 @@ package tensorflow_test
 import (
 	"fmt"
 
-	"pgtrain/trainer/model"
-	"pgtrain/trainer/tensorflow"
+	"pgtrain/model"
+	"pgtrain/model/tensorflow"
 )
 
 // A model trained on TensorFlow and saved in the TF.js Layers format, which the Go engine

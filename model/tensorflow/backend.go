@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"pgtrain/messages"
+	"pgtrain/model"
 	"pgtrain/trainer"
-	"pgtrain/trainer/model"
 )
 
 // BackendName is the name jobs and the trainer's --backend flag use for this backend.

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 func TestLayoutMatchesGoEngine(t *testing.T) {

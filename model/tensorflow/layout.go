@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"slices"
 
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 // varSpec is one weight tensor of the model, as the Go engine and the TF.js manifest name it.

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"pgtrain/messages"
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 func TestCompileFromPlan(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 // TestNewMetricsResolvesAccuracy checks what "accuracy" computes for each loss and output

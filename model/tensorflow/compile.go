@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"pgtrain/messages"
+	"pgtrain/model"
 	modelcompile "pgtrain/trainer/compile"
-	"pgtrain/trainer/model"
 )
 
 // ErrUnsupported is returned for compile settings the TensorFlow graph does not implement.

@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 func ExampleParseSpec() {

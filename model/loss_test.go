@@ -3,7 +3,7 @@ package model_test
 import (
 	"testing"
 
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 func TestCheckSparseLabels(t *testing.T) {

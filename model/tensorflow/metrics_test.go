@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 // TestMetricsMatchGoEngine computes each metric from the Go engine's predictions with the

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 func sampleState() (*stateHeader, [][]float32) {

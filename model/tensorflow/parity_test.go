@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	"pgtrain/messages"
+	"pgtrain/model"
 	"pgtrain/trainer"
-	"pgtrain/trainer/model"
 )
 
 // tolerance is the bound for losses and weights after training on both backends:

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 // stateMagic names this backend's checkpoints, which have the Go engine's layout

@@ -4,7 +4,7 @@
 // "backend": "tensorflow", or any job on a trainer started with --backend tensorflow, trains
 // on TensorFlow's kernels (and on its GPU support, where the library has it).
 //
-// The model is the one the pure-Go engine (trainer/model) builds from the same spec, laid out
+// The model is the one the pure-Go engine (model) builds from the same spec, laid out
 // as a TensorFlow graph: resource variables for every weight and optimizer slot, Dense,
 // Dropout, BatchNormalization, Activation and LeakyReLU layers, the losses, and the SGD
 // (with Keras momentum and Nesterov), Adam, AdamW and RMSprop updates through TensorFlow's

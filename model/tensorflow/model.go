@@ -10,8 +10,8 @@ import (
 
 	tf "github.com/wamuir/graft/tensorflow"
 
+	"pgtrain/model"
 	"pgtrain/trainer"
-	"pgtrain/trainer/model"
 )
 
 // The trainer's model interface; deleting one of its methods here breaks the build.

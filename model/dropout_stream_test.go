@@ -3,7 +3,7 @@ package model_test
 import (
 	"testing"
 
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 // layerMasks recovers the dropout masks a model's Dropout layer draws, one batch at a time,

@@ -10,7 +10,7 @@ import (
 	tf "github.com/wamuir/graft/tensorflow"
 	"github.com/wamuir/graft/tensorflow/op"
 
-	"pgtrain/trainer/model"
+	"pgtrain/model"
 )
 
 // lossEpsilon is Keras's backend epsilon, the clip of probabilities in the crossentropies.
