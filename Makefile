@@ -5,6 +5,7 @@ GO        ?= go
 BIN       := bin/pgtrain
 ROWS      ?= 2000000
 DEMO_ROWS ?= 1000000
+GOFMT     ?= $(shell $(GO) env GOROOT)/bin/gofmt
 STATICCHECK_VERSION ?= v0.8.2
 # A default run writes the committed results in bench/; a smaller one writes to bench/local/.
 BENCH_OUT ?= $(if $(filter 2000000,$(ROWS)),bench,bench/local)
@@ -26,7 +27,7 @@ demo: build ## train on a throwaway PostgreSQL with a 1M-row demo table, printin
 	$(BIN) up --demo --demo-rows $(DEMO_ROWS)
 
 .PHONY: test
-test: build parity/node_modules/.package-lock.json tf-check ## run every test against real PostgreSQL, JetStream and TensorFlow.js
+test: check build parity/node_modules/.package-lock.json tf-check ## run every test against real PostgreSQL, JetStream and TensorFlow.js
 	$(GO) test -count=1 -timeout 20m ./...
 
 .PHONY: parity
@@ -62,7 +63,21 @@ tf-test: ## the TensorFlow backend's tests (needs libtensorflow 2.18; see README
 build-tf: ## bin/pgtrain with the TensorFlow backend (needs libtensorflow 2.18)
 	CGO_ENABLED=1 $(GO) build -tags tensorflow -o $(BIN) ./cmd/pgtrain
 
+.PHONY: check
+check: fmt-check tidy-check lint ## gofmt, go mod tidy, go vet and staticcheck: what CI checks before the tests
+
+# Every Go file of the module; parity/node_modules is npm's, not ours.
+.PHONY: fmt-check
+fmt-check:
+	@files=$$(find . -name node_modules -prune -o -name '*.go' -print | xargs $(GOFMT) -l); \
+	if [ -n "$$files" ]; then printf 'gofmt -l: run gofmt -w on\n%s\n' "$$files"; exit 1; fi
+
+# go.mod and go.sum say exactly what the code imports.
+.PHONY: tidy-check
+tidy-check:
+	$(GO) mod tidy -diff
+
 .PHONY: lint
-lint: ## go vet and staticcheck
+lint: ## go vet and staticcheck (the version pinned by STATICCHECK_VERSION)
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
