@@ -5,38 +5,142 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"pgtrain/coordinator"
 	"pgtrain/coordinator/client"
+	"pgtrain/internal/bus"
+	"pgtrain/internal/pgutil"
+	"pgtrain/internal/testenv"
 	"pgtrain/messages"
 )
 
+const irisSpec = `{
+	"table": "iris", "key": "id",
+	"features": [{"column": "sepal", "scale": "standard"}],
+	"label": {"column": "species", "encode": "onehot"},
+	"model": {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
+	"loss": "categorical_crossentropy", "epochs": 1, "range_rows": 50}`
+
 // A fetcher's loop: lease a range, report progress as pages are published, complete it.
 func Example() {
+	url, stop, err := startCoordinator()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stop()
 	ctx := context.Background()
-	c := client.New("http://127.0.0.1:8080", slog.Default())
+	c := client.New(url, slog.New(slog.DiscardHandler))
+	if _, err := c.Submit(ctx, []byte(irisSpec)); err != nil {
+		fmt.Println(err)
+		return
+	}
 	lease, err := c.Lease(ctx, "fetcher-1")
 	if err != nil || lease == nil {
-		return // no work now (nil lease) or the coordinator is unreachable
+		fmt.Println("no work now:", err) // a nil lease: every range is taken or done
+		return
 	}
-	// ... publish pages from lease.NextPage on, after lease.LastKey ...
-	_, err = c.ReportLease(ctx, lease.ID, messages.LeaseProgress{WorkerID: "fetcher-1", NextPage: 3, LastKey: 42, Done: true})
-	if errors.Is(err, client.ErrLeaseLost) {
+	fmt.Printf("range %d: %d rows, from page %d\n", lease.Range.Index, lease.Range.Rows, lease.NextPage)
+	// ... publish the pages from lease.NextPage on, after lease.LastKey ...
+	_, err = c.ReportLease(ctx, lease.ID, messages.LeaseProgress{
+		WorkerID: "fetcher-1", NextPage: 1, LastKey: lease.Range.Hi, Rows: lease.Range.Rows, Done: true})
+	switch {
+	case errors.Is(err, client.ErrLeaseLost):
 		fmt.Println("the range went to another fetcher; stop working on it")
+	case err != nil:
+		fmt.Println(err)
+	default:
+		fmt.Println("range done")
 	}
+	// Output:
+	// range 0: 50 rows, from page 0
+	// range done
 }
 
 // Submitting a job: a bad spec comes back as an *APIError naming the field.
 func ExampleClient_Submit() {
-	ctx := context.Background()
-	c := client.New("http://127.0.0.1:8080", nil)
-	st, err := c.Submit(ctx, []byte(`{"table": "iris", "key": "id", "features": ["..."]}`))
-	var apiErr *client.APIError
-	switch {
-	case errors.As(err, &apiErr):
-		fmt.Println("rejected:", apiErr.Field, apiErr.Message)
-	case err != nil:
-		fmt.Println("coordinator unreachable:", err)
-	default:
-		fmt.Println("job", st.ID, st.State)
+	url, stop, err := startCoordinator()
+	if err != nil {
+		fmt.Println(err)
+		return
 	}
+	defer stop()
+	ctx := context.Background()
+	c := client.New(url, nil)
+	noSuchColumn := strings.Replace(irisSpec, `"sepal"`, `"petal"`, 1)
+	for _, spec := range []string{noSuchColumn, irisSpec} {
+		st, err := c.Submit(ctx, []byte(spec))
+		var apiErr *client.APIError
+		switch {
+		case errors.As(err, &apiErr):
+			fmt.Println("rejected:", apiErr.Field, apiErr.Message)
+		case err != nil:
+			fmt.Println("coordinator unreachable:", err)
+		default:
+			fmt.Println("job", st.State, "on", st.Table, "with", st.Rows, "rows in", st.Ranges, "range(s)")
+		}
+	}
+	// Output:
+	// rejected: features[0].column no column "petal" in public.iris
+	// job running on public.iris with 150 rows in 3 range(s)
+}
+
+// startCoordinator runs a coordinator on a throwaway PostgreSQL holding a small iris table
+// and an embedded NATS server; stop shuts it all down.
+func startCoordinator() (url string, stop func(), err error) {
+	srv, err := testenv.StartServers(context.Background())
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var cleanups []func()
+	stop = func() {
+		cancel()
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+		srv.Stop()
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	log := slog.New(slog.DiscardHandler)
+	pool, err := pgutil.NewPool(ctx, srv.DSN, 0)
+	if err != nil {
+		return "", nil, err
+	}
+	cleanups = append(cleanups, pool.Close)
+	if _, err := pool.Exec(ctx, `create table iris (id bigint primary key, sepal float8, species text);
+insert into iris select i, i % 10, (array['setosa', 'versicolor', 'virginica'])[i % 3 + 1]
+from generate_series(1, 150) i`); err != nil {
+		return "", nil, err
+	}
+	nc, err := bus.Connect(srv.NATSURL, "pgtrain-example", log)
+	if err != nil {
+		return "", nil, err
+	}
+	cleanups = append(cleanups, nc.Close)
+	b, err := bus.Ensure(ctx, nc, bus.Limits{})
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := coordinator.New(coordinator.Config{Listen: "127.0.0.1:0"}, map[string]*pgxpool.Pool{"": pool}, b, log)
+	if err != nil {
+		return "", nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	cleanups = append(cleanups, func() { <-done })
+	select {
+	case <-c.Ready():
+	case err = <-done:
+		done <- err // for stop's wait
+		return "", nil, err
+	}
+	return "http://" + c.Addr(), stop, nil
 }

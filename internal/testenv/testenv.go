@@ -110,3 +110,32 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Servers is a throwaway PostgreSQL server and an embedded JetStream server for code that
+// has no testing.TB: the Example functions, which run against real servers like the tests.
+type Servers struct {
+	DSN     string
+	NATSURL string
+	pg      *devenv.Postgres
+	nats    *devenv.NATS
+}
+
+// StartServers starts both servers; Stop removes them and their files.
+func StartServers(ctx context.Context) (*Servers, error) {
+	pg, err := devenv.StartPostgres(ctx, devenv.PostgresOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("starting a throwaway PostgreSQL: %w", err)
+	}
+	n, err := devenv.StartNATS(devenv.NATSOptions{})
+	if err != nil {
+		pg.Stop()
+		return nil, fmt.Errorf("starting an embedded nats-server: %w", err)
+	}
+	return &Servers{DSN: pg.DSN, NATSURL: n.URL, pg: pg, nats: n}, nil
+}
+
+// Stop stops both servers.
+func (s *Servers) Stop() {
+	s.nats.Stop()
+	s.pg.Stop()
+}
