@@ -16,6 +16,10 @@ type lossFn struct {
 	delta      float32 // Huber
 }
 
+func newLossFn(name string, fromLogits bool, delta float32) lossFn {
+	return lossFn{name: name, fromLogits: fromLogits, delta: delta}
+}
+
 // labelDim is the width of one row of y: the output width, or 1 for sparse labels.
 func (l *lossFn) labelDim(outDim int) int {
 	if l.name == LossSparseCategoricalCE {
