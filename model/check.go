@@ -81,7 +81,6 @@ func FromPlan(p *messages.Plan) (*Spec, Compile, error) {
 // checked first; the model is built only when they are valid.
 func Check(spec *Spec, inputDim int, c Compile, labels Labels) []FieldError {
 	loss := c.Loss
-	c.Metrics = append([]string(nil), c.Metrics...)
 	errs := c.check()
 	// c.Loss is canonical unless the loss was refused, and then it names no categorical loss.
 	if err := labels.checkLoss(c.Loss); err != nil {

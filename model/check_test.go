@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -81,5 +82,38 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("Check changed the caller's metrics to %v", tc.c.Metrics)
 			}
 		})
+	}
+}
+
+func TestFromPlan(t *testing.T) {
+	plan := &messages.Plan{InputDim: 4, LabelDim: 1, Label: messages.ColumnPlan{Name: "price"},
+		Spec: messages.JobSpec{
+			Model:     []byte(`{"layers": [{"type": "dense", "units": 5, "activation": "relu"}, {"type": "dense", "units": 1}]}`),
+			Loss:      "MSE",
+			Metrics:   []string{"mae"},
+			Optimizer: messages.OptimizerSpec{Name: "sgd", LearningRate: 0.1},
+		}}
+	spec, c, err := model.FromPlan(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(spec.Layers) != 2 || c.Loss != "MSE" || c.Optimizer.LearningRate != 0.1 {
+		t.Fatalf("FromPlan = %+v, %+v", spec, c)
+	}
+	wide := *plan
+	wide.LabelDim = 2
+	_, _, err = model.FromPlan(&wide)
+	if err == nil || !strings.Contains(err.Error(), `the label "price" of width 2`) ||
+		!strings.Contains(err.Error(), "model: the model outputs 1 values per row but the label encodes to 2") {
+		t.Fatalf("FromPlan with labels of width 2 for a one-wide model: %v", err)
+	}
+	var fe model.FieldErrors
+	if !errors.As(err, &fe) || len(fe) != 1 || fe[0].Field != "model" {
+		t.Fatalf("FromPlan error %v does not carry the field errors", err)
+	}
+	bad := *plan
+	bad.Spec.Model = []byte(`{"layers": []}`)
+	if _, _, err := model.FromPlan(&bad); err == nil || !strings.HasPrefix(err.Error(), "model: ") {
+		t.Fatalf("FromPlan with no layers: %v, want a model error", err)
 	}
 }
