@@ -117,8 +117,9 @@ func shapeDim(shape []json.RawMessage) (dim int, ok bool, err error) {
 // layerConfig gives typed access to a Keras layer config and remembers which keys were read,
 // so that every option left over can be checked.
 type layerConfig struct {
-	m    map[string]json.RawMessage
-	used map[string]bool
+	class string // the layer's Keras class name
+	m     map[string]json.RawMessage
+	used  map[string]bool
 }
 
 func (c *layerConfig) raw(key string) (json.RawMessage, bool) {
@@ -184,7 +185,7 @@ func parseKerasLayer(raw json.RawMessage) (l LayerSpec, dim int, skip bool, serr
 	if err := json.Unmarshal(raw, &obj); err != nil {
 		return l, 0, false, &SpecError{Reason: "invalid layer: " + err.Error()}
 	}
-	c := &layerConfig{m: map[string]json.RawMessage{}, used: map[string]bool{}}
+	c := &layerConfig{class: obj.ClassName, m: map[string]json.RawMessage{}, used: map[string]bool{}}
 	if !isNull(obj.Config) {
 		if err := json.Unmarshal(obj.Config, &c.m); err != nil {
 			return l, 0, false, &SpecError{Reason: "invalid layer config: " + err.Error()}
@@ -292,7 +293,7 @@ func parseKerasDense(c *layerConfig, l *LayerSpec) error {
 	l.Type = LayerDense
 	u, ok, e := c.num("units")
 	if e != nil || !ok || u <= 0 || u != math.Trunc(u) {
-		return errors.New(`Dense needs a positive integer "units"`)
+		return fmt.Errorf(`%s needs a positive integer "units"`, c.class)
 	}
 	l.Units = int(u)
 	var err error
@@ -319,7 +320,7 @@ func parseKerasDropout(c *layerConfig, l *LayerSpec) error {
 	l.Type = LayerDropout
 	r, ok, e := c.num("rate")
 	if e != nil || !ok {
-		return errors.New(`Dropout needs a numeric "rate"`)
+		return fmt.Errorf(`%s needs a numeric "rate"`, c.class)
 	}
 	l.Rate = r
 	return nil
