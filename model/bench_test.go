@@ -39,3 +39,56 @@ func BenchmarkTrainLarge(b *testing.B) {
 	benchmarkTrain(b, `{"layers":[{"type":"dense","units":512,"activation":"relu"},{"type":"dense","units":512,"activation":"relu"},{"type":"dense","units":10,"activation":"softmax"}]}`,
 		256, 10, 1024, "categorical_crossentropy", 2*(2*256*512+3*512*512+3*512*10))
 }
+
+// BenchmarkLoss times one loss and gradient evaluation over a batch of 1024 rows of 10
+// outputs, per loss.
+func BenchmarkLoss(b *testing.B) {
+	const rows, dim = 1024, 10
+	r := rand.New(rand.NewPCG(2, 2))
+	logits := make([]float32, rows*dim)
+	probs := make([]float32, rows*dim)
+	onehot := make([]float32, rows*dim)
+	index := make([]float32, rows)
+	for i := 0; i < rows; i++ {
+		var sum float32
+		for j := 0; j < dim; j++ {
+			logits[i*dim+j] = float32(r.NormFloat64())
+			probs[i*dim+j] = r.Float32() + 0.01
+			sum += probs[i*dim+j]
+		}
+		for j := 0; j < dim; j++ {
+			probs[i*dim+j] /= sum
+		}
+		c := r.IntN(dim)
+		onehot[i*dim+c] = 1
+		index[i] = float32(c)
+	}
+	grad := make([]float32, rows*dim)
+	cases := []struct {
+		name       string
+		fromLogits bool
+		pred, y    []float32
+	}{
+		{LossMSE, false, logits, probs},
+		{LossMAE, false, logits, probs},
+		{LossHuber, false, logits, probs},
+		{LossBinaryCrossentropy, false, probs, onehot},
+		{LossBinaryCrossentropy, true, logits, onehot},
+		{LossCategoricalCE, false, probs, onehot},
+		{LossCategoricalCE, true, logits, onehot},
+		{LossSparseCategoricalCE, false, probs, index},
+		{LossSparseCategoricalCE, true, logits, index},
+	}
+	for _, tc := range cases {
+		name := tc.name
+		if tc.fromLogits {
+			name += "/logits"
+		}
+		b.Run(name, func(b *testing.B) {
+			l := newLossFn(tc.name, tc.fromLogits, 1)
+			for b.Loop() {
+				l.eval(tc.pred, tc.y, rows, dim, grad)
+			}
+		})
+	}
+}

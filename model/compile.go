@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -233,23 +234,51 @@ func canonicalLoss(name string) (string, error) {
 
 // normalize checks names and fills defaults; it keeps metric names as given.
 func (c *Compile) normalize() error {
+	if errs := c.check(); len(errs) > 0 {
+		return errors.New(errs[0].Reason)
+	}
+	return nil
+}
+
+// check fills defaults and returns every problem with the job spec field it is in, in the
+// order loss, metrics, optimizer. Metrics depend on the loss and are checked only when it is
+// valid.
+func (c *Compile) check() []FieldError {
+	var errs []FieldError
+	if field, err := c.checkLoss(); err != nil {
+		errs = append(errs, FieldError{Field: field, Reason: err.Error()})
+	} else if err := c.checkMetrics(); err != nil {
+		errs = append(errs, FieldError{Field: "metrics", Reason: err.Error()})
+	}
+	if err := c.Optimizer.normalize(); err != nil {
+		errs = append(errs, FieldError{Field: "optimizer", Reason: err.Error()})
+	}
+	return errs
+}
+
+// checkLoss canonicalises the loss name; a problem comes with the field it is in.
+func (c *Compile) checkLoss() (field string, err error) {
 	l, err := canonicalLoss(c.Loss)
 	if err != nil {
-		return err
+		return "loss", err
 	}
 	c.Loss = l
 	if c.FromLogits && l != LossBinaryCrossentropy && l != LossCategoricalCE && l != LossSparseCategoricalCE {
-		return fmt.Errorf("from_logits applies to crossentropy losses only, not %s", l)
+		return "from_logits", fmt.Errorf("from_logits applies to crossentropy losses only, not %s", l)
 	}
 	if c.HuberDelta == 0 {
 		c.HuberDelta = 1
 	}
 	if c.HuberDelta < 0 {
-		return fmt.Errorf("huber delta must be positive")
+		return "loss", fmt.Errorf("huber delta must be positive")
 	}
+	return "", nil
+}
+
+func (c *Compile) checkMetrics() error {
 	seen := map[string]bool{}
 	for _, m := range c.Metrics {
-		if _, err := metricKind(m, l, 0); err != nil {
+		if _, err := metricKind(m, c.Loss, 0); err != nil {
 			return err
 		}
 		if seen[m] || m == "loss" {
@@ -257,7 +286,7 @@ func (c *Compile) normalize() error {
 		}
 		seen[m] = true
 	}
-	return c.Optimizer.normalize()
+	return nil
 }
 
 // Validate checks the compile settings and fills defaults (canonical loss name, optimizer

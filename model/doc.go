@@ -18,6 +18,10 @@
 // from a seeded generator whose state is part of a checkpoint: the same seed, data and calls
 // give bit-identical weights, and a resumed run continues exactly where it stopped.
 //
-// The package has no database or messaging dependencies so that it can be used, and tested,
-// on its own.
+// Check, and FromPlan for the backends, hold the rules a job spec must meet to train (loss,
+// metrics, optimizer, model, label width), so the coordinator refuses at submission what a
+// trainer would refuse at start, with the same message, naming the spec field at fault.
+//
+// The package reads job specs and plans (package messages, a leaf) but has no database or
+// NATS dependencies, so that it can be used, and tested, on its own.
 package model

@@ -257,7 +257,7 @@ func TestMetricsAndLosses(t *testing.T) {
 				t.Fatal(err)
 			}
 			rows := len(tt.pred) / tt.outDim
-			lf := lossFn{name: tt.c.Loss, delta: float32(tt.c.HuberDelta)}
+			lf := newLossFn(tt.c.Loss, false, float32(tt.c.HuberDelta))
 			ms, err := NewMetrics(tt.c, tt.outDim)
 			if err != nil {
 				t.Fatal(err)

@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -116,8 +117,9 @@ func shapeDim(shape []json.RawMessage) (dim int, ok bool, err error) {
 // layerConfig gives typed access to a Keras layer config and remembers which keys were read,
 // so that every option left over can be checked.
 type layerConfig struct {
-	m    map[string]json.RawMessage
-	used map[string]bool
+	class string // the layer's Keras class name
+	m     map[string]json.RawMessage
+	used  map[string]bool
 }
 
 func (c *layerConfig) raw(key string) (json.RawMessage, bool) {
@@ -183,7 +185,7 @@ func parseKerasLayer(raw json.RawMessage) (l LayerSpec, dim int, skip bool, serr
 	if err := json.Unmarshal(raw, &obj); err != nil {
 		return l, 0, false, &SpecError{Reason: "invalid layer: " + err.Error()}
 	}
-	c := &layerConfig{m: map[string]json.RawMessage{}, used: map[string]bool{}}
+	c := &layerConfig{class: obj.ClassName, m: map[string]json.RawMessage{}, used: map[string]bool{}}
 	if !isNull(obj.Config) {
 		if err := json.Unmarshal(obj.Config, &c.m); err != nil {
 			return l, 0, false, &SpecError{Reason: "invalid layer config: " + err.Error()}
@@ -191,167 +193,39 @@ func parseKerasLayer(raw json.RawMessage) (l LayerSpec, dim int, skip bool, serr
 	}
 	name, _, _ := c.str("name")
 	l.Name = name
-	fail := func(format string, a ...any) (LayerSpec, int, bool, *SpecError) {
-		return l, 0, false, &SpecError{Name: name, Reason: fmt.Sprintf(format, a...)}
+	fail := func(err error) (LayerSpec, int, bool, *SpecError) {
+		return l, 0, false, &SpecError{Name: name, Reason: err.Error()}
 	}
 	if err := checkDType(c); err != nil {
-		return fail("%v", err)
+		return fail(err)
 	}
 	if tr, err := c.boolean("trainable", true); err != nil {
-		return fail("%v", err)
+		return fail(err)
 	} else if !tr {
-		return fail("trainable=false is not supported")
+		return fail(errors.New("trainable=false is not supported"))
 	}
-	for _, key := range []string{"batch_input_shape", "batch_shape"} {
-		if v, ok := c.raw(key); ok {
-			var shape []json.RawMessage
-			if err := json.Unmarshal(v, &shape); err != nil {
-				return fail("%s: %v", key, err)
-			}
-			d, ok, err := shapeDim(shape)
-			if err != nil {
-				return fail("%s: %v", key, err)
-			}
-			if ok {
-				dim = d
-			}
-		}
-	}
-	if v, ok := c.raw("input_shape"); ok && dim == 0 {
-		var shape []json.RawMessage
-		if err := json.Unmarshal(v, &shape); err != nil || len(shape) != 1 {
-			return fail("input_shape must be [features]")
-		}
-		d, ok, err := shapeDim(append([]json.RawMessage{json.RawMessage("null")}, shape...))
-		if err != nil {
-			return fail("input_shape: %v", err)
-		}
-		if ok {
-			dim = d
-		}
+	dim, err := kerasInputDim(c)
+	if err != nil {
+		return fail(err)
 	}
 	// Options that carry no meaning for a float32 dense model.
 	for _, k := range []string{"seed", "sparse", "ragged", "input_dtype", "autocast", "build_config"} {
 		c.used[k] = true
 	}
-	var err error
-	switch obj.ClassName {
-	case "InputLayer":
-		skip = true
+	switch parse, ok := kerasLayers[obj.ClassName]; {
+	case obj.ClassName == "InputLayer":
 		if dim == 0 {
-			return fail("InputLayer needs a [null, features] shape")
+			return fail(errors.New("InputLayer needs a [null, features] shape"))
 		}
-	case "Dense":
-		l.Type = LayerDense
-		u, ok, e := c.num("units")
-		if e != nil || !ok || u <= 0 || u != math.Trunc(u) {
-			return fail("Dense needs a positive integer \"units\"")
-		}
-		l.Units = int(u)
-		if l.Activation, err = kerasActivation(c); err != nil {
-			return fail("%v", err)
-		}
-		if l.UseBias, err = c.boolean("use_bias", true); err != nil {
-			return fail("%v", err)
-		}
-		if v, ok := c.raw("kernel_initializer"); ok {
-			if l.KernelInitializer, err = parseKerasInitializer(v); err != nil {
-				return fail("kernel_initializer: %v", err)
-			}
-		}
-		if v, ok := c.raw("bias_initializer"); ok {
-			if l.BiasInitializer, err = parseKerasInitializer(v); err != nil {
-				return fail("bias_initializer: %v", err)
-			}
-		}
-	case "Dropout":
-		l.Type = LayerDropout
-		r, ok, e := c.num("rate")
-		if e != nil || !ok {
-			return fail("Dropout needs a numeric \"rate\"")
-		}
-		l.Rate = r
-	case "BatchNormalization":
-		l.Type = LayerBatchNorm
-		if v, ok := c.raw("axis"); ok {
-			if !lastAxis(v) {
-				return fail("unsupported option \"axis\" = %s: only the feature axis (-1 or 1) is supported", strings.TrimSpace(string(v)))
-			}
-		}
-		l.Momentum, _, err = c.num("momentum")
-		if err != nil {
-			return fail("%v", err)
-		}
-		l.Epsilon, _, err = c.num("epsilon")
-		if err != nil {
-			return fail("%v", err)
-		}
-		if l.Center, err = c.boolean("center", true); err != nil {
-			return fail("%v", err)
-		}
-		if l.Scale, err = c.boolean("scale", true); err != nil {
-			return fail("%v", err)
-		}
-		for key, want := range map[string]string{"beta_initializer": "zeros", "gamma_initializer": "ones",
-			"moving_mean_initializer": "zeros", "moving_variance_initializer": "ones"} {
-			if v, ok := c.raw(key); ok {
-				in, err := parseKerasInitializer(v)
-				if err != nil {
-					return fail("%s: %v", key, err)
-				}
-				if in.Kind != want && !(in.Kind == "constant" && ((want == "zeros" && in.Value == 0) || (want == "ones" && in.Value == 1))) {
-					return fail("unsupported option %q: only %s is supported", key, want)
-				}
-			}
-		}
-		c.used["fused"] = true // an implementation choice of tf.keras 2, same results
-	case "Activation":
-		l.Type = LayerActivation
-		if l.Activation, err = kerasActivation(c); err != nil {
-			return fail("%v", err)
-		}
-	case "LeakyReLU":
-		l.Type = LayerLeakyReLU
-		l.Alpha = DefaultLeakyReLUAlpha
-		for _, key := range []string{"alpha", "negative_slope"} {
-			if a, ok, e := c.num(key); e != nil {
-				return fail("%v", e)
-			} else if ok {
-				l.Alpha = a
-			}
-		}
-	case "ReLU":
-		// A ReLU layer with its defaults is the relu activation; with a negative slope
-		// and nothing else, a leaky relu.
-		_, hasMax, _ := c.num("max_value")
-		th, _, _ := c.num("threshold")
-		ns, _, _ := c.num("negative_slope")
-		if hasMax || th != 0 {
-			return fail("unsupported ReLU options: max_value and threshold must be unset")
-		}
-		if ns != 0 {
-			l.Type = LayerLeakyReLU
-			l.Alpha = ns
-		} else {
-			l.Type = LayerActivation
-			l.Activation = ActReLU
-		}
-	case "Softmax":
-		if v, ok := c.raw("axis"); ok && !lastAxis(v) {
-			return fail("unsupported Softmax axis %s", strings.TrimSpace(string(v)))
-		}
-		l.Type = LayerActivation
-		l.Activation = ActSoftmax
-	case "ELU":
-		if a, ok, _ := c.num("alpha"); ok && a != 1 {
-			return fail("unsupported ELU alpha %v: only 1 is supported", a)
-		}
-		l.Type = LayerActivation
-		l.Activation = ActELU
-	case "":
-		return fail("layer has no class_name")
+		skip = true
+	case obj.ClassName == "":
+		return fail(errors.New("layer has no class_name"))
+	case !ok:
+		return fail(fmt.Errorf("unsupported layer class %q", obj.ClassName))
 	default:
-		return fail("unsupported layer class %q", obj.ClassName)
+		if err := parse(c, &l); err != nil {
+			return fail(err)
+		}
 	}
 	// Every option not read above must be one that changes nothing.
 	var extra []string
@@ -362,9 +236,187 @@ func parseKerasLayer(raw json.RawMessage) (l LayerSpec, dim int, skip bool, serr
 	}
 	if len(extra) > 0 {
 		sort.Strings(extra)
-		return fail("unsupported option %q in %s", extra[0], obj.ClassName)
+		return fail(fmt.Errorf("unsupported option %q in %s", extra[0], obj.ClassName))
 	}
 	return l, dim, skip, nil
+}
+
+// kerasInputDim reads the input width a layer's batch_input_shape, batch_shape or
+// input_shape declares, 0 when it declares none.
+func kerasInputDim(c *layerConfig) (int, error) {
+	dim := 0
+	for _, key := range []string{"batch_input_shape", "batch_shape"} {
+		if v, ok := c.raw(key); ok {
+			var shape []json.RawMessage
+			if err := json.Unmarshal(v, &shape); err != nil {
+				return 0, fmt.Errorf("%s: %v", key, err)
+			}
+			d, ok, err := shapeDim(shape)
+			if err != nil {
+				return 0, fmt.Errorf("%s: %v", key, err)
+			}
+			if ok {
+				dim = d
+			}
+		}
+	}
+	if v, ok := c.raw("input_shape"); ok && dim == 0 {
+		var shape []json.RawMessage
+		if err := json.Unmarshal(v, &shape); err != nil || len(shape) != 1 {
+			return 0, errors.New("input_shape must be [features]")
+		}
+		d, ok, err := shapeDim(append([]json.RawMessage{json.RawMessage("null")}, shape...))
+		if err != nil {
+			return 0, fmt.Errorf("input_shape: %v", err)
+		}
+		if ok {
+			dim = d
+		}
+	}
+	return dim, nil
+}
+
+// kerasLayers reads the config of each supported Keras layer class (InputLayer aside) into
+// a LayerSpec; the options it does not read must be ones that change nothing.
+var kerasLayers = map[string]func(c *layerConfig, l *LayerSpec) error{
+	"Dense":              parseKerasDense,
+	"Dropout":            parseKerasDropout,
+	"BatchNormalization": parseKerasBatchNorm,
+	"Activation":         parseKerasActivationLayer,
+	"LeakyReLU":          parseKerasLeakyReLU,
+	"ReLU":               parseKerasReLU,
+	"Softmax":            parseKerasSoftmax,
+	"ELU":                parseKerasELU,
+}
+
+func parseKerasDense(c *layerConfig, l *LayerSpec) error {
+	l.Type = LayerDense
+	u, ok, e := c.num("units")
+	if e != nil || !ok || u <= 0 || u != math.Trunc(u) {
+		return fmt.Errorf(`%s needs a positive integer "units"`, c.class)
+	}
+	l.Units = int(u)
+	var err error
+	if l.Activation, err = kerasActivation(c); err != nil {
+		return err
+	}
+	if l.UseBias, err = c.boolean("use_bias", true); err != nil {
+		return err
+	}
+	if v, ok := c.raw("kernel_initializer"); ok {
+		if l.KernelInitializer, err = parseKerasInitializer(v); err != nil {
+			return fmt.Errorf("kernel_initializer: %v", err)
+		}
+	}
+	if v, ok := c.raw("bias_initializer"); ok {
+		if l.BiasInitializer, err = parseKerasInitializer(v); err != nil {
+			return fmt.Errorf("bias_initializer: %v", err)
+		}
+	}
+	return nil
+}
+
+func parseKerasDropout(c *layerConfig, l *LayerSpec) error {
+	l.Type = LayerDropout
+	r, ok, e := c.num("rate")
+	if e != nil || !ok {
+		return fmt.Errorf(`%s needs a numeric "rate"`, c.class)
+	}
+	l.Rate = r
+	return nil
+}
+
+func parseKerasBatchNorm(c *layerConfig, l *LayerSpec) error {
+	l.Type = LayerBatchNorm
+	if v, ok := c.raw("axis"); ok {
+		if !lastAxis(v) {
+			return fmt.Errorf("unsupported option \"axis\" = %s: only the feature axis (-1 or 1) is supported", strings.TrimSpace(string(v)))
+		}
+	}
+	var err error
+	if l.Momentum, _, err = c.num("momentum"); err != nil {
+		return err
+	}
+	if l.Epsilon, _, err = c.num("epsilon"); err != nil {
+		return err
+	}
+	if l.Center, err = c.boolean("center", true); err != nil {
+		return err
+	}
+	if l.Scale, err = c.boolean("scale", true); err != nil {
+		return err
+	}
+	for key, want := range map[string]string{"beta_initializer": "zeros", "gamma_initializer": "ones",
+		"moving_mean_initializer": "zeros", "moving_variance_initializer": "ones"} {
+		if v, ok := c.raw(key); ok {
+			in, err := parseKerasInitializer(v)
+			if err != nil {
+				return fmt.Errorf("%s: %v", key, err)
+			}
+			if in.Kind != want && !(in.Kind == "constant" && ((want == "zeros" && in.Value == 0) || (want == "ones" && in.Value == 1))) {
+				return fmt.Errorf("unsupported option %q: only %s is supported", key, want)
+			}
+		}
+	}
+	c.used["fused"] = true // an implementation choice of tf.keras 2, same results
+	return nil
+}
+
+func parseKerasActivationLayer(c *layerConfig, l *LayerSpec) error {
+	l.Type = LayerActivation
+	var err error
+	l.Activation, err = kerasActivation(c)
+	return err
+}
+
+func parseKerasLeakyReLU(c *layerConfig, l *LayerSpec) error {
+	l.Type = LayerLeakyReLU
+	l.Alpha = DefaultLeakyReLUAlpha
+	for _, key := range []string{"alpha", "negative_slope"} {
+		if a, ok, err := c.num(key); err != nil {
+			return err
+		} else if ok {
+			l.Alpha = a
+		}
+	}
+	return nil
+}
+
+// parseKerasReLU reads a ReLU layer, which with its defaults is the relu activation and with
+// a negative slope and nothing else a leaky relu.
+func parseKerasReLU(c *layerConfig, l *LayerSpec) error {
+	_, hasMax, _ := c.num("max_value")
+	th, _, _ := c.num("threshold")
+	ns, _, _ := c.num("negative_slope")
+	if hasMax || th != 0 {
+		return errors.New("unsupported ReLU options: max_value and threshold must be unset")
+	}
+	if ns != 0 {
+		l.Type = LayerLeakyReLU
+		l.Alpha = ns
+	} else {
+		l.Type = LayerActivation
+		l.Activation = ActReLU
+	}
+	return nil
+}
+
+func parseKerasSoftmax(c *layerConfig, l *LayerSpec) error {
+	if v, ok := c.raw("axis"); ok && !lastAxis(v) {
+		return fmt.Errorf("unsupported Softmax axis %s", strings.TrimSpace(string(v)))
+	}
+	l.Type = LayerActivation
+	l.Activation = ActSoftmax
+	return nil
+}
+
+func parseKerasELU(c *layerConfig, l *LayerSpec) error {
+	if a, ok, _ := c.num("alpha"); ok && a != 1 {
+		return fmt.Errorf("unsupported ELU alpha %v: only 1 is supported", a)
+	}
+	l.Type = LayerActivation
+	l.Activation = ActELU
+	return nil
 }
 
 func lastAxis(v json.RawMessage) bool {

@@ -295,7 +295,7 @@ func (m *Sequential) Compile(c Compile) error {
 		return fmt.Errorf("compile: %w", err)
 	}
 	m.comp = c
-	m.loss = lossFn{name: c.Loss, fromLogits: c.FromLogits, delta: float32(c.HuberDelta)}
+	m.loss = newLossFn(c.Loss, c.FromLogits, float32(c.HuberDelta))
 	m.metrics = ms
 	m.opt = newOptimizer(c.Optimizer)
 	m.opt.initSlots(m.params)

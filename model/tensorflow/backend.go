@@ -3,8 +3,6 @@
 package tensorflow
 
 import (
-	"fmt"
-
 	"pgtrain/messages"
 	"pgtrain/model"
 	"pgtrain/trainer"
@@ -18,18 +16,9 @@ func init() { trainer.RegisterBackend(BackendName, newFromPlan) }
 // newFromPlan builds the model of a job: its model document, optimizer, loss, metrics and
 // seed, for the plan's input width, as the go backend reads them.
 func newFromPlan(plan *messages.Plan) (trainer.Model, error) {
-	spec, err := model.ParseSpec(plan.Spec.Model)
-	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
-	}
-	m, err := New(spec, plan.InputDim, compileFromPlan(plan), plan.Spec.Seed)
+	spec, comp, err := model.FromPlan(plan)
 	if err != nil {
 		return nil, err
 	}
-	if got := m.LabelDim(); got != plan.LabelDim {
-		m.Close()
-		return nil, fmt.Errorf("the model with loss %s takes labels of width %d, the plan's label %q has width %d",
-			plan.Spec.Loss, got, plan.Label.Name, plan.LabelDim)
-	}
-	return m, nil
+	return New(spec, plan.InputDim, comp, plan.Spec.Seed)
 }

@@ -4,17 +4,11 @@ import (
 	"errors"
 	"fmt"
 
-	"pgtrain/messages"
 	"pgtrain/model"
-	modelcompile "pgtrain/trainer/compile"
 )
 
 // ErrUnsupported is returned for compile settings the TensorFlow graph does not implement.
 var ErrUnsupported = errors.New("not supported by the tensorflow backend")
-
-// compileFromPlan maps the job spec's optimizer, loss and metrics to compile settings the way
-// every backend does.
-func compileFromPlan(plan *messages.Plan) model.Compile { return modelcompile.Config(plan.Spec) }
 
 // checkSupported refuses normalised compile settings the graph does not implement: learning
 // rate schedules and the TF.js forms of the updates (which exist for bit-level comparisons

@@ -4,26 +4,8 @@ import (
 	"errors"
 	"testing"
 
-	"pgtrain/messages"
 	"pgtrain/model"
 )
-
-func TestCompileFromPlan(t *testing.T) {
-	plan := &messages.Plan{Spec: messages.JobSpec{
-		Optimizer: messages.OptimizerSpec{Name: "adamw", LearningRate: 0.01, Momentum: 0.5, Nesterov: true,
-			Beta1: 0.8, Beta2: 0.99, Epsilon: 1e-6, Rho: 0.7, WeightDecay: 0.1, ClipNorm: 2},
-		Loss: "categorical_crossentropy", FromLogits: true, Metrics: []string{"accuracy"},
-	}}
-	c := compileFromPlan(plan)
-	want := model.OptimizerConfig{Name: "adamw", LearningRate: 0.01, Momentum: 0.5, Nesterov: true,
-		Beta1: 0.8, Beta2: 0.99, Epsilon: 1e-6, Rho: 0.7, WeightDecay: 0.1, ClipNorm: 2}
-	if c.Optimizer != want {
-		t.Fatalf("optimizer %+v, want %+v", c.Optimizer, want)
-	}
-	if c.Loss != plan.Spec.Loss || !c.FromLogits || len(c.Metrics) != 1 || c.Metrics[0] != "accuracy" {
-		t.Fatalf("compile %+v does not carry the spec's loss and metrics", c)
-	}
-}
 
 func TestCheckSupported(t *testing.T) {
 	tests := []struct {
