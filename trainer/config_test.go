@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
@@ -64,5 +65,22 @@ func TestShuffleIsASeededPermutation(t *testing.T) {
 				t.Fatalf("same seed same permutation: %v; other stream differs: %v", same, differ)
 			}
 		})
+	}
+}
+
+// Pinned so that a change of generator or of the shuffle, which would change every trained
+// model, is noticed.
+func TestShuffleIsPinned(t *testing.T) {
+	for _, tc := range []struct {
+		seed                 int64
+		epoch, rangeIndex, n int
+		want                 []int
+	}{
+		{1, 0, 0, 10, []int{0, 8, 1, 4, 2, 3, 6, 9, 7, 5}},
+		{7, 2, 3, 12, []int{11, 4, 10, 0, 7, 2, 9, 5, 3, 6, 1, 8}},
+	} {
+		if got := shuffle(tc.seed, tc.epoch, tc.rangeIndex, tc.n); !reflect.DeepEqual(got, tc.want) {
+			t.Fatalf("shuffle(%d, %d, %d, %d) = %v, want %v", tc.seed, tc.epoch, tc.rangeIndex, tc.n, got, tc.want)
+		}
 	}
 }
