@@ -15,6 +15,7 @@ import (
 
 	"pgtrain/coordinator"
 	"pgtrain/internal/bus"
+	"pgtrain/internal/demo"
 	"pgtrain/internal/local"
 	"pgtrain/internal/testenv"
 	"pgtrain/messages"
@@ -44,24 +45,21 @@ func makeTable(t *testing.T, pool *pgxpool.Pool, n int) {
 	}
 }
 
-func spec(seed int64, epochs int, extra string) []byte {
-	return []byte(fmt.Sprintf(`{
-		"table": "events", "key": "id",
-		"features": [
-			{"column": "a", "scale": "standard"},
-			{"column": "b", "scale": "minmax"},
-			{"column": "c", "impute": "median", "scale": "standard"},
-			{"column": "kind", "encode": "onehot"}
-		],
-		"label": "y",
-		"model": {"layers": [
-			{"type": "dense", "units": 16, "activation": "relu", "name": "h"},
-			{"type": "dropout", "rate": 0.1, "name": "drop"},
-			{"type": "dense", "units": 1, "name": "out"}]},
-		"optimizer": {"name": "adam", "learning_rate": 0.01},
-		"loss": "mse", "epochs": %d, "batch_size": 100, "seed": %d,
-		"range_rows": 7000, "page_rows": 1500, "validation_split": 0.2 %s
-	}`, epochs, seed, extra))
+// spec is the job the tests run on makeTable's table.
+func spec(seed int64, epochs int) []byte {
+	return demo.Job{
+		Table: "events", Key: "id",
+		Features: []messages.FeatureSpec{
+			{Column: "a", Scale: "standard"},
+			{Column: "b", Scale: "minmax"},
+			{Column: "c", Impute: "median", Scale: "standard"},
+			{Column: "kind", Encode: "onehot"},
+		},
+		Label:        "y",
+		Layers:       []demo.Layer{demo.Dense(16, "relu", "h"), demo.Dropout(0.1, "drop"), demo.Dense(1, "", "out")},
+		LearningRate: 0.01, Epochs: epochs, BatchSize: 100, Seed: seed,
+		RangeRows: 7000, PageRows: 1500, ValidationSplit: 0.2,
+	}.JSON()
 }
 
 // sqlChecksum is the table's key checksum computed by SQL alone.
@@ -158,7 +156,7 @@ func TestEveryRowOncePerEpoch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := runJob(t, pool, natsURL, 3, 2, tt.readyMaxBytes, spec(7, 3, ""))
+			r := runJob(t, pool, natsURL, 3, 2, tt.readyMaxBytes, spec(7, 3))
 			if r.status.Replay != tt.wantReplay {
 				t.Fatalf("replay = %v, want %v", r.status.Replay, tt.wantReplay)
 			}
@@ -192,8 +190,8 @@ func TestSameSeedSameWeightsWhateverTheWorkers(t *testing.T) {
 	pool, _ := testenv.Pool(t)
 	natsURL := testenv.NATS(t)
 	makeTable(t, pool, 30_000)
-	one := runJob(t, pool, natsURL, 1, 1, 2<<20, spec(11, 2, ""))
-	three := runJob(t, pool, natsURL, 3, 2, 2<<20, spec(11, 2, ""))
+	one := runJob(t, pool, natsURL, 1, 1, 2<<20, spec(11, 2))
+	three := runJob(t, pool, natsURL, 3, 2, 2<<20, spec(11, 2))
 	if len(one.weights) == 0 || !bytes.Equal(one.weights, three.weights) {
 		t.Fatalf("weights differ between 1 and 3 fetchers (%d and %d bytes)", len(one.weights), len(three.weights))
 	}
@@ -202,7 +200,7 @@ func TestSameSeedSameWeightsWhateverTheWorkers(t *testing.T) {
 			t.Fatalf("epoch %d loss %v vs %v", i, one.status.Results[i].Loss, three.status.Results[i].Loss)
 		}
 	}
-	other := runJob(t, pool, natsURL, 3, 2, 2<<20, spec(12, 2, ""))
+	other := runJob(t, pool, natsURL, 3, 2, 2<<20, spec(12, 2))
 	if bytes.Equal(one.weights, other.weights) {
 		t.Fatal("another seed gave the same weights")
 	}
@@ -224,7 +222,7 @@ func TestBadRowFailsTheJobNamingKeyAndColumn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Stop()
-	st, err := cl.Client.Submit(ctx, spec(1, 1, ""))
+	st, err := cl.Client.Submit(ctx, spec(1, 1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -610,12 +610,12 @@ func TestSnapshotOfALiveTable(t *testing.T) {
 	}
 	var inserted, deleted, updated int64
 	runScenario(t, scenario{
-		name:      "live table, snapshot",
-		fault:     "insert, delete and update rows in every range during the run, consistency: snapshot",
-		mode:      rereadMode,
-		table:     live,
-		specExtra: `, "consistency": "snapshot"`,
-		rawOnce:   true,
+		name:        "live table, snapshot",
+		fault:       "insert, delete and update rows in every range during the run, consistency: snapshot",
+		mode:        rereadMode,
+		table:       live,
+		consistency: "snapshot",
+		rawOnce:     true,
 		inject: func(r *runCtx) error {
 			if r.plan.Snapshot == "" {
 				return fmt.Errorf("the plan of a snapshot job has no snapshot")

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"pgtrain/internal/demo"
 	"pgtrain/internal/devenv"
 	"pgtrain/internal/pgutil"
 	"pgtrain/messages"
@@ -123,26 +124,22 @@ func copyTable(ctx context.Context, from, to string) error {
 
 // jobSpec is the job every scenario runs: a multi-epoch MLP with dropout (whose masks must
 // also be reproduced after a restart), small ranges and pages so that faults land
-// mid-range and mid-epoch.
-func jobSpec(tbl string, extra string) []byte {
-	return []byte(fmt.Sprintf(`{
-		"table": %q, "key": "id",
-		"features": [
-			{"column": "a", "scale": "standard"},
-			{"column": "b", "scale": "minmax"},
-			{"column": "c", "impute": "median", "scale": "standard"},
-			{"column": "kind", "encode": "onehot"}
-		],
-		"label": "y",
-		"model": {"layers": [
-			{"type": "dense", "units": 64, "activation": "relu", "name": "h1"},
-			{"type": "dropout", "rate": 0.1, "name": "drop"},
-			{"type": "dense", "units": 32, "activation": "relu", "name": "h2"},
-			{"type": "dense", "units": 1, "name": "out"}]},
-		"optimizer": {"name": "adam", "learning_rate": 0.01},
-		"loss": "mse", "epochs": %d, "batch_size": 256, "seed": 5,
-		"range_rows": 10000, "page_rows": 1000, "validation_split": 0.1 %s
-	}`, tbl, epochs, extra))
+// mid-range and mid-epoch. consistency "" leaves the coordinator's default.
+func jobSpec(tbl, consistency string) []byte {
+	return demo.Job{
+		Table: tbl, Key: "id",
+		Features: []messages.FeatureSpec{
+			{Column: "a", Scale: "standard"},
+			{Column: "b", Scale: "minmax"},
+			{Column: "c", Impute: "median", Scale: "standard"},
+			{Column: "kind", Encode: "onehot"},
+		},
+		Label: "y",
+		Layers: []demo.Layer{demo.Dense(64, "relu", "h1"), demo.Dropout(0.1, "drop"),
+			demo.Dense(32, "relu", "h2"), demo.Dense(1, "", "out")},
+		LearningRate: 0.01, Epochs: epochs, BatchSize: 256, Seed: 5,
+		RangeRows: 10000, PageRows: 1000, ValidationSplit: 0.1, Consistency: consistency,
+	}.JSON()
 }
 
 const epochs = 3

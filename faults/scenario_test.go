@@ -47,10 +47,11 @@ type scenario struct {
 	// fault is the scenario table's description of what is injected, and when.
 	fault string
 	mode  mode
-	// table and specExtra change the job (default: the shared table, the shared spec).
-	table     string
-	specExtra string
-	opts      func(*clusterOptions)
+	// table and consistency change the job (default: the shared table, the coordinator's
+	// default consistency).
+	table       string
+	consistency string
+	opts        func(*clusterOptions)
 	// inject runs while the job runs; it returns once the fault is injected (and, for a
 	// restart, once the process is back). An error fails the scenario.
 	inject func(r *runCtx) error
@@ -173,7 +174,7 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 		tbl = table
 	}
 	start := time.Now()
-	st, err := c.client.Submit(ctx, jobSpec(tbl, sc.specExtra))
+	st, err := c.client.Submit(ctx, jobSpec(tbl, sc.consistency))
 	if err != nil {
 		t.Fatalf("submitting: %v", err)
 	}

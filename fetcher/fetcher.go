@@ -108,19 +108,18 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	f.log.Info("fetcher started", "sources", len(f.sources))
 	stopSummary := f.summarize()
 	defer stopSummary()
-	delay := f.cfg.RetryMin
+	backoff := f.backoff()
 	for ctx.Err() == nil {
 		lease, err := f.coord.Lease(ctx, f.cfg.WorkerID)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
-			f.log.Warn("asking the coordinator for a lease failed; retrying", "error", err, "retry_in", delay)
-			workloop.Sleep(ctx, delay)
-			delay = min(2*delay, f.cfg.RetryMax)
+			f.log.Warn("asking the coordinator for a lease failed; retrying", "error", err, "retry_in", backoff.Next())
+			backoff.Wait(ctx)
 			continue
 		}
-		delay = f.cfg.RetryMin
+		backoff.Reset()
 		if lease == nil {
 			workloop.Sleep(ctx, f.cfg.Poll)
 			continue
@@ -128,6 +127,11 @@ func (f *Fetcher) Run(ctx context.Context) error {
 		f.runLease(ctx, lease)
 	}
 	return nil
+}
+
+// backoff is the wait between retries of one read, publish or coordinator call.
+func (f *Fetcher) backoff() *workloop.Backoff {
+	return &workloop.Backoff{Min: f.cfg.RetryMin, Max: f.cfg.RetryMax}
 }
 
 // summarize logs totals and rows/s at info every SummaryEvery, and once when stopped.
@@ -308,7 +312,7 @@ func (s *session) run(ctx context.Context) {
 func (s *session) read(ctx context.Context, out chan<- pageResult) {
 	defer close(out)
 	page, last := s.lease.NextPage, s.lease.LastKey
-	delay := s.f.cfg.RetryMin
+	backoff := s.f.backoff()
 	for {
 		p, err := s.job.reader.ReadPage(ctx, s.lease.Pass, s.lease.Range, page, last)
 		if err != nil {
@@ -324,14 +328,13 @@ func (s *session) read(ctx context.Context, out chan<- pageResult) {
 			}
 			s.f.n.readRetries.Add(1)
 			s.log.Warn("reading a page failed; retrying the same page from the same key",
-				"page", page, "after_key", last, "error", err, "retry_in", delay)
-			if !workloop.Sleep(ctx, delay) {
+				"page", page, "after_key", last, "error", err, "retry_in", backoff.Next())
+			if !backoff.Wait(ctx) {
 				return
 			}
-			delay = min(2*delay, s.f.cfg.RetryMax)
 			continue
 		}
-		delay = s.f.cfg.RetryMin
+		backoff.Reset()
 		select {
 		case out <- pageResult{page: p}:
 		case <-ctx.Done():
@@ -350,7 +353,7 @@ func (s *session) read(ctx context.Context, out chan<- pageResult) {
 func (s *session) publish(ctx, leaseCtx context.Context, p *Page) bool {
 	id := p.Batch.BatchID
 	msg := &nats.Msg{Subject: id.RawSubject(), Data: p.Data}
-	delay := s.f.cfg.RetryMin
+	backoff := s.f.backoff()
 	for {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.f.cfg.PublishTimeout)
 		ack, err := s.f.bus.JS.PublishMsg(pctx, msg, jetstream.WithMsgID(id.MsgID()), jetstream.WithExpectStream(messages.RawStream))
@@ -375,11 +378,10 @@ func (s *session) publish(ctx, leaseCtx context.Context, p *Page) bool {
 			return false
 		}
 		s.f.n.publishRetries.Add(1)
-		s.log.Warn("publishing a page failed; retrying with the same message id", "page", id.Page, "error", err, "retry_in", delay)
-		if !workloop.Sleep(leaseCtx, delay) {
+		s.log.Warn("publishing a page failed; retrying with the same message id", "page", id.Page, "error", err, "retry_in", backoff.Next())
+		if !backoff.Wait(leaseCtx) {
 			return false
 		}
-		delay = min(2*delay, s.f.cfg.RetryMax)
 	}
 }
 
@@ -459,7 +461,7 @@ func (s *session) heartbeat(ctx context.Context) {
 // complete records the range as done, retrying until the coordinator answers. If it cannot
 // (shutdown), the lease expires and the next holder re-publishes the tail, which dedup drops.
 func (s *session) complete(ctx context.Context) bool {
-	delay := s.f.cfg.RetryMin
+	backoff := s.f.backoff()
 	for {
 		err := s.report(context.WithoutCancel(ctx), true, false)
 		if err == nil {
@@ -472,10 +474,9 @@ func (s *session) complete(ctx context.Context) bool {
 			s.log.Warn("could not record the range as done before stopping; its next holder re-publishes duplicates", "error", err)
 			return false
 		}
-		if !workloop.Sleep(ctx, delay) {
+		if !backoff.Wait(ctx) {
 			return false
 		}
-		delay = min(2*delay, s.f.cfg.RetryMax)
 	}
 }
 

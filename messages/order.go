@@ -5,20 +5,29 @@ package messages
 // function to lease only ranges inside the trainer's window. It uses its own generator
 // (splitmix64) so that the order never changes with the Go version.
 func RangeOrder(seed int64, epoch, n int) []int {
-	order := make([]int, n)
-	for i := range order {
-		order[i] = i
-	}
-	rng := NewRand(seed, uint64(epoch), 0x72616e6765) // "range"
-	for i := n - 1; i > 0; i-- {
-		j := int(rng.Uint64n(uint64(i + 1)))
-		order[i], order[j] = order[j], order[i]
-	}
-	return order
+	return Permutation(n, NewRand(seed, uint64(epoch), 0x72616e6765).IntN) // "range"
 }
 
-// Rand is a small deterministic generator (splitmix64) for everything that must be a pure
-// function of the job's seed: range order, shuffles, dropout masks.
+// Permutation is a permutation of 0..n-1 by Fisher–Yates from the last element, the swap
+// partner of element i drawn by intN(i+1). The range order, the trainer's row shuffle and
+// model.Fit's shuffle all use it: their sequences (and so trained weights) depend only on
+// the generator each passes.
+func Permutation(n int, intN func(n int) int) []int {
+	perm := make([]int, n)
+	for i := range perm {
+		perm[i] = i
+	}
+	for i := n - 1; i > 0; i-- {
+		j := intN(i + 1)
+		perm[i], perm[j] = perm[j], perm[i]
+	}
+	return perm
+}
+
+// Rand is a small deterministic generator (splitmix64) for the orders that must be a pure
+// function of the job's seed and that the coordinator and the trainer both compute: the range
+// order and the trainer's row shuffle. (The model's own draws, dropout masks among them,
+// come from its checkpointed generator in model/rng.go.)
 type Rand struct{ state uint64 }
 
 // NewRand derives an independent stream from a seed and any number of stream labels.
@@ -50,6 +59,9 @@ func (r *Rand) Uint64n(n uint64) uint64 {
 		}
 	}
 }
+
+// IntN returns a uniform value in [0, n) (n > 0).
+func (r *Rand) IntN(n int) int { return int(r.Uint64n(uint64(n))) }
 
 // Float32 returns a uniform value in [0, 1).
 func (r *Rand) Float32() float32 { return float32(r.Uint64()>>40) / (1 << 24) }

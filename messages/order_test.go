@@ -22,8 +22,18 @@ func TestRangeOrderIsASeededPermutation(t *testing.T) {
 		}
 	}
 	// Pinned so that a change of generator, which would change every trained model, is noticed.
-	if got, want := RangeOrder(1, 0, 8), []int{1, 5, 4, 6, 7, 0, 2, 3}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("RangeOrder(1, 0, 8) = %v, want %v", got, want)
+	for _, tc := range []struct {
+		seed     int64
+		epoch, n int
+		want     []int
+	}{
+		{1, 0, 8, []int{1, 5, 4, 6, 7, 0, 2, 3}},
+		{7, 2, 12, []int{5, 10, 4, 6, 8, 11, 0, 9, 3, 2, 1, 7}},
+		{-5, 1, 3, []int{2, 1, 0}},
+	} {
+		if got := RangeOrder(tc.seed, tc.epoch, tc.n); !reflect.DeepEqual(got, tc.want) {
+			t.Fatalf("RangeOrder(%d, %d, %d) = %v, want %v", tc.seed, tc.epoch, tc.n, got, tc.want)
+		}
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"pgtrain/messages"
 )
 
 // FitOptions are Keras fit() arguments for in-memory arrays.
@@ -103,19 +105,12 @@ func (m *Sequential) Fit(x, y []float32, rows int, opts FitOptions) (*History, e
 	var perm []int
 	var bx, by []float32
 	if opts.Shuffle {
-		perm = make([]int, rows)
 		bx = make([]float32, opts.BatchSize*in)
 		by = make([]float32, opts.BatchSize*ld)
 	}
 	for epoch := opts.InitialEpoch; epoch < opts.Epochs; epoch++ {
 		if opts.Shuffle {
-			for i := range perm {
-				perm[i] = i
-			}
-			for i := rows - 1; i > 0; i-- {
-				j := m.shuffleRNG.IntN(i + 1)
-				perm[i], perm[j] = perm[j], perm[i]
-			}
+			perm = messages.Permutation(rows, m.shuffleRNG.IntN)
 		}
 		m.metrics.Reset()
 		var lossSum float64

@@ -89,14 +89,13 @@ func (p *Preprocessor) Run(ctx context.Context) error {
 	p.log.Info("preprocessor started", "concurrency", p.cfg.Concurrency)
 	stopSummary := p.summarize()
 	defer stopSummary()
-	delay := p.cfg.RetryMin
+	backoff := p.backoff()
 	for ctx.Err() == nil {
 		cons, err := p.bus.Raw.Consumer(ctx, messages.PreprocDurable)
 		if err != nil {
 			if ctx.Err() == nil {
-				p.log.Warn("looking up the RAW consumer failed; retrying", "consumer", messages.PreprocDurable, "error", err, "retry_in", delay)
-				workloop.Sleep(ctx, delay)
-				delay = min(2*delay, p.cfg.RetryMax)
+				p.log.Warn("looking up the RAW consumer failed; retrying", "consumer", messages.PreprocDurable, "error", err, "retry_in", backoff.Next())
+				backoff.Wait(ctx)
 			}
 			continue
 		}
@@ -105,14 +104,18 @@ func (p *Preprocessor) Run(ctx context.Context) error {
 			p.inProgressEvery = max(cons.CachedInfo().Config.AckWait/3, 100*time.Millisecond)
 		}
 		if err := p.consume(ctx, cons); err != nil && ctx.Err() == nil {
-			p.log.Warn("consuming RAW stopped; subscribing again", "error", err, "retry_in", delay)
-			workloop.Sleep(ctx, delay)
-			delay = min(2*delay, p.cfg.RetryMax)
+			p.log.Warn("consuming RAW stopped; subscribing again", "error", err, "retry_in", backoff.Next())
+			backoff.Wait(ctx)
 			continue
 		}
-		delay = p.cfg.RetryMin
+		backoff.Reset()
 	}
 	return nil
+}
+
+// backoff is the wait between retries of a subscription or a READY publish.
+func (p *Preprocessor) backoff() *workloop.Backoff {
+	return &workloop.Backoff{Min: p.cfg.RetryMin, Max: p.cfg.RetryMax}
 }
 
 // consume runs the workers on one message iterator until it closes.
@@ -271,7 +274,7 @@ func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
 // already holds the batch is success. A full stream, or an error on the way, is retried
 // until it passes or ctx is cancelled (false).
 func (p *Preprocessor) publish(ctx context.Context, log *slog.Logger, subject string, data []byte) bool {
-	delay := p.cfg.RetryMin
+	backoff := p.backoff()
 	waited := false
 	for {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishTimeout)
@@ -297,12 +300,11 @@ func (p *Preprocessor) publish(ctx context.Context, log *slog.Logger, subject st
 			}
 		default:
 			p.n.retries.Add(1)
-			log.Warn("publishing to READY failed; retrying", "error", err, "retry_in", delay)
+			log.Warn("publishing to READY failed; retrying", "error", err, "retry_in", backoff.Next())
 		}
-		if !workloop.Sleep(ctx, delay) {
+		if !backoff.Wait(ctx) {
 			return false
 		}
-		delay = min(2*delay, p.cfg.RetryMax)
 	}
 }
 

@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
@@ -35,17 +36,17 @@ func TestConfigValidate(t *testing.T) {
 
 func TestShuffleIsASeededPermutation(t *testing.T) {
 	tests := []struct {
-		name                 string
-		seed                 int64
-		epoch, rng, n        int
-		otherEpoch, otherRng int
+		name                   string
+		seed                   int64
+		epoch, rangeIndex, n   int
+		otherEpoch, otherRange int
 	}{
-		{name: "small", seed: 1, epoch: 0, rng: 0, n: 10, otherEpoch: 1, otherRng: 0},
-		{name: "other range", seed: 1, epoch: 2, rng: 3, n: 1000, otherEpoch: 2, otherRng: 4},
+		{name: "small", seed: 1, epoch: 0, rangeIndex: 0, n: 10, otherEpoch: 1, otherRange: 0},
+		{name: "other range", seed: 1, epoch: 2, rangeIndex: 3, n: 1000, otherEpoch: 2, otherRange: 4},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := shuffle(tc.seed, tc.epoch, tc.rng, tc.n)
+			p := shuffle(tc.seed, tc.epoch, tc.rangeIndex, tc.n)
 			seen := make([]bool, tc.n)
 			for _, i := range p {
 				if seen[i] {
@@ -53,8 +54,8 @@ func TestShuffleIsASeededPermutation(t *testing.T) {
 				}
 				seen[i] = true
 			}
-			again := shuffle(tc.seed, tc.epoch, tc.rng, tc.n)
-			other := shuffle(tc.seed, tc.otherEpoch, tc.otherRng, tc.n)
+			again := shuffle(tc.seed, tc.epoch, tc.rangeIndex, tc.n)
+			other := shuffle(tc.seed, tc.otherEpoch, tc.otherRange, tc.n)
 			same, differ := true, false
 			for i := range p {
 				same = same && p[i] == again[i]
@@ -64,5 +65,22 @@ func TestShuffleIsASeededPermutation(t *testing.T) {
 				t.Fatalf("same seed same permutation: %v; other stream differs: %v", same, differ)
 			}
 		})
+	}
+}
+
+// Pinned so that a change of generator or of the shuffle, which would change every trained
+// model, is noticed.
+func TestShuffleIsPinned(t *testing.T) {
+	for _, tc := range []struct {
+		seed                 int64
+		epoch, rangeIndex, n int
+		want                 []int
+	}{
+		{1, 0, 0, 10, []int{0, 8, 1, 4, 2, 3, 6, 9, 7, 5}},
+		{7, 2, 3, 12, []int{11, 4, 10, 0, 7, 2, 9, 5, 3, 6, 1, 8}},
+	} {
+		if got := shuffle(tc.seed, tc.epoch, tc.rangeIndex, tc.n); !reflect.DeepEqual(got, tc.want) {
+			t.Fatalf("shuffle(%d, %d, %d, %d) = %v, want %v", tc.seed, tc.epoch, tc.rangeIndex, tc.n, got, tc.want)
+		}
 	}
 }

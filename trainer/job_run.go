@@ -447,19 +447,10 @@ func (j *jobRun) export() (string, error) {
 	return final, nil
 }
 
-// shuffle is the permutation of a training range's rows in an epoch: Fisher–Yates driven by
-// a generator that depends only on (seed, epoch, range).
-func shuffle(seed int64, epoch, rng, n int) []int {
-	perm := make([]int, n)
-	for i := range perm {
-		perm[i] = i
-	}
-	r := messages.NewRand(seed, uint64(epoch), uint64(rng))
-	for i := n - 1; i > 0; i-- {
-		k := int(r.Uint64n(uint64(i + 1)))
-		perm[i], perm[k] = perm[k], perm[i]
-	}
-	return perm
+// shuffle is the permutation of a training range's rows in an epoch, drawn by a generator
+// that depends only on (seed, epoch, range index).
+func shuffle(seed int64, epoch, rangeIndex, n int) []int {
+	return messages.Permutation(n, messages.NewRand(seed, uint64(epoch), uint64(rangeIndex)).IntN)
 }
 
 // writeHistory writes every finished epoch's result as JSON, for people and notebooks.

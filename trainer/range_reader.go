@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"pgtrain/internal/workloop"
 	"pgtrain/messages"
 )
 
@@ -99,7 +100,7 @@ func (rr *RangeReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 // not there.
 func (rr *RangeReader) page(ctx context.Context, id messages.BatchID) (*messages.ReadyBatch, error) {
 	subject := id.ReadySubject()
-	wait := time.Millisecond
+	backoff := workloop.Backoff{Min: time.Millisecond, Max: rr.backoff}
 	var lastErr error
 	for {
 		msg, err := rr.ready.GetLastMsgForSubject(ctx, subject)
@@ -117,11 +118,8 @@ func (rr *RangeReader) page(ctx context.Context, id messages.BatchID) (*messages
 			rr.log.Warn("reading a ready batch, will retry", "subject", subject, "error", err)
 		}
 		lastErr = err
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return nil, ctx.Err()
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, rr.backoff)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"pgtrain/internal/workloop"
 	"pgtrain/messages"
 )
 
@@ -181,8 +182,10 @@ func IsStreamFull(err error) bool {
 	return false
 }
 
+// retry calls f, each attempt under its own timeout, until it succeeds or ctx is done (then
+// it returns the last attempt's error).
 func retry(ctx context.Context, f func(context.Context) error) error {
-	delay := 100 * time.Millisecond
+	backoff := workloop.Backoff{Min: 100 * time.Millisecond, Max: 3200 * time.Millisecond}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := f(cctx)
@@ -190,13 +193,8 @@ func retry(ctx context.Context, f func(context.Context) error) error {
 		if err == nil {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return err
-		case <-time.After(delay):
-		}
-		if delay < 2*time.Second {
-			delay *= 2
 		}
 	}
 }

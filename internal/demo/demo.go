@@ -1,4 +1,5 @@
-// Package demo makes the demo table that `pgtrain up --demo` trains on, and its job spec.
+// Package demo makes the demo table that `pgtrain up --demo` trains on, its job spec, and
+// the job spec builder the end-to-end and fault tests share with it.
 //
 // The label is a known function of the features, so a user can see the model learn it:
 //
@@ -17,6 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"pgtrain/messages"
 )
 
 // Table is the demo table's name.
@@ -82,29 +85,19 @@ func MeanLoss(ctx context.Context, pool *pgxpool.Pool) (float64, error) {
 
 // Spec is the demo job: an MLP regressor on the standardised features.
 func Spec(epochs int) []byte {
-	return []byte(fmt.Sprintf(`{
-  "table": %q,
-  "key": "id",
-  "features": [
-    {"column": "x1", "scale": "standard"},
-    {"column": "x2", "scale": "standard"},
-    {"column": "x3", "scale": "standard"},
-    {"column": "x4", "scale": "standard"},
-    {"column": "age", "impute": "mean", "scale": "minmax"},
-    {"column": "city", "encode": "onehot"}
-  ],
-  "label": "y",
-  "model": {"layers": [
-    {"type": "dense", "units": 64, "activation": "relu", "name": "hidden1"},
-    {"type": "dense", "units": 32, "activation": "relu", "name": "hidden2"},
-    {"type": "dense", "units": 1, "name": "output"}
-  ]},
-  "optimizer": {"name": "adam", "learning_rate": 0.002},
-  "loss": "mse",
-  "metrics": ["mae"],
-  "epochs": %d,
-  "batch_size": 256,
-  "validation_split": 0.1,
-  "seed": 42
-}`, Table, epochs))
+	return Job{
+		Table: Table, Key: "id",
+		Features: []messages.FeatureSpec{
+			{Column: "x1", Scale: "standard"},
+			{Column: "x2", Scale: "standard"},
+			{Column: "x3", Scale: "standard"},
+			{Column: "x4", Scale: "standard"},
+			{Column: "age", Impute: "mean", Scale: "minmax"},
+			{Column: "city", Encode: "onehot"},
+		},
+		Label:        "y",
+		Layers:       []Layer{Dense(64, "relu", "hidden1"), Dense(32, "relu", "hidden2"), Dense(1, "", "output")},
+		LearningRate: 0.002, Metrics: []string{"mae"},
+		Epochs: epochs, BatchSize: 256, ValidationSplit: 0.1, Seed: 42,
+	}.JSON()
 }

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"pgtrain/internal/testenv"
@@ -40,5 +41,54 @@ func TestDemoTableFollowsItsFormula(t *testing.T) {
 	}
 	if _, err := messages.ParseJobSpec(Spec(3)); err != nil {
 		t.Fatalf("the demo spec does not parse: %v", err)
+	}
+}
+
+func TestJobSpec(t *testing.T) {
+	job := Job{
+		Table: "events", Key: "id", Label: "y",
+		Features:     []messages.FeatureSpec{{Column: "a", Scale: "standard"}, {Column: "kind", Encode: "onehot"}},
+		Layers:       []Layer{Dense(4, "relu", "h"), Dropout(0.25, "drop"), Dense(1, "", "out")},
+		LearningRate: 0.01, Epochs: 2, BatchSize: 8, Seed: 3,
+	}
+	tests := []struct {
+		name        string
+		consistency string
+	}{
+		{name: "default consistency"},
+		{name: "snapshot", consistency: "snapshot"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			job.Consistency = tt.consistency
+			b := job.JSON()
+			s, err := messages.ParseJobSpec(b)
+			if err != nil {
+				t.Fatalf("%v in %s", err, b)
+			}
+			if s.Table != "events" || s.Key != "id" || s.Label.Column != "y" || len(s.Features) != 2 ||
+				s.Optimizer != (messages.OptimizerSpec{Name: "adam", LearningRate: 0.01}) || s.Loss != "mse" ||
+				s.Epochs != 2 || s.BatchSize != 8 || s.Seed != 3 || s.Consistency != tt.consistency {
+				t.Fatalf("parsed %+v from %s", s, b)
+			}
+			var model struct{ Layers []map[string]any }
+			if err := json.Unmarshal(s.Model, &model); err != nil {
+				t.Fatal(err)
+			}
+			if len(model.Layers) != 3 || model.Layers[1]["type"] != "dropout" || model.Layers[1]["rate"] != 0.25 ||
+				model.Layers[2]["activation"] != nil {
+				t.Fatalf("model %s", s.Model)
+			}
+			var raw map[string]any
+			if err := json.Unmarshal(b, &raw); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := raw["page_rows"]; ok {
+				t.Errorf("an unset field is in the spec, overriding the coordinator's default: %s", b)
+			}
+			if raw["label"] != "y" {
+				t.Errorf("label %v, want the column name", raw["label"])
+			}
+		})
 	}
 }

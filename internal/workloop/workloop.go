@@ -1,6 +1,6 @@
 // Package workloop holds the small loops every worker role shares: a wait that a
-// cancelled context cuts short, and the periodic progress summary a role logs while it
-// works and once when it stops.
+// cancelled context cuts short, the doubling backoff between retries, and the periodic
+// progress summary a role logs while it works and once when it stops.
 package workloop
 
 import (
@@ -19,6 +19,33 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
+
+// Backoff is the wait between retries of one operation: Min first, doubling after each wait
+// up to Max, until Reset after a success. It adds no jitter, as the retry loops it replaced
+// did not.
+type Backoff struct {
+	Min, Max time.Duration
+	next     time.Duration // 0 means Min
+}
+
+// Next is the wait the next call to Wait makes (for a "retry_in" log attribute).
+func (b *Backoff) Next() time.Duration {
+	if b.next == 0 {
+		return b.Min
+	}
+	return b.next
+}
+
+// Wait waits Next() or until ctx is done, doubles the following wait up to Max, and reports
+// whether the full wait passed.
+func (b *Backoff) Wait(ctx context.Context) bool {
+	d := b.Next()
+	b.next = min(2*d, b.Max)
+	return Sleep(ctx, d)
+}
+
+// Reset makes the next wait Min again, after an attempt succeeded.
+func (b *Backoff) Reset() { b.next = 0 }
 
 // Rate is n per second over d, to one decimal (0 for an empty interval).
 func Rate(n int64, d time.Duration) float64 {

@@ -72,3 +72,46 @@ func TestSummarizeReportsChangesAndAFinalTotal(t *testing.T) {
 		t.Fatalf("reports %v with %d final ones; want a change first, the total %d last, one final", reports, finals, rows.Load())
 	}
 }
+
+func TestBackoffDoublesUpToMaxAndResets(t *testing.T) {
+	b := Backoff{Min: time.Microsecond, Max: 5 * time.Microsecond}
+	var got []time.Duration
+	for range 5 {
+		got = append(got, b.Next())
+		if !b.Wait(context.Background()) {
+			t.Fatal("a wait without cancellation reported as cut short")
+		}
+	}
+	want := []time.Duration{1000, 2000, 4000, 5000, 5000}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("waits %v, want %v", got, want)
+		}
+	}
+	b.Reset()
+	if b.Next() != time.Microsecond {
+		t.Fatalf("after Reset the next wait is %s, want Min", b.Next())
+	}
+}
+
+func TestBackoffWaitStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b := Backoff{Min: time.Hour, Max: time.Hour}
+	start := time.Now()
+	if b.Wait(ctx) {
+		t.Fatal("a cancelled context did not cut the wait short")
+	}
+	if time.Since(start) > time.Minute {
+		t.Fatal("the cancelled wait took its full length")
+	}
+}
+
+func TestBackoffMinAboveMax(t *testing.T) {
+	// The first wait is Min whatever Max says; the loops it replaced did the same.
+	b := Backoff{Min: 2 * time.Microsecond, Max: time.Microsecond}
+	b.Wait(context.Background())
+	if b.Next() != time.Microsecond {
+		t.Fatalf("second wait %s, want Max", b.Next())
+	}
+}
