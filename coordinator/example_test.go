@@ -35,7 +35,7 @@ func Example() {
 		log.Error("bus", "error", err)
 		return
 	}
-	c, err := coordinator.New(coordinator.Config{Listen: "127.0.0.1:8080"},
+	c, err := coordinator.New(ctx, coordinator.Config{Listen: "127.0.0.1:8080"},
 		map[string]*pgxpool.Pool{"": pool}, b, log)
 	if err != nil {
 		log.Error("coordinator", "error", err)

@@ -40,7 +40,7 @@ func TestReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	broken.Close()
-	c, err := New(Config{}, map[string]*pgxpool.Pool{"": e.pool, "warehouse": broken}, e.bus, testLogger(t))
+	c, err := New(context.Background(), Config{}, map[string]*pgxpool.Pool{"": e.pool, "warehouse": broken}, e.bus, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestReadiness(t *testing.T) {
 	if code := doJSON(t, mustRequest(t, "GET", srv+"/readyz", nil), nil); code != 503 {
 		t.Fatalf("readyz with a closed source: %d, want 503", code)
 	}
-	c2, err := New(Config{}, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t))
+	c2, err := New(context.Background(), Config{}, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
