@@ -136,3 +136,19 @@ func TestSizePages(t *testing.T) {
 		})
 	}
 }
+
+// New reads the state bucket (and READY's size) under the caller's context: a cancelled
+// one stops it.
+func TestNewStopsWithItsContext(t *testing.T) {
+	e := newEnv(t)
+	for _, cfg := range []Config{{}, {ReadyMaxBytes: 64 << 20}} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := New(ctx, cfg, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("New with a cancelled context and ReadyMaxBytes %d: err = %v, want context.Canceled", cfg.ReadyMaxBytes, err)
+		}
+	}
+	if _, err := New(context.Background(), Config{}, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+}
