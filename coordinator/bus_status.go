@@ -14,20 +14,20 @@ const busTimeout = 5 * time.Second
 
 // busStatus reads the streams' and the preprocessors' consumer's state from JetStream.
 func (c *Coordinator) busStatus(ctx context.Context) (*messages.BusStatus, error) {
-	if c.bus.Raw == nil || c.bus.Ready == nil {
-		return nil, &apiError{status: http.StatusServiceUnavailable, msg: "the streams are not declared"}
-	}
 	ctx, cancel := context.WithTimeout(ctx, busTimeout)
 	defer cancel()
 	st := &messages.BusStatus{Version: messages.SchemaVersion}
-	raw, err := c.bus.Raw.Info(ctx)
+	js := c.bus.JetStream()
+	// Looking a stream up reads its info: CachedInfo is current.
+	rawStream, err := js.Stream(ctx, c.names.RawStream())
 	if err != nil {
-		return nil, unavailable(fmt.Errorf("reading %s: %w", messages.RawStream, err))
+		return nil, unavailable(fmt.Errorf("reading %s: %w", c.names.RawStream(), err))
 	}
-	ready, err := c.bus.Ready.Info(ctx)
+	readyStream, err := js.Stream(ctx, c.names.ReadyStream())
 	if err != nil {
-		return nil, unavailable(fmt.Errorf("reading %s: %w", messages.ReadyStream, err))
+		return nil, unavailable(fmt.Errorf("reading %s: %w", c.names.ReadyStream(), err))
 	}
+	raw, ready := rawStream.CachedInfo(), readyStream.CachedInfo()
 	for _, s := range []struct {
 		out  *messages.StreamStatus
 		name string
@@ -41,7 +41,7 @@ func (c *Coordinator) busStatus(ctx context.Context) (*messages.BusStatus, error
 	} {
 		*s.out = messages.StreamStatus{Name: s.name, Messages: s.msgs, Bytes: s.b, MaxBytes: s.max, LastSeq: s.last}
 	}
-	cons, err := c.bus.Raw.Consumer(ctx, messages.PreprocDurable)
+	cons, err := rawStream.Consumer(ctx, messages.PreprocDurable)
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("reading consumer %s: %w", messages.PreprocDurable, err))
 	}

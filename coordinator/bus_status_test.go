@@ -17,11 +17,11 @@ func TestBusStatusCountsRedeliveries(t *testing.T) {
 	ctx := context.Background()
 	for page := range 3 {
 		id := messages.BatchID{JobID: "j", Pass: 0, Range: 0, Page: page}
-		if _, err := e.bus.JS.Publish(ctx, id.RawSubject(), []byte("page"), jetstream.WithMsgID(id.MsgID())); err != nil {
+		if _, err := e.bus.JS.Publish(ctx, e.bus.Names().RawSubject(id), []byte("page"), jetstream.WithMsgID(id.MsgID())); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.bus.JS.Publish(ctx, messages.BatchID{JobID: "j"}.ReadySubject(), []byte("batch")); err != nil {
+	if _, err := e.bus.JS.Publish(ctx, e.bus.Names().ReadySubject(messages.BatchID{JobID: "j"}), []byte("batch")); err != nil {
 		t.Fatal(err)
 	}
 	cons, err := e.bus.Raw.Consumer(ctx, messages.PreprocDurable)
@@ -54,10 +54,10 @@ func TestBusStatusCountsRedeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Raw.Name != messages.RawStream || st.Raw.LastSeq != 3 || st.Raw.Messages != 2 {
+	if st.Raw.Name != e.bus.Names().RawStream() || st.Raw.LastSeq != 3 || st.Raw.Messages != 2 {
 		t.Errorf("raw %+v, want 3 pages accepted and 2 left", st.Raw)
 	}
-	if st.Ready.Name != messages.ReadyStream || st.Ready.Messages != 1 || st.Ready.MaxBytes != 64<<20 || st.Ready.Bytes == 0 {
+	if st.Ready.Name != e.bus.Names().ReadyStream() || st.Ready.Messages != 1 || st.Ready.MaxBytes != 64<<20 || st.Ready.Bytes == 0 {
 		t.Errorf("ready %+v, want 1 batch under a 64 MiB limit", st.Ready)
 	}
 	p := st.Preprocessors

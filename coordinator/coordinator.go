@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"pgtrain/internal/bus"
 	"pgtrain/messages"
 )
 
@@ -25,7 +24,8 @@ import (
 type Coordinator struct {
 	cfg     Config
 	sources map[string]*pgxpool.Pool
-	bus     *bus.Bus
+	bus     Bus
+	names   messages.Names
 	st      store
 	log     *slog.Logger
 	now     func() time.Time
@@ -47,14 +47,31 @@ type Coordinator struct {
 // loadTimeout bounds reading the existing state at start-up.
 const loadTimeout = 30 * time.Second
 
+// Bus is the JetStream side of the coordinator: the streams it reports on and purges, and
+// the bucket that holds job state. pgtrain's roles are given one that has declared them.
+type Bus interface {
+	JetStream() jetstream.JetStream
+	StateKV() jetstream.KeyValue
+	Names() messages.Names
+}
+
 // New builds a coordinator on the given sources ("" is the default source) and bus, and
-// loads the jobs already in the state bucket, so a restarted coordinator resumes them.
-func New(cfg Config, sources map[string]*pgxpool.Pool, b *bus.Bus, log *slog.Logger) (*Coordinator, error) {
-	if b == nil || b.State == nil {
+// loads the jobs already in the state bucket, so a restarted coordinator resumes them. ctx
+// bounds that loading (and the READY lookup when cfg.ReadyMaxBytes is zero).
+func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bus, log *slog.Logger) (*Coordinator, error) {
+	if b == nil || b.StateKV() == nil || b.JetStream() == nil {
 		return nil, errors.New("coordinator: a bus with its state bucket is required")
 	}
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	defer cancel()
+	names := b.Names()
 	if cfg.ReadyMaxBytes == 0 {
-		cfg.ReadyMaxBytes = b.Limits.ReadyMaxBytes // what READY was declared with
+		// What READY was declared with.
+		ready, err := b.JetStream().Stream(ctx, names.ReadyStream())
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: looking up %s: %w", names.ReadyStream(), err)
+		}
+		cfg.ReadyMaxBytes = ready.CachedInfo().Config.MaxBytes
 	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -70,7 +87,8 @@ func New(cfg Config, sources map[string]*pgxpool.Pool, b *bus.Bus, log *slog.Log
 		cfg:       cfg,
 		sources:   sources,
 		bus:       b,
-		st:        store{kv: b.State},
+		names:     names,
+		st:        store{kv: b.StateKV()},
 		log:       log,
 		now:       time.Now,
 		jobs:      map[string]*job{},
@@ -79,8 +97,6 @@ func New(cfg Config, sources map[string]*pgxpool.Pool, b *bus.Bus, log *slog.Log
 		ready:     make(chan struct{}),
 	}
 	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
-	defer cancel()
 	jobs, err := c.st.loadJobs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading job state: %w", err)
@@ -107,8 +123,8 @@ func (c *Coordinator) maxPayload() int {
 	if c.cfg.MaxPayload > 0 {
 		return c.cfg.MaxPayload
 	}
-	if c.bus.NC != nil {
-		if mp := c.bus.NC.MaxPayload(); mp > 0 {
+	if nc := c.bus.JetStream().Conn(); nc != nil {
+		if mp := nc.MaxPayload(); mp > 0 {
 			return int(mp)
 		}
 	}
@@ -230,12 +246,9 @@ func (c *Coordinator) jobEnded(j *job) {
 	c.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(c.bgCtx, time.Minute)
 		defer cancel()
-		var errs []error
-		if c.bus.Ready != nil {
-			errs = append(errs, purge(ctx, c.bus.Ready, messages.ReadyJobSubjects(id)))
-		}
-		if c.bus.Raw != nil {
-			errs = append(errs, purge(ctx, c.bus.Raw, messages.RawJobSubjects(id)))
+		errs := []error{
+			c.purge(ctx, c.names.ReadyStream(), c.names.ReadyJobSubjects(id)),
+			c.purge(ctx, c.names.RawStream(), c.names.RawJobSubjects(id)),
 		}
 		if err := errors.Join(errs...); err != nil {
 			c.log.Warn("purging an ended job's batches", "job_id", id, "error", err)
@@ -251,7 +264,11 @@ func (c *Coordinator) jobEnded(j *job) {
 	})
 }
 
-func purge(ctx context.Context, s jetstream.Stream, subject string) error {
+func (c *Coordinator) purge(ctx context.Context, stream, subject string) error {
+	s, err := c.bus.JetStream().Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("purging %s: looking up %s: %w", subject, stream, err)
+	}
 	if err := s.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
 		return fmt.Errorf("purging %s: %w", subject, err)
 	}

@@ -47,7 +47,7 @@ func Example() {
 		fmt.Println("bus:", err)
 		return
 	}
-	c, err := coordinator.New(coordinator.Config{Listen: "127.0.0.1:0"},
+	c, err := coordinator.New(ctx, coordinator.Config{Listen: "127.0.0.1:0"},
 		map[string]*pgxpool.Pool{"": pool}, b, log)
 	if err != nil {
 		fmt.Println("coordinator:", err)

@@ -90,7 +90,7 @@ func start(t *testing.T, e *env, cfg Config) *running {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
-	c, err := New(cfg, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t))
+	c, err := New(context.Background(), cfg, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

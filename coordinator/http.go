@@ -200,10 +200,10 @@ func (c *Coordinator) handleReady(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Coordinator) check(ctx context.Context) error {
-	if c.bus.NC != nil && !c.bus.NC.IsConnected() {
+	if nc := c.bus.JetStream().Conn(); nc != nil && !nc.IsConnected() {
 		return errors.New("nats: not connected")
 	}
-	if _, err := c.bus.State.Status(ctx); err != nil {
+	if _, err := c.bus.StateKV().Status(ctx); err != nil {
 		return fmt.Errorf("nats: state bucket: %w", err)
 	}
 	for name, pool := range c.sources {

@@ -148,7 +148,7 @@ func TestLeaseLifecycle(t *testing.T) {
 	}
 
 	// The trainer finishes: the job is done, leases are refused, its batches are purged.
-	if _, err := e.bus.JS.Publish(ctx, messages.BatchID{JobID: p.JobID, Pass: 0, Range: 0, Page: 0}.ReadySubject(), []byte("x")); err != nil {
+	if _, err := e.bus.JS.Publish(ctx, e.bus.Names().ReadySubject(messages.BatchID{JobID: p.JobID, Pass: 0, Range: 0, Page: 0}), []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	res := messages.EpochResult{Epoch: 0, Loss: 0.5}
@@ -169,7 +169,7 @@ func TestLeaseLifecycle(t *testing.T) {
 		t.Fatalf("report on an ended job: %v, want ErrLeaseLost", err)
 	}
 	testenv.Eventually(t, 10*time.Second, "READY to be purged", func() bool {
-		_, err := e.bus.Ready.GetLastMsgForSubject(ctx, messages.BatchID{JobID: p.JobID}.ReadySubject())
+		_, err := e.bus.Ready.GetLastMsgForSubject(ctx, e.bus.Names().ReadySubject(messages.BatchID{JobID: p.JobID}))
 		return errors.Is(err, jetstream.ErrMsgNotFound)
 	})
 }

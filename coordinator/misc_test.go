@@ -40,7 +40,7 @@ func TestReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	broken.Close()
-	c, err := New(Config{}, map[string]*pgxpool.Pool{"": e.pool, "warehouse": broken}, e.bus, testLogger(t))
+	c, err := New(context.Background(), Config{}, map[string]*pgxpool.Pool{"": e.pool, "warehouse": broken}, e.bus, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestReadiness(t *testing.T) {
 	if code := doJSON(t, mustRequest(t, "GET", srv+"/readyz", nil), nil); code != 503 {
 		t.Fatalf("readyz with a closed source: %d, want 503", code)
 	}
-	c2, err := New(Config{}, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t))
+	c2, err := New(context.Background(), Config{}, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,5 +134,21 @@ func TestSizePages(t *testing.T) {
 				t.Fatalf("page rows %d replay %v, want %d %v", p.PageRows, p.Replay, tt.wantRows, tt.wantReplay)
 			}
 		})
+	}
+}
+
+// New reads the state bucket (and READY's size) under the caller's context: a cancelled
+// one stops it.
+func TestNewStopsWithItsContext(t *testing.T) {
+	e := newEnv(t)
+	for _, cfg := range []Config{{}, {ReadyMaxBytes: 64 << 20}} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := New(ctx, cfg, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("New with a cancelled context and ReadyMaxBytes %d: err = %v, want context.Canceled", cfg.ReadyMaxBytes, err)
+		}
+	}
+	if _, err := New(context.Background(), Config{}, map[string]*pgxpool.Pool{"": e.pool}, e.bus, testLogger(t)); err != nil {
+		t.Fatal(err)
 	}
 }

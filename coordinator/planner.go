@@ -461,7 +461,7 @@ func sizePages(in *planInput, p *messages.Plan, avgText map[string]float64, sz s
 			raw += 8
 		}
 	}
-	ready := float64(8 + 4*(p.InputDim+p.LabelDim))
+	ready := float64(messages.ReadyRowBytes(p.InputDim, p.LabelDim))
 	budget := float64(sz.maxPayload) * 3 / 4
 	rows := int(budget / max(raw, ready))
 	p.PageRows = min(max(rows, 1), maxPageRows)
@@ -482,7 +482,7 @@ func readyRangeBytes(p *messages.Plan) float64 {
 		rows = max(rows, r.Rows)
 	}
 	pages := rows/int64(max(p.PageRows, 1)) + 1
-	return float64(rows)*float64(8+4*(p.InputDim+p.LabelDim)) + float64(pages)*messageOverhead
+	return float64(rows)*float64(messages.ReadyRowBytes(p.InputDim, p.LabelDim)) + float64(pages)*messageOverhead
 }
 
 // capWindow keeps the ranges fetchers may read ahead of the trainer inside READY when later

@@ -132,7 +132,7 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	}
 	// The id is random; on the rare collision with an existing plan pick another.
 	for attempt := 0; ; attempt++ {
-		err = bus.PutPlan(ctx, c.bus.State, p)
+		err = bus.PutPlan(ctx, c.bus.StateKV(), p)
 		if err == nil {
 			break
 		}

@@ -50,7 +50,8 @@ type counters struct {
 type Fetcher struct {
 	cfg     Config
 	sources map[string]*pgxpool.Pool
-	bus     *bus.Bus
+	bus     Bus
+	names   messages.Names
 	coord   Coordinator
 	log     *slog.Logger
 	jobs    map[string]*job // used by Run's goroutine only
@@ -69,9 +70,17 @@ const maxCachedJobs = 32
 // errNoSource: this fetcher has no pool for the job's source; another fetcher may have.
 var errNoSource = errors.New("no such source configured on this fetcher")
 
+// Bus is the JetStream side of a fetcher: it publishes pages to RAW and reads plans from the
+// state bucket. pgtrain's roles are given one that has declared the streams and the bucket.
+type Bus interface {
+	JetStream() jetstream.JetStream
+	StateKV() jetstream.KeyValue
+	Names() messages.Names
+}
+
 // New returns a Fetcher. sources maps a job spec's Source to a pool; "" is the default
 // source. cfg is completed with defaults and validated.
-func New(cfg Config, sources map[string]*pgxpool.Pool, b *bus.Bus, c Coordinator, log *slog.Logger) (*Fetcher, error) {
+func New(cfg Config, sources map[string]*pgxpool.Pool, b Bus, c Coordinator, log *slog.Logger) (*Fetcher, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -86,7 +95,7 @@ func New(cfg Config, sources map[string]*pgxpool.Pool, b *bus.Bus, c Coordinator
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Fetcher{
-		cfg: cfg, sources: sources, bus: b, coord: c,
+		cfg: cfg, sources: sources, bus: b, names: b.Names(), coord: c,
 		log:  log.With("worker_id", cfg.WorkerID),
 		jobs: map[string]*job{},
 	}, nil
@@ -150,14 +159,15 @@ func (f *Fetcher) summarize() func() {
 
 // job returns the plan and reader of a job, from the cache or the KV bucket.
 func (f *Fetcher) job(ctx context.Context, jobID string) (*job, error) {
-	maxBytes := int(f.bus.NC.MaxPayload()) - f.cfg.PayloadHeadroom
+	nc := f.bus.JetStream().Conn()
+	maxBytes := int(nc.MaxPayload()) - f.cfg.PayloadHeadroom
 	if j, ok := f.jobs[jobID]; ok && j.maxBytes == maxBytes {
 		return j, nil
 	}
 	if maxBytes < 1024 {
-		return nil, fmt.Errorf("the NATS max payload (%d bytes) leaves no room for pages; not connected yet?", f.bus.NC.MaxPayload())
+		return nil, fmt.Errorf("the NATS max payload (%d bytes) leaves no room for pages; not connected yet?", nc.MaxPayload())
 	}
-	plan, err := bus.GetPlan(ctx, f.bus.State, jobID)
+	plan, err := bus.GetPlan(ctx, f.bus.StateKV(), jobID)
 	if err != nil {
 		return nil, err
 	}
@@ -352,11 +362,11 @@ func (s *session) read(ctx context.Context, out chan<- pageResult) {
 // gives up (false) when the lease is lost or the fetcher is stopping.
 func (s *session) publish(ctx, leaseCtx context.Context, p *Page) bool {
 	id := p.Batch.BatchID
-	msg := &nats.Msg{Subject: id.RawSubject(), Data: p.Data}
+	msg := &nats.Msg{Subject: s.f.names.RawSubject(id), Data: p.Data}
 	backoff := s.f.backoff()
 	for {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.f.cfg.PublishTimeout)
-		ack, err := s.f.bus.JS.PublishMsg(pctx, msg, jetstream.WithMsgID(id.MsgID()), jetstream.WithExpectStream(messages.RawStream))
+		ack, err := s.f.bus.JetStream().PublishMsg(pctx, msg, jetstream.WithMsgID(id.MsgID()), jetstream.WithExpectStream(s.f.names.RawStream()))
 		cancel()
 		if err == nil {
 			s.f.n.pages.Add(1)

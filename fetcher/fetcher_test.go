@@ -203,7 +203,7 @@ func rawPages(t testing.TB, b *bus.Bus) map[messages.BatchID][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Subject != rb.BatchID.RawSubject() {
+		if m.Subject != b.Names().RawSubject(rb.BatchID) {
 			t.Fatalf("batch %v on subject %s", rb.BatchID, m.Subject)
 		}
 		if _, dup := out[rb.BatchID]; dup {

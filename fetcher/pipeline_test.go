@@ -44,7 +44,7 @@ func TestPipelineToReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	sources := map[string]*pgxpool.Pool{"": pool}
-	co, err := coordinator.New(coordinator.Config{Listen: "127.0.0.1:0", Window: 100, LeaseTTL: time.Second,
+	co, err := coordinator.New(ctx, coordinator.Config{Listen: "127.0.0.1:0", Window: 100, LeaseTTL: time.Second,
 		ReadyMaxBytes: 256 << 20}, sources, b, log)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func TestPipelineToReady(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := pg.Batch.BatchID
-		if _, err := b.JS.Publish(ctx, id.RawSubject(), pg.Data, jetstream.WithMsgID(id.MsgID())); err != nil {
+		if _, err := b.JS.Publish(ctx, b.Names().RawSubject(id), pg.Data, jetstream.WithMsgID(id.MsgID())); err != nil {
 			t.Fatal(err)
 		}
 		if page < crashed.NextPage+2 {
@@ -192,7 +192,7 @@ func TestPipelineToReady(t *testing.T) {
 	for _, kr := range plan.Ranges {
 		for page := 0; ; page++ {
 			id := messages.BatchID{JobID: plan.JobID, Pass: 0, Range: kr.Index, Page: page}
-			m, err := b.Ready.GetLastMsgForSubject(ctx, id.ReadySubject())
+			m, err := b.Ready.GetLastMsgForSubject(ctx, b.Names().ReadySubject(id))
 			if err != nil {
 				t.Fatalf("batch %s: %v", id, err)
 			}
@@ -220,7 +220,7 @@ func TestPipelineToReady(t *testing.T) {
 	if seen != want || seen.Rows != rows {
 		t.Fatalf("READY checksum %+v, plan says %+v (%d rows)", seen, want, rows)
 	}
-	info, err := b.Ready.Info(ctx, jetstream.WithSubjectFilter(messages.ReadyJobSubjects(plan.JobID)))
+	info, err := b.Ready.Info(ctx, jetstream.WithSubjectFilter(b.Names().ReadyJobSubjects(plan.JobID)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,10 +106,8 @@ type RangeReader struct {
 	pageRows int
 	snapshot string
 	maxBytes int
-	// readyRowBytes is what one row costs in the READY batch the page becomes; a page must
-	// fit there too.
-	readyRowBytes int
-	readyFixed    int
+	// inputDim and labelDim size the READY batch the page becomes; a page must fit there too.
+	inputDim, labelDim int
 }
 
 // NewRangeReader prepares the statements for plan. maxBytes bounds an encoded page (and the
@@ -126,13 +124,13 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 		return nil, fmt.Errorf("job %s: %w", plan.JobID, err)
 	}
 	r := &RangeReader{
-		pool:          pool,
-		jobID:         plan.JobID,
-		pageRows:      plan.PageRows,
-		snapshot:      plan.Snapshot,
-		maxBytes:      maxBytes,
-		readyRowBytes: 8 + 4*(plan.InputDim+plan.LabelDim),
-		readyFixed:    128 + len(plan.JobID),
+		pool:     pool,
+		jobID:    plan.JobID,
+		pageRows: plan.PageRows,
+		snapshot: plan.Snapshot,
+		maxBytes: maxBytes,
+		inputDim: plan.InputDim,
+		labelDim: plan.LabelDim,
 	}
 	key := pgx.Identifier{plan.Key}.Sanitize()
 	sel := "SELECT " + key + "::int8"
@@ -220,7 +218,7 @@ func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRa
 			return nil, fmt.Errorf("encoding batch %s: %w", b.BatchID, err)
 		}
 		n := len(b.Keys)
-		if len(data) <= r.maxBytes && r.readyFixed+n*r.readyRowBytes <= r.maxBytes {
+		if len(data) <= r.maxBytes && messages.ReadyBatchBytes(r.jobID, n, r.inputDim, r.labelDim) <= r.maxBytes {
 			p := &Page{Batch: b, Data: data, LastKey: lastKey}
 			if n > 0 {
 				p.LastKey = b.Keys[n-1]
@@ -229,7 +227,7 @@ func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRa
 		}
 		if n <= 1 {
 			return nil, fmt.Errorf("batch %s: row key %d encodes to %d bytes (READY row %d bytes), over %d: %w",
-				b.BatchID, b.Keys[0], len(data), r.readyRowBytes, r.maxBytes, ErrRowTooLarge)
+				b.BatchID, b.Keys[0], len(data), messages.ReadyRowBytes(r.inputDim, r.labelDim), r.maxBytes, ErrRowTooLarge)
 		}
 		truncate(b, n/2)
 		b.Last = false

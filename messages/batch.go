@@ -331,11 +331,26 @@ func marshalSized(v any, size int) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// headerSize bounds the encoded header and the small fields of a batch.
-func headerSize(id BatchID) int { return 64 + len(id.JobID) }
+// ReadyHeaderBytes bounds what an encoded ReadyBatch holds besides its job id and its
+// numbers: the array header (1 byte), the version, pass, range, page and the two widths (at
+// most 9 bytes each as msgpack ints), the job id's string header (at most 5), last (1) and
+// the bin headers of keys, features and labels (at most 5 each).
+const ReadyHeaderBytes = 1 + 6*9 + 5 + 1 + 3*5
+
+// ReadyRowBytes is what one row costs in an encoded ReadyBatch: its key and its features
+// and labels as float32.
+func ReadyRowBytes(inputDim, labelDim int) int { return 8 + 4*(inputDim+labelDim) }
+
+// ReadyBatchBytes bounds the encoded size of a ReadyBatch of job jobID with rows rows.
+func ReadyBatchBytes(jobID string, rows, inputDim, labelDim int) int {
+	return ReadyHeaderBytes + len(jobID) + rows*ReadyRowBytes(inputDim, labelDim)
+}
+
+// rawHeaderBytes bounds the header and the small fields of a RawBatch besides its job id.
+const rawHeaderBytes = 64
 
 func (b *RawBatch) encodedSize() int {
-	n := headerSize(b.BatchID) + 8*len(b.Keys)
+	n := rawHeaderBytes + len(b.JobID) + 8*len(b.Keys)
 	for i := range b.Columns {
 		c := &b.Columns[i]
 		n += 16 + len(c.Name) + len(c.Nulls) + 8*len(c.Float64) + 4*len(c.Float32) + 4*len(c.Text)
@@ -347,7 +362,7 @@ func (b *RawBatch) encodedSize() int {
 }
 
 func (b *ReadyBatch) encodedSize() int {
-	return headerSize(b.BatchID) + 8*len(b.Keys) + 4*len(b.X) + 4*len(b.Y)
+	return ReadyHeaderBytes + len(b.JobID) + 8*len(b.Keys) + 4*len(b.X) + 4*len(b.Y)
 }
 
 // chunkBytes is the conversion buffer of the number codecs.

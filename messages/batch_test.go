@@ -377,3 +377,46 @@ func FuzzDecodePlan(f *testing.F) {
 		_, _ = DecodePlan(data) // must not panic
 	})
 }
+
+func TestReadyBatchBytes(t *testing.T) {
+	long := "j123456789012345678901234567890123456789012345678901234567890123" // 64 characters
+	tests := []struct {
+		name  string
+		batch ReadyBatch
+	}{
+		{name: "empty", batch: ReadyBatch{BatchID: BatchID{JobID: "j"}, Last: true, InputDim: 3, LabelDim: 1}},
+		{name: "small", batch: readyOf(BatchID{JobID: "job-1", Pass: 1, Range: 2, Page: 3}, 100, 7, 2)},
+		{
+			name:  "widest header",
+			batch: readyOf(BatchID{JobID: long, Pass: math.MaxInt64, Range: math.MaxInt64, Page: math.MaxInt64}, 1<<14, 1, 1),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := tt.batch
+			data, err := EncodeReady(&b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bound := ReadyBatchBytes(b.JobID, b.Rows(), b.InputDim, b.LabelDim)
+			if len(data) > bound {
+				t.Fatalf("encoded %d bytes, over the bound %d", len(data), bound)
+			}
+			// With pass, range and page at their widest and every bin over 64 KiB, the bound
+			// is exact but for the fields that are small here: the version and the two widths
+			// (one byte each, not nine) and the 64-character job id's string header (two
+			// bytes, not five).
+			if b.Rows() == 1<<14 && bound-len(data) != 3*8+3 {
+				t.Fatalf("encoded %d bytes, bound %d: off by %d, want 27", len(data), bound, bound-len(data))
+			}
+		})
+	}
+}
+
+func readyOf(id BatchID, rows, in, lab int) ReadyBatch {
+	b := ReadyBatch{BatchID: id, InputDim: in, LabelDim: lab, Keys: make([]int64, rows), X: make([]float32, rows*in), Y: make([]float32, rows*lab)}
+	for i := range b.Keys {
+		b.Keys[i] = int64(i)
+	}
+	return b
+}

@@ -73,8 +73,9 @@ func TestKeyChecksumIsOrderIndependent(t *testing.T) {
 
 func TestBatchSubjects(t *testing.T) {
 	id := BatchID{JobID: "j1", Pass: 1, Range: 22, Page: 3}
-	if id.RawSubject() != "pgtrain.raw.j1.1.22.3" || id.ReadySubject() != "pgtrain.ready.j1.1.22.3" || id.MsgID() != "j1/1/22/3" {
-		t.Fatalf("subjects: %s %s %s", id.RawSubject(), id.ReadySubject(), id.MsgID())
+	var n Names
+	if n.RawSubject(id) != "pgtrain.raw.j1.1.22.3" || n.ReadySubject(id) != "pgtrain.ready.j1.1.22.3" || id.MsgID() != "j1/1/22/3" {
+		t.Fatalf("subjects: %s %s %s", n.RawSubject(id), n.ReadySubject(id), id.MsgID())
 	}
 	for _, bad := range []string{"", "a.b", "A", "x*", "x>"} {
 		if ValidJobID(bad) == nil {

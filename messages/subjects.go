@@ -1,21 +1,93 @@
 package messages
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 )
 
-// Stream and bucket names, and the subject spaces they hold. internal/bus declares the
-// streams themselves; everything else builds subjects through the functions below.
-const (
-	RawStream      = "PGTRAIN_RAW"
-	RawSubjects    = "pgtrain.raw.>"
-	ReadyStream    = "PGTRAIN_READY"
-	ReadySubjects  = "pgtrain.ready.>"
-	StateBucket    = "pgtrain_state"
-	PreprocDurable = "preprocessors"
-)
+// DefaultPrefix names the streams, the state bucket and the subjects of a deployment that
+// does not pick its own prefix.
+const DefaultPrefix = "PGTRAIN"
+
+// PreprocDurable is the durable consumer on RAW that all preprocessors share. It needs no
+// prefix: a consumer's name is scoped to its stream, which carries the prefix.
+const PreprocDurable = "preprocessors"
+
+// maxPrefixLen keeps the longest derived name (prefix + "_READY") well inside the limits
+// JetStream puts on stream and bucket names.
+const maxPrefixLen = 32
+
+// ErrBadPrefix is returned for a prefix that cannot name streams, buckets and subjects.
+var ErrBadPrefix = errors.New("invalid NATS prefix")
+
+// ValidPrefix reports whether p can prefix every name: letters, digits, '-' and '_' are what
+// stream names, KV bucket names and subject tokens all accept.
+func ValidPrefix(p string) error {
+	if p == "" || len(p) > maxPrefixLen {
+		return fmt.Errorf("nats prefix %q: want 1 to %d characters: %w", p, maxPrefixLen, ErrBadPrefix)
+	}
+	if strings.IndexFunc(p, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) >= 0 {
+		return fmt.Errorf("nats prefix %q: only letters, digits, '-' and '_' are allowed: %w", p, ErrBadPrefix)
+	}
+	return nil
+}
+
+// Names are the stream, bucket and subject names of one deployment, derived from its
+// prefix, so that deployments with different prefixes share a NATS account without seeing
+// each other's data. The prefix is case-insensitive: stream names take it in upper case,
+// the bucket and the subjects in lower case (two streams may not share subjects, so
+// prefixes differing only in case must be one deployment). The zero value uses
+// DefaultPrefix.
+type Names struct {
+	upper, lower string
+}
+
+// NewNames validates prefix; "" means DefaultPrefix.
+func NewNames(prefix string) (Names, error) {
+	if prefix == "" {
+		return Names{}, nil
+	}
+	if err := ValidPrefix(prefix); err != nil {
+		return Names{}, err
+	}
+	return Names{upper: strings.ToUpper(prefix), lower: strings.ToLower(prefix)}, nil
+}
+
+func (n Names) up() string {
+	if n.upper == "" {
+		return DefaultPrefix
+	}
+	return n.upper
+}
+
+func (n Names) low() string {
+	if n.lower == "" {
+		return strings.ToLower(DefaultPrefix)
+	}
+	return n.lower
+}
+
+// Prefix is the prefix in upper case.
+func (n Names) Prefix() string { return n.up() }
+
+// RawStream is the work queue of pages read from PostgreSQL.
+func (n Names) RawStream() string { return n.up() + "_RAW" }
+
+// ReadyStream holds the preprocessed batches.
+func (n Names) ReadyStream() string { return n.up() + "_READY" }
+
+// StateBucket is the KV bucket of job state and plans.
+func (n Names) StateBucket() string { return n.low() + "_state" }
+
+// RawSubjects is the subject space of RawStream.
+func (n Names) RawSubjects() string { return n.low() + ".raw.>" }
+
+// ReadySubjects is the subject space of ReadyStream.
+func (n Names) ReadySubjects() string { return n.low() + ".ready.>" }
 
 // BatchID identifies one page of one range in one read pass of a job.
 type BatchID struct {
@@ -30,11 +102,40 @@ func (b BatchID) tail() string {
 }
 
 // RawSubject is where the fetcher publishes a page.
-func (b BatchID) RawSubject() string { return "pgtrain.raw." + b.tail() }
+func (n Names) RawSubject(b BatchID) string { return n.low() + ".raw." + b.tail() }
 
 // ReadySubject is where the preprocessor publishes the transformed page; READY keeps at most
 // one message per subject, so a batch can never be there twice.
-func (b BatchID) ReadySubject() string { return "pgtrain.ready." + b.tail() }
+func (n Names) ReadySubject(b BatchID) string { return n.low() + ".ready." + b.tail() }
+
+// ParseRawSubject is the inverse of RawSubject: it returns the batch a RAW subject names, or
+// an error for any subject RawSubject cannot have built.
+func (n Names) ParseRawSubject(subject string) (BatchID, error) {
+	rest, ok := strings.CutPrefix(subject, n.low()+".raw.")
+	if !ok {
+		return BatchID{}, fmt.Errorf("subject %q: not under %s", subject, n.RawSubjects())
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 4 {
+		return BatchID{}, fmt.Errorf("subject %q: want %s<job>.<pass>.<range>.<page>", subject, n.low()+".raw.")
+	}
+	if err := ValidJobID(parts[0]); err != nil {
+		return BatchID{}, fmt.Errorf("subject %q: %w", subject, err)
+	}
+	id := BatchID{JobID: parts[0]}
+	for i, f := range []struct {
+		name string
+		dst  *int
+	}{{"pass", &id.Pass}, {"range", &id.Range}, {"page", &id.Page}} {
+		v, err := strconv.Atoi(parts[i+1])
+		// Only the canonical form RawSubject writes: no sign, no leading zeros.
+		if err != nil || v < 0 || strconv.Itoa(v) != parts[i+1] {
+			return BatchID{}, fmt.Errorf("subject %q: %s %q is not a non-negative integer", subject, f.name, parts[i+1])
+		}
+		*f.dst = v
+	}
+	return id, nil
+}
 
 // MsgID is the JetStream message id of the raw page, for publish deduplication.
 func (b BatchID) MsgID() string {
@@ -44,14 +145,14 @@ func (b BatchID) MsgID() string {
 func (b BatchID) String() string { return b.MsgID() }
 
 // ReadyJobSubjects matches every READY batch of a job (for purging a finished job).
-func ReadyJobSubjects(jobID string) string { return "pgtrain.ready." + jobID + ".>" }
+func (n Names) ReadyJobSubjects(jobID string) string { return n.low() + ".ready." + jobID + ".>" }
 
 // RawJobSubjects matches every RAW page of a job (for purging a finished job).
-func RawJobSubjects(jobID string) string { return "pgtrain.raw." + jobID + ".>" }
+func (n Names) RawJobSubjects(jobID string) string { return n.low() + ".raw." + jobID + ".>" }
 
 // ReadyPassSubjects matches every READY batch of one read pass of a job.
-func ReadyPassSubjects(jobID string, pass int) string {
-	return "pgtrain.ready." + jobID + "." + strconv.Itoa(pass) + ".>"
+func (n Names) ReadyPassSubjects(jobID string, pass int) string {
+	return n.low() + ".ready." + jobID + "." + strconv.Itoa(pass) + ".>"
 }
 
 // ValidJobID reports whether id can be used as a subject token and a KV key part.
@@ -69,6 +170,6 @@ func ValidJobID(id string) error {
 
 // ReadyRangeSubjects matches every READY batch of one range of one read pass (for purging a
 // range the trainer has consumed when later epochs re-read PostgreSQL).
-func ReadyRangeSubjects(jobID string, pass, rng int) string {
-	return "pgtrain.ready." + jobID + "." + strconv.Itoa(pass) + "." + strconv.Itoa(rng) + ".>"
+func (n Names) ReadyRangeSubjects(jobID string, pass, rng int) string {
+	return n.low() + ".ready." + jobID + "." + strconv.Itoa(pass) + "." + strconv.Itoa(rng) + ".>"
 }

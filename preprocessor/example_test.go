@@ -65,7 +65,7 @@ func ExampleNew() {
 		fmt.Println(err)
 		return
 	}
-	if _, err := b.JS.Publish(ctx, page.RawSubject(), data, jetstream.WithMsgID(page.MsgID())); err != nil {
+	if _, err := b.JS.Publish(ctx, b.Names().RawSubject(page.BatchID), data, jetstream.WithMsgID(page.MsgID())); err != nil {
 		fmt.Println(err)
 		return
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,7 +43,8 @@ type counters struct {
 // Preprocessor consumes RAW and publishes READY.
 type Preprocessor struct {
 	cfg   Config
-	bus   *bus.Bus
+	bus   Bus
+	names messages.Names
 	fail  JobFailer
 	log   *slog.Logger
 	n     counters
@@ -58,8 +58,16 @@ type Preprocessor struct {
 // maxCachedPlans bounds the transformer cache; compiled plans are small.
 const maxCachedPlans = 64
 
+// Bus is the JetStream side of a preprocessor: it consumes RAW, publishes READY and reads
+// plans from the state bucket. pgtrain's roles are given one that has declared them.
+type Bus interface {
+	JetStream() jetstream.JetStream
+	StateKV() jetstream.KeyValue
+	Names() messages.Names
+}
+
 // New returns a Preprocessor. cfg is completed with defaults and validated.
-func New(cfg Config, b *bus.Bus, f JobFailer, log *slog.Logger) (*Preprocessor, error) {
+func New(cfg Config, b Bus, f JobFailer, log *slog.Logger) (*Preprocessor, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -70,7 +78,7 @@ func New(cfg Config, b *bus.Bus, f JobFailer, log *slog.Logger) (*Preprocessor, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Preprocessor{cfg: cfg, bus: b, fail: f, log: log}, nil
+	return &Preprocessor{cfg: cfg, bus: b, names: b.Names(), fail: f, log: log}, nil
 }
 
 // Stats returns the counters.
@@ -91,7 +99,7 @@ func (p *Preprocessor) Run(ctx context.Context) error {
 	defer stopSummary()
 	backoff := p.backoff()
 	for ctx.Err() == nil {
-		cons, err := p.bus.Raw.Consumer(ctx, messages.PreprocDurable)
+		cons, err := p.bus.JetStream().Consumer(ctx, p.names.RawStream(), messages.PreprocDurable)
 		if err != nil {
 			if ctx.Err() == nil {
 				p.log.Warn("looking up the RAW consumer failed; retrying", "consumer", messages.PreprocDurable, "error", err, "retry_in", backoff.Next())
@@ -213,13 +221,13 @@ func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
 		p.log.Error("terminating a RAW page that cannot be decoded", "subject", msg.Subject(), "error", err,
 			"unknown_version", errors.Is(err, messages.ErrUnknownVersion))
 		// The page is gone for good, so its job can never finish: say so.
-		if job := jobOfSubject(msg.Subject()); job != "" {
-			p.failJob(work, job, fmt.Sprintf("RAW page %s cannot be decoded: %v", msg.Subject(), err))
+		if id, perr := p.names.ParseRawSubject(msg.Subject()); perr == nil {
+			p.failJob(work, id.JobID, fmt.Sprintf("RAW page %s cannot be decoded: %v", msg.Subject(), err))
 		}
 		return action{kind: actTerm}
 	}
 	log := p.log.With("job_id", raw.JobID, "batch", raw.BatchID.String())
-	if msg.Subject() != raw.BatchID.RawSubject() {
+	if msg.Subject() != p.names.RawSubject(raw.BatchID) {
 		log.Warn("RAW page on an unexpected subject", "subject", msg.Subject())
 	}
 	t, err := p.transformer(work, raw.JobID)
@@ -250,8 +258,8 @@ func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
 		return action{kind: actTerm}
 	}
 	data, err := messages.EncodeReady(ready)
-	if err == nil && len(data) > int(p.bus.NC.MaxPayload()) {
-		err = fmt.Errorf("ready batch %s is %d bytes, over the NATS max payload of %d; lower page_rows", ready.BatchID, len(data), p.bus.NC.MaxPayload())
+	if mp := p.bus.JetStream().Conn().MaxPayload(); err == nil && len(data) > int(mp) {
+		err = fmt.Errorf("ready batch %s is %d bytes, over the NATS max payload of %d; lower page_rows", ready.BatchID, len(data), mp)
 	}
 	if err != nil {
 		log.Error("failing the job: a ready batch cannot be published", "error", err)
@@ -261,7 +269,7 @@ func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
 		p.n.failed.Add(1)
 		return action{kind: actTerm}
 	}
-	if !p.publish(ctx, log, ready.BatchID.ReadySubject(), data) {
+	if !p.publish(ctx, log, p.names.ReadySubject(ready.BatchID), data) {
 		return action{kind: actNak} // shutting down while READY was full: another preprocessor takes it
 	}
 	faultpoint.Hit(faultpoint.PreprocessorAfterReadyPublish)
@@ -278,7 +286,7 @@ func (p *Preprocessor) publish(ctx context.Context, log *slog.Logger, subject st
 	waited := false
 	for {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishTimeout)
-		_, err := p.bus.JS.Publish(pctx, subject, data, jetstream.WithExpectStream(messages.ReadyStream))
+		_, err := p.bus.JetStream().Publish(pctx, subject, data, jetstream.WithExpectStream(p.names.ReadyStream()))
 		cancel()
 		switch {
 		case err == nil:
@@ -352,7 +360,7 @@ func (p *Preprocessor) transformer(ctx context.Context, jobID string) (*transfor
 	if t, ok := p.plans.Load(jobID); ok {
 		return t.(*transform.Transformer), nil
 	}
-	plan, err := bus.GetPlan(ctx, p.bus.State, jobID)
+	plan, err := bus.GetPlan(ctx, p.bus.StateKV(), jobID)
 	if err != nil {
 		return nil, err
 	}
@@ -366,15 +374,6 @@ func (p *Preprocessor) transformer(ctx context.Context, jobID string) (*transfor
 	}
 	p.plans.Store(jobID, t)
 	return t, nil
-}
-
-// jobOfSubject returns the job id of a RAW subject (pgtrain.raw.<job>.<pass>.<range>.<page>).
-func jobOfSubject(subject string) string {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 6 || parts[0]+"."+parts[1]+".>" != messages.RawSubjects || messages.ValidJobID(parts[2]) != nil {
-		return ""
-	}
-	return parts[2]
 }
 
 // summarize logs the counters at info every SummaryEvery, and once when stopped.

@@ -107,7 +107,7 @@ func publishRaw(t testing.TB, b *bus.Bus, rb *messages.RawBatch, msgID string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ack, err := b.JS.Publish(context.Background(), rb.BatchID.RawSubject(), data, jetstream.WithMsgID(msgID))
+	ack, err := b.JS.Publish(context.Background(), b.Names().RawSubject(rb.BatchID), data, jetstream.WithMsgID(msgID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestPreprocessorEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	data7, _ := messages.EncodeReady(want7)
-	if _, err := b.JS.Publish(ctx, want7.ReadySubject(), data7); err != nil {
+	if _, err := b.JS.Publish(ctx, b.Names().ReadySubject(want7.BatchID), data7); err != nil {
 		t.Fatal(err)
 	}
 
@@ -213,7 +213,7 @@ func TestPreprocessorEndToEnd(t *testing.T) {
 		t.Fatalf("READY holds %d messages, want %d", n, len(batches))
 	}
 	for _, rb := range batches {
-		m, err := b.Ready.GetLastMsgForSubject(ctx, rb.BatchID.ReadySubject())
+		m, err := b.Ready.GetLastMsgForSubject(ctx, b.Names().ReadySubject(rb.BatchID))
 		if err != nil {
 			t.Fatalf("batch %s: %v", rb.BatchID, err)
 		}
@@ -270,7 +270,7 @@ func TestPreprocessorBackpressure(t *testing.T) {
 	seen := map[string]bool{}
 	// collect records the batches in READY and returns the sequence after the last of them.
 	collect := func() uint64 {
-		info, err := b.Ready.Info(ctx, jetstream.WithSubjectFilter(messages.ReadySubjects))
+		info, err := b.Ready.Info(ctx, jetstream.WithSubjectFilter(b.Names().ReadySubjects()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,7 +354,7 @@ func TestPreprocessorFailures(t *testing.T) {
 	if n := streamMsgs(t, b.Ready); n != 1 {
 		t.Fatalf("READY holds %d batches, want only the late job's", n)
 	}
-	if _, err := b.Ready.GetLastMsgForSubject(ctx, late.ReadySubject()); err != nil {
+	if _, err := b.Ready.GetLastMsgForSubject(ctx, b.Names().ReadySubject(late.BatchID)); err != nil {
 		t.Fatal(err)
 	}
 	if s := p.Stats(); s.Failed != 2 || s.Terminated != 1 || s.Processed != 1 || s.Redeliveries < 2 {
@@ -387,19 +387,5 @@ func TestConfig(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
 			}
 		})
-	}
-}
-
-func TestJobOfSubject(t *testing.T) {
-	tests := []struct{ subject, want string }{
-		{"pgtrain.raw.job-1.0.2.3", "job-1"},
-		{"pgtrain.raw.job-1.0.2", ""},
-		{"pgtrain.ready.job-1.0.2.3", ""},
-		{"pgtrain.raw.JOB.0.2.3", ""},
-	}
-	for _, tt := range tests {
-		if got := jobOfSubject(tt.subject); got != tt.want {
-			t.Errorf("jobOfSubject(%q) = %q, want %q", tt.subject, got, tt.want)
-		}
 	}
 }

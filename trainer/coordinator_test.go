@@ -45,7 +45,7 @@ func TestTrainerWithTheRealCoordinator(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	co, err := coordinator.New(coordinator.Config{Listen: "127.0.0.1:0", ReadyMaxBytes: 64 << 20},
+	co, err := coordinator.New(context.Background(), coordinator.Config{Listen: "127.0.0.1:0", ReadyMaxBytes: 64 << 20},
 		map[string]*pgxpool.Pool{"": pool}, b, testLog(t))
 	if err != nil {
 		t.Fatal(err)

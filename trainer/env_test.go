@@ -161,7 +161,7 @@ func publish(ctx context.Context, b *bus.Bus, rb *messages.ReadyBatch) error {
 	if err != nil {
 		return err
 	}
-	if _, err := b.JS.Publish(ctx, rb.ReadySubject(), data); err != nil && !bus.IsDuplicateSubject(err) {
+	if _, err := b.JS.Publish(ctx, b.Names().ReadySubject(rb.BatchID), data); err != nil && !bus.IsDuplicateSubject(err) {
 		return fmt.Errorf("publishing %s: %w", rb.BatchID, err)
 	}
 	return nil

@@ -115,7 +115,7 @@ func (j *jobRun) resumeReport(ctx context.Context) error {
 
 func (j *jobRun) epochs(ctx context.Context) error {
 	pctx, cancel := context.WithCancel(ctx)
-	rr := newRangeReader(j.t.bus.Ready, j.plan, j.t.cfg.ReadBackoff, j.log)
+	rr := newRangeReader(j.t.bus.ReadyStream(), j.t.names, j.plan, j.t.cfg.ReadBackoff, j.log)
 	pf := startPrefetch(pctx, rr, j.plan, j.pos.Epoch, j.pos.Consumed, j.t.cfg.Prefetch+1)
 	defer func() {
 		cancel()
@@ -185,7 +185,7 @@ func (j *jobRun) rangeDone(ctx context.Context, r *rangeRows) error {
 	}
 	faultpoint.Hit(faultpoint.TrainerAfterCheckpoint)
 	if !j.plan.Replay {
-		j.purge(ctx, messages.ReadyRangeSubjects(j.plan.JobID, r.Pass, r.Range))
+		j.purge(ctx, j.t.names.ReadyRangeSubjects(j.plan.JobID, r.Pass, r.Range))
 	}
 	if err := j.report(ctx, progress); err != nil {
 		if ctx.Err() != nil {
@@ -356,7 +356,7 @@ func (j *jobRun) checkpoint() error {
 func (j *jobRun) purge(ctx context.Context, subject string) {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
 	defer cancel()
-	if err := j.t.bus.Ready.Purge(pctx, jetstream.WithPurgeSubject(subject)); err != nil {
+	if err := j.t.bus.ReadyStream().Purge(pctx, jetstream.WithPurgeSubject(subject)); err != nil {
 		j.log.Warn("purging consumed batches", "subject", subject, "error", err)
 	}
 }
@@ -416,7 +416,7 @@ func (j *jobRun) finish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	j.purge(ctx, messages.ReadyJobSubjects(j.plan.JobID))
+	j.purge(ctx, j.t.names.ReadyJobSubjects(j.plan.JobID))
 	j.log.Info("job done", "model_path", dir, "epochs", len(j.pos.Results))
 	return nil
 }

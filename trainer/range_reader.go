@@ -36,13 +36,14 @@ func (r *rangeRows) rows() int { return len(r.Keys) }
 // are not there yet.
 type RangeReader struct {
 	ready   batchGetter
+	names   messages.Names
 	plan    *messages.Plan
 	backoff time.Duration // cap of the wait between two looks for a missing page
 	log     *slog.Logger
 }
 
-func newRangeReader(ready batchGetter, plan *messages.Plan, backoff time.Duration, log *slog.Logger) *RangeReader {
-	return &RangeReader{ready: ready, plan: plan, backoff: backoff, log: log}
+func newRangeReader(ready batchGetter, names messages.Names, plan *messages.Plan, backoff time.Duration, log *slog.Logger) *RangeReader {
+	return &RangeReader{ready: ready, names: names, plan: plan, backoff: backoff, log: log}
 }
 
 // Read returns range rng of read pass pass once its last page is in READY. It only returns
@@ -68,7 +69,7 @@ func (rr *RangeReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 			return nil, err
 		}
 		if b.BatchID != id {
-			return nil, fmt.Errorf("subject %s holds batch %s: %w", id.ReadySubject(), b.BatchID, ErrBadBatch)
+			return nil, fmt.Errorf("subject %s holds batch %s: %w", rr.names.ReadySubject(id), b.BatchID, ErrBadBatch)
 		}
 		if b.Rows() > 0 && (b.InputDim != rr.plan.InputDim || b.LabelDim != rr.plan.LabelDim) {
 			return nil, fmt.Errorf("batch %s has widths %d/%d, the plan %d/%d: %w",
@@ -99,7 +100,7 @@ func (rr *RangeReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 // page fetches one batch by subject, polling with a growing (capped) backoff while it is
 // not there.
 func (rr *RangeReader) page(ctx context.Context, id messages.BatchID) (*messages.ReadyBatch, error) {
-	subject := id.ReadySubject()
+	subject := rr.names.ReadySubject(id)
 	backoff := workloop.Backoff{Min: time.Millisecond, Max: rr.backoff}
 	var lastErr error
 	for {

@@ -30,7 +30,7 @@ func TestRangeReaderReadsPagesInOrderWhateverTheArrival(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rr := newRangeReader(b.Ready, p, 5*time.Millisecond, testLog(t))
+	rr := newRangeReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t))
 	type result struct {
 		r   *rangeRows
 		err error
@@ -87,7 +87,7 @@ func TestRangeReaderRefusesBatchesThatContradictThePlan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			job := "bad" + string(rune('a'+i))
 			p, rb := good(job)
-			subject := rb.ReadySubject()
+			subject := b.Names().ReadySubject(rb.BatchID)
 			tc.mangle(rb)
 			data, err := messages.EncodeReady(rb)
 			if err != nil {
@@ -98,7 +98,7 @@ func TestRangeReaderRefusesBatchesThatContradictThePlan(t *testing.T) {
 			if _, err := b.JS.Publish(ctx, subject, data); err != nil {
 				t.Fatal(err)
 			}
-			_, err = newRangeReader(b.Ready, p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 1)
+			_, err = newRangeReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 1)
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
 				t.Fatalf("Read: err = %v, want %v", err, tc.wantErr)
 			}
@@ -111,7 +111,7 @@ func TestRangeReaderWaitsUntilCancelled(t *testing.T) {
 	p := dataset{job: "never", rangeRows: []int{3}, pageRows: 3, epochs: 1, batch: 2}.plan()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := newRangeReader(b.Ready, p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 0)
+	_, err := newRangeReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 0)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("reading a range nobody publishes: err = %v, want the context's deadline", err)
 	}

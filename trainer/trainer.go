@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"pgtrain/coordinator/client"
 	"pgtrain/internal/bus"
 	"pgtrain/internal/workloop"
@@ -31,7 +33,8 @@ const finalTimeout = 10 * time.Second
 // Trainer claims jobs and trains them, one at a time.
 type Trainer struct {
 	cfg   Config
-	bus   *bus.Bus
+	bus   Bus
+	names messages.Names
 	coord Coordinator
 	log   *slog.Logger
 
@@ -40,14 +43,22 @@ type Trainer struct {
 	observe func(epoch int, training bool, keys []int64)
 }
 
+// Bus is the JetStream side of a trainer: it reads and purges READY and reads plans from the
+// state bucket. pgtrain's roles are given one that has declared them.
+type Bus interface {
+	ReadyStream() jetstream.Stream
+	StateKV() jetstream.KeyValue
+	Names() messages.Names
+}
+
 // New checks cfg (after applying its defaults) and returns a trainer that reads READY from b
 // and talks to the coordinator through c. A nil log discards messages.
-func New(cfg Config, b *bus.Bus, c Coordinator, log *slog.Logger) (*Trainer, error) {
+func New(cfg Config, b Bus, c Coordinator, log *slog.Logger) (*Trainer, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if b == nil || b.Ready == nil || b.State == nil {
+	if b == nil || b.ReadyStream() == nil || b.StateKV() == nil {
 		return nil, errors.New("trainer: a bus with the READY stream and the state bucket is required")
 	}
 	if c == nil {
@@ -56,7 +67,7 @@ func New(cfg Config, b *bus.Bus, c Coordinator, log *slog.Logger) (*Trainer, err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Trainer{cfg: cfg, bus: b, coord: c, log: log.With("trainer_id", cfg.TrainerID)}, nil
+	return &Trainer{cfg: cfg, bus: b, names: b.Names(), coord: c, log: log.With("trainer_id", cfg.TrainerID)}, nil
 }
 
 // Config returns the configuration in use, defaults applied.
@@ -130,7 +141,7 @@ func (t *Trainer) runJob(ctx context.Context, id string) error {
 	if err := messages.ValidJobID(id); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadPlan, err)
 	}
-	plan, err := bus.GetPlan(ctx, t.bus.State, id)
+	plan, err := bus.GetPlan(ctx, t.bus.StateKV(), id)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -143,7 +143,7 @@ func TestTrainingOrderIsAPureFunctionOfDataSpecAndSeed(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(done[job], "model.json")); err != nil {
 					t.Fatalf("exported model: %v", err)
 				}
-				if n := readySubjects(t, b, messages.ReadyJobSubjects(job)); n != 0 {
+				if n := readySubjects(t, b, b.Names().ReadyJobSubjects(job)); n != 0 {
 					t.Fatalf("READY still holds %d batches of the finished job", n)
 				}
 			}
@@ -531,7 +531,7 @@ func TestConsumedRangesArePurgedOnlyWhenEpochsReRead(t *testing.T) {
 				}
 				checked = true
 				// Epoch 1 has begun: every range of epoch 0 was consumed.
-				left := readySubjects(t, b, messages.ReadyPassSubjects(job, 0))
+				left := readySubjects(t, b, b.Names().ReadyPassSubjects(job, 0))
 				want := 0
 				if tc.replay {
 					want = len(p.Ranges) * perRange
@@ -549,7 +549,7 @@ func TestConsumedRangesArePurgedOnlyWhenEpochsReRead(t *testing.T) {
 			if !checked || len(errs) > 0 {
 				t.Fatalf("checked %v: %v", checked, errs)
 			}
-			if n := readySubjects(t, b, messages.ReadyJobSubjects(job)); n != 0 {
+			if n := readySubjects(t, b, b.Names().ReadyJobSubjects(job)); n != 0 {
 				t.Fatalf("READY holds %d batches of the finished job", n)
 			}
 		})

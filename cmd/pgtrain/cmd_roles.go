@@ -38,7 +38,7 @@ func runCoordinator(ctx context.Context, args []string) error {
 	}
 	defer r.close()
 	o.cfg.ReadyMaxBytes = o.nats.readyMaxBytes
-	c, err := coordinator.New(o.cfg, r.pools, r.bus, r.log)
+	c, err := coordinator.New(ctx, o.cfg, r.pools, r.bus, r.log)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 type upOpts struct {
 	dsn           string
 	natsURL       string
+	natsPrefix    prefixFlag
 	dataDir       string
 	outDir        string
 	listen        string
@@ -43,6 +44,7 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs := newFlagSet("up", "up [flags]")
 	fs.StringVar(&o.dsn, "dsn", "", "PostgreSQL to read; empty starts a throwaway cluster from the local server binaries")
 	fs.StringVar(&o.natsURL, "nats-url", "", "NATS server to use; empty starts an embedded one")
+	registerPrefix(fs, &o.natsPrefix)
 	fs.StringVar(&o.dataDir, "data-dir", "", "keep the embedded NATS store (and the throwaway cluster) here; empty uses a temporary directory removed on exit")
 	fs.StringVar(&o.outDir, "out-dir", "pgtrain-data/models", "where models, checkpoints and histories are written")
 	fs.StringVar(&o.listen, "listen", coordinator.DefaultListen, "HTTP address of the coordinator (use 127.0.0.1:0 for any free port)")
@@ -85,7 +87,7 @@ func runUp(ctx context.Context, args []string) error {
 		Trainer:       true,
 		Coordinator:   coordinator.Config{Listen: o.listen},
 		TrainerCfg:    trainer.Config{TrainerID: "up-trainer", OutDir: o.outDir},
-		Limits:        bus.Limits{ReadyMaxBytes: o.readyMaxBytes},
+		Limits:        bus.Limits{Prefix: string(o.natsPrefix), ReadyMaxBytes: o.readyMaxBytes},
 		Log:           log,
 	})
 	if err != nil {

@@ -13,17 +13,39 @@ import (
 
 	"pgtrain/internal/bus"
 	"pgtrain/internal/pgutil"
+	"pgtrain/messages"
 )
+
+// prefixFlag is --nats-prefix, checked when it is set so a bad value names the flag.
+type prefixFlag string
+
+func (p *prefixFlag) String() string { return string(*p) }
+
+func (p *prefixFlag) Set(v string) error {
+	if err := messages.ValidPrefix(v); err != nil {
+		return err
+	}
+	*p = prefixFlag(v)
+	return nil
+}
+
+// registerPrefix adds --nats-prefix, shared by the roles and `pgtrain up`.
+func registerPrefix(fs *flag.FlagSet, p *prefixFlag) {
+	*p = messages.DefaultPrefix
+	fs.Var(p, "nats-prefix", "prefix of the stream, KV bucket and subject names, so that deployments with different prefixes share one NATS account (give every role of a deployment the same value)")
+}
 
 // natsFlags are the bus settings every role shares.
 type natsFlags struct {
 	url           string
+	prefix        prefixFlag
 	readyMaxBytes int64
 	rawAckWait    time.Duration
 }
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.url, "nats-url", "nats://127.0.0.1:4222", "NATS server URL (JetStream enabled)")
+	registerPrefix(fs, &n.prefix)
 	fs.Int64Var(&n.readyMaxBytes, "ready-max-bytes", bus.DefaultReadyMaxBytes, "byte limit of the READY stream (backpressure, and the replay decision)")
 	fs.DurationVar(&n.rawAckWait, "raw-ack-wait", bus.DefaultRawAckWait, "how long a RAW page may stay unacknowledged before it is redelivered to another preprocessor (give every role the same value)")
 }
@@ -33,7 +55,7 @@ func (n *natsFlags) connect(ctx context.Context, name string, log *slog.Logger) 
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := bus.Ensure(ctx, nc, bus.Limits{ReadyMaxBytes: n.readyMaxBytes, RawAckWait: n.rawAckWait})
+	b, err := bus.Ensure(ctx, nc, bus.Limits{Prefix: string(n.prefix), ReadyMaxBytes: n.readyMaxBytes, RawAckWait: n.rawAckWait})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

@@ -129,7 +129,7 @@ from generate_series(1, 150) i`); err != nil {
 	if err != nil {
 		return "", nil, err
 	}
-	c, err := coordinator.New(coordinator.Config{Listen: "127.0.0.1:0"}, map[string]*pgxpool.Pool{"": pool}, b, log)
+	c, err := coordinator.New(ctx, coordinator.Config{Listen: "127.0.0.1:0"}, map[string]*pgxpool.Pool{"": pool}, b, log)
 	if err != nil {
 		return "", nil, err
 	}

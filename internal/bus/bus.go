@@ -14,8 +14,12 @@ import (
 	"pgtrain/messages"
 )
 
-// Limits sizes the streams. Zero fields take the defaults.
+// Limits names and sizes the streams. Zero fields take the defaults.
 type Limits struct {
+	// Prefix names the streams, the state bucket and the subjects (see messages.Names), so
+	// that deployments with different prefixes share a NATS account; "" is
+	// messages.DefaultPrefix.
+	Prefix string
 	// ReadyMaxBytes caps READY on disk. When it is full, preprocessors wait: that is the
 	// backpressure that keeps a slow trainer from filling the disk.
 	ReadyMaxBytes int64
@@ -80,37 +84,56 @@ type Bus struct {
 	Ready  jetstream.Stream
 	State  jetstream.KeyValue
 	Limits Limits
+	names  messages.Names
 }
+
+// The methods below are what the roles' small bus interfaces ask for.
+
+// JetStream is the JetStream context (its Conn is the connection).
+func (b *Bus) JetStream() jetstream.JetStream { return b.JS }
+
+// ReadyStream is the declared READY stream.
+func (b *Bus) ReadyStream() jetstream.Stream { return b.Ready }
+
+// StateKV is the declared state bucket.
+func (b *Bus) StateKV() jetstream.KeyValue { return b.State }
+
+// Names are the stream, bucket and subject names of the bus's prefix.
+func (b *Bus) Names() messages.Names { return b.names }
 
 // Ensure declares (or updates) the streams, the preprocessors' durable consumer and the KV
 // bucket, retrying while the server is not reachable yet.
 func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
 	limits = limits.withDefaults()
+	names, err := messages.NewNames(limits.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("bus limits: %w", err)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{NC: nc, JS: js, Limits: limits}
+	b := &Bus{NC: nc, JS: js, Limits: limits, names: names}
 	err = retry(ctx, func(ctx context.Context) error {
 		var err error
-		b.Raw, err = js.CreateOrUpdateStream(ctx, RawStreamConfig())
+		b.Raw, err = js.CreateOrUpdateStream(ctx, RawStreamConfig(names))
 		if err != nil {
-			return fmt.Errorf("declaring %s: %w", messages.RawStream, err)
+			return fmt.Errorf("declaring %s: %w", names.RawStream(), err)
 		}
-		b.Ready, err = js.CreateOrUpdateStream(ctx, ReadyStreamConfig(limits.ReadyMaxBytes))
+		b.Ready, err = js.CreateOrUpdateStream(ctx, ReadyStreamConfig(names, limits.ReadyMaxBytes))
 		if err != nil {
-			return fmt.Errorf("declaring %s: %w", messages.ReadyStream, err)
+			return fmt.Errorf("declaring %s: %w", names.ReadyStream(), err)
 		}
-		if _, err = b.Raw.CreateOrUpdateConsumer(ctx, PreprocConsumerConfig(limits)); err != nil {
+		if _, err = b.Raw.CreateOrUpdateConsumer(ctx, PreprocConsumerConfig(names, limits)); err != nil {
 			return fmt.Errorf("declaring consumer %s: %w", messages.PreprocDurable, err)
 		}
 		b.State, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:  messages.StateBucket,
+			Bucket:  names.StateBucket(),
 			History: 1,
 			Storage: jetstream.FileStorage,
 		})
 		if err != nil {
-			return fmt.Errorf("declaring KV %s: %w", messages.StateBucket, err)
+			return fmt.Errorf("declaring KV %s: %w", names.StateBucket(), err)
 		}
 		return nil
 	})
@@ -122,10 +145,10 @@ func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
 
 // RawStreamConfig: a work queue. A page lives until a preprocessor has turned it into a
 // READY batch; the message id deduplicates a fetcher's re-publish after a crash.
-func RawStreamConfig() jetstream.StreamConfig {
+func RawStreamConfig(n messages.Names) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:       messages.RawStream,
-		Subjects:   []string{messages.RawSubjects},
+		Name:       n.RawStream(),
+		Subjects:   []string{n.RawSubjects()},
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
 		Duplicates: 10 * time.Minute,
@@ -136,10 +159,10 @@ func RawStreamConfig() jetstream.StreamConfig {
 // ReadyStreamConfig: keeps batches (an epoch can replay them), one message per subject and
 // the server refuses a second one, so redelivery can never double a batch. AllowDirect makes
 // get-by-subject ten times faster.
-func ReadyStreamConfig(maxBytes int64) jetstream.StreamConfig {
+func ReadyStreamConfig(n messages.Names, maxBytes int64) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:                 messages.ReadyStream,
-		Subjects:             []string{messages.ReadySubjects},
+		Name:                 n.ReadyStream(),
+		Subjects:             []string{n.ReadySubjects()},
 		Retention:            jetstream.LimitsPolicy,
 		Storage:              jetstream.FileStorage,
 		MaxMsgsPerSubject:    1,
@@ -151,7 +174,7 @@ func ReadyStreamConfig(maxBytes int64) jetstream.StreamConfig {
 }
 
 // PreprocConsumerConfig is the durable pull consumer all preprocessors share.
-func PreprocConsumerConfig(l Limits) jetstream.ConsumerConfig {
+func PreprocConsumerConfig(n messages.Names, l Limits) jetstream.ConsumerConfig {
 	l = l.withDefaults()
 	return jetstream.ConsumerConfig{
 		Durable:       messages.PreprocDurable,
@@ -159,7 +182,7 @@ func PreprocConsumerConfig(l Limits) jetstream.ConsumerConfig {
 		AckWait:       l.RawAckWait,
 		MaxAckPending: l.RawMaxAckPending,
 		MaxDeliver:    l.RawMaxDeliver,
-		FilterSubject: messages.RawSubjects,
+		FilterSubject: n.RawSubjects(),
 	}
 }
 

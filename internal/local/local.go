@@ -71,7 +71,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		nc.Close()
 		return nil, err
 	}
-	coord, err := coordinator.New(o.Coordinator, o.Sources, b, log.With("role", "coordinator"))
+	coord, err := coordinator.New(ctx, o.Coordinator, o.Sources, b, log.With("role", "coordinator"))
 	if err != nil {
 		nc.Close()
 		return nil, err
