@@ -241,7 +241,7 @@ func TestBadRowFailsTheJobNamingKeyAndColumn(t *testing.T) {
 	if _, err := pool.Exec(ctx, "update events set a = null where id = $1", key); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := trainer.New(trainer.Config{TrainerID: "t", OutDir: t.TempDir(), Once: true}, cl.Bus, cl.Client, nil)
+	tr, err := trainer.New(trainer.Config{TrainerID: "t", OutDir: t.TempDir(), Once: true}, cl.Bus, cl.WorkerClient, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
