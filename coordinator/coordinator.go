@@ -37,7 +37,7 @@ type Coordinator struct {
 	leaseIdem map[string]idemLease
 	submits   map[string]*submitCall
 
-	tls      *tls.Config // nil: plain HTTP
+	tls *tls.Config // nil: plain HTTP
 
 	ready    chan struct{}
 	started  atomic.Bool
@@ -169,7 +169,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return fmt.Errorf("coordinator: listening on %s: %w", ln.Addr(), ErrNoAuth)
 	}
 	srv := &http.Server{
-		TLSConfig:         c.tls,
+		TLSConfig: c.tls,
+		// TLS handshake failures and the like: a scanner's noise, not the operator's concern.
+		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 		Handler:           c.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
