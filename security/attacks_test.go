@@ -175,7 +175,7 @@ func TestAttacks(t *testing.T) {
 // is refused at start unless --insecure-no-auth.
 func TestNoTokensMeansLoopbackOnly(t *testing.T) {
 	dir := t.TempDir()
-	env := []string{"PGTRAIN_DSN=" + pg.DSN, "PGTRAIN_NATS_URL=" + natsS.URL, "PGTRAIN_AUTH_TOKEN_FILE=", "PGTRAIN_INSECURE_NO_AUTH="}
+	env := []string{"PGTRAIN_DSN=" + pg.DSN, "PGTRAIN_NATS_URL=" + natsS.URL, "PGTRAIN_AUTH_TOKEN_FILE="}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := runCLI(ctx, env, "coordinator", "--listen", "0.0.0.0:0")

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -78,11 +77,12 @@ type tokenFiles []string
 
 func (t *tokenFiles) String() string { return strings.Join(*t, ",") }
 
+// Set adds a file; an empty value (an empty $PGTRAIN_AUTH_TOKEN_FILE) adds none, which is
+// safe: without tokens the coordinator serves loopback only.
 func (t *tokenFiles) Set(v string) error {
-	if v == "" {
-		return errors.New("empty path")
+	if v != "" {
+		*t = append(*t, v)
 	}
-	*t = append(*t, v)
 	return nil
 }
 

@@ -23,7 +23,7 @@ type coordinatorOpts struct {
 func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
 	o := &coordinatorOpts{}
 	fs := newFlagSet("coordinator", "coordinator [flags]")
-	fs.StringVar(&o.cfg.Listen, "listen", coordinator.DefaultListen, "HTTP address of the job and lease API")
+	fs.StringVar(&o.cfg.Listen, "listen", coordinator.DefaultListen, "HTTP address of the job and lease API; without --auth-token-file only a loopback address is allowed (see --insecure-no-auth)")
 	fs.DurationVar(&o.cfg.LeaseTTL, "lease-ttl", coordinator.DefaultLeaseTTL, "how long a range lease lives without a report from its fetcher")
 	fs.IntVar(&o.cfg.Window, "window", coordinator.DefaultWindow, "ranges the fetchers may read ahead of the trainer")
 	o.auth.register(fs, &o.cfg)
