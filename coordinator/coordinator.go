@@ -169,13 +169,13 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return fmt.Errorf("coordinator: listening on %s: %w", ln.Addr(), ErrNoAuth)
 	}
 	srv := &http.Server{
-		TLSConfig: c.tls,
-		// TLS handshake failures and the like: a scanner's noise, not the operator's concern.
-		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 		Handler:           c.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		TLSConfig:         c.tls,
+		// TLS handshake failures and the like: a scanner's noise, not the operator's concern.
+		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 	}
 	c.addr = ln.Addr().String()
 	close(c.ready)
