@@ -27,6 +27,16 @@ type Config struct {
 	PlanTimeout time.Duration
 	// ShutdownTimeout bounds the graceful HTTP shutdown.
 	ShutdownTimeout time.Duration
+
+	// Tokens are the bearer tokens the API accepts (see LoadTokens); every route but the
+	// probes needs one. Without tokens the API is open, so Listen must be a loopback
+	// address unless InsecureNoAuth is set.
+	Tokens []Token
+	// InsecureNoAuth allows serving a non-loopback address without tokens.
+	InsecureNoAuth bool
+	// TLSCertFile and TLSKeyFile (PEM), both or neither, serve the API over HTTPS.
+	TLSCertFile string
+	TLSKeyFile  string
 }
 
 // Defaults.
@@ -78,6 +88,15 @@ func (c Config) Validate() error {
 	}
 	if c.PlanTimeout < 0 || c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	if err := checkTokens(c.Tokens); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.Tokens) == 0 && !c.InsecureNoAuth && !isLoopback(c.Listen) {
+		errs = append(errs, fmt.Errorf("listen %s: %w", c.Listen, ErrNoAuth))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("TLS: give both the certificate and the key file, or neither"))
 	}
 	return errors.Join(errs...)
 }

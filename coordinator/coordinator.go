@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -35,6 +36,8 @@ type Coordinator struct {
 	order     []*job // creation order: the oldest job first
 	leaseIdem map[string]idemLease
 	submits   map[string]*submitCall
+
+	tls *tls.Config // nil: plain HTTP
 
 	ready    chan struct{}
 	started  atomic.Bool
@@ -95,6 +98,14 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 		leaseIdem: map[string]idemLease{},
 		submits:   map[string]*submitCall{},
 		ready:     make(chan struct{}),
+	}
+	if cfg.TLSCertFile != "" {
+		// Loaded now, so a bad certificate stops the start instead of the first request.
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: TLS certificate: %w", err)
+		}
+		c.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
 	jobs, err := c.st.loadJobs(ctx)
@@ -169,17 +180,38 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("coordinator: listening on %s: %w", c.cfg.Listen, err)
 	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && len(c.cfg.Tokens) == 0 && !c.cfg.InsecureNoAuth && !tcp.IP.IsLoopback() {
+		ln.Close() // the name resolved to a non-loopback address
+		return fmt.Errorf("coordinator: listening on %s: %w", ln.Addr(), ErrNoAuth)
+	}
 	srv := &http.Server{
 		Handler:           c.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		TLSConfig:         c.tls,
+		// TLS handshake failures and the like: a scanner's noise, not the operator's concern.
+		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 	}
 	c.addr = ln.Addr().String()
 	close(c.ready)
-	c.log.Info("coordinator listening", "addr", c.addr, "lease_ttl", c.cfg.LeaseTTL, "window", c.cfg.Window)
+	c.log.Info("coordinator listening", "addr", c.addr, "tls", c.tls != nil, "auth_tokens", len(c.cfg.Tokens),
+		"lease_ttl", c.cfg.LeaseTTL, "window", c.cfg.Window)
+	switch {
+	case len(c.cfg.Tokens) > 0:
+	case c.cfg.InsecureNoAuth:
+		c.log.Warn("no auth tokens and insecure no-auth: every route is open to anyone who reaches this address", "addr", c.addr)
+	default:
+		c.log.Warn("no auth tokens: every route is open, so the coordinator listens on loopback only", "addr", c.addr)
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if c.tls != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate is in srv.TLSConfig
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	var serveErr error
 	select {
 	case <-ctx.Done():

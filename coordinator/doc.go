@@ -13,4 +13,9 @@
 // compare-and-set, so a restarted coordinator resumes where the previous one stopped. Leases
 // are granted only inside the trainer's window (its position in the deterministic range
 // order plus Config.Window), which is how a slow trainer slows the fetchers down.
+//
+// Every route but /healthz and /readyz needs a bearer token (Config.Tokens, LoadTokens) with
+// the route's scope: read and submit for users, worker for the fetchers, preprocessors and
+// trainers. Without tokens the API is open and Validate refuses a non-loopback address
+// unless InsecureNoAuth is set. TLSCertFile and TLSKeyFile serve it over HTTPS.
 package coordinator

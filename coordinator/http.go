@@ -35,25 +35,38 @@ const (
 	maxSmallBytes = 1 << 20
 )
 
+// api lists every route with who may call it; routes registers them. A route without an
+// access panics at registration, so a new route cannot be left open by mistake.
+func (c *Coordinator) api() []route {
+	return []route{
+		{"POST /v1/jobs", needs(ScopeSubmit), c.handleSubmit},
+		{"GET /v1/jobs", needs(ScopeRead), c.handleJobs},
+		{"GET /v1/jobs/{id}", needs(ScopeRead), c.handleJob},
+		{"GET /v1/jobs/{id}/plan", needs(ScopeRead), c.handlePlan},
+		{"POST /v1/jobs/{id}/fail", needs(ScopeWorker), c.handleFail},
+		{"POST /v1/jobs/{id}/progress", needs(ScopeWorker), c.handleProgress},
+		{"POST /v1/leases", needs(ScopeWorker), c.handleLease},
+		{"POST /v1/leases/{lease_id}", needs(ScopeWorker), c.handleLeaseReport},
+		{"POST /v1/trainers/claim", needs(ScopeWorker), c.handleClaim},
+		// The bus state (page counts, no data) is what `pgtrain status` shows users too.
+		{"GET /v1/bus", needs(ScopeWorker, ScopeRead), c.handleBus},
+		// Probes stay open: orchestrators call them without credentials.
+		{"GET /healthz", public, func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		}},
+		{"GET /readyz", public, c.handleReady},
+		// Any valid token may learn that a route does not exist; nobody else may probe.
+		{"/", needs(Scopes...), func(w http.ResponseWriter, r *http.Request) {
+			c.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+		}},
+	}
+}
+
 func (c *Coordinator) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/jobs", c.handleSubmit)
-	mux.HandleFunc("GET /v1/jobs", c.handleJobs)
-	mux.HandleFunc("GET /v1/jobs/{id}", c.handleJob)
-	mux.HandleFunc("GET /v1/jobs/{id}/plan", c.handlePlan)
-	mux.HandleFunc("POST /v1/jobs/{id}/fail", c.handleFail)
-	mux.HandleFunc("POST /v1/jobs/{id}/progress", c.handleProgress)
-	mux.HandleFunc("POST /v1/leases", c.handleLease)
-	mux.HandleFunc("POST /v1/leases/{lease_id}", c.handleLeaseReport)
-	mux.HandleFunc("POST /v1/trainers/claim", c.handleClaim)
-	mux.HandleFunc("GET /v1/bus", c.handleBus)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", c.handleReady)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		c.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
-	})
+	for _, rt := range c.api() {
+		mux.HandleFunc(rt.pattern, c.authorize(rt.access, rt.pattern, rt.handler))
+	}
 	return mux
 }
 

@@ -3,8 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"pgtrain/coordinator"
+	"pgtrain/coordinator/client"
 	"pgtrain/internal/bus"
 	"pgtrain/internal/demo"
 	"pgtrain/internal/local"
@@ -108,6 +111,11 @@ func runJob(t *testing.T, pool *pgxpool.Pool, natsURL string, fetchers, preprocs
 		t.Fatal(err)
 	}
 	defer cl.Stop()
+	// The roles run with tokens, as `pgtrain up` does: a client without one is refused.
+	var ae *client.APIError
+	if _, err := client.New(cl.URL(), nil).Jobs(ctx); !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+		t.Fatalf("GET /v1/jobs without a token: %v, want 401", err)
+	}
 	start := time.Now()
 	st, err := cl.Client.Submit(ctx, body)
 	if err != nil {
@@ -239,7 +247,7 @@ func TestBadRowFailsTheJobNamingKeyAndColumn(t *testing.T) {
 	if _, err := pool.Exec(ctx, "update events set a = null where id = $1", key); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := trainer.New(trainer.Config{TrainerID: "t", OutDir: t.TempDir(), Once: true}, cl.Bus, cl.Client, nil)
+	tr, err := trainer.New(trainer.Config{TrainerID: "t", OutDir: t.TempDir(), Once: true}, cl.Bus, cl.WorkerClient, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,10 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"pgtrain/coordinator/client"
+	"pgtrain/internal/testenv"
 	"pgtrain/messages"
 )
 
@@ -49,6 +52,7 @@ type cluster struct {
 	env      []string
 	natsURL  string
 	coordURL string
+	tokens   testenv.Tokens
 	client   *client.Client
 
 	nats          *proc
@@ -75,17 +79,20 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 		dir:      dir,
 		natsURL:  fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
 		coordURL: fmt.Sprintf("http://127.0.0.1:%d", coordPort),
+		tokens:   testenv.TokenFiles(t, dir),
 	}
 	c.env = []string{
 		"PGTRAIN_LOG_FORMAT=json",
 		"PGTRAIN_NATS_URL=" + c.natsURL,
 		"PGTRAIN_COORDINATOR=" + c.coordURL,
+		// Authentication is on, as in production: every role holds the worker token.
+		"PGTRAIN_COORDINATOR_TOKEN_FILE=" + c.tokens.Worker,
 		"PGTRAIN_DSN=" + pg.DSN,
 		"PGTRAIN_READY_MAX_BYTES=" + strconv.FormatInt(o.readyMaxBytes, 10),
 		"PGTRAIN_RAW_ACK_WAIT=" + rawAckWait.String(),
 		"PGTRAIN_FAULT=", // never inherited from the environment of the test itself
 	}
-	c.client = client.New(c.coordURL, nil)
+	c.client = client.New(c.coordURL, nil, client.WithToken(c.tokens.UserSecret))
 	t.Cleanup(func() { c.stop() })
 
 	mk := func(name string, args ...string) *proc {
@@ -93,7 +100,7 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 	}
 	c.nats = mk("nats", "nats", "--store-dir", filepath.Join(dir, "nats"), "--port", strconv.Itoa(natsPort))
 	c.coordinator = mk("coordinator", "coordinator", "--listen", fmt.Sprintf("127.0.0.1:%d", coordPort),
-		"--lease-ttl", leaseTTL.String(), "--window", strconv.Itoa(window))
+		"--lease-ttl", leaseTTL.String(), "--window", strconv.Itoa(window), "--auth-token-file", c.tokens.Auth)
 	for i := range numFetchers {
 		p := mk(fmt.Sprintf("fetcher-%d", i+1), append([]string{"fetcher", "--id", fmt.Sprintf("fetcher-%d", i+1)}, o.fetcherArgs...)...)
 		c.fetchers = append(c.fetchers, withHealth(t, p))
@@ -109,6 +116,7 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 	c.must(waitTCP(c.nats, fmt.Sprintf("127.0.0.1:%d", natsPort), 20*time.Second))
 	c.must(c.coordinator.start(c.env))
 	c.must(c.waitCoordinator(30 * time.Second))
+	c.must(c.checkAuthOn())
 	for i, p := range c.fetchers {
 		c.must(p.start(c.env, o.fetcherEnv[i]...))
 	}
@@ -176,6 +184,19 @@ func (c *cluster) waitCoordinator(timeout time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond) // polling interval of a condition with a deadline
 	}
+}
+
+// checkAuthOn makes sure the scenario runs with authentication on: a request without a
+// token is refused.
+func (c *cluster) checkAuthOn() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := client.New(c.coordURL, nil).Jobs(ctx)
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+		return fmt.Errorf("GET /v1/jobs without a token: %v, want 401", err)
+	}
+	return nil
 }
 
 // restart starts a process that has exited again, with its original flags and no fault.

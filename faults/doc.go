@@ -5,7 +5,9 @@
 // own process, restartable on the same port) and creates a 200,000-row table. Each scenario
 // then starts a cluster on loopback, every role its own process of that binary with JSON
 // logs in a file: `pgtrain nats` (an embedded nats-server, restartable on the same port and
-// store), the coordinator, 3 fetchers, 2 preprocessors and a trainer. It submits a 3-epoch
+// store), the coordinator, 3 fetchers, 2 preprocessors and a trainer. Authentication is on,
+// as in production: the coordinator reads a token file, the roles send a worker token and
+// the test (and `pgtrain status`) a user token. It submits a 3-epoch
 // job (20 key ranges of 10,000 rows, pages of 1,000 rows, dropout, a seed), injects one
 // fault while the job runs, and checks:
 //

@@ -145,7 +145,7 @@ func TestPreprocessorKilled(t *testing.T) {
 				t.Errorf("READY refused no batch: the page published before the kill was not redelivered")
 			}
 			// An operator sees the redeliveries with `pgtrain status`.
-			out, err := exec.Command(binary, "status", "--coordinator", r.c.coordURL, r.jobID).CombinedOutput()
+			out, err := exec.Command(binary, "status", "--coordinator", r.c.coordURL, "--coordinator-token-file", r.c.tokens.User, r.jobID).CombinedOutput()
 			if want := fmt.Sprintf("of which %d redeliveries", o.bus.Preprocessors.Redeliveries); err != nil || !strings.Contains(string(out), want) {
 				t.Errorf("pgtrain status (%v) does not say %q:\n%s", err, want, out)
 			}

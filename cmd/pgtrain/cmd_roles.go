@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 
 	"pgtrain/coordinator"
-	"pgtrain/coordinator/client"
 	"pgtrain/fetcher"
 	"pgtrain/preprocessor"
 	"pgtrain/trainer"
@@ -13,6 +14,7 @@ import (
 
 type coordinatorOpts struct {
 	cfg  coordinator.Config
+	auth serverAuthFlags
 	db   dbFlags
 	nats natsFlags
 	log  logFlags
@@ -21,9 +23,10 @@ type coordinatorOpts struct {
 func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
 	o := &coordinatorOpts{}
 	fs := newFlagSet("coordinator", "coordinator [flags]")
-	fs.StringVar(&o.cfg.Listen, "listen", coordinator.DefaultListen, "HTTP address of the job and lease API")
+	fs.StringVar(&o.cfg.Listen, "listen", coordinator.DefaultListen, "HTTP address of the job and lease API; without --auth-token-file only a loopback address is allowed (see --insecure-no-auth)")
 	fs.DurationVar(&o.cfg.LeaseTTL, "lease-ttl", coordinator.DefaultLeaseTTL, "how long a range lease lives without a report from its fetcher")
 	fs.IntVar(&o.cfg.Window, "window", coordinator.DefaultWindow, "ranges the fetchers may read ahead of the trainer")
+	o.auth.register(fs, &o.cfg)
 	o.db.register(fs)
 	o.nats.register(fs)
 	o.log.register(fs)
@@ -38,7 +41,13 @@ func runCoordinator(ctx context.Context, args []string) error {
 	}
 	defer r.close()
 	o.cfg.ReadyMaxBytes = o.nats.readyMaxBytes
+	if o.cfg.Tokens, err = o.auth.tokens(); err != nil {
+		return err
+	}
 	c, err := coordinator.New(ctx, o.cfg, r.pools, r.bus, r.log)
+	if errors.Is(err, coordinator.ErrNoAuth) {
+		return fmt.Errorf("%w: give --auth-token-file, listen on 127.0.0.1, or pass --insecure-no-auth", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -48,6 +57,7 @@ func runCoordinator(ctx context.Context, args []string) error {
 type fetcherOpts struct {
 	cfg    fetcher.Config
 	coord  string
+	auth   coordAuthFlags
 	db     dbFlags
 	nats   natsFlags
 	log    logFlags
@@ -60,6 +70,7 @@ func fetcherFlags() (*flag.FlagSet, *fetcherOpts) {
 	fs.StringVar(&o.cfg.WorkerID, "id", "", "worker name in leases and logs (default host-pid)")
 	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
 	fs.IntVar(&o.cfg.ReadAhead, "read-ahead", fetcher.DefaultReadAhead, "pages read ahead of their publish")
+	o.auth.register(fs)
 	o.db.register(fs)
 	o.nats.register(fs)
 	o.log.register(fs)
@@ -74,7 +85,11 @@ func runFetcher(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.close()
-	f, err := fetcher.New(o.cfg, r.pools, r.bus, client.New(o.coord, r.log), r.log)
+	cl, err := o.auth.client(o.coord, r.log)
+	if err != nil {
+		return err
+	}
+	f, err := fetcher.New(o.cfg, r.pools, r.bus, cl, r.log)
 	if err != nil {
 		return err
 	}
@@ -89,6 +104,7 @@ func runFetcher(ctx context.Context, args []string) error {
 type preprocessorOpts struct {
 	cfg    preprocessor.Config
 	coord  string
+	auth   coordAuthFlags
 	nats   natsFlags
 	log    logFlags
 	health healthFlags
@@ -99,6 +115,7 @@ func preprocessorFlags() (*flag.FlagSet, *preprocessorOpts) {
 	fs := newFlagSet("preprocessor", "preprocessor [flags]")
 	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL (to fail a job on a bad row)")
 	fs.IntVar(&o.cfg.Concurrency, "concurrency", preprocessor.DefaultConcurrency, "batches transformed at once")
+	o.auth.register(fs)
 	o.nats.register(fs)
 	o.log.register(fs)
 	o.health.register(fs)
@@ -112,7 +129,11 @@ func runPreprocessor(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.close()
-	p, err := preprocessor.New(o.cfg, r.bus, client.New(o.coord, r.log), r.log)
+	cl, err := o.auth.client(o.coord, r.log)
+	if err != nil {
+		return err
+	}
+	p, err := preprocessor.New(o.cfg, r.bus, cl, r.log)
 	if err != nil {
 		return err
 	}
@@ -127,6 +148,7 @@ func runPreprocessor(ctx context.Context, args []string) error {
 type trainerOpts struct {
 	cfg    trainer.Config
 	coord  string
+	auth   coordAuthFlags
 	nats   natsFlags
 	log    logFlags
 	health healthFlags
@@ -152,6 +174,7 @@ func trainerFlags() (*flag.FlagSet, *trainerOpts) {
 			return nil
 		})
 	fs.DurationVar(&o.cfg.StepDelay, "step-delay", 0, "pause after every batch, to throttle a trainer on a shared machine (and, in tests, to make it the slowest stage)")
+	o.auth.register(fs)
 	o.nats.register(fs)
 	o.log.register(fs)
 	o.health.register(fs)
@@ -165,7 +188,11 @@ func runTrainer(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.close()
-	t, err := trainer.New(o.cfg, r.bus, client.New(o.coord, r.log), r.log)
+	cl, err := o.auth.client(o.coord, r.log)
+	if err != nil {
+		return err
+	}
+	t, err := trainer.New(o.cfg, r.bus, cl, r.log)
 	if err != nil {
 		return err
 	}

@@ -12,12 +12,12 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"pgtrain/coordinator/client"
 	"pgtrain/messages"
 )
 
 type clientOpts struct {
 	coord  string
+	auth   coordAuthFlags
 	wait   bool
 	asJSON bool
 	log    logFlags
@@ -28,6 +28,7 @@ func submitFlags() (*flag.FlagSet, *clientOpts) {
 	fs := newFlagSet("submit", "submit [flags] SPEC.json|SPEC.yaml|-")
 	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
 	fs.BoolVar(&o.wait, "wait", false, "follow the job until it ends, printing progress and each epoch's loss")
+	o.auth.register(fs)
 	o.log.register(fs)
 	return fs, o
 }
@@ -50,7 +51,10 @@ func runSubmit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := client.New(*coord, log)
+	c, err := o.auth.client(*coord, log)
+	if err != nil {
+		return err
+	}
 	st, err := c.Submit(ctx, spec)
 	if err != nil {
 		return err
@@ -97,6 +101,7 @@ func statusFlags() (*flag.FlagSet, *clientOpts) {
 	fs := newFlagSet("status", "status [flags] [JOB]")
 	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
 	fs.BoolVar(&o.asJSON, "json", false, "print the coordinator's JSON")
+	o.auth.register(fs)
 	o.log.register(fs)
 	return fs, o
 }
@@ -111,7 +116,10 @@ func runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := client.New(*coord, log)
+	c, err := o.auth.client(*coord, log)
+	if err != nil {
+		return err
+	}
 	if fs.NArg() == 0 {
 		jobs, err := c.Jobs(ctx)
 		if err != nil {

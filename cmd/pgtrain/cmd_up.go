@@ -45,7 +45,7 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs.StringVar(&o.dsn, "dsn", "", "PostgreSQL to read; empty starts a throwaway cluster from the local server binaries")
 	fs.StringVar(&o.natsURL, "nats-url", "", "NATS server to use; empty starts an embedded one")
 	registerPrefix(fs, &o.natsPrefix)
-	fs.StringVar(&o.dataDir, "data-dir", "", "keep the embedded NATS store (and the throwaway cluster) here; empty uses a temporary directory removed on exit")
+	fs.StringVar(&o.dataDir, "data-dir", "", "keep the embedded NATS store (and the throwaway cluster) here, and write the user token to user.token in it; empty uses a temporary directory removed on exit")
 	fs.StringVar(&o.outDir, "out-dir", "pgtrain-data/models", "where models, checkpoints and histories are written")
 	fs.StringVar(&o.listen, "listen", coordinator.DefaultListen, "HTTP address of the coordinator (use 127.0.0.1:0 for any free port)")
 	fs.IntVar(&o.fetchers, "fetchers", 3, "fetcher workers")
@@ -95,6 +95,11 @@ func runUp(ctx context.Context, args []string) error {
 	}
 	defer cluster.Stop()
 	url, c := cluster.URL(), cluster.Client
+	tokenPath, err := writeUserToken(env.dir, cluster.UserToken())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("authentication is on: a user token (scopes read, submit) is in %s\n", tokenPath)
 
 	var spec []byte
 	switch {
@@ -115,8 +120,8 @@ func runUp(ctx context.Context, args []string) error {
 			return err
 		}
 	default:
-		fmt.Printf("pgtrain is up: coordinator %s, NATS %s\nsubmit jobs with: pgtrain submit --coordinator %s SPEC\nCtrl-C stops.\n",
-			url, env.natsURL, url)
+		fmt.Printf("pgtrain is up: coordinator %s, NATS %s\nsubmit jobs with: pgtrain submit --coordinator %s --coordinator-token-file %s SPEC\nCtrl-C stops.\n",
+			url, env.natsURL, url, tokenPath)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -151,6 +156,7 @@ type upEnv struct {
 	nats    *devenv.NATS
 	natsURL string
 	pool    *pgxpool.Pool
+	dir     string // --data-dir, or tmp
 	tmp     string
 }
 
@@ -175,6 +181,7 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 			return nil, err
 		}
 	}
+	env.dir = dir
 	if env.natsURL == "" {
 		n, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(dir, "nats")})
 		if err != nil {
@@ -199,6 +206,28 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 	env.pool = pool
 	ok = true
 	return env, nil
+}
+
+// userTokenFile is where `up` writes the user token, in its data directory.
+const userTokenFile = "user.token"
+
+// writeUserToken writes the token (readable by its owner only) and returns the file's path.
+func writeUserToken(dir, token string) (string, error) {
+	path, err := filepath.Abs(filepath.Join(dir, userTokenFile))
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("writing the user token: %w", err)
+	}
+	// Remove first: WriteFile keeps the mode of a file that exists.
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("writing the user token: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing the user token: %w", err)
+	}
+	return path, nil
 }
 
 func (e *upEnv) stop() {

@@ -36,11 +36,11 @@ func TestComposeFileMatchesTheBinary(t *testing.T) {
 		cmds[c.name] = c
 	}
 	required := map[string][]string{
-		"coordinator":  {"dsn", "nats-url"},
-		"fetcher":      {"dsn", "nats-url", "coordinator"},
-		"preprocessor": {"nats-url", "coordinator"},
-		"trainer":      {"nats-url", "coordinator"},
-		"submit":       {"coordinator"},
+		"coordinator":  {"dsn", "nats-url", "auth-token-file"},
+		"fetcher":      {"dsn", "nats-url", "coordinator", "coordinator-token-file"},
+		"preprocessor": {"nats-url", "coordinator", "coordinator-token-file"},
+		"trainer":      {"nats-url", "coordinator", "coordinator-token-file"},
+		"submit":       {"coordinator", "coordinator-token-file"},
 	}
 	wantReplicas := map[string]int{"fetcher": 3, "preprocessor": 2}
 	roles := map[string]bool{}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -50,10 +51,27 @@ func (e *APIError) Error() string {
 
 // Client talks to one coordinator. It is safe for concurrent use.
 type Client struct {
-	base string
-	http *retryablehttp.Client
-	once *retryablehttp.Client // no retries: health probes must answer now
+	base  string
+	token string // sent as a bearer token; never logged
+	http  *retryablehttp.Client
+	once  *retryablehttp.Client // no retries: health probes must answer now
 }
+
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	token string
+	tls   *tls.Config
+}
+
+// WithToken sends token as a bearer token with every request. The retry policy does not
+// retry a 401 or 403: a wrong token stays wrong.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithTLSConfig sets the TLS configuration of https:// coordinators, e.g. RootCAs for a
+// coordinator whose certificate a private CA signed.
+func WithTLSConfig(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
 
 // Retry policy: about 15 s of retries, enough to ride out a coordinator restart.
 const (
@@ -65,11 +83,20 @@ const (
 
 // New returns a client for the coordinator at baseURL (e.g. "http://127.0.0.1:8080").
 // log receives the retry messages; nil discards them.
-func New(baseURL string, log *slog.Logger) *Client {
+func New(baseURL string, log *slog.Logger, opts ...Option) *Client {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	hc := &http.Client{Timeout: requestTimeout}
+	if o.tls != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = o.tls
+		hc.Transport = tr
+	}
 	mk := func(retries int) *retryablehttp.Client {
 		c := retryablehttp.NewClient()
 		c.HTTPClient = hc
@@ -82,9 +109,10 @@ func New(baseURL string, log *slog.Logger) *Client {
 		return c
 	}
 	return &Client{
-		base: strings.TrimRight(baseURL, "/"),
-		http: mk(retryMax),
-		once: mk(0),
+		base:  strings.TrimRight(baseURL, "/"),
+		token: o.token,
+		http:  mk(retryMax),
+		once:  mk(0),
 	}
 }
 
@@ -225,6 +253,9 @@ func (c *Client) do(ctx context.Context, hc *retryablehttp.Client, method, path 
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("%s %s: %w", method, path, err)

@@ -2,9 +2,12 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -143,4 +146,19 @@ from generate_series(1, 150) i`); err != nil {
 		return "", nil, err
 	}
 	return "http://" + c.Addr(), stop, nil
+}
+
+// A client of a coordinator with tokens and a certificate from a private CA. A 401 (no or
+// a wrong token) or 403 (a token without the route's scope) is not retried.
+func ExampleWithToken() {
+	ctx := context.Background()
+	roots := x509.NewCertPool() // in practice: roots.AppendCertsFromPEM(the CA's PEM)
+	c := client.New("https://coordinator:8080", nil,
+		client.WithToken(os.Getenv("PGTRAIN_COORDINATOR_TOKEN")),
+		client.WithTLSConfig(&tls.Config{RootCAs: roots}))
+	_, err := c.Jobs(ctx)
+	var apiErr *client.APIError
+	if errors.As(err, &apiErr) && (apiErr.Status == 401 || apiErr.Status == 403) {
+		fmt.Println("not allowed:", apiErr.Message)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -41,16 +42,22 @@ type Options struct {
 // Cluster is the running roles.
 type Cluster struct {
 	Coordinator *coordinator.Coordinator
-	Client      *client.Client
-	Bus         *bus.Bus
-	nc          *nats.Conn
-	cancel      context.CancelFunc
-	wg          sync.WaitGroup
-	errs        chan error
+	// Client is a user's client (scopes read and submit).
+	Client *client.Client
+	// WorkerClient holds the worker scope, as the fetchers, preprocessors and the trainer do.
+	WorkerClient *client.Client
+	Bus          *bus.Bus
+	userToken    string
+	nc           *nats.Conn
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	errs         chan error
 }
 
 // Start runs the coordinator, waits until it listens, then starts the workers. The roles
-// run until Stop; cancelling ctx only interrupts the start-up.
+// run until Stop; cancelling ctx only interrupts the start-up. Authentication is always on:
+// Start makes a random worker token for the roles and a user token for Client, and the
+// coordinator also accepts any token in o.Coordinator.Tokens.
 func Start(ctx context.Context, o Options) (*Cluster, error) {
 	log := o.Log
 	if log == nil {
@@ -62,6 +69,23 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if o.Coordinator.ReadyMaxBytes == 0 {
 		o.Coordinator.ReadyMaxBytes = o.Limits.ReadyMaxBytes
 	}
+	workerToken, err := coordinator.GenerateToken()
+	if err != nil {
+		return nil, err
+	}
+	userToken, err := coordinator.GenerateToken()
+	if err != nil {
+		return nil, err
+	}
+	wt, err := coordinator.NewToken("local-workers", workerToken, coordinator.ScopeWorker)
+	if err != nil {
+		return nil, err
+	}
+	ut, err := coordinator.NewToken("local-user", userToken, coordinator.ScopeRead, coordinator.ScopeSubmit)
+	if err != nil {
+		return nil, err
+	}
+	o.Coordinator.Tokens = append(slices.Clone(o.Coordinator.Tokens), wt, ut)
 	nc, err := bus.Connect(o.NATSURL, "pgtrain-local", log)
 	if err != nil {
 		return nil, err
@@ -77,7 +101,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &Cluster{Coordinator: coord, Bus: b, nc: nc, cancel: cancel, errs: make(chan error, 2+o.Fetchers+o.Preprocessors)}
+	c := &Cluster{Coordinator: coord, Bus: b, userToken: userToken, nc: nc, cancel: cancel, errs: make(chan error, 2+o.Fetchers+o.Preprocessors)}
 	c.run(rctx, "coordinator", coord.Run)
 	select {
 	case <-coord.Ready():
@@ -88,11 +112,12 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		c.Stop()
 		return nil, ctx.Err()
 	}
-	c.Client = client.New("http://"+coord.Addr(), log.With("role", "client"))
+	c.Client = client.New(c.URL(), log.With("role", "client"), client.WithToken(userToken))
+	c.WorkerClient = client.New(c.URL(), log.With("role", "worker-client"), client.WithToken(workerToken))
 	for i := 1; i <= o.Fetchers; i++ {
 		cfg := o.Fetcher
 		cfg.WorkerID = fmt.Sprintf("fetcher-%d", i)
-		f, err := fetcher.New(cfg, o.Sources, b, c.Client, log.With("role", "fetcher", "worker", i))
+		f, err := fetcher.New(cfg, o.Sources, b, c.WorkerClient, log.With("role", "fetcher", "worker", i))
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -100,7 +125,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		c.run(rctx, cfg.WorkerID, f.Run)
 	}
 	for i := 1; i <= o.Preprocessors; i++ {
-		p, err := preprocessor.New(o.Preproc, b, c.Client, log.With("role", "preprocessor", "worker", i))
+		p, err := preprocessor.New(o.Preproc, b, c.WorkerClient, log.With("role", "preprocessor", "worker", i))
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -112,7 +137,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		if cfg.TrainerID == "" {
 			cfg.TrainerID = "local-trainer"
 		}
-		t, err := trainer.New(cfg, b, c.Client, log.With("role", "trainer"))
+		t, err := trainer.New(cfg, b, c.WorkerClient, log.With("role", "trainer"))
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -124,6 +149,10 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 
 // URL is the coordinator's base URL.
 func (c *Cluster) URL() string { return "http://" + c.Coordinator.Addr() }
+
+// UserToken is the secret of Client's token (scopes read and submit), for a user outside
+// the process. Never log it.
+func (c *Cluster) UserToken() string { return c.userToken }
 
 // Err delivers the first role that stopped with an error.
 func (c *Cluster) Err() <-chan error { return c.errs }
