@@ -94,4 +94,3 @@ func TestSubmitStoresOnePlanWhateverThePlanWritesMeet(t *testing.T) {
 		})
 	}
 }
-
