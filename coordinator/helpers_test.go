@@ -23,7 +23,7 @@ type env struct {
 	bus  *bus.Bus
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	pool, dsn := testenv.Pool(t)
 	url := testenv.NATS(t)
@@ -42,14 +42,14 @@ func newEnv(t *testing.T) *env {
 	return &env{pool: pool, dsn: dsn, bus: b}
 }
 
-func (e *env) exec(t *testing.T, sql string, args ...any) {
+func (e *env) exec(t testing.TB, sql string, args ...any) {
 	t.Helper()
 	if _, err := e.pool.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() && os.Getenv("PGTRAIN_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -85,7 +85,7 @@ type running struct {
 
 // start runs a coordinator on the env's database (source "") and bus until stop or the
 // end of the test.
-func start(t *testing.T, e *env, cfg Config) *running {
+func start(t testing.TB, e *env, cfg Config) *running {
 	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
@@ -112,7 +112,7 @@ func start(t *testing.T, e *env, cfg Config) *running {
 }
 
 // stop cancels Run and checks that it returns nil.
-func (r *running) stop(t *testing.T) {
+func (r *running) stop(t testing.TB) {
 	t.Helper()
 	if r.cancel == nil {
 		return

@@ -12,7 +12,7 @@ import (
 )
 
 // specJSON builds a job spec document; mutate adjusts the decoded map before encoding.
-func specJSON(t *testing.T, mutate func(m map[string]any)) []byte {
+func specJSON(t testing.TB, mutate func(m map[string]any)) []byte {
 	t.Helper()
 	m := map[string]any{
 		"table": "iris",
@@ -44,7 +44,7 @@ func feature(m map[string]any, i int) map[string]any {
 
 // irisTable: 1000 rows; sepal = id % 10, petal = id % 7 with every 100th NULL, city has two
 // values of 400 rows and one of 200, species cycles through three classes.
-func irisTable(t *testing.T, e *env) {
+func irisTable(t testing.TB, e *env) {
 	e.exec(t, `create table iris (
   id bigint primary key, sepal float8, petal real, city text, species text,
   width float8, plain_int int, note text, nully float8, grade int)`)

@@ -2,11 +2,14 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"pgtrain/internal/bus"
 	"pgtrain/messages"
@@ -130,16 +133,22 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	} else if err := tx.Commit(ctx); err != nil {
 		return messages.JobStatus{}, fmt.Errorf("ending the planning transaction: %w", err)
 	}
-	// The id is random; on the rare collision with an existing plan pick another.
+	// The id is random: on the rare collision with another job's plan pick another. Any other
+	// error may have lost only the acknowledgement, so the same id is tried again (and finds
+	// its own plan): a new id would leave the first plan behind with no job.
 	for attempt := 0; ; attempt++ {
-		err = bus.PutPlan(ctx, c.bus.StateKV(), p)
+		pctx, cancel := context.WithTimeout(ctx, kvTimeout)
+		err = bus.PutPlan(pctx, c.bus.StateKV(), p)
+		cancel()
 		if err == nil {
 			break
 		}
 		if attempt == 3 {
 			return messages.JobStatus{}, unavailable(err)
 		}
-		p.JobID = newJobID(spec.Table)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			p.JobID = newJobID(spec.Table)
+		}
 	}
 	now := c.now()
 	rec := jobRecord{

@@ -55,7 +55,7 @@ func BenchmarkReadRange(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	rr := newRangeReader(bus.Ready, bus.Names(), p, 5*time.Millisecond, testLog(b))
+	rr := newReadyReader(bus.Ready, bus.Names(), p, 5*time.Millisecond, testLog(b))
 	b.SetBytes(bytes)
 	b.ResetTimer()
 	for b.Loop() {

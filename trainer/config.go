@@ -80,7 +80,7 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports the first field that is out of range.
+// Validate reports every field that is out of range.
 func (c Config) Validate() error {
 	var errs []error
 	if c.TrainerID == "" {

@@ -115,7 +115,7 @@ func (j *jobRun) resumeReport(ctx context.Context) error {
 
 func (j *jobRun) epochs(ctx context.Context) error {
 	pctx, cancel := context.WithCancel(ctx)
-	rr := newRangeReader(j.t.bus.ReadyStream(), j.t.names, j.plan, j.t.cfg.ReadBackoff, j.log)
+	rr := newReadyReader(j.t.bus.ReadyStream(), j.t.names, j.plan, j.t.cfg.ReadBackoff, j.log)
 	pf := startPrefetch(pctx, rr, j.plan, j.pos.Epoch, j.pos.Consumed, j.t.cfg.Prefetch+1)
 	defer func() {
 		cancel()

@@ -29,7 +29,7 @@ type prefetched struct {
 
 // startPrefetch begins reading at position pos of epoch's order; limit is Prefetch+1 (the
 // range being trained on plus those read ahead). It stops when ctx ends.
-func startPrefetch(ctx context.Context, rr *RangeReader, plan *messages.Plan, epoch, pos, limit int) *prefetcher {
+func startPrefetch(ctx context.Context, rr *readyReader, plan *messages.Plan, epoch, pos, limit int) *prefetcher {
 	p := &prefetcher{
 		out:  make(chan prefetched, limit),
 		sem:  make(chan struct{}, limit),

@@ -76,16 +76,9 @@ func main() {
 			<-ctx.Done()
 			stop()
 		}()
-		err := c.run(ctx, args)
-		switch {
-		case err == nil:
-		case errors.Is(err, flag.ErrHelp):
-		case errors.As(err, new(exitError)):
+		if err := c.run(ctx, args); err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "pgtrain "+name+":", err)
-			os.Exit(int(err.(exitError).code))
-		default:
-			fmt.Fprintln(os.Stderr, "pgtrain "+name+":", err)
-			os.Exit(1)
+			os.Exit(exitCode(err))
 		}
 		return
 	}
@@ -101,3 +94,13 @@ type exitError struct {
 }
 
 func (e exitError) Error() string { return e.msg }
+
+// exitCode is the exit status for a command's error: the code an exitError (wrapped or
+// not) carries, else 1.
+func exitCode(err error) int {
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}

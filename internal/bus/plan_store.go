@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,13 +16,21 @@ var ErrNoPlan = errors.New("no plan for this job")
 
 func planKey(jobID string) string { return "plan." + jobID }
 
-// PutPlan stores a job's plan once; a second write for the same job fails.
+// PutPlan stores a job's plan once. Storing the same plan again succeeds, so a put retried
+// after a lost acknowledgement finds its own plan; a different plan under the job's id fails
+// with jetstream.ErrKeyExists.
 func PutPlan(ctx context.Context, kv jetstream.KeyValue, p *messages.Plan) error {
 	b, err := messages.EncodePlan(p)
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Create(ctx, planKey(p.JobID), b); err != nil {
+	_, err = kv.Create(ctx, planKey(p.JobID), b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		if e, gerr := kv.Get(ctx, planKey(p.JobID)); gerr == nil && bytes.Equal(e.Value(), b) {
+			return nil
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("storing the plan of job %s: %w", p.JobID, err)
 	}
 	return nil

@@ -32,9 +32,9 @@ type rangeRows struct {
 
 func (r *rangeRows) rows() int { return len(r.Keys) }
 
-// RangeReader reads the pages of one range from READY, in page order, waiting for pages that
+// readyReader reads the pages of one range from READY, in page order, waiting for pages that
 // are not there yet.
-type RangeReader struct {
+type readyReader struct {
 	ready   batchGetter
 	names   messages.Names
 	plan    *messages.Plan
@@ -42,14 +42,14 @@ type RangeReader struct {
 	log     *slog.Logger
 }
 
-func newRangeReader(ready batchGetter, names messages.Names, plan *messages.Plan, backoff time.Duration, log *slog.Logger) *RangeReader {
-	return &RangeReader{ready: ready, names: names, plan: plan, backoff: backoff, log: log}
+func newReadyReader(ready batchGetter, names messages.Names, plan *messages.Plan, backoff time.Duration, log *slog.Logger) *readyReader {
+	return &readyReader{ready: ready, names: names, plan: plan, backoff: backoff, log: log}
 }
 
 // Read returns range rng of read pass pass once its last page is in READY. It only returns
 // early when ctx ends or a page contradicts the plan; bus errors are retried, since a
 // restarting NATS server is a pause, not a failure.
-func (rr *RangeReader) Read(ctx context.Context, pass, rng int) (*rangeRows, error) {
+func (rr *readyReader) Read(ctx context.Context, pass, rng int) (*rangeRows, error) {
 	if rng < 0 || rng >= len(rr.plan.Ranges) {
 		return nil, fmt.Errorf("range %d of a plan with %d ranges: %w", rng, len(rr.plan.Ranges), ErrBadPlan)
 	}
@@ -99,7 +99,7 @@ func (rr *RangeReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 
 // page fetches one batch by subject, polling with a growing (capped) backoff while it is
 // not there.
-func (rr *RangeReader) page(ctx context.Context, id messages.BatchID) (*messages.ReadyBatch, error) {
+func (rr *readyReader) page(ctx context.Context, id messages.BatchID) (*messages.ReadyBatch, error) {
 	subject := rr.names.ReadySubject(id)
 	backoff := workloop.Backoff{Min: time.Millisecond, Max: rr.backoff}
 	var lastErr error

@@ -10,7 +10,7 @@ import (
 	"pgtrain/messages"
 )
 
-func TestRangeReaderReadsPagesInOrderWhateverTheArrival(t *testing.T) {
+func TestReadyReaderReadsPagesInOrderWhateverTheArrival(t *testing.T) {
 	b := testBus(t)
 	d := dataset{job: "reader", rangeRows: []int{5, 23, 4}, pageRows: 4, epochs: 1, batch: 8, seed: 1}
 	p := d.plan()
@@ -30,7 +30,7 @@ func TestRangeReaderReadsPagesInOrderWhateverTheArrival(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rr := newRangeReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t))
+	rr := newReadyReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t))
 	type result struct {
 		r   *rangeRows
 		err error
@@ -63,7 +63,7 @@ func TestRangeReaderReadsPagesInOrderWhateverTheArrival(t *testing.T) {
 	}
 }
 
-func TestRangeReaderRefusesBatchesThatContradictThePlan(t *testing.T) {
+func TestReadyReaderRefusesBatchesThatContradictThePlan(t *testing.T) {
 	b := testBus(t)
 	good := func(job string) (*messages.Plan, *messages.ReadyBatch) {
 		d := dataset{job: job, rangeRows: []int{3, 3}, pageRows: 3, epochs: 1, batch: 2, seed: 1}
@@ -98,7 +98,7 @@ func TestRangeReaderRefusesBatchesThatContradictThePlan(t *testing.T) {
 			if _, err := b.JS.Publish(ctx, subject, data); err != nil {
 				t.Fatal(err)
 			}
-			_, err = newRangeReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 1)
+			_, err = newReadyReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 1)
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
 				t.Fatalf("Read: err = %v, want %v", err, tc.wantErr)
 			}
@@ -106,12 +106,12 @@ func TestRangeReaderRefusesBatchesThatContradictThePlan(t *testing.T) {
 	}
 }
 
-func TestRangeReaderWaitsUntilCancelled(t *testing.T) {
+func TestReadyReaderWaitsUntilCancelled(t *testing.T) {
 	b := testBus(t)
 	p := dataset{job: "never", rangeRows: []int{3}, pageRows: 3, epochs: 1, batch: 2}.plan()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := newRangeReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 0)
+	_, err := newReadyReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 0)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("reading a range nobody publishes: err = %v, want the context's deadline", err)
 	}
