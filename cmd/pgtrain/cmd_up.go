@@ -113,8 +113,7 @@ func runUp(ctx context.Context, args []string) error {
 			return err
 		}
 	default:
-		fmt.Printf("pgtrain is up: coordinator %s, NATS %s\nsubmit jobs with: pgtrain submit --coordinator %s SPEC\nCtrl-C stops.\n",
-			url, env.natsURL, url)
+		fmt.Print(upBanner(url, env.natsURL))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -141,6 +140,12 @@ func runUp(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("job %s done; model saved to %s\n", final.ID, final.ModelPath)
 	return nil
+}
+
+// upBanner says where the cluster listens; a --nats-url with a password shows it masked.
+func upBanner(coordinatorURL, natsURL string) string {
+	return fmt.Sprintf("pgtrain is up: coordinator %s, NATS %s\nsubmit jobs with: pgtrain submit --coordinator %s SPEC\nCtrl-C stops.\n",
+		pgutil.Redact(coordinatorURL), pgutil.Redact(natsURL), pgutil.Redact(coordinatorURL))
 }
 
 // upEnv is the infrastructure `pgtrain up` runs on.
@@ -179,7 +184,7 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 			return nil, err
 		}
 		env.nats, env.natsURL = n, n.URL
-		log.Info("embedded nats-server ready", "url", n.URL)
+		log.Info("embedded nats-server ready", "url", pgutil.Redact(n.URL))
 	}
 	dsn := o.dsn
 	if dsn == "" {
