@@ -210,14 +210,16 @@ func (c *Coordinator) releaseSnapshot(j *job, why string) {
 		return
 	}
 	j.snap = nil
+	// Read under c.mu: writeJob replaces j.rec while the release runs.
+	id := j.rec.ID
 	c.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(c.bgCtx, 30*time.Second)
 		defer cancel()
 		if err := s.close(ctx); err != nil {
-			c.log.Warn("releasing the snapshot", "job_id", j.rec.ID, "snapshot", s.id, "error", err)
+			c.log.Warn("releasing the snapshot", "job_id", id, "snapshot", s.id, "error", err)
 			return
 		}
-		c.log.Info("snapshot released", "job_id", j.rec.ID, "snapshot", s.id, "reason", why)
+		c.log.Info("snapshot released", "job_id", id, "snapshot", s.id, "reason", why)
 	})
 }
 
