@@ -36,6 +36,10 @@ type Coordinator struct {
 	leaseIdem map[string]idemLease
 	submits   map[string]*submitCall
 
+	// probePools are the readiness probe's own connections, made when a pool is busy.
+	probeMu    sync.Mutex
+	probePools map[string]*pgxpool.Pool
+
 	ready    chan struct{}
 	started  atomic.Bool
 	addr     string
@@ -67,16 +71,17 @@ func New(cfg Config, sources map[string]*pgxpool.Pool, b *bus.Bus, log *slog.Log
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Coordinator{
-		cfg:       cfg,
-		sources:   sources,
-		bus:       b,
-		st:        store{kv: b.State},
-		log:       log,
-		now:       time.Now,
-		jobs:      map[string]*job{},
-		leaseIdem: map[string]idemLease{},
-		submits:   map[string]*submitCall{},
-		ready:     make(chan struct{}),
+		cfg:        cfg,
+		sources:    sources,
+		bus:        b,
+		st:         store{kv: b.State},
+		log:        log,
+		now:        time.Now,
+		jobs:       map[string]*job{},
+		leaseIdem:  map[string]idemLease{},
+		submits:    map[string]*submitCall{},
+		probePools: map[string]*pgxpool.Pool{},
+		ready:      make(chan struct{}),
 	}
 	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
@@ -155,8 +160,10 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{
 		Handler:           c.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: c.cfg.ReadHeaderTimeout,
+		ReadTimeout:       c.cfg.ReadTimeout,
+		WriteTimeout:      c.cfg.WriteTimeout,
+		IdleTimeout:       c.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	c.addr = ln.Addr().String()
@@ -201,6 +208,12 @@ func (c *Coordinator) close(ctx context.Context) {
 		<-done
 	}
 	c.bgCancel()
+	c.probeMu.Lock()
+	for _, p := range c.probePools {
+		p.Close()
+	}
+	clear(c.probePools)
+	c.probeMu.Unlock()
 }
 
 // releaseSnapshot ends a job's snapshot transaction in the background. Callers hold c.mu.
