@@ -305,9 +305,6 @@ func decodeHeader(dec *msgpack.Decoder, kind string, id *BatchID, last *bool) (i
 func EncodeRaw(b *RawBatch) ([]byte, error) { return marshalSized(b, b.encodedSize()) }
 
 func DecodeRaw(data []byte) (*RawBatch, error) {
-	if err := CheckLengths(data); err != nil {
-		return nil, fmt.Errorf("raw batch: %w", err)
-	}
 	var b RawBatch
 	if err := msgpack.Unmarshal(data, &b); err != nil {
 		return nil, err
@@ -318,9 +315,6 @@ func DecodeRaw(data []byte) (*RawBatch, error) {
 func EncodeReady(b *ReadyBatch) ([]byte, error) { return marshalSized(b, b.encodedSize()) }
 
 func DecodeReady(data []byte) (*ReadyBatch, error) {
-	if err := CheckLengths(data); err != nil {
-		return nil, fmt.Errorf("ready batch: %w", err)
-	}
 	var b ReadyBatch
 	if err := msgpack.Unmarshal(data, &b); err != nil {
 		return nil, err

@@ -11,6 +11,8 @@ import (
 // allocation limit is never applied: decode_slice.go tests the flag against 1, not 0), so a
 // 16-byte message could ask for gigabytes; after this check every slice it makes is bounded
 // by the message's size. It takes time linear in the number of values and no memory.
+// Batches do not need it: their decoders check each length as they read it, after the
+// version, so that a page from a newer writer is reported as such.
 func CheckLengths(b []byte) error {
 	i := 0
 	for pending := 1; pending > 0; pending-- {
