@@ -268,7 +268,8 @@ func TestPreprocessorBackpressure(t *testing.T) {
 		t.Fatalf("after shutdown RAW %d + READY %d != %d pages", raw, held, n)
 	}
 	seen := map[string]bool{}
-	collect := func() {
+	// collect records the subjects in READY and returns the last sequence they cover.
+	collect := func() uint64 {
 		info, err := b.Ready.Info(ctx, jetstream.WithSubjectFilter(messages.ReadySubjects))
 		if err != nil {
 			t.Fatal(err)
@@ -276,13 +277,15 @@ func TestPreprocessorBackpressure(t *testing.T) {
 		for subj := range info.State.Subjects {
 			seen[subj] = true
 		}
+		return info.State.LastSeq
 	}
 	collect()
 	p2, cancel2, done2 := start(t, cfg, b, f)
-	// The trainer consumes: purge READY whenever it is full, until RAW is empty.
+	// The trainer consumes: purge READY whenever it is full, until RAW is empty. Only what
+	// collect saw is purged: a batch published in between must be seen next time.
 	testenv.Eventually(t, 30*time.Second, "every page through READY", func() bool {
-		collect()
-		if err := b.Ready.Purge(ctx); err != nil {
+		last := collect()
+		if err := b.Ready.Purge(ctx, jetstream.WithPurgeSequence(last+1)); err != nil {
 			t.Fatal(err)
 		}
 		return streamMsgs(t, b.Raw) == 0
