@@ -30,6 +30,11 @@ demo: build ## train on a throwaway PostgreSQL with a 1M-row demo table, printin
 test: check build parity/node_modules/.package-lock.json tf-check ## run every test against real PostgreSQL, JetStream and TensorFlow.js
 	$(GO) test -count=1 -timeout 20m ./...
 
+# The fault suite kills and restarts real processes against bin/pgtrain; it is not built with -race.
+.PHONY: race
+race: build parity/node_modules/.package-lock.json ## every test but the fault suite under the race detector
+	$(GO) test -race -count=1 -timeout 40m $$($(GO) list ./... | grep -v '^pgtrain/faults$$')
+
 .PHONY: parity
 parity: parity/node_modules/.package-lock.json ## the TensorFlow.js parity suite of the model engine alone
 	$(GO) test -count=1 -run Parity -v ./model

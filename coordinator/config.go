@@ -37,6 +37,15 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile (PEM), both or neither, serve the API over HTTPS.
 	TLSCertFile string
 	TLSKeyFile  string
+
+	// HTTP server limits, so that a slow or idle client cannot hold a connection for ever:
+	// ReadHeaderTimeout and ReadTimeout bound reading a request, WriteTimeout answering it
+	// (a submission, which plans, may take PlanTimeout more), IdleTimeout a kept-alive
+	// connection between requests.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
 }
 
 // Defaults.
@@ -46,6 +55,11 @@ const (
 	DefaultWindow          = 8
 	DefaultPlanTimeout     = 30 * time.Minute
 	DefaultShutdownTimeout = 10 * time.Second
+
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = time.Minute // a spec body of up to 16 MiB
+	DefaultWriteTimeout      = time.Minute
+	DefaultIdleTimeout       = 2 * time.Minute
 )
 
 // WithDefaults returns a copy with unset fields filled in.
@@ -68,6 +82,18 @@ func (c Config) WithDefaults() Config {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
 	return c
 }
 
@@ -86,7 +112,7 @@ func (c Config) Validate() error {
 	if c.MaxPayload < 0 || (c.MaxPayload > 0 && c.MaxPayload < 4096) {
 		errs = append(errs, fmt.Errorf("max payload %d: want 0 (ask the server) or at least 4096 bytes", c.MaxPayload))
 	}
-	if c.PlanTimeout < 0 || c.ShutdownTimeout < 0 {
+	if c.PlanTimeout < 0 || c.ShutdownTimeout < 0 || c.ReadHeaderTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
 	if err := checkTokens(c.Tokens); err != nil {

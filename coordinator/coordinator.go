@@ -43,6 +43,9 @@ type Coordinator struct {
 	submits   map[string]*submitCall
 
 	tls *tls.Config // nil: plain HTTP
+	// probePools are the readiness probe's own connections, made when a pool is busy.
+	probeMu    sync.Mutex
+	probePools map[string]*pgxpool.Pool
 
 	ready    chan struct{}
 	started  atomic.Bool
@@ -92,17 +95,18 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Coordinator{
-		cfg:       cfg,
-		sources:   sources,
-		bus:       b,
-		names:     names,
-		st:        store{kv: b.StateKV()},
-		log:       log,
-		now:       time.Now,
-		jobs:      map[string]*job{},
-		leaseIdem: map[string]idemLease{},
-		submits:   map[string]*submitCall{},
-		ready:     make(chan struct{}),
+		cfg:        cfg,
+		sources:    sources,
+		bus:        b,
+		names:      names,
+		st:         store{kv: b.StateKV()},
+		log:        log,
+		now:        time.Now,
+		jobs:       map[string]*job{},
+		leaseIdem:  map[string]idemLease{},
+		submits:    map[string]*submitCall{},
+		probePools: map[string]*pgxpool.Pool{},
+		ready:      make(chan struct{}),
 	}
 	if cfg.TLSCertFile != "" {
 		// Loaded now, so a bad certificate stops the start instead of the first request.
@@ -191,8 +195,10 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{
 		Handler:           c.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: c.cfg.ReadHeaderTimeout,
+		ReadTimeout:       c.cfg.ReadTimeout,
+		WriteTimeout:      c.cfg.WriteTimeout,
+		IdleTimeout:       c.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		TLSConfig:         c.tls,
 		// TLS handshake failures and the like: a scanner's noise, not the operator's concern.
@@ -254,6 +260,12 @@ func (c *Coordinator) close(ctx context.Context) {
 		<-done
 	}
 	c.bgCancel()
+	c.probeMu.Lock()
+	for _, p := range c.probePools {
+		p.Close()
+	}
+	clear(c.probePools)
+	c.probeMu.Unlock()
 }
 
 // releaseSnapshot ends a job's snapshot transaction in the background. Callers hold c.mu.
@@ -263,14 +275,16 @@ func (c *Coordinator) releaseSnapshot(j *job, why string) {
 		return
 	}
 	j.snap = nil
+	// Read under c.mu: writeJob replaces j.rec while the release runs.
+	id := j.rec.ID
 	c.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(c.bgCtx, 30*time.Second)
 		defer cancel()
 		if err := s.close(ctx); err != nil {
-			c.log.Warn("releasing the snapshot", "job_id", j.rec.ID, "snapshot", s.id, "error", err)
+			c.log.Warn("releasing the snapshot", "job_id", id, "snapshot", s.id, "error", err)
 			return
 		}
-		c.log.Info("snapshot released", "job_id", j.rec.ID, "snapshot", s.id, "reason", why)
+		c.log.Info("snapshot released", "job_id", id, "snapshot", s.id, "reason", why)
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"pgtrain/internal/bus"
 	"pgtrain/messages"
@@ -55,10 +56,6 @@ func (c *Coordinator) api() []route {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		}},
 		{"GET /readyz", public, c.handleReady},
-		// Any valid token may learn that a route does not exist; nobody else may probe.
-		{"/", needs(Scopes...), func(w http.ResponseWriter, r *http.Request) {
-			c.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
-		}},
 	}
 }
 
@@ -67,10 +64,54 @@ func (c *Coordinator) routes() http.Handler {
 	for _, rt := range c.api() {
 		mux.HandleFunc(rt.pattern, c.authorize(rt.access, rt.pattern, rt.handler))
 	}
-	return mux
+	// No route: the mux answers 404, or 405 with an Allow header when the path exists
+	// under another method; the answer goes out as the API's JSON error. Only a caller with
+	// a valid token may learn which routes exist.
+	noRoute := c.authorize(needs(Scopes...), "no route", func(w http.ResponseWriter, r *http.Request) {
+		nw := &noRouteWriter{ResponseWriter: w}
+		mux.ServeHTTP(nw, r)
+		switch nw.status {
+		case http.StatusMethodNotAllowed:
+			c.writeError(w, r, &apiError{status: nw.status, msg: fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, w.Header().Get("Allow"))})
+		case http.StatusNotFound:
+			c.writeError(w, r, &apiError{status: nw.status, msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+		}
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		noRoute(w, r)
+	})
+}
+
+// noRouteWriter holds back the mux's plain-text 404 and 405 answers; any other answer (a
+// redirect to the clean path) goes through.
+type noRouteWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *noRouteWriter) WriteHeader(code int) {
+	if code == http.StatusNotFound || code == http.StatusMethodNotAllowed {
+		w.status = code
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *noRouteWriter) Write(b []byte) (int, error) {
+	if w.status != 0 {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 func (c *Coordinator) handleSubmit(w http.ResponseWriter, r *http.Request) {
+	// Planning runs before the answer: the server's WriteTimeout would cut a long one off.
+	// (Not every ResponseWriter supports deadlines; a test recorder has none to extend.)
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(c.cfg.PlanTimeout + c.cfg.WriteTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSpecBytes))
 	if err != nil {
 		c.writeError(w, r, &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("reading the spec: %v", err), field: "spec"})
@@ -220,11 +261,33 @@ func (c *Coordinator) check(ctx context.Context) error {
 		return fmt.Errorf("nats: state bucket: %w", err)
 	}
 	for name, pool := range c.sources {
-		if err := pool.Ping(ctx); err != nil {
+		if err := c.pingSource(ctx, name, pool); err != nil {
 			return fmt.Errorf("source %q: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// pingSource pings a source through its pool, or, when every pooled connection is taken
+// by jobs, through a one-connection pool of its own: a busy pool is not a database down.
+func (c *Coordinator) pingSource(ctx context.Context, name string, pool *pgxpool.Pool) error {
+	if s := pool.Stat(); s.AcquiredConns() < s.MaxConns() {
+		return pool.Ping(ctx)
+	}
+	c.probeMu.Lock()
+	probe := c.probePools[name]
+	if probe == nil {
+		cfg := pool.Config()
+		cfg.MaxConns, cfg.MinConns = 1, 0
+		var err error
+		if probe, err = pgxpool.NewWithConfig(context.WithoutCancel(ctx), cfg); err != nil {
+			c.probeMu.Unlock()
+			return err
+		}
+		c.probePools[name] = probe
+	}
+	c.probeMu.Unlock()
+	return probe.Ping(ctx)
 }
 
 // decode reads a small JSON body; it answers 400 itself and returns false on failure.

@@ -381,6 +381,7 @@ from %[3]s where %[1]s is not null group by 1 order by 1`, k, mod64, in.rel.iden
 	if err != nil {
 		return fmt.Errorf("counting rows per range: %w", err)
 	}
+	defer dbRows.Close() // an early return leaves the connection busy otherwise
 	sums := make([]messages.KeyChecksum, len(bounds))
 	for dbRows.Next() {
 		var b int

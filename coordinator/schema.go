@@ -90,6 +90,7 @@ where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped`, rel.oid)
 	if err != nil {
 		return nil, fmt.Errorf("listing columns: %w", err)
 	}
+	defer rows.Close() // an early return leaves the connection busy otherwise
 	for rows.Next() {
 		var col column
 		if err := rows.Scan(&col.num, &col.name, &col.pgType, &col.base); err != nil {

@@ -185,7 +185,7 @@ func (b *RawBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 
 // EncodeMsgpack writes the ready batch; X, Y and Keys go as little-endian byte strings.
 func (b *ReadyBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
-	if len(b.X) != len(b.Keys)*b.InputDim || len(b.Y) != len(b.Keys)*b.LabelDim {
+	if !isProduct(len(b.X), len(b.Keys), b.InputDim) || !isProduct(len(b.Y), len(b.Keys), b.LabelDim) {
 		return fmt.Errorf("ready batch %s: %w", b.BatchID, errShape)
 	}
 	if err := encodeHeader(enc, 10, b.BatchID, b.Last); err != nil {
@@ -233,11 +233,20 @@ func (b *ReadyBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if b.Y, err = readFloat32s(dec); err != nil {
 		return fmt.Errorf("ready batch labels: %w", err)
 	}
-	if len(b.X) != len(b.Keys)*b.InputDim || len(b.Y) != len(b.Keys)*b.LabelDim {
+	if !isProduct(len(b.X), len(b.Keys), b.InputDim) || !isProduct(len(b.Y), len(b.Keys), b.LabelDim) {
 		return fmt.Errorf("ready batch %s: %d keys, %d features of width %d, %d labels of width %d: %w",
 			b.BatchID, len(b.Keys), len(b.X), b.InputDim, len(b.Y), b.LabelDim, errShape)
 	}
 	return nil
+}
+
+// isProduct reports whether n == rows*width for non-negative rows and width, without the
+// overflow of the product: 4 rows of width 2^62 multiply to 0.
+func isProduct(n, rows, width int) bool {
+	if rows == 0 || width == 0 {
+		return n == 0
+	}
+	return width <= n/rows && rows*width == n
 }
 
 // header: [version, job, pass, range, page, last, ...]

@@ -322,6 +322,7 @@ func FuzzDecodeRaw(f *testing.F) {
 	seed, _ := EncodeRaw(sampleRaw())
 	f.Add(seed)
 	f.Add([]byte{0x90})
+	f.Add([]byte{0xdd, 0x80, 0, 0, 0, 0x01}) // an array of 2^31 fields
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeRaw(data)
 		if err != nil {
@@ -359,12 +360,13 @@ func FuzzDecodeRaw(f *testing.F) {
 func FuzzDecodeReady(f *testing.F) {
 	seed, _ := EncodeReady(&ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, LabelDim: 1, Keys: []int64{1}, X: []float32{2}, Y: []float32{3}})
 	f.Add(seed)
+	f.Add(readyWithWidth(f, 1<<62)) // 4 rows of width 2^62: the product overflowed to 0
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeReady(data)
 		if err != nil {
 			return
 		}
-		if len(b.X) != b.Rows()*b.InputDim || len(b.Y) != b.Rows()*b.LabelDim {
+		if !shapeHolds(len(b.X), b.Rows(), b.InputDim) || !shapeHolds(len(b.Y), b.Rows(), b.LabelDim) {
 			t.Fatalf("shape: %d rows, X %d (width %d), Y %d (width %d)", b.Rows(), len(b.X), b.InputDim, len(b.Y), b.LabelDim)
 		}
 	})
@@ -373,6 +375,7 @@ func FuzzDecodeReady(f *testing.F) {
 func FuzzDecodePlan(f *testing.F) {
 	seed, _ := EncodePlan(&Plan{JobID: "j", Ranges: []KeyRange{{Lo: 1, Hi: 2}}})
 	f.Add(seed)
+	f.Add(planClaiming(1 << 31)) // 15 bytes that made msgpack allocate 2^31 columns
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = DecodePlan(data) // must not panic
 	})

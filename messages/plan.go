@@ -157,6 +157,9 @@ func EncodePlan(p *Plan) ([]byte, error) {
 }
 
 func DecodePlan(b []byte) (*Plan, error) {
+	if err := CheckLengths(b); err != nil {
+		return nil, fmt.Errorf("decoding plan: %w", err)
+	}
 	var p Plan
 	if err := msgpack.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("decoding plan: %w", err)

@@ -96,6 +96,13 @@ func LoadCheckpoint(b []byte) (*Sequential, error) {
 	if err != nil {
 		return nil, err
 	}
+	held := 0
+	for _, v := range values {
+		held += len(v)
+	}
+	if err := weightsFit(h.Spec, held); err != nil {
+		return nil, err
+	}
 	spec := &Spec{Name: h.Spec.Name, InputDim: h.Spec.InputDim, Layers: h.Spec.Layers}
 	c := Compile{}
 	if h.Compile != nil {
@@ -109,6 +116,36 @@ func LoadCheckpoint(b []byte) (*Sequential, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// weightsFit refuses a header whose layers hold more weights than the checkpoint has values:
+// the header is untrusted, New allocates every layer before restore compares anything, and a
+// width of 2^31 or a product that overflows must not reach the allocator.
+func weightsFit(s checkpointSpec, values int) error {
+	dim, total := s.InputDim, 0
+	if dim < 0 {
+		return fmt.Errorf("checkpoint: input width %d", dim)
+	}
+	for i, l := range s.Layers {
+		switch l.Type {
+		case LayerDense:
+			// in*units + units, checked before it is multiplied.
+			if l.Units <= 0 || l.Units > values || dim > values/l.Units {
+				return fmt.Errorf("checkpoint: layer %d of %d units on %d inputs does not fit %d values", i, l.Units, dim, values)
+			}
+			if dim*l.Units > values-total {
+				return fmt.Errorf("checkpoint: layer %d needs more than the %d values the checkpoint holds", i, values)
+			}
+			total += dim * l.Units
+			dim = l.Units
+		case LayerBatchNorm:
+			if dim > (values-total)/2 { // the moving mean and variance at least
+				return fmt.Errorf("checkpoint: layer %d normalizes %d inputs with %d values left", i, dim, values-total)
+			}
+			total += 2 * dim
+		}
+	}
+	return nil
 }
 
 // UnmarshalCheckpoint restores a checkpoint taken from a model of the same architecture:

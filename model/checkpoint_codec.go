@@ -63,7 +63,8 @@ func DecodeCheckpointHeader(b, magic []byte, header any) ([]byte, error) {
 func DecodeTensors(data []byte, sizes []int) ([][]float32, error) {
 	total := 0
 	for _, n := range sizes {
-		if n < 0 || n > len(data)/4 {
+		// Against what is left, so that the sum cannot overflow.
+		if n < 0 || n > len(data)/4-total {
 			return nil, errors.New("checkpoint: bad tensor size")
 		}
 		total += n

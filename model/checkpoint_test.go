@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -232,4 +233,51 @@ func TestLoadTFJSErrors(t *testing.T) {
 	if err := lr.SaveTFJS(t.TempDir()); err == nil || !strings.Contains(err.Error(), "no TF.js equivalent") {
 		t.Errorf("leaky_relu activation export: %v", err)
 	}
+}
+
+// hugeHeaderCheckpoint claims a model of inputs × units weights and holds none of them.
+func hugeHeaderCheckpoint(t testing.TB, inputs, units int) []byte {
+	h := checkpointHeader{Spec: checkpointSpec{InputDim: inputs, Layers: []LayerSpec{{Type: LayerDense, Units: units}}}}
+	b, err := EncodeCheckpoint(checkpointMagic, h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The header is untrusted: a checkpoint of a few bytes whose header claims a wide model must
+// be refused before the model is allocated.
+func TestLoadCheckpointRefusesWeightsItDoesNotHold(t *testing.T) {
+	for _, tc := range []struct{ inputs, units int }{
+		{1 << 12, 1 << 13}, // 2^25 weights: the old decoder allocated 256 MB for them
+		{1 << 40, 1 << 30}, // the product overflows
+		{3, math.MaxInt},
+	} {
+		b := hugeHeaderCheckpoint(t, tc.inputs, tc.units)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := LoadCheckpoint(b)
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Fatalf("%d inputs × %d units with no values: loaded", tc.inputs, tc.units)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+			t.Fatalf("%d inputs × %d units: a %d-byte checkpoint allocated %d bytes before it was refused", tc.inputs, tc.units, len(b), grew)
+		}
+	}
+}
+
+func FuzzLoadCheckpoint(f *testing.F) {
+	m, _, _ := buildTest(f, `{"layers":[{"type":"dense","units":3},{"type":"batch_normalization"},{"type":"dense","units":1}]}`,
+		2, Compile{Loss: "mse"}, "regression", 1, 1, 1)
+	ckpt, err := m.MarshalCheckpoint()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(ckpt)
+	f.Add(hugeHeaderCheckpoint(f, 1<<12, 1<<13))
+	f.Add(hugeHeaderCheckpoint(f, 1<<40, 1<<30))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = LoadCheckpoint(b) // must not panic nor allocate what b does not hold
+	})
 }

@@ -121,6 +121,9 @@ func loadCheckpoint(jobDir, jobID string) (*checkpointFile, error) {
 		return nil, fmt.Errorf("reading the checkpoint: %w", err)
 	}
 	var c checkpointFile
+	if err := messages.CheckLengths(b); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", checkpointPath(jobDir), ErrBadCheckpoint, err)
+	}
 	if err := msgpack.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", checkpointPath(jobDir), ErrBadCheckpoint, err)
 	}

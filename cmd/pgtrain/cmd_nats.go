@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"pgtrain/internal/devenv"
+	"pgtrain/internal/pgutil"
 )
 
 type natsOpts struct {
@@ -42,7 +43,7 @@ func runNATS(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("nats-server with JetStream ready", "url", srv.URL, "store_dir", *storeDir)
+	log.Info("nats-server with JetStream ready", "url", pgutil.Redact(srv.URL), "store_dir", *storeDir)
 	<-ctx.Done()
 	log.Info("shutting down nats-server")
 	srv.Stop()

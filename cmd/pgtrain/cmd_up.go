@@ -120,8 +120,7 @@ func runUp(ctx context.Context, args []string) error {
 			return err
 		}
 	default:
-		fmt.Printf("pgtrain is up: coordinator %s, NATS %s\nsubmit jobs with: pgtrain submit --coordinator %s --coordinator-token-file %s SPEC\nCtrl-C stops.\n",
-			url, env.natsURL, url, tokenPath)
+		fmt.Print(upBanner(url, env.natsURL, tokenPath))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -148,6 +147,12 @@ func runUp(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("job %s done; model saved to %s\n", final.ID, final.ModelPath)
 	return nil
+}
+
+// upBanner says where the cluster listens; a --nats-url with a password shows it masked.
+func upBanner(coordinatorURL, natsURL, tokenPath string) string {
+	return fmt.Sprintf("pgtrain is up: coordinator %s, NATS %s\nsubmit jobs with: pgtrain submit --coordinator %s --coordinator-token-file %s SPEC\nCtrl-C stops.\n",
+		pgutil.Redact(coordinatorURL), pgutil.Redact(natsURL), pgutil.Redact(coordinatorURL), tokenPath)
 }
 
 // upEnv is the infrastructure `pgtrain up` runs on.
@@ -188,7 +193,7 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 			return nil, err
 		}
 		env.nats, env.natsURL = n, n.URL
-		log.Info("embedded nats-server ready", "url", n.URL)
+		log.Info("embedded nats-server ready", "url", pgutil.Redact(n.URL))
 	}
 	dsn := o.dsn
 	if dsn == "" {

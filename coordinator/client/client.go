@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 
+	"pgtrain/internal/pgutil"
 	"pgtrain/messages"
 )
 
@@ -244,7 +245,8 @@ func (c *Client) do(ctx context.Context, hc *retryablehttp.Client, method, path 
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+		// url.Parse's error quotes the whole URL, password included.
+		return 0, fmt.Errorf("%s %s: invalid coordinator URL %s", method, path, pgutil.Redact(c.base))
 	}
 	for k, v := range h {
 		req.Header[k] = v

@@ -43,3 +43,14 @@ func TestAnswerError(t *testing.T) {
 		})
 	}
 }
+
+func TestInvalidURLErrorHidesThePassword(t *testing.T) {
+	c := New("http://alice:pa#ss@127.0.0.1:1", nil)
+	_, err := c.Submit(t.Context(), []byte(`{}`))
+	if err == nil {
+		t.Fatal("a URL that does not parse was accepted")
+	}
+	if strings.Contains(err.Error(), "pa#ss") || strings.Contains(err.Error(), "#ss") {
+		t.Fatalf("the error shows the password: %v", err)
+	}
+}

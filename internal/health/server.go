@@ -17,6 +17,14 @@ type Check func(ctx context.Context) error
 // checkTimeout bounds a readiness probe: a dependency that does not answer in time is down.
 const checkTimeout = 3 * time.Second
 
+// The probes are small GETs: a client that sends or reads slower than this, or keeps a
+// connection idle longer, is cut off.
+const (
+	readTimeout  = 5 * time.Second
+	writeTimeout = checkTimeout + 5*time.Second
+	idleTimeout  = time.Minute
+)
+
 // Server is a running probe listener.
 type Server struct {
 	srv  *http.Server
@@ -57,7 +65,8 @@ func Start(addr string, ready Check, stats func() any, log *slog.Logger) (*Serve
 		writeJSON(w, http.StatusOK, v)
 	})
 	s := &Server{
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: readTimeout, ReadTimeout: readTimeout,
+			WriteTimeout: writeTimeout, IdleTimeout: idleTimeout},
 		addr: ln.Addr().String(),
 		done: make(chan struct{}),
 	}
