@@ -51,15 +51,7 @@ func planSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, jobID strin
 		Table:   in.rel.name,
 		Key:     in.key.name,
 	}
-	rows, err := countRows(ctx, tx, in)
-	if err != nil {
-		return nil, err
-	}
-	bounds, err := splitKeys(ctx, tx, in, rows)
-	if err != nil {
-		return nil, err
-	}
-	avgText, sums, err := computeStats(ctx, tx, in, p, bounds)
+	avgText, bounds, sums, err := computeStats(ctx, tx, in, p)
 	if err != nil {
 		return nil, err
 	}
@@ -235,18 +227,6 @@ func queryStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]st
 
 // minValidationGranularity is the fewest ranges a plan with a validation split has.
 const minValidationGranularity = 20
-
-// countRows counts the rows of the table, which the key split needs first.
-func countRows(ctx context.Context, tx pgx.Tx, in *planInput) (int64, error) {
-	var rows int64
-	if err := tx.QueryRow(ctx, "select count(*) from "+in.rel.ident()).Scan(&rows); err != nil {
-		return 0, fmt.Errorf("counting rows: %w", err)
-	}
-	if rows == 0 {
-		return 0, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s has no rows", in.rel.schema, in.rel.name)}
-	}
-	return rows, nil
-}
 
 // splitKeys cuts the key space at row-count quantiles. The statistics pass then counts every
 // range exactly, with the key checksums the trainer must reproduce.

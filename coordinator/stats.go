@@ -39,26 +39,35 @@ func statColumns(in *planInput) []statColumn {
 	return append(cols, statColumn{col: in.label, field: "label", label: true, cat: in.spec.Label.Encode != messages.EncodeNone})
 }
 
-// computeStats fills the column plans of the features and the label, and counts the rows
-// and key checksums of each range. The moments of the numeric columns and the checksums
-// come from one binary COPY read in Go (scanMoments); what needs SQL (text widths,
-// medians) from one aggregate query (sqlStats). It returns the average text width per
-// categorical column (by name) for page sizing.
-func computeStats(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan, bounds []messages.KeyRange) (map[string]float64, []messages.KeyChecksum, error) {
+// computeStats fills the column plans of the features and the label, splits the key space
+// and counts the rows and key checksums of each range. One aggregate query counts the rows
+// and computes what needs SQL (text widths, medians: sqlStats); the moments of the numeric
+// columns and the checksums come from one binary COPY read in Go (scanMoments). It returns
+// the average text width per categorical column (by name) for page sizing, the ranges and
+// their checksums.
+func computeStats(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan) (map[string]float64, []messages.KeyRange, []messages.KeyChecksum, error) {
 	cols := statColumns(in)
 	out := make([]colStats, len(cols))
+	rows, err := sqlStats(ctx, tx, in, cols, out)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if rows == 0 {
+		return nil, nil, nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s has no rows", in.rel.schema, in.rel.name)}
+	}
+	bounds, err := splitKeys(ctx, tx, in, rows)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	d, err := scanMoments(ctx, tx, in, cols, out, bounds)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if d.nullKeys > 0 {
-		return nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%d rows have a NULL key %q and could never be read", d.nullKeys, in.key.name)}
-	}
-	if err := sqlStats(ctx, tx, in, cols, out); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%d rows have a NULL key %q and could never be read", d.nullKeys, in.key.name)}
 	}
 	avgText, err := columnPlans(in, p, cols, out, d.rows)
-	return avgText, d.sums, err
+	return avgText, bounds, d.sums, err
 }
 
 // scanMoments reads the key and the numeric columns once with a binary COPY and sums every
@@ -107,11 +116,11 @@ func scanMoments(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColum
 	return d, nil
 }
 
-// sqlStats runs one aggregate query for the count and the mean text width of each
-// categorical column and the median of each numeric feature imputed by it.
-func sqlStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, out []colStats) error {
-	var items []string
-	var targets []any
+// sqlStats runs one aggregate query for the row count, the count and the mean text width
+// of each categorical column and the median of each numeric feature imputed by it.
+func sqlStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, out []colStats) (rows int64, err error) {
+	items := []string{"count(*)"}
+	targets := []any{&rows}
 	for i, c := range cols {
 		q := pgx.Identifier{c.col.name}.Sanitize()
 		s := &out[i]
@@ -124,14 +133,11 @@ func sqlStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, 
 			targets = append(targets, &s.stats.Median)
 		}
 	}
-	if len(items) == 0 {
-		return nil
-	}
 	sql := "select " + strings.Join(items, ", ") + " from " + in.rel.ident()
 	if err := tx.QueryRow(ctx, sql).Scan(targets...); err != nil {
-		return fmt.Errorf("computing statistics: %w", err)
+		return 0, fmt.Errorf("computing statistics: %w", err)
 	}
-	return nil
+	return rows, nil
 }
 
 // columnPlans turns the statistics into the plans of the features and the label, checking
