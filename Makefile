@@ -9,8 +9,12 @@ GOFMT     ?= $(shell $(GO) env GOROOT)/bin/gofmt
 STATICCHECK_VERSION ?= v0.8.2
 # A default run writes the committed results in bench/; a smaller one writes to bench/local/.
 BENCH_OUT ?= $(if $(filter 2000000,$(ROWS)),bench,bench/local)
-# The model benchmark compares the engine with OpenBLAS's sgemm peak when the library is there.
-OPENBLAS_TAGS := $(shell echo '\#include <cblas.h>' | $(CC) -E -x c - >/dev/null 2>&1 && echo -tags openblas)
+# The model benchmark compares the engine with OpenBLAS's sgemm peak when the library is there:
+# the probe compiles and links a program that includes the header, as the cgo build does.
+# (A '#' inside $(shell ...) keeps a backslash in make 4.3 and needs one before: a variable
+# works with both.)
+HASH := \#
+OPENBLAS_TAGS := $(shell printf '$(HASH)include <cblas.h>\nint main(void) { return 0; }\n' | $(CC) -x c - -lopenblas -o /dev/null >/dev/null 2>&1 && echo -tags openblas)
 
 .DEFAULT_GOAL := help
 

@@ -2,9 +2,12 @@
 // against the source database, and hands out the key ranges the fetchers read.
 //
 // Planning checks every name against the catalog (never splicing user text into SQL),
-// computes the preprocessing statistics with SQL aggregates, splits the key space into
-// ranges of about equal row count with percentile_disc (equal-width strides are wrong for
-// skewed keys), and records the exact row count and key checksum the trainer must see. With
+// splits the key space into ranges of about equal row count with percentile_disc
+// (equal-width strides are wrong for skewed keys), and computes the preprocessing statistics
+// and the exact row count and key checksum of each range, which the trainer must see, in
+// one binary COPY: every value and its square are summed exactly, so the statistics are the
+// same bits whatever order the rows come in. Medians, text widths and vocabularies are SQL
+// aggregates. With
 // consistency "snapshot" the whole plan is computed inside an exported snapshot that the
 // fetchers join, and the coordinator holds that snapshot open until every read pass is done
 // (with replay, only the first pass reads PostgreSQL).

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -27,9 +25,6 @@ const (
 	// Bytes per message for the header and subject when estimating READY's size.
 	messageOverhead = 512
 )
-
-// mod64 is 2^64 as a numeric literal, for checksums that match messages.KeyChecksum.
-const mod64 = "18446744073709551616::numeric"
 
 // planInput is a spec resolved against the catalog: the relation and the key, feature and
 // label columns in spec order.
@@ -56,7 +51,7 @@ func planSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, jobID strin
 		Table:   in.rel.name,
 		Key:     in.key.name,
 	}
-	avgText, err := computeStats(ctx, tx, in, p)
+	avgText, bounds, sums, err := computeStats(ctx, tx, in, p)
 	if err != nil {
 		return nil, err
 	}
@@ -72,9 +67,7 @@ func planSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, jobID strin
 	default:
 		p.LabelDim = 1
 	}
-	if err := splitRanges(ctx, tx, in, p); err != nil {
-		return nil, err
-	}
+	assignRanges(in, p, bounds, sums)
 	sizePages(in, p, avgText, sz)
 	if err := capWindow(p, sz.readyMaxBytes); err != nil {
 		return nil, err
@@ -133,110 +126,6 @@ func resolveSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec) (*planIn
 		return nil, &messages.FieldError{Field: "label", Reason: fmt.Sprintf("column %q is %s, not numeric: use encode \"onehot\" or \"index\"", in.label.name, in.label.pgType)}
 	}
 	return in, nil
-}
-
-// aggregates accumulates select-list items and their scan targets.
-type aggregates struct {
-	items   []string
-	targets []any
-}
-
-func (a *aggregates) add(expr string, target any) {
-	a.items = append(a.items, expr)
-	a.targets = append(a.targets, target)
-}
-
-// computeStats runs one aggregate query over the table for the key and every feature and
-// the label, and fills the column plans. It returns the average text width per categorical
-// column (by name) for page sizing.
-func computeStats(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan) (map[string]float64, error) {
-	var agg aggregates
-	var rows, keyRows int64
-	agg.add("count(*)", &rows)
-	agg.add(fmt.Sprintf("count(%s)", pgx.Identifier{in.key.name}.Sanitize()), &keyRows)
-
-	type colStats struct {
-		stats   messages.Stats
-		avgText float64
-	}
-	cols := append(slices.Clone(in.features), in.label)
-	cats := make([]bool, len(cols))
-	median := make([]bool, len(cols))
-	out := make([]colStats, len(cols))
-	for i, col := range cols {
-		q := pgx.Identifier{col.name}.Sanitize()
-		if i < len(in.features) {
-			f := in.spec.Features[i]
-			cats[i] = f.Encode == messages.EncodeOneHot
-			median[i] = f.Impute == messages.ImputeMedian
-		} else {
-			cats[i] = in.spec.Label.Encode != messages.EncodeNone
-		}
-		s := &out[i]
-		agg.add(fmt.Sprintf("count(%s)", q), &s.stats.Count)
-		if cats[i] {
-			agg.add(fmt.Sprintf("coalesce(avg(octet_length(%s::text)), 0)::float8", q), &s.avgText)
-			continue
-		}
-		x := q + "::float8"
-		// Mean and standard deviation in numeric: float sums depend on the order in which
-		// parallel workers combine them, and these numbers feed every feature, so a float
-		// aggregate would make the trained weights differ between runs in the last bits.
-		agg.add(fmt.Sprintf("coalesce(avg(%s::numeric), 0)::float8", x), &s.stats.Mean)
-		agg.add(fmt.Sprintf("coalesce(stddev_pop(%s::numeric), 0)::float8", x), &s.stats.StdDev)
-		agg.add(fmt.Sprintf("coalesce(min(%s), 0)", x), &s.stats.Min)
-		agg.add(fmt.Sprintf("coalesce(max(%s), 0)", x), &s.stats.Max)
-		if median[i] {
-			agg.add(fmt.Sprintf("coalesce(percentile_cont(0.5) within group (order by %s), 0)", x), &s.stats.Median)
-		}
-	}
-	sql := "select " + strings.Join(agg.items, ", ") + " from " + in.rel.ident()
-	if err := tx.QueryRow(ctx, sql).Scan(agg.targets...); err != nil {
-		return nil, fmt.Errorf("computing statistics: %w", err)
-	}
-	if rows == 0 {
-		return nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s has no rows", in.rel.schema, in.rel.name)}
-	}
-	if keyRows != rows {
-		return nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%d rows have a NULL key %q and could never be read", rows-keyRows, in.key.name)}
-	}
-	avgText := map[string]float64{}
-	for i, col := range cols {
-		s := out[i].stats
-		s.Nulls = rows - s.Count
-		field, label := fmt.Sprintf("features[%d]", i), i == len(in.features)
-		if label {
-			field = "label"
-		}
-		cp := messages.ColumnPlan{Name: col.name, PGType: col.pgType, Kind: messages.KindNumeric, Factor: 1, Stats: s}
-		if cats[i] {
-			cp.Kind = messages.KindCategorical
-			avgText[col.name] = out[i].avgText
-		} else {
-			for _, v := range []float64{s.Mean, s.StdDev, s.Min, s.Max, s.Median} {
-				if math.IsNaN(v) || math.IsInf(v, 0) {
-					if label {
-						return nil, &messages.FieldError{Field: "label", Reason: fmt.Sprintf("column %q holds NaN or infinite values", col.name)}
-					}
-					return nil, &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q holds NaN or infinite values", col.name)}
-				}
-			}
-		}
-		if label {
-			if s.Nulls > 0 {
-				return nil, &messages.FieldError{Field: "label", Reason: fmt.Sprintf("%d rows have a NULL label %q", s.Nulls, col.name)}
-			}
-			p.Label = cp
-			continue
-		}
-		if !cats[i] {
-			if err := numericTransform(in.spec.Features[i], field, &cp); err != nil {
-				return nil, err
-			}
-		}
-		p.Features = append(p.Features, cp)
-	}
-	return avgText, nil
 }
 
 // numericTransform fills the imputation and the scaling of a numeric feature.
@@ -339,12 +228,10 @@ func queryStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]st
 // minValidationGranularity is the fewest ranges a plan with a validation split has.
 const minValidationGranularity = 20
 
-// splitRanges cuts the key space at row-count quantiles and counts every range exactly, with
-// the key checksums the trainer must reproduce.
-func splitRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan) error {
+// splitKeys cuts the key space at row-count quantiles. The statistics pass then counts every
+// range exactly, with the key checksums the trainer must reproduce.
+func splitKeys(ctx context.Context, tx pgx.Tx, in *planInput, rows int64) ([]messages.KeyRange, error) {
 	spec := in.spec
-	rows := p.Label.Stats.Count // the label has no NULLs, so this is the row count
-	k := pgx.Identifier{in.key.name}.Sanitize()
 	n := int((rows + int64(spec.RangeRows) - 1) / int64(spec.RangeRows))
 	if spec.ValidationSplit > 0 {
 		// Validation takes whole ranges: with at least 20 of them the held-out share is
@@ -358,59 +245,24 @@ func splitRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan
 		for i := range fracs {
 			fracs[i] = float64(i+1) / float64(n)
 		}
-		sql := fmt.Sprintf(`select (percentile_disc($1::float8[]) within group (order by %s))::int8[] from %s`, k, in.rel.ident())
+		sql := fmt.Sprintf(`select (percentile_disc($1::float8[]) within group (order by %s))::int8[] from %s`,
+			pgx.Identifier{in.key.name}.Sanitize(), in.rel.ident())
 		if err := tx.QueryRow(ctx, sql, fracs).Scan(&splits); err != nil {
-			return fmt.Errorf("computing key quantiles: %w", err)
+			return nil, fmt.Errorf("computing key quantiles: %w", err)
 		}
 	}
-	bounds := rangeBounds(splits)
-	lows := make([]int64, 0, len(bounds))
-	for _, b := range bounds[1:] {
-		lows = append(lows, b.Lo)
-	}
-	// width_bucket(k, lows) is the number of lower bounds <= k: the range index.
-	bucket, args := "0", []any{}
-	if len(lows) > 0 {
-		bucket, args = "width_bucket("+k+"::int8, $1::int8[])", []any{lows}
-	}
-	sql := fmt.Sprintf(`select %[4]s as b, count(*),
-  (mod(mod(sum(%[1]s::numeric), %[2]s) + %[2]s, %[2]s))::text,
-  (mod(sum(%[1]s::numeric * %[1]s::numeric), %[2]s))::text
-from %[3]s where %[1]s is not null group by 1 order by 1`, k, mod64, in.rel.ident(), bucket)
-	dbRows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return fmt.Errorf("counting rows per range: %w", err)
-	}
-	defer dbRows.Close() // an early return leaves the connection busy otherwise
-	sums := make([]messages.KeyChecksum, len(bounds))
-	for dbRows.Next() {
-		var b int
-		var cnt int64
-		var sum, sumSq string
-		if err := dbRows.Scan(&b, &cnt, &sum, &sumSq); err != nil {
-			return fmt.Errorf("counting rows per range: %w", err)
-		}
-		if b < 0 || b >= len(bounds) {
-			return fmt.Errorf("counting rows per range: bucket %d of %d", b, len(bounds))
-		}
-		s := messages.KeyChecksum{Rows: cnt}
-		if s.Sum, err = strconv.ParseUint(sum, 10, 64); err == nil {
-			s.SumSq, err = strconv.ParseUint(sumSq, 10, 64)
-		}
-		if err != nil {
-			return fmt.Errorf("counting rows per range: checksum: %w", err)
-		}
-		sums[b] = s
-	}
-	if err := dbRows.Err(); err != nil {
-		return fmt.Errorf("counting rows per range: %w", err)
-	}
+	return rangeBounds(splits), nil
+}
+
+// assignRanges sets the ranges with their row counts, the validation share and the
+// expected checksums.
+func assignRanges(in *planInput, p *messages.Plan, bounds []messages.KeyRange, sums []messages.KeyChecksum) {
 	for i := range bounds {
 		bounds[i].Rows = sums[i].Rows
 	}
 	p.Ranges = bounds
-	if spec.ValidationSplit > 0 && len(bounds) > 1 {
-		v := int(math.Ceil(spec.ValidationSplit * float64(len(bounds))))
+	if vs := in.spec.ValidationSplit; vs > 0 && len(bounds) > 1 {
+		v := int(math.Ceil(vs * float64(len(bounds))))
 		p.ValidationRanges = min(v, len(bounds)-1)
 	}
 	train := p.TrainingRanges()
@@ -421,7 +273,6 @@ from %[3]s where %[1]s is not null group by 1 order by 1`, k, mod64, in.rel.iden
 			p.ExpectedValid.Merge(s)
 		}
 	}
-	return nil
 }
 
 // rangeBounds turns ascending split keys into closed ranges covering all of int64: each

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"github.com/jackc/pgx/v5"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -286,4 +287,77 @@ func currentDatabase(t *testing.T, e *env) string {
 		t.Fatal(err)
 	}
 	return pgx.Identifier{db}.Sanitize()
+}
+
+// The statistics must not depend on the physical order of the rows either: the same rows
+// rewritten in another order (CLUSTER on another column) plan to the same bits, and so do
+// the range counts and checksums.
+func TestStatisticsAreTheSameInAnyPhysicalOrder(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, `create table shuffled (id bigint primary key, x float8, r real, n numeric, c int, y float8)`)
+	e.exec(t, `insert into shuffled select i, sin(i) * 1e3 + 1/(i::float8), cos(i)::real * 7,
+  (i % 1000) / 7.0, case when i % 11 = 0 then null else i % 97 end, tan(i)
+from generate_series(1, 100000) i`)
+	e.exec(t, `create index shuffled_x on shuffled (x)`)
+	r := start(t, e, Config{})
+	ctx := context.Background()
+	spec := specJSON(t, func(m map[string]any) {
+		m["table"] = "shuffled"
+		m["features"] = []any{
+			map[string]any{"column": "x", "scale": "standard"},
+			map[string]any{"column": "r", "scale": "standard"},
+			map[string]any{"column": "n", "scale": "minmax"},
+			map[string]any{"column": "c", "impute": "median", "scale": "standard"},
+		}
+		m["label"] = "y"
+		m["loss"] = "mse"
+		m["range_rows"] = 7000
+		m["model"] = json.RawMessage(`{"layers": [{"type": "dense", "units": 1}]}`)
+	})
+	plan := func() *messages.Plan {
+		t.Helper()
+		st, err := r.cl.Submit(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.cl.Plan(ctx, st.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bitsOf := func(p *messages.Plan) []uint64 {
+		var out []uint64
+		for _, cp := range append(p.Features, p.Label) {
+			s := cp.Stats
+			for _, v := range []float64{s.Mean, s.StdDev, s.Min, s.Max, s.Median, cp.Offset, cp.Factor, cp.Impute} {
+				out = append(out, math.Float64bits(v))
+			}
+			out = append(out, uint64(s.Count), uint64(s.Nulls))
+		}
+		return out
+	}
+	before := plan()
+	var firstKey int64
+	if err := e.pool.QueryRow(ctx, `select id from shuffled limit 1`).Scan(&firstKey); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(t, `cluster shuffled using shuffled_x`)
+	var firstAfter int64
+	if err := e.pool.QueryRow(ctx, `select id from shuffled limit 1`).Scan(&firstAfter); err != nil {
+		t.Fatal(err)
+	}
+	if firstKey == firstAfter {
+		t.Fatalf("CLUSTER left row %d first: the physical order did not change", firstKey)
+	}
+	after := plan()
+	if b, a := bitsOf(before), bitsOf(after); !slices.Equal(b, a) {
+		t.Fatalf("statistics changed with the physical order:\nbefore %+v %+v\nafter  %+v %+v", before.Features, before.Label, after.Features, after.Label)
+	}
+	if before.Expected != after.Expected || !slices.Equal(before.Ranges, after.Ranges) || before.Expected.Rows+before.ExpectedValid.Rows != 100000 {
+		t.Fatalf("ranges or checksums changed: %+v %+v, then %+v %+v", before.Ranges, before.Expected, after.Ranges, after.Expected)
+	}
+	if c := before.Features[3]; c.Stats.Nulls != 9090 || !near(c.Impute, 48) {
+		t.Fatalf("c plan %+v", c)
+	}
 }

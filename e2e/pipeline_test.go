@@ -214,6 +214,25 @@ func TestSameSeedSameWeightsWhateverTheWorkers(t *testing.T) {
 	}
 }
 
+// The weights do not depend on how the rows lie on disk either: CLUSTER on another column
+// rewrites the table in another order, and the same job trains to the same bits.
+func TestSameWeightsWhateverThePhysicalOrder(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	natsURL := testenv.NATS(t)
+	makeTable(t, pool, 20_000)
+	before := runJob(t, pool, natsURL, 2, 1, 2<<20, spec(11, 1, ""))
+	ctx := context.Background()
+	for _, s := range []string{`create index events_b on events (b)`, `cluster events using events_b`, `analyze events`} {
+		if _, err := pool.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := runJob(t, pool, natsURL, 2, 1, 2<<20, spec(11, 1, ""))
+	if len(before.weights) == 0 || !bytes.Equal(before.weights, after.weights) {
+		t.Fatalf("weights differ after CLUSTER (%d and %d bytes)", len(before.weights), len(after.weights))
+	}
+}
+
 // A bad row (a NULL where the plan saw none, written after planning) fails the job with a
 // message that names the row key and the column. The coordinator's window keeps the range
 // with that row unread until the trainer starts, so the update lands before the read.

@@ -171,6 +171,32 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 	h.ceiling = res.Ceiling.RowsPerS
 	res.CopyRowsPerS = h.ceiling
 
+	// Planning beside one binary COPY of the planned columns, at this size and at 4×.
+	for _, n := range []int{o.rows, 4 * o.rows} {
+		if o.skip["planning"] {
+			break
+		}
+		pt := tableName(n)
+		if n != o.rows {
+			step("creating %s (%d rows)", pt, n)
+			if err := createTable(ctx, h.pool, pt, n); err != nil {
+				return nil, err
+			}
+		}
+		step("planning %d rows beside a binary COPY (%d runs)", n, o.ceilingRuns)
+		pr, err := measurePlanning(ctx, h.dsn, pt, o.ceilingRuns)
+		if err != nil {
+			return nil, err
+		}
+		step("  %s", pr)
+		res.Planning = append(res.Planning, pr)
+		if n != o.rows {
+			if err := dropTable(ctx, h.pool, pt); err != nil {
+				return nil, err
+			}
+		}
+	}
+
 	// PostgreSQL's side of the first epoch: the fetchers' read pattern alone.
 	for _, name := range []string{"keyset", "keyset-float4"} {
 		step("diagnostic: %s pages", name)

@@ -82,7 +82,7 @@ func benchMode(ctx context.Context, args []string) error {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (role logs) after the run")
 	fs.StringVar(&o.profile, "profile", "", "instead of the benchmark, run one job with every role in this process and write a CPU profile to this directory")
 	fs.StringVar(&o.profileModel, "profile-model", modelNoop, "model of the profiled job: noop or mlp")
-	skip := fs.String("skip", "", "parts to leave out while working on another, comma-separated: baselines, python, mlp, memory")
+	skip := fs.String("skip", "", "parts to leave out while working on another, comma-separated: baselines, python, mlp, memory, planning")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func benchMode(ctx context.Context, args []string) error {
 	for _, part := range strings.Split(*skip, ",") {
 		switch part = strings.TrimSpace(part); part {
 		case "":
-		case "baselines", "python", "mlp", "memory":
+		case "baselines", "python", "mlp", "memory", "planning":
 			o.skip[part] = true
 		default:
 			return fmt.Errorf("--skip %q: unknown part %q", *skip, part)

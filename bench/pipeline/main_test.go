@@ -64,6 +64,12 @@ func TestSmoke(t *testing.T) {
 			}
 		}
 	}
+	ratios, _ := res["plan_to_copy"].(map[string]any)
+	for _, size := range []string{"20000", "80000"} {
+		if v, ok := ratios[size].(float64); !ok || v <= 0 {
+			t.Errorf("plan_to_copy[%s] = %v, want a positive number", size, ratios[size])
+		}
+	}
 	machine, _ := res["machine"].(map[string]any)
 	for _, key := range []string{"go", "postgresql", "nats_server"} {
 		if s, _ := machine[key].(string); s == "" {
@@ -74,7 +80,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Headline", "## Targets", "## 1. Ceiling", "## 2. The usual ways",
+	for _, want := range []string{"## Headline", "## Targets", "## 1. Ceiling", "Planning (", "## 2. The usual ways",
 		"## 3. pgtrain end to end", "## 4. Memory", "## 5. Time to first batch"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q", want)

@@ -36,6 +36,9 @@ type results struct {
 	E2EMLPFirstEpochRowsPerS float64 `json:"e2e_mlp_first_epoch_rows_per_s"`
 	E2EMLPReplayRowsPerS     float64 `json:"e2e_mlp_replay_rows_per_s"`
 	TimeToFirstBatchS        float64 `json:"time_to_first_batch_s"`
+	// PlanToCopy is, per table size (keyed by its rows), the median planning time over the
+	// median binary COPY of the planned columns.
+	PlanToCopy map[string]float64 `json:"plan_to_copy"`
 
 	Command      string           `json:"command"`
 	StartedAt    string           `json:"started_at"`
@@ -46,6 +49,7 @@ type results struct {
 	Baselines    []baselineResult `json:"baselines"`
 	E2E          []*e2eResult     `json:"e2e"`
 	Memory       []memoryResult   `json:"memory"`
+	Planning     []*planningRun   `json:"planning"`
 	Targets      []target         `json:"targets"`
 }
 
@@ -219,6 +223,16 @@ func (r *results) judge() {
 		r.Targets = append(r.Targets, target{Name: "(beside it) first epoch vs best Python way (" + bestPy.Name + ")", Want: "≥ 2×",
 			Got: ratio(r.E2EFirstEpochRowsPerS, bestPy.RowsPerS), Unit: "×", Met: r.E2EFirstEpochRowsPerS >= 2*bestPy.RowsPerS})
 	}
+	if r.TimeToFirstBatchS > 0 {
+		r.Targets = append(r.Targets, target{Name: "time to the first batch (" + r.E2EHeadline + ")", Want: "≤ 1.0 s",
+			Got: r.TimeToFirstBatchS, Unit: " s", Met: r.TimeToFirstBatchS <= 1.0})
+	}
+	r.PlanToCopy = map[string]float64{}
+	for _, pr := range r.Planning {
+		r.PlanToCopy[strconv.FormatInt(pr.Rows, 10)] = pr.Ratio
+		r.Targets = append(r.Targets, target{Name: fmt.Sprintf("planning vs binary COPY of the planned columns at %s rows", human(int(pr.Rows))),
+			Want: "≤ 1.20×", Got: pr.Ratio, Unit: "×", Met: pr.Ratio <= 1.2})
+	}
 	r.Targets = append(r.Targets,
 		target{Name: "replay epoch vs binary COPY", Want: "≥ 1×", Got: ratio(r.E2EReplayRowsPerS, c), Unit: "×", Met: r.E2EReplayRowsPerS >= c})
 	if len(r.Memory) == 2 {
@@ -299,6 +313,13 @@ func (r *results) markdown(w io.Writer) {
 				what = "numbers as stored (real), as the fetchers read them"
 			}
 			p("| %s | %.2f | %s | %.2f | %.2f |\n", what, k.Seconds, num(k.RowsPerS), k.RatioToCeiling, k.PGCPUSeconds)
+		}
+	}
+
+	if len(r.Planning) > 0 {
+		p("\nPlanning (the submission's round trip with a coordinator and no workers: schema check, row count, key quantiles, then one binary COPY of the key and the numeric columns summed exactly in Go for the statistics and range checksums, the category's width and vocabulary in SQL) beside a binary COPY of the same columns, alternated, medians of %d runs:\n\n| rows | plan (s) | COPY (s) | plan / COPY |\n|---:|---:|---:|---:|\n", len(r.Planning[0].PlanSeconds))
+		for _, pr := range r.Planning {
+			p("| %s | %.2f | %.2f | %.2f |\n", human(int(pr.Rows)), median(pr.PlanSeconds), median(pr.CopySeconds), pr.Ratio)
 		}
 	}
 
