@@ -124,6 +124,9 @@ func (f *Fetcher) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
+			if client.Refused(err) {
+				return fmt.Errorf("fetcher: the coordinator refused this worker's token (check --coordinator-token-file): %w", err)
+			}
 			f.log.Warn("asking the coordinator for a lease failed; retrying", "error", err, "retry_in", backoff.Next())
 			backoff.Wait(ctx)
 			continue

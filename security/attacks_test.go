@@ -203,3 +203,32 @@ func TestNoTokensMeansLoopbackOnly(t *testing.T) {
 		}
 	}
 }
+
+// A worker whose token the coordinator refuses stops with an error that says so, instead
+// of retrying a fault no retry can mend; a user's token (no worker scope) is refused too.
+func TestWorkerWithARefusedTokenStops(t *testing.T) {
+	c := startCluster(t)
+	for _, tc := range []struct{ name, token string }{
+		{"unknown token", "not-a-token-of-this-coordinator"},
+		{"user token", c.tokens.UserSecret},
+	} {
+		for _, role := range [][]string{{"fetcher", "--id", "fetcher-x"}, {"trainer", "--id", "trainer-x", "--out-dir", t.TempDir()}} {
+			t.Run(tc.name+"/"+role[0], func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				env := []string{"PGTRAIN_DSN=" + pg.DSN, "PGTRAIN_NATS_URL=" + natsS.URL, "PGTRAIN_COORDINATOR_TOKEN=" + tc.token}
+				out, err := runCLI(ctx, env, append(role, "--coordinator", c.url, "--coordinator-ca", c.caFile)...)
+				if ctx.Err() != nil {
+					t.Fatalf("%s kept running with a refused token:\n%s", role[0], out)
+				}
+				if err == nil || !strings.Contains(out, "refused this worker's token") {
+					t.Fatalf("%s with a refused token: %v\n%s\nwant an exit naming the refused token", role[0], err, out)
+				}
+				if strings.Contains(out, tc.token) {
+					t.Errorf("%s printed the token", role[0])
+				}
+			})
+		}
+	}
+	c.checkUp(t)
+}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"pgtrain/coordinator/client"
 	"pgtrain/internal/bus"
 	"pgtrain/internal/local"
 	"pgtrain/internal/pgutil"
@@ -75,7 +74,7 @@ insert into points select i, i, 2 * i from generate_series(1, 150) i`); err != n
 	}
 	defer os.RemoveAll(out)
 	t, err := trainer.New(trainer.Config{TrainerID: "trainer-1", OutDir: out, Once: true},
-		b, client.New(cluster.URL(), log), log)
+		b, cluster.WorkerClient, log)
 	if err != nil {
 		fmt.Println("config:", err)
 		return

@@ -91,6 +91,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if client.Refused(err) {
+				return fmt.Errorf("trainer: the coordinator refused this worker's token (check --coordinator-token-file): %w", err)
+			}
 			t.log.Warn("claiming a job, will retry", "error", err)
 			if !workloop.Sleep(ctx, t.cfg.Poll) {
 				return nil

@@ -50,6 +50,13 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("coordinator: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }
 
+// Refused reports whether the coordinator refused the caller's credentials (401 or 403):
+// a permanent fault that retrying cannot mend, so a worker stops instead of retrying.
+func Refused(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden)
+}
+
 // Client talks to one coordinator. It is safe for concurrent use.
 type Client struct {
 	base  string
