@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +27,7 @@ import (
 type upOpts struct {
 	dsn           string
 	natsURL       string
+	natsAuth      natsAuthFlags
 	dataDir       string
 	outDir        string
 	listen        string
@@ -42,7 +45,8 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	o := &upOpts{}
 	fs := newFlagSet("up", "up [flags]")
 	fs.StringVar(&o.dsn, "dsn", "", "PostgreSQL to read; empty starts a throwaway cluster from the local server binaries")
-	fs.StringVar(&o.natsURL, "nats-url", "", "NATS server to use; empty starts an embedded one")
+	fs.StringVar(&o.natsURL, "nats-url", "", "NATS server to use; empty starts an embedded one that requires a token generated for this run")
+	o.natsAuth.register(fs)
 	fs.StringVar(&o.dataDir, "data-dir", "", "keep the embedded NATS store (and the throwaway cluster) here; empty uses a temporary directory removed on exit")
 	fs.StringVar(&o.outDir, "out-dir", "pgtrain-data/models", "where models, checkpoints and histories are written")
 	fs.StringVar(&o.listen, "listen", coordinator.DefaultListen, "HTTP address of the coordinator (use 127.0.0.1:0 for any free port)")
@@ -80,6 +84,7 @@ func runUp(ctx context.Context, args []string) error {
 	cluster, err := local.Start(ctx, local.Options{
 		Sources:       map[string]*pgxpool.Pool{"": env.pool},
 		NATSURL:       env.natsURL,
+		NATSAuth:      env.natsAuth,
 		Fetchers:      o.fetchers,
 		Preprocessors: o.preprocessors,
 		Trainer:       true,
@@ -145,15 +150,23 @@ func runUp(ctx context.Context, args []string) error {
 
 // upEnv is the infrastructure `pgtrain up` runs on.
 type upEnv struct {
-	pg      *devenv.Postgres
-	nats    *devenv.NATS
-	natsURL string
-	pool    *pgxpool.Pool
-	tmp     string
+	pg       *devenv.Postgres
+	nats     *devenv.NATS
+	natsURL  string
+	natsAuth bus.Auth
+	pool     *pgxpool.Pool
+	tmp      string
 }
 
 func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) {
-	env := &upEnv{natsURL: o.natsURL}
+	if o.natsURL == "" && o.natsAuth.set() {
+		return nil, errors.New("the --nats-creds, --nats-nkey, --nats-user, --nats-token-file and --nats-tls-* flags are for a server given with --nats-url; the embedded one makes its own token")
+	}
+	auth, err := o.natsAuth.auth()
+	if err != nil {
+		return nil, err
+	}
+	env := &upEnv{natsURL: o.natsURL, natsAuth: auth}
 	ok := false
 	defer func() {
 		if !ok {
@@ -174,11 +187,17 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 		}
 	}
 	if env.natsURL == "" {
-		n, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(dir, "nats")})
+		// Even on loopback, other local users must not reach the bus: only this process's
+		// roles get the token, and it is never printed.
+		token, err := randomToken()
 		if err != nil {
 			return nil, err
 		}
-		env.nats, env.natsURL = n, n.URL
+		n, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(dir, "nats"), Token: token})
+		if err != nil {
+			return nil, err
+		}
+		env.nats, env.natsURL, env.natsAuth = n, n.URL, bus.Auth{Token: token}
 		log.Info("embedded nats-server ready", "url", n.URL)
 	}
 	dsn := o.dsn
@@ -212,4 +231,13 @@ func (e *upEnv) stop() {
 	if e.tmp != "" {
 		os.RemoveAll(e.tmp)
 	}
+}
+
+// randomToken is 256 bits from crypto/rand, hex-encoded.
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generating the nats token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
