@@ -15,6 +15,7 @@ import (
 
 	"pgtrain/coordinator"
 	"pgtrain/internal/bus"
+	"pgtrain/internal/devenv"
 	"pgtrain/internal/local"
 	"pgtrain/internal/testenv"
 	"pgtrain/messages"
@@ -94,11 +95,17 @@ type run struct {
 
 func runJob(t *testing.T, pool *pgxpool.Pool, natsURL string, fetchers, preprocs int, readyMaxBytes int64, body []byte) run {
 	t.Helper()
+	return runJobAuth(t, pool, natsURL, bus.Auth{}, fetchers, preprocs, readyMaxBytes, body)
+}
+
+func runJobAuth(t *testing.T, pool *pgxpool.Pool, natsURL string, auth bus.Auth, fetchers, preprocs int, readyMaxBytes int64, body []byte) run {
+	t.Helper()
 	ctx := context.Background()
 	out := t.TempDir()
 	cl, err := local.Start(ctx, local.Options{
 		Sources:       map[string]*pgxpool.Pool{"": pool},
 		NATSURL:       natsURL,
+		NATSAuth:      auth,
 		Fetchers:      fetchers,
 		Preprocessors: preprocs,
 		Trainer:       true,
@@ -205,6 +212,34 @@ func TestSameSeedSameWeightsWhateverTheWorkers(t *testing.T) {
 	other := runJob(t, pool, natsURL, 3, 2, 2<<20, spec(12, 2, ""))
 	if bytes.Equal(one.weights, other.weights) {
 		t.Fatal("another seed gave the same weights")
+	}
+}
+
+// Every role works over a bus that requires a token, to the same weights as over an open
+// one; a cluster without the token is refused at start.
+func TestPipelineOverATokenProtectedBus(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	makeTable(t, pool, 20_000)
+	open := runJob(t, pool, testenv.NATS(t), 2, 2, 2<<20, spec(21, 2, ""))
+
+	n, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: t.TempDir(), Token: "e2e-bus-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := local.Start(ctx, local.Options{Sources: map[string]*pgxpool.Pool{"": pool}, NATSURL: n.URL})
+	if err == nil {
+		cl.Stop()
+		t.Fatal("a cluster without the token started")
+	}
+	if !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+		t.Fatalf("without the token: err = %v, want an authorization violation", err)
+	}
+	guarded := runJobAuth(t, pool, n.URL, bus.Auth{Token: "e2e-bus-token"}, 2, 2, 2<<20, spec(21, 2, ""))
+	if len(open.weights) == 0 || !bytes.Equal(open.weights, guarded.weights) {
+		t.Fatalf("weights differ between the open and the token-protected bus (%d and %d bytes)", len(open.weights), len(guarded.weights))
 	}
 }
 
