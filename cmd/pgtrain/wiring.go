@@ -200,6 +200,10 @@ func startRole(ctx context.Context, fs *flag.FlagSet, args []string, name string
 	if err := armFaults(log); err != nil {
 		return nil, err
 	}
+	// A wrong NATS auth flag is reported before anything connects.
+	if _, err := nf.auth.auth(); err != nil {
+		return nil, err
+	}
 	r := &role{log: log, close: func() {}}
 	if db != nil {
 		pools, closePools, err := db.pools(ctx)

@@ -58,8 +58,8 @@ func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
 
 // ConnectAuth opens a connection that keeps reconnecting for as long as the process runs, so
 // a restarted nats-server is a pause, not a failure. name shows in the server's monitoring.
-// A server that refuses the credentials twice closes the connection for good: Ensure then
-// returns that error instead of waiting.
+// A server that refuses the credentials twice closes the connection for good, and a refused
+// certificate cannot fix itself: Ensure then returns that error instead of waiting.
 func ConnectAuth(url, name string, log *slog.Logger, auth Auth) (*nats.Conn, error) {
 	authOpts, err := auth.options()
 	if err != nil {
@@ -107,11 +107,15 @@ func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
 			return permanent{fmt.Errorf("nats connection closed: %w", nc.LastError())}
 		}
 		if !nc.IsConnected() {
-			if err := nc.LastError(); isTLSRefusal(err) {
+			err := nc.LastError()
+			if isTLSRefusal(err) {
 				return permanent{err}
 			}
 			// Requests would only wait in the reconnect buffer; look again soon.
-			return fmt.Errorf("not connected to nats yet (last error: %v)", nc.LastError())
+			if err != nil {
+				return fmt.Errorf("not connected to nats yet: %w", err)
+			}
+			return errors.New("not connected to nats yet")
 		}
 		var err error
 		b.Raw, err = js.CreateOrUpdateStream(ctx, RawStreamConfig())
