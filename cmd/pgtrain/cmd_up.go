@@ -84,7 +84,7 @@ func runUp(ctx context.Context, args []string) error {
 	cluster, err := local.Start(ctx, local.Options{
 		Sources:       map[string]*pgxpool.Pool{"": env.pool},
 		NATSURL:       env.natsURL,
-		NATSAuth:      env.natsAuth,
+		NATSAuth:      env.auth,
 		Fetchers:      o.fetchers,
 		Preprocessors: o.preprocessors,
 		Trainer:       true,
@@ -150,12 +150,12 @@ func runUp(ctx context.Context, args []string) error {
 
 // upEnv is the infrastructure `pgtrain up` runs on.
 type upEnv struct {
-	pg       *devenv.Postgres
-	nats     *devenv.NATS
-	natsURL  string
-	natsAuth bus.Auth
-	pool     *pgxpool.Pool
-	tmp      string
+	pg      *devenv.Postgres
+	nats    *devenv.NATS
+	natsURL string
+	auth    bus.Auth // what the roles present to NATS
+	pool    *pgxpool.Pool
+	tmp     string
 }
 
 func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) {
@@ -166,7 +166,7 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 	if err != nil {
 		return nil, err
 	}
-	env := &upEnv{natsURL: o.natsURL, natsAuth: auth}
+	env := &upEnv{natsURL: o.natsURL, auth: auth}
 	ok := false
 	defer func() {
 		if !ok {
@@ -197,7 +197,7 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 		if err != nil {
 			return nil, err
 		}
-		env.nats, env.natsURL, env.natsAuth = n, n.URL, bus.Auth{Token: token}
+		env.nats, env.natsURL, env.auth = n, n.URL, bus.Auth{Token: token}
 		log.Info("embedded nats-server ready", "url", n.URL)
 	}
 	dsn := o.dsn

@@ -61,21 +61,18 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 		opts.MaxPayload = 8 << 20
 	}
 	n.opts = &server.Options{
-		Host:          opts.Host,
-		Port:          opts.Port,
-		JetStream:     true,
-		StoreDir:      opts.StoreDir,
-		MaxPayload:    opts.MaxPayload,
-		NoLog:         true,
-		NoSigs:        true,
-		Authorization: opts.Token,
-		Username:      opts.User,
-		Password:      opts.Password,
-		Nkeys:         opts.Nkeys,
-		TLSConfig:     opts.TLS,
+		Host:       opts.Host,
+		Port:       opts.Port,
+		JetStream:  true,
+		StoreDir:   opts.StoreDir,
+		MaxPayload: opts.MaxPayload,
+		NoLog:      true,
+		NoSigs:     true,
 	}
+	n.opts.Authorization, n.opts.Username, n.opts.Password = opts.Token, opts.User, opts.Password
+	n.opts.Nkeys = opts.Nkeys
 	if opts.TLS != nil {
-		n.opts.TLS = true
+		n.opts.TLS, n.opts.TLSConfig = true, opts.TLS
 		n.opts.TLSVerify = opts.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
 	if err := n.start(); err != nil {
