@@ -19,6 +19,7 @@ import (
 	"pgtrain/coordinator/client"
 	"pgtrain/internal/bus"
 	"pgtrain/internal/demo"
+	"pgtrain/internal/devenv"
 	"pgtrain/internal/local"
 	"pgtrain/internal/testenv"
 	"pgtrain/messages"
@@ -95,11 +96,17 @@ type run struct {
 
 func runJob(t *testing.T, pool *pgxpool.Pool, natsURL string, fetchers, preprocs int, readyMaxBytes int64, body []byte) run {
 	t.Helper()
+	return runJobAuth(t, pool, natsURL, bus.Auth{}, fetchers, preprocs, readyMaxBytes, body)
+}
+
+func runJobAuth(t *testing.T, pool *pgxpool.Pool, natsURL string, auth bus.Auth, fetchers, preprocs int, readyMaxBytes int64, body []byte) run {
+	t.Helper()
 	ctx := context.Background()
 	out := t.TempDir()
 	cl, err := local.Start(ctx, local.Options{
 		Sources:       map[string]*pgxpool.Pool{"": pool},
 		NATSURL:       natsURL,
+		NATSAuth:      auth,
 		Fetchers:      fetchers,
 		Preprocessors: preprocs,
 		Trainer:       true,
@@ -220,16 +227,44 @@ func TestSameWeightsWhateverThePhysicalOrder(t *testing.T) {
 	pool, _ := testenv.Pool(t)
 	natsURL := testenv.NATS(t)
 	makeTable(t, pool, 20_000)
-	before := runJob(t, pool, natsURL, 2, 1, 2<<20, spec(11, 1, ""))
+	before := runJob(t, pool, natsURL, 2, 1, 2<<20, spec(11, 1))
 	ctx := context.Background()
 	for _, s := range []string{`create index events_b on events (b)`, `cluster events using events_b`, `analyze events`} {
 		if _, err := pool.Exec(ctx, s); err != nil {
 			t.Fatal(err)
 		}
 	}
-	after := runJob(t, pool, natsURL, 2, 1, 2<<20, spec(11, 1, ""))
+	after := runJob(t, pool, natsURL, 2, 1, 2<<20, spec(11, 1))
 	if len(before.weights) == 0 || !bytes.Equal(before.weights, after.weights) {
 		t.Fatalf("weights differ after CLUSTER (%d and %d bytes)", len(before.weights), len(after.weights))
+	}
+}
+
+// Every role works over a bus that requires a token, to the same weights as over an open
+// one; a cluster without the token is refused at start.
+func TestPipelineOverATokenProtectedBus(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	makeTable(t, pool, 20_000)
+	open := runJob(t, pool, testenv.NATS(t), 2, 2, 2<<20, spec(21, 2))
+
+	n, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: t.TempDir(), Token: "e2e-bus-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := local.Start(ctx, local.Options{Sources: map[string]*pgxpool.Pool{"": pool}, NATSURL: n.URL})
+	if err == nil {
+		cl.Stop()
+		t.Fatal("a cluster without the token started")
+	}
+	if !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+		t.Fatalf("without the token: err = %v, want an authorization violation", err)
+	}
+	guarded := runJobAuth(t, pool, n.URL, bus.Auth{Token: "e2e-bus-token"}, 2, 2, 2<<20, spec(21, 2))
+	if len(open.weights) == 0 || !bytes.Equal(open.weights, guarded.weights) {
+		t.Fatalf("weights differ between the open and the token-protected bus (%d and %d bytes)", len(open.weights), len(guarded.weights))
 	}
 }
 

@@ -81,8 +81,15 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 		coordURL: fmt.Sprintf("http://127.0.0.1:%d", coordPort),
 		tokens:   testenv.TokenFiles(t, dir),
 	}
+	// The bus requires a token, as a deployment's would: the nats-server restart scenario
+	// then also proves the roles reconnect with it.
+	tokenFile := filepath.Join(dir, "nats-token")
+	if err := os.WriteFile(tokenFile, []byte("faults-nats-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c.env = []string{
 		"PGTRAIN_LOG_FORMAT=json",
+		"PGTRAIN_NATS_TOKEN_FILE=" + tokenFile,
 		"PGTRAIN_NATS_URL=" + c.natsURL,
 		"PGTRAIN_COORDINATOR=" + c.coordURL,
 		// Authentication is on, as in production: every role holds the worker token.
@@ -98,7 +105,8 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 	mk := func(name string, args ...string) *proc {
 		return &proc{name: name, args: args, logPath: filepath.Join(dir, name+".log")}
 	}
-	c.nats = mk("nats", "nats", "--store-dir", filepath.Join(dir, "nats"), "--port", strconv.Itoa(natsPort))
+	c.nats = mk("nats", "nats", "--store-dir", filepath.Join(dir, "nats"), "--port", strconv.Itoa(natsPort),
+		"--auth-token-file", tokenFile)
 	c.coordinator = mk("coordinator", "coordinator", "--listen", fmt.Sprintf("127.0.0.1:%d", coordPort),
 		"--lease-ttl", leaseTTL.String(), "--window", strconv.Itoa(window), "--auth-token-file", c.tokens.Auth)
 	for i := range numFetchers {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
 
@@ -13,7 +14,44 @@ type natsOpts struct {
 	storeDir string
 	host     string
 	port     int
+	auth     natsServerAuth
 	log      logFlags
+}
+
+// natsServerAuth is what the embedded server asks of its clients.
+type natsServerAuth struct {
+	tokenFile    string
+	user         string
+	passwordFile string
+}
+
+func (a *natsServerAuth) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.tokenFile, "auth-token-file", "", "require the token in this file of every client")
+	fs.StringVar(&a.user, "auth-user", "", "require this user (with --auth-password-file) of every client")
+	fs.StringVar(&a.passwordFile, "auth-password-file", "", "file holding the password of --auth-user")
+}
+
+// apply reads the secrets into o.
+func (a *natsServerAuth) apply(o *devenv.NATSOptions) error {
+	if a.tokenFile != "" && a.user != "" {
+		return errors.New("--auth-token-file and --auth-user: choose one")
+	}
+	if (a.user == "") != (a.passwordFile == "") {
+		return errors.New("--auth-user and --auth-password-file go together")
+	}
+	var err error
+	if a.tokenFile != "" {
+		if o.Token, err = readSecret("--auth-token-file", a.tokenFile); err != nil {
+			return err
+		}
+	}
+	if a.user != "" {
+		o.User = a.user
+		if o.Password, err = readSecret("--auth-password-file", a.passwordFile); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func natsServerFlags() (*flag.FlagSet, *natsOpts) {
@@ -22,6 +60,7 @@ func natsServerFlags() (*flag.FlagSet, *natsOpts) {
 	fs.StringVar(&o.storeDir, "store-dir", "pgtrain-data/nats", "JetStream store directory (kept across restarts)")
 	fs.IntVar(&o.port, "port", 4222, "client port")
 	fs.StringVar(&o.host, "host", "127.0.0.1", "interface to listen on")
+	o.auth.register(fs)
 	o.log.register(fs)
 	return fs, o
 }
@@ -39,11 +78,16 @@ func runNATS(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*storeDir, 0o755); err != nil {
 		return err
 	}
-	srv, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: *storeDir, Port: *port, Host: *host})
+	nopts := devenv.NATSOptions{StoreDir: *storeDir, Port: *port, Host: *host}
+	if err := o.auth.apply(&nopts); err != nil {
+		return err
+	}
+	srv, err := devenv.StartNATS(nopts)
 	if err != nil {
 		return err
 	}
-	log.Info("nats-server with JetStream ready", "url", pgutil.Redact(srv.URL), "store_dir", *storeDir)
+	log.Info("nats-server with JetStream ready", "url", pgutil.Redact(srv.URL), "store_dir", *storeDir,
+		"auth", nopts.Token != "" || nopts.User != "")
 	<-ctx.Done()
 	log.Info("shutting down nats-server")
 	srv.Stop()

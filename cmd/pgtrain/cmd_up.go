@@ -26,6 +26,7 @@ type upOpts struct {
 	dsn           string
 	natsURL       string
 	natsPrefix    prefixFlag
+	natsAuth      natsAuthFlags
 	dataDir       string
 	outDir        string
 	listen        string
@@ -43,8 +44,9 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	o := &upOpts{}
 	fs := newFlagSet("up", "up [flags]")
 	fs.StringVar(&o.dsn, "dsn", "", "PostgreSQL to read; empty starts a throwaway cluster from the local server binaries")
-	fs.StringVar(&o.natsURL, "nats-url", "", "NATS server to use; empty starts an embedded one")
+	fs.StringVar(&o.natsURL, "nats-url", "", "NATS server to use; empty starts an embedded one that requires a token generated for this run")
 	registerPrefix(fs, &o.natsPrefix)
+	o.natsAuth.register(fs)
 	fs.StringVar(&o.dataDir, "data-dir", "", "keep the embedded NATS store (and the throwaway cluster) here, and write the user token to user.token in it; empty uses a temporary directory removed on exit")
 	fs.StringVar(&o.outDir, "out-dir", "pgtrain-data/models", "where models, checkpoints and histories are written")
 	fs.StringVar(&o.listen, "listen", coordinator.DefaultListen, "HTTP address of the coordinator (use 127.0.0.1:0 for any free port)")
@@ -82,6 +84,7 @@ func runUp(ctx context.Context, args []string) error {
 	cluster, err := local.Start(ctx, local.Options{
 		Sources:       map[string]*pgxpool.Pool{"": env.pool},
 		NATSURL:       env.natsURL,
+		NATSAuth:      env.auth,
 		Fetchers:      o.fetchers,
 		Preprocessors: o.preprocessors,
 		Trainer:       true,
@@ -160,13 +163,21 @@ type upEnv struct {
 	pg      *devenv.Postgres
 	nats    *devenv.NATS
 	natsURL string
+	auth    bus.Auth // what the roles present to NATS
 	pool    *pgxpool.Pool
 	dir     string // --data-dir, or tmp
 	tmp     string
 }
 
 func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) {
-	env := &upEnv{natsURL: o.natsURL}
+	if o.natsURL == "" && o.natsAuth.set() {
+		return nil, errors.New("the --nats-creds, --nats-nkey, --nats-user, --nats-token-file and --nats-tls-* flags are for a server given with --nats-url; the embedded one makes its own token")
+	}
+	auth, err := o.natsAuth.auth()
+	if err != nil {
+		return nil, err
+	}
+	env := &upEnv{natsURL: o.natsURL, auth: auth}
 	ok := false
 	defer func() {
 		if !ok {
@@ -188,11 +199,17 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 	}
 	env.dir = dir
 	if env.natsURL == "" {
-		n, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(dir, "nats")})
+		// Even on loopback, other local users must not reach the bus: only this process's
+		// roles get the token, and it is never printed.
+		token, err := coordinator.GenerateToken()
 		if err != nil {
 			return nil, err
 		}
-		env.nats, env.natsURL = n, n.URL
+		n, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(dir, "nats"), Token: token})
+		if err != nil {
+			return nil, err
+		}
+		env.nats, env.natsURL, env.auth = n, n.URL, bus.Auth{Token: token}
 		log.Info("embedded nats-server ready", "url", pgutil.Redact(n.URL))
 	}
 	dsn := o.dsn

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -41,6 +43,7 @@ type natsFlags struct {
 	prefix        prefixFlag
 	readyMaxBytes int64
 	rawAckWait    time.Duration
+	auth          natsAuthFlags
 }
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
@@ -48,10 +51,15 @@ func (n *natsFlags) register(fs *flag.FlagSet) {
 	registerPrefix(fs, &n.prefix)
 	fs.Int64Var(&n.readyMaxBytes, "ready-max-bytes", bus.DefaultReadyMaxBytes, "byte limit of the READY stream (backpressure, and the replay decision)")
 	fs.DurationVar(&n.rawAckWait, "raw-ack-wait", bus.DefaultRawAckWait, "how long a RAW page may stay unacknowledged before it is redelivered to another preprocessor (give every role the same value)")
+	n.auth.register(fs)
 }
 
 func (n *natsFlags) connect(ctx context.Context, name string, log *slog.Logger) (*nats.Conn, *bus.Bus, error) {
-	nc, err := bus.Connect(n.url, name, log)
+	auth, err := n.auth.auth()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := bus.ConnectAuth(n.url, name, log, auth)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -61,6 +69,92 @@ func (n *natsFlags) connect(ctx context.Context, name string, log *slog.Logger) 
 		return nil, nil, err
 	}
 	return nc, b, nil
+}
+
+// natsAuthFlags are how a client of NATS proves who it is and checks the server. Secrets
+// come from files so they stay out of ps and shell history.
+type natsAuthFlags struct {
+	creds        string
+	nkey         string
+	user         string
+	passwordFile string
+	tokenFile    string
+	tlsCA        string
+	tlsCert      string
+	tlsKey       string
+}
+
+func (a *natsAuthFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.creds, "nats-creds", "", "NATS credentials file (user JWT and nkey seed, for a server in operator mode)")
+	fs.StringVar(&a.nkey, "nats-nkey", "", "file holding a NATS user nkey seed (SU...)")
+	fs.StringVar(&a.user, "nats-user", "", "NATS user name (with --nats-password-file)")
+	fs.StringVar(&a.passwordFile, "nats-password-file", "", "file holding the NATS user's password")
+	fs.StringVar(&a.tokenFile, "nats-token-file", "", "file holding the NATS server's auth token")
+	fs.StringVar(&a.tlsCA, "nats-tls-ca", "", "CA certificate (PEM) that signed the NATS server's certificate")
+	fs.StringVar(&a.tlsCert, "nats-tls-cert", "", "client certificate (PEM) for a NATS server that asks for one")
+	fs.StringVar(&a.tlsKey, "nats-tls-key", "", "key (PEM) of --nats-tls-cert")
+}
+
+// set reports whether any flag was given.
+func (a *natsAuthFlags) set() bool {
+	return *a != natsAuthFlags{}
+}
+
+// auth checks the files exist and reads the secrets, naming the flag in every error.
+func (a *natsAuthFlags) auth() (bus.Auth, error) {
+	var given []string
+	for _, f := range []struct{ name, v string }{
+		{"--nats-creds", a.creds}, {"--nats-nkey", a.nkey}, {"--nats-user", a.user}, {"--nats-token-file", a.tokenFile},
+	} {
+		if f.v != "" {
+			given = append(given, f.name)
+		}
+	}
+	if len(given) > 1 {
+		return bus.Auth{}, fmt.Errorf("%s: give one way to authenticate to NATS", strings.Join(given, " and "))
+	}
+	if (a.user == "") != (a.passwordFile == "") {
+		return bus.Auth{}, errors.New("--nats-user and --nats-password-file go together")
+	}
+	if (a.tlsCert == "") != (a.tlsKey == "") {
+		return bus.Auth{}, errors.New("--nats-tls-cert and --nats-tls-key go together")
+	}
+	for _, f := range []struct{ name, path string }{
+		{"--nats-creds", a.creds}, {"--nats-nkey", a.nkey}, {"--nats-tls-ca", a.tlsCA}, {"--nats-tls-cert", a.tlsCert}, {"--nats-tls-key", a.tlsKey},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return bus.Auth{}, fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	auth := bus.Auth{CredsFile: a.creds, NkeyFile: a.nkey, User: a.user, TLSCA: a.tlsCA, TLSCert: a.tlsCert, TLSKey: a.tlsKey}
+	var err error
+	if a.passwordFile != "" {
+		if auth.Password, err = readSecret("--nats-password-file", a.passwordFile); err != nil {
+			return bus.Auth{}, err
+		}
+	}
+	if a.tokenFile != "" {
+		if auth.Token, err = readSecret("--nats-token-file", a.tokenFile); err != nil {
+			return bus.Auth{}, err
+		}
+	}
+	return auth, nil
+}
+
+// readSecret reads a one-line secret file; the trailing newline editors add is not part of it.
+func readSecret(flagName, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flagName, err)
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s: %s is empty", flagName, path)
+	}
+	return s, nil
 }
 
 // dbFlags are the database sources of the coordinator and the fetchers.
@@ -126,6 +220,10 @@ func startRole(ctx context.Context, fs *flag.FlagSet, args []string, name string
 		return nil, err
 	}
 	if err := armFaults(log); err != nil {
+		return nil, err
+	}
+	// A wrong NATS auth flag is reported before anything connects.
+	if _, err := nf.auth.auth(); err != nil {
 		return nil, err
 	}
 	r := &role{log: log, close: func() {}}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -55,13 +56,24 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Connect opens a connection that keeps reconnecting for as long as the process runs, so a
-// restarted nats-server is a pause, not a failure. name shows in the server's monitoring.
+// Connect opens an anonymous connection; see ConnectAuth.
 func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
+	return ConnectAuth(url, name, log, Auth{})
+}
+
+// ConnectAuth opens a connection that keeps reconnecting for as long as the process runs, so
+// a restarted nats-server is a pause, not a failure. name shows in the server's monitoring.
+// A server that refuses the credentials twice closes the connection for good, and a refused
+// certificate cannot fix itself: Ensure then returns that error instead of waiting.
+func ConnectAuth(url, name string, log *slog.Logger, auth Auth) (*nats.Conn, error) {
+	authOpts, err := auth.options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(url, append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -69,7 +81,7 @@ func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	)
+	}, authOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to nats: %w", err)
 	}
@@ -115,6 +127,20 @@ func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
 	}
 	b := &Bus{NC: nc, JS: js, Limits: limits, names: names}
 	err = retry(ctx, func(ctx context.Context) error {
+		if nc.IsClosed() {
+			return permanent{fmt.Errorf("nats connection closed: %w", nc.LastError())}
+		}
+		if !nc.IsConnected() {
+			err := nc.LastError()
+			if isTLSRefusal(err) {
+				return permanent{err}
+			}
+			// Requests would only wait in the reconnect buffer; look again soon.
+			if err != nil {
+				return fmt.Errorf("not connected to nats yet: %w", err)
+			}
+			return errors.New("not connected to nats yet")
+		}
 		var err error
 		b.Raw, err = js.CreateOrUpdateStream(ctx, RawStreamConfig(names))
 		if err != nil {
@@ -216,8 +242,22 @@ func retry(ctx context.Context, f func(context.Context) error) error {
 		if err == nil {
 			return nil
 		}
+		if p, ok := err.(permanent); ok {
+			return p.error
+		}
 		if !backoff.Wait(ctx) {
 			return err
 		}
 	}
+}
+
+// permanent is an error retry gives up on at once.
+type permanent struct{ error }
+
+// isTLSRefusal reports whether a connection attempt failed because one side did not accept
+// the other's certificate: retrying cannot fix that.
+func isTLSRefusal(err error) bool {
+	var opErr *net.OpError
+	return errors.Is(err, nats.ErrTLS) || // the handshake failed
+		errors.As(err, &opErr) && opErr.Op == "remote error" // the server sent a TLS alert after it
 }

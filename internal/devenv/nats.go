@@ -1,6 +1,7 @@
 package devenv
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -28,6 +29,16 @@ type NATSOptions struct {
 	Host string
 	// MaxPayload in bytes; 0 means 8 MiB, the advised ceiling, so pages can be large.
 	MaxPayload int32
+	// Token, when set, is required of every client.
+	Token string
+	// User and Password, when set, are required of every client (instead of a token).
+	User     string
+	Password string
+	// Nkeys are users who sign in with an nkey instead.
+	Nkeys []*server.NkeyUser
+	// TLS, when set, makes the server speak TLS only; set ClientAuth in it to ask clients
+	// for a certificate.
+	TLS *tls.Config
 }
 
 // StartNATS starts the server and waits until it accepts connections.
@@ -57,6 +68,12 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 		MaxPayload: opts.MaxPayload,
 		NoLog:      true,
 		NoSigs:     true,
+	}
+	n.opts.Authorization, n.opts.Username, n.opts.Password = opts.Token, opts.User, opts.Password
+	n.opts.Nkeys = opts.Nkeys
+	if opts.TLS != nil {
+		n.opts.TLS, n.opts.TLSConfig = true, opts.TLS
+		n.opts.TLSVerify = opts.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
 	if err := n.start(); err != nil {
 		n.cleanup()

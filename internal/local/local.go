@@ -27,6 +27,7 @@ type Options struct {
 	// Sources are the databases by name; "" is the default source.
 	Sources       map[string]*pgxpool.Pool
 	NATSURL       string
+	NATSAuth      bus.Auth
 	Fetchers      int
 	Preprocessors int
 	// Trainer false leaves training to a trainer run elsewhere (a benchmark's own, say).
@@ -86,7 +87,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	o.Coordinator.Tokens = append(slices.Clone(o.Coordinator.Tokens), wt, ut)
-	nc, err := bus.Connect(o.NATSURL, "pgtrain-local", log)
+	nc, err := bus.ConnectAuth(o.NATSURL, "pgtrain-local", log, o.NATSAuth)
 	if err != nil {
 		return nil, err
 	}
