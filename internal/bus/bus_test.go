@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"pgtrain/internal/devenv"
@@ -14,16 +15,7 @@ import (
 
 func TestReadyRefusesSecondCopyAndReportsFull(t *testing.T) {
 	ctx := context.Background()
-	srv, err := devenv.StartNATS(devenv.NATSOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	nc, err := Connect(srv.URL, "test", slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := connectTest(t)
 	b, err := Ensure(ctx, nc, Limits{ReadyMaxBytes: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
@@ -76,16 +68,7 @@ func TestReadyRefusesSecondCopyAndReportsFull(t *testing.T) {
 // names pgtrain always had.
 func TestPrefixesShareOneServer(t *testing.T) {
 	ctx := context.Background()
-	srv, err := devenv.StartNATS(devenv.NATSOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	nc, err := Connect(srv.URL, "test", slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := connectTest(t)
 	a, err := Ensure(ctx, nc, Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -153,4 +136,20 @@ func TestPrefixesShareOneServer(t *testing.T) {
 			t.Fatalf("%s consumer: %d pending on %s, want 1 on %s", want, ci.NumPending, ci.Config.FilterSubject, d.Names().RawSubjects())
 		}
 	}
+}
+
+// connectTest connects to a new embedded NATS server that lives as long as the test.
+func connectTest(t *testing.T) *nats.Conn {
+	t.Helper()
+	srv, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	nc, err := Connect(srv.URL, "test", slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }

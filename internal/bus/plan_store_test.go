@@ -3,27 +3,16 @@ package bus
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"pgtrain/internal/devenv"
 	"pgtrain/messages"
 )
 
 func TestPutPlanIsIdempotentForTheSamePlanOnly(t *testing.T) {
 	ctx := context.Background()
-	srv, err := devenv.StartNATS(devenv.NATSOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	nc, err := Connect(srv.URL, "test", slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := connectTest(t)
 	b, err := Ensure(ctx, nc, Limits{ReadyMaxBytes: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
