@@ -126,11 +126,11 @@ func (c *Coordinator) handlePlan(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Coordinator) handleFail(w http.ResponseWriter, r *http.Request) {
-	var req messages.ErrorResponse
+	var req messages.FailRequest
 	if !c.decode(w, r, &req) {
 		return
 	}
-	st, err := c.failJob(r.Context(), r.PathValue("id"), req.Error)
+	st, err := c.failJob(r.Context(), r.PathValue("id"), req)
 	if err != nil {
 		c.writeError(w, r, err)
 		return

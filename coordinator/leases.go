@@ -109,6 +109,9 @@ func (c *Coordinator) rememberLease(key, id string, now time.Time) {
 // reportLease renews a lease and records progress, completes it (Done) or hands it back
 // (Release). Reports are idempotent and never move a lease backwards.
 func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.LeaseProgress) (*messages.Lease, error) {
+	if p.WorkerID == "" {
+		return nil, &apiError{status: http.StatusBadRequest, msg: "worker_id is required", field: "worker_id"}
+	}
 	jobID, pass, r, _, ok := parseLeaseID(id)
 	if !ok {
 		return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}
@@ -136,7 +139,7 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 	if rec.LeaseID != id {
 		return nil, lost("the range was leased again to " + rec.Worker)
 	}
-	if p.WorkerID != "" && rec.Worker != "" && p.WorkerID != rec.Worker {
+	if p.WorkerID != rec.Worker {
 		return nil, lost("it is held by " + rec.Worker)
 	}
 	switch {
@@ -194,5 +197,30 @@ func (c *Coordinator) writeTask(ctx context.Context, j *job, pass, r int, rec ta
 		return unavailable(err)
 	}
 	t.rec, t.rev = rec, rev
+	return nil
+}
+
+// checkFailer refuses to fail a job for anyone but its trainer or a fetcher that holds a
+// lease on one of its ranges. Callers hold c.mu.
+func (c *Coordinator) checkFailer(j *job, req messages.FailRequest) error {
+	if req.TrainerID != "" {
+		return j.checkTrainer(req.TrainerID)
+	}
+	if req.WorkerID == "" {
+		// A preprocessor's page exists only if its range was granted in that pass.
+		b := req.Batch
+		if b.JobID != j.rec.ID || b.Pass < 0 || b.Pass >= len(j.tasks) || b.Range < 0 || b.Range >= len(j.plan.Ranges) || b.Page < 0 ||
+			j.tasks[b.Pass][b.Range].rec.Grants == 0 {
+			return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("page %s is not a page of job %s that was read", b, j.rec.ID)}
+		}
+		return nil
+	}
+	jobID, pass, r, _, ok := parseLeaseID(req.LeaseID)
+	if !ok || jobID != j.rec.ID || pass >= len(j.tasks) || r >= len(j.plan.Ranges) {
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("%q is not a lease of job %s", req.LeaseID, j.rec.ID)}
+	}
+	if t := j.tasks[pass][r].rec; t.State != taskLeased || t.LeaseID != req.LeaseID || t.Worker != req.WorkerID {
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("lease %s is not held by %s", req.LeaseID, req.WorkerID)}
+	}
 	return nil
 }
