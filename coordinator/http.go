@@ -122,6 +122,10 @@ func (c *Coordinator) handlePlan(w http.ResponseWriter, r *http.Request) {
 		c.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no job %q", id)})
 		return
 	}
+	if j.plan == nil { // set once at load, never changed
+		c.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("job %s has no plan: %v", id, j.loadErr)})
+		return
+	}
 	writeJSON(w, http.StatusOK, j.plan) // the plan never changes once stored
 }
 

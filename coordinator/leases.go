@@ -48,8 +48,7 @@ func (c *Coordinator) grantLease(ctx context.Context, worker, idem string) (*mes
 	}
 	j := best
 	pass, r := j.at(bestPos)
-	t := &j.tasks[pass][r]
-	rec := t.rec
+	rec := j.task(pass, r).rec
 	if rec.State == taskLeased {
 		rec.Expired++
 		c.log.Info("lease expired; handing the range over", "job_id", j.rec.ID, "pass", pass, "range", r,
@@ -73,7 +72,7 @@ func (c *Coordinator) grantLease(ctx context.Context, worker, idem string) (*mes
 	}
 	c.log.Debug("lease granted", "job_id", j.rec.ID, "pass", pass, "range", r, "worker", worker,
 		"lease_id", rec.LeaseID, "next_page", rec.NextPage)
-	l := j.lease(pass, r)
+	l := j.lease(pass, r, rec)
 	return &l, nil
 }
 
@@ -84,13 +83,14 @@ func (c *Coordinator) currentLease(id string) *messages.Lease {
 		return nil
 	}
 	j := c.jobs[jobID]
-	if j == nil || j.rec.State != messages.JobRunning || pass >= len(j.tasks) || r >= len(j.plan.Ranges) {
+	if j == nil || j.rec.State != messages.JobRunning || !j.validTask(pass, r) || j.passFolded(pass) {
 		return nil
 	}
-	if t := j.tasks[pass][r].rec; t.State != taskLeased || t.LeaseID != id {
+	t := j.task(pass, r).rec
+	if t.State != taskLeased || t.LeaseID != id {
 		return nil
 	}
-	l := j.lease(pass, r)
+	l := j.lease(pass, r, t)
 	return &l
 }
 
@@ -123,14 +123,24 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 		// The job is gone (its state was removed): whatever the holder does is lost work.
 		return nil, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("lease %s is lost: no job %q", id, jobID)}
 	}
-	if pass >= len(j.tasks) || r >= len(j.plan.Ranges) {
-		return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}
-	}
 	if j.rec.State != messages.JobRunning {
 		return nil, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is %s", jobID, j.rec.State)}
 	}
-	t := &j.tasks[pass][r]
-	rec := t.rec
+	if !j.validTask(pass, r) {
+		return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}
+	}
+	var rec taskRecord
+	if j.passFolded(pass) {
+		// Every range of the pass is done; only the KV record remembers who did this one
+		// (for a retried completion).
+		if _, ok, err := c.st.get(ctx, taskKey(jobID, pass, r), &rec); err != nil {
+			return nil, unavailable(err)
+		} else if !ok {
+			return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}
+		}
+	} else {
+		rec = j.task(pass, r).rec
+	}
 	lost := func(why string) error {
 		c.log.Info("report from a stale lease holder", "job_id", jobID, "pass", pass, "range", r,
 			"lease_id", id, "worker", p.WorkerID, "holder", rec.Worker, "reason", why)
@@ -145,10 +155,10 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 	switch {
 	case rec.State == taskDone:
 		// A retried completion (or a late renewal) of a finished range: nothing changes.
-		l := j.lease(pass, r)
+		l := j.lease(pass, r, rec)
 		return &l, nil
 	case rec.State == taskPending && p.Release:
-		l := j.lease(pass, r)
+		l := j.lease(pass, r, rec)
 		return &l, nil
 	case rec.State == taskPending:
 		return nil, lost("it was released")
@@ -179,14 +189,14 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 			c.releaseSnapshot(j, "every read pass is done")
 		}
 	}
-	l := j.lease(pass, r)
+	l := j.lease(pass, r, rec)
 	return &l, nil
 }
 
 // writeTask stores a task record (compare-and-set) and then the in-memory copy. On a
 // concurrent write the memory is reloaded from KV, so the retried request sees the truth.
 func (c *Coordinator) writeTask(ctx context.Context, j *job, pass, r int, rec taskRecord) error {
-	t := &j.tasks[pass][r]
+	t := j.task(pass, r)
 	key := taskKey(j.rec.ID, pass, r)
 	rev, err := c.st.put(ctx, key, t.rev, rec)
 	if err != nil {
@@ -209,17 +219,17 @@ func (c *Coordinator) checkFailer(j *job, req messages.FailRequest) error {
 	if req.WorkerID == "" {
 		// A preprocessor's page exists only if its range was granted in that pass.
 		b := req.Batch
-		if b.JobID != j.rec.ID || b.Pass < 0 || b.Pass >= len(j.tasks) || b.Range < 0 || b.Range >= len(j.plan.Ranges) || b.Page < 0 ||
-			j.tasks[b.Pass][b.Range].rec.Grants == 0 {
+		if b.JobID != j.rec.ID || !j.validTask(b.Pass, b.Range) || b.Page < 0 ||
+			!j.passFolded(b.Pass) && j.task(b.Pass, b.Range).rec.Grants == 0 {
 			return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("page %s is not a page of job %s that was read", b, j.rec.ID)}
 		}
 		return nil
 	}
 	jobID, pass, r, _, ok := parseLeaseID(req.LeaseID)
-	if !ok || jobID != j.rec.ID || pass >= len(j.tasks) || r >= len(j.plan.Ranges) {
-		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("%q is not a lease of job %s", req.LeaseID, j.rec.ID)}
+	if !ok || jobID != j.rec.ID || !j.validTask(pass, r) || j.passFolded(pass) {
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("%q is not a lease of job %s held now", req.LeaseID, j.rec.ID)}
 	}
-	if t := j.tasks[pass][r].rec; t.State != taskLeased || t.LeaseID != req.LeaseID || t.Worker != req.WorkerID {
+	if t := j.task(pass, r).rec; t.State != taskLeased || t.LeaseID != req.LeaseID || t.Worker != req.WorkerID {
 		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("lease %s is not held by %s", req.LeaseID, req.WorkerID)}
 	}
 	return nil

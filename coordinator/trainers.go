@@ -57,14 +57,14 @@ func (c *Coordinator) claimJob(ctx context.Context, trainerID string) (string, e
 
 // trainerProgress records the trainer's position and results; Done or Error ends the job.
 func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messages.TrainerProgress) error {
+	if p.TrainerID == "" {
+		return &apiError{status: http.StatusBadRequest, msg: "trainer_id is required", field: "trainer_id"}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	j := c.jobs[jobID]
 	if j == nil {
 		return &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no job %q", jobID)}
-	}
-	if p.TrainerID == "" {
-		return &apiError{status: http.StatusBadRequest, msg: "trainer_id is required", field: "trainer_id"}
 	}
 	if j.rec.ended() {
 		if p.Done && j.rec.State == messages.JobDone && p.TrainerID == j.rec.Trainer.ID {
@@ -75,8 +75,9 @@ func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messa
 	if err := j.checkTrainer(p.TrainerID); err != nil {
 		return err
 	}
-	if p.Epoch < 0 || p.Consumed < 0 || p.Consumed > len(j.plan.Ranges) {
-		return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf("position epoch %d, consumed %d is outside the plan's %d ranges", p.Epoch, p.Consumed, len(j.plan.Ranges))}
+	if p.Epoch < 0 || p.Epoch > j.plan.Spec.Epochs || p.Consumed < 0 || p.Consumed > len(j.plan.Ranges) {
+		return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf("position epoch %d, consumed %d is outside the plan's %d epochs of %d ranges",
+			p.Epoch, p.Consumed, j.plan.Spec.Epochs, len(j.plan.Ranges))}
 	}
 	now := c.now()
 	rec := j.rec
