@@ -41,6 +41,7 @@ type Coordinator struct {
 	order     []*job // creation order: the oldest job first
 	leaseIdem map[string]idemLease
 	submits   map[string]*submitCall
+	snapshots map[string]int // snapshots held or being planned, by source
 
 	tls *tls.Config // nil: plain HTTP
 
@@ -102,6 +103,7 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 		jobs:      map[string]*job{},
 		leaseIdem: map[string]idemLease{},
 		submits:   map[string]*submitCall{},
+		snapshots: map[string]int{},
 		ready:     make(chan struct{}),
 	}
 	if cfg.TLSCertFile != "" {
@@ -286,6 +288,7 @@ func (c *Coordinator) releaseSnapshot(j *job, why string) {
 		return
 	}
 	j.snap = nil
+	c.snapshots[s.source]--
 	c.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(c.bgCtx, 30*time.Second)
 		defer cancel()

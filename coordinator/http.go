@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -17,9 +18,10 @@ import (
 
 // apiError is an error with its HTTP status; field names the spec field at fault.
 type apiError struct {
-	status int
-	msg    string
-	field  string
+	status     int
+	msg        string
+	field      string
+	retryAfter time.Duration // sent as Retry-After when set
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -256,6 +258,9 @@ func (c *Coordinator) writeError(w http.ResponseWriter, r *http.Request, err err
 		status, resp.Error, resp.Field = http.StatusBadRequest, fe.Reason, fe.Field
 	case errors.As(err, &ae):
 		status, resp.Field = ae.status, ae.field
+		if ae.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(ae.retryAfter/time.Second)))
+		}
 	case errors.Is(err, bus.ErrNoPlan):
 		status = http.StatusNotFound
 	case errors.As(err, &pe) && pe.Code == "42501": // insufficient_privilege
