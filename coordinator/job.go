@@ -58,7 +58,10 @@ func (j *job) pass(pass int) *passState {
 
 // passFolded reports whether every range of a pass is done and its tasks are gone from memory
 // (their records stay in KV).
-func (j *job) passFolded(pass int) bool { return pass < j.firstOpen/len(j.plan.Ranges) }
+func (j *job) passFolded(pass int) bool {
+	n := len(j.plan.Ranges)
+	return n > 0 && pass < j.firstOpen/n
+}
 
 // task is the in-memory task of a pass that is not folded.
 func (j *job) task(pass, r int) *task { return &j.pass(pass).tasks[r] }
