@@ -27,6 +27,12 @@ type Config struct {
 	PlanTimeout time.Duration
 	// ShutdownTimeout bounds the graceful HTTP shutdown.
 	ShutdownTimeout time.Duration
+	// SnapshotMaxAge bounds how long a snapshot job keeps its snapshot (an open transaction
+	// on a pooled connection): a job whose ranges are not all read by then fails.
+	SnapshotMaxAge time.Duration
+	// MaxSnapshotJobs is how many snapshot jobs may hold a snapshot at once; more
+	// submissions are refused with 429 until one ends.
+	MaxSnapshotJobs int
 
 	// Tokens are the bearer tokens the API accepts (see LoadTokens); every route but the
 	// probes needs one. Without tokens the API is open, so Listen must be a loopback
@@ -60,6 +66,8 @@ const (
 	DefaultReadTimeout       = time.Minute // a spec body of up to 16 MiB
 	DefaultWriteTimeout      = time.Minute
 	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultSnapshotMaxAge    = time.Hour
+	DefaultMaxSnapshotJobs   = 4
 )
 
 // WithDefaults returns a copy with unset fields filled in.
@@ -94,6 +102,12 @@ func (c Config) WithDefaults() Config {
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
 	}
+	if c.SnapshotMaxAge == 0 {
+		c.SnapshotMaxAge = DefaultSnapshotMaxAge
+	}
+	if c.MaxSnapshotJobs == 0 {
+		c.MaxSnapshotJobs = DefaultMaxSnapshotJobs
+	}
 	return c
 }
 
@@ -114,6 +128,12 @@ func (c Config) Validate() error {
 	}
 	if c.PlanTimeout < 0 || c.ShutdownTimeout < 0 || c.ReadHeaderTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	if c.SnapshotMaxAge < time.Second {
+		errs = append(errs, fmt.Errorf("snapshot max age %s: must be at least 1s", c.SnapshotMaxAge))
+	}
+	if c.MaxSnapshotJobs < 1 {
+		errs = append(errs, fmt.Errorf("max snapshot jobs %d: must be at least 1", c.MaxSnapshotJobs))
 	}
 	if err := checkTokens(c.Tokens); err != nil {
 		errs = append(errs, err)

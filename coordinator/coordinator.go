@@ -41,6 +41,7 @@ type Coordinator struct {
 	order     []*job // creation order: the oldest job first
 	leaseIdem map[string]idemLease
 	submits   map[string]*submitCall
+	snapshots map[string]int // snapshots held or being planned, by source
 
 	tls *tls.Config // nil: plain HTTP
 	// probePools are the readiness probe's own connections, made when a pool is busy.
@@ -106,6 +107,7 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 		leaseIdem:  map[string]idemLease{},
 		submits:    map[string]*submitCall{},
 		probePools: map[string]*pgxpool.Pool{},
+		snapshots:  map[string]int{},
 		ready:      make(chan struct{}),
 	}
 	if cfg.TLSCertFile != "" {
@@ -122,6 +124,9 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 		return nil, fmt.Errorf("loading job state: %w", err)
 	}
 	for _, j := range jobs {
+		if j.loadErr != nil {
+			c.failUnloadable(ctx, j)
+		}
 		c.addJob(j)
 		switch {
 		case j.rec.ended() && !j.rec.Cleaned:
@@ -136,6 +141,26 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 		log.Info("resumed jobs from the state bucket", "jobs", len(jobs))
 	}
 	return c, nil
+}
+
+// failUnloadable records a job whose state cannot be loaded as failed, with the reason, so
+// that the coordinator serves the others (a crash at every start helps nobody). An ended
+// job keeps its outcome.
+func (c *Coordinator) failUnloadable(ctx context.Context, j *job) {
+	c.log.Error("a job's state cannot be loaded", "job_id", j.rec.ID, "state", j.rec.State, "error", j.loadErr)
+	if j.rec.ended() {
+		return
+	}
+	rec := j.rec
+	rec.State, rec.Error, rec.UpdatedAt = messages.JobFailed, "the coordinator cannot load the job: "+j.loadErr.Error(), c.now()
+	if rec.CreatedAt.IsZero() {
+		rec.CreatedAt = rec.UpdatedAt
+	}
+	if err := c.writeJob(ctx, j, rec); err != nil {
+		// Failed in memory for now; the next start tries again.
+		c.log.Warn("recording an unloadable job as failed", "job_id", j.rec.ID, "error", err)
+		j.rec = rec
+	}
 }
 
 // maxPayload is the configured message limit, else the server's (known once connected).
@@ -277,6 +302,7 @@ func (c *Coordinator) releaseSnapshot(j *job, why string) {
 	j.snap = nil
 	// Read under c.mu: writeJob replaces j.rec while the release runs.
 	id := j.rec.ID
+	c.snapshots[s.source]--
 	c.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(c.bgCtx, 30*time.Second)
 		defer cancel()

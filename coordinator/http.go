@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -18,9 +19,10 @@ import (
 
 // apiError is an error with its HTTP status; field names the spec field at fault.
 type apiError struct {
-	status int
-	msg    string
-	field  string
+	status     int
+	msg        string
+	field      string
+	retryAfter time.Duration // sent as Retry-After when set
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -163,15 +165,19 @@ func (c *Coordinator) handlePlan(w http.ResponseWriter, r *http.Request) {
 		c.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no job %q", id)})
 		return
 	}
+	if j.plan == nil { // set once at load, never changed
+		c.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("job %s has no plan: %v", id, j.loadErr)})
+		return
+	}
 	writeJSON(w, http.StatusOK, j.plan) // the plan never changes once stored
 }
 
 func (c *Coordinator) handleFail(w http.ResponseWriter, r *http.Request) {
-	var req messages.ErrorResponse
+	var req messages.FailRequest
 	if !c.decode(w, r, &req) {
 		return
 	}
-	st, err := c.failJob(r.Context(), r.PathValue("id"), req.Error)
+	st, err := c.failJob(r.Context(), r.PathValue("id"), req)
 	if err != nil {
 		c.writeError(w, r, err)
 		return
@@ -315,6 +321,9 @@ func (c *Coordinator) writeError(w http.ResponseWriter, r *http.Request, err err
 		status, resp.Error, resp.Field = http.StatusBadRequest, fe.Reason, fe.Field
 	case errors.As(err, &ae):
 		status, resp.Field = ae.status, ae.field
+		if ae.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(ae.retryAfter/time.Second)))
+		}
 	case errors.Is(err, bus.ErrNoPlan):
 		status = http.StatusNotFound
 	case errors.As(err, &pe) && pe.Code == "42501": // insufficient_privilege

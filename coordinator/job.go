@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"pgtrain/messages"
@@ -17,37 +19,66 @@ type task struct {
 type job struct {
 	rec  jobRecord
 	rev  uint64
-	plan *messages.Plan
-	// orders[pass] is the range order of that read pass, which is the trainer's order.
-	orders [][]int
-	tasks  [][]task // [pass][range]
+	plan *messages.Plan // nil for a job that could not be loaded (it is failed)
+	// passes holds the read passes in play: from firstOpen's pass up to the furthest one a
+	// grant looked at. Earlier passes are all done (their counters are in folded), later
+	// ones all pending, so memory follows the lease window, not epochs × ranges.
+	passes map[int]*passState
+	folded messages.FetchSummary
 	// firstOpen is the lowest global position whose task is not done; grants scan from it.
 	firstOpen int
 	snap      *snapshot
+	// loadErr is why a job's state could not be loaded at start; such a job is failed.
+	loadErr error
+}
+
+// passState is one read pass in play: its range order (the trainer's) and its tasks.
+type passState struct {
+	order []int
+	tasks []task // by range index
 }
 
 func (j *job) init(p *messages.Plan) {
 	j.plan = p
-	passes := p.Passes()
-	j.orders = make([][]int, passes)
-	j.tasks = make([][]task, passes)
-	for pass := range passes {
-		j.orders[pass] = p.EpochOrder(pass)
-		j.tasks[pass] = make([]task, len(p.Ranges))
-		for r := range j.tasks[pass] {
-			j.tasks[pass][r].rec.State = taskPending
-		}
-	}
+	j.passes = map[int]*passState{}
 }
 
+// pass returns a read pass that is not folded, creating it (every task pending) on first use.
+func (j *job) pass(pass int) *passState {
+	ps := j.passes[pass]
+	if ps == nil {
+		ps = &passState{order: j.plan.EpochOrder(pass), tasks: make([]task, len(j.plan.Ranges))}
+		for r := range ps.tasks {
+			ps.tasks[r].rec.State = taskPending
+		}
+		j.passes[pass] = ps
+	}
+	return ps
+}
+
+// passFolded reports whether every range of a pass is done and its tasks are gone from memory
+// (their records stay in KV).
+func (j *job) passFolded(pass int) bool {
+	n := len(j.plan.Ranges)
+	return n > 0 && pass < j.firstOpen/n
+}
+
+// task is the in-memory task of a pass that is not folded.
+func (j *job) task(pass, r int) *task { return &j.pass(pass).tasks[r] }
+
 // positions is the number of tasks: every range of every read pass.
-func (j *job) positions() int { return len(j.tasks) * len(j.plan.Ranges) }
+func (j *job) positions() int { return j.plan.Passes() * len(j.plan.Ranges) }
+
+// validTask reports whether pass and r name a task of the plan.
+func (j *job) validTask(pass, r int) bool {
+	return pass >= 0 && pass < j.plan.Passes() && r >= 0 && r < len(j.plan.Ranges)
+}
 
 // at maps a global position (pass × ranges + index in the pass's order) to its task.
 func (j *job) at(pos int) (pass, r int) {
 	n := len(j.plan.Ranges)
 	pass = pos / n
-	return pass, j.orders[pass][pos%n]
+	return pass, j.pass(pass).order[pos%n]
 }
 
 // trainerPos is the trainer's global position: ranges it has consumed in all epochs.
@@ -61,7 +92,7 @@ func (j *job) candidate(now time.Time) int {
 	limit := min(j.positions(), j.trainerPos()+max(j.plan.Window, 1))
 	for pos := j.firstOpen; pos < limit; pos++ {
 		pass, r := j.at(pos)
-		t := &j.tasks[pass][r].rec
+		t := &j.task(pass, r).rec
 		if t.State == taskPending || (t.State == taskLeased && now.After(t.ExpiresAt)) {
 			return pos
 		}
@@ -69,22 +100,45 @@ func (j *job) candidate(now time.Time) int {
 	return -1
 }
 
-// advance moves firstOpen past the tasks that are done.
+// advance moves firstOpen past the tasks that are done, and folds the passes it leaves.
 func (j *job) advance() {
 	for j.firstOpen < j.positions() {
 		pass, r := j.at(j.firstOpen)
-		if j.tasks[pass][r].rec.State != taskDone {
-			return
+		if j.task(pass, r).rec.State != taskDone {
+			break
 		}
 		j.firstOpen++
+	}
+	for pass, ps := range j.passes {
+		if !j.passFolded(pass) {
+			continue
+		}
+		for _, t := range ps.tasks {
+			addTask(&j.folded, t.rec)
+		}
+		delete(j.passes, pass)
+	}
+}
+
+// addTask counts a task's state and hand-overs into a summary.
+func addTask(f *messages.FetchSummary, t taskRecord) {
+	f.Expired += t.Expired
+	f.Released += t.Released
+	f.Grants += t.Grants
+	f.Resumed += t.Resumed
+	f.RowsRead += t.Rows
+	switch t.State {
+	case taskDone:
+		f.Done++
+	case taskLeased:
+		f.Leased++
 	}
 }
 
 // allRead reports whether every range of every read pass is done.
 func (j *job) allRead() bool { return j.firstOpen >= j.positions() }
 
-func (j *job) lease(pass, r int) messages.Lease {
-	t := j.tasks[pass][r].rec
+func (j *job) lease(pass, r int, t taskRecord) messages.Lease {
 	return messages.Lease{
 		Version:   messages.SchemaVersion,
 		ID:        t.LeaseID,
@@ -100,7 +154,6 @@ func (j *job) lease(pass, r int) messages.Lease {
 
 // status is what GET /v1/jobs/{id} answers.
 func (j *job) status(now time.Time) messages.JobStatus {
-	p := j.plan
 	st := messages.JobStatus{
 		Version:   messages.SchemaVersion,
 		ID:        j.rec.ID,
@@ -109,35 +162,27 @@ func (j *job) status(now time.Time) messages.JobStatus {
 		Table:     j.rec.Table,
 		CreatedAt: j.rec.CreatedAt,
 		UpdatedAt: j.rec.UpdatedAt,
-		Epochs:    p.Spec.Epochs,
-		Ranges:    len(p.Ranges),
-		Rows:      p.Expected.Rows + p.ExpectedValid.Rows,
-		Replay:    p.Replay,
 		Trainer:   j.rec.Trainer,
 		Results:   append([]messages.EpochResult(nil), j.rec.Results...),
 		ModelPath: j.rec.ModelPath,
 	}
-	for pass := range j.tasks {
-		for r := range j.tasks[pass] {
-			t := &j.tasks[pass][r].rec
-			st.Fetch.Expired += t.Expired
-			st.Fetch.Released += t.Released
-			st.Fetch.Grants += t.Grants
-			st.Fetch.Resumed += t.Resumed
-			st.Fetch.RowsRead += t.Rows
-			switch t.State {
-			case taskDone:
-				st.Fetch.Done++
-			case taskLeased:
-				st.Fetch.Leased++
+	p := j.plan
+	if p == nil {
+		return st
+	}
+	st.Epochs, st.Ranges, st.Rows, st.Replay = p.Spec.Epochs, len(p.Ranges), p.Expected.Rows+p.ExpectedValid.Rows, p.Replay
+	st.Fetch = j.folded
+	for _, pass := range slices.Sorted(maps.Keys(j.passes)) {
+		for r, t := range j.passes[pass].tasks {
+			addTask(&st.Fetch, t.rec)
+			if t.rec.State == taskLeased {
 				st.Leases = append(st.Leases, messages.LeaseInfo{
-					ID: t.LeaseID, Pass: pass, Range: r, Worker: t.Worker, NextPage: t.NextPage,
-					Rows: t.Rows, ExpiresAt: t.ExpiresAt, Grants: t.Grants,
+					ID: t.rec.LeaseID, Pass: pass, Range: r, Worker: t.rec.Worker, NextPage: t.rec.NextPage,
+					Rows: t.rec.Rows, ExpiresAt: t.rec.ExpiresAt, Grants: t.rec.Grants,
 				})
-			default:
-				st.Fetch.Pending++
 			}
 		}
 	}
+	st.Fetch.Pending = j.positions() - st.Fetch.Done - st.Fetch.Leased
 	return st
 }

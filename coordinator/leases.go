@@ -48,8 +48,7 @@ func (c *Coordinator) grantLease(ctx context.Context, worker, idem string) (*mes
 	}
 	j := best
 	pass, r := j.at(bestPos)
-	t := &j.tasks[pass][r]
-	rec := t.rec
+	rec := j.task(pass, r).rec
 	if rec.State == taskLeased {
 		rec.Expired++
 		c.log.Info("lease expired; handing the range over", "job_id", j.rec.ID, "pass", pass, "range", r,
@@ -73,7 +72,7 @@ func (c *Coordinator) grantLease(ctx context.Context, worker, idem string) (*mes
 	}
 	c.log.Debug("lease granted", "job_id", j.rec.ID, "pass", pass, "range", r, "worker", worker,
 		"lease_id", rec.LeaseID, "next_page", rec.NextPage)
-	l := j.lease(pass, r)
+	l := j.lease(pass, r, rec)
 	return &l, nil
 }
 
@@ -84,13 +83,14 @@ func (c *Coordinator) currentLease(id string) *messages.Lease {
 		return nil
 	}
 	j := c.jobs[jobID]
-	if j == nil || j.rec.State != messages.JobRunning || pass >= len(j.tasks) || r >= len(j.plan.Ranges) {
+	if j == nil || j.rec.State != messages.JobRunning || !j.validTask(pass, r) || j.passFolded(pass) {
 		return nil
 	}
-	if t := j.tasks[pass][r].rec; t.State != taskLeased || t.LeaseID != id {
+	t := j.task(pass, r).rec
+	if t.State != taskLeased || t.LeaseID != id {
 		return nil
 	}
-	l := j.lease(pass, r)
+	l := j.lease(pass, r, t)
 	return &l
 }
 
@@ -109,6 +109,9 @@ func (c *Coordinator) rememberLease(key, id string, now time.Time) {
 // reportLease renews a lease and records progress, completes it (Done) or hands it back
 // (Release). Reports are idempotent and never move a lease backwards.
 func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.LeaseProgress) (*messages.Lease, error) {
+	if p.WorkerID == "" {
+		return nil, &apiError{status: http.StatusBadRequest, msg: "worker_id is required", field: "worker_id"}
+	}
 	jobID, pass, r, _, ok := parseLeaseID(id)
 	if !ok {
 		return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}
@@ -120,14 +123,24 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 		// The job is gone (its state was removed): whatever the holder does is lost work.
 		return nil, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("lease %s is lost: no job %q", id, jobID)}
 	}
-	if pass >= len(j.tasks) || r >= len(j.plan.Ranges) {
-		return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}
-	}
 	if j.rec.State != messages.JobRunning {
 		return nil, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is %s", jobID, j.rec.State)}
 	}
-	t := &j.tasks[pass][r]
-	rec := t.rec
+	if !j.validTask(pass, r) {
+		return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}
+	}
+	var rec taskRecord
+	if j.passFolded(pass) {
+		// Every range of the pass is done; only the KV record remembers who did this one
+		// (for a retried completion).
+		if _, ok, err := c.st.get(ctx, taskKey(jobID, pass, r), &rec); err != nil {
+			return nil, unavailable(err)
+		} else if !ok {
+			return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}
+		}
+	} else {
+		rec = j.task(pass, r).rec
+	}
 	lost := func(why string) error {
 		c.log.Info("report from a stale lease holder", "job_id", jobID, "pass", pass, "range", r,
 			"lease_id", id, "worker", p.WorkerID, "holder", rec.Worker, "reason", why)
@@ -136,16 +149,16 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 	if rec.LeaseID != id {
 		return nil, lost("the range was leased again to " + rec.Worker)
 	}
-	if p.WorkerID != "" && rec.Worker != "" && p.WorkerID != rec.Worker {
+	if p.WorkerID != rec.Worker {
 		return nil, lost("it is held by " + rec.Worker)
 	}
 	switch {
 	case rec.State == taskDone:
 		// A retried completion (or a late renewal) of a finished range: nothing changes.
-		l := j.lease(pass, r)
+		l := j.lease(pass, r, rec)
 		return &l, nil
 	case rec.State == taskPending && p.Release:
-		l := j.lease(pass, r)
+		l := j.lease(pass, r, rec)
 		return &l, nil
 	case rec.State == taskPending:
 		return nil, lost("it was released")
@@ -176,14 +189,14 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 			c.releaseSnapshot(j, "every read pass is done")
 		}
 	}
-	l := j.lease(pass, r)
+	l := j.lease(pass, r, rec)
 	return &l, nil
 }
 
 // writeTask stores a task record (compare-and-set) and then the in-memory copy. On a
 // concurrent write the memory is reloaded from KV, so the retried request sees the truth.
 func (c *Coordinator) writeTask(ctx context.Context, j *job, pass, r int, rec taskRecord) error {
-	t := &j.tasks[pass][r]
+	t := j.task(pass, r)
 	key := taskKey(j.rec.ID, pass, r)
 	rev, err := c.st.put(ctx, key, t.rev, rec)
 	if err != nil {
@@ -194,5 +207,30 @@ func (c *Coordinator) writeTask(ctx context.Context, j *job, pass, r int, rec ta
 		return unavailable(err)
 	}
 	t.rec, t.rev = rec, rev
+	return nil
+}
+
+// checkFailer refuses to fail a job for anyone but its trainer or a fetcher that holds a
+// lease on one of its ranges. Callers hold c.mu.
+func (c *Coordinator) checkFailer(j *job, req messages.FailRequest) error {
+	if req.TrainerID != "" {
+		return j.checkTrainer(req.TrainerID)
+	}
+	if req.WorkerID == "" {
+		// A preprocessor's page exists only if its range was granted in that pass.
+		b := req.Batch
+		if b.JobID != j.rec.ID || !j.validTask(b.Pass, b.Range) || b.Page < 0 ||
+			!j.passFolded(b.Pass) && j.task(b.Pass, b.Range).rec.Grants == 0 {
+			return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("page %s is not a page of job %s that was read", b, j.rec.ID)}
+		}
+		return nil
+	}
+	jobID, pass, r, _, ok := parseLeaseID(req.LeaseID)
+	if !ok || jobID != j.rec.ID || !j.validTask(pass, r) || j.passFolded(pass) {
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("%q is not a lease of job %s held now", req.LeaseID, j.rec.ID)}
+	}
+	if t := j.task(pass, r).rec; t.State != taskLeased || t.LeaseID != req.LeaseID || t.Worker != req.WorkerID {
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("lease %s is not held by %s", req.LeaseID, req.WorkerID)}
+	}
 	return nil
 }

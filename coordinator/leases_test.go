@@ -109,8 +109,8 @@ func TestLeaseLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.clock.advance(900 * time.Millisecond)
-	for _, id := range []string{ls[2].ID, l4.ID} { // the others stay alive
-		if _, err := r.cl.ReportLease(ctx, id, messages.LeaseProgress{}); err != nil {
+	for id, w := range map[string]string{ls[2].ID: "w3", l4.ID: "w4"} { // the others stay alive
+		if _, err := r.cl.ReportLease(ctx, id, messages.LeaseProgress{WorkerID: w}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -157,11 +157,11 @@ func TestLeaseLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := r.cl.ReportTrainer(ctx, p.JobID, messages.TrainerProgress{TrainerID: "trainer-1", Epoch: 1, Consumed: 10, Done: true, ModelPath: "/tmp/m"}); err != nil {
+	if err := r.cl.ReportTrainer(ctx, p.JobID, messages.TrainerProgress{TrainerID: "trainer-1", Epoch: 1, Consumed: 10, Done: true}); err != nil {
 		t.Fatal(err)
 	}
 	st, err = r.cl.Job(ctx, p.JobID)
-	if err != nil || st.State != messages.JobDone || st.ModelPath != "/tmp/m" || len(st.Results) != 1 {
+	if err != nil || st.State != messages.JobDone || st.ModelPath != p.JobID+"/model" || len(st.Results) != 1 {
 		t.Fatalf("final status %+v, %v", st, err)
 	}
 	noLease(t, r.cl, "job done")
@@ -228,10 +228,10 @@ func TestTrainerClaims(t *testing.T) {
 	if err != nil || st.Trainer.ID != "t2" {
 		t.Fatalf("status %+v, %v", st, err)
 	}
-	if err := r.cl.FailJob(ctx, p.JobID, "row 17: column petal is NaN"); err != nil {
+	if err := r.cl.FailJob(ctx, p.JobID, messages.FailRequest{Error: "row 17: column petal is NaN", TrainerID: "t2"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.cl.FailJob(ctx, p.JobID, "again"); err != nil {
+	if err := r.cl.FailJob(ctx, p.JobID, messages.FailRequest{Error: "again", TrainerID: "t2"}); err != nil {
 		t.Fatal(err)
 	}
 	st, err = r.cl.Job(ctx, p.JobID)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -360,9 +362,11 @@ func capWindow(p *messages.Plan, readyMaxBytes int64) error {
 	return nil
 }
 
-// beginPlan opens the transaction planning runs in. For a snapshot job it is a dedicated
-// connection that keeps the exported snapshot alive after planning; otherwise a pooled one.
-func beginPlan(ctx context.Context, pool *pgxpool.Pool, snapshotted bool) (pgx.Tx, *snapshot, error) {
+// beginPlan opens the transaction planning runs in, on a pooled connection. For a snapshot
+// job the connection stays with the snapshot after planning (until snapshot.close), and the
+// server ends the transaction itself if it idles for maxAge (a hung coordinator must not
+// hold a session for ever).
+func beginPlan(ctx context.Context, pool *pgxpool.Pool, snapshotted bool, maxAge time.Duration) (pgx.Tx, *snapshot, error) {
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 	if !snapshotted {
 		tx, err := pool.BeginTx(ctx, opts)
@@ -371,24 +375,24 @@ func beginPlan(ctx context.Context, pool *pgxpool.Pool, snapshotted bool) (pgx.T
 		}
 		return tx, nil, nil
 	}
-	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the snapshot connection: %w", err)
 	}
-	// The transaction idles for as long as the first pass runs; a server-wide idle timeout
-	// must not kill it.
-	if _, err := conn.Exec(ctx, "set idle_in_transaction_session_timeout = 0"); err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return nil, nil, fmt.Errorf("preparing the snapshot connection: %w", err)
-	}
 	tx, err := conn.BeginTx(ctx, opts)
 	if err != nil {
-		conn.Close(context.WithoutCancel(ctx))
+		conn.Release()
 		return nil, nil, fmt.Errorf("starting the snapshot transaction: %w", err)
 	}
 	s := &snapshot{conn: conn, tx: tx}
-	if err := tx.QueryRow(ctx, "select pg_export_snapshot()").Scan(&s.id); err != nil {
-		s.close(context.WithoutCancel(ctx))
+	// The transaction idles while the first pass runs: the server's own idle timeout (if
+	// any) gives way to the snapshot's max age, for this transaction only.
+	_, err = tx.Exec(ctx, "select set_config('idle_in_transaction_session_timeout', $1, true)", strconv.FormatInt(maxAge.Milliseconds(), 10))
+	if err == nil {
+		err = tx.QueryRow(ctx, "select pg_export_snapshot()").Scan(&s.id)
+	}
+	if err != nil {
+		_ = s.close(context.WithoutCancel(ctx))
 		return nil, nil, fmt.Errorf("exporting the snapshot: %w", err)
 	}
 	return tx, s, nil

@@ -69,6 +69,9 @@ func TestSnapshotPlanIgnoresLaterInserts(t *testing.T) {
 		t.Fatalf("replay %v, %d passes", p.Replay, p.Passes())
 	}
 	// READY holds only a couple of ranges, so the trainer's reports move the window along.
+	if id, err := r.cl.ClaimJob(ctx, "t"); err != nil || id != st.ID {
+		t.Fatalf("claim: %q, %v", id, err)
+	}
 	readPass := func(pass int) {
 		for i := range p.Ranges {
 			l, err := r.cl.Lease(ctx, "w")

@@ -166,39 +166,58 @@ func (s store) scan(ctx context.Context, pattern string, f func(e jetstream.KeyV
 }
 
 // loadJobs reads every job with its plan and task records, for a coordinator that starts on
-// an existing bucket.
+// an existing bucket. A job whose records cannot be decoded (or make no sense) comes back
+// with loadErr set and no plan; only a failure to read the bucket is an error, so one bad
+// job cannot stop every restart.
 func (s store) loadJobs(ctx context.Context) ([]*job, error) {
 	var jobs []*job
 	err := s.scan(ctx, jobKey("*"), func(e jetstream.KeyValueEntry) error {
-		var rec jobRecord
-		if err := json.Unmarshal(e.Value(), &rec); err != nil {
-			return fmt.Errorf("decoding %s: %w", e.Key(), err)
+		j := &job{rev: e.Revision()}
+		id := strings.TrimPrefix(e.Key(), "job.")
+		if err := json.Unmarshal(e.Value(), &j.rec); err != nil {
+			j.rec, j.loadErr = jobRecord{ID: id}, fmt.Errorf("decoding %s: %w", e.Key(), err)
+		} else if j.rec.ID != id {
+			j.loadErr = fmt.Errorf("%s: the record names job %q", e.Key(), j.rec.ID)
+			j.rec.ID = id
 		}
-		jobs = append(jobs, &job{rec: rec, rev: e.Revision()})
+		jobs = append(jobs, j)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	for _, j := range jobs {
+		if j.loadErr != nil {
+			continue
+		}
 		p, err := bus.GetPlan(ctx, s.kv, j.rec.ID)
+		if errors.Is(err, bus.ErrNoPlan) || errors.Is(err, bus.ErrBadPlan) {
+			j.loadErr = err
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
+		if err := checkLoadedPlan(p, j.rec.ID); err != nil {
+			j.loadErr = err
+			continue
+		}
 		j.init(p)
+		var bad error
 		err = s.scan(ctx, "range."+j.rec.ID+".>", func(e jetstream.KeyValueEntry) error {
 			parts := strings.Split(e.Key(), ".")
-			if len(parts) != 4 {
+			if len(parts) != 4 || bad != nil {
 				return nil
 			}
 			pass, err1 := strconv.Atoi(parts[2])
 			r, err2 := strconv.Atoi(parts[3])
-			if err1 != nil || err2 != nil || pass < 0 || pass >= len(j.tasks) || r < 0 || r >= len(j.plan.Ranges) {
+			if err1 != nil || err2 != nil || !j.validTask(pass, r) {
 				return nil
 			}
-			t := &j.tasks[pass][r]
+			t := j.task(pass, r)
 			if err := json.Unmarshal(e.Value(), &t.rec); err != nil {
-				return fmt.Errorf("decoding %s: %w", e.Key(), err)
+				bad = fmt.Errorf("decoding %s: %w", e.Key(), err)
+				return nil
 			}
 			t.rev = e.Revision()
 			return nil
@@ -206,7 +225,24 @@ func (s store) loadJobs(ctx context.Context) ([]*job, error) {
 		if err != nil {
 			return nil, err
 		}
+		if bad != nil {
+			j.plan, j.passes, j.loadErr = nil, nil, bad
+			continue
+		}
 		j.advance()
 	}
 	return jobs, nil
+}
+
+// checkLoadedPlan refuses a stored plan the job state cannot be built on.
+func checkLoadedPlan(p *messages.Plan, id string) error {
+	switch {
+	case p.JobID != id:
+		return fmt.Errorf("plan of job %s: it names job %q", id, p.JobID)
+	case len(p.Ranges) == 0:
+		return fmt.Errorf("plan of job %s: no ranges", id)
+	case p.Spec.Epochs < 1:
+		return fmt.Errorf("plan of job %s: %d epochs", id, p.Spec.Epochs)
+	}
+	return nil
 }

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"pgtrain/internal/bus"
@@ -83,6 +85,56 @@ func (c *Coordinator) submit(ctx context.Context, body []byte, idem string) (mes
 	return call.status, call.err
 }
 
+// reserveSnapshot counts a snapshot job before it is planned, so that concurrent
+// submissions cannot pass the limits: cfg.MaxSnapshotJobs in all, and one connection of
+// each source's pool left for everything else. Releasing the snapshot gives it back.
+func (c *Coordinator) reserveSnapshot(source string, pool *pgxpool.Pool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	open := 0
+	for _, n := range c.snapshots {
+		open += n
+	}
+	retry := &apiError{status: http.StatusTooManyRequests, field: "consistency", retryAfter: snapshotRetryAfter}
+	switch {
+	case open >= c.cfg.MaxSnapshotJobs:
+		retry.msg = fmt.Sprintf("%d snapshot jobs are open, the limit (--max-snapshot-jobs %d): retry when one has read its table",
+			open, c.cfg.MaxSnapshotJobs)
+	case c.snapshots[source] >= int(pool.Config().MaxConns)-1:
+		retry.msg = fmt.Sprintf("%d snapshot jobs hold connections of source %q, whose pool has %d (--max-conns): retry when one has read its table",
+			c.snapshots[source], source, pool.Config().MaxConns)
+	default:
+		c.snapshots[source]++
+		return nil
+	}
+	return retry
+}
+
+// snapshotRetryAfter is the Retry-After of a refused snapshot job: snapshots live for a
+// whole read pass, so there is no point in retrying at once.
+const snapshotRetryAfter = 30 * time.Second
+
+// snapshotExpired fails a job whose snapshot reached cfg.SnapshotMaxAge before every range
+// was read, and releases the snapshot.
+func (c *Coordinator) snapshotExpired(j *job, s *snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if j.snap != s {
+		return // released already
+	}
+	if j.rec.State == messages.JobRunning {
+		rec := j.rec
+		rec.State, rec.UpdatedAt = messages.JobFailed, c.now()
+		rec.Error = fmt.Sprintf("the snapshot reached its max age (%s, --snapshot-max-age) before every range was read", c.cfg.SnapshotMaxAge)
+		if err := c.writeJob(c.bgCtx, j, rec); err != nil {
+			c.log.Warn("failing a job whose snapshot expired", "job_id", rec.ID, "error", err)
+		} else {
+			c.jobEnded(j)
+		}
+	}
+	c.releaseSnapshot(j, "the snapshot reached its max age")
+}
+
 // createJob parses and plans a spec, stores the plan and starts the job.
 func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobStatus, error) {
 	spec, err := messages.ParseJobSpec(body)
@@ -105,11 +157,24 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	// Planning outlives an impatient client: its retry (same Idempotency-Key) waits for it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PlanTimeout)
 	defer cancel()
-	tx, snap, err := beginPlan(ctx, pool, spec.Consistency == messages.ConsistencySnapshot)
+	snapshotted := spec.Consistency == messages.ConsistencySnapshot
+	if snapshotted {
+		if err := c.reserveSnapshot(spec.Source, pool); err != nil {
+			return messages.JobStatus{}, err
+		}
+	}
+	keep := false
+	defer func() {
+		if snapshotted && !keep {
+			c.mu.Lock()
+			c.snapshots[spec.Source]--
+			c.mu.Unlock()
+		}
+	}()
+	tx, snap, err := beginPlan(ctx, pool, snapshotted, c.cfg.SnapshotMaxAge)
 	if err != nil {
 		return messages.JobStatus{}, err
 	}
-	keep := false
 	defer func() {
 		if keep {
 			return
@@ -168,6 +233,10 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	j.init(p)
 	c.addJob(j)
 	keep = true
+	if snap != nil {
+		snap.source = spec.Source
+		snap.expiry = time.AfterFunc(c.cfg.SnapshotMaxAge, func() { c.snapshotExpired(j, snap) })
+	}
 	c.log.Info("job planned", "job_id", rec.ID, "table", rec.Table, "rows", p.Expected.Rows+p.ExpectedValid.Rows,
 		"ranges", len(p.Ranges), "validation_ranges", p.ValidationRanges, "page_rows", p.PageRows,
 		"input_dim", p.InputDim, "label_dim", p.LabelDim, "replay", p.Replay, "snapshot", p.Snapshot)

@@ -57,6 +57,9 @@ func (c *Coordinator) claimJob(ctx context.Context, trainerID string) (string, e
 
 // trainerProgress records the trainer's position and results; Done or Error ends the job.
 func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messages.TrainerProgress) error {
+	if p.TrainerID == "" {
+		return &apiError{status: http.StatusBadRequest, msg: "trainer_id is required", field: "trainer_id"}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	j := c.jobs[jobID]
@@ -64,23 +67,21 @@ func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messa
 		return &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no job %q", jobID)}
 	}
 	if j.rec.ended() {
-		if p.Done && j.rec.State == messages.JobDone {
+		if p.Done && j.rec.State == messages.JobDone && p.TrainerID == j.rec.Trainer.ID {
 			return nil // a retried final report
 		}
 		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is %s", jobID, j.rec.State)}
 	}
-	if j.rec.Trainer.ID != "" && p.TrainerID != "" && p.TrainerID != j.rec.Trainer.ID {
-		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is trained by %s now", jobID, j.rec.Trainer.ID)}
+	if err := j.checkTrainer(p.TrainerID); err != nil {
+		return err
 	}
-	if p.Epoch < 0 || p.Consumed < 0 || p.Consumed > len(j.plan.Ranges) {
-		return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf("position epoch %d, consumed %d is outside the plan's %d ranges", p.Epoch, p.Consumed, len(j.plan.Ranges))}
+	if p.Epoch < 0 || p.Epoch > j.plan.Spec.Epochs || p.Consumed < 0 || p.Consumed > len(j.plan.Ranges) {
+		return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf("position epoch %d, consumed %d is outside the plan's %d epochs of %d ranges",
+			p.Epoch, p.Consumed, j.plan.Spec.Epochs, len(j.plan.Ranges))}
 	}
 	now := c.now()
 	rec := j.rec
 	rec.Results = slices.Clone(j.rec.Results)
-	if rec.Trainer.ID == "" {
-		rec.Trainer.ID = p.TrainerID
-	}
 	rec.Trainer.SeenAt = now
 	// Reports can arrive out of order when retried: the window never moves backwards.
 	if p.Epoch*len(j.plan.Ranges)+p.Consumed >= j.trainerPos() {
@@ -94,7 +95,8 @@ func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messa
 	case p.Error != "":
 		rec.State, rec.Error = messages.JobFailed, "trainer: "+p.Error
 	case p.Done:
-		rec.State, rec.ModelPath = messages.JobDone, p.ModelPath
+		// Where the trainer's export puts it, under its out dir: nothing a client sends.
+		rec.State, rec.ModelPath = messages.JobDone, messages.ModelDir(jobID)
 	}
 	rec.UpdatedAt = now
 	if err := c.writeJob(ctx, j, rec); err != nil {
@@ -106,8 +108,28 @@ func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messa
 	return nil
 }
 
-// failJob ends a job as failed; failing an ended job changes nothing.
-func (c *Coordinator) failJob(ctx context.Context, jobID, reason string) (messages.JobStatus, error) {
+// checkTrainer refuses a report from a trainer that has not claimed the job (or lost it).
+func (j *job) checkTrainer(id string) error {
+	switch j.rec.Trainer.ID {
+	case id:
+		return nil
+	case "":
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is not claimed by %s: claim it first", j.rec.ID, id)}
+	default:
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is trained by %s now", j.rec.ID, j.rec.Trainer.ID)}
+	}
+}
+
+// failJob ends a job as failed, for the job's trainer or a fetcher that holds a lease on it;
+// failing an ended job changes nothing.
+func (c *Coordinator) failJob(ctx context.Context, jobID string, req messages.FailRequest) (messages.JobStatus, error) {
+	switch {
+	case req.TrainerID == "" && req.WorkerID == "" && req.Batch == nil:
+		return messages.JobStatus{}, &apiError{status: http.StatusBadRequest,
+			msg: "trainer_id (a trainer), worker_id with lease_id (a fetcher) or batch (a preprocessor) is required", field: "trainer_id"}
+	case req.WorkerID != "" && req.LeaseID == "":
+		return messages.JobStatus{}, &apiError{status: http.StatusBadRequest, msg: "lease_id is required with worker_id", field: "lease_id"}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	j := c.jobs[jobID]
@@ -115,6 +137,10 @@ func (c *Coordinator) failJob(ctx context.Context, jobID, reason string) (messag
 		return messages.JobStatus{}, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no job %q", jobID)}
 	}
 	if !j.rec.ended() {
+		if err := c.checkFailer(j, req); err != nil {
+			return messages.JobStatus{}, err
+		}
+		reason := req.Error
 		if reason == "" {
 			reason = "failed by a worker"
 		}

@@ -146,7 +146,7 @@ func runJobAuth(t *testing.T, pool *pgxpool.Pool, natsURL string, auth bus.Auth,
 	if final.State != messages.JobDone {
 		t.Fatalf("job %s ended %s: %s", final.ID, final.State, final.Error)
 	}
-	w, err := os.ReadFile(filepath.Join(final.ModelPath, "group1-shard1of1.bin"))
+	w, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(final.ModelPath), "group1-shard1of1.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,14 +34,16 @@ func TestTwoPrefixesOnOneServer(t *testing.T) {
 
 	prefixes := []string{"", "team-b"}
 	clusters := make([]*local.Cluster, len(prefixes))
+	outs := make([]string, len(prefixes))
 	for i, p := range prefixes {
+		outs[i] = t.TempDir()
 		cl, err := local.Start(ctx, local.Options{
 			Sources:       map[string]*pgxpool.Pool{"": pool},
 			NATSURL:       natsURL,
 			Fetchers:      2,
 			Preprocessors: 1,
 			Trainer:       true,
-			TrainerCfg:    trainer.Config{OutDir: t.TempDir()},
+			TrainerCfg:    trainer.Config{OutDir: outs[i]},
 			Coordinator:   coordinator.Config{Window: 4},
 			Limits:        bus.Limits{Prefix: p, ReadyMaxBytes: 2 << 20},
 		})
@@ -129,7 +131,7 @@ func TestTwoPrefixesOnOneServer(t *testing.T) {
 		if other := ids[1-i]; !listed[ids[i]] || listed[other] {
 			t.Fatalf("deployment %q lists jobs %v, want its own %s and not %s", prefixes[i], listed, ids[i], other)
 		}
-		w, err := os.ReadFile(filepath.Join(f.ModelPath, "group1-shard1of1.bin"))
+		w, err := os.ReadFile(filepath.Join(outs[i], filepath.FromSlash(f.ModelPath), "group1-shard1of1.bin"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -263,7 +263,8 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 	if o.bus, err = c.bus(); err != nil {
 		t.Fatalf("reading the bus status: %v", err)
 	}
-	o.weights, err = os.ReadFile(filepath.Join(final.ModelPath, "group1-shard1of1.bin"))
+	// The model path is relative to the trainer's out dir.
+	o.weights, err = os.ReadFile(filepath.Join(c.dir, "models", filepath.FromSlash(final.ModelPath), "group1-shard1of1.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ import (
 type Coordinator interface {
 	Lease(ctx context.Context, workerID string) (*messages.Lease, error)
 	ReportLease(ctx context.Context, leaseID string, p messages.LeaseProgress) (*messages.Lease, error)
-	FailJob(ctx context.Context, jobID, reason string) error
+	FailJob(ctx context.Context, jobID string, req messages.FailRequest) error
 }
 
 // Stats are the fetcher's counters since it started.
@@ -527,7 +527,8 @@ func (s *session) failJob(ctx context.Context, cause error) {
 	s.log.Error("failing the job: a page cannot be read", "page", next, "error", cause)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.f.cfg.ReportTimeout)
 	defer cancel()
-	if err := s.f.coord.FailJob(fctx, s.lease.JobID, reason); err != nil {
+	if err := s.f.coord.FailJob(fctx, s.lease.JobID, messages.FailRequest{
+		Error: reason, WorkerID: s.f.cfg.WorkerID, LeaseID: s.lease.ID}); err != nil {
 		s.log.Error("failing the job failed; handing the lease back", "error", err)
 		s.release(ctx)
 		return

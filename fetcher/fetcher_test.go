@@ -102,10 +102,10 @@ func (l *leaseTable) ReportLease(ctx context.Context, id string, p messages.Leas
 	return nil, fmt.Errorf("POST /v1/leases/%s: unknown lease: %w", id, client.ErrLeaseLost)
 }
 
-func (l *leaseTable) FailJob(ctx context.Context, jobID, reason string) error {
+func (l *leaseTable) FailJob(ctx context.Context, jobID string, req messages.FailRequest) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.failed = append(l.failed, reason)
+	l.failed = append(l.failed, req.Error)
 	return nil
 }
 

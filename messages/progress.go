@@ -47,10 +47,24 @@ type TrainerProgress struct {
 	Consumed int          `json:"consumed"`
 	Rows     int64        `json:"rows"`
 	Result   *EpochResult `json:"result,omitempty"`
-	// Done is set once after the last epoch, with the saved model's location.
-	Done      bool   `json:"done,omitempty"`
-	ModelPath string `json:"model_path,omitempty"`
-	Error     string `json:"error,omitempty"`
+	// Done is set once after the last epoch, when the model is exported (to ModelDir).
+	Done  bool   `json:"done,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// ModelDir is where a trainer exports a job's model, relative to the trainer's out dir. The
+// coordinator reports it as the job's model path: it never takes a path from a client.
+func ModelDir(jobID string) string { return jobID + "/model" }
+
+// FailRequest ends a job as failed. Only a worker of the job may: a trainer names itself
+// (the job's trainer), a fetcher names itself and the lease it holds on one of the job's
+// ranges, a preprocessor names the RAW page it cannot process (of a range that was read).
+type FailRequest struct {
+	Error     string   `json:"error"`
+	TrainerID string   `json:"trainer_id,omitempty"`
+	WorkerID  string   `json:"worker_id,omitempty"`
+	LeaseID   string   `json:"lease_id,omitempty"`
+	Batch     *BatchID `json:"batch,omitempty"`
 }
 
 // EpochResult is one finished epoch.

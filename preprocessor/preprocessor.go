@@ -20,7 +20,7 @@ import (
 
 // JobFailer ends a job for a permanent error; *client.Client implements it.
 type JobFailer interface {
-	FailJob(ctx context.Context, jobID, reason string) error
+	FailJob(ctx context.Context, jobID string, req messages.FailRequest) error
 }
 
 // Stats are the preprocessor's counters since it started.
@@ -222,7 +222,7 @@ func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
 			"unknown_version", errors.Is(err, messages.ErrUnknownVersion))
 		// The page is gone for good, so its job can never finish: say so.
 		if id, perr := p.names.ParseRawSubject(msg.Subject()); perr == nil {
-			p.failJob(work, id.JobID, fmt.Sprintf("RAW page %s cannot be decoded: %v", msg.Subject(), err))
+			p.failJob(work, id, fmt.Sprintf("RAW page %s cannot be decoded: %v", msg.Subject(), err))
 		}
 		return action{kind: actTerm}
 	}
@@ -237,7 +237,7 @@ func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
 		log.Warn("page of a job without a plan; putting it back", "retry_in", p.cfg.NoPlanDelay)
 		return action{kind: actNak, delay: p.cfg.NoPlanDelay}
 	case errors.Is(err, transform.ErrPlan), errors.Is(err, messages.ErrUnknownVersion):
-		if !p.failJob(work, raw.JobID, fmt.Sprintf("preprocessing: %v", err)) {
+		if !p.failJob(work, raw.BatchID, fmt.Sprintf("preprocessing: %v", err)) {
 			return action{kind: actNak, delay: p.cfg.RetryMax}
 		}
 		p.n.failed.Add(1)
@@ -251,7 +251,7 @@ func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
 	if err != nil {
 		// A bad row, or a page that does not match its plan: no retry can fix it.
 		log.Error("failing the job: a page cannot be transformed", "error", err)
-		if !p.failJob(work, raw.JobID, err.Error()) {
+		if !p.failJob(work, raw.BatchID, err.Error()) {
 			return action{kind: actNak, delay: p.cfg.RetryMax}
 		}
 		p.n.failed.Add(1)
@@ -263,7 +263,7 @@ func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
 	}
 	if err != nil {
 		log.Error("failing the job: a ready batch cannot be published", "error", err)
-		if !p.failJob(work, raw.JobID, err.Error()) {
+		if !p.failJob(work, raw.BatchID, err.Error()) {
 			return action{kind: actNak, delay: p.cfg.RetryMax}
 		}
 		p.n.failed.Add(1)
@@ -342,12 +342,13 @@ func (p *Preprocessor) settle(ctx context.Context, msg jetstream.Msg, a action) 
 	}
 }
 
-// failJob reports a permanent error to the coordinator; false means it could not, and the
-// page must stay to be tried again.
-func (p *Preprocessor) failJob(ctx context.Context, jobID, reason string) bool {
+// failJob reports a permanent error with the page at fault to the coordinator; false means
+// it could not, and the page must stay to be tried again.
+func (p *Preprocessor) failJob(ctx context.Context, page messages.BatchID, reason string) bool {
+	jobID := page.JobID
 	fctx, cancel := context.WithTimeout(ctx, p.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := p.fail.FailJob(fctx, jobID, reason); err != nil {
+	if err := p.fail.FailJob(fctx, jobID, messages.FailRequest{Error: reason, Batch: &page}); err != nil {
 		p.log.Error("failing the job failed; the page will be tried again", "job_id", jobID, "reason", reason, "error", err)
 		return false
 	}

@@ -25,13 +25,16 @@ type failures struct {
 	reasons map[string][]string
 }
 
-func (f *failures) FailJob(ctx context.Context, jobID, reason string) error {
+func (f *failures) FailJob(ctx context.Context, jobID string, req messages.FailRequest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.reasons == nil {
 		f.reasons = map[string][]string{}
 	}
-	f.reasons[jobID] = append(f.reasons[jobID], reason)
+	if req.Batch == nil || req.Batch.JobID != jobID {
+		return fmt.Errorf("failing job %s: the request names page %v, not one of the job's", jobID, req.Batch)
+	}
+	f.reasons[jobID] = append(f.reasons[jobID], req.Error)
 	return nil
 }
 

@@ -87,6 +87,11 @@ var attacks = []attack{
 	{name: "worker lists jobs", method: "GET", path: "/v1/jobs", cred: workerToken, want: 403},
 	{name: "worker reads a plan", method: "GET", path: "/v1/jobs/x/plan", cred: workerToken, want: 403},
 
+	// A worker token alone does not make a report: it must name the lease's or job's owner.
+	{name: "worker completes a lease without naming itself", method: "POST", path: "/v1/leases/x.0.0.1", cred: workerToken, body: `{"done":true,"next_page":9}`, want: 400},
+	{name: "worker finishes a job without naming its trainer", method: "POST", path: "/v1/jobs/x/progress", cred: workerToken, body: `{"done":true,"model_path":"/etc/shadow"}`, want: 400},
+	{name: "worker fails a job without naming itself", method: "POST", path: "/v1/jobs/x/fail", cred: workerToken, body: `{"error":"evil"}`, want: 400},
+
 	// The probes stay open for orchestrators.
 	{name: "healthz without a token", method: "GET", path: "/healthz", want: 200},
 	{name: "readyz without a token", method: "GET", path: "/readyz", want: 200},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,7 +100,7 @@ func TestTrainerWithTheRealCoordinator(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if final.State != messages.JobDone || final.ModelPath != filepath.Join(out, id, "model") {
+		if final.State != messages.JobDone || final.ModelPath != id+"/model" {
 			t.Fatalf("job %s: state %s, model %q, error %q", id, final.State, final.ModelPath, final.Error)
 		}
 		if len(final.Results) != 2 {
@@ -147,7 +146,12 @@ func TestTrainerWithTheRealCoordinator(t *testing.T) {
 			st, err := cl.Job(ctx, id)
 			return err == nil && st.Trainer.SeenAt.After(seen) && st.Trainer.Consumed == 1
 		})
-		if err := cl.FailJob(ctx, id, "failed by the test"); err != nil {
+		// As a fetcher would: with a lease on one of the job's ranges.
+		l, err := cl.Lease(ctx, "it-fetcher")
+		if err != nil || l == nil || l.JobID != id {
+			t.Fatalf("lease: %+v, %v", l, err)
+		}
+		if err := cl.FailJob(ctx, id, messages.FailRequest{Error: "failed by the test", WorkerID: "it-fetcher", LeaseID: l.ID}); err != nil {
 			t.Fatal(err)
 		}
 		select {

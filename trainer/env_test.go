@@ -249,15 +249,15 @@ func (c *testCoordinator) ReportTrainer(_ context.Context, jobID string, p messa
 	}
 	c.reports = append(c.reports, p)
 	if p.Done {
-		c.done[jobID] = p.ModelPath
+		c.done[jobID] = messages.ModelDir(jobID) // as the coordinator records it
 	}
 	return nil
 }
 
-func (c *testCoordinator) FailJob(_ context.Context, jobID, reason string) error {
+func (c *testCoordinator) FailJob(_ context.Context, jobID string, req messages.FailRequest) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.failed[jobID] = reason
+	c.failed[jobID] = req.Error
 	return nil
 }
 

@@ -411,7 +411,7 @@ func (j *jobRun) finish(ctx context.Context) error {
 		rows = j.pos.Results[n-1].Seen.Rows
 	}
 	err = j.report(ctx, messages.TrainerProgress{
-		Epoch: j.plan.Spec.Epochs, Consumed: 0, Rows: rows, Done: true, ModelPath: dir,
+		Epoch: j.plan.Spec.Epochs, Consumed: 0, Rows: rows, Done: true,
 	})
 	if err != nil {
 		return err

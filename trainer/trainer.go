@@ -23,7 +23,7 @@ type Coordinator interface {
 	// same job back after a restart.
 	ClaimJob(ctx context.Context, trainerID string) (string, error)
 	ReportTrainer(ctx context.Context, jobID string, p messages.TrainerProgress) error
-	FailJob(ctx context.Context, jobID, reason string) error
+	FailJob(ctx context.Context, jobID string, req messages.FailRequest) error
 }
 
 // finalTimeout bounds the calls made after the context is cancelled (the last progress
@@ -128,7 +128,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 		default:
 			t.log.Error("job failed", "job_id", id, "error", err)
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
-			if ferr := t.coord.FailJob(fctx, id, err.Error()); ferr != nil {
+			if ferr := t.coord.FailJob(fctx, id, messages.FailRequest{Error: err.Error(), TrainerID: t.cfg.TrainerID}); ferr != nil {
 				t.log.Error("reporting the failure", "job_id", id, "error", ferr)
 			}
 			cancel()

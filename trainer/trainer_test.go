@@ -140,7 +140,7 @@ func TestTrainingOrderIsAPureFunctionOfDataSpecAndSeed(t *testing.T) {
 				}
 				results[i] = checkRun(t, p, rec.batches, reports)
 				checkHistory(t, filepath.Join(out, job, "history.json"), results[i])
-				if _, err := os.Stat(filepath.Join(done[job], "model.json")); err != nil {
+				if _, err := os.Stat(filepath.Join(out, filepath.FromSlash(done[job]), "model.json")); err != nil {
 					t.Fatalf("exported model: %v", err)
 				}
 				if n := readySubjects(t, b, b.Names().ReadyJobSubjects(job)); n != 0 {

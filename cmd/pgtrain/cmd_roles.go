@@ -26,6 +26,8 @@ func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
 	fs.StringVar(&o.cfg.Listen, "listen", coordinator.DefaultListen, "HTTP address of the job and lease API; without --auth-token-file only a loopback address is allowed (see --insecure-no-auth)")
 	fs.DurationVar(&o.cfg.LeaseTTL, "lease-ttl", coordinator.DefaultLeaseTTL, "how long a range lease lives without a report from its fetcher")
 	fs.IntVar(&o.cfg.Window, "window", coordinator.DefaultWindow, "ranges the fetchers may read ahead of the trainer")
+	fs.DurationVar(&o.cfg.SnapshotMaxAge, "snapshot-max-age", coordinator.DefaultSnapshotMaxAge, "how long a snapshot job may keep its snapshot (an open transaction); a job not read by then fails")
+	fs.IntVar(&o.cfg.MaxSnapshotJobs, "max-snapshot-jobs", coordinator.DefaultMaxSnapshotJobs, "snapshot jobs at once (each holds a pooled connection); more are refused with 429")
 	o.auth.register(fs, &o.cfg)
 	fs.DurationVar(&o.cfg.ReadHeaderTimeout, "http-read-header-timeout", coordinator.DefaultReadHeaderTimeout, "how long a client may take to send a request's headers")
 	fs.DurationVar(&o.cfg.ReadTimeout, "http-read-timeout", coordinator.DefaultReadTimeout, "how long a client may take to send a whole request")

@@ -114,6 +114,6 @@ func printStatus(w io.Writer, st *messages.JobStatus) {
 		fmt.Fprintln(w, epochLine(st, r))
 	}
 	if st.ModelPath != "" {
-		fmt.Fprintf(w, "model: %s\n", st.ModelPath)
+		fmt.Fprintf(w, "model: %s, under the --out-dir of trainer %s\n", st.ModelPath, st.Trainer.ID)
 	}
 }

@@ -222,11 +222,11 @@ func (c *Client) ReportTrainer(ctx context.Context, jobID string, p messages.Tra
 	return err
 }
 
-// FailJob ends a job as failed with reason, for a permanent error a worker cannot get past
-// (a row the plan cannot encode, for instance). Failing a job that already ended is a no-op.
-func (c *Client) FailJob(ctx context.Context, jobID, reason string) error {
-	_, err := c.do(ctx, c.http, http.MethodPost, "/v1/jobs/"+url.PathEscape(jobID)+"/fail", nil,
-		messages.ErrorResponse{Error: reason}, nil)
+// FailJob ends a job as failed with req.Error, for a permanent error a worker cannot get
+// past (a row the plan cannot encode, for instance). req names the caller: the job's
+// trainer, or a fetcher and the lease it holds. Failing a job that already ended is a no-op.
+func (c *Client) FailJob(ctx context.Context, jobID string, req messages.FailRequest) error {
+	_, err := c.do(ctx, c.http, http.MethodPost, "/v1/jobs/"+url.PathEscape(jobID)+"/fail", nil, req, nil)
 	return err
 }
 

@@ -14,6 +14,10 @@ import (
 // ErrNoPlan is returned by GetPlan when the job has no plan (yet).
 var ErrNoPlan = errors.New("no plan for this job")
 
+// ErrBadPlan is returned by GetPlan when the stored plan cannot be decoded: reading it again
+// will not help.
+var ErrBadPlan = errors.New("the stored plan cannot be decoded")
+
 func planKey(jobID string) string { return "plan." + jobID }
 
 // PutPlan stores a job's plan once. Storing the same plan again succeeds, so a put retried
@@ -45,5 +49,9 @@ func GetPlan(ctx context.Context, kv jetstream.KeyValue, jobID string) (*message
 	if err != nil {
 		return nil, fmt.Errorf("reading the plan of job %s: %w", jobID, err)
 	}
-	return messages.DecodePlan(e.Value())
+	p, err := messages.DecodePlan(e.Value())
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w: %w", jobID, ErrBadPlan, err)
+	}
+	return p, nil
 }
