@@ -37,6 +37,15 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile (PEM), both or neither, serve the API over HTTPS.
 	TLSCertFile string
 	TLSKeyFile  string
+
+	// AllowSchemas lists the schemas jobs may read: "SCHEMA" for every source,
+	// "SOURCE:SCHEMA" for one ("" is the default source, so ":SCHEMA"). Without an entry
+	// for a source every schema but the system ones (pg_catalog, information_schema,
+	// pg_toast, the temporary schemas) is readable; system schemas never are. The database
+	// role is still the real boundary: give the coordinator a read-only role.
+	AllowSchemas []string
+	// Limits bound what one job may ask for.
+	Limits Limits
 }
 
 // Defaults.
@@ -68,6 +77,7 @@ func (c Config) WithDefaults() Config {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	c.Limits = c.Limits.withDefaults()
 	return c
 }
 
@@ -97,6 +107,12 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("TLS: give both the certificate and the key file, or neither"))
+	}
+	if _, err := newSchemaPolicy(c.AllowSchemas); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Limits.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -41,6 +41,9 @@ type Coordinator struct {
 	order     []*job // creation order: the oldest job first
 	leaseIdem map[string]idemLease
 	submits   map[string]*submitCall
+	planning  map[string]int // submissions being planned, per source
+
+	schemas schemaPolicy
 
 	tls *tls.Config // nil: plain HTTP
 
@@ -102,7 +105,14 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 		jobs:      map[string]*job{},
 		leaseIdem: map[string]idemLease{},
 		submits:   map[string]*submitCall{},
+		planning:  map[string]int{},
 		ready:     make(chan struct{}),
+	}
+	c.schemas, _ = newSchemaPolicy(cfg.AllowSchemas) // Validate checked it
+	for source := range c.schemas.source {
+		if _, ok := sources[source]; !ok {
+			return nil, fmt.Errorf("coordinator config: allowed schemas name source %q, which is not configured", source)
+		}
 	}
 	if cfg.TLSCertFile != "" {
 		// Loaded now, so a bad certificate stops the start instead of the first request.

@@ -47,15 +47,23 @@ func (c column) integer() bool { return c.base == "int2" || c.base == "int4" || 
 // ident is the quoted form of the relation, for SQL.
 func (r *relation) ident() string { return pgx.Identifier{r.schema, r.name}.Sanitize() }
 
+// schemaCheck refuses a schema a job may not read, with an error on the table field.
+type schemaCheck func(schema string) error
+
 // resolveRelation finds "name" (on the search path) or "schema.name" by exact catalog
 // match with bind parameters: user text is compared, never parsed as SQL, so quoting tricks
-// are just names that do not exist.
-func resolveRelation(ctx context.Context, tx pgx.Tx, table string) (*relation, error) {
+// are just names that do not exist. The schema the catalog resolves to is the one allowed
+// checks (a qualified name's is checked first too, so a refused schema's tables are not
+// even looked up).
+func resolveRelation(ctx context.Context, tx pgx.Tx, table string, allowed schemaCheck) (*relation, error) {
 	var schema *string
 	name := table
 	if i := strings.IndexByte(table, '.'); i >= 0 {
 		s := table[:i]
 		schema, name = &s, table[i+1:]
+		if err := allowed(s); err != nil {
+			return nil, err
+		}
 	}
 	rel := &relation{cols: map[string]column{}}
 	var canSelect bool
@@ -77,6 +85,9 @@ limit 1`, name, schema, readableKinds).Scan(&rel.oid, &rel.schema, &rel.name, &r
 	}
 	if err != nil {
 		return nil, fmt.Errorf("looking up table: %w", err)
+	}
+	if err := allowed(rel.schema); err != nil {
+		return nil, err
 	}
 	if !canSelect {
 		return nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("the coordinator's role may not SELECT from %s.%s", rel.schema, rel.name)}
