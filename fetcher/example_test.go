@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"pgtrain/coordinator/client"
 	"pgtrain/fetcher"
 	"pgtrain/internal/bus"
 	"pgtrain/internal/local"
@@ -68,7 +67,7 @@ insert into points select i, i, 2 * i from generate_series(1, 150) i`); err != n
 		fmt.Println("streams:", err)
 		return
 	}
-	f, err := fetcher.New(fetcher.Config{WorkerID: "fetcher-1"}, sources, b, client.New(coord.URL(), log), log)
+	f, err := fetcher.New(fetcher.Config{WorkerID: "fetcher-1"}, sources, b, coord.WorkerClient, log)
 	if err != nil {
 		fmt.Println("config:", err)
 		return
