@@ -9,8 +9,8 @@ import (
 
 // schemaPolicy says which schemas of which source a job may read. System schemas (pg_catalog,
 // information_schema, pg_toast, the temporary schemas: PostgreSQL reserves every name that
-// starts with pg_) are never readable. The database role is still the real boundary: a view
-// in an allowed schema may read anything its owner can (see README).
+// starts with pg_) are never readable, nor is a view over them. The database role is still
+// the real boundary: a view may call functions that read anything its owner can (see README).
 type schemaPolicy struct {
 	all    map[string]bool            // allowed in every source
 	source map[string]map[string]bool // allowed in one source

@@ -71,6 +71,40 @@ func TestSystemSchemasAreNeverReadable(t *testing.T) {
 	}
 }
 
+// A view in an allowed schema does not open a schema the policy closes; a view over allowed
+// tables is a job like any other.
+func TestViewsOverClosedSchemas(t *testing.T) {
+	e := newEnv(t)
+	irisTable(t, e)
+	hrTable(t, e)
+	e.exec(t, `create view public.roles as select rolconnlimit as id, rolname as name, rolsuper::int as senior from pg_catalog.pg_roles`)
+	e.exec(t, `create view public.roles2 as select * from public.roles`) // one view further
+	e.exec(t, `create view public.staff as select * from hr.employees`)
+	e.exec(t, `create view public.iris_view as select * from iris`)
+	r := start(t, e, Config{AllowSchemas: []string{"public"}})
+	ctx := context.Background()
+	for _, tc := range []struct{ view, reads string }{
+		{"roles", "pg_catalog.pg_roles"},
+		{"roles2", "pg_catalog.pg_roles"},
+		{"staff", "hr.employees"},
+	} {
+		_, err := r.cl.Submit(ctx, specJSON(t, func(m map[string]any) {
+			m["table"] = tc.view
+			m["features"] = []any{map[string]any{"column": "name", "encode": "onehot"}}
+			m["label"] = "senior"
+			m["model"] = json.RawMessage(`{"layers": [{"type": "dense", "units": 1}]}`)
+			m["loss"] = "mse"
+		}))
+		ae := apiErr(t, err)
+		if ae.Status != http.StatusBadRequest || ae.Field != "table" || !strings.Contains(ae.Message, "reads "+tc.reads) {
+			t.Errorf("a job on view %s: %v, want a 400 on table saying it reads %s", tc.view, err, tc.reads)
+		}
+	}
+	if _, err := r.cl.Submit(ctx, specJSON(t, func(m map[string]any) { m["table"] = "iris_view" })); err != nil {
+		t.Fatalf("a job on a view over public.iris: %v", err)
+	}
+}
+
 func TestAllowSchemas(t *testing.T) {
 	e := newEnv(t)
 	irisTable(t, e)
