@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -28,10 +29,14 @@ const (
 	// ScopeWorker takes and reports leases, claims jobs, reports training progress and fails
 	// jobs: what the worker roles do.
 	ScopeWorker Scope = "worker"
+	// ScopeData may see values of the data in what the API returns: a plan's vocabularies
+	// (the most frequent values of each categorical column) and column statistics. Without
+	// it a plan comes without them.
+	ScopeData Scope = "data"
 )
 
 // Scopes lists every scope a token may carry.
-var Scopes = []Scope{ScopeRead, ScopeSubmit, ScopeWorker}
+var Scopes = []Scope{ScopeRead, ScopeSubmit, ScopeWorker, ScopeData}
 
 // MinTokenLength is the shortest secret accepted: a token is a password no human types.
 const MinTokenLength = 16
@@ -212,8 +217,21 @@ func (c *Coordinator) authorize(a access, pattern string, h http.HandlerFunc) ht
 				msg: fmt.Sprintf("token %s lacks the scope this route needs (one of: %s)", t.Name, joinScopes(a.scopes))})
 			return
 		}
-		h(w, r)
+		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, t)))
 	}
+}
+
+// tokenKey is the request context key of the matched *Token.
+type tokenKey struct{}
+
+// mayHold reports whether the caller of r holds scope: always when no tokens are configured
+// (the API is open, on loopback or by the operator's choice).
+func (c *Coordinator) mayHold(r *http.Request, scope Scope) bool {
+	if len(c.cfg.Tokens) == 0 {
+		return true
+	}
+	t, _ := r.Context().Value(tokenKey{}).(*Token)
+	return t != nil && slices.Contains(t.Scopes, scope)
 }
 
 // lookupToken finds the token whose secret hashes to the same SHA-256. Every token is

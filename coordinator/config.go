@@ -52,6 +52,14 @@ type Config struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
+	// AllowSchemas lists the schemas jobs may read: "SCHEMA" for every source,
+	// "SOURCE:SCHEMA" for one ("" is the default source, so ":SCHEMA"). Without an entry
+	// for a source every schema but the system ones (pg_catalog, information_schema,
+	// pg_toast, the temporary schemas) is readable; system schemas never are. The database
+	// role is still the real boundary: give the coordinator a read-only role.
+	AllowSchemas []string
+	// Limits bound what one job may ask for.
+	Limits Limits
 }
 
 // Defaults.
@@ -108,6 +116,7 @@ func (c Config) WithDefaults() Config {
 	if c.MaxSnapshotJobs == 0 {
 		c.MaxSnapshotJobs = DefaultMaxSnapshotJobs
 	}
+	c.Limits = c.Limits.withDefaults()
 	return c
 }
 
@@ -143,6 +152,12 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("TLS: give both the certificate and the key file, or neither"))
+	}
+	if _, err := newSchemaPolicy(c.AllowSchemas); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Limits.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -42,6 +42,9 @@ type Coordinator struct {
 	leaseIdem map[string]idemLease
 	submits   map[string]*submitCall
 	snapshots map[string]int // snapshots held or being planned, by source
+	planning  map[string]int // submissions being planned, per source
+
+	schemas schemaPolicy
 
 	tls *tls.Config // nil: plain HTTP
 	// probePools are the readiness probe's own connections, made when a pool is busy.
@@ -108,7 +111,14 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 		submits:    map[string]*submitCall{},
 		probePools: map[string]*pgxpool.Pool{},
 		snapshots:  map[string]int{},
+		planning:   map[string]int{},
 		ready:      make(chan struct{}),
+	}
+	c.schemas, _ = newSchemaPolicy(cfg.AllowSchemas) // Validate checked it
+	for source := range c.schemas.source {
+		if _, ok := sources[source]; !ok {
+			return nil, fmt.Errorf("coordinator config: allowed schemas name source %q, which is not configured", source)
+		}
 	}
 	if cfg.TLSCertFile != "" {
 		// Loaded now, so a bad certificate stops the start instead of the first request.

@@ -19,10 +19,11 @@ import (
 
 // apiError is an error with its HTTP status; field names the spec field at fault.
 type apiError struct {
-	status     int
-	msg        string
-	field      string
-	retryAfter time.Duration // sent as Retry-After when set
+	status int
+	msg    string
+	field  string
+	// retryAfter, when set, is sent as Retry-After (a 429 or 503 the client may retry).
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -169,7 +170,30 @@ func (c *Coordinator) handlePlan(w http.ResponseWriter, r *http.Request) {
 		c.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("job %s has no plan: %v", id, j.loadErr)})
 		return
 	}
-	writeJSON(w, http.StatusOK, j.plan) // the plan never changes once stored
+	p := j.plan // the plan never changes once stored
+	if !c.mayHold(r, ScopeData) {
+		p = withoutData(p)
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// withoutData is a copy of a plan without what shows values of the table: vocabularies
+// (a categorical column's most frequent values, names or ids included) and the statistics
+// with the imputation and scaling derived from them.
+func withoutData(p *messages.Plan) *messages.Plan {
+	out := *p
+	strip := func(c messages.ColumnPlan) messages.ColumnPlan {
+		c.Vocabulary, c.Stats = nil, messages.Stats{}
+		c.Impute, c.Offset, c.Factor = 0, 0, 0
+		return c
+	}
+	out.Features = make([]messages.ColumnPlan, len(p.Features))
+	for i, f := range p.Features {
+		out.Features[i] = strip(f)
+	}
+	out.Label = strip(p.Label)
+	out.Omitted = fmt.Sprintf("vocabularies, column statistics, imputation and scaling values: they show the table's data, which needs a token with the %q scope", ScopeData)
+	return &out
 }
 
 func (c *Coordinator) handleFail(w http.ResponseWriter, r *http.Request) {
@@ -322,7 +346,7 @@ func (c *Coordinator) writeError(w http.ResponseWriter, r *http.Request, err err
 	case errors.As(err, &ae):
 		status, resp.Field = ae.status, ae.field
 		if ae.retryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(ae.retryAfter/time.Second)))
+			w.Header().Set("Retry-After", strconv.Itoa(int(ae.retryAfter.Seconds())))
 		}
 	case errors.Is(err, bus.ErrNoPlan):
 		status = http.StatusNotFound

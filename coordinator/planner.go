@@ -40,8 +40,8 @@ type planInput struct {
 
 // planSpec derives the plan of a job inside tx, a REPEATABLE READ transaction, so that the
 // statistics, the ranges and the expected checksums all describe one version of the table.
-func planSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, jobID string, sz sizing) (*messages.Plan, error) {
-	in, err := resolveSpec(ctx, tx, spec)
+func planSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, jobID string, allowed schemaCheck, sz sizing) (*messages.Plan, error) {
+	in, err := resolveSpec(ctx, tx, spec, allowed)
 	if err != nil {
 		return nil, err
 	}
@@ -78,8 +78,8 @@ func planSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, jobID strin
 }
 
 // resolveSpec checks every name of the spec against the catalog.
-func resolveSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec) (*planInput, error) {
-	rel, err := resolveRelation(ctx, tx, spec.Table)
+func resolveSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, allowed schemaCheck) (*planInput, error) {
+	rel, err := resolveRelation(ctx, tx, spec.Table, allowed)
 	if err != nil {
 		return nil, err
 	}

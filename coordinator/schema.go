@@ -47,15 +47,23 @@ func (c column) integer() bool { return c.base == "int2" || c.base == "int4" || 
 // ident is the quoted form of the relation, for SQL.
 func (r *relation) ident() string { return pgx.Identifier{r.schema, r.name}.Sanitize() }
 
+// schemaCheck refuses a schema a job may not read, with an error on the table field.
+type schemaCheck func(schema string) error
+
 // resolveRelation finds "name" (on the search path) or "schema.name" by exact catalog
 // match with bind parameters: user text is compared, never parsed as SQL, so quoting tricks
-// are just names that do not exist.
-func resolveRelation(ctx context.Context, tx pgx.Tx, table string) (*relation, error) {
+// are just names that do not exist. The schema the catalog resolves to is the one allowed
+// checks (a qualified name's is checked first too, so a refused schema's tables are not
+// even looked up).
+func resolveRelation(ctx context.Context, tx pgx.Tx, table string, allowed schemaCheck) (*relation, error) {
 	var schema *string
 	name := table
 	if i := strings.IndexByte(table, '.'); i >= 0 {
 		s := table[:i]
 		schema, name = &s, table[i+1:]
+		if err := allowed(s); err != nil {
+			return nil, err
+		}
 	}
 	rel := &relation{cols: map[string]column{}}
 	var canSelect bool
@@ -77,6 +85,12 @@ limit 1`, name, schema, readableKinds).Scan(&rel.oid, &rel.schema, &rel.name, &r
 	}
 	if err != nil {
 		return nil, fmt.Errorf("looking up table: %w", err)
+	}
+	if err := allowed(rel.schema); err != nil {
+		return nil, err
+	}
+	if err := checkViewSources(ctx, tx, rel, allowed); err != nil {
+		return nil, err
 	}
 	if !canSelect {
 		return nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("the coordinator's role may not SELECT from %s.%s", rel.schema, rel.name)}
@@ -102,6 +116,50 @@ where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped`, rel.oid)
 		return nil, fmt.Errorf("listing columns: %w", err)
 	}
 	return rel, nil
+}
+
+// checkViewSources refuses a view (or materialized view) that reads, directly or through
+// other views, a relation in a schema a job may not read: a view in public over pg_authid
+// must not open what the schema policy closes. Only relations are followed, not functions a
+// view calls, so the database role stays the real boundary.
+func checkViewSources(ctx context.Context, tx pgx.Tx, rel *relation, allowed schemaCheck) error {
+	if rel.kind != "v" && rel.kind != "m" {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `
+with recursive deps(oid) as (
+  select $1::oid
+  union
+  select d.refobjid
+  from deps
+  join pg_catalog.pg_rewrite rw on rw.ev_class = deps.oid
+  join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_rewrite'::regclass and d.objid = rw.oid
+  where d.refclassid = 'pg_catalog.pg_class'::regclass and d.refobjid <> deps.oid
+)
+select distinct n.nspname::text, c.relname::text
+from deps
+join pg_catalog.pg_class c on c.oid = deps.oid
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where deps.oid <> $1
+order by 1, 2`, rel.oid)
+	if err != nil {
+		return fmt.Errorf("listing what view %s.%s reads: %w", rel.schema, rel.name, err)
+	}
+	type source struct{ Schema, Name string }
+	sources, err := pgx.CollectRows(rows, pgx.RowToStructByPos[source])
+	if err != nil {
+		return fmt.Errorf("listing what view %s.%s reads: %w", rel.schema, rel.name, err)
+	}
+	for _, s := range sources {
+		if err := allowed(s.Schema); err != nil {
+			var fe *messages.FieldError
+			if errors.As(err, &fe) {
+				return &messages.FieldError{Field: fe.Field, Reason: fmt.Sprintf("view %s.%s reads %s.%s: %s", rel.schema, rel.name, s.Schema, s.Name, fe.Reason)}
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // keyIndexed reports whether a valid, non-partial btree index leads with the column, which

@@ -15,6 +15,7 @@ import (
 
 	"pgtrain/internal/bus"
 	"pgtrain/messages"
+	"pgtrain/model"
 )
 
 // submitCall is one planning in flight for an Idempotency-Key: a retried submission waits
@@ -141,6 +142,17 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	if err != nil {
 		return messages.JobStatus{}, err
 	}
+	// Every bound that needs no database is checked before anything is built for the job.
+	if err := spec.CheckLimits(c.cfg.Limits.spec()); err != nil {
+		return messages.JobStatus{}, err
+	}
+	ms, err := model.ParseSpec(spec.Model)
+	if err != nil {
+		return messages.JobStatus{}, &messages.FieldError{Field: "model", Reason: err.Error()}
+	}
+	if err := ms.CheckSize(0, c.cfg.Limits.model()); err != nil {
+		return messages.JobStatus{}, &messages.FieldError{Field: "model", Reason: err.Error()}
+	}
 	pool := c.sources[spec.Source]
 	if pool == nil {
 		names := slices.Sorted(maps.Keys(c.sources))
@@ -154,6 +166,11 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 		return messages.JobStatus{}, &messages.FieldError{Field: "source",
 			Reason: fmt.Sprintf("unknown source %q (configured: %s)", spec.Source, strings.Join(names, ", "))}
 	}
+	release, err := c.reserveSource(spec.Source)
+	if err != nil {
+		return messages.JobStatus{}, err
+	}
+	defer release()
 	// Planning outlives an impatient client: its retry (same Idempotency-Key) waits for it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PlanTimeout)
 	defer cancel()
@@ -186,11 +203,22 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 		}
 	}()
 	jobID := newJobID(spec.Table)
-	p, err := planSpec(ctx, tx, spec, jobID, sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window})
+	allowed := func(schema string) error {
+		if c.schemas.allows(spec.Source, schema) {
+			return nil
+		}
+		return &messages.FieldError{Field: "table", Reason: fmt.Sprintf("schema %q is not readable through this coordinator (source %q allows %s)",
+			schema, spec.Source, c.schemas.describe(spec.Source))}
+	}
+	p, err := planSpec(ctx, tx, spec, jobID, allowed, sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window})
 	if err != nil {
 		return messages.JobStatus{}, err
 	}
-	if err := checkModel(p); err != nil {
+	// The input width is known now: the model's size is checked before checkModel builds it.
+	if err := ms.CheckSize(p.InputDim, c.cfg.Limits.model()); err != nil {
+		return messages.JobStatus{}, &messages.FieldError{Field: "model", Reason: err.Error()}
+	}
+	if err := checkModel(p, ms); err != nil {
 		return messages.JobStatus{}, err
 	}
 	if snap != nil {

@@ -123,10 +123,18 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 	if err := validSnapshotID(plan.Snapshot); err != nil {
 		return nil, fmt.Errorf("job %s: %w", plan.JobID, err)
 	}
+	// A page holds at most the rows whose READY batch fits in maxBytes: reading (and
+	// allocating for) more would only be thrown away, and the plan's page size is not
+	// trusted with memory.
+	fit := 1 // a row wider than maxBytes fails as ErrRowTooLarge when read
+	if plan.InputDim >= 0 && plan.LabelDim >= 0 && plan.InputDim <= maxBytes && plan.LabelDim <= maxBytes {
+		fit = (maxBytes - messages.ReadyBatchBytes(plan.JobID, 0, plan.InputDim, plan.LabelDim)) /
+			messages.ReadyRowBytes(plan.InputDim, plan.LabelDim)
+	}
 	r := &RangeReader{
 		pool:     pool,
 		jobID:    plan.JobID,
-		pageRows: plan.PageRows,
+		pageRows: max(min(plan.PageRows, fit), 1),
 		snapshot: plan.Snapshot,
 		maxBytes: maxBytes,
 		inputDim: plan.InputDim,

@@ -706,3 +706,30 @@ func FuzzDecodeNumber(f *testing.F) {
 		}
 	})
 }
+
+// A plan's page size is not trusted with memory: a page of a billion rows is read (and
+// allocated) as the rows that fit in one message, so the fetcher lives and reads the range.
+func TestRangeReaderCapsAHugePageSize(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	createReaderTable(t, pool, 100)
+	const maxBytes = 4096
+	r, err := NewRangeReader(pool, readerPlan(1_000_000_000), maxBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := readerPlan(1)
+	fit := (maxBytes - messages.ReadyBatchBytes(plan.JobID, 0, plan.InputDim, plan.LabelDim)) / messages.ReadyRowBytes(plan.InputDim, plan.LabelDim)
+	if r.pageRows != fit {
+		t.Fatalf("page rows %d, want the %d rows that fit in %d bytes", r.pageRows, fit, maxBytes)
+	}
+	rng := messages.KeyRange{Lo: math.MinInt64, Hi: math.MaxInt64}
+	pages := readAll(t, r, rng)
+	checkPagesMatchSQL(t, pages, sqlRows(t, pool, rng.Lo, rng.Hi), fit)
+
+	// Dimensions no message can hold do not overflow the sizing.
+	wide := readerPlan(1_000_000_000)
+	wide.InputDim = 1 << 62
+	if r, err := NewRangeReader(pool, wide, maxBytes); err != nil || r.pageRows != 1 {
+		t.Fatalf("a plan of input_dim 2^62: %v, page rows %d; want a reader of 1-row pages (which fail as too large)", err, r.pageRows)
+	}
+}

@@ -223,6 +223,9 @@ func (s JobSpec) Validate() error {
 	if s.Label.Column == s.Key || seen[s.Label.Column] {
 		return &FieldError{Field: "label", Reason: fmt.Sprintf("column %q is also the key or a feature", s.Label.Column)}
 	}
+	if s.Label.VocabSize < 0 {
+		return &FieldError{Field: "label.vocab_size", Reason: "must not be negative"}
+	}
 	switch s.Label.Encode {
 	case EncodeNone, EncodeOneHot, EncodeIndex:
 	default:
@@ -260,4 +263,39 @@ func (s JobSpec) Validate() error {
 		return &FieldError{Field: "backend", Reason: fmt.Sprintf("unknown backend %q (want go or tensorflow)", s.Backend)}
 	}
 	return nil
+}
+
+// SpecLimits are upper bounds a coordinator puts on the numbers of a spec, so one request
+// cannot make it (or the workers) allocate without bound. Zero means no bound.
+type SpecLimits struct {
+	Epochs    int
+	BatchSize int
+	PageRows  int
+	VocabSize int
+}
+
+// CheckLimits refuses a field over its bound, naming the field and the bound. Call it on a
+// spec after WithDefaults.
+func (s JobSpec) CheckLimits(l SpecLimits) error {
+	over := func(field string, v, limit int) error {
+		if limit > 0 && v > limit {
+			return &FieldError{Field: field, Reason: fmt.Sprintf("%d is over this coordinator's limit of %d", v, limit)}
+		}
+		return nil
+	}
+	if err := over("epochs", s.Epochs, l.Epochs); err != nil {
+		return err
+	}
+	if err := over("batch_size", s.BatchSize, l.BatchSize); err != nil {
+		return err
+	}
+	if err := over("page_rows", s.PageRows, l.PageRows); err != nil {
+		return err
+	}
+	for i, f := range s.Features {
+		if err := over(fmt.Sprintf("features[%d].vocab_size", i), f.VocabSize, l.VocabSize); err != nil {
+			return err
+		}
+	}
+	return over("label.vocab_size", s.Label.VocabSize, l.VocabSize)
 }

@@ -80,3 +80,42 @@ func FuzzParseJobSpec(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckLimitsNamesTheFieldAndTheLimit(t *testing.T) {
+	limits := SpecLimits{Epochs: 100, BatchSize: 4096, PageRows: 16384, VocabSize: 1000}
+	tests := []struct {
+		name      string
+		from, to  string
+		wantField string
+		wantLimit string
+	}{
+		{"within", `"loss": "mse"`, `"loss": "mse", "epochs": 100, "batch_size": 4096, "page_rows": 16384`, "", ""},
+		{"epochs", `"loss": "mse"`, `"loss": "mse", "epochs": 50000000`, "epochs", "100"},
+		{"batch size", `"loss": "mse"`, `"loss": "mse", "batch_size": 4097`, "batch_size", "4096"},
+		{"page rows", `"loss": "mse"`, `"loss": "mse", "page_rows": 1000000000`, "page_rows", "16384"},
+		{"feature vocabulary", `"vocab_size": 10`, `"vocab_size": 1001`, "features[1].vocab_size", "1000"},
+		{"label vocabulary", `"label": "price"`, `"label": {"column": "price", "encode": "index", "vocab_size": 5000}`, "label.vocab_size", "1000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := ParseJobSpec([]byte(strings.Replace(goodSpec, tt.from, tt.to, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.CheckLimits(limits)
+			if tt.wantField == "" {
+				if err != nil {
+					t.Fatalf("CheckLimits: %v, want nil", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.wantField || !strings.Contains(fe.Reason, tt.wantLimit) {
+				t.Fatalf("CheckLimits: %v, want a FieldError on %s naming the limit %s", err, tt.wantField, tt.wantLimit)
+			}
+			if err := s.CheckLimits(SpecLimits{}); err != nil {
+				t.Fatalf("without limits: %v", err)
+			}
+		})
+	}
+}

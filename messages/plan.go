@@ -44,6 +44,9 @@ type Plan struct {
 	// validation ranges separately).
 	Expected      KeyChecksum `msgpack:"expected" json:"expected"`
 	ExpectedValid KeyChecksum `msgpack:"expected_valid" json:"expected_validation"`
+	// Omitted says what the coordinator left out of a plan it returned over HTTP to a
+	// caller that may not see the data; never stored.
+	Omitted string `msgpack:"-" json:"omitted,omitempty"`
 }
 
 // ColumnPlan is one column with the statistics and transforms the preprocessors apply.

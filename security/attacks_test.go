@@ -53,11 +53,27 @@ type attack struct {
 	cred         credential
 	body         string
 	want         int
-	run          func(t *testing.T, c *cluster)
+	// field, when set, is the spec field the error must name.
+	field string
+	run   func(t *testing.T, c *cluster)
 }
 
 // A spec that would plan a real job: only the token decides.
 var validSpec = string(demo.Spec(1))
+
+// specWith is validSpec edited: a hostile spec sent with a valid user token.
+func specWith(edit func(m map[string]any)) string {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(validSpec), &m); err != nil {
+		panic(err)
+	}
+	edit(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
 
 // attacks are replayed in order against one coordinator. Add new cases here.
 var attacks = []attack{
@@ -91,6 +107,30 @@ var attacks = []attack{
 	{name: "worker completes a lease without naming itself", method: "POST", path: "/v1/leases/x.0.0.1", cred: workerToken, body: `{"done":true,"next_page":9}`, want: 400},
 	{name: "worker finishes a job without naming its trainer", method: "POST", path: "/v1/jobs/x/progress", cred: workerToken, body: `{"done":true,"model_path":"/etc/shadow"}`, want: 400},
 	{name: "worker fails a job without naming itself", method: "POST", path: "/v1/jobs/x/fail", cred: workerToken, body: `{"error":"evil"}`, want: 400},
+
+	// Finding 1: no job reads a system schema, whatever the name or the key.
+	{name: "a job on pg_roles", method: "POST", path: "/v1/jobs", cred: userToken,
+		body: specWith(func(m map[string]any) { m["table"], m["key"] = "pg_catalog.pg_roles", "oid" }), want: 400, field: "table"},
+	{name: "a job on pg_stat_activity", method: "POST", path: "/v1/jobs", cred: userToken,
+		body: specWith(func(m map[string]any) { m["table"], m["key"] = "pg_catalog.pg_stat_activity", "pid" }), want: 400, field: "table"},
+	{name: "a job on information_schema", method: "POST", path: "/v1/jobs", cred: userToken,
+		body: specWith(func(m map[string]any) { m["table"], m["key"] = "information_schema.columns", "ordinal_position" }), want: 400, field: "table"},
+
+	// Finding 2: numbers that made the coordinator or the fetchers allocate without bound.
+	{name: "a billion units", method: "POST", path: "/v1/jobs", cred: userToken,
+		body: specWith(func(m map[string]any) {
+			m["model"] = map[string]any{"layers": []any{map[string]any{"type": "dense", "units": 1_000_000_000}, map[string]any{"type": "dense", "units": 1}}}
+		}), want: 400, field: "model"},
+	{name: "fifty million epochs", method: "POST", path: "/v1/jobs", cred: userToken,
+		body: specWith(func(m map[string]any) { m["epochs"] = 50000000 }), want: 400, field: "epochs"},
+	{name: "three hundred thousand epochs", method: "POST", path: "/v1/jobs", cred: userToken,
+		body: specWith(func(m map[string]any) { m["epochs"] = 300000 }), want: 400, field: "epochs"},
+	{name: "a billion rows per page", method: "POST", path: "/v1/jobs", cred: userToken,
+		body: specWith(func(m map[string]any) { m["page_rows"] = 1_000_000_000 }), want: 400, field: "page_rows"},
+	{name: "a billion rows per batch", method: "POST", path: "/v1/jobs", cred: userToken,
+		body: specWith(func(m map[string]any) { m["batch_size"] = 1_000_000_000 }), want: 400, field: "batch_size"},
+	{name: "a vocabulary of a billion", method: "POST", path: "/v1/jobs", cred: userToken,
+		body: specWith(func(m map[string]any) { m["features"].([]any)[5].(map[string]any)["vocab_size"] = 1_000_000_000 }), want: 400, field: "features[5].vocab_size"},
 
 	// The probes stay open for orchestrators.
 	{name: "healthz without a token", method: "GET", path: "/healthz", want: 200},
@@ -133,6 +173,9 @@ func TestAttacks(t *testing.T) {
 					if err := json.Unmarshal(resp, &er); err != nil || er.Error == "" {
 						t.Fatalf("%s %s: %d with body %q, want a JSON error", a.method, a.path, code, resp)
 					}
+					if a.field != "" && er.Field != a.field {
+						t.Fatalf("%s %s: %d on field %q (%s), want field %q", a.method, a.path, code, er.Field, er.Error, a.field)
+					}
 				}
 			}
 			c.checkUp(t)
@@ -160,6 +203,21 @@ func TestAttacks(t *testing.T) {
 	jobs, err := c.client(c.tokens.UserSecret).Jobs(ctx)
 	if err != nil || len(jobs) != 1 || jobs[0].State != messages.JobDone {
 		t.Fatalf("jobs after the run: %+v %v; want the one job done (the attacks created none)", jobs, err)
+	}
+
+	// Finding 1: the plan shows the table's values only to a token with the data scope,
+	// which the user token lacks.
+	plan, err := c.client(c.tokens.UserSecret).Plan(ctx, jobs[0].ID)
+	if err != nil {
+		t.Fatalf("the plan: %v", err)
+	}
+	if plan.Omitted == "" {
+		t.Error("the plan for a token without the data scope does not say what it left out")
+	}
+	for _, col := range append(plan.Features, plan.Label) {
+		if len(col.Vocabulary) > 0 || col.Stats != (messages.Stats{}) {
+			t.Errorf("the plan for a token without the data scope shows column %q: %+v", col.Name, col)
+		}
 	}
 
 	// No secret in any log or output.

@@ -1,0 +1,115 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"pgtrain/messages"
+	"pgtrain/model"
+)
+
+// Limits bound what one job may ask for, so that no request makes the coordinator or the
+// workers allocate without bound. Zero fields take the defaults below; every bound is
+// checked before the model or the job state is built.
+type Limits struct {
+	// Epochs bounds the spec's epochs: the job state holds one task per range per read pass.
+	Epochs int
+	// BatchSize bounds the spec's batch_size (the trainer holds a batch of it).
+	BatchSize int
+	// PageRows bounds the spec's page_rows (a fetcher reads a page of it at once).
+	PageRows int
+	// VocabSize bounds each vocab_size (a one-hot feature is that many inputs wide).
+	VocabSize int
+	// Layers, Units (per dense layer) and Params (of the whole model on the planned input
+	// width) bound the model.
+	Layers int
+	Units  int
+	Params int64
+	// JobsPerSource bounds the jobs running (or being planned) on one source; one more is
+	// a 429, to retry once a job ends.
+	JobsPerSource int
+}
+
+// Default limits: generous for tabular training, far below what hurts one host.
+const (
+	DefaultMaxEpochs        = 1000
+	DefaultMaxBatchSize     = 16384
+	DefaultMaxPageRows      = maxPageRows
+	DefaultMaxVocabSize     = 10000
+	DefaultMaxLayers        = 64
+	DefaultMaxUnits         = 8192
+	DefaultMaxParams        = 20_000_000 // 80 MB of float32 weights, 240 MB with Adam's moments
+	DefaultMaxJobsPerSource = 16
+)
+
+// retryBusy is the Retry-After of a submission refused for the jobs in flight on its source.
+const retryBusy = 30 * time.Second
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&l.Epochs, DefaultMaxEpochs)
+	def(&l.BatchSize, DefaultMaxBatchSize)
+	def(&l.PageRows, DefaultMaxPageRows)
+	def(&l.VocabSize, DefaultMaxVocabSize)
+	def(&l.Layers, DefaultMaxLayers)
+	def(&l.Units, DefaultMaxUnits)
+	def(&l.JobsPerSource, DefaultMaxJobsPerSource)
+	if l.Params == 0 {
+		l.Params = DefaultMaxParams
+	}
+	return l
+}
+
+func (l Limits) validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"max epochs", int64(l.Epochs)}, {"max batch size", int64(l.BatchSize)}, {"max page rows", int64(l.PageRows)},
+		{"max vocab size", int64(l.VocabSize)}, {"max layers", int64(l.Layers)}, {"max units", int64(l.Units)},
+		{"max params", l.Params}, {"max jobs per source", int64(l.JobsPerSource)},
+	} {
+		if f.v < 1 {
+			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", f.name, f.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l Limits) spec() messages.SpecLimits {
+	return messages.SpecLimits{Epochs: l.Epochs, BatchSize: l.BatchSize, PageRows: l.PageRows, VocabSize: l.VocabSize}
+}
+
+func (l Limits) model() model.SizeLimits {
+	return model.SizeLimits{Layers: l.Layers, Units: l.Units, Params: l.Params}
+}
+
+// reserveSource counts a submission against its source's jobs in flight until release is
+// called: a 429 when the source already has as many as the limit.
+func (c *Coordinator) reserveSource(source string) (release func(), err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.planning[source]
+	for _, j := range c.order {
+		if !j.rec.ended() && j.plan.Spec.Source == source {
+			n++
+		}
+	}
+	if n >= c.cfg.Limits.JobsPerSource {
+		return nil, &apiError{status: http.StatusTooManyRequests, field: "source", retryAfter: retryBusy,
+			msg: fmt.Sprintf("source %q has %d jobs in flight, this coordinator's limit: retry when one ends", source, n)}
+	}
+	c.planning[source]++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.planning[source]--
+	}, nil
+}
