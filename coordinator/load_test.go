@@ -74,7 +74,8 @@ func TestUnloadableJobsFailAtStart(t *testing.T) {
 func TestManyEpochsStaySmall(t *testing.T) {
 	e := newEnv(t)
 	irisTable(t, e)
-	cfg := Config{Window: 3, LeaseTTL: time.Second, ReadyMaxBytes: 32 << 10}
+	// The epochs limit would refuse this job at submit; the state must stay small without it.
+	cfg := Config{Window: 3, LeaseTTL: time.Second, ReadyMaxBytes: 32 << 10, Limits: Limits{Epochs: 1 << 30}}
 	r := start(t, e, cfg)
 	ctx := context.Background()
 	before := heapInUse()
