@@ -489,7 +489,9 @@ func firstError(errs ...error) error {
 // is still the clean run's.
 func TestSlowTrainerBoundsMemory(t *testing.T) {
 	ref := reference(t, rereadMode)
-	const stepDelay = 12 * time.Millisecond
+	// 25 ms a step keeps the trainer (about 8k rows/s) ten times slower than one fetcher on
+	// an idle machine with room to spare (fetchers read ranges at 150k rows/s there).
+	const stepDelay = 25 * time.Millisecond
 	var maxReady, maxRaw uint64
 	var maxAhead, samples int
 	runScenario(t, scenario{
