@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math/big"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"pgtrain/internal/demo"
 	"pgtrain/internal/devenv"
 	"pgtrain/internal/pgutil"
+	"pgtrain/internal/testenv"
 	"pgtrain/messages"
 )
 
@@ -51,11 +50,8 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	// The suite tests the binary as built from this tree, built once for all scenarios.
-	binary = filepath.Join(dir, "pgtrain")
-	build := exec.Command("go", "build", "-o", binary, "pgtrain/cmd/pgtrain")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "building pgtrain: %v\n", err)
+	if binary, err = testenv.BuildBinary(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	ctx := context.Background()

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"pgtrain/internal/demo"
 	"pgtrain/internal/devenv"
 	"pgtrain/internal/pgutil"
+	"pgtrain/internal/testenv"
 )
 
 // Shared by every test: the binary under test, PostgreSQL (with the demo table) and NATS.
@@ -34,11 +34,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "pgtrain")
-	build := exec.Command("go", "build", "-o", binary, "pgtrain/cmd/pgtrain")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "building pgtrain: %v\n", err)
+	if binary, err = testenv.BuildBinary(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	ctx := context.Background()
