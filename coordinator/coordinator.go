@@ -133,6 +133,10 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 	if err != nil {
 		return nil, fmt.Errorf("loading job state: %w", err)
 	}
+	// Under c.mu like any other change: jobEnded's cleanup of an earlier job may already be
+	// writing its record while later jobs are added.
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, j := range jobs {
 		if j.loadErr != nil {
 			c.failUnloadable(ctx, j)
