@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"pgtrain/coordinator/client"
+	"pgtrain/coordinator/dashboard"
 	"pgtrain/internal/testenv"
 	"pgtrain/messages"
 )
@@ -200,7 +201,7 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 			}
 		})
 	}
-	if want := []string{"GET /healthz", "GET /readyz"}; !slices.Equal(publicRoutes, want) {
+	if want := []string{"GET /healthz", "GET /readyz", "GET " + dashboard.Path}; !slices.Equal(publicRoutes, want) {
 		t.Fatalf("public routes %v, want only %v", publicRoutes, want)
 	}
 }

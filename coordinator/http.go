@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"pgtrain/coordinator/dashboard"
 	"pgtrain/internal/bus"
 	"pgtrain/messages"
 )
@@ -59,6 +60,10 @@ func (c *Coordinator) api() []route {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		}},
 		{"GET /readyz", public, c.handleReady},
+		// Where each key range stands (counts and fetcher ids, no key or value): the dashboard's strip.
+		{"GET /v1/jobs/{id}/ranges", needs(ScopeRead), c.handleRanges},
+		// The dashboard's files hold no data: the page calls the API with the user's token.
+		{"GET " + dashboard.Path, public, dashboard.Handler().ServeHTTP},
 	}
 }
 

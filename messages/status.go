@@ -116,3 +116,36 @@ type ClaimRequest struct {
 type ClaimResponse struct {
 	JobID string `json:"job_id"`
 }
+
+// The states of a key range in JobRanges, in the order a range goes through them.
+const (
+	RangePlanned = "planned" // no fetcher holds it (never leased, or its lease expired)
+	RangeLeased  = "leased"  // a fetcher holds it and is publishing its pages
+	RangeFetched = "fetched" // every page is published; the trainer has not read it yet
+	RangeTrained = "trained" // the trainer has read every row of it in this epoch
+)
+
+// JobRanges is what GET /v1/jobs/{id}/ranges answers: where each key range of the epoch the
+// trainer is in stands, for the dashboard. It holds counts and worker ids, never a key or
+// any other value of the table.
+type JobRanges struct {
+	Version int    `json:"version"`
+	JobID   string `json:"job_id"`
+	// Epoch is the epoch shown (0-based), Pass the read pass its batches come from.
+	Epoch  int          `json:"epoch"`
+	Pass   int          `json:"pass"`
+	Ranges []RangeState `json:"ranges"`
+}
+
+// RangeState is one key range of JobRanges, in key order.
+type RangeState struct {
+	Index int    `json:"index"`
+	State string `json:"state"`
+	// Worker is the fetcher that holds a leased range.
+	Worker string `json:"worker,omitempty"`
+	// Rows is the range's planned row count; RowsRead what its fetchers published so far.
+	Rows     int64 `json:"rows"`
+	RowsRead int64 `json:"rows_read"`
+	// Validation marks a range held out for validation.
+	Validation bool `json:"validation,omitempty"`
+}
