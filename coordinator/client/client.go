@@ -161,6 +161,15 @@ func (c *Client) Plan(ctx context.Context, id string) (*messages.Plan, error) {
 	return &p, nil
 }
 
+// Ranges returns where each key range of the epoch the trainer is in stands.
+func (c *Client) Ranges(ctx context.Context, id string) (*messages.JobRanges, error) {
+	var rs messages.JobRanges
+	if _, err := c.do(ctx, c.http, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/ranges", nil, nil, &rs); err != nil {
+		return nil, err
+	}
+	return &rs, nil
+}
+
 // Lease asks for a range to fetch. It returns nil, nil when there is no work now (every
 // range is leased or done, or the trainer's window is full): ask again later.
 func (c *Client) Lease(ctx context.Context, workerID string) (*messages.Lease, error) {

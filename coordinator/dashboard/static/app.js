@@ -1,13 +1,13 @@
 // The pgtrain dashboard. It polls the coordinator's JSON API with the user's bearer token
 // and draws everything itself: no library, no inline script (the Content-Security-Policy
-// forbids it), and no innerHTML, so nothing a job carries (ids, table names, errors) is ever
-// parsed as HTML.
+// forbids it), and text only ever goes in as text (textContent, never parsed as markup), so
+// nothing a job carries (ids, table names, errors) can become HTML.
 "use strict";
 
 const TOKEN_KEY = "pgtrain.token";
 const POLL_MS = 1000;
 // Throughput is measured over this much history, so one late poll does not make it jump.
-const RATE_WINDOW_MS = 10000;
+const RATE_WINDOW_MS = 5000;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
@@ -291,7 +291,9 @@ function renderJob(job, rs) {
   $("job-epoch").textContent = epochText(job);
   $("job-progress").replaceChildren(bar(progress(job)), (100 * progress(job)).toFixed(1) + "%");
   const r = rates(job);
-  $("rate-trained").textContent = fmtRate(r.trained);
+  const last = (job.results || []).at(-1);
+  // Once the job stops, the last epoch's own figure stands in for the live one.
+  $("rate-trained").textContent = r.trained === null && last ? fmtRate(last.rows_per_second) + " in the last epoch" : fmtRate(r.trained);
   $("rate-read").textContent = fmtRate(r.read);
   const f = job.fetch || {};
   $("job-leases").textContent = (job.leases || []).length + " held; " + (f.grants || 0) + " granted, " + (f.expired_leases || 0) + " expired, " + (f.resumed_leases || 0) + " resumed";
@@ -375,6 +377,11 @@ function init() {
   $("forget").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
     showLogin("");
+  });
+  // A link pasted into the same tab changes only the fragment: the page does not reload.
+  window.addEventListener("hashchange", () => {
+    takeTokenFromFragment();
+    refresh();
   });
   // Try even without a token: a coordinator without tokens (loopback) answers anyway, and
   // one with tokens answers 401, which shows the form.
