@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"pgtrain/coordinator"
+	"pgtrain/coordinator/dashboard"
 	"pgtrain/internal/bus"
 	"pgtrain/internal/demo"
 	"pgtrain/internal/devenv"
@@ -103,6 +105,7 @@ func runUp(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("authentication is on: a user token (scopes read, submit) is in %s\n", tokenPath)
+	fmt.Printf("dashboard: %s (the link holds the user token)\n", dashboardLink(url, cluster.UserToken()))
 
 	var spec []byte
 	switch {
@@ -156,6 +159,12 @@ func runUp(ctx context.Context, args []string) error {
 func upBanner(coordinatorURL, natsURL, tokenPath string) string {
 	return fmt.Sprintf("pgtrain is up: coordinator %s, NATS %s\nsubmit jobs with: pgtrain submit --coordinator %s --coordinator-token-file %s SPEC\nCtrl-C stops.\n",
 		pgutil.Redact(coordinatorURL), pgutil.Redact(natsURL), pgutil.Redact(coordinatorURL), tokenPath)
+}
+
+// dashboardLink opens the coordinator's dashboard signed in: the token is in the fragment,
+// which the browser keeps to itself (a query string would reach the server's logs).
+func dashboardLink(coordinatorURL, token string) string {
+	return coordinatorURL + dashboard.Path + "#" + url.Values{"token": {token}}.Encode()
 }
 
 // upEnv is the infrastructure `pgtrain up` runs on.

@@ -1,8 +1,17 @@
 package main
 
 import (
+	"bufio"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"pgtrain/coordinator/dashboard"
+	"pgtrain/internal/testenv"
 )
 
 func TestUpBannerMasksPasswords(t *testing.T) {
@@ -12,5 +21,125 @@ func TestUpBannerMasksPasswords(t *testing.T) {
 	}
 	if !strings.Contains(got, "nats://alice:xxxxx@127.0.0.1:4222") || !strings.Contains(got, "http://127.0.0.1:8080") {
 		t.Fatalf("the banner lost where things listen:\n%s", got)
+	}
+}
+
+func TestDashboardLink(t *testing.T) {
+	tests := []struct {
+		name, token string
+	}{
+		{name: "generated token", token: "Zm9vYmFyLWJhei0wMTIzNDU2Nzg5X2FiY2RlZmdoaWo"},
+		{name: "token with URL characters", token: "a+b/c=d&e#f%g?h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			link := dashboardLink("http://127.0.0.1:8080", tt.token)
+			u, err := url.Parse(link)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Path != dashboard.Path || u.RawQuery != "" {
+				t.Fatalf("link %q: want the page %s with no query string (it would reach the logs)", link, dashboard.Path)
+			}
+			frag, err := url.ParseQuery(u.EscapedFragment())
+			if err != nil || frag.Get("token") != tt.token {
+				t.Fatalf("link %q: fragment %q gives token %q, %v; want %q", link, u.EscapedFragment(), frag.Get("token"), err, tt.token)
+			}
+		})
+	}
+}
+
+// `pgtrain up` prints a link to the dashboard that works: the page loads, and the token in
+// its fragment is the user token, which the API accepts.
+func TestUpPrintsTheDashboardLink(t *testing.T) {
+	bin, err := testenv.BuildBinary(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "up", "--listen", "127.0.0.1:0", "--fetchers", "1", "--preprocessors", "1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("pgtrain up after an interrupt: %v", err)
+			}
+		case <-time.After(time.Minute):
+			_ = cmd.Process.Kill()
+			t.Error("pgtrain up did not stop within a minute of an interrupt")
+		}
+	}()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	var link, tokenFile string
+	deadline := time.After(2 * time.Minute)
+	for link == "" {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatal("pgtrain up ended before printing the dashboard link")
+			}
+			if _, path, ok := strings.Cut(line, "a user token (scopes read, submit) is in "); ok {
+				tokenFile = path
+			}
+			if rest, ok := strings.CutPrefix(line, "dashboard: "); ok {
+				link, _, _ = strings.Cut(rest, " ")
+			}
+		case <-deadline:
+			t.Fatal("no dashboard link from pgtrain up within 2 minutes")
+		}
+	}
+	go func() { // keep reading so that up never blocks on its output
+		for range lines {
+		}
+	}()
+	secret, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatalf("the user token file %q: %v", tokenFile, err)
+	}
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frag, _ := url.ParseQuery(u.EscapedFragment())
+	if token := frag.Get("token"); token != strings.TrimSpace(string(secret)) || u.RawQuery != "" {
+		t.Fatalf("link %q: want the user token in the fragment only", link)
+	}
+	page, err := http.Get(link) // the client leaves the fragment out, as a browser does
+	if err != nil {
+		t.Fatal(err)
+	}
+	page.Body.Close()
+	if page.StatusCode != http.StatusOK || !strings.HasPrefix(page.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("the dashboard page: %s, %s", page.Status, page.Header.Get("Content-Type"))
+	}
+	req, err := http.NewRequest(http.MethodGet, u.Scheme+"://"+u.Host+"/v1/jobs", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+frag.Get("token"))
+	jobs, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs.Body.Close()
+	if jobs.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/jobs with the link's token: %s", jobs.Status)
 	}
 }
