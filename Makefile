@@ -30,6 +30,10 @@ build: ## build bin/pgtrain
 demo: build ## train on a throwaway PostgreSQL with a 1M-row demo table, printing the loss per epoch
 	$(BIN) up --demo --demo-rows $(DEMO_ROWS)
 
+.PHONY: dashboard-screenshot
+dashboard-screenshot: ## docs/dashboard.png: the dashboard following a demo job, from the Chromium test
+	PGTRAIN_DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run 'TestDashboard$$' -v ./e2e/
+
 .PHONY: test
 test: check build parity/node_modules/.package-lock.json tf-check ## run every test against real PostgreSQL, JetStream and TensorFlow.js
 	$(GO) test -count=1 -timeout 20m ./...

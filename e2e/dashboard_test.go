@@ -82,6 +82,9 @@ const readPage = `(() => {
 // finished job is saved under the test's temp dir.
 func TestDashboard(t *testing.T) {
 	browser := chromium()
+	if browser == "" && os.Getenv(screenshotEnv) != "" {
+		t.Fatalf("%s asks for a screenshot, and there is no chromium binary on PATH", screenshotEnv)
+	}
 	if browser == "" {
 		t.Skip("no chromium binary on PATH (Debian's chromium package; .ci/run installs it): the dashboard test needs a real browser")
 	}
@@ -175,13 +178,15 @@ func TestDashboard(t *testing.T) {
 	waitPage := func(what string, cond func(pageState) bool) pageState {
 		t.Helper()
 		var st pageState
-		deadline := time.Now().Add(time.Minute)
-		for st = read(); !cond(st); st = read() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out after a minute waiting for %s; the page shows %+v", what, st)
+		defer func() {
+			if t.Failed() {
+				t.Logf("the page shows %+v", st)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		}()
+		testenv.Eventually(t, time.Minute, what, func() bool {
+			st = read()
+			return cond(st)
+		})
 		return st
 	}
 	ui := cl.URL() + dashboard.Path
