@@ -303,7 +303,13 @@ function renderJob(job, rs) {
   $("metric-figure").hidden = c.metrics.length === 0;
   if (c.metrics.length) drawChart($("metric-chart"), job.epochs, c.metrics);
   renderEpochs(job, c.names);
-  if (rs) renderRanges(rs);
+  if (rs) {
+    renderRanges(rs);
+  } else { // a job without a plan has no ranges to show
+    $("ranges-epoch").textContent = "–";
+    $("strip").replaceChildren();
+    $("legend").replaceChildren();
+  }
 }
 
 // ---- the bus
