@@ -351,8 +351,8 @@ func DecodeReady(data []byte) (*ReadyBatch, error) {
 // Batches are megabytes: encoding one into a buffer that starts small copies it again at
 // every doubling, and msgpack's DecodeBytes grows its result 1 MiB at a time. Profiles of the
 // pipeline showed the codec as the preprocessor's main cost, so a batch is encoded into a
-// buffer of its final size, and number columns are written and read through a small chunk
-// straight from and into their slices.
+// buffer of its final size, and number columns are written and read as their memory (on a
+// big-endian host through a small chunk) straight from and into their slices.
 
 // marshalSized encodes v into a buffer of capacity size (an upper estimate).
 func marshalSized(v any, size int) ([]byte, error) {
