@@ -439,7 +439,7 @@ func (r *results) markdown(w io.Writer) {
 		p("\nThe same runs' speed (rows/s): first epoch %s at %s rows and %s at %s rows; replay %s and %s.\n",
 			speeds(small, first), human(small.Rows), speeds(large, first), human(large.Rows), speeds(small, replay), speeds(large, replay))
 		p("\nWhat bounds the NATS server's memory: `pgtrain nats --memory-limit`, a soft limit of its Go heap (256 MiB by default; these runs use the default). " +
-			"Its file store keeps every block it wrote or read in the last ten seconds behind a weak pointer, and a replay reads all of READY: without the limit the collector lets those blocks pile up, so the RSS grew with the table (342 MB at 1M rows, 1,070 MB at 4M in the previous committed run); at the limit it drops them. " +
+			"Its file store keeps every block it wrote or read in the last ten seconds behind a weak pointer, and a replay reads all of READY: without the limit the collector lets those blocks pile up and the RSS grows with the table (bench/README.md has the figures); at the limit it drops them. " +
 			"READY's byte limit (`--ready-max-bytes`, 1 GiB by default) bounds the disk, and decides whether later epochs replay READY or read PostgreSQL again; it is not what bounds the memory.\n")
 	}
 
