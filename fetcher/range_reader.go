@@ -283,23 +283,28 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 	b.Keys = make([]int64, 0, capRows)
 	b.Columns = make([]messages.RawColumn, len(r.cols))
 	texts := make([]textCol, len(r.cols))
+	// Number columns are filled by index into slices of the page's capacity and cut to the
+	// rows read at the end, so the loop stores no slice header per value.
+	f64 := make([][]float64, len(r.cols))
+	f32 := make([][]float32, len(r.cols))
 	// Values are decoded by the type they arrive in, which is the planned one unless the
 	// column's type changed since planning: then whatever still converts exactly is read,
 	// and anything else cannot be read with this plan.
 	wires := make([]wire, len(r.cols))
+	formats := make([]int16, len(r.cols))
 	for i, c := range r.cols {
 		w, ok := wireOf(fds[i+1].DataTypeOID)
 		if !ok || !carries(c.kind, w) {
 			return fmt.Errorf("column %q arrives with type oid %d, which a %s raw column cannot carry (its type changed since planning?): %w",
 				c.name, fds[i+1].DataTypeOID, kindName(c.kind), ErrBadPlan)
 		}
-		wires[i] = w
+		wires[i], formats[i] = w, fds[i+1].Format
 		b.Columns[i] = messages.RawColumn{Name: c.name, Kind: c.kind}
 		switch c.kind {
 		case messages.ColumnFloat64:
-			b.Columns[i].Float64 = make([]float64, 0, capRows)
+			f64[i] = make([]float64, capRows)
 		case messages.ColumnFloat32:
-			b.Columns[i].Float32 = make([]float32, 0, capRows)
+			f32[i] = make([]float32, capRows)
 		default:
 			texts[i].ends = make([]int, 0, capRows)
 		}
@@ -311,30 +316,32 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 		if err != nil || vals[0] == nil {
 			return fmt.Errorf("row %d: key: %v", row, errOr(err, "NULL key"))
 		}
+		if row == capRows {
+			return fmt.Errorf("row key %d: more rows than the page's limit of %d", k, capRows)
+		}
 		b.Keys = append(b.Keys, k)
 		for i, c := range r.cols {
 			v := vals[i+1]
-			col := &b.Columns[i]
 			if v == nil {
-				col.SetNull(row)
+				b.Columns[i].SetNull(row) // a number stays 0
 			}
 			switch c.kind {
 			case messages.ColumnFloat64:
-				x := 0.0
 				if v != nil {
-					if x, err = decodeNumber(v, wires[i], fds[i+1].Format); err != nil {
+					if f64[i][row], err = decodeNumber(v, wires[i], formats[i]); err != nil {
 						return fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
 					}
 				}
-				col.Float64 = append(col.Float64, x)
 			case messages.ColumnFloat32:
-				var x float32
-				if v != nil {
-					if x, err = decodeFloat32(v, wires[i], fds[i+1].Format); err != nil {
+				switch {
+				case v == nil:
+				case wires[i] == wireFloat4 && formats[i] != pgx.TextFormatCode && len(v) == 4:
+					f32[i][row] = math.Float32frombits(binary.BigEndian.Uint32(v)) // real, as stored
+				default:
+					if f32[i][row], err = decodeFloat32(v, wires[i], formats[i]); err != nil {
 						return fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
 					}
 				}
-				col.Float32 = append(col.Float32, x)
 			default:
 				t := &texts[i]
 				t.buf = append(t.buf, v...)
@@ -345,6 +352,14 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 	}
 	if err := rows.Err(); err != nil {
 		return err
+	}
+	for i := range r.cols {
+		if f64[i] != nil {
+			b.Columns[i].Float64 = f64[i][:row]
+		}
+		if f32[i] != nil {
+			b.Columns[i].Float32 = f32[i][:row]
+		}
 	}
 	for i := range texts {
 		if r.cols[i].kind != messages.ColumnText {

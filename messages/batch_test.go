@@ -3,6 +3,7 @@ package messages
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math"
 	"reflect"
 	"runtime"
@@ -363,13 +364,82 @@ func FuzzDecodeReady(f *testing.F) {
 	f.Add(readyWithWidth(f, 1<<62)) // 4 rows of width 2^62: the product overflowed to 0
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeReady(data)
+		// Appended after another batch's rows, the same bytes decode the same way (a bare
+		// msgpack nil, an empty batch to DecodeReady, is refused).
+		prev := readyOf(BatchID{JobID: "prev"}, 3, 2, 1)
+		appendErr := DecodeReadyAppend(data, &prev)
+		if err != nil && appendErr == nil {
+			t.Fatalf("DecodeReady: %v, but DecodeReadyAppend took it", err)
+		}
 		if err != nil {
 			return
 		}
 		if !shapeHolds(len(b.X), b.Rows(), b.InputDim) || !shapeHolds(len(b.Y), b.Rows(), b.LabelDim) {
 			t.Fatalf("shape: %d rows, X %d (width %d), Y %d (width %d)", b.Rows(), len(b.X), b.InputDim, len(b.Y), b.LabelDim)
 		}
+		if appendErr != nil {
+			if len(data) > 0 && data[0] != 0xc0 { // nil
+				t.Fatalf("DecodeReady took it, DecodeReadyAppend: %v", appendErr)
+			}
+			return
+		}
+		sameBits := func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) } // NaNs too
+		if !slices.Equal(prev.Keys[3:], b.Keys) || !slices.EqualFunc(prev.X[6:], b.X, sameBits) || !slices.EqualFunc(prev.Y[3:], b.Y, sameBits) {
+			t.Fatal("DecodeReadyAppend appended other rows than DecodeReady decoded")
+		}
 	})
+}
+
+// DecodeReadyAppend gathers batches into one buffer, each checked on its own shape.
+func TestDecodeReadyAppend(t *testing.T) {
+	first := readyOf(BatchID{JobID: "j", Page: 0}, 3, 2, 1)
+	second := readyOf(BatchID{JobID: "j", Page: 1}, 2, 2, 1)
+	for i := range second.Keys {
+		second.Keys[i] += 10
+		second.X[2*i] = float32(i) + 0.5
+	}
+	var got ReadyBatch
+	for _, b := range []*ReadyBatch{&first, &second} {
+		data, err := EncodeReady(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := DecodeReadyAppend(data, &got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got.BatchID != second.BatchID || got.InputDim != 2 || got.LabelDim != 1 {
+		t.Fatalf("header of the last batch: got %+v", got.BatchID)
+	}
+	if want := append(slices.Clone(first.Keys), second.Keys...); !slices.Equal(got.Keys, want) {
+		t.Fatalf("keys %v, want %v", got.Keys, want)
+	}
+	if want := append(slices.Clone(first.X), second.X...); !slices.Equal(got.X, want) {
+		t.Fatalf("features %v, want %v", got.X, want)
+	}
+	if want := append(slices.Clone(first.Y), second.Y...); !slices.Equal(got.Y, want) {
+		t.Fatalf("labels %v, want %v", got.Y, want)
+	}
+	// A batch whose features do not match its own keys is refused, whatever came before:
+	// 2 keys and 5 features of width 2 would pass as 3+2 keys and 6+5... only if the check
+	// looked at the whole buffer.
+	bad := readyOf(BatchID{JobID: "j"}, 2, 2, 1)
+	bad.X = bad.X[:3]
+	enc := msgpack.NewEncoder(&bytes.Buffer{})
+	var buf bytes.Buffer
+	enc.Reset(&buf)
+	if err := encodeHeader(enc, 10, bad.BatchID, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{enc.EncodeInt(2), enc.EncodeInt(1), writeInt64s(enc, bad.Keys), writeFloat32s(enc, bad.X), writeFloat32s(enc, bad.Y)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	odd := ReadyBatch{Keys: []int64{1}, X: []float32{1}, Y: []float32{1}}
+	if err := DecodeReadyAppend(buf.Bytes(), &odd); !errors.Is(err, errShape) {
+		t.Fatalf("a batch of 2 keys and 3 features of width 2: %v, want a shape error", err)
+	}
 }
 
 func FuzzDecodePlan(f *testing.F) {
@@ -422,4 +492,50 @@ func readyOf(id BatchID, rows, in, lab int) ReadyBatch {
 		b.Keys[i] = int64(i)
 	}
 	return b
+}
+
+// The columns written as memory (little-endian hosts) and number by number (the path of
+// big-endian hosts, and of a decoder that cannot check lengths against the message) are the
+// same bytes and decode to the same batch.
+func TestNumberCodecsAgree(t *testing.T) {
+	if !littleEndianHost {
+		t.Skip("the native path is only taken on little-endian hosts")
+	}
+	ready := readyOf(BatchID{JobID: "j", Pass: 1, Range: 2, Page: 3}, 5, 3, 2)
+	for i := range ready.X {
+		ready.X[i] = float32(i) - 7.25
+	}
+	encode := func(native bool) (raw, rdy []byte) {
+		t.Helper()
+		littleEndianHost = native
+		defer func() { littleEndianHost = true }()
+		var err error
+		if raw, err = EncodeRaw(sampleRaw()); err != nil {
+			t.Fatal(err)
+		}
+		if rdy, err = EncodeReady(&ready); err != nil {
+			t.Fatal(err)
+		}
+		return raw, rdy
+	}
+	nativeRaw, nativeReady := encode(true)
+	loopRaw, loopReady := encode(false)
+	if !bytes.Equal(nativeRaw, loopRaw) || !bytes.Equal(nativeReady, loopReady) {
+		t.Fatal("the native and the converting encoders wrote different bytes")
+	}
+	// A decoder over a plain io.Reader cannot check lengths, so it reads in chunks.
+	var streamed RawBatch
+	if err := msgpack.NewDecoder(struct{ io.Reader }{bytes.NewReader(nativeRaw)}).Decode(&streamed); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&streamed, sampleRaw()) {
+		t.Fatalf("chunked decode:\n got %+v\nwant %+v", &streamed, sampleRaw())
+	}
+	var streamedReady ReadyBatch
+	if err := msgpack.NewDecoder(struct{ io.Reader }{bytes.NewReader(nativeReady)}).Decode(&streamedReady); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(streamedReady, ready) {
+		t.Fatalf("chunked decode:\n got %+v\nwant %+v", streamedReady, ready)
+	}
 }

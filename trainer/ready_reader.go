@@ -64,32 +64,37 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 	prevKey := int64(0)
 	for page := 0; ; page++ {
 		id := messages.BatchID{JobID: rr.plan.JobID, Pass: pass, Range: rng, Page: page}
-		b, err := rr.page(ctx, id)
+		data, err := rr.page(ctx, id)
 		if err != nil {
 			return nil, err
+		}
+		// Decoded straight onto the range's rows: no copy of each page.
+		before := len(out.Keys)
+		b := messages.ReadyBatch{Keys: out.Keys, X: out.X, Y: out.Y}
+		if err := messages.DecodeReadyAppend(data, &b); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w: %w", rr.names.ReadySubject(id), ErrBadBatch, err)
 		}
 		if b.BatchID != id {
 			return nil, fmt.Errorf("subject %s holds batch %s: %w", rr.names.ReadySubject(id), b.BatchID, ErrBadBatch)
 		}
-		if b.Rows() > 0 && (b.InputDim != rr.plan.InputDim || b.LabelDim != rr.plan.LabelDim) {
+		keys := b.Keys[before:]
+		if len(keys) > 0 && (b.InputDim != rr.plan.InputDim || b.LabelDim != rr.plan.LabelDim) {
 			return nil, fmt.Errorf("batch %s has widths %d/%d, the plan %d/%d: %w",
 				id, b.InputDim, b.LabelDim, rr.plan.InputDim, rr.plan.LabelDim, ErrBadBatch)
 		}
-		for i, k := range b.Keys {
+		for i, k := range keys {
 			if k < bounds.Lo || k > bounds.Hi {
 				return nil, fmt.Errorf("batch %s: key %d outside range [%d, %d]: %w", id, k, bounds.Lo, bounds.Hi, ErrBadBatch)
 			}
 			// Keyset pages come in strictly increasing key order; anything else means a
 			// page was produced twice or out of place, and the checksum would not tell
 			// which row is wrong.
-			if (len(out.Keys) > 0 || i > 0) && k <= prevKey {
+			if (before > 0 || i > 0) && k <= prevKey {
 				return nil, fmt.Errorf("batch %s: key %d after %d: %w", id, k, prevKey, ErrBadBatch)
 			}
 			prevKey = k
 		}
-		out.Keys = append(out.Keys, b.Keys...)
-		out.X = append(out.X, b.X...)
-		out.Y = append(out.Y, b.Y...)
+		out.Keys, out.X, out.Y = b.Keys, b.X, b.Y
 		out.Pages = page + 1
 		if b.Last {
 			return out, nil
@@ -97,20 +102,16 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 	}
 }
 
-// page fetches one batch by subject, polling with a growing (capped) backoff while it is
-// not there.
-func (rr *readyReader) page(ctx context.Context, id messages.BatchID) (*messages.ReadyBatch, error) {
+// page fetches one batch's bytes by subject, polling with a growing (capped) backoff while
+// it is not there.
+func (rr *readyReader) page(ctx context.Context, id messages.BatchID) ([]byte, error) {
 	subject := rr.names.ReadySubject(id)
 	backoff := workloop.Backoff{Min: time.Millisecond, Max: rr.backoff}
 	var lastErr error
 	for {
 		msg, err := rr.ready.GetLastMsgForSubject(ctx, subject)
 		if err == nil {
-			b, err := messages.DecodeReady(msg.Data)
-			if err != nil {
-				return nil, fmt.Errorf("decoding %s: %w: %w", subject, ErrBadBatch, err)
-			}
-			return b, nil
+			return msg.Data, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -12,9 +12,12 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"pgtrain/messages"
 )
 
 // The Go baselines are what a user writes without pgtrain: read the table, then standardise
@@ -34,6 +37,7 @@ var goBaselines = map[string]func(ctx context.Context, conn *pgx.Conn, table str
 	"keyset-float4": func(ctx context.Context, conn *pgx.Conn, table string) (baselineOutput, error) {
 		return keysetPages(ctx, conn, table, "")
 	},
+	"range-copy": rangeCopies,
 }
 
 // baselineOutput is what a baseline process prints on stdout, as one JSON object.
@@ -128,6 +132,30 @@ func keysetPages(ctx context.Context, conn *pgx.Conn, table, cast string) (basel
 
 // keysetPageRows is the planner's largest page.
 const keysetPageRows = 16384
+
+// rangeCopies reads the table in the planner's default key ranges, each with one
+// `COPY (SELECT ... WHERE key > lo AND key <= hi ORDER BY key) TO STDOUT (FORMAT binary)`
+// into a discarding writer: what reading a range by COPY and cutting it into pages in the
+// client would cost PostgreSQL, beside the keyset pages. The table's keys are 1..rows, so
+// the ranges are key intervals of messages.DefaultRangeRows.
+func rangeCopies(ctx context.Context, conn *pgx.Conn, table string) (baselineOutput, error) {
+	var w countingDiscard
+	var out baselineOutput
+	sel := "select id, " + strings.Join(featureNames(), ", ") + ", cat, y from " + pgx.Identifier{table}.Sanitize()
+	for lo := int64(0); ; lo += messages.DefaultRangeRows {
+		// COPY takes no parameters; the bounds are integers formatted here.
+		sql := fmt.Sprintf("copy (%s where id > %d and id <= %d order by id) to stdout with (format binary)", sel, lo, lo+messages.DefaultRangeRows)
+		tag, err := conn.PgConn().CopyTo(ctx, &w, sql)
+		if err != nil {
+			return out, err
+		}
+		out.Rows += tag.RowsAffected()
+		if tag.RowsAffected() < messages.DefaultRangeRows {
+			out.Bytes = w.n
+			return out, nil
+		}
+	}
+}
 
 func selectAll(table string) string {
 	return fmt.Sprintf("select %s from %s", columnList(), pgx.Identifier{table}.Sanitize())

@@ -14,7 +14,7 @@
 //     NATS, the coordinator, the fetchers and the preprocessors): rows per second delivered
 //     to the trainer in the first epoch (read from PostgreSQL) and in later epochs (replayed
 //     from READY), with a model that does no work and with an MLP, with 1, 2 and 4 fetchers;
-//  4. the peak RSS of every role at two table sizes (by default 1M and 4M rows);
+//  4. the peak RSS of every role at two table sizes (by default 1M and 8M rows);
 //  5. the time from job submission to the first training step.
 //
 // Every baseline and every role runs as its own process, so that one's memory does not

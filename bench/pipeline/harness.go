@@ -124,7 +124,7 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--fetchers %w", err)
 	}
-	memRows := []int{max(o.rows/2, 1000), o.rows * 2}
+	memRows := []int{max(o.rows/2, 1000), o.rows * 4}
 	if o.memRows != "" {
 		if memRows, err = parseInts(o.memRows); err != nil || len(memRows) != 2 {
 			return nil, fmt.Errorf("--mem-rows %q: want two sizes", o.memRows)
@@ -198,7 +198,7 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 	}
 
 	// PostgreSQL's side of the first epoch: the fetchers' read pattern alone.
-	for _, name := range []string{"keyset", "keyset-float4"} {
+	for _, name := range []string{"keyset", "keyset-float4", "range-copy"} {
 		step("diagnostic: %s pages", name)
 		out, _, err := h.goBaseline(ctx, name, table)
 		if err != nil {

@@ -68,7 +68,7 @@ func benchMode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pipeline", flag.ContinueOnError)
 	fs.IntVar(&o.rows, "rows", 2_000_000, "rows in the benchmark table")
 	fs.StringVar(&o.out, "out", "bench", "directory for results.md and results.json")
-	fs.StringVar(&o.memRows, "mem-rows", "", "the two table sizes of the memory runs, comma-separated (default rows/2,rows*2: 1M and 4M for the default 2M)")
+	fs.StringVar(&o.memRows, "mem-rows", "", "the two table sizes of the memory runs, comma-separated (default rows/2,rows*4: 1M and 8M for the default 2M, the sizes the issue compares)")
 	fs.StringVar(&o.fetchers, "fetchers", "1,2,4", "fetcher counts of the end-to-end runs")
 	fs.IntVar(&o.preprocessors, "preprocessors", 1, "preprocessor processes in every end-to-end run")
 	fs.IntVar(&o.noopEpochs, "noop-epochs", 3, "epochs of the no-op model runs (the first reads PostgreSQL, the others replay)")

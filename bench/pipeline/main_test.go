@@ -56,7 +56,7 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("rows = %v, want 20000", res["rows"])
 	}
 	rss, _ := res["peak_rss_mb"].(map[string]any)
-	for _, size := range []string{"10000", "40000"} {
+	for _, size := range []string{"10000", "80000"} {
 		roles, _ := rss[size].(map[string]any)
 		for _, role := range []string{"nats", "coordinator", "fetcher", "preprocessor", "trainer"} {
 			if v, ok := roles[role].(float64); !ok || v <= 0 {
@@ -74,6 +74,14 @@ func TestSmoke(t *testing.T) {
 	for _, key := range []string{"go", "postgresql", "nats_server"} {
 		if s, _ := machine[key].(string); s == "" {
 			t.Errorf("machine.%s is empty", key)
+		}
+	}
+	// Every ratio a target judges has its own key (the MLP runs are in a default run too).
+	judged, _ := res["ratios"].(map[string]any)
+	for _, key := range []string{"first_epoch_to_copy", "first_epoch_to_go_cursor", "mlp_first_epoch_to_copy", "replay_to_copy",
+		"first_epoch_rows_per_s_large_to_small", "nats_peak_rss_large_to_small", "trainer_peak_rss_large_to_small"} {
+		if v, ok := judged[key].(float64); !ok || v <= 0 {
+			t.Errorf("ratios[%s] = %v, want a positive number", key, judged[key])
 		}
 	}
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))

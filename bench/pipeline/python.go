@@ -40,10 +40,13 @@ func findPython(ctx context.Context, flagValue string) python {
 	default:
 		candidates = []string{flagValue}
 	}
-	reason := "no python3"
+	// Every interpreter tried is named in the reason, so a run that skips the baselines says
+	// where it looked (the system one first, not only the last on PATH).
+	var tried []string
 	for _, c := range candidates {
 		path, err := exec.LookPath(c)
 		if err != nil {
+			tried = append(tried, c+": not found")
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -51,12 +54,12 @@ func findPython(ctx context.Context, flagValue string) python {
 			`import sys, psycopg2, numpy, pandas; print("Python %s, psycopg2 %s, NumPy %s, pandas %s" % (sys.version.split()[0], psycopg2.__version__.split()[0], numpy.__version__, pandas.__version__))`).CombinedOutput()
 		cancel()
 		if err != nil {
-			reason = path + " lacks psycopg2, NumPy or pandas (apt-get install python3-psycopg2 python3-numpy python3-pandas)"
+			tried = append(tried, path+" lacks psycopg2, NumPy or pandas")
 			continue
 		}
 		return python{ok: true, path: path, versions: strings.TrimSpace(string(out))}
 	}
-	return python{reason: reason}
+	return python{reason: strings.Join(tried, "; ") + " (apt-get install python3-psycopg2 python3-numpy python3-pandas)"}
 }
 
 func (h *harness) baselineScript() (string, error) {
