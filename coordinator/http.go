@@ -59,6 +59,8 @@ func (c *Coordinator) api() []route {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		}},
 		{"GET /readyz", public, c.handleReady},
+		// Metrics show job ids, tables and losses, which only a read token sees elsewhere.
+		{"GET /metrics", needs(ScopeRead), c.handleMetrics},
 	}
 }
 
