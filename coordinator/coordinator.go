@@ -45,6 +45,7 @@ type Coordinator struct {
 	planning  map[string]int // submissions being planned, per source
 
 	schemas schemaPolicy
+	m       *coordMetrics
 
 	tls *tls.Config // nil: plain HTTP
 	// probePools are the readiness probe's own connections, made when a pool is busy.
@@ -115,6 +116,7 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 		ready:      make(chan struct{}),
 	}
 	c.schemas, _ = newSchemaPolicy(cfg.AllowSchemas) // Validate checked it
+	c.registerMetrics()
 	for source := range c.schemas.source {
 		if _, ok := sources[source]; !ok {
 			return nil, fmt.Errorf("coordinator config: allowed schemas name source %q, which is not configured", source)

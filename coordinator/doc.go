@@ -21,4 +21,7 @@
 // the route's scope: read and submit for users, worker for the fetchers, preprocessors and
 // trainers. Without tokens the API is open and Validate refuses a non-loopback address
 // unless InsecureNoAuth is set. TLSCertFile and TLSKeyFile serve it over HTTPS.
+//
+// GET /metrics (read scope) serves Registry in the Prometheus text format: planning time,
+// each job's leases, rows, epochs and losses, the bus's fill and the source pools.
 package coordinator

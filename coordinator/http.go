@@ -64,6 +64,8 @@ func (c *Coordinator) api() []route {
 		{"GET /v1/jobs/{id}/ranges", needs(ScopeRead), c.handleRanges},
 		// The dashboard's files hold no data: the page calls the API with the user's token.
 		{"GET " + dashboard.Path, public, dashboard.Handler().ServeHTTP},
+		// Metrics show job ids, tables and losses, which only a read token sees elsewhere.
+		{"GET /metrics", needs(ScopeRead), c.handleMetrics},
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"pgtrain/internal/bus"
+	"pgtrain/internal/metrics"
 	"pgtrain/messages"
 	"pgtrain/model"
 )
@@ -188,6 +189,7 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 			c.mu.Unlock()
 		}
 	}()
+	planStart := time.Now()
 	tx, snap, err := beginPlan(ctx, pool, snapshotted, c.cfg.SnapshotMaxAge)
 	if err != nil {
 		return messages.JobStatus{}, err
@@ -226,6 +228,7 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	} else if err := tx.Commit(ctx); err != nil {
 		return messages.JobStatus{}, fmt.Errorf("ending the planning transaction: %w", err)
 	}
+	c.m.planSeconds.WithLabelValues(metrics.SourceLabel(spec.Source)).Observe(time.Since(planStart).Seconds())
 	// The id is random: on the rare collision with another job's plan pick another. Any other
 	// error may have lost only the acknowledgement, so the same id is tried again (and finds
 	// its own plan): a new id would leave the first plan behind with no job.

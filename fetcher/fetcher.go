@@ -56,6 +56,7 @@ type Fetcher struct {
 	log     *slog.Logger
 	jobs    map[string]*job // used by Run's goroutine only
 	n       counters
+	m       *fetchMetrics
 }
 
 type job struct {
@@ -94,11 +95,13 @@ func New(cfg Config, sources map[string]*pgxpool.Pool, b Bus, c Coordinator, log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Fetcher{
+	f := &Fetcher{
 		cfg: cfg, sources: sources, bus: b, names: b.Names(), coord: c,
 		log:  log.With("worker_id", cfg.WorkerID),
 		jobs: map[string]*job{},
-	}, nil
+	}
+	f.m = newFetchMetrics(&f.n)
+	return f, nil
 }
 
 // Stats returns the counters.
@@ -375,6 +378,7 @@ func (s *session) publish(ctx, leaseCtx context.Context, p *Page) bool {
 			s.f.n.pages.Add(1)
 			s.f.n.rows.Add(int64(p.Batch.Rows()))
 			s.f.n.bytes.Add(int64(len(p.Data)))
+			s.f.m.published(s.job.plan.Spec.Source, p)
 			if ack.Duplicate {
 				s.f.n.duplicates.Add(1)
 				s.log.Info("page was already in RAW: published before the lease recorded it (a resumed range or a retried publish); the stream dropped this copy", "page", id.Page)

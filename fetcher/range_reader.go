@@ -29,6 +29,8 @@ type Page struct {
 	Data []byte
 	// LastKey is the key the next page starts after (the previous one for an empty page).
 	LastKey int64
+	// WireBytes is what PostgreSQL sent for the page's rows (the look-ahead row included).
+	WireBytes int64
 }
 
 type readCol struct {
@@ -212,7 +214,8 @@ func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRa
 	}
 	b := &messages.RawBatch{BatchID: messages.BatchID{JobID: r.jobID, Pass: pass, Range: rng.Index, Page: page}}
 	// One row more than a page says whether the range goes on after it.
-	if err := r.query(ctx, sql, []any{from, rng.Hi, r.pageRows + 1}, b); err != nil {
+	wireBytes, err := r.query(ctx, sql, []any{from, rng.Hi, r.pageRows + 1}, b)
+	if err != nil {
 		return nil, err
 	}
 	b.Last = true
@@ -227,7 +230,7 @@ func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRa
 		}
 		n := len(b.Keys)
 		if len(data) <= r.maxBytes && messages.ReadyBatchBytes(r.jobID, n, r.inputDim, r.labelDim) <= r.maxBytes {
-			p := &Page{Batch: b, Data: data, LastKey: lastKey}
+			p := &Page{Batch: b, Data: data, LastKey: lastKey, WireBytes: wireBytes}
 			if n > 0 {
 				p.LastKey = b.Keys[n-1]
 			}
@@ -242,25 +245,25 @@ func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRa
 	}
 }
 
-func (r *RangeReader) query(ctx context.Context, sql string, args []any, b *messages.RawBatch) error {
+func (r *RangeReader) query(ctx context.Context, sql string, args []any, b *messages.RawBatch) (wireBytes int64, err error) {
 	if r.snapshot == "" {
 		rows, err := r.pool.Query(ctx, sql, args...)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		return r.decode(rows, b)
 	}
 	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) // read only: nothing to commit
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+r.snapshot+"'"); err != nil {
-		return fmt.Errorf("joining snapshot %s: %w", r.snapshot, err)
+		return 0, fmt.Errorf("joining snapshot %s: %w", r.snapshot, err)
 	}
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	return r.decode(rows, b)
 }
@@ -273,11 +276,11 @@ type textCol struct {
 
 // decode reads the rows from their raw wire values: binary numbers are big-endian, text is
 // its bytes. Text-format results (a simple-protocol pool) are parsed instead.
-func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
+func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (wireBytes int64, err error) {
 	defer rows.Close()
 	fds := rows.FieldDescriptions()
 	if len(fds) != 1+len(r.cols) {
-		return fmt.Errorf("query returned %d columns, want %d", len(fds), 1+len(r.cols))
+		return 0, fmt.Errorf("query returned %d columns, want %d", len(fds), 1+len(r.cols))
 	}
 	capRows := r.pageRows + 1
 	b.Keys = make([]int64, 0, capRows)
@@ -295,7 +298,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 	for i, c := range r.cols {
 		w, ok := wireOf(fds[i+1].DataTypeOID)
 		if !ok || !carries(c.kind, w) {
-			return fmt.Errorf("column %q arrives with type oid %d, which a %s raw column cannot carry (its type changed since planning?): %w",
+			return 0, fmt.Errorf("column %q arrives with type oid %d, which a %s raw column cannot carry (its type changed since planning?): %w",
 				c.name, fds[i+1].DataTypeOID, kindName(c.kind), ErrBadPlan)
 		}
 		wires[i], formats[i] = w, fds[i+1].Format
@@ -312,12 +315,15 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 	row := 0
 	for rows.Next() {
 		vals := rows.RawValues()
+		for _, v := range vals {
+			wireBytes += int64(len(v))
+		}
 		k, err := decodeInt8(vals[0], fds[0].Format)
 		if err != nil || vals[0] == nil {
-			return fmt.Errorf("row %d: key: %v", row, errOr(err, "NULL key"))
+			return 0, fmt.Errorf("row %d: key: %v", row, errOr(err, "NULL key"))
 		}
 		if row == capRows {
-			return fmt.Errorf("row key %d: more rows than the page's limit of %d", k, capRows)
+			return 0, fmt.Errorf("row key %d: more rows than the page's limit of %d", k, capRows)
 		}
 		b.Keys = append(b.Keys, k)
 		for i, c := range r.cols {
@@ -329,7 +335,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 			case messages.ColumnFloat64:
 				if v != nil {
 					if f64[i][row], err = decodeNumber(v, wires[i], formats[i]); err != nil {
-						return fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
+						return 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
 					}
 				}
 			case messages.ColumnFloat32:
@@ -339,7 +345,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 					f32[i][row] = math.Float32frombits(binary.BigEndian.Uint32(v)) // real, as stored
 				default:
 					if f32[i][row], err = decodeFloat32(v, wires[i], formats[i]); err != nil {
-						return fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
+						return 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
 					}
 				}
 			default:
@@ -351,7 +357,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 		row++
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	for i := range r.cols {
 		if f64[i] != nil {
@@ -374,7 +380,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) error {
 		}
 		b.Columns[i].Text = out
 	}
-	return nil
+	return wireBytes, nil
 }
 
 func errOr(err error, msg string) error {

@@ -13,6 +13,7 @@ import (
 
 	"pgtrain/internal/bus"
 	"pgtrain/internal/faultpoint"
+	"pgtrain/internal/metrics"
 	"pgtrain/internal/workloop"
 	"pgtrain/messages"
 	"pgtrain/preprocessor/transform"
@@ -48,6 +49,7 @@ type Preprocessor struct {
 	fail  JobFailer
 	log   *slog.Logger
 	n     counters
+	m     metrics.Collectors
 	full  atomic.Bool // READY refused a batch as full and has not accepted one since
 	plans sync.Map    // job id -> *transform.Transformer
 	nplan atomic.Int64
@@ -78,7 +80,9 @@ func New(cfg Config, b Bus, f JobFailer, log *slog.Logger) (*Preprocessor, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Preprocessor{cfg: cfg, bus: b, names: b.Names(), fail: f, log: log}, nil
+	p := &Preprocessor{cfg: cfg, bus: b, names: b.Names(), fail: f, log: log}
+	p.m = newMetrics(&p.n)
+	return p, nil
 }
 
 // Stats returns the counters.

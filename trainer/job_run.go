@@ -257,9 +257,10 @@ func (j *jobRun) step(training bool) error {
 	var out map[string]float64
 	var err error
 	acc := &j.pos.Valid
+	split := splitValidation
 	if training {
 		out, err = j.model.TrainOnBatch(p.X, p.Y, rows)
-		acc = &j.pos.Train
+		acc, split = &j.pos.Train, splitTrain
 	} else {
 		out, err = j.model.Evaluate(p.X, p.Y, rows)
 	}
@@ -267,6 +268,7 @@ func (j *jobRun) step(training bool) error {
 		return fmt.Errorf("epoch %d, batch of %d rows (first key %d): %w", j.pos.Epoch+1, rows, p.Keys[0], err)
 	}
 	acc.add(out, rows)
+	j.t.m.rows.WithLabelValues(j.plan.JobID, split).Add(float64(rows))
 	p.Keys, p.X, p.Y = p.Keys[:0], p.X[:0], p.Y[:0]
 	return nil
 }
@@ -305,6 +307,7 @@ func (j *jobRun) endEpoch() (messages.EpochResult, error) {
 		return res, err
 	}
 	j.logEpoch(res)
+	j.t.m.epoch(j.plan.JobID, res)
 	return res, nil
 }
 

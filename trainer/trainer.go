@@ -37,6 +37,7 @@ type Trainer struct {
 	names messages.Names
 	coord Coordinator
 	log   *slog.Logger
+	m     *trainMetrics
 
 	// observe, when set, sees the keys of every batch before the model does (tests use it to
 	// record the exact sequence of examples).
@@ -67,7 +68,7 @@ func New(cfg Config, b Bus, c Coordinator, log *slog.Logger) (*Trainer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Trainer{cfg: cfg, bus: b, names: b.Names(), coord: c, log: log.With("trainer_id", cfg.TrainerID)}, nil
+	return &Trainer{cfg: cfg, bus: b, names: b.Names(), coord: c, log: log.With("trainer_id", cfg.TrainerID), m: newTrainMetrics()}, nil
 }
 
 // Config returns the configuration in use, defaults applied.

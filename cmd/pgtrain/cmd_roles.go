@@ -109,7 +109,7 @@ func runFetcher(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	stop, err := r.serveHealth(o.health, func() any { return f.Stats() })
+	stop, err := r.serveHealth(o.health, func() any { return f.Stats() }, f)
 	if err != nil {
 		return err
 	}
@@ -153,7 +153,7 @@ func runPreprocessor(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	stop, err := r.serveHealth(o.health, func() any { return p.Stats() })
+	stop, err := r.serveHealth(o.health, func() any { return p.Stats() }, p)
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func runTrainer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	stop, err := r.serveHealth(o.health, nil)
+	stop, err := r.serveHealth(o.health, nil, t)
 	if err != nil {
 		return err
 	}

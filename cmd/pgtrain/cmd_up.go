@@ -151,7 +151,7 @@ func runUp(ctx context.Context, args []string) error {
 	if final.State != messages.JobDone {
 		return exitError{code: 1, msg: fmt.Sprintf("job %s %s: %s", final.ID, final.State, final.Error)}
 	}
-	fmt.Printf("job %s done; model saved to %s\n", final.ID, filepath.Join(o.outDir, filepath.FromSlash(final.ModelPath)))
+	fmt.Println(finalLine(final, filepath.Join(o.outDir, filepath.FromSlash(final.ModelPath))))
 	return nil
 }
 

@@ -9,20 +9,24 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"pgtrain/internal/faultpoint"
 	"pgtrain/internal/health"
+	"pgtrain/internal/metrics"
 )
 
 // healthFlags is a worker's probe listener (see internal/health).
 type healthFlags struct{ addr string }
 
 func (h *healthFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&h.addr, "health-listen", "", "serve /healthz, /readyz and /statsz on this address (empty: no probe listener)")
+	fs.StringVar(&h.addr, "health-listen", "", "serve /healthz, /readyz, /statsz and /metrics (Prometheus, no token: keep this address on the cluster's network) on this address (empty: no probe listener)")
 }
 
 // serveHealth starts the probe listener when --health-listen is set. Ready means connected
-// to NATS and, for a role with sources, every PostgreSQL source answers a ping.
-func (r *role) serveHealth(h healthFlags, stats func() any) (stop func(), err error) {
+// to NATS and, for a role with sources, every PostgreSQL source answers a ping. /metrics
+// shows the role's collector, its pools, and the Go runtime and process.
+func (r *role) serveHealth(h healthFlags, stats func() any, collector prometheus.Collector) (stop func(), err error) {
 	if h.addr == "" {
 		return func() {}, nil
 	}
@@ -37,7 +41,12 @@ func (r *role) serveHealth(h healthFlags, stats func() any) (stop func(), err er
 		}
 		return nil
 	}
-	s, err := health.Start(h.addr, ready, stats, r.log)
+	reg := metrics.NewRegistry()
+	reg.MustRegister(collector)
+	if len(r.pools) > 0 {
+		reg.MustRegister(metrics.NewPoolCollector(r.name, r.pools))
+	}
+	s, err := health.Start(h.addr, ready, stats, r.log, health.WithMetrics(metrics.Handler(reg)))
 	if err != nil {
 		return nil, err
 	}

@@ -4,17 +4,33 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
+	"os"
+	"strings"
 	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
 
 	"pgtrain/coordinator/client"
 	"pgtrain/messages"
 )
 
-// follow polls a job until it ends, printing a progress line now and then and one line per
-// finished epoch. It prints plain lines (no cursor tricks) so logs and CI read well.
+// liveEvery is how often a job is polled while a terminal shows its bar: often enough for
+// rows/s and the ETA to move smoothly, seldom enough to cost the coordinator nothing.
+const liveEvery = 500 * time.Millisecond
+
+// follow polls a job until it ends. On a terminal it draws a bar per epoch (rows, rows/s,
+// ETA) under the Keras-style epoch lines; anywhere else (a pipe, a log, CI) it prints plain
+// lines, no cursor tricks: a progress line now and then and one line per finished epoch.
 func follow(ctx context.Context, c *client.Client, id string, w io.Writer, every time.Duration) (*messages.JobStatus, error) {
+	var rep reporter = &plainReporter{w: w}
+	if isTerminal(w) {
+		rep, every = newBarReporter(w), min(every, liveEvery)
+	}
+	defer rep.stop()
 	printed := 0
-	lastLine := ""
 	start := time.Now()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -24,16 +40,13 @@ func follow(ctx context.Context, c *client.Client, id string, w io.Writer, every
 			return nil, err
 		}
 		for ; printed < len(st.Results); printed++ {
-			fmt.Fprintln(w, epochLine(st, st.Results[printed]))
+			rep.epoch(st, st.Results[printed])
 		}
 		switch st.State {
 		case messages.JobDone, messages.JobFailed:
 			return st, nil
 		}
-		if line := progressLine(st, time.Since(start)); line != lastLine {
-			fmt.Fprintln(w, line)
-			lastLine = line
-		}
+		rep.progress(st, time.Since(start))
 		select {
 		case <-ctx.Done():
 			return st, ctx.Err()
@@ -42,15 +55,189 @@ func follow(ctx context.Context, c *client.Client, id string, w io.Writer, every
 	}
 }
 
+// reporter shows a followed job: each poll's progress and each finished epoch.
+type reporter interface {
+	progress(st *messages.JobStatus, elapsed time.Duration)
+	epoch(st *messages.JobStatus, r messages.EpochResult)
+	stop()
+}
+
+// isTerminal reports whether w is a terminal (not a pipe, a file or a buffer).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// plainReporter prints the progress line when it changed, and the epoch lines.
+type plainReporter struct {
+	w    io.Writer
+	last string
+}
+
+func (p *plainReporter) progress(st *messages.JobStatus, elapsed time.Duration) {
+	if line := progressLine(st, elapsed); line != p.last {
+		fmt.Fprintln(p.w, line)
+		p.last = line
+	}
+}
+
+func (p *plainReporter) epoch(st *messages.JobStatus, r messages.EpochResult) {
+	fmt.Fprintln(p.w, epochLine(st, r))
+}
+
+func (p *plainReporter) stop() {}
+
+// barReporter draws the current epoch's bar on the last line of the terminal; finished
+// epochs' lines are printed above it. The rows/s and the ETA are moving averages over the
+// polls, each weighted by the time it covers.
+type barReporter struct {
+	p        *mpb.Progress
+	bar      *mpb.Bar
+	barEpoch int
+	barRows  int64
+	lastPoll time.Time
+	planning bool
+}
+
+func newBarReporter(w io.Writer) *barReporter {
+	return &barReporter{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(30)), lastPoll: time.Now()}
+}
+
+func (b *barReporter) progress(st *messages.JobStatus, _ time.Duration) {
+	now := time.Now()
+	since := now.Sub(b.lastPoll)
+	b.lastPoll = now
+	if st.State == messages.JobPlanning {
+		if !b.planning {
+			fmt.Fprintln(b.p, "planning...")
+			b.planning = true
+		}
+		return
+	}
+	// An epoch's result comes with the trainer still at that epoch, all ranges consumed.
+	e := st.Trainer.Epoch
+	if st.Rows <= 0 || e >= st.Epochs || e < len(st.Results) {
+		return
+	}
+	if b.bar != nil && b.barEpoch != e {
+		b.end(false)
+	}
+	if b.bar == nil {
+		// The epoch began after the last poll: its rows so far took at most since.
+		b.bar, b.barEpoch, b.barRows = newEpochBar(b.p, e, st.Epochs, st.Rows), e, st.Rows
+	}
+	b.bar.EwmaSetCurrent(min(st.Trainer.Rows, st.Rows), since)
+}
+
+func (b *barReporter) epoch(st *messages.JobStatus, r messages.EpochResult) {
+	if b.bar != nil && b.barEpoch <= r.Epoch {
+		b.end(false)
+	}
+	fmt.Fprintln(b.p, epochLine(st, r))
+}
+
+// stop removes a bar left unfinished (a failed or interrupted job) and waits until the
+// terminal shows everything written.
+func (b *barReporter) stop() {
+	b.end(true)
+	b.p.Wait()
+}
+
+// end removes the bar: completed, or aborted when its epoch did not finish.
+func (b *barReporter) end(abort bool) {
+	if b.bar == nil {
+		return
+	}
+	if abort {
+		b.bar.Abort(true)
+	} else {
+		b.bar.SetCurrent(b.barRows) // complete: the bar goes
+	}
+	b.bar.Wait()
+	b.bar = nil
+}
+
+// newEpochBar is one epoch's bar: rows of the epoch (training and validation), rows/s, and
+// the time left.
+func newEpochBar(p *mpb.Progress, epoch, epochs int, rows int64) *mpb.Bar {
+	return p.New(rows, mpb.BarStyle(), mpb.BarRemoveOnComplete(),
+		mpb.PrependDecorators(
+			decor.Name(fmt.Sprintf("Epoch %d/%d", epoch+1, epochs), decor.WCSyncSpaceR),
+			decor.Percentage(decor.WCSyncSpace),
+		),
+		mpb.AppendDecorators(
+			decor.CountersNoUnit("%d/%d rows", decor.WCSyncSpace),
+			decor.EwmaSpeed(0, "%.0f rows/s", ewmaAge, decor.WCSyncSpace),
+			decor.Name(" ETA "),
+			decor.EwmaETA(decor.ET_STYLE_GO, ewmaAge),
+		),
+	)
+}
+
+// ewmaAge is the age of the moving averages of rows/s and the ETA, in polls. 30 is the
+// simple average of the ewma package, which needs no warm-up (any other age shows 0 for
+// the first ten polls).
+const ewmaAge = 30
+
+// epochLine is one finished epoch the way Keras prints it: every metric, the validation
+// ones as val_*, then the rows and the speed.
 func epochLine(st *messages.JobStatus, r messages.EpochResult) string {
-	line := fmt.Sprintf("epoch %d/%d  loss=%.6f", r.Epoch+1, st.Epochs, r.Loss)
-	if r.ValLoss != nil {
-		line += fmt.Sprintf("  val_loss=%.6f", *r.ValLoss)
-	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Epoch %d/%d - %d rows - %.1fs - %.0f rows/s - loss: %s", r.Epoch+1, st.Epochs, r.Seen.Rows, r.Seconds, r.RowsPerSecond, metricValue(r.Loss))
 	for _, name := range sortedKeys(r.Metrics) {
-		line += fmt.Sprintf("  %s=%.4f", name, r.Metrics[name])
+		fmt.Fprintf(&b, " - %s: %s", name, metricValue(r.Metrics[name]))
 	}
-	return line + fmt.Sprintf("  rows=%d  %.1fs  %.0f rows/s", r.Seen.Rows, r.Seconds, r.RowsPerSecond)
+	if r.ValLoss != nil {
+		fmt.Fprintf(&b, " - val_loss: %s", metricValue(*r.ValLoss))
+	}
+	for _, name := range sortedKeys(r.ValMetrics) {
+		fmt.Fprintf(&b, " - val_%s: %s", name, metricValue(r.ValMetrics[name]))
+	}
+	return b.String()
+}
+
+// metricValue prints as Keras does: four decimals, or four significant digits when that
+// would show a small value as zero.
+func metricValue(v float64) string {
+	if v != 0 && math.Abs(v) < 1e-3 {
+		return fmt.Sprintf("%.4e", v)
+	}
+	return fmt.Sprintf("%.4f", v)
+}
+
+// finalLine closes a finished job: where its model is and its best validation metric.
+func finalLine(st *messages.JobStatus, model string) string {
+	line := fmt.Sprintf("job %s done; model saved to %s", st.ID, model)
+	name, v, epoch, ok := bestValidation(st.Results)
+	if !ok {
+		return line + "; no validation split"
+	}
+	return line + fmt.Sprintf("; best %s %s (epoch %d)", name, metricValue(v), epoch+1)
+}
+
+// bestValidation is the best validation accuracy over the epochs (the highest), or without
+// an accuracy metric the best validation loss (the lowest).
+func bestValidation(results []messages.EpochResult) (name string, best float64, epoch int, ok bool) {
+	for _, r := range results {
+		for _, k := range sortedKeys(r.ValMetrics) {
+			if !strings.HasSuffix(k, "accuracy") {
+				continue
+			}
+			if v := r.ValMetrics[k]; !ok || v > best {
+				name, best, epoch, ok = "val_"+k, v, r.Epoch, true
+			}
+			break
+		}
+	}
+	if ok {
+		return name, best, epoch, ok
+	}
+	for _, r := range results {
+		if r.ValLoss != nil && (!ok || *r.ValLoss < best) {
+			name, best, epoch, ok = "val_loss", *r.ValLoss, r.Epoch, true
+		}
+	}
+	return name, best, epoch, ok
 }
 
 func progressLine(st *messages.JobStatus, elapsed time.Duration) string {

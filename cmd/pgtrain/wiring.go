@@ -203,6 +203,7 @@ func (d *dbFlags) pools(ctx context.Context) (map[string]*pgxpool.Pool, func(), 
 // role is what every role process sets up before it runs: a logger, the bus, and (for the
 // roles that read PostgreSQL) the pools.
 type role struct {
+	name  string
 	log   *slog.Logger
 	bus   *bus.Bus
 	pools map[string]*pgxpool.Pool
@@ -226,7 +227,7 @@ func startRole(ctx context.Context, fs *flag.FlagSet, args []string, name string
 	if _, err := nf.auth.auth(); err != nil {
 		return nil, err
 	}
-	r := &role{log: log, close: func() {}}
+	r := &role{name: name, log: log, close: func() {}}
 	if db != nil {
 		pools, closePools, err := db.pools(ctx)
 		if err != nil {

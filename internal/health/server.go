@@ -32,9 +32,19 @@ type Server struct {
 	done chan struct{}
 }
 
+// Option adds to what the listener serves.
+type Option func(*http.ServeMux)
+
+// WithMetrics serves h (a Prometheus handler, see internal/metrics) at GET /metrics. Like the
+// probes it needs no token: the listener is opt-in (--health-listen) and meant for the
+// cluster's network, and it shows counters, never a row of data.
+func WithMetrics(h http.Handler) Option {
+	return func(mux *http.ServeMux) { mux.Handle("GET /metrics", h) }
+}
+
 // Start listens on addr ("127.0.0.1:0" picks a free port) and serves the probes. ready is
 // run on every /readyz; stats (may be nil) is encoded as JSON on every /statsz.
-func Start(addr string, ready Check, stats func() any, log *slog.Logger) (*Server, error) {
+func Start(addr string, ready Check, stats func() any, log *slog.Logger, opts ...Option) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -64,6 +74,9 @@ func Start(addr string, ready Check, stats func() any, log *slog.Logger) (*Serve
 		}
 		writeJSON(w, http.StatusOK, v)
 	})
+	for _, o := range opts {
+		o(mux)
+	}
 	s := &Server{
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: readTimeout, ReadTimeout: readTimeout,
 			WriteTimeout: writeTimeout, IdleTimeout: idleTimeout},

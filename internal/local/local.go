@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"pgtrain/coordinator"
 	"pgtrain/coordinator/client"
@@ -113,6 +114,11 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		c.Stop()
 		return nil, ctx.Err()
 	}
+	// The workers' metrics join the coordinator's /metrics, labelled by worker since several
+	// of a kind share the process.
+	perWorker := func(worker string) prometheus.Registerer {
+		return prometheus.WrapRegistererWith(prometheus.Labels{"worker": worker}, coord.Registry())
+	}
 	c.Client = client.New(c.URL(), log.With("role", "client"), client.WithToken(userToken))
 	c.WorkerClient = client.New(c.URL(), log.With("role", "worker-client"), client.WithToken(workerToken))
 	for i := 1; i <= o.Fetchers; i++ {
@@ -123,6 +129,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			c.Stop()
 			return nil, err
 		}
+		perWorker(cfg.WorkerID).MustRegister(f)
 		c.run(rctx, cfg.WorkerID, f.Run)
 	}
 	for i := 1; i <= o.Preprocessors; i++ {
@@ -131,7 +138,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			c.Stop()
 			return nil, err
 		}
-		c.run(rctx, fmt.Sprintf("preprocessor-%d", i), p.Run)
+		name := fmt.Sprintf("preprocessor-%d", i)
+		perWorker(name).MustRegister(p)
+		c.run(rctx, name, p.Run)
 	}
 	if o.Trainer {
 		cfg := o.TrainerCfg
@@ -143,6 +152,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			c.Stop()
 			return nil, err
 		}
+		perWorker(cfg.TrainerID).MustRegister(t)
 		c.run(rctx, "trainer", t.Run)
 	}
 	return c, nil
