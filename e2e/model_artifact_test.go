@@ -170,6 +170,7 @@ func TestModelArtifactAndOnlinePrediction(t *testing.T) {
 			}
 		}
 	})
+	t.Run("cli", func(t *testing.T) { checkCLI(t, ctx, cl, models["regression"]) })
 	t.Run("tokens", func(t *testing.T) { checkTokens(t, ctx, cl, models["classification"], predictSecret, readSecret) })
 	t.Run("bad requests", func(t *testing.T) { checkBadRequests(t, ctx, cl, models["regression"]) })
 }
@@ -454,6 +455,38 @@ func repoRoot(t *testing.T) string {
 			t.Fatal("go.mod not found above the test directory")
 		}
 		dir = parent
+	}
+}
+
+// checkCLI: `pgtrain models` lists the models and `pgtrain models pull` fetches one, as a
+// user runs them.
+func checkCLI(t *testing.T, ctx context.Context, cl *local.Cluster, m *trainedModel) {
+	bin, err := testenv.BuildBinary(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "PGTRAIN_COORDINATOR="+cl.URL(), "PGTRAIN_COORDINATOR_TOKEN="+cl.UserToken())
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("pgtrain %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	list := run("models")
+	if !strings.Contains(list, m.id) || !strings.Contains(list, "public.pgtrain_demo") || !strings.Contains(list, "val_loss=") {
+		t.Fatalf("pgtrain models:\n%s\nwant the regression model %s with its table and metrics", list, m.id)
+	}
+	dir := filepath.Join(t.TempDir(), "m")
+	run("models", "pull", m.id, dir)
+	for _, name := range []string{model.TFJSModelFile, model.TFJSWeightFile} {
+		a, errA := os.ReadFile(filepath.Join(m.outDir, name))
+		b, errB := os.ReadFile(filepath.Join(dir, name))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Fatalf("pgtrain models pull: %s differs from the trainer's export (%v, %v)", name, errA, errB)
+		}
 	}
 }
 
