@@ -24,7 +24,7 @@ func instancesMeta() *messages.ModelMeta {
 		},
 		Label:     messages.ColumnPlan{Name: "y", PGType: "text", Kind: messages.KindCategorical, Vocabulary: []string{"p", "q"}},
 		LabelKind: messages.LabelClassification, Classes: []string{"p", "q"},
-		InputDim:  4 + 3 + 3 + 2, LabelDim: 2,
+		InputDim: 4 + 3 + 3 + 2, LabelDim: 2,
 		Spec: messages.JobSpec{Label: messages.LabelSpec{Column: "y", Encode: messages.EncodeOneHot}},
 	}
 }
