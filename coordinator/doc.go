@@ -24,4 +24,8 @@
 //
 // GET /metrics (read scope) serves Registry in the Prometheus text format: planning time,
 // each job's leases, rows, epochs and losses, the bus's fill and the source pools.
+//
+// Finished models are read from the bus's model store: GET /v1/models lists them with their
+// metadata, and POST /v1/models/{id}:predict (TF Serving's shape) applies a model to raw
+// column values through the preprocessors' transform and the engine's forward pass.
 package coordinator
