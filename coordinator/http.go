@@ -47,6 +47,8 @@ func (c *Coordinator) api() []route {
 		{"GET /v1/jobs", needs(ScopeRead), c.handleJobs},
 		{"GET /v1/jobs/{id}", needs(ScopeRead), c.handleJob},
 		{"GET /v1/jobs/{id}/plan", needs(ScopeRead), c.handlePlan},
+		{"POST /v1/jobs/{id}/cancel", needs(ScopeSubmit), c.handleCancel},
+		{"DELETE /v1/jobs/{id}", needs(ScopeSubmit), c.handleDelete},
 		{"POST /v1/jobs/{id}/fail", needs(ScopeWorker), c.handleFail},
 		{"POST /v1/jobs/{id}/progress", needs(ScopeWorker), c.handleProgress},
 		{"POST /v1/leases", needs(ScopeWorker), c.handleLease},
@@ -128,15 +130,14 @@ func (c *Coordinator) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, st)
 }
 
-func (c *Coordinator) handleJobs(w http.ResponseWriter, _ *http.Request) {
-	c.mu.Lock()
-	now := c.now()
-	out := make([]messages.JobStatus, 0, len(c.order))
-	for _, j := range c.order {
-		st := j.status(now)
-		st.Leases = nil // the list stays small; GET /v1/jobs/{id} has them
-		out = append(out, st)
+func (c *Coordinator) handleJobs(w http.ResponseWriter, r *http.Request) {
+	q, err := c.parseListQuery(r.URL.Query())
+	if err != nil {
+		c.writeError(w, r, err)
+		return
 	}
+	c.mu.Lock()
+	out := c.listJobs(q)
 	c.mu.Unlock()
 	writeJSON(w, http.StatusOK, out)
 }
@@ -155,6 +156,23 @@ func (c *Coordinator) handleJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+func (c *Coordinator) handleCancel(w http.ResponseWriter, r *http.Request) {
+	st, err := c.cancelJob(r.Context(), r.PathValue("id"))
+	if err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (c *Coordinator) handleDelete(w http.ResponseWriter, r *http.Request) {
+	if err := c.deleteJob(r.Context(), r.PathValue("id")); err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (c *Coordinator) handlePlan(w http.ResponseWriter, r *http.Request) {

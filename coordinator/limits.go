@@ -30,6 +30,8 @@ type Limits struct {
 	// JobsPerSource bounds the jobs running (or being planned) on one source; one more is
 	// a 429, to retry once a job ends.
 	JobsPerSource int
+	// ListJobs bounds the limit of one GET /v1/jobs page.
+	ListJobs int
 }
 
 // Default limits: generous for tabular training, far below what hurts one host.
@@ -42,6 +44,7 @@ const (
 	DefaultMaxUnits         = 8192
 	DefaultMaxParams        = 20_000_000 // 80 MB of float32 weights, 240 MB with Adam's moments
 	DefaultMaxJobsPerSource = 16
+	DefaultMaxListJobs      = 1000
 )
 
 // retryBusy is the Retry-After of a submission refused for the jobs in flight on its source.
@@ -60,6 +63,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.Layers, DefaultMaxLayers)
 	def(&l.Units, DefaultMaxUnits)
 	def(&l.JobsPerSource, DefaultMaxJobsPerSource)
+	def(&l.ListJobs, DefaultMaxListJobs)
 	if l.Params == 0 {
 		l.Params = DefaultMaxParams
 	}
@@ -75,6 +79,7 @@ func (l Limits) validate() error {
 		{"max epochs", int64(l.Epochs)}, {"max batch size", int64(l.BatchSize)}, {"max page rows", int64(l.PageRows)},
 		{"max vocab size", int64(l.VocabSize)}, {"max layers", int64(l.Layers)}, {"max units", int64(l.Units)},
 		{"max params", l.Params}, {"max jobs per source", int64(l.JobsPerSource)},
+		{"max list jobs", int64(l.ListJobs)},
 	} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", f.name, f.v))

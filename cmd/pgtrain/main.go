@@ -38,6 +38,8 @@ func commands() []command {
 		{"submit", "submit a job spec (JSON or YAML) to a coordinator", runSubmit, flagsOf(submitFlags)},
 		{"demo-data", "create the demo table in a database (for a cluster; `up --demo` does it itself)", runDemoData, flagsOf(demoDataFlags)},
 		{"status", "show a job (or all jobs): progress, leases, per-epoch loss", runStatus, flagsOf(statusFlags)},
+		{"cancel", "cancel a running job (the trainer keeps its last checkpoint)", runCancel, flagsOf(cancelFlags)},
+		{"delete", "delete a finished job: its state, its plan and its batches on the bus", runDelete, flagsOf(deleteFlags)},
 	}
 }
 

@@ -27,7 +27,7 @@ func follow(ctx context.Context, c *client.Client, id string, w io.Writer, every
 			fmt.Fprintln(w, epochLine(st, st.Results[printed]))
 		}
 		switch st.State {
-		case messages.JobDone, messages.JobFailed:
+		case messages.JobDone, messages.JobFailed, messages.JobCancelled:
 			return st, nil
 		}
 		if line := progressLine(st, time.Since(start)); line != lastLine {
