@@ -56,6 +56,7 @@ func (c *Coordinator) api() []route {
 		{"POST /v1/trainers/claim", needs(ScopeWorker), c.handleClaim},
 		// The bus state (page counts, no data) is what `pgtrain status` shows users too.
 		{"GET /v1/bus", needs(ScopeWorker, ScopeRead), c.handleBus},
+		{"GET /v1/openapi.json", needs(ScopeRead), c.handleOpenAPI},
 		// Probes stay open: orchestrators call them without credentials.
 		{"GET /healthz", public, func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
