@@ -24,6 +24,8 @@ type apiError struct {
 	field  string
 	// retryAfter, when set, is sent as Retry-After (a 429 or 503 the client may retry).
 	retryAfter time.Duration
+	// jobState is the job's state when it is why the request is refused.
+	jobState string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -363,7 +365,7 @@ func (c *Coordinator) writeError(w http.ResponseWriter, r *http.Request, err err
 	case errors.As(err, &fe):
 		status, resp.Error, resp.Field = http.StatusBadRequest, fe.Reason, fe.Field
 	case errors.As(err, &ae):
-		status, resp.Field = ae.status, ae.field
+		status, resp.Field, resp.JobState = ae.status, ae.field, ae.jobState
 		if ae.retryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(ae.retryAfter.Seconds())))
 		}

@@ -31,7 +31,7 @@ func (c *Coordinator) cancelJob(ctx context.Context, id string) (messages.JobSta
 		return j.status(c.now()), nil
 	case messages.JobRunning:
 	default:
-		return messages.JobStatus{}, &apiError{status: http.StatusConflict,
+		return messages.JobStatus{}, &apiError{status: http.StatusConflict, jobState: j.rec.State,
 			msg: fmt.Sprintf("job %s is %s: only a running job can be cancelled", id, j.rec.State)}
 	}
 	rec := j.rec
@@ -55,7 +55,7 @@ func (c *Coordinator) deleteJob(ctx context.Context, id string) error {
 	}
 	if !j.rec.ended() {
 		c.mu.Unlock()
-		return &apiError{status: http.StatusConflict,
+		return &apiError{status: http.StatusConflict, jobState: j.rec.State,
 			msg: fmt.Sprintf("job %s is %s: cancel it first (POST /v1/jobs/%s/cancel)", id, j.rec.State, id)}
 	}
 	// The ended job's own cleanup must not write its record back meanwhile.

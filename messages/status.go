@@ -125,6 +125,9 @@ type ConsumerStatus struct {
 type ErrorResponse struct {
 	Error string `json:"error"`
 	Field string `json:"field,omitempty"`
+	// JobState is the job's state when the request is refused because of it (a 409): a
+	// trainer told "cancelled" stops as asked instead of reporting a failure.
+	JobState string `json:"job_state,omitempty"`
 }
 
 // ClaimRequest and ClaimResponse: a trainer asks for a job to train.

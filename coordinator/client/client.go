@@ -348,6 +348,26 @@ func (c *Client) do(ctx context.Context, hc *retryablehttp.Client, method, path 
 	return 0, answerError(method, path, resp.StatusCode, data)
 }
 
+// conflictError is a 409: kind is ErrConflict or ErrLeaseLost.
+type conflictError struct {
+	msg      string
+	jobState string
+	kind     error
+}
+
+func (e *conflictError) Error() string { return e.msg }
+func (e *conflictError) Unwrap() error { return e.kind }
+
+// JobState is the job's state that a 409 answer names ("" when it names none): a worker
+// whose job was cancelled tells that from a lease lost to another worker.
+func JobState(err error) string {
+	var ce *conflictError
+	if errors.As(err, &ce) {
+		return ce.jobState
+	}
+	return ""
+}
+
 func answerError(method, path string, status int, body []byte) error {
 	var er messages.ErrorResponse
 	if json.Unmarshal(body, &er) != nil || er.Error == "" {
@@ -359,9 +379,9 @@ func answerError(method, path string, status int, body []byte) error {
 	switch {
 	case status == http.StatusConflict && (method == http.MethodDelete || strings.HasSuffix(path, "/cancel")):
 		// A user's job control, not a worker's lease.
-		return fmt.Errorf("%s %s: %s: %w", method, path, er.Error, ErrConflict)
+		return &conflictError{msg: fmt.Sprintf("%s %s: %s", method, path, er.Error), jobState: er.JobState, kind: ErrConflict}
 	case status == http.StatusConflict:
-		return fmt.Errorf("%s %s: %s: %w", method, path, er.Error, ErrLeaseLost)
+		return &conflictError{msg: fmt.Sprintf("%s %s: %s: %s", method, path, er.Error, ErrLeaseLost), jobState: er.JobState, kind: ErrLeaseLost}
 	case status == http.StatusNotFound:
 		return fmt.Errorf("%s %s: %s: %w", method, path, er.Error, ErrNotFound)
 	}
