@@ -20,13 +20,12 @@ import (
 	"pgtrain/messages"
 )
 
-// submitN submits n iris jobs a second apart on r's clock, and returns their ids from the
-// oldest. (At one instant the job order would be the random ids' order.)
+// submitN submits n iris jobs and returns their ids in submission order (all at one
+// instant of r's clock: the job order is still the submission order).
 func submitN(t *testing.T, r *running, n int, mutate func(m map[string]any)) []string {
 	t.Helper()
 	var ids []string
 	for range n {
-		r.clock.advance(time.Second)
 		st, err := r.cl.Submit(context.Background(), specJSON(t, mutate))
 		if err != nil {
 			t.Fatal(err)
@@ -249,19 +248,16 @@ func TestRetentionByCount(t *testing.T) {
 		}
 	}
 	want := ids[2:] // the two newest finished ones and the running one
-	var got []string
 	testenv.Eventually(t, time.Minute, "the oldest finished jobs deleted", func() bool {
 		jobs, err := r.cl.Jobs(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = got[:0]
+		var got []string
 		for _, j := range jobs {
 			got = append(got, j.ID)
 		}
-		slices.Sort(got)
-		w := slices.Sorted(slices.Values(want))
-		return slices.Equal(got, w)
+		return slices.Equal(got, want)
 	})
 	for _, id := range ids[:2] {
 		if _, err := bus.GetPlan(ctx, e.bus.State, id); !errors.Is(err, bus.ErrNoPlan) {
@@ -324,8 +320,8 @@ func TestListPaging(t *testing.T) {
 	for _, j := range all {
 		order = append(order, j.ID)
 	}
-	if !slices.Equal(slices.Sorted(slices.Values(order)), slices.Sorted(slices.Values(ids))) {
-		t.Fatalf("Jobs listed %v, want %v", order, ids)
+	if !slices.Equal(order, ids) {
+		t.Fatalf("Jobs listed %v, want the submission order %v", order, ids)
 	}
 
 	tests := []struct {
