@@ -60,6 +60,11 @@ type Config struct {
 	AllowSchemas []string
 	// Limits bound what one job may ask for.
 	Limits Limits
+	// KeepJobs is how many finished jobs (done, failed or cancelled) are kept; the oldest
+	// beyond it are deleted as DELETE /v1/jobs/{id} would. KeepJobsFor deletes a finished
+	// job that long after it ended.
+	KeepJobs    int
+	KeepJobsFor time.Duration
 }
 
 // Defaults.
@@ -76,6 +81,10 @@ const (
 	DefaultIdleTimeout       = 2 * time.Minute
 	DefaultSnapshotMaxAge    = time.Hour
 	DefaultMaxSnapshotJobs   = 4
+	DefaultKeepJobs          = 1000
+	DefaultKeepJobsFor       = 7 * 24 * time.Hour
+	// MaxKeepJobs bounds KeepJobs: every kept job stays in the coordinator's memory.
+	MaxKeepJobs = 100_000
 )
 
 // WithDefaults returns a copy with unset fields filled in.
@@ -116,6 +125,12 @@ func (c Config) WithDefaults() Config {
 	if c.MaxSnapshotJobs == 0 {
 		c.MaxSnapshotJobs = DefaultMaxSnapshotJobs
 	}
+	if c.KeepJobs == 0 {
+		c.KeepJobs = DefaultKeepJobs
+	}
+	if c.KeepJobsFor == 0 {
+		c.KeepJobsFor = DefaultKeepJobsFor
+	}
 	c.Limits = c.Limits.withDefaults()
 	return c
 }
@@ -143,6 +158,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSnapshotJobs < 1 {
 		errs = append(errs, fmt.Errorf("max snapshot jobs %d: must be at least 1", c.MaxSnapshotJobs))
+	}
+	if c.KeepJobs < 1 || c.KeepJobs > MaxKeepJobs {
+		errs = append(errs, fmt.Errorf("keep jobs %d: want 1 to %d finished jobs", c.KeepJobs, MaxKeepJobs))
+	}
+	if c.KeepJobsFor < time.Minute {
+		errs = append(errs, fmt.Errorf("keep jobs for %s: must be at least 1m", c.KeepJobsFor))
 	}
 	if err := checkTokens(c.Tokens); err != nil {
 		errs = append(errs, err)

@@ -59,6 +59,8 @@ type Coordinator struct {
 	bg       sync.WaitGroup // snapshot releases and purges
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
+	// jobsEnded wakes the retention loop when a job ends.
+	jobsEnded chan struct{}
 }
 
 // loadTimeout bounds reading the existing state at start-up.
@@ -118,6 +120,7 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 		snapshots:  map[string]int{},
 		planning:   map[string]int{},
 		ready:      make(chan struct{}),
+		jobsEnded:  make(chan struct{}, 1),
 	}
 	c.schemas, _ = newSchemaPolicy(cfg.AllowSchemas) // Validate checked it
 	c.registerMetrics()
@@ -196,11 +199,12 @@ func (c *Coordinator) maxPayload() int {
 	return 1 << 20 // the server's default
 }
 
-// addJob registers a job in memory, keeping c.order sorted by creation time.
+// addJob registers a job in memory, keeping c.order in the job order (creation time, then
+// id) that list cursors rely on.
 func (c *Coordinator) addJob(j *job) {
 	c.jobs[j.rec.ID] = j
 	i := len(c.order)
-	for i > 0 && c.order[i-1].rec.CreatedAt.After(j.rec.CreatedAt) {
+	for i > 0 && compareJobs(c.order[i-1].rec.CreatedAt, c.order[i-1].rec.ID, j.rec.CreatedAt, j.rec.ID) > 0 {
 		i--
 	}
 	c.order = append(c.order, nil)
@@ -268,11 +272,14 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		}
 		errc <- srv.Serve(ln)
 	}()
+	rctx, stopRetention := context.WithCancel(ctx)
+	c.bg.Go(func() { c.retention(rctx) })
 	var serveErr error
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
+	stopRetention()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ShutdownTimeout)
 	defer cancel()
 	shutErr := srv.Shutdown(sctx)
@@ -339,6 +346,7 @@ func (c *Coordinator) releaseSnapshot(j *job, why string) {
 func (c *Coordinator) jobEnded(j *job) {
 	c.log.Info("job ended", "job_id", j.rec.ID, "state", j.rec.State, "error", j.rec.Error, "model_path", j.rec.ModelPath)
 	c.releaseSnapshot(j, "the job ended")
+	c.jobEndedSignal()
 	id := j.rec.ID
 	c.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(c.bgCtx, time.Minute)
@@ -353,6 +361,9 @@ func (c *Coordinator) jobEnded(j *job) {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		if j.deleting || c.jobs[id] != j {
+			return // its record is being removed
+		}
 		rec := j.rec
 		rec.Cleaned = true
 		if err := c.writeJob(ctx, j, rec); err != nil {

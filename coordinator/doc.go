@@ -20,7 +20,13 @@
 // Every route but /healthz and /readyz needs a bearer token (Config.Tokens, LoadTokens) with
 // the route's scope: read and submit for users, worker for the fetchers, preprocessors and
 // trainers. Without tokens the API is open and Validate refuses a non-loopback address
-// unless InsecureNoAuth is set. TLSCertFile and TLSKeyFile serve it over HTTPS.
+// unless InsecureNoAuth is set. TLSCertFile and TLSKeyFile serve it over HTTPS. The routes
+// are listed once, in api(), and described in openapi.json (served at /v1/openapi.json); a
+// test keeps the two the same.
+//
+// A job ends done, failed or cancelled. Ending releases its snapshot and purges its batches;
+// DELETE /v1/jobs/{id} then removes its plan and state, and Config.KeepJobs and
+// Config.KeepJobsFor make the coordinator delete old finished jobs itself.
 //
 // GET /metrics (read scope) serves Registry in the Prometheus text format: planning time,
 // each job's leases, rows, epochs and losses, the bus's fill and the source pools.

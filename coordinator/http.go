@@ -25,6 +25,8 @@ type apiError struct {
 	field  string
 	// retryAfter, when set, is sent as Retry-After (a 429 or 503 the client may retry).
 	retryAfter time.Duration
+	// jobState is the job's state when it is why the request is refused.
+	jobState string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -48,6 +50,8 @@ func (c *Coordinator) api() []route {
 		{"GET /v1/jobs", needs(ScopeRead), c.handleJobs},
 		{"GET /v1/jobs/{id}", needs(ScopeRead), c.handleJob},
 		{"GET /v1/jobs/{id}/plan", needs(ScopeRead), c.handlePlan},
+		{"POST /v1/jobs/{id}/cancel", needs(ScopeSubmit), c.handleCancel},
+		{"DELETE /v1/jobs/{id}", needs(ScopeSubmit), c.handleDelete},
 		{"POST /v1/jobs/{id}/fail", needs(ScopeWorker), c.handleFail},
 		{"POST /v1/jobs/{id}/progress", needs(ScopeWorker), c.handleProgress},
 		{"POST /v1/leases", needs(ScopeWorker), c.handleLease},
@@ -61,6 +65,7 @@ func (c *Coordinator) api() []route {
 		{"POST /v1/models/{id}", needs(ScopePredict, ScopeSubmit), c.handleModelPost},
 		// The bus state (page counts, no data) is what `pgtrain status` shows users too.
 		{"GET /v1/bus", needs(ScopeWorker, ScopeRead), c.handleBus},
+		{"GET /v1/openapi.json", needs(ScopeRead), c.handleOpenAPI},
 		// Probes stay open: orchestrators call them without credentials.
 		{"GET /healthz", public, func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -141,15 +146,14 @@ func (c *Coordinator) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, st)
 }
 
-func (c *Coordinator) handleJobs(w http.ResponseWriter, _ *http.Request) {
-	c.mu.Lock()
-	now := c.now()
-	out := make([]messages.JobStatus, 0, len(c.order))
-	for _, j := range c.order {
-		st := j.status(now)
-		st.Leases = nil // the list stays small; GET /v1/jobs/{id} has them
-		out = append(out, st)
+func (c *Coordinator) handleJobs(w http.ResponseWriter, r *http.Request) {
+	q, err := c.parseListQuery(r.URL.Query())
+	if err != nil {
+		c.writeError(w, r, err)
+		return
 	}
+	c.mu.Lock()
+	out := c.listJobs(q)
 	c.mu.Unlock()
 	writeJSON(w, http.StatusOK, out)
 }
@@ -168,6 +172,23 @@ func (c *Coordinator) handleJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+func (c *Coordinator) handleCancel(w http.ResponseWriter, r *http.Request) {
+	st, err := c.cancelJob(r.Context(), r.PathValue("id"))
+	if err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (c *Coordinator) handleDelete(w http.ResponseWriter, r *http.Request) {
+	if err := c.deleteJob(r.Context(), r.PathValue("id")); err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (c *Coordinator) handlePlan(w http.ResponseWriter, r *http.Request) {
@@ -357,7 +378,7 @@ func (c *Coordinator) writeError(w http.ResponseWriter, r *http.Request, err err
 	case errors.As(err, &fe):
 		status, resp.Error, resp.Field = http.StatusBadRequest, fe.Reason, fe.Field
 	case errors.As(err, &ae):
-		status, resp.Field = ae.status, ae.field
+		status, resp.Field, resp.JobState = ae.status, ae.field, ae.jobState
 		if ae.retryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(ae.retryAfter.Seconds())))
 		}

@@ -29,7 +29,9 @@ func TestWrongMethodIs405(t *testing.T) {
 		allow        string
 	}{
 		{"GET", "/v1/leases", http.StatusMethodNotAllowed, "POST"},
-		{"DELETE", "/v1/jobs/x", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"PUT", "/v1/jobs/x", http.StatusMethodNotAllowed, "DELETE, GET, HEAD"},
+		{"GET", "/v1/jobs/x/cancel", http.StatusMethodNotAllowed, "POST"},
+		{"DELETE", "/v1/openapi.json", http.StatusMethodNotAllowed, "GET, HEAD"},
 		{"POST", "/healthz", http.StatusMethodNotAllowed, "GET, HEAD"},
 		{"GET", "/v1/nothing", http.StatusNotFound, ""},
 		{"GET", "/healthz", http.StatusOK, ""},

@@ -30,6 +30,8 @@ type job struct {
 	snap      *snapshot
 	// loadErr is why a job's state could not be loaded at start; such a job is failed.
 	loadErr error
+	// deleting is set while DELETE removes the job's data.
+	deleting bool
 }
 
 // passState is one read pass in play: its range order (the trainer's) and its tasks.

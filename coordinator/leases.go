@@ -124,7 +124,7 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 		return nil, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("lease %s is lost: no job %q", id, jobID)}
 	}
 	if j.rec.State != messages.JobRunning {
-		return nil, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is %s", jobID, j.rec.State)}
+		return nil, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is %s", jobID, j.rec.State), jobState: j.rec.State}
 	}
 	if !j.validTask(pass, r) {
 		return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no lease %q", id)}

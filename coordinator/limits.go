@@ -37,6 +37,8 @@ type Limits struct {
 	// ModelCache bounds the models kept loaded for online prediction (each as large as its
 	// weight files); the least recently used one is dropped first.
 	ModelCache int
+	// ListJobs bounds the limit of one GET /v1/jobs page.
+	ListJobs int
 }
 
 // Default limits: generous for tabular training, far below what hurts one host.
@@ -49,6 +51,7 @@ const (
 	DefaultMaxUnits         = 8192
 	DefaultMaxParams        = 20_000_000 // 80 MB of float32 weights, 240 MB with Adam's moments
 	DefaultMaxJobsPerSource = 16
+	DefaultMaxListJobs      = 1000
 )
 
 // Default limits of online prediction: a thousand rows of a wide table, and a few models
@@ -77,6 +80,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.JobsPerSource, DefaultMaxJobsPerSource)
 	def(&l.PredictInstances, DefaultMaxPredictInstances)
 	def(&l.ModelCache, DefaultModelCache)
+	def(&l.ListJobs, DefaultMaxListJobs)
 	if l.Params == 0 {
 		l.Params = DefaultMaxParams
 	}
@@ -97,6 +101,7 @@ func (l Limits) validate() error {
 		{"max params", l.Params}, {"max jobs per source", int64(l.JobsPerSource)},
 		{"max predict bytes", l.PredictBytes}, {"max predict instances", int64(l.PredictInstances)},
 		{"model cache", int64(l.ModelCache)},
+		{"max list jobs", int64(l.ListJobs)},
 	} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", f.name, f.v))

@@ -38,7 +38,7 @@ type jobRecord struct {
 	Cleaned bool `json:"cleaned,omitempty"`
 }
 
-func (r *jobRecord) ended() bool { return r.State == messages.JobDone || r.State == messages.JobFailed }
+func (r *jobRecord) ended() bool { return messages.JobEnded(r.State) }
 
 // taskRecord is the KV value under range.<id>.<pass>.<range>: one range of one read pass.
 type taskRecord struct {

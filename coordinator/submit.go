@@ -256,6 +256,13 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Creation times are unique and increasing, so that the job order (creation time, then
+	// id; what list cursors follow) is the order of submission, also within one clock tick.
+	if n := len(c.order); n > 0 {
+		if last := c.order[n-1].rec.CreatedAt; rec.CreatedAt.UnixNano() <= last.UnixNano() {
+			rec.CreatedAt = last.Round(0).Add(time.Nanosecond)
+		}
+	}
 	rev, err := c.st.put(ctx, jobKey(rec.ID), 0, rec)
 	if err != nil {
 		return messages.JobStatus{}, unavailable(err)

@@ -70,7 +70,7 @@ func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messa
 		if p.Done && j.rec.State == messages.JobDone && p.TrainerID == j.rec.Trainer.ID {
 			return nil // a retried final report
 		}
-		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is %s", jobID, j.rec.State)}
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is %s", jobID, j.rec.State), jobState: j.rec.State}
 	}
 	if err := j.checkTrainer(p.TrainerID); err != nil {
 		return err

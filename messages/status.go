@@ -8,7 +8,26 @@ const (
 	JobRunning  = "running"
 	JobDone     = "done"
 	JobFailed   = "failed"
+	// JobCancelled: a user cancelled the job (POST /v1/jobs/{id}/cancel); the trainer keeps
+	// its last checkpoint.
+	JobCancelled = "cancelled"
 )
+
+// JobStates are every state a job can be in, for validating a state filter.
+var JobStates = []string{JobPlanning, JobRunning, JobDone, JobFailed, JobCancelled}
+
+// JobEnded reports whether a job in state is finished for good: nothing leases or trains it.
+func JobEnded(state string) bool {
+	return state == JobDone || state == JobFailed || state == JobCancelled
+}
+
+// JobList is what GET /v1/jobs answers: one page of jobs, oldest first. Next, when set, is
+// the opaque cursor of the following page (?cursor=Next).
+type JobList struct {
+	Version int         `json:"version"`
+	Jobs    []JobStatus `json:"jobs"`
+	Next    string      `json:"next,omitempty"`
+}
 
 // JobStatus is what GET /v1/jobs/{id} answers: state, progress, per-epoch results and the
 // leases in flight. It never contains a connection string.
@@ -106,6 +125,9 @@ type ConsumerStatus struct {
 type ErrorResponse struct {
 	Error string `json:"error"`
 	Field string `json:"field,omitempty"`
+	// JobState is the job's state when the request is refused because of it (a 409): a
+	// trainer told "cancelled" stops as asked instead of reporting a failure.
+	JobState string `json:"job_state,omitempty"`
 }
 
 // ClaimRequest and ClaimResponse: a trainer asks for a job to train.

@@ -102,6 +102,15 @@ var attacks = []attack{
 	{name: "worker submits a job", method: "POST", path: "/v1/jobs", cred: workerToken, body: validSpec, want: 403},
 	{name: "worker lists jobs", method: "GET", path: "/v1/jobs", cred: workerToken, want: 403},
 	{name: "worker reads a plan", method: "GET", path: "/v1/jobs/x/plan", cred: workerToken, want: 403},
+	// Job control is the submitters': a worker cannot cancel or delete a job.
+	{name: "no token cancels a job", method: "POST", path: "/v1/jobs/x/cancel", want: 401},
+	{name: "no token deletes a job", method: "DELETE", path: "/v1/jobs/x", want: 401},
+	{name: "no token reads the API document", method: "GET", path: "/v1/openapi.json", want: 401},
+	{name: "worker cancels a job", method: "POST", path: "/v1/jobs/x/cancel", cred: workerToken, want: 403},
+	{name: "worker deletes a job", method: "DELETE", path: "/v1/jobs/x", cred: workerToken, want: 403},
+	{name: "user deletes a job that is not there", method: "DELETE", path: "/v1/jobs/x", cred: userToken, want: 404},
+	{name: "user lists a billion jobs at once", method: "GET", path: "/v1/jobs?limit=1000000000", cred: userToken, want: 400},
+	{name: "user lists from a forged cursor", method: "GET", path: "/v1/jobs?cursor=" + strings.Repeat("QUFB", 1000), cred: userToken, want: 400},
 
 	// A worker token alone does not make a report: it must name the lease's or job's owner.
 	{name: "worker completes a lease without naming itself", method: "POST", path: "/v1/leases/x.0.0.1", cred: workerToken, body: `{"done":true,"next_page":9}`, want: 400},

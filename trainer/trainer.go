@@ -120,6 +120,13 @@ func (t *Trainer) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			t.log.Info("trainer stopped", "job_id", id)
 			return nil
+		case errors.Is(err, ErrJobGone) && client.JobState(err) == messages.JobCancelled:
+			// As the user asked: not a failure.
+			t.log.Info("job cancelled; training stopped, the last checkpoint stays", "job_id", id,
+				"dir", filepath.Join(t.cfg.OutDir, id))
+			if t.cfg.Once {
+				return nil
+			}
 		case errors.Is(err, ErrJobGone):
 			t.log.Warn("job taken away by the coordinator", "job_id", id, "error", err)
 			if t.cfg.Once {

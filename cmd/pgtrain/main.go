@@ -39,6 +39,8 @@ func commands() []command {
 		{"demo-data", "create the demo table in a database (for a cluster; `up --demo` does it itself)", runDemoData, flagsOf(demoDataFlags)},
 		{"status", "show a job (or all jobs): progress, leases, per-epoch loss", runStatus, flagsOf(statusFlags)},
 		{"models", "list the trained models, or pull one (pull ID DIR)", runModels, flagsOf(modelsFlags)},
+		{"cancel", "cancel a running job (the trainer keeps its last checkpoint)", runCancel, flagsOf(cancelFlags)},
+		{"delete", "delete a finished job: its state, its plan and its batches on the bus", runDelete, flagsOf(deleteFlags)},
 	}
 }
 

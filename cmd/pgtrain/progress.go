@@ -43,7 +43,7 @@ func follow(ctx context.Context, c *client.Client, id string, w io.Writer, every
 			rep.epoch(st, st.Results[printed])
 		}
 		switch st.State {
-		case messages.JobDone, messages.JobFailed:
+		case messages.JobDone, messages.JobFailed, messages.JobCancelled:
 			return st, nil
 		}
 		rep.progress(st, time.Since(start))

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,9 @@ var (
 	ErrLeaseLost = errors.New("lease lost")
 	// ErrNotFound: the job (or lease) does not exist.
 	ErrNotFound = errors.New("not found")
+	// ErrConflict: the job's state does not allow a cancel or a delete (the coordinator
+	// answered 409: a finished job cannot be cancelled, a running one cannot be deleted).
+	ErrConflict = errors.New("conflict")
 )
 
 // APIError is any other error answer of the coordinator. Field names the job spec field at
@@ -143,13 +147,72 @@ func (c *Client) Job(ctx context.Context, id string) (*messages.JobStatus, error
 	return &st, nil
 }
 
-// Jobs lists every job, oldest first.
+// Jobs lists every job, oldest first, page by page.
 func (c *Client) Jobs(ctx context.Context) ([]messages.JobStatus, error) {
 	var out []messages.JobStatus
-	if _, err := c.do(ctx, c.http, http.MethodGet, "/v1/jobs", nil, nil, &out); err != nil {
+	q := ListQuery{}
+	for {
+		page, err := c.JobsPage(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Jobs...)
+		if page.Next == "" {
+			return out, nil
+		}
+		q.Cursor = page.Next
+	}
+}
+
+// ListQuery selects a page of GET /v1/jobs; zero fields are left to the coordinator.
+type ListQuery struct {
+	// Limit is the page size (the coordinator's default and bound apply).
+	Limit int
+	// State keeps the jobs in one state (messages.JobRunning, ...).
+	State string
+	// Cursor is the Next of the previous page.
+	Cursor string
+}
+
+// JobsPage returns one page of jobs, oldest first; its Next is the cursor of the next page
+// ("" on the last one).
+func (c *Client) JobsPage(ctx context.Context, q ListQuery) (*messages.JobList, error) {
+	v := url.Values{}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.State != "" {
+		v.Set("state", q.State)
+	}
+	if q.Cursor != "" {
+		v.Set("cursor", q.Cursor)
+	}
+	path := "/v1/jobs"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out messages.JobList
+	if _, err := c.do(ctx, c.http, http.MethodGet, path, nil, nil, &out); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return &out, nil
+}
+
+// Cancel cancels a running job and returns its status (state cancelled). Cancelling a
+// cancelled job again is no error; a job that is done or failed is ErrConflict.
+func (c *Client) Cancel(ctx context.Context, id string) (*messages.JobStatus, error) {
+	var st messages.JobStatus
+	if _, err := c.do(ctx, c.http, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Delete removes a finished job: its state, its plan and its batches on the bus. A running
+// job is ErrConflict (cancel it first); a job that does not exist is ErrNotFound.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	_, err := c.do(ctx, c.http, http.MethodDelete, "/v1/jobs/"+url.PathEscape(id), nil, nil, nil)
+	return err
 }
 
 // Plan returns a job's plan.
@@ -294,6 +357,26 @@ func (c *Client) do(ctx context.Context, hc *retryablehttp.Client, method, path 
 	return 0, answerError(method, path, resp.StatusCode, data)
 }
 
+// conflictError is a 409: kind is ErrConflict or ErrLeaseLost.
+type conflictError struct {
+	msg      string
+	jobState string
+	kind     error
+}
+
+func (e *conflictError) Error() string { return e.msg }
+func (e *conflictError) Unwrap() error { return e.kind }
+
+// JobState is the job's state that a 409 answer names ("" when it names none): a worker
+// whose job was cancelled tells that from a lease lost to another worker.
+func JobState(err error) string {
+	var ce *conflictError
+	if errors.As(err, &ce) {
+		return ce.jobState
+	}
+	return ""
+}
+
 func answerError(method, path string, status int, body []byte) error {
 	var er messages.ErrorResponse
 	if json.Unmarshal(body, &er) != nil || er.Error == "" {
@@ -302,10 +385,13 @@ func answerError(method, path string, status int, body []byte) error {
 			er.Error = er.Error[:200]
 		}
 	}
-	switch status {
-	case http.StatusConflict:
-		return fmt.Errorf("%s %s: %s: %w", method, path, er.Error, ErrLeaseLost)
-	case http.StatusNotFound:
+	switch {
+	case status == http.StatusConflict && (method == http.MethodDelete || strings.HasSuffix(path, "/cancel")):
+		// A user's job control, not a worker's lease.
+		return &conflictError{msg: fmt.Sprintf("%s %s: %s", method, path, er.Error), jobState: er.JobState, kind: ErrConflict}
+	case status == http.StatusConflict:
+		return &conflictError{msg: fmt.Sprintf("%s %s: %s: %s", method, path, er.Error, ErrLeaseLost), jobState: er.JobState, kind: ErrLeaseLost}
+	case status == http.StatusNotFound:
 		return fmt.Errorf("%s %s: %s: %w", method, path, er.Error, ErrNotFound)
 	}
 	return &APIError{Status: status, Message: er.Error, Field: er.Field}

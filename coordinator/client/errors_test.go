@@ -54,3 +54,39 @@ func TestInvalidURLErrorHidesThePassword(t *testing.T) {
 		t.Fatalf("the error shows the password: %v", err)
 	}
 }
+
+// A 409 to a user's cancel or delete is ErrConflict, not a lost lease; the job's state it
+// names is kept for the caller.
+func TestConflictErrors(t *testing.T) {
+	tests := []struct {
+		name, method, path, body string
+		wantIs, wantNot          error
+		wantState                string
+	}{
+		{name: "cancel of a done job", method: http.MethodPost, path: "/v1/jobs/j/cancel",
+			body: `{"error":"job j is done: only a running job can be cancelled","job_state":"done"}`, wantIs: ErrConflict, wantNot: ErrLeaseLost, wantState: "done"},
+		{name: "delete of a running job", method: http.MethodDelete, path: "/v1/jobs/j",
+			body: `{"error":"job j is running: cancel it first","job_state":"running"}`, wantIs: ErrConflict, wantNot: ErrLeaseLost, wantState: "running"},
+		{name: "trainer report on a cancelled job", method: http.MethodPost, path: "/v1/jobs/j/progress",
+			body: `{"error":"job j is cancelled","job_state":"cancelled"}`, wantIs: ErrLeaseLost, wantNot: ErrConflict, wantState: "cancelled"},
+		{name: "lease lost to another worker", method: http.MethodPost, path: "/v1/leases/j.0.0.1",
+			body: `{"error":"lease j.0.0.1 is lost: it is held by f2"}`, wantIs: ErrLeaseLost, wantNot: ErrConflict},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := answerError(tt.method, tt.path, http.StatusConflict, []byte(tt.body))
+			if !errors.Is(err, tt.wantIs) || errors.Is(err, tt.wantNot) {
+				t.Fatalf("err = %v; want %v, not %v", err, tt.wantIs, tt.wantNot)
+			}
+			if got := JobState(err); got != tt.wantState {
+				t.Fatalf("JobState = %q, want %q", got, tt.wantState)
+			}
+			if !strings.Contains(err.Error(), tt.path) {
+				t.Fatalf("err = %q does not name the request", err)
+			}
+		})
+	}
+	if got := JobState(errors.New("other")); got != "" {
+		t.Fatalf("JobState of another error = %q", got)
+	}
+}

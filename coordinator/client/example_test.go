@@ -91,6 +91,57 @@ func ExampleClient_Submit() {
 	// job running on public.iris with 150 rows in 3 range(s)
 }
 
+// Job control: cancel a running job, list the cancelled ones a page at a time, delete one
+// (a running job cannot be deleted: cancel it first).
+func ExampleClient_Cancel() {
+	url, stop, err := startCoordinator()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stop()
+	ctx := context.Background()
+	c := client.New(url, nil)
+	st, err := c.Submit(ctx, []byte(irisSpec))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := c.Delete(ctx, st.ID); errors.Is(err, client.ErrConflict) {
+		fmt.Println("refused: the job is", client.JobState(err))
+	}
+	if st, err = c.Cancel(ctx, st.ID); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("job", st.State)
+	for q := (client.ListQuery{State: messages.JobCancelled, Limit: 10}); ; {
+		page, err := c.JobsPage(ctx, q)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		for _, j := range page.Jobs {
+			fmt.Println("listed:", j.State, j.Table)
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	if err := c.Delete(ctx, st.ID); err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = c.Job(ctx, st.ID)
+	fmt.Println("after the delete:", errors.Is(err, client.ErrNotFound))
+	// Output:
+	// refused: the job is running
+	// job cancelled
+	// listed: cancelled public.iris
+	// after the delete: true
+}
+
 // startCoordinator runs a coordinator on a throwaway PostgreSQL holding a small iris table
 // and an embedded NATS server; stop shuts it all down.
 func startCoordinator() (url string, stop func(), err error) {

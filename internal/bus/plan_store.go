@@ -55,3 +55,27 @@ func GetPlan(ctx context.Context, kv jetstream.KeyValue, jobID string) (*message
 	}
 	return p, nil
 }
+
+// DeletePlan removes a job's plan (for a deleted job); a plan that is not there is no error.
+func DeletePlan(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, jobID string) error {
+	if err := PurgeKeys(ctx, js, kv, planKey(jobID)); err != nil {
+		return fmt.Errorf("deleting the plan of job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// PurgeKeys removes the keys of a bucket that match filter (a key, or a pattern with the
+// subject wildcards * and >) with their history, and leaves no delete marker: it purges the
+// bucket's stream by subject. KeyValue.Purge keeps a marker per key, which a deleted job's
+// thousands of task records would leave behind for ever.
+func PurgeKeys(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, filter string) error {
+	// The stream and subject names of a bucket are fixed by the KV design (ADR-8).
+	s, err := js.Stream(ctx, "KV_"+kv.Bucket())
+	if err != nil {
+		return fmt.Errorf("purging %s: looking up the bucket's stream: %w", filter, err)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+kv.Bucket()+"."+filter)); err != nil {
+		return fmt.Errorf("purging %s: %w", filter, err)
+	}
+	return nil
+}
