@@ -230,6 +230,36 @@ func (c *Client) FailJob(ctx context.Context, jobID string, req messages.FailReq
 	return err
 }
 
+// Predict submits a prediction job (a JSON messages.PredictionSpec, sent as is so that the
+// coordinator names what is wrong with it) and returns its status.
+func (c *Client) Predict(ctx context.Context, spec []byte) (*messages.JobStatus, error) {
+	var st messages.JobStatus
+	h := http.Header{IdempotencyHeader: {newKey()}}
+	if _, err := c.do(ctx, c.http, http.MethodPost, "/v1/predictions", h, spec, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// ScorerJobs lists the running prediction jobs, which the scorers consume.
+func (c *Client) ScorerJobs(ctx context.Context) ([]string, error) {
+	var out messages.ScorerJobs
+	if _, err := c.do(ctx, c.http, http.MethodGet, "/v1/scorers/jobs", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Jobs, nil
+}
+
+// ReportScored records a batch written to a prediction job's output table; reporting it
+// again is harmless. ErrLeaseLost means the job has ended.
+func (c *Client) ReportScored(ctx context.Context, jobID string, rep messages.ScoreReport) error {
+	if rep.Version == 0 {
+		rep.Version = messages.SchemaVersion
+	}
+	_, err := c.do(ctx, c.http, http.MethodPost, "/v1/jobs/"+url.PathEscape(jobID)+"/scored", nil, rep, nil)
+	return err
+}
+
 // Healthy reports whether the coordinator is up and reaches NATS and PostgreSQL. It does not
 // retry: it describes the present.
 func (c *Client) Healthy(ctx context.Context) error {
@@ -293,10 +323,12 @@ func answerError(method, path string, status int, body []byte) error {
 			er.Error = er.Error[:200]
 		}
 	}
-	switch status {
-	case http.StatusConflict:
+	switch {
+	case status == http.StatusConflict && path == "/v1/predictions":
+		// The output table exists: the caller's to fix, not a lost lease.
+	case status == http.StatusConflict:
 		return fmt.Errorf("%s %s: %s: %w", method, path, er.Error, ErrLeaseLost)
-	case http.StatusNotFound:
+	case status == http.StatusNotFound:
 		return fmt.Errorf("%s %s: %s: %w", method, path, er.Error, ErrNotFound)
 	}
 	return &APIError{Status: status, Message: er.Error, Field: er.Field}
