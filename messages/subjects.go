@@ -83,6 +83,9 @@ func (n Names) ReadyStream() string { return n.up() + "_READY" }
 // StateBucket is the KV bucket of job state and plans.
 func (n Names) StateBucket() string { return n.low() + "_state" }
 
+// ModelBucket is the Object Store bucket of finished models.
+func (n Names) ModelBucket() string { return n.low() + "_models" }
+
 // RawSubjects is the subject space of RawStream.
 func (n Names) RawSubjects() string { return n.low() + ".raw.>" }
 

@@ -23,6 +23,9 @@ type tfjsModelJSON struct {
 	ConvertedBy     *string             `json:"convertedBy"`
 	ModelTopology   json.RawMessage     `json:"modelTopology"`
 	WeightsManifest []tfjsManifestGroup `json:"weightsManifest"`
+	// UserDefinedMetadata is what LayersModel.getUserDefinedMetadata() returns in TF.js;
+	// pgtrain keeps its ModelMeta under the key MetaKey.
+	UserDefinedMetadata map[string]json.RawMessage `json:"userDefinedMetadata,omitempty"`
 }
 
 type tfjsManifestGroup struct {

@@ -30,6 +30,9 @@ type Limits struct {
 	RawAckWait time.Duration
 	// RawMaxDeliver bounds redeliveries of a page that keeps failing.
 	RawMaxDeliver int
+	// ModelReplicas is the number of replicas of the model bucket in a JetStream cluster;
+	// 0 is 1.
+	ModelReplicas int
 }
 
 // Defaults for Limits.
@@ -95,6 +98,8 @@ type Bus struct {
 	Raw    jetstream.Stream
 	Ready  jetstream.Stream
 	State  jetstream.KeyValue
+	// Models is the Object Store bucket of finished models (see PutModel).
+	Models jetstream.ObjectStore
 	Limits Limits
 	names  messages.Names
 }
@@ -113,8 +118,8 @@ func (b *Bus) StateKV() jetstream.KeyValue { return b.State }
 // Names are the stream, bucket and subject names of the bus's prefix.
 func (b *Bus) Names() messages.Names { return b.names }
 
-// Ensure declares (or updates) the streams, the preprocessors' durable consumer and the KV
-// bucket, retrying while the server is not reachable yet.
+// Ensure declares (or updates) the streams, the preprocessors' durable consumer, the KV
+// bucket and the model bucket, retrying while the server is not reachable yet.
 func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
 	limits = limits.withDefaults()
 	names, err := messages.NewNames(limits.Prefix)
@@ -160,6 +165,10 @@ func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
 		})
 		if err != nil {
 			return fmt.Errorf("declaring KV %s: %w", names.StateBucket(), err)
+		}
+		b.Models, err = js.CreateOrUpdateObjectStore(ctx, ModelStoreConfig(names, limits.ModelReplicas))
+		if err != nil {
+			return fmt.Errorf("declaring object store %s: %w", names.ModelBucket(), err)
 		}
 		return nil
 	})

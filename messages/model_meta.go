@@ -1,0 +1,164 @@
+package messages
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ModelMetaVersion is the version of ModelMeta this build writes. It reads every version up
+// to this one; a model written by a newer pgtrain is refused rather than misread.
+const ModelMetaVersion = 1
+
+// ErrModelMetaVersion is returned for model metadata of a version this build cannot read.
+var ErrModelMetaVersion = errors.New("unsupported model metadata version")
+
+// ErrModelMeta is returned for model metadata that does not describe a usable model.
+var ErrModelMeta = errors.New("invalid model metadata")
+
+// Label kinds of a trained model.
+const (
+	// LabelRegression: the model's single output is the predicted value.
+	LabelRegression = "regression"
+	// LabelClassification: the model's outputs are one score per class, in Classes order
+	// (probabilities, or logits when FromLogits is set).
+	LabelClassification = "classification"
+)
+
+// ModelMeta is the preprocessing and provenance a trained model carries in its model.json
+// (as userDefinedMetadata.pgtrain), so that the model can be applied to raw rows without
+// the coordinator's plan.
+//
+// A raw row becomes the model's input by going through Features in order: a numeric column
+// writes one float, (x - offset) * factor, with x = impute when the value is NULL (has_impute
+// false: NULL is an error); a categorical column writes len(vocabulary)+1 floats, a one-hot
+// of the value's index in the vocabulary, or of the last slot (index len(vocabulary), the
+// out-of-vocabulary slot) for any other value and for NULL.
+type ModelMeta struct {
+	Version int    `json:"version"`
+	JobID   string `json:"job_id"`
+	// Source, Schema, Table and Key name the data the model was trained on.
+	Source string `json:"source"`
+	Schema string `json:"schema"`
+	Table  string `json:"table"`
+	Key    string `json:"key"`
+	// Features are the input columns in input order.
+	Features []ColumnPlan `json:"features"`
+	Label    ColumnPlan   `json:"label"`
+	// LabelKind is LabelRegression or LabelClassification; Classes are the class names in
+	// output order (classification only).
+	LabelKind string   `json:"label_kind"`
+	Classes   []string `json:"classes,omitempty"`
+	// FromLogits says the outputs of a classifier are logits (apply a softmax for
+	// probabilities).
+	FromLogits bool `json:"from_logits,omitempty"`
+	InputDim   int  `json:"input_dim"`
+	LabelDim   int  `json:"label_dim"`
+	// Spec is the job spec the model was trained with.
+	Spec JobSpec `json:"spec"`
+	// Rows and Checksum summarise the training rows (validation rows excluded); LastKey is
+	// the largest key the job read (training and validation rows).
+	Rows     int64       `json:"rows"`
+	Checksum KeyChecksum `json:"checksum"`
+	LastKey  int64       `json:"last_key"`
+	// Metrics are the final epoch's: "loss", each compiled metric, and with a validation
+	// split "val_loss" and "val_<metric>".
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+// ModelMetaFromPlan is the metadata a plan determines; the trainer adds LastKey and
+// Metrics.
+func ModelMetaFromPlan(p *Plan) ModelMeta {
+	m := ModelMeta{
+		Version:    ModelMetaVersion,
+		JobID:      p.JobID,
+		Source:     p.Spec.Source,
+		Schema:     p.Schema,
+		Table:      p.Table,
+		Key:        p.Key,
+		Features:   p.Features,
+		Label:      p.Label,
+		LabelKind:  LabelRegression,
+		FromLogits: p.Spec.FromLogits,
+		InputDim:   p.InputDim,
+		LabelDim:   p.LabelDim,
+		Spec:       p.Spec,
+		Rows:       p.Expected.Rows,
+		Checksum:   p.Expected,
+	}
+	if p.Spec.Label.Encode != EncodeNone {
+		m.LabelKind = LabelClassification
+		m.Classes = p.Label.Vocabulary
+	}
+	return m
+}
+
+// Plan rebuilds the part of the training plan that drives the transform of a raw batch
+// (columns, widths, the label encoding), for transform.Compile. It has no ranges: a
+// prediction job plans its own.
+func (m ModelMeta) Plan() *Plan {
+	return &Plan{
+		Version:  SchemaVersion,
+		JobID:    m.JobID,
+		Spec:     m.Spec,
+		Schema:   m.Schema,
+		Table:    m.Table,
+		Key:      m.Key,
+		Features: m.Features,
+		Label:    m.Label,
+		InputDim: m.InputDim,
+		LabelDim: m.LabelDim,
+		Expected: m.Checksum,
+	}
+}
+
+// OutputDim is the width of one prediction row: 1 for regression, one score per class.
+func (m ModelMeta) OutputDim() int {
+	if m.LabelKind == LabelClassification {
+		return len(m.Classes)
+	}
+	return 1
+}
+
+// Validate checks what a reader relies on: a version this build reads, and features whose
+// widths add up to InputDim.
+func (m ModelMeta) Validate() error {
+	switch {
+	case m.Version > ModelMetaVersion:
+		return fmt.Errorf("model metadata version %d is newer than this build reads (%d): upgrade pgtrain: %w", m.Version, ModelMetaVersion, ErrModelMetaVersion)
+	case m.Version < 1:
+		return fmt.Errorf("model metadata version %d: %w", m.Version, ErrModelMetaVersion)
+	}
+	if len(m.Features) == 0 {
+		return fmt.Errorf("features: none: %w", ErrModelMeta)
+	}
+	width := 0
+	seen := make(map[string]bool, len(m.Features))
+	for i, f := range m.Features {
+		if f.Name == "" {
+			return fmt.Errorf("features[%d].name: empty: %w", i, ErrModelMeta)
+		}
+		if seen[f.Name] {
+			return fmt.Errorf("features[%d].name: column %q is listed twice: %w", i, f.Name, ErrModelMeta)
+		}
+		seen[f.Name] = true
+		switch f.Kind {
+		case KindNumeric, KindCategorical:
+		default:
+			return fmt.Errorf("features[%d].kind: %q for column %q (want %s or %s): %w", i, f.Kind, f.Name, KindNumeric, KindCategorical, ErrModelMeta)
+		}
+		width += f.Width()
+	}
+	if width != m.InputDim {
+		return fmt.Errorf("input_dim: %d, but the features are %d wide: %w", m.InputDim, width, ErrModelMeta)
+	}
+	switch m.LabelKind {
+	case LabelRegression:
+	case LabelClassification:
+		if len(m.Classes) == 0 {
+			return fmt.Errorf("classes: a classifier needs at least one: %w", ErrModelMeta)
+		}
+	default:
+		return fmt.Errorf("label_kind: %q (want %s or %s): %w", m.LabelKind, LabelRegression, LabelClassification, ErrModelMeta)
+	}
+	return nil
+}
