@@ -3,6 +3,7 @@ package messages
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ModelMetaVersion is the version of ModelMeta this build writes. It reads every version up
@@ -161,4 +162,37 @@ func (m ModelMeta) Validate() error {
 		return fmt.Errorf("label_kind: %q (want %s or %s): %w", m.LabelKind, LabelRegression, LabelClassification, ErrModelMeta)
 	}
 	return nil
+}
+
+// ModelFileInfo is one stored file of a model.
+type ModelFileInfo struct {
+	Name   string    `json:"name"`
+	Size   int64     `json:"size"`
+	Digest string    `json:"digest"`
+	Stored time.Time `json:"stored"`
+}
+
+// ModelInfo is a stored model: its files and, in the coordinator's answers, its metadata.
+type ModelInfo struct {
+	JobID string `json:"job_id"`
+	// Stored is when its model.json was stored, which made the model complete.
+	Stored time.Time       `json:"stored"`
+	Files  []ModelFileInfo `json:"files"`
+	// Metadata is the model's ModelMeta; MetadataError says why it could not be read (a
+	// newer pgtrain wrote it, say).
+	Metadata      *ModelMeta `json:"metadata,omitempty"`
+	MetadataError string     `json:"metadata_error,omitempty"`
+	// Omitted says what the coordinator left out of the metadata for a caller that may not
+	// see the data.
+	Omitted string `json:"omitted,omitempty"`
+}
+
+// File returns the named file's info, if the model has it.
+func (m ModelInfo) File(name string) (ModelFileInfo, bool) {
+	for _, f := range m.Files {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return ModelFileInfo{}, false
 }

@@ -41,6 +41,10 @@ type position struct {
 	Results []messages.EpochResult `msgpack:"results"`
 	// Finished is set once every epoch is done; only the export and the final report remain.
 	Finished bool `msgpack:"finished"`
+	// LastKey is the largest key read so far (any epoch, training or validation), when
+	// AnyKey; the model's metadata records it.
+	LastKey int64 `msgpack:"last_key"`
+	AnyKey  bool  `msgpack:"any_key"`
 }
 
 // pendingRows are rows not yet part of a finished batch.

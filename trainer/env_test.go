@@ -99,6 +99,12 @@ func (d dataset) plan() *messages.Plan {
 	}.WithDefaults()
 	p := &messages.Plan{
 		Version: messages.SchemaVersion, JobID: d.job, Spec: spec, Schema: "public", Table: "t", Key: "id",
+		Features: []messages.ColumnPlan{
+			{Name: "a", PGType: "real", Kind: messages.KindNumeric, Factor: 1},
+			{Name: "b", PGType: "real", Kind: messages.KindNumeric, Factor: 1},
+			{Name: "c", PGType: "real", Kind: messages.KindNumeric, Factor: 1},
+		},
+		Label:    messages.ColumnPlan{Name: "y", PGType: "real", Kind: messages.KindNumeric, Factor: 1},
 		InputDim: testInputDim, LabelDim: testLabelDim, ValidationRanges: d.validation,
 		PageRows: d.pageRows, Replay: d.replay, Window: 4,
 	}

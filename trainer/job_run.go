@@ -17,6 +17,7 @@ import (
 	"pgtrain/internal/faultpoint"
 	"pgtrain/internal/workloop"
 	"pgtrain/messages"
+	"pgtrain/model"
 )
 
 // errStopped: the context was cancelled and the position is checkpointed.
@@ -230,6 +231,9 @@ func (j *jobRun) feed(ctx context.Context, r *rangeRows, training bool) (stopped
 		p.X = append(p.X, r.X[row*in:(row+1)*in]...)
 		p.Y = append(p.Y, r.Y[row*lab:(row+1)*lab]...)
 		seen.Add(key)
+		if !j.pos.AnyKey || key > j.pos.LastKey {
+			j.pos.LastKey, j.pos.AnyKey = key, true
+		}
 		if len(p.Keys) < bs {
 			continue
 		}
@@ -297,7 +301,8 @@ func (j *jobRun) endEpoch() (messages.EpochResult, error) {
 		return res, err
 	}
 	j.pos.Results = append(j.pos.Results, res)
-	j.pos = position{Epoch: e + 1, Pending: j.pos.Pending, Results: j.pos.Results, Finished: e+1 >= j.plan.Spec.Epochs}
+	j.pos = position{Epoch: e + 1, Pending: j.pos.Pending, Results: j.pos.Results, Finished: e+1 >= j.plan.Spec.Epochs,
+		LastKey: j.pos.LastKey, AnyKey: j.pos.AnyKey}
 	if err := j.checkpoint(); err != nil {
 		return res, err
 	}
@@ -399,12 +404,19 @@ func (j *jobRun) send(ctx context.Context, p messages.TrainerProgress) error {
 	return nil
 }
 
-// finish exports the model and reports the job done. It runs again, harmlessly, when a
-// trainer restarts after the last checkpoint.
+// finish exports the model, stores it in the bus's model bucket and reports the job done.
+// It runs again, harmlessly, when a trainer restarts after the last checkpoint: the export
+// and the stored objects come out the same.
 func (j *jobRun) finish(ctx context.Context) error {
 	dir, err := j.export()
 	if err != nil {
 		return err
+	}
+	if err := j.t.bus.PutModel(ctx, j.plan.JobID, dir); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return retryable("storing the model: %w", err)
 	}
 	var rows int64
 	if n := len(j.pos.Results); n > 0 {
@@ -421,8 +433,8 @@ func (j *jobRun) finish(ctx context.Context) error {
 	return nil
 }
 
-// export writes the TF.js model next to the checkpoint; it is written under a temporary
-// name and renamed, so OutDir/<job>/model is either absent or complete.
+// export writes the TF.js model, with its metadata, next to the checkpoint; it is written
+// under a temporary name and renamed, so OutDir/<job>/model is either absent or complete.
 func (j *jobRun) export() (string, error) {
 	final, err := filepath.Abs(filepath.Join(j.dir, "model"))
 	if err != nil {
@@ -438,6 +450,9 @@ func (j *jobRun) export() (string, error) {
 	if err := j.model.SaveTFJS(tmp); err != nil {
 		return "", fmt.Errorf("exporting the model: %w", err)
 	}
+	if err := model.WriteMeta(tmp, j.meta()); err != nil {
+		return "", fmt.Errorf("exporting the model: %w", err)
+	}
 	if err := os.RemoveAll(final); err != nil {
 		return "", fmt.Errorf("exporting the model: %w", err)
 	}
@@ -445,6 +460,27 @@ func (j *jobRun) export() (string, error) {
 		return "", fmt.Errorf("exporting the model: %w", err)
 	}
 	return final, nil
+}
+
+// meta is the model's metadata: the plan's preprocessing and data, the largest key read and
+// the final epoch's metrics.
+func (j *jobRun) meta() messages.ModelMeta {
+	m := messages.ModelMetaFromPlan(j.plan)
+	m.LastKey = j.pos.LastKey
+	if n := len(j.pos.Results); n > 0 {
+		res := j.pos.Results[n-1]
+		m.Metrics = map[string]float64{"loss": res.Loss}
+		for k, v := range res.Metrics {
+			m.Metrics[k] = v
+		}
+		if res.ValLoss != nil {
+			m.Metrics["val_loss"] = *res.ValLoss
+		}
+		for k, v := range res.ValMetrics {
+			m.Metrics["val_"+k] = v
+		}
+	}
+	return m
 }
 
 // shuffle is the permutation of a training range's rows in an epoch, drawn by a generator

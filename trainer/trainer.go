@@ -43,12 +43,16 @@ type Trainer struct {
 	observe func(epoch int, training bool, keys []int64)
 }
 
-// Bus is the JetStream side of a trainer: it reads and purges READY and reads plans from the
-// state bucket. pgtrain's roles are given one that has declared them.
+// Bus is the JetStream side of a trainer: it reads and purges READY, reads plans from the
+// state bucket and stores finished models. pgtrain's roles are given one that has declared
+// them.
 type Bus interface {
 	ReadyStream() jetstream.Stream
 	StateKV() jetstream.KeyValue
 	Names() messages.Names
+	// PutModel stores the model files of dir as the job's model; putting it again is
+	// harmless.
+	PutModel(ctx context.Context, jobID, dir string) error
 }
 
 // New checks cfg (after applying its defaults) and returns a trainer that reads READY from b

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"pgtrain/coordinator/client"
 	"pgtrain/internal/bus"
 	"pgtrain/messages"
+	"pgtrain/model"
 	"pgtrain/trainer"
 )
 
@@ -112,7 +114,12 @@ func (m noopModel) TrainOnBatch(x, y []float32, rows int) (map[string]float64, e
 func (noopModel) Evaluate(x, y []float32, rows int) (map[string]float64, error) {
 	return zeroLoss, nil
 }
-func (noopModel) SaveTFJS(dir string) error          { return nil }
+
+// SaveTFJS writes a model.json without layers: the trainer adds the metadata to it and
+// stores it like any model.
+func (noopModel) SaveTFJS(dir string) error {
+	return os.WriteFile(filepath.Join(dir, model.TFJSModelFile), []byte(`{"format":"layers-model","modelTopology":{}}`), 0o644)
+}
 func (noopModel) MarshalCheckpoint() ([]byte, error) { return []byte{}, nil }
 func (noopModel) UnmarshalCheckpoint(b []byte) error { return nil }
 

@@ -98,8 +98,7 @@ type Bus struct {
 	Raw    jetstream.Stream
 	Ready  jetstream.Stream
 	State  jetstream.KeyValue
-	// Models is the Object Store bucket of finished models (see PutModel).
-	Models jetstream.ObjectStore
+	Models jetstream.ObjectStore // finished models (see PutModel)
 	Limits Limits
 	names  messages.Names
 }

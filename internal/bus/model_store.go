@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -27,32 +26,6 @@ const ModelJSON = "model.json"
 // ErrNoModel is returned when the store has no (complete) model for a job, or not the
 // file asked for.
 var ErrNoModel = errors.New("no such model")
-
-// ModelFileInfo is one stored file of a model.
-type ModelFileInfo struct {
-	Name   string    `json:"name"`
-	Size   int64     `json:"size"`
-	Digest string    `json:"digest"`
-	Stored time.Time `json:"stored"`
-}
-
-// ModelInfo is one complete stored model.
-type ModelInfo struct {
-	JobID string          `json:"job_id"`
-	Files []ModelFileInfo `json:"files"`
-	// Stored is when its model.json was stored (the model became complete).
-	Stored time.Time `json:"stored"`
-}
-
-// File returns the named file's info, if the model has it.
-func (m ModelInfo) File(name string) (ModelFileInfo, bool) {
-	for _, f := range m.Files {
-		if f.Name == name {
-			return f, true
-		}
-	}
-	return ModelFileInfo{}, false
-}
 
 // ModelStoreConfig is the Object Store bucket of finished models.
 func ModelStoreConfig(n messages.Names, replicas int) jetstream.ObjectStoreConfig {
@@ -189,15 +162,15 @@ func translateNotFound(jobID, name string, err error) error {
 }
 
 // ListModels lists the complete stored models, oldest first.
-func (b *Bus) ListModels(ctx context.Context) ([]ModelInfo, error) {
+func (b *Bus) ListModels(ctx context.Context) ([]messages.ModelInfo, error) {
 	objs, err := b.Models.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return []ModelInfo{}, nil
+		return []messages.ModelInfo{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listing models: %w", err)
 	}
-	byJob := map[string]*ModelInfo{}
+	byJob := map[string]*messages.ModelInfo{}
 	for _, o := range objs {
 		jobID, name, ok := strings.Cut(o.Name, "/")
 		if !ok || o.Deleted {
@@ -205,7 +178,7 @@ func (b *Bus) ListModels(ctx context.Context) ([]ModelInfo, error) {
 		}
 		m := byJob[jobID]
 		if m == nil {
-			m = &ModelInfo{JobID: jobID}
+			m = &messages.ModelInfo{JobID: jobID}
 			byJob[jobID] = m
 		}
 		m.Files = append(m.Files, fileInfo(name, o))
@@ -213,15 +186,15 @@ func (b *Bus) ListModels(ctx context.Context) ([]ModelInfo, error) {
 			m.Stored = o.ModTime
 		}
 	}
-	out := []ModelInfo{}
+	out := []messages.ModelInfo{}
 	for _, m := range byJob {
 		if m.Stored.IsZero() {
 			continue // model.json not stored yet
 		}
-		slices.SortFunc(m.Files, func(a, b ModelFileInfo) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(m.Files, func(a, b messages.ModelFileInfo) int { return strings.Compare(a.Name, b.Name) })
 		out = append(out, *m)
 	}
-	slices.SortFunc(out, func(a, b ModelInfo) int {
+	slices.SortFunc(out, func(a, b messages.ModelInfo) int {
 		if c := a.Stored.Compare(b.Stored); c != 0 {
 			return c
 		}
@@ -230,30 +203,30 @@ func (b *Bus) ListModels(ctx context.Context) ([]ModelInfo, error) {
 	return out, nil
 }
 
-func fileInfo(name string, o *jetstream.ObjectInfo) ModelFileInfo {
-	return ModelFileInfo{Name: name, Size: int64(o.Size), Digest: o.Digest, Stored: o.ModTime}
+func fileInfo(name string, o *jetstream.ObjectInfo) messages.ModelFileInfo {
+	return messages.ModelFileInfo{Name: name, Size: int64(o.Size), Digest: o.Digest, Stored: o.ModTime}
 }
 
 // Model returns one complete stored model's files.
-func (b *Bus) Model(ctx context.Context, jobID string) (ModelInfo, error) {
+func (b *Bus) Model(ctx context.Context, jobID string) (messages.ModelInfo, error) {
 	if err := checkModelFile(jobID, ModelJSON); err != nil {
-		return ModelInfo{}, err
+		return messages.ModelInfo{}, err
 	}
 	files, err := b.modelFiles(ctx, jobID, true)
 	if err != nil {
-		return ModelInfo{}, err
+		return messages.ModelInfo{}, err
 	}
-	m := ModelInfo{JobID: jobID, Files: files}
+	m := messages.ModelInfo{JobID: jobID, Files: files}
 	f, ok := m.File(ModelJSON)
 	if !ok {
-		return ModelInfo{}, fmt.Errorf("model %s: %w", jobID, ErrNoModel)
+		return messages.ModelInfo{}, fmt.Errorf("model %s: %w", jobID, ErrNoModel)
 	}
 	m.Stored = f.Stored
 	return m, nil
 }
 
 // modelFiles lists the stored files of one job's model (complete or not).
-func (b *Bus) modelFiles(ctx context.Context, jobID string, complete bool) ([]ModelFileInfo, error) {
+func (b *Bus) modelFiles(ctx context.Context, jobID string, complete bool) ([]messages.ModelFileInfo, error) {
 	objs, err := b.Models.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		if complete {
@@ -264,13 +237,13 @@ func (b *Bus) modelFiles(ctx context.Context, jobID string, complete bool) ([]Mo
 	if err != nil {
 		return nil, fmt.Errorf("listing model %s: %w", jobID, err)
 	}
-	var out []ModelFileInfo
+	var out []messages.ModelFileInfo
 	for _, o := range objs {
 		if name, ok := strings.CutPrefix(o.Name, jobID+"/"); ok && !o.Deleted {
 			out = append(out, fileInfo(name, o))
 		}
 	}
-	slices.SortFunc(out, func(a, b ModelFileInfo) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b messages.ModelFileInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
@@ -284,7 +257,7 @@ func (b *Bus) PullModel(ctx context.Context, jobID, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("pulling model %s: %w", jobID, err)
 	}
-	slices.SortStableFunc(m.Files, func(a, b ModelFileInfo) int {
+	slices.SortStableFunc(m.Files, func(a, b messages.ModelFileInfo) int {
 		switch {
 		case a.Name == ModelJSON:
 			return 1

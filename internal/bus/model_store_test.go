@@ -34,7 +34,7 @@ func TestModelStoreRoundTrip(t *testing.T) {
 	}
 	shard := bytes.Repeat([]byte{1, 2, 3, 4}, 300_000) // more than one object chunk
 	dir := writeModelDir(t, map[string]string{
-		ModelJSON:             `{"format":"layers-model"}`,
+		ModelJSON:              `{"format":"layers-model"}`,
 		"group1-shard1of1.bin": string(shard),
 		"model.json.tmp":       "a leftover of an interrupted export",
 	})
