@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -64,8 +63,7 @@ func waitJob(t *testing.T, cl *local.Cluster, id string) *messages.JobStatus {
 	return final
 }
 
-// trainModel trains makeTable's job and returns the model's id (its job's) once the model
-// store holds it.
+// trainModel trains makeTable's job and returns the model's id (its job's).
 func trainModel(t *testing.T, pool *pgxpool.Pool, natsURL string) string {
 	t.Helper()
 	ctx := context.Background()
@@ -86,21 +84,8 @@ func trainModel(t *testing.T, pool *pgxpool.Pool, natsURL string) string {
 	if final.State != messages.JobDone {
 		t.Fatalf("training job %s ended %s: %s", final.ID, final.State, final.Error)
 	}
-	if _, err := cl.Bus.ModelFile(ctx, final.ID, bus.ModelJSON); errors.Is(err, bus.ErrNoModel) {
-		// A trainer that does not store its models yet: store the exported one with the
-		// metadata of its plan, as a finished job's model is stored.
-		plan, err := bus.GetPlan(ctx, cl.Bus.StateKV(), final.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := filepath.Join(out, filepath.FromSlash(final.ModelPath))
-		if err := model.WriteMeta(dir, messages.ModelMetaFromPlan(plan)); err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.Bus.PutModel(ctx, final.ID, dir); err != nil {
-			t.Fatal(err)
-		}
-	} else if err != nil {
+	// The trainer stores the model before it reports the job done.
+	if _, err := cl.Bus.ModelFile(ctx, final.ID, bus.ModelJSON); err != nil {
 		t.Fatal(err)
 	}
 	return final.ID
