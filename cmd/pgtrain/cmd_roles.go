@@ -237,6 +237,7 @@ func scorerFlags() (*flag.FlagSet, *scorerOpts) {
 	fs.StringVar(&o.cfg.ScorerID, "id", "", "scorer name in reports and logs (default host-pid)")
 	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
 	fs.IntVar(&o.cfg.Concurrency, "concurrency", scorer.DefaultConcurrency, "batches of one job written at once")
+	fs.DurationVar(&o.cfg.AckWait, "ack-wait", scorer.DefaultAckWait, "how long a delivered batch may go unacknowledged before another scorer gets it (a dead scorer's batches wait this long)")
 	o.auth.register(fs)
 	o.db.register(fs)
 	o.nats.register(fs)
