@@ -210,7 +210,13 @@ func planPrediction(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec
 	} else if spec.Probabilities {
 		return nil, nil, &messages.FieldError{Field: "probabilities", Reason: fmt.Sprintf("model %s is a regression model: it has no class probabilities", spec.Model)}
 	}
-	if col, ok := rel.cols[tm.Label.Name]; ok && col.name != key.name && (tm.Label.Kind == messages.KindCategorical || col.numeric()) {
+	col, ok := rel.cols[tm.Label.Name]
+	ok = ok && col.name != key.name && (tm.Label.Kind == messages.KindCategorical || col.numeric())
+	if spec.Evaluate != nil && *spec.Evaluate && !ok {
+		return nil, nil, &messages.FieldError{Field: "evaluate", Reason: fmt.Sprintf("%s.%s has no column %q of a type the label %q reads, so model %s cannot be evaluated on it",
+			rel.schema, rel.name, tm.Label.Name, tm.Label.Name, spec.Model)}
+	}
+	if ok && (spec.Evaluate == nil || *spec.Evaluate) {
 		l := tm.Label
 		l.PGType = col.pgType
 		p.Label, p.LabelDim, pp.Evaluate = l, tm.LabelDim, true

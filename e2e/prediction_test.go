@@ -156,9 +156,26 @@ func readScores(t *testing.T, pool *pgxpool.Pool, table string) []scoredRow {
 	return out
 }
 
-// enginePredictions runs the stored model's own forward pass on the rows of table, with the
-// model's preprocessing applied by the transform the pipeline uses, in one call.
+// enginePredictions is engineOutputs of a regression model: its value per key.
 func enginePredictions(t *testing.T, pool *pgxpool.Pool, b *bus.Bus, modelID, table string) []scoredRow {
+	t.Helper()
+	rows := engineOutputs(t, pool, b, modelID, table)
+	out := make([]scoredRow, len(rows))
+	for i, r := range rows {
+		out[i] = scoredRow{id: r.id, value: r.out[0]}
+	}
+	return out
+}
+
+type engineRow struct {
+	id  int64
+	out []float32
+}
+
+// engineOutputs runs the stored model's own forward pass on the rows of table (in key
+// order, all in one call), with the model's preprocessing applied by the transform the
+// pipeline uses.
+func engineOutputs(t *testing.T, pool *pgxpool.Pool, b *bus.Bus, modelID, table string) []engineRow {
 	t.Helper()
 	ctx := context.Background()
 	js, err := b.ModelFile(ctx, modelID, bus.ModelJSON)
@@ -173,15 +190,18 @@ func enginePredictions(t *testing.T, pool *pgxpool.Pool, b *bus.Bus, modelID, ta
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The features only, as a prediction job without evaluation reads them.
+	plan := meta.Plan()
+	plan.Kind, plan.Label, plan.LabelDim = messages.JobKindPrediction, messages.ColumnPlan{}, 0
 	raw := &messages.RawBatch{BatchID: messages.BatchID{JobID: modelID}, Last: true}
-	cols := map[string]*messages.RawColumn{}
-	for _, c := range append(slices.Clone(meta.Features), meta.Label) {
+	for _, c := range meta.Features {
 		raw.Columns = append(raw.Columns, messages.RawColumn{Name: c.Name, Kind: c.RawKind()})
 	}
+	cols := map[string]*messages.RawColumn{}
 	for i := range raw.Columns {
 		cols[raw.Columns[i].Name] = &raw.Columns[i]
 	}
-	rows, err := pool.Query(ctx, fmt.Sprintf("select id, a, b, c::float8, kind, y from %s order by id", table))
+	rows, err := pool.Query(ctx, fmt.Sprintf("select id, a, b, c::float8, kind from %s order by id", table))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,12 +209,12 @@ func enginePredictions(t *testing.T, pool *pgxpool.Pool, b *bus.Bus, modelID, ta
 	for i := 0; rows.Next(); i++ {
 		var (
 			id   int64
-			a, y float32
+			a    float32
 			bv   float64
 			c    *float64
 			kind string
 		)
-		if err := rows.Scan(&id, &a, &bv, &c, &kind, &y); err != nil {
+		if err := rows.Scan(&id, &a, &bv, &c, &kind); err != nil {
 			t.Fatal(err)
 		}
 		raw.Keys = append(raw.Keys, id)
@@ -206,12 +226,11 @@ func enginePredictions(t *testing.T, pool *pgxpool.Pool, b *bus.Bus, modelID, ta
 		}
 		cols["c"].Float64 = append(cols["c"].Float64, *c)
 		cols["kind"].Text = append(cols["kind"].Text, kind)
-		cols["y"].Float32 = append(cols["y"].Float32, y)
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	ready, err := transform.Apply(meta.Plan(), raw)
+	ready, err := transform.Apply(plan, raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,9 +238,10 @@ func enginePredictions(t *testing.T, pool *pgxpool.Pool, b *bus.Bus, modelID, ta
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make([]scoredRow, len(raw.Keys))
+	w := m.OutputDim()
+	out := make([]engineRow, len(raw.Keys))
 	for i, k := range raw.Keys {
-		out[i] = scoredRow{id: k, value: pred[i]}
+		out[i] = engineRow{id: k, out: pred[i*w : (i+1)*w]}
 	}
 	return out
 }
@@ -371,5 +391,97 @@ func TestPredictionBadInput(t *testing.T) {
 	var n int
 	if err := pool.QueryRow(ctx, "select count(*) from taken").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("taken holds %d rows (%v), want 0", n, err)
+	}
+}
+
+// A classifier writes each row's class, its probability and every class's probability,
+// the engine's own softmax outputs; an unseen category takes the out-of-vocabulary slot.
+// With evaluate false the label is not read, so a label value the model never saw cannot
+// fail the job.
+func TestPredictionClassification(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	natsURL := testenv.NATS(t)
+	ctx := context.Background()
+	makeTable(t, pool, 2000)
+	makeHoldout(t, pool, "holdout", 700)
+	for _, s := range []string{
+		`alter table events add column grade text`,
+		`update events set grade = case when y > 1 then 'high' when y > 0 then 'mid' else 'low' end`,
+		`alter table holdout add column grade text`,
+		`update holdout set grade = case when id % 7 = 0 then 'unheard-of' else 'mid' end`,
+	} {
+		if _, err := pool.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := t.TempDir()
+	cl, err := local.Start(ctx, local.Options{
+		Sources: map[string]*pgxpool.Pool{"": pool}, NATSURL: natsURL,
+		Fetchers: 2, Preprocessors: 2, Scorers: 2, Trainer: true, TrainerCfg: trainer.Config{OutDir: out},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Stop()
+	st, err := cl.Client.Submit(ctx, []byte(`{"table": "events", "key": "id",
+		"features": [{"column": "a", "scale": "standard"}, {"column": "b", "scale": "minmax"},
+		             {"column": "c", "impute": "median", "scale": "standard"}, {"column": "kind", "encode": "onehot"}],
+		"label": {"column": "grade", "encode": "index"},
+		"model": {"layers": [{"type": "dense", "units": 8, "activation": "relu"}, {"type": "dense", "units": 3, "activation": "softmax"}]},
+		"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"], "epochs": 2, "batch_size": 64, "seed": 3}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final := waitJob(t, cl, st.ID); final.State != messages.JobDone {
+		t.Fatalf("training job ended %s: %s", final.State, final.Error)
+	}
+	pst, err := cl.Client.Predict(ctx, []byte(fmt.Sprintf(
+		`{"model": %q, "table": "holdout", "output": "holdout_classes", "probabilities": true, "evaluate": false, "page_rows": 100}`, st.ID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := waitJob(t, cl, pst.ID)
+	if final.State != messages.JobDone || final.Prediction.Written.Rows != 700 || final.Prediction.Loss != nil {
+		t.Fatalf("prediction job ended %s (%s): %+v; want done, 700 rows, no evaluation", final.State, final.Error, final.Prediction)
+	}
+
+	js, err := cl.Bus.ModelFile(ctx, st.ID, bus.ModelJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := model.ReadMeta(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := engineOutputs(t, pool, cl.Bus, st.ID, "holdout")
+	rows, err := pool.Query(ctx, `select id, class, probability, probabilities from holdout_classes order by id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	i := 0
+	for ; rows.Next(); i++ {
+		var (
+			id    int64
+			class string
+			prob  float32
+			probs []float32
+		)
+		if err := rows.Scan(&id, &class, &prob, &probs); err != nil {
+			t.Fatal(err)
+		}
+		w := want[i]
+		best := 0
+		for j, v := range w.out {
+			if v > w.out[best] {
+				best = j
+			}
+		}
+		if id != w.id || !slices.Equal(probs, w.out) || prob != w.out[best] || class != meta.Classes[best] {
+			t.Fatalf("row %d: key %d class %q p=%v %v; the engine says key %d %q %v", i, id, class, prob, probs, w.id, meta.Classes[best], w.out)
+		}
+	}
+	if err := rows.Err(); err != nil || i != len(want) {
+		t.Fatalf("%d rows (%v), want %d", i, err, len(want))
 	}
 }

@@ -50,7 +50,10 @@ type PredictionSpec struct {
 	Mode   string `json:"mode,omitempty"`
 	// Probabilities adds every class's probability as a real[] (classification only).
 	Probabilities bool `json:"probabilities,omitempty"`
-	RangeRows     int  `json:"range_rows,omitempty"`
+	// Evaluate: unset evaluates the model when the table holds its label column; false
+	// never does (a NULL or unseen label then cannot fail the job); true requires the label.
+	Evaluate  *bool `json:"evaluate,omitempty"`
+	RangeRows int   `json:"range_rows,omitempty"`
 	PageRows      int  `json:"page_rows,omitempty"`
 }
 

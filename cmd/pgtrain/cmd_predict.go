@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"pgtrain/messages"
@@ -27,6 +28,14 @@ func predictFlags() (*flag.FlagSet, *predictOpts) {
 	fs.StringVar(&o.spec.Output, "out", "", "the output table: name or schema.name (plain identifiers; default schema: the table's)")
 	fs.StringVar(&o.spec.Mode, "mode", messages.OutputCreate, "create (the output table must not exist), append (upsert into it) or replace (drop and create it)")
 	fs.BoolVar(&o.spec.Probabilities, "probabilities", false, "also write every class's probability as a real[] (classification)")
+	fs.Func("evaluate", "true: report the model's loss and metrics on the table's label column (which must be there); false: never; default: when the table has it", func(v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		o.spec.Evaluate = &b
+		return nil
+	})
 	fs.IntVar(&o.spec.RangeRows, "range-rows", 0, "rows per key range (default: the coordinator's)")
 	fs.IntVar(&o.spec.PageRows, "page-rows", 0, "rows per page (default: sized by the coordinator)")
 	fs.BoolVar(&o.client.wait, "wait", false, "follow the job until it ends")
