@@ -54,7 +54,7 @@ type PredictionSpec struct {
 	// never does (a NULL or unseen label then cannot fail the job); true requires the label.
 	Evaluate  *bool `json:"evaluate,omitempty"`
 	RangeRows int   `json:"range_rows,omitempty"`
-	PageRows      int  `json:"page_rows,omitempty"`
+	PageRows  int   `json:"page_rows,omitempty"`
 }
 
 // ParsePredictionSpec decodes a JSON prediction spec strictly and checks what can be
