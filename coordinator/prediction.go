@@ -412,6 +412,8 @@ func outputError(ident string, err error) error {
 			return &apiError{status: http.StatusConflict, field: "output", msg: fmt.Sprintf("%s exists (mode create)", ident)}
 		case "42501": // insufficient_privilege
 			return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("the coordinator's role may not create %s: %s", ident, pe.Message)}
+		case "25006": // read_only_sql_transaction
+			return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("the source's connections are read-only, so %s cannot be created: predictions need a role that may create and write the output table", ident)}
 		}
 	}
 	return fmt.Errorf("creating the output table %s: %w", ident, err)

@@ -76,7 +76,7 @@ func permanentWriteError(err error) bool {
 		return false
 	}
 	switch pe.Code[:2] {
-	case "42", "22", "23": // syntax/undefined/privilege, data, constraint
+	case "42", "22", "23", "25": // syntax/undefined/privilege, data, constraint, read-only
 		return true
 	}
 	return false
