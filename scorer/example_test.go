@@ -81,6 +81,7 @@ insert into new_points select i, i / 2.0 from generate_series(1, 40) i`); err !=
 		return
 	}
 	sctx, stop := context.WithCancel(ctx)
+	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- s.Run(sctx) }()
 

@@ -163,6 +163,7 @@ func (s *Scorer) runJob(ctx context.Context, id string) {
 	log := s.log.With("job_id", id)
 	backoff := &workloop.Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}
 	var jr *jobRun
+	created := false
 	for ctx.Err() == nil {
 		var err error
 		if jr == nil {
@@ -175,8 +176,20 @@ func (s *Scorer) runJob(ctx context.Context, id string) {
 			}
 		}
 		var cons jetstream.Consumer
-		if err == nil {
-			cons, err = s.consumer(ctx, id)
+		switch {
+		case err != nil:
+		case !created:
+			if cons, err = s.consumer(ctx, id); err == nil {
+				created = true
+			}
+		default:
+			// Only bind from now on: the coordinator deletes the consumer when the job
+			// ends, and creating it again would leave it behind.
+			cons, err = s.bus.JetStream().Consumer(ctx, s.names.ReadyStream(), messages.ScorerDurable(id))
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				log.Info("the job's consumer is gone (the job ended); stopping")
+				return
+			}
 		}
 		if err == nil {
 			err = s.consume(ctx, log, jr, cons)
