@@ -214,3 +214,50 @@ func TestPredictionOutputModes(t *testing.T) {
 		t.Fatalf("replaced has columns %q (%v), want id,value", cols, err)
 	}
 }
+
+// A restarted coordinator loads a prediction job's written batches: what was counted stays
+// counted (a batch reported again still counts once), and the job ends when the rest is
+// written.
+func TestPredictionResumesAfterRestart(t *testing.T) {
+	e := newEnv(t)
+	storeModel(t, e, "trained-3")
+	e.exec(t, `create table scored (id bigint primary key, a double precision, kind text)`)
+	e.exec(t, `insert into scored select i, i, 'y' from generate_series(1, 300) i`)
+	r := start(t, e, Config{Window: 10})
+	ctx := context.Background()
+	st, err := r.cl.Predict(ctx, []byte(`{"model": "trained-3", "table": "scored", "output": "scored_out", "range_rows": 100}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := func(cl *client.Client, l *messages.Lease) error {
+		return cl.ReportScored(ctx, st.ID, messages.ScoreReport{ScorerID: "s1", Last: true,
+			Batch: messages.BatchID{JobID: st.ID, Range: l.Range.Index}, Keys: messages.KeyChecksum{Rows: l.Range.Rows}})
+	}
+	var leases []*messages.Lease
+	for range st.Ranges {
+		l := mustLease(t, r.cl, "f1")
+		if _, err := r.cl.ReportLease(ctx, l.ID, messages.LeaseProgress{WorkerID: "f1", NextPage: 1, Rows: l.Range.Rows, Done: true}); err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, l)
+	}
+	if err := report(r.cl, leases[0]); err != nil {
+		t.Fatal(err)
+	}
+	r.stop(t)
+
+	r = start(t, e, Config{Window: 10})
+	s, err := r.cl.Job(ctx, st.ID)
+	if err != nil || s.State != messages.JobRunning || s.Prediction.RangesScored != 1 || s.Prediction.Written.Rows != leases[0].Range.Rows {
+		t.Fatalf("after the restart: %+v (%v), want running with one range written", s, err)
+	}
+	for _, l := range leases {
+		if err := report(r.cl, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final, err := r.cl.Job(ctx, st.ID)
+	if err != nil || final.State != messages.JobDone || final.Prediction.Written.Rows != 300 {
+		t.Fatalf("final %+v (%v): want done with 300 rows written once", final, err)
+	}
+}
