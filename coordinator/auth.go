@@ -33,10 +33,14 @@ const (
 	// (the most frequent values of each categorical column) and column statistics. Without
 	// it a plan comes without them.
 	ScopeData Scope = "data"
+	// ScopePredict calls online prediction (POST /v1/models/{id}:predict), and nothing
+	// else: what an application serving predictions needs, without reading job plans or
+	// submitting jobs that read the database. A submit token may predict too.
+	ScopePredict Scope = "predict"
 )
 
 // Scopes lists every scope a token may carry.
-var Scopes = []Scope{ScopeRead, ScopeSubmit, ScopeWorker, ScopeData}
+var Scopes = []Scope{ScopeRead, ScopeSubmit, ScopeWorker, ScopeData, ScopePredict}
 
 // MinTokenLength is the shortest secret accepted: a token is a password no human types.
 const MinTokenLength = 16

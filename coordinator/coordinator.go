@@ -28,6 +28,7 @@ type Coordinator struct {
 	bus     Bus
 	names   messages.Names
 	st      store
+	models  *models
 	log     *slog.Logger
 	now     func() time.Time
 
@@ -62,12 +63,14 @@ type Coordinator struct {
 // loadTimeout bounds reading the existing state at start-up.
 const loadTimeout = 30 * time.Second
 
-// Bus is the JetStream side of the coordinator: the streams it reports on and purges, and
-// the bucket that holds job state. pgtrain's roles are given one that has declared them.
+// Bus is the JetStream side of the coordinator: the streams it reports on and purges, the
+// bucket that holds job state and the store of finished models. pgtrain's roles are given
+// one that has declared them.
 type Bus interface {
 	JetStream() jetstream.JetStream
 	StateKV() jetstream.KeyValue
 	Names() messages.Names
+	ModelStore
 }
 
 // New builds a coordinator on the given sources ("" is the default source) and bus, and
@@ -104,6 +107,7 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 		bus:        b,
 		names:      names,
 		st:         store{kv: b.StateKV()},
+		models:     newModels(b, cfg.Limits.ModelCache),
 		log:        log,
 		now:        time.Now,
 		jobs:       map[string]*job{},

@@ -21,4 +21,8 @@
 // the route's scope: read and submit for users, worker for the fetchers, preprocessors and
 // trainers. Without tokens the API is open and Validate refuses a non-loopback address
 // unless InsecureNoAuth is set. TLSCertFile and TLSKeyFile serve it over HTTPS.
+//
+// Finished models are read from the bus's model store: GET /v1/models lists them with their
+// metadata, and POST /v1/models/{id}:predict (TF Serving's shape) applies a model to raw
+// column values through the preprocessors' transform and the engine's forward pass.
 package coordinator

@@ -55,6 +55,12 @@ func (c *Coordinator) api() []route {
 		{"POST /v1/predictions", needs(ScopeSubmit), c.handlePredict},
 		{"GET /v1/scorers/jobs", needs(ScopeWorker), c.handleScorerJobs},
 		{"POST /v1/jobs/{id}/scored", needs(ScopeWorker), c.handleScored},
+		{"GET /v1/models", needs(ScopeRead), c.handleModels},
+		{"GET /v1/models/{id}", needs(ScopeRead), c.handleModel},
+		// The files carry the data's values: the handler also wants the data scope.
+		{"GET /v1/models/{id}/files/{name}", needs(ScopeRead), c.handleModelFile},
+		// POST /v1/models/{id}:predict (TF Serving's path; the handler checks the verb).
+		{"POST /v1/models/{id}", needs(ScopePredict, ScopeSubmit), c.handleModelPost},
 		// The bus state (page counts, no data) is what `pgtrain status` shows users too.
 		{"GET /v1/bus", needs(ScopeWorker, ScopeRead), c.handleBus},
 		// Probes stay open: orchestrators call them without credentials.

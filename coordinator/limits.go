@@ -30,6 +30,13 @@ type Limits struct {
 	// JobsPerSource bounds the jobs running (or being planned) on one source; one more is
 	// a 429, to retry once a job ends.
 	JobsPerSource int
+	// PredictBytes bounds the body of an online prediction request (413 over it), and
+	// PredictInstances the instances in one (400 over it).
+	PredictBytes     int64
+	PredictInstances int
+	// ModelCache bounds the models kept loaded for online prediction (each as large as its
+	// weight files); the least recently used one is dropped first.
+	ModelCache int
 }
 
 // Default limits: generous for tabular training, far below what hurts one host.
@@ -42,6 +49,14 @@ const (
 	DefaultMaxUnits         = 8192
 	DefaultMaxParams        = 20_000_000 // 80 MB of float32 weights, 240 MB with Adam's moments
 	DefaultMaxJobsPerSource = 16
+)
+
+// Default limits of online prediction: a thousand rows of a wide table, and a few models
+// of the largest size DefaultMaxParams allows.
+const (
+	DefaultMaxPredictBytes     = 1 << 20
+	DefaultMaxPredictInstances = 1000
+	DefaultModelCache          = 8
 )
 
 // retryBusy is the Retry-After of a submission refused for the jobs in flight on its source.
@@ -60,8 +75,13 @@ func (l Limits) withDefaults() Limits {
 	def(&l.Layers, DefaultMaxLayers)
 	def(&l.Units, DefaultMaxUnits)
 	def(&l.JobsPerSource, DefaultMaxJobsPerSource)
+	def(&l.PredictInstances, DefaultMaxPredictInstances)
+	def(&l.ModelCache, DefaultModelCache)
 	if l.Params == 0 {
 		l.Params = DefaultMaxParams
+	}
+	if l.PredictBytes == 0 {
+		l.PredictBytes = DefaultMaxPredictBytes
 	}
 	return l
 }
@@ -75,6 +95,8 @@ func (l Limits) validate() error {
 		{"max epochs", int64(l.Epochs)}, {"max batch size", int64(l.BatchSize)}, {"max page rows", int64(l.PageRows)},
 		{"max vocab size", int64(l.VocabSize)}, {"max layers", int64(l.Layers)}, {"max units", int64(l.Units)},
 		{"max params", l.Params}, {"max jobs per source", int64(l.JobsPerSource)},
+		{"max predict bytes", l.PredictBytes}, {"max predict instances", int64(l.PredictInstances)},
+		{"model cache", int64(l.ModelCache)},
 	} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", f.name, f.v))

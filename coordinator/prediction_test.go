@@ -58,7 +58,7 @@ func TestPredictionJobLifecycle(t *testing.T) {
 	e.exec(t, `insert into scored select i, i * 0.5, (array['x','y','z'])[1 + i % 3] from generate_series(1, 500) i`)
 	r := start(t, e, Config{Window: 2})
 	ctx := context.Background()
-	st, err := r.cl.Predict(ctx, []byte(`{"model": "trained-1", "table": "scored", "output": "scored_out", "range_rows": 100}`))
+	st, err := r.cl.SubmitPrediction(ctx, []byte(`{"model": "trained-1", "table": "scored", "output": "scored_out", "range_rows": 100}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestPredictionOutputModes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := r.cl.Predict(ctx, []byte(fmt.Sprintf(`{"model": "trained-2", "table": "scored", "output": %q, "mode": %q}`, tt.out, tt.mode)))
+			_, err := r.cl.SubmitPrediction(ctx, []byte(fmt.Sprintf(`{"model": "trained-2", "table": "scored", "output": %q, "mode": %q}`, tt.out, tt.mode)))
 			var ae *client.APIError
 			switch {
 			case tt.wantField == "" && err != nil:
@@ -225,7 +225,7 @@ func TestPredictionResumesAfterRestart(t *testing.T) {
 	e.exec(t, `insert into scored select i, i, 'y' from generate_series(1, 300) i`)
 	r := start(t, e, Config{Window: 10})
 	ctx := context.Background()
-	st, err := r.cl.Predict(ctx, []byte(`{"model": "trained-3", "table": "scored", "output": "scored_out", "range_rows": 100}`))
+	st, err := r.cl.SubmitPrediction(ctx, []byte(`{"model": "trained-3", "table": "scored", "output": "scored_out", "range_rows": 100}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,7 +103,7 @@ func predictOnce(t *testing.T, pool *pgxpool.Pool, natsURL string, scorers int, 
 		t.Fatal(err)
 	}
 	defer cl.Stop()
-	st, err := cl.Client.Predict(ctx, []byte(body))
+	st, err := cl.Client.SubmitPrediction(ctx, []byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestPredictionBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := cl.Client.Predict(ctx, []byte(tt.body))
+			_, err := cl.Client.SubmitPrediction(ctx, []byte(tt.body))
 			var ae *client.APIError
 			if !errors.As(err, &ae) || ae.Status != tt.wantStatus || ae.Field != tt.wantField || !strings.Contains(ae.Message, tt.wantIn) {
 				t.Fatalf("got %v (%+v), want %d on field %q mentioning %s", err, ae, tt.wantStatus, tt.wantField, tt.wantIn)
@@ -435,7 +435,7 @@ func TestPredictionClassification(t *testing.T) {
 	if final := waitJob(t, cl, st.ID); final.State != messages.JobDone {
 		t.Fatalf("training job ended %s: %s", final.State, final.Error)
 	}
-	pst, err := cl.Client.Predict(ctx, []byte(fmt.Sprintf(
+	pst, err := cl.Client.SubmitPrediction(ctx, []byte(fmt.Sprintf(
 		`{"model": %q, "table": "holdout", "output": "holdout_classes", "probabilities": true, "evaluate": false, "page_rows": 100}`, st.ID)))
 	if err != nil {
 		t.Fatal(err)

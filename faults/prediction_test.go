@@ -102,7 +102,7 @@ func (c *cluster) predict(t *testing.T, model, out string) *runCtx {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	body := fmt.Sprintf(`{"model": %q, "table": "pred_events", "output": %q, "range_rows": 6000, "page_rows": 300}`, model, out)
-	st, err := c.client.Predict(ctx, []byte(body))
+	st, err := c.client.SubmitPrediction(ctx, []byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"pgtrain/messages"
 	"pgtrain/model"
 )
 
@@ -91,4 +92,44 @@ func ExampleMetrics() {
 	fmt.Printf("accuracy %.2f, mae %.2f\n", res["accuracy"], res["mae"])
 	// Output:
 	// accuracy 0.50, mae 0.38
+}
+
+func ExampleReadMeta() {
+	spec, _ := model.ParseSpec([]byte(`{"layers": [{"type": "dense", "units": 1}]}`))
+	m, _ := model.New(spec, 3, model.Compile{Loss: "mse"}, 1)
+	dir, _ := os.MkdirTemp("", "model")
+	defer os.RemoveAll(dir)
+	if err := m.SaveTFJS(dir); err != nil {
+		fmt.Println(err)
+		return
+	}
+	// What the trainer writes: the plan's preprocessing (here a scaled number and a
+	// category of two values plus the out-of-vocabulary slot), the data and the metrics.
+	meta := messages.ModelMeta{
+		Version: messages.ModelMetaVersion, JobID: "houses-1", Table: "houses", Key: "id",
+		Features: []messages.ColumnPlan{
+			{Name: "area", Kind: messages.KindNumeric, HasImpute: true, Impute: 80, Offset: 80, Factor: 0.05},
+			{Name: "city", Kind: messages.KindCategorical, Vocabulary: []string{"oslo", "lima"}},
+		},
+		Label: messages.ColumnPlan{Name: "price", Kind: messages.KindNumeric}, LabelKind: messages.LabelRegression,
+		InputDim: 4, LabelDim: 1, Metrics: map[string]float64{"loss": 0.25},
+	}
+	if err := model.WriteMeta(dir, meta); err != nil {
+		fmt.Println(err)
+		return
+	}
+	js, _ := os.ReadFile(filepath.Join(dir, model.TFJSModelFile))
+	got, err := model.ReadMeta(js)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, f := range got.Features {
+		fmt.Printf("%s: %s, %d inputs\n", f.Name, f.Kind, f.Width())
+	}
+	fmt.Println(got.LabelKind, got.Metrics["loss"])
+	// Output:
+	// area: numeric, 1 inputs
+	// city: categorical, 3 inputs
+	// regression 0.25
 }

@@ -85,7 +85,7 @@ insert into new_points select i, i / 2.0 from generate_series(1, 40) i`); err !=
 	done := make(chan error, 1)
 	go func() { done <- s.Run(sctx) }()
 
-	pred, err := cl.Client.Predict(ctx, []byte(fmt.Sprintf(`{"model": %q, "table": "new_points", "output": "new_points_scores"}`, train.ID)))
+	pred, err := cl.Client.SubmitPrediction(ctx, []byte(fmt.Sprintf(`{"model": %q, "table": "new_points", "output": "new_points_scores"}`, train.ID)))
 	if err != nil {
 		fmt.Println("predict:", err)
 		return

@@ -23,4 +23,9 @@
 //
 // Every epoch the trainer checks exactly-once delivery: the count and key checksums of the
 // rows it trained and validated on must equal what SQL said when the job was planned.
+//
+// After the last epoch the trainer exports the model in the TF.js Layers format, with the
+// plan's preprocessing, the data's row count and checksum and the final metrics in
+// model.json's metadata (messages.ModelMeta), stores it in the bus's model bucket, and only
+// then reports the job done.
 package trainer

@@ -93,7 +93,7 @@ type serverAuthFlags struct {
 
 func (s *serverAuthFlags) register(fs *flag.FlagSet, cfg *coordinator.Config) {
 	fs.Var(&s.tokenFiles, "auth-token-file",
-		"bearer tokens the API accepts, one per line: SECRET SCOPE[,SCOPE...] [NAME], scopes read, submit, worker, data (data: plans come with vocabularies and column statistics) (repeatable; /healthz and /readyz stay open)")
+		"bearer tokens the API accepts, one per line: SECRET SCOPE[,SCOPE...] [NAME], scopes read, submit, worker, data, predict (data: plans and models come with vocabularies and column statistics, and model files may be downloaded; predict: online prediction only) (repeatable; /healthz and /readyz stay open)")
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", false, "serve a non-loopback --listen address without tokens (anyone who reaches it can submit jobs and read plans)")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate: serve the API over HTTPS (with --tls-key)")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")

@@ -71,7 +71,7 @@ func runPredict(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := c.Predict(ctx, body)
+	st, err := c.SubmitPrediction(ctx, body)
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("authentication is on: a user token (scopes read, submit) is in %s\n", tokenPath)
+	fmt.Printf("authentication is on: a user token (scopes read, submit, data, predict) is in %s\n", tokenPath)
 
 	var spec []byte
 	switch {

@@ -40,6 +40,7 @@ func commands() []command {
 		{"demo-data", "create the demo table in a database (for a cluster; `up --demo` does it itself)", runDemoData, flagsOf(demoDataFlags)},
 		{"predict", "score a table with a trained model into an output table", runPredict, flagsOf(predictFlags)},
 		{"status", "show a job (or all jobs): progress, leases, per-epoch loss", runStatus, flagsOf(statusFlags)},
+		{"models", "list the trained models, or pull one (pull ID DIR)", runModels, flagsOf(modelsFlags)},
 	}
 }
 

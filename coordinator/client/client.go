@@ -230,9 +230,9 @@ func (c *Client) FailJob(ctx context.Context, jobID string, req messages.FailReq
 	return err
 }
 
-// Predict submits a prediction job (a JSON messages.PredictionSpec, sent as is so that the
-// coordinator names what is wrong with it) and returns its status.
-func (c *Client) Predict(ctx context.Context, spec []byte) (*messages.JobStatus, error) {
+// SubmitPrediction submits a batch prediction job (a JSON messages.PredictionSpec, sent as
+// is so that the coordinator names what is wrong with it) and returns its status.
+func (c *Client) SubmitPrediction(ctx context.Context, spec []byte) (*messages.JobStatus, error) {
 	var st messages.JobStatus
 	h := http.Header{IdempotencyHeader: {newKey()}}
 	if _, err := c.do(ctx, c.http, http.MethodPost, "/v1/predictions", h, spec, &st); err != nil {

@@ -47,7 +47,7 @@ type Options struct {
 // Cluster is the running roles.
 type Cluster struct {
 	Coordinator *coordinator.Coordinator
-	// Client is a user's client (scopes read and submit).
+	// Client is a user's client (scopes read, submit, data and predict).
 	Client *client.Client
 	// WorkerClient holds the worker scope, as the fetchers, preprocessors and the trainer do.
 	WorkerClient *client.Client
@@ -86,7 +86,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	ut, err := coordinator.NewToken("local-user", userToken, coordinator.ScopeRead, coordinator.ScopeSubmit)
+	// The user of a local cluster owns its data: the token sees it and pulls models too.
+	ut, err := coordinator.NewToken("local-user", userToken, coordinator.ScopeRead, coordinator.ScopeSubmit,
+		coordinator.ScopeData, coordinator.ScopePredict)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,196 @@
+package coordinator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"pgtrain/messages"
+)
+
+// decodeInstances reads an online prediction body (its size already bounded by the
+// caller): {"instances": [{"column": value, ...}, ...]}, at most max instances. Values stay
+// raw JSON until the model's columns say what each must be.
+func decodeInstances(body []byte, max int) ([]map[string]json.RawMessage, error) {
+	var req struct {
+		Instances []map[string]json.RawMessage `json:"instances"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, &messages.FieldError{Field: "instances", Reason: "invalid JSON: " + err.Error()}
+	}
+	if dec.More() {
+		return nil, &messages.FieldError{Field: "instances", Reason: "trailing data after the JSON object"}
+	}
+	switch {
+	case len(req.Instances) == 0:
+		return nil, &messages.FieldError{Field: "instances", Reason: `is required: {"instances": [{"column": value, ...}, ...]}`}
+	case len(req.Instances) > max:
+		return nil, &messages.FieldError{Field: "instances", Reason: fmt.Sprintf("%d instances, over this coordinator's limit of %d per request", len(req.Instances), max)}
+	}
+	for i, inst := range req.Instances {
+		if inst == nil {
+			return nil, &messages.FieldError{Field: fmt.Sprintf("instances[%d]", i), Reason: "is null; want an object of column values"}
+		}
+	}
+	return req.Instances, nil
+}
+
+// integerTypes are the PostgreSQL types (as format_type names them) whose values a JSON
+// number must give as an integer, since the column cannot hold a fraction.
+var integerTypes = map[string]bool{"smallint": true, "integer": true, "bigint": true}
+
+// instancesBatch turns instances into the raw batch a fetcher would have read from a row of
+// the model's table with those values: the same column kinds, so the training transform
+// applies unchanged. Row keys are the instance indexes. Every feature column must be in
+// every instance; a value of the wrong JSON type is an error naming the instance and the
+// column.
+func instancesBatch(meta *messages.ModelMeta, instances []map[string]json.RawMessage) (*messages.RawBatch, error) {
+	n := len(instances)
+	b := &messages.RawBatch{Keys: make([]int64, n), Columns: make([]messages.RawColumn, 0, len(meta.Features)+1)}
+	for i := range b.Keys {
+		b.Keys[i] = int64(i)
+	}
+	for _, f := range meta.Features {
+		c := messages.RawColumn{Name: f.Name, Kind: f.RawKind()}
+		switch c.Kind {
+		case messages.ColumnText:
+			c.Text = make([]string, n)
+		case messages.ColumnFloat32:
+			c.Float32 = make([]float32, n)
+		default:
+			c.Float64 = make([]float64, n)
+		}
+		for i, inst := range instances {
+			raw, ok := inst[f.Name]
+			if !ok {
+				return nil, &messages.FieldError{Field: fmt.Sprintf("instances[%d].%s", i, f.Name),
+					Reason: fmt.Sprintf("column %q is missing: the model takes %s", f.Name, featureNames(meta))}
+			}
+			if err := setValue(&c, i, f, raw); err != nil {
+				return nil, &messages.FieldError{Field: fmt.Sprintf("instances[%d].%s", i, f.Name), Reason: fmt.Sprintf("column %q: %v", f.Name, err)}
+			}
+		}
+		b.Columns = append(b.Columns, c)
+	}
+	b.Columns = append(b.Columns, labelPlaceholder(meta, n))
+	return b, nil
+}
+
+// labelPlaceholder is a label column of valid values, since the transform encodes a label
+// with every batch; the prediction never reads the encoded label.
+func labelPlaceholder(meta *messages.ModelMeta, n int) messages.RawColumn {
+	c := messages.RawColumn{Name: meta.Label.Name}
+	if meta.LabelKind == messages.LabelClassification {
+		c.Kind, c.Text = messages.ColumnText, make([]string, n)
+		for i := range c.Text {
+			c.Text[i] = meta.Classes[0]
+		}
+		return c
+	}
+	c.Kind, c.Float64 = messages.ColumnFloat64, make([]float64, n)
+	return c
+}
+
+func featureNames(meta *messages.ModelMeta) string {
+	b, _ := json.Marshal(func() []string {
+		names := make([]string, len(meta.Features))
+		for i, f := range meta.Features {
+			names[i] = f.Name
+		}
+		return names
+	}())
+	return string(b)
+}
+
+var errNotJSONValue = errors.New("not a JSON value")
+
+// setValue stores one JSON value in row i of c: null is NULL; a numeric column takes a
+// number (an integer for an integer type), rounded to float32 for a column that travels as
+// float32 as PostgreSQL rounds a real; a categorical column takes a string, or an integer
+// or a boolean for a column of that type, in the text form PostgreSQL's ::text gives it.
+func setValue(c *messages.RawColumn, i int, f messages.ColumnPlan, raw json.RawMessage) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return errNotJSONValue
+	}
+	if string(raw) == "null" {
+		c.SetNull(i)
+		return nil
+	}
+	if f.Kind == messages.KindCategorical {
+		switch {
+		case raw[0] == '"':
+			return json.Unmarshal(raw, &c.Text[i])
+		case integerTypes[f.PGType] && isNumber(raw):
+			v, err := strconv.ParseInt(string(raw), 10, 64)
+			if err != nil {
+				return fmt.Errorf("%s is not an integer (the column is of type %s)", raw, f.PGType)
+			}
+			c.Text[i] = strconv.FormatInt(v, 10)
+			return nil
+		case f.PGType == "boolean" && (string(raw) == "true" || string(raw) == "false"):
+			c.Text[i] = string(raw)
+			return nil
+		}
+		return fmt.Errorf("got %s; want a string (the column is categorical, of type %s)", jsonKind(raw), f.PGType)
+	}
+	if !isNumber(raw) {
+		return fmt.Errorf("got %s; want a number (the column is numeric, of type %s)", jsonKind(raw), f.PGType)
+	}
+	s := string(raw)
+	if integerTypes[f.PGType] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s is not an integer (the column is of type %s)", s, f.PGType)
+		}
+		if f.PGType == "smallint" && (v < -32768 || v > 32767) {
+			return fmt.Errorf("%s is out of range for smallint", s)
+		}
+		if c.Kind == messages.ColumnFloat32 {
+			c.Float32[i] = float32(v) // exact for a smallint
+		} else {
+			c.Float64[i] = float64(v) // as int8::float8 rounds
+		}
+		return nil
+	}
+	if c.Kind == messages.ColumnFloat32 {
+		v, err := strconv.ParseFloat(s, 32)
+		if err != nil {
+			return fmt.Errorf("%s is out of range for %s", s, f.PGType)
+		}
+		c.Float32[i] = float32(v)
+		return nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return fmt.Errorf("%s is out of range for %s", s, f.PGType)
+	}
+	c.Float64[i] = v
+	return nil
+}
+
+// isNumber reports whether a JSON value (valid JSON, as the decoder checked) is a number.
+func isNumber(raw []byte) bool {
+	return raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9'
+}
+
+func jsonKind(raw []byte) string {
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	}
+	if isNumber(raw) {
+		return "a number"
+	}
+	return "something else"
+}
