@@ -15,6 +15,7 @@ import (
 	"pgtrain/internal/testenv"
 	"pgtrain/messages"
 	"pgtrain/scorer"
+	"pgtrain/trainer"
 )
 
 // A scorer process: one pool per source, the bus, the coordinator client; it writes the
@@ -45,8 +46,14 @@ insert into new_points select i, i / 2.0 from generate_series(1, 40) i`); err !=
 	}
 	sources := map[string]*pgxpool.Pool{"": pool}
 	// The coordinator, a fetcher, a preprocessor and a trainer: their own processes in a cluster.
+	models, err := os.MkdirTemp("", "pgtrain-models-")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(models)
 	cl, err := local.Start(ctx, local.Options{Sources: sources, NATSURL: srv.NATSURL, Log: log,
-		Fetchers: 1, Preprocessors: 1, Trainer: true})
+		Fetchers: 1, Preprocessors: 1, Trainer: true, TrainerCfg: trainer.Config{OutDir: models}})
 	if err != nil {
 		fmt.Println("cluster:", err)
 		return
