@@ -347,13 +347,16 @@ func (c *Coordinator) jobEnded(j *job) {
 	c.log.Info("job ended", "job_id", j.rec.ID, "state", j.rec.State, "error", j.rec.Error, "model_path", j.rec.ModelPath)
 	c.releaseSnapshot(j, "the job ended")
 	c.jobEndedSignal()
-	id := j.rec.ID
+	id, prediction := j.rec.ID, j.prediction()
 	c.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(c.bgCtx, time.Minute)
 		defer cancel()
 		errs := []error{
 			c.purge(ctx, c.names.ReadyStream(), c.names.ReadyJobSubjects(id)),
 			c.purge(ctx, c.names.RawStream(), c.names.RawJobSubjects(id)),
+		}
+		if prediction {
+			errs = append(errs, c.deleteScorerConsumer(ctx, id))
 		}
 		if err := errors.Join(errs...); err != nil {
 			c.log.Warn("purging an ended job's batches", "job_id", id, "error", err)

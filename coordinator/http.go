@@ -57,6 +57,9 @@ func (c *Coordinator) api() []route {
 		{"POST /v1/leases", needs(ScopeWorker), c.handleLease},
 		{"POST /v1/leases/{lease_id}", needs(ScopeWorker), c.handleLeaseReport},
 		{"POST /v1/trainers/claim", needs(ScopeWorker), c.handleClaim},
+		{"POST /v1/predictions", needs(ScopeSubmit), c.handlePredict},
+		{"GET /v1/scorers/jobs", needs(ScopeWorker), c.handleScorerJobs},
+		{"POST /v1/jobs/{id}/scored", needs(ScopeWorker), c.handleScored},
 		{"GET /v1/models", needs(ScopeRead), c.handleModels},
 		{"GET /v1/models/{id}", needs(ScopeRead), c.handleModel},
 		// The files carry the data's values: the handler also wants the data scope.
@@ -138,7 +141,7 @@ func (c *Coordinator) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		c.writeError(w, r, &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("reading the spec: %v", err), field: "spec"})
 		return
 	}
-	st, err := c.submit(r.Context(), body, r.Header.Get("Idempotency-Key"))
+	st, err := c.submit(r.Context(), body, r.Header.Get("Idempotency-Key"), c.createJob)
 	if err != nil {
 		c.writeError(w, r, err)
 		return
@@ -401,4 +404,35 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v) // the client may be gone; nothing to do about it
+}
+
+func (c *Coordinator) handlePredict(w http.ResponseWriter, r *http.Request) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(c.cfg.PlanTimeout + c.cfg.WriteTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSmallBytes))
+	if err != nil {
+		c.writeError(w, r, &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("reading the spec: %v", err), field: "spec"})
+		return
+	}
+	st, err := c.submit(r.Context(), body, r.Header.Get("Idempotency-Key"), c.createPrediction)
+	if err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, st)
+}
+
+func (c *Coordinator) handleScorerJobs(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, c.scorerJobs())
+}
+
+func (c *Coordinator) handleScored(w http.ResponseWriter, r *http.Request) {
+	var rep messages.ScoreReport
+	if !c.decode(w, r, &rep) {
+		return
+	}
+	if err := c.reportScored(r.Context(), r.PathValue("id"), rep); err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -28,6 +28,8 @@ type job struct {
 	// firstOpen is the lowest global position whose task is not done; grants scan from it.
 	firstOpen int
 	snap      *snapshot
+	// scored is a prediction job's written batches per range (nil for training).
+	scored *scored
 	// loadErr is why a job's state could not be loaded at start; such a job is failed.
 	loadErr error
 	// deleting is set while DELETE removes the job's data.
@@ -43,6 +45,9 @@ type passState struct {
 func (j *job) init(p *messages.Plan) {
 	j.plan = p
 	j.passes = map[int]*passState{}
+	if p.Kind == messages.JobKindPrediction {
+		j.scored = newScored(len(p.Ranges))
+	}
 }
 
 // pass returns a read pass that is not folded, creating it (every task pending) on first use.
@@ -85,6 +90,10 @@ func (j *job) at(pos int) (pass, r int) {
 
 // trainerPos is the trainer's global position: ranges it has consumed in all epochs.
 func (j *job) trainerPos() int {
+	if j.scored != nil {
+		// A prediction job's window follows the ranges the scorers have written.
+		return j.scored.pos
+	}
 	return j.rec.Trainer.Epoch*len(j.plan.Ranges) + j.rec.Trainer.Consumed
 }
 
@@ -186,5 +195,8 @@ func (j *job) status(now time.Time) messages.JobStatus {
 		}
 	}
 	st.Fetch.Pending = j.positions() - st.Fetch.Done - st.Fetch.Leased
+	if j.prediction() {
+		st.Kind, st.Prediction = p.Kind, j.predictionStatus()
+	}
 	return st
 }

@@ -188,6 +188,10 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 		if j.snap != nil && j.allRead() {
 			c.releaseSnapshot(j, "every read pass is done")
 		}
+		// The scorers may have written the range's last batch before this report came.
+		if err := c.maybeFinishPrediction(ctx, j); err != nil {
+			c.log.Warn("ending a prediction job whose ranges are all written", "job_id", jobID, "error", err)
+		}
 	}
 	l := j.lease(pass, r, rec)
 	return &l, nil

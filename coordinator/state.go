@@ -34,6 +34,10 @@ type jobRecord struct {
 	Trainer   messages.TrainerState  `json:"trainer"`
 	Results   []messages.EpochResult `json:"results,omitempty"`
 	ModelPath string                 `json:"model_path,omitempty"`
+	// EvalLoss and EvalMetrics are a finished prediction job's evaluation of its model on
+	// the scored rows (when the table holds the label).
+	EvalLoss    *float64           `json:"eval_loss,omitempty"`
+	EvalMetrics map[string]float64 `json:"eval_metrics,omitempty"`
 	// Cleaned is set once an ended job's snapshot is released and its subjects purged.
 	Cleaned bool `json:"cleaned,omitempty"`
 }
@@ -225,11 +229,17 @@ func (s store) loadJobs(ctx context.Context) ([]*job, error) {
 		if err != nil {
 			return nil, err
 		}
+		if bad == nil && j.prediction() {
+			bad = s.loadScored(ctx, j)
+		}
 		if bad != nil {
-			j.plan, j.passes, j.loadErr = nil, nil, bad
+			j.plan, j.passes, j.scored, j.loadErr = nil, nil, nil, bad
 			continue
 		}
 		j.advance()
+		if j.prediction() {
+			j.advanceScored()
+		}
 	}
 	return jobs, nil
 }
@@ -245,4 +255,30 @@ func checkLoadedPlan(p *messages.Plan, id string) error {
 		return fmt.Errorf("plan of job %s: %d epochs", id, p.Spec.Epochs)
 	}
 	return nil
+}
+
+// loadScored reads a prediction job's scored.<id>.<range> records. A record that cannot be
+// decoded is returned as the job's load error; only a failure to read the bucket stops the
+// start, as a KV error.
+func (s store) loadScored(ctx context.Context, j *job) error {
+	var bad error
+	err := s.scan(ctx, "scored."+j.rec.ID+".*", func(e jetstream.KeyValueEntry) error {
+		r, err := strconv.Atoi(e.Key()[strings.LastIndexByte(e.Key(), '.')+1:])
+		if err != nil || r < 0 || r >= len(j.scored.recs) || bad != nil {
+			return nil
+		}
+		if err := json.Unmarshal(e.Value(), &j.scored.recs[r]); err != nil {
+			bad = fmt.Errorf("decoding %s: %w", e.Key(), err)
+			return nil
+		}
+		j.scored.revs[r] = e.Revision()
+		if j.scored.recs[r].complete() {
+			j.scored.n++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return bad
 }

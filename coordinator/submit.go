@@ -33,10 +33,11 @@ func validIdemKey(k string) bool {
 	}) < 0
 }
 
-// submit plans and creates a job, once per idempotency key.
-func (c *Coordinator) submit(ctx context.Context, body []byte, idem string) (messages.JobStatus, error) {
+// submit plans and creates a job with create (a training or a prediction job), once per
+// idempotency key.
+func (c *Coordinator) submit(ctx context.Context, body []byte, idem string, create func(context.Context, []byte) (messages.JobStatus, error)) (messages.JobStatus, error) {
 	if idem == "" {
-		return c.createJob(ctx, body)
+		return create(ctx, body)
 	}
 	if !validIdemKey(idem) {
 		return messages.JobStatus{}, &apiError{status: http.StatusBadRequest, msg: "Idempotency-Key: want 1 to 64 of a-z, A-Z, 0-9, '-', '_'"}
@@ -78,7 +79,7 @@ func (c *Coordinator) submit(ctx context.Context, body []byte, idem string) (mes
 		}
 		return call.status, call.err
 	}
-	call.status, call.err = c.createJob(ctx, body)
+	call.status, call.err = create(ctx, body)
 	if call.err == nil {
 		if _, err := c.st.put(ctx, idemKey(idem), 0, call.status.ID); err != nil {
 			c.log.Warn("recording the idempotency key of a new job", "job_id", call.status.ID, "error", err)

@@ -20,15 +20,15 @@ func (c *Coordinator) claimJob(ctx context.Context, trainerID string) (string, e
 	now := c.now()
 	var pick *job
 	for _, j := range c.order {
-		if j.rec.State == messages.JobRunning && j.rec.Trainer.ID == trainerID {
+		if j.rec.State == messages.JobRunning && !j.prediction() && j.rec.Trainer.ID == trainerID {
 			pick = j
 			break
 		}
 	}
 	if pick == nil {
 		for _, j := range c.order {
-			if j.rec.State != messages.JobRunning {
-				continue
+			if j.rec.State != messages.JobRunning || j.prediction() {
+				continue // scorers, not trainers, finish prediction jobs
 			}
 			tr := j.rec.Trainer
 			if tr.ID == "" || now.Sub(tr.SeenAt) > 3*c.cfg.LeaseTTL {

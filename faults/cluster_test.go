@@ -41,6 +41,10 @@ type clusterOptions struct {
 	trainerEnv  []string
 	trainerArgs []string
 	fetcherArgs []string
+	// scorers run (scorer-1, ...) besides the other roles; scorerEnv adds environment
+	// variables to the first start of scorer i.
+	scorers   int
+	scorerEnv map[int][]string
 }
 
 // cluster is every pgtrain role as its own OS process on loopback, plus the shared
@@ -60,6 +64,7 @@ type cluster struct {
 	fetchers      []*proc
 	preprocessors []*proc
 	trainer       *proc
+	scorers       []*proc
 }
 
 // all lists the processes in start order.
@@ -67,6 +72,7 @@ func (c *cluster) all() []*proc {
 	ps := []*proc{c.nats, c.coordinator}
 	ps = append(ps, c.fetchers...)
 	ps = append(ps, c.preprocessors...)
+	ps = append(ps, c.scorers...)
 	return append(ps, c.trainer)
 }
 
@@ -117,6 +123,11 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 		p := mk(fmt.Sprintf("preprocessor-%d", i+1), "preprocessor")
 		c.preprocessors = append(c.preprocessors, withHealth(t, p))
 	}
+	for i := range o.scorers {
+		// A dead scorer's batches go to another after the ack wait: short, as the RAW one.
+		p := mk(fmt.Sprintf("scorer-%d", i+1), "scorer", "--id", fmt.Sprintf("scorer-%d", i+1), "--ack-wait", (2 * rawAckWait).String())
+		c.scorers = append(c.scorers, withHealth(t, p))
+	}
 	c.trainer = withHealth(t, mk("trainer", append([]string{"trainer", "--id", "trainer-1",
 		"--out-dir", filepath.Join(dir, "models")}, o.trainerArgs...)...))
 
@@ -130,6 +141,9 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 	}
 	for i, p := range c.preprocessors {
 		c.must(p.start(c.env, o.preprocEnv[i]...))
+	}
+	for i, p := range c.scorers {
+		c.must(p.start(c.env, o.scorerEnv[i]...))
 	}
 	c.must(c.trainer.start(c.env, o.trainerEnv...))
 	for _, p := range c.all()[2:] {

@@ -173,8 +173,10 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 			return nil, err
 		}
 	}
-	if err := add(plan.Label); err != nil {
-		return nil, err
+	if plan.HasLabel() {
+		if err := add(plan.Label); err != nil {
+			return nil, err
+		}
 	}
 	table := pgx.Identifier{plan.Table}
 	if plan.Schema != "" {

@@ -19,6 +19,11 @@ type Plan struct {
 	Version int     `msgpack:"v" json:"version"`
 	JobID   string  `msgpack:"job" json:"job_id"`
 	Spec    JobSpec `msgpack:"spec" json:"spec"`
+	// Kind is JobKindTraining or JobKindPrediction; trainers take only training jobs.
+	Kind string `msgpack:"kind,omitempty" json:"kind,omitempty"`
+	// Prediction is set on a prediction plan: its Features are the model's as trained (no
+	// new statistics) and its Label is the model's when the table holds it, else empty.
+	Prediction *PredictionPlan `msgpack:"prediction,omitempty" json:"prediction,omitempty"`
 	// Table is the schema-qualified relation the fetchers read.
 	Schema string `msgpack:"schema" json:"schema"`
 	Table  string `msgpack:"table" json:"table"`
@@ -172,3 +177,7 @@ func DecodePlan(b []byte) (*Plan, error) {
 	}
 	return &p, nil
 }
+
+// HasLabel reports whether the plan reads a label: always for training, and for prediction
+// only when the scored table holds the model's label column.
+func (p *Plan) HasLabel() bool { return p.Kind != JobKindPrediction || p.Label.Name != "" }

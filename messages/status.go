@@ -48,6 +48,9 @@ type JobStatus struct {
 	Fetch     FetchSummary  `json:"fetch"`
 	Leases    []LeaseInfo   `json:"leases,omitempty"`
 	ModelPath string        `json:"model_path,omitempty"`
+	// Kind is "prediction" for a prediction job, empty for training.
+	Kind       string            `json:"kind,omitempty"`
+	Prediction *PredictionStatus `json:"prediction,omitempty"`
 }
 
 // TrainerState is the trainer's last report.

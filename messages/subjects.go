@@ -176,3 +176,7 @@ func ValidJobID(id string) error {
 func (n Names) ReadyRangeSubjects(jobID string, pass, rng int) string {
 	return n.low() + ".ready." + jobID + "." + strconv.Itoa(pass) + "." + strconv.Itoa(rng) + ".>"
 }
+
+// ScorerDurable is the durable consumer on READY that the scorers of one prediction job
+// share: one per job, so that no scorer sees the batches of a training job.
+func ScorerDurable(jobID string) string { return "scorers-" + jobID }

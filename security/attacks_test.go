@@ -87,6 +87,9 @@ var attacks = []attack{
 	{name: "no token reports progress", method: "POST", path: "/v1/jobs/x/progress", body: `{}`, want: 401},
 	{name: "no token fails a job", method: "POST", path: "/v1/jobs/x/fail", body: `{"error":"evil"}`, want: 401},
 	{name: "no token reads the bus", method: "GET", path: "/v1/bus", want: 401},
+	{name: "no token starts a prediction", method: "POST", path: "/v1/predictions", body: `{"model":"m","table":"t","output":"o"}`, want: 401},
+	{name: "no token lists the scorers' jobs", method: "GET", path: "/v1/scorers/jobs", want: 401},
+	{name: "no token reports a scored batch", method: "POST", path: "/v1/jobs/x/scored", body: `{}`, want: 401},
 	{name: "no token probes an unknown route", method: "GET", path: "/v1/admin", want: 401},
 	{name: "wrong token", method: "GET", path: "/v1/jobs", cred: wrongToken, want: 401},
 	{name: "prefix of a valid token", method: "GET", path: "/v1/jobs", cred: userPrefix, want: 401},
@@ -100,6 +103,9 @@ var attacks = []attack{
 	{name: "user reports progress", method: "POST", path: "/v1/jobs/x/progress", cred: userToken, body: `{}`, want: 403},
 	{name: "user fails a job", method: "POST", path: "/v1/jobs/x/fail", cred: userToken, body: `{"error":"evil"}`, want: 403},
 	{name: "worker submits a job", method: "POST", path: "/v1/jobs", cred: workerToken, body: validSpec, want: 403},
+	{name: "worker starts a prediction", method: "POST", path: "/v1/predictions", cred: workerToken, body: `{"model":"m","table":"t","output":"o"}`, want: 403},
+	{name: "user lists the scorers' jobs", method: "GET", path: "/v1/scorers/jobs", cred: userToken, want: 403},
+	{name: "user reports a scored batch", method: "POST", path: "/v1/jobs/x/scored", cred: userToken, body: `{}`, want: 403},
 	{name: "worker lists jobs", method: "GET", path: "/v1/jobs", cred: workerToken, want: 403},
 	{name: "worker reads a plan", method: "GET", path: "/v1/jobs/x/plan", cred: workerToken, want: 403},
 	// Job control is the submitters': a worker cannot cancel or delete a job.
@@ -116,6 +122,15 @@ var attacks = []attack{
 	{name: "worker completes a lease without naming itself", method: "POST", path: "/v1/leases/x.0.0.1", cred: workerToken, body: `{"done":true,"next_page":9}`, want: 400},
 	{name: "worker finishes a job without naming its trainer", method: "POST", path: "/v1/jobs/x/progress", cred: workerToken, body: `{"done":true,"model_path":"/etc/shadow"}`, want: 400},
 	{name: "worker fails a job without naming itself", method: "POST", path: "/v1/jobs/x/fail", cred: workerToken, body: `{"error":"evil"}`, want: 400},
+	{name: "worker reports a scored batch without naming itself", method: "POST", path: "/v1/jobs/x/scored", cred: workerToken, body: `{"batch":{"job_id":"x"}}`, want: 400},
+	{name: "worker reports a scored batch of no job", method: "POST", path: "/v1/jobs/x/scored", cred: workerToken, body: `{"scorer_id":"evil","batch":{"job_id":"x"}}`, want: 404},
+
+	// A prediction names its output table as plain identifiers: quoting tricks are refused
+	// before anything is looked up.
+	{name: "a prediction into a quoted name", method: "POST", path: "/v1/predictions", cred: userToken,
+		body: `{"model":"m","table":"t","output":"o\"; drop table t; --"}`, want: 400, field: "output"},
+	{name: "a prediction with an unknown model", method: "POST", path: "/v1/predictions", cred: userToken,
+		body: `{"model":"nosuch","table":"pg_catalog.pg_authid","output":"o"}`, want: 400, field: "model"},
 
 	// Finding 1: no job reads a system schema, whatever the name or the key.
 	{name: "a job on pg_roles", method: "POST", path: "/v1/jobs", cred: userToken,

@@ -9,6 +9,7 @@ import (
 	"pgtrain/coordinator"
 	"pgtrain/fetcher"
 	"pgtrain/preprocessor"
+	"pgtrain/scorer"
 	"pgtrain/trainer"
 )
 
@@ -224,4 +225,52 @@ func runTrainer(ctx context.Context, args []string) error {
 	}
 	defer stop()
 	return t.Run(ctx)
+}
+
+type scorerOpts struct {
+	cfg    scorer.Config
+	coord  string
+	auth   coordAuthFlags
+	db     dbFlags
+	nats   natsFlags
+	log    logFlags
+	health healthFlags
+}
+
+func scorerFlags() (*flag.FlagSet, *scorerOpts) {
+	o := &scorerOpts{}
+	fs := newFlagSet("scorer", "scorer [flags]")
+	fs.StringVar(&o.cfg.ScorerID, "id", "", "scorer name in reports and logs (default host-pid)")
+	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
+	fs.IntVar(&o.cfg.Concurrency, "concurrency", scorer.DefaultConcurrency, "batches of one job written at once")
+	fs.DurationVar(&o.cfg.AckWait, "ack-wait", scorer.DefaultAckWait, "how long a delivered batch may go unacknowledged before another scorer gets it (a dead scorer's batches wait this long)")
+	o.auth.register(fs)
+	o.db.register(fs)
+	o.nats.register(fs)
+	o.log.register(fs)
+	o.health.register(fs)
+	return fs, o
+}
+
+func runScorer(ctx context.Context, args []string) error {
+	fs, o := scorerFlags()
+	r, err := startRole(ctx, fs, args, "scorer", &o.log, &o.nats, &o.db)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	cl, err := o.auth.client(o.coord, r.log)
+	if err != nil {
+		return err
+	}
+	s, err := scorer.New(o.cfg, r.pools, r.bus, cl, r.log)
+	if err != nil {
+		return err
+	}
+	stop, err := r.serveHealth(o.health, func() any { return s.Stats() }, s)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return s.Run(ctx)
 }

@@ -34,6 +34,7 @@ type upOpts struct {
 	listen        string
 	fetchers      int
 	preprocessors int
+	scorers       int
 	readyMaxBytes int64
 	spec          string
 	demo          bool
@@ -54,6 +55,7 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs.StringVar(&o.listen, "listen", coordinator.DefaultListen, "HTTP address of the coordinator (use 127.0.0.1:0 for any free port)")
 	fs.IntVar(&o.fetchers, "fetchers", 3, "fetcher workers")
 	fs.IntVar(&o.preprocessors, "preprocessors", 2, "preprocessor workers")
+	fs.IntVar(&o.scorers, "scorers", 2, "scorer workers (they write the predictions of prediction jobs)")
 	fs.Int64Var(&o.readyMaxBytes, "ready-max-bytes", bus.DefaultReadyMaxBytes, "byte limit of the READY stream")
 	fs.StringVar(&o.spec, "spec", "", "submit this job spec (JSON or YAML), follow it and exit when it ends")
 	fs.BoolVar(&o.demo, "demo", false, "create the demo table, train on it, and exit when done")
@@ -89,6 +91,7 @@ func runUp(ctx context.Context, args []string) error {
 		NATSAuth:      env.auth,
 		Fetchers:      o.fetchers,
 		Preprocessors: o.preprocessors,
+		Scorers:       o.scorers,
 		Trainer:       true,
 		Coordinator:   coordinator.Config{Listen: o.listen},
 		TrainerCfg:    trainer.Config{TrainerID: "up-trainer", OutDir: o.outDir},
@@ -230,7 +233,7 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 		}
 		env.pg, dsn = pg, pg.DSN
 	}
-	pool, err := pgutil.NewPool(ctx, dsn, int32(o.fetchers+4))
+	pool, err := pgutil.NewPool(ctx, dsn, int32(o.fetchers+o.scorers+4))
 	if err != nil {
 		return nil, err
 	}

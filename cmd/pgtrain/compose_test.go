@@ -41,8 +41,10 @@ func TestComposeFileMatchesTheBinary(t *testing.T) {
 		"preprocessor": {"nats-url", "coordinator", "coordinator-token-file"},
 		"trainer":      {"nats-url", "coordinator", "coordinator-token-file"},
 		"submit":       {"coordinator", "coordinator-token-file"},
+		"scorer":       {"dsn", "nats-url", "coordinator", "coordinator-token-file"},
+		"predict":      {"coordinator", "coordinator-token-file"},
 	}
-	wantReplicas := map[string]int{"fetcher": 3, "preprocessor": 2}
+	wantReplicas := map[string]int{"fetcher": 3, "preprocessor": 2, "scorer": 2}
 	roles := map[string]bool{}
 
 	for name, svc := range project.Services {
@@ -100,7 +102,7 @@ func TestComposeFileMatchesTheBinary(t *testing.T) {
 			}
 		}
 	}
-	for _, r := range []string{"coordinator", "fetcher", "preprocessor", "trainer", "submit"} {
+	for _, r := range []string{"coordinator", "fetcher", "preprocessor", "trainer", "scorer", "submit", "predict"} {
 		if !roles[r] {
 			t.Errorf("no service runs pgtrain %s", r)
 		}

@@ -1,8 +1,8 @@
 // Command pgtrain trains Keras-style Sequential models on PostgreSQL tables.
 //
 // One binary runs every role: `pgtrain up` runs them all in one process on embedded
-// defaults; `coordinator`, `fetcher`, `preprocessor`, `trainer` and `nats` run one role each
-// for a real cluster; `submit` and `status` talk to a coordinator.
+// defaults; `coordinator`, `fetcher`, `preprocessor`, `trainer`, `scorer` and `nats` run one
+// role each for a real cluster; `submit`, `predict` and `status` talk to a coordinator.
 package main
 
 import (
@@ -34,9 +34,11 @@ func commands() []command {
 		{"fetcher", "read leased key ranges from PostgreSQL and publish them to RAW", runFetcher, flagsOf(fetcherFlags)},
 		{"preprocessor", "turn RAW pages into READY feature batches", runPreprocessor, flagsOf(preprocessorFlags)},
 		{"trainer", "train claimed jobs on READY batches in the deterministic order", runTrainer, flagsOf(trainerFlags)},
+		{"scorer", "write the predictions of prediction jobs' READY batches to PostgreSQL", runScorer, flagsOf(scorerFlags)},
 		{"nats", "run an embedded nats-server with JetStream (for clusters without one)", runNATS, flagsOf(natsServerFlags)},
 		{"submit", "submit a job spec (JSON or YAML) to a coordinator", runSubmit, flagsOf(submitFlags)},
 		{"demo-data", "create the demo table in a database (for a cluster; `up --demo` does it itself)", runDemoData, flagsOf(demoDataFlags)},
+		{"predict", "score a table with a trained model into an output table", runPredict, flagsOf(predictFlags)},
 		{"status", "show a job (or all jobs): progress, leases, per-epoch loss", runStatus, flagsOf(statusFlags)},
 		{"models", "list the trained models, or pull one (pull ID DIR)", runModels, flagsOf(modelsFlags)},
 		{"cancel", "cancel a running job (the trainer keeps its last checkpoint)", runCancel, flagsOf(cancelFlags)},

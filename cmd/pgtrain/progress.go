@@ -246,6 +246,10 @@ func progressLine(st *messages.JobStatus, elapsed time.Duration) string {
 	}
 	f := st.Fetch
 	total := f.Pending + f.Leased + f.Done
+	if p := st.Prediction; p != nil {
+		return fmt.Sprintf("  [%s] written %d/%d ranges (%d rows); fetched %d/%d ranges, %d leased",
+			elapsed.Truncate(time.Second), p.RangesScored, st.Ranges, p.Written.Rows, f.Done, total, f.Leased)
+	}
 	return fmt.Sprintf("  [%s] epoch %d/%d: trained %d/%d ranges (%d rows); fetched %d/%d ranges, %d leased",
 		elapsed.Truncate(time.Second), st.Trainer.Epoch+1, st.Epochs, st.Trainer.Consumed, st.Ranges,
 		st.Trainer.Rows, f.Done, total, f.Leased)
@@ -286,6 +290,9 @@ func printStatus(w io.Writer, st *messages.JobStatus) {
 	f := st.Fetch
 	fmt.Fprintf(w, "fetch: %d pending, %d leased, %d done; %d rows read; %d leases granted, %d expired, %d released, %d resumed mid-range\n",
 		f.Pending, f.Leased, f.Done, f.RowsRead, f.Grants, f.Expired, f.Released, f.Resumed)
+	if st.Prediction != nil {
+		fmt.Fprintln(w, predictionLine(st))
+	}
 	switch {
 	case st.Trainer.ID == "":
 	case st.Trainer.Epoch >= st.Epochs: // the final report's position is past the last epoch
@@ -303,4 +310,19 @@ func printStatus(w io.Writer, st *messages.JobStatus) {
 	if st.ModelPath != "" {
 		fmt.Fprintf(w, "model: %s, under the --out-dir of trainer %s\n", st.ModelPath, st.Trainer.ID)
 	}
+}
+
+// predictionLine sums up a prediction job: where its rows went and, when the table held
+// the label, the model's loss and metrics on them.
+func predictionLine(st *messages.JobStatus) string {
+	p := st.Prediction
+	line := fmt.Sprintf("prediction: model %s, %s into %s (%s): %d rows written, %d/%d ranges",
+		p.Model, p.Task, p.Output, p.Mode, p.Written.Rows, p.RangesScored, st.Ranges)
+	if p.Loss != nil {
+		line += fmt.Sprintf("; evaluation loss=%.6f", *p.Loss)
+		for _, name := range sortedKeys(p.Metrics) {
+			line += fmt.Sprintf("  %s=%.4f", name, p.Metrics[name])
+		}
+	}
+	return line
 }

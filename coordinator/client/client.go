@@ -302,6 +302,36 @@ func (c *Client) FailJob(ctx context.Context, jobID string, req messages.FailReq
 	return err
 }
 
+// SubmitPrediction submits a batch prediction job (a JSON messages.PredictionSpec, sent as
+// is so that the coordinator names what is wrong with it) and returns its status.
+func (c *Client) SubmitPrediction(ctx context.Context, spec []byte) (*messages.JobStatus, error) {
+	var st messages.JobStatus
+	h := http.Header{IdempotencyHeader: {newKey()}}
+	if _, err := c.do(ctx, c.http, http.MethodPost, "/v1/predictions", h, spec, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// ScorerJobs lists the running prediction jobs, which the scorers consume.
+func (c *Client) ScorerJobs(ctx context.Context) ([]string, error) {
+	var out messages.ScorerJobs
+	if _, err := c.do(ctx, c.http, http.MethodGet, "/v1/scorers/jobs", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Jobs, nil
+}
+
+// ReportScored records a batch written to a prediction job's output table; reporting it
+// again is harmless. ErrLeaseLost means the job has ended.
+func (c *Client) ReportScored(ctx context.Context, jobID string, rep messages.ScoreReport) error {
+	if rep.Version == 0 {
+		rep.Version = messages.SchemaVersion
+	}
+	_, err := c.do(ctx, c.http, http.MethodPost, "/v1/jobs/"+url.PathEscape(jobID)+"/scored", nil, rep, nil)
+	return err
+}
+
 // Healthy reports whether the coordinator is up and reaches NATS and PostgreSQL. It does not
 // retry: it describes the present.
 func (c *Client) Healthy(ctx context.Context) error {
@@ -386,6 +416,8 @@ func answerError(method, path string, status int, body []byte) error {
 		}
 	}
 	switch {
+	case status == http.StatusConflict && path == "/v1/predictions":
+		// The output table exists: the caller's to fix, not a lost lease.
 	case status == http.StatusConflict && (method == http.MethodDelete || strings.HasSuffix(path, "/cancel")):
 		// A user's job control, not a worker's lease.
 		return &conflictError{msg: fmt.Sprintf("%s %s: %s", method, path, er.Error), jobState: er.JobState, kind: ErrConflict}

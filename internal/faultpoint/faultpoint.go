@@ -29,6 +29,10 @@ const (
 	PreprocessorAfterRawAck = "preprocessor.after_raw_ack"
 	// TrainerAfterCheckpoint: a range is trained and checkpointed, its progress not reported.
 	TrainerAfterCheckpoint = "trainer.after_checkpoint"
+	// ScorerAfterWrite: a batch's predictions are committed to the output table, the batch
+	// is not reported nor acknowledged. It is delivered again; the upsert must not double a
+	// row.
+	ScorerAfterWrite = "scorer.after_write"
 )
 
 // Points lists every point a role declares.
@@ -36,6 +40,7 @@ var Points = []string{
 	FetcherAfterPublish, FetcherAfterReport,
 	PreprocessorAfterReadyPublish, PreprocessorAfterRawAck,
 	TrainerAfterCheckpoint,
+	ScorerAfterWrite,
 }
 
 type point struct {

@@ -20,6 +20,7 @@ import (
 	"pgtrain/fetcher"
 	"pgtrain/internal/bus"
 	"pgtrain/preprocessor"
+	"pgtrain/scorer"
 	"pgtrain/trainer"
 )
 
@@ -32,7 +33,10 @@ type Options struct {
 	Fetchers      int
 	Preprocessors int
 	// Trainer false leaves training to a trainer run elsewhere (a benchmark's own, say).
-	Trainer     bool
+	Trainer bool
+	// Scorers write the predictions of prediction jobs.
+	Scorers     int
+	ScorerCfg   scorer.Config
 	Coordinator coordinator.Config
 	Fetcher     fetcher.Config
 	Preproc     preprocessor.Config
@@ -105,7 +109,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &Cluster{Coordinator: coord, Bus: b, userToken: userToken, nc: nc, cancel: cancel, errs: make(chan error, 2+o.Fetchers+o.Preprocessors)}
+	c := &Cluster{Coordinator: coord, Bus: b, userToken: userToken, nc: nc, cancel: cancel, errs: make(chan error, 2+o.Fetchers+o.Preprocessors+o.Scorers)}
 	c.run(rctx, "coordinator", coord.Run)
 	select {
 	case <-coord.Ready():
@@ -143,6 +147,16 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		name := fmt.Sprintf("preprocessor-%d", i)
 		perWorker(name).MustRegister(p)
 		c.run(rctx, name, p.Run)
+	}
+	for i := 1; i <= o.Scorers; i++ {
+		cfg := o.ScorerCfg
+		cfg.ScorerID = fmt.Sprintf("scorer-%d", i)
+		s, err := scorer.New(cfg, o.Sources, b, c.WorkerClient, log.With("role", "scorer", "worker", i))
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.run(rctx, cfg.ScorerID, s.Run)
 	}
 	if o.Trainer {
 		cfg := o.TrainerCfg

@@ -50,6 +50,7 @@ type Transformer struct {
 	features   []feature
 	label      feature
 	labelEnc   int
+	hasLabel   bool
 	inputDim   int
 	labelDim   int
 	wantByName map[string]int // column name -> index in features, or len(features) for the label
@@ -84,6 +85,14 @@ func Compile(plan *messages.Plan) (*Transformer, error) {
 		return nil, fmt.Errorf("input_dim is %d but the features are %d wide: %w", plan.InputDim, at, ErrPlan)
 	}
 
+	if !plan.HasLabel() {
+		// A prediction plan on a table without the label: features only.
+		if plan.LabelDim != 0 {
+			return nil, fmt.Errorf("label_dim is %d but the plan has no label: %w", plan.LabelDim, ErrPlan)
+		}
+		return t, nil
+	}
+	t.hasLabel = true
 	lc := plan.Label
 	if _, dup := t.wantByName[lc.Name]; dup || lc.Name == "" {
 		return nil, fmt.Errorf("label column %q is empty or also a feature: %w", lc.Name, ErrPlan)
@@ -211,6 +220,9 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 		}
 	}
 
+	if !t.hasLabel {
+		return nil
+	}
 	c := cols[len(t.features)]
 	l := &t.label
 	for r := 0; r < rows; r++ {
@@ -260,7 +272,11 @@ func scaleInto[T float32 | float64](dst []float32, stride int, vals []T, c *mess
 // lengths so that the loops above can index without bounds surprises.
 func (t *Transformer) match(raw *messages.RawBatch) ([]*messages.RawColumn, error) {
 	rows := raw.Rows()
-	cols := make([]*messages.RawColumn, len(t.features)+1)
+	want := len(t.features)
+	if t.hasLabel {
+		want++
+	}
+	cols := make([]*messages.RawColumn, want)
 	for i := range raw.Columns {
 		c := &raw.Columns[i]
 		at, ok := t.wantByName[c.Name]

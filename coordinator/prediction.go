@@ -1,0 +1,606 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"pgtrain/internal/bus"
+	"pgtrain/messages"
+	"pgtrain/model"
+)
+
+// modelFiles reads the files of finished models; *bus.Bus implements it.
+type modelFiles interface {
+	ModelFile(ctx context.Context, jobID, name string) ([]byte, error)
+}
+
+// modelMeta reads a finished model's metadata from the model store: an unknown model, or
+// one this build cannot read, is a 400 on the model field.
+func (c *Coordinator) modelMeta(ctx context.Context, id string) (messages.ModelMeta, error) {
+	store, ok := c.bus.(modelFiles)
+	if !ok {
+		return messages.ModelMeta{}, &apiError{status: http.StatusServiceUnavailable, msg: "this coordinator has no model store"}
+	}
+	js, err := store.ModelFile(ctx, id, bus.ModelJSON)
+	if errors.Is(err, bus.ErrNoModel) {
+		return messages.ModelMeta{}, &messages.FieldError{Field: "model", Reason: fmt.Sprintf("no finished model %q (a training job's id; see pgtrain models)", id)}
+	}
+	if err != nil {
+		return messages.ModelMeta{}, unavailable(err)
+	}
+	meta, err := model.ReadMeta(js)
+	if err != nil {
+		return messages.ModelMeta{}, &messages.FieldError{Field: "model", Reason: fmt.Sprintf("model %s: %v", id, err)}
+	}
+	return meta, nil
+}
+
+// createPrediction checks a prediction spec against the model and the database, plans the
+// key ranges of the scored table (no statistics: the model's preprocessing is used as it
+// is), creates the output table and starts the job. Every check runs before anything is
+// written.
+func (c *Coordinator) createPrediction(ctx context.Context, body []byte) (messages.JobStatus, error) {
+	spec, err := messages.ParsePredictionSpec(body)
+	if err != nil {
+		return messages.JobStatus{}, err
+	}
+	if l := c.cfg.Limits.PageRows; l > 0 && spec.PageRows > l {
+		return messages.JobStatus{}, &messages.FieldError{Field: "page_rows", Reason: fmt.Sprintf("%d is over this coordinator's limit of %d", spec.PageRows, l)}
+	}
+	pool := c.sources[spec.Source]
+	if pool == nil {
+		return messages.JobStatus{}, &messages.FieldError{Field: "source", Reason: fmt.Sprintf("unknown source %q", spec.Source)}
+	}
+	// Planning outlives an impatient client, as for training jobs.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PlanTimeout)
+	defer cancel()
+	tm, err := c.modelMeta(ctx, spec.Model)
+	if err != nil {
+		return messages.JobStatus{}, err
+	}
+	release, err := c.reserveSource(spec.Source)
+	if err != nil {
+		return messages.JobStatus{}, err
+	}
+	defer release()
+	tx, _, err := beginPlan(ctx, pool, false, 0)
+	if err != nil {
+		return messages.JobStatus{}, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	allowed := func(field string) schemaCheck {
+		return func(schema string) error {
+			if c.schemas.allows(spec.Source, schema) {
+				return nil
+			}
+			return &messages.FieldError{Field: field, Reason: fmt.Sprintf("schema %q is not open through this coordinator (source %q allows %s)",
+				schema, spec.Source, c.schemas.describe(spec.Source))}
+		}
+	}
+	jobID := newJobID(spec.Table)
+	p, in, err := planPrediction(ctx, tx, spec, tm, jobID, allowed("table"))
+	if err != nil {
+		return messages.JobStatus{}, err
+	}
+	if err := checkOutput(ctx, tx, spec, in, p, allowed("output")); err != nil {
+		return messages.JobStatus{}, err
+	}
+	if err := planPredictionRanges(ctx, tx, in, p, sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window}); err != nil {
+		return messages.JobStatus{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return messages.JobStatus{}, fmt.Errorf("ending the planning transaction: %w", err)
+	}
+	if err := createOutput(ctx, pool, p); err != nil {
+		return messages.JobStatus{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, kvTimeout)
+		err = bus.PutPlan(pctx, c.bus.StateKV(), p)
+		cancel()
+		if err == nil {
+			break
+		}
+		if attempt == 3 {
+			return messages.JobStatus{}, unavailable(err)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			p.JobID = newJobID(spec.Table)
+		}
+	}
+	now := c.now()
+	rec := jobRecord{
+		ID:        p.JobID,
+		State:     messages.JobRunning,
+		Table:     p.Schema + "." + p.Table,
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rev, err := c.st.put(ctx, jobKey(rec.ID), 0, rec)
+	if err != nil {
+		return messages.JobStatus{}, unavailable(err)
+	}
+	j := &job{rec: rec, rev: rev}
+	j.init(p)
+	c.addJob(j)
+	c.log.Info("prediction job planned", "job_id", rec.ID, "model", spec.Model, "table", rec.Table,
+		"output", p.Prediction.OutputSchema+"."+p.Prediction.OutputTable, "mode", spec.Mode, "rows", p.Expected.Rows,
+		"ranges", len(p.Ranges), "page_rows", p.PageRows, "evaluate", p.Prediction.Evaluate)
+	return j.status(now), nil
+}
+
+// planPrediction resolves the scored table against the model: the key, and every input
+// column with a type the model's transform can read. The label is planned when the table
+// holds it, so that the job evaluates the model.
+func planPrediction(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec, tm messages.ModelMeta, jobID string, allowed schemaCheck) (*messages.Plan, *planInput, error) {
+	rel, err := resolveRelation(ctx, tx, spec.Table, allowed)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyName := spec.Key
+	if keyName == "" {
+		keyName = tm.Key
+	}
+	key, ok := rel.cols[keyName]
+	if !ok {
+		return nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("no column %q in %s.%s", keyName, rel.schema, rel.name)}
+	}
+	if !key.integer() {
+		return nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is %s; the key must be an integer column (smallint, integer or bigint)", key.name, key.pgType)}
+	}
+	if indexedKinds[rel.kind] {
+		ok, err := keyIndexed(ctx, tx, rel, key)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			return nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is not the leading column of a btree index on %s.%s; keyset paging needs one",
+				key.name, rel.schema, rel.name)}
+		}
+	}
+	// The job's spec is the model's, on this table, read once.
+	js := tm.Spec
+	js.Source, js.Table, js.Key = spec.Source, spec.Table, key.name
+	js.Epochs, js.ValidationSplit, js.Consistency = 1, 0, messages.ConsistencyNone
+	js.RangeRows, js.PageRows = spec.RangeRows, spec.PageRows
+	in := &planInput{spec: js, rel: rel, key: key}
+	p := &messages.Plan{
+		Version:  messages.SchemaVersion,
+		JobID:    jobID,
+		Kind:     messages.JobKindPrediction,
+		Spec:     js,
+		Schema:   rel.schema,
+		Table:    rel.name,
+		Key:      key.name,
+		InputDim: tm.InputDim,
+	}
+	for _, f := range tm.Features {
+		col, ok := rel.cols[f.Name]
+		if !ok {
+			return nil, nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s has no column %q, an input of model %s", rel.schema, rel.name, f.Name, spec.Model)}
+		}
+		if col.name == key.name {
+			return nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is the key and an input of model %s", col.name, spec.Model)}
+		}
+		if f.Kind == messages.KindNumeric && !col.numeric() {
+			return nil, nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("column %q of %s.%s is %s; model %s reads it as a number", col.name, rel.schema, rel.name, col.pgType, spec.Model)}
+		}
+		// The transform is the model's; only the column's type is this table's, which says
+		// how the fetchers read it.
+		f.PGType = col.pgType
+		p.Features = append(p.Features, f)
+		in.features = append(in.features, col)
+	}
+	pp := &messages.PredictionPlan{Model: spec.Model, Mode: spec.Mode, KeyType: key.pgType, Task: messages.TaskRegression,
+		Probabilities: spec.Probabilities, FromLogits: tm.FromLogits}
+	if tm.LabelKind == messages.LabelClassification {
+		pp.Task, pp.Classes = messages.TaskClassification, slices.Clone(tm.Classes)
+	} else if spec.Probabilities {
+		return nil, nil, &messages.FieldError{Field: "probabilities", Reason: fmt.Sprintf("model %s is a regression model: it has no class probabilities", spec.Model)}
+	}
+	col, ok := rel.cols[tm.Label.Name]
+	ok = ok && col.name != key.name && (tm.Label.Kind == messages.KindCategorical || col.numeric())
+	if spec.Evaluate != nil && *spec.Evaluate && !ok {
+		return nil, nil, &messages.FieldError{Field: "evaluate", Reason: fmt.Sprintf("%s.%s has no column %q of a type the label %q reads, so model %s cannot be evaluated on it",
+			rel.schema, rel.name, tm.Label.Name, tm.Label.Name, spec.Model)}
+	}
+	if ok && (spec.Evaluate == nil || *spec.Evaluate) {
+		l := tm.Label
+		l.PGType = col.pgType
+		p.Label, p.LabelDim, pp.Evaluate = l, tm.LabelDim, true
+		in.label = col
+	}
+	p.Prediction = pp
+	return p, in, nil
+}
+
+// checkOutput names the output table and checks it against the mode: create wants no
+// relation of that name, append a table with the prediction columns (or none), replace
+// anything but the scored relation itself.
+func checkOutput(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec, in *planInput, p *messages.Plan, allowed schemaCheck) error {
+	schema, table, err := messages.SplitOutputName(spec.Output)
+	if err != nil {
+		return &messages.FieldError{Field: "output", Reason: err.Error()}
+	}
+	if schema == "" {
+		schema = in.rel.schema
+	}
+	if err := allowed(schema); err != nil {
+		return err
+	}
+	pp := p.Prediction
+	pp.OutputSchema, pp.OutputTable = schema, table
+	names, _ := pp.OutputColumns()
+	if slices.Contains(names, in.key.name) {
+		return &messages.FieldError{Field: "key", Reason: fmt.Sprintf("the key %q has the name of a prediction column (%s)", in.key.name, strings.Join(names, ", "))}
+	}
+	if schema == in.rel.schema && table == in.rel.name {
+		return &messages.FieldError{Field: "output", Reason: "the output table is the scored table"}
+	}
+	var exists bool
+	if err := tx.QueryRow(ctx, `select exists (select 1 from pg_catalog.pg_namespace where nspname = $1)`, schema).Scan(&exists); err != nil {
+		return fmt.Errorf("looking up the output schema: %w", err)
+	}
+	if !exists {
+		return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("no schema %q", schema)}
+	}
+	var kind string
+	err = tx.QueryRow(ctx, `
+select c.relkind::text from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where n.nspname = $1 and c.relname = $2`, schema, table).Scan(&kind)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("looking up the output table: %w", err)
+	}
+	ident := pgx.Identifier{schema, table}.Sanitize()
+	switch spec.Mode {
+	case messages.OutputCreate:
+		return &apiError{status: http.StatusConflict, field: "output", msg: fmt.Sprintf("%s exists (mode create); use mode append or replace", ident)}
+	case messages.OutputReplace:
+		if kind != "r" {
+			return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("%s is not a table (relkind %s); replace drops only tables", ident, kind)}
+		}
+		return nil
+	}
+	return checkAppendTarget(ctx, tx, schema, table, in.key.name, pp)
+}
+
+// checkAppendTarget checks that an existing output table takes the job's rows: the key
+// column unique (the upsert's conflict target) and every prediction column there.
+func checkAppendTarget(ctx context.Context, tx pgx.Tx, schema, table, key string, pp *messages.PredictionPlan) error {
+	ident := pgx.Identifier{schema, table}.Sanitize()
+	rows, err := tx.Query(ctx, `
+select a.attname::text, format_type(a.atttypid, a.atttypmod)
+from pg_catalog.pg_attribute a
+where a.attrelid = (select c.oid from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                    where n.nspname = $1 and c.relname = $2 and c.relkind = 'r')
+  and a.attnum > 0 and not a.attisdropped`, schema, table)
+	if err != nil {
+		return fmt.Errorf("listing the output table's columns: %w", err)
+	}
+	type col struct{ Name, Type string }
+	cols, err := pgx.CollectRows(rows, pgx.RowToStructByPos[col])
+	if err != nil {
+		return fmt.Errorf("listing the output table's columns: %w", err)
+	}
+	if len(cols) == 0 {
+		return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("%s is not a table", ident)}
+	}
+	have := map[string]string{}
+	for _, c := range cols {
+		have[c.Name] = c.Type
+	}
+	names, types := pp.OutputColumns()
+	names, types = append([]string{key}, names...), append([]string{pp.KeyType}, types...)
+	for i, n := range names {
+		t, ok := have[n]
+		if !ok {
+			return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("%s has no column %q (mode append needs %s)", ident, n, strings.Join(names, ", "))}
+		}
+		if t != types[i] {
+			return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("column %q of %s is %s, want %s", n, ident, t, types[i])}
+		}
+	}
+	var unique bool
+	err = tx.QueryRow(ctx, `
+select exists (
+  select 1 from pg_catalog.pg_index i
+  join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+  where i.indrelid = $1::regclass and i.indisunique and i.indnatts = 1 and i.indpred is null and a.attname = $2)`,
+		ident, key).Scan(&unique)
+	if err != nil {
+		return fmt.Errorf("checking the output table's key: %w", err)
+	}
+	if !unique {
+		return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("column %q of %s has no unique index of its own; the idempotent upsert needs one", key, ident)}
+	}
+	return nil
+}
+
+// planPredictionRanges splits the key space and counts each range's rows and key checksum
+// in one binary COPY of the key, as for training, and sizes the pages.
+func planPredictionRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan, sz sizing) error {
+	var cols []statColumn
+	for i, col := range in.features {
+		if p.Features[i].Kind == messages.KindCategorical {
+			cols = append(cols, statColumn{col: col, cat: true})
+		}
+	}
+	if p.Prediction.Evaluate && p.Label.Kind == messages.KindCategorical {
+		cols = append(cols, statColumn{col: in.label, cat: true})
+	}
+	// Only the row count and the text widths (for page sizing) are computed.
+	out := make([]colStats, len(cols))
+	rows, err := sqlStats(ctx, tx, in, cols, out)
+	if err != nil {
+		return err
+	}
+	avgText := map[string]float64{}
+	for i, c := range cols {
+		avgText[c.col.name] = out[i].avgText
+	}
+	bounds, err := splitKeys(ctx, tx, in, max(rows, 1))
+	if err != nil {
+		return err
+	}
+	d, err := scanMoments(ctx, tx, in, nil, nil, bounds)
+	if err != nil {
+		return err
+	}
+	if d.nullKeys > 0 {
+		return &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%d rows have a NULL key %q and could never be read", d.nullKeys, in.key.name)}
+	}
+	assignRanges(in, p, bounds, d.sums)
+	sizePages(in, p, avgText, sz)
+	return capWindow(p, sz.readyMaxBytes)
+}
+
+// createOutput creates (or, in mode replace, drops and creates) the output table: the
+// source key, of the same type, as primary key, then the prediction columns.
+func createOutput(ctx context.Context, pool *pgxpool.Pool, p *messages.Plan) error {
+	pp := p.Prediction
+	ident := pgx.Identifier{pp.OutputSchema, pp.OutputTable}.Sanitize()
+	names, types := pp.OutputColumns()
+	// KeyType comes from format_type of an integer column (checked), never from a client.
+	defs := []string{pgx.Identifier{p.Key}.Sanitize() + " " + pp.KeyType + " primary key"}
+	for i, n := range names {
+		defs = append(defs, pgx.Identifier{n}.Sanitize()+" "+types[i])
+	}
+	create := "create table " + ident + " (" + strings.Join(defs, ", ") + ")"
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("creating the output table: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	switch pp.Mode {
+	case messages.OutputReplace:
+		if _, err := tx.Exec(ctx, "drop table if exists "+ident); err != nil {
+			return outputError(ident, err)
+		}
+	case messages.OutputAppend:
+		create = "create table if not exists " + ident + " (" + strings.Join(defs, ", ") + ")"
+	}
+	if _, err := tx.Exec(ctx, create); err != nil {
+		return outputError(ident, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return outputError(ident, err)
+	}
+	return nil
+}
+
+// outputError turns the database's refusals of the output table into client errors.
+func outputError(ident string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "42P07": // duplicate_table: created meanwhile
+			return &apiError{status: http.StatusConflict, field: "output", msg: fmt.Sprintf("%s exists (mode create)", ident)}
+		case "42501": // insufficient_privilege
+			return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("the coordinator's role may not create %s: %s", ident, pe.Message)}
+		case "25006": // read_only_sql_transaction
+			return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("the source's connections are read-only, so %s cannot be created: predictions need a role that may create and write the output table", ident)}
+		}
+	}
+	return fmt.Errorf("creating the output table %s: %w", ident, err)
+}
+
+// scoredRecord is the KV value under scored.<id>.<range>: which batches of one range of a
+// prediction job are written, so every batch counts once however often it is reported.
+type scoredRecord struct {
+	// Pages are the written pages in ascending order; Total is the range's page count,
+	// known once its last page is written (0 before).
+	Pages []int                `json:"pages"`
+	Total int                  `json:"total,omitempty"`
+	Keys  messages.KeyChecksum `json:"keys"`
+	// Evals are the pages' losses and metrics (in page order) when the job evaluates.
+	Evals []pageEval `json:"evals,omitempty"`
+}
+
+type pageEval struct {
+	Page    int                `json:"page"`
+	Rows    int64              `json:"rows"`
+	Loss    float64            `json:"loss"`
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+func (s *scoredRecord) complete() bool { return s.Total > 0 && len(s.Pages) == s.Total }
+
+func scoredKey(id string, r int) string { return "scored." + id + "." + fmt.Sprint(r) }
+
+// scored is a prediction job's per-range scoring state, in memory.
+type scored struct {
+	recs []scoredRecord
+	revs []uint64
+	// pos is the lowest position (in pass 0's order) whose range is not completely written:
+	// the lease window counts from it, as it counts from the trainer's position.
+	pos int
+	n   int // ranges completely written
+}
+
+func newScored(ranges int) *scored {
+	return &scored{recs: make([]scoredRecord, ranges), revs: make([]uint64, ranges)}
+}
+
+// scorerJobs lists the running prediction jobs for the scorers.
+func (c *Coordinator) scorerJobs() messages.ScorerJobs {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := messages.ScorerJobs{Jobs: []string{}}
+	for _, j := range c.order {
+		if j.rec.State == messages.JobRunning && j.prediction() {
+			out.Jobs = append(out.Jobs, j.rec.ID)
+		}
+	}
+	return out
+}
+
+// reportScored records a batch a scorer has written. The job is done once every range's
+// batches are written and read.
+func (c *Coordinator) reportScored(ctx context.Context, jobID string, rep messages.ScoreReport) error {
+	if rep.ScorerID == "" {
+		return &apiError{status: http.StatusBadRequest, msg: "scorer_id is required", field: "scorer_id"}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j := c.jobs[jobID]
+	if j == nil || !j.prediction() {
+		return &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no prediction job %q", jobID)}
+	}
+	if j.rec.ended() {
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is %s", jobID, j.rec.State)}
+	}
+	b := rep.Batch
+	if b.JobID != jobID || b.Pass != 0 || !j.validTask(b.Pass, b.Range) || b.Page < 0 ||
+		!j.passFolded(0) && j.task(0, b.Range).rec.Grants == 0 {
+		return &apiError{status: http.StatusConflict, field: "batch", msg: fmt.Sprintf("batch %s is not a batch of job %s that was read", b, jobID)}
+	}
+	if rep.Keys.Rows < 0 || j.plan.Prediction.Evaluate != (rep.Loss != nil) {
+		return &apiError{status: http.StatusBadRequest, field: "loss", msg: fmt.Sprintf("batch %s: a loss is reported exactly when the job evaluates (%v)", b, j.plan.Prediction.Evaluate)}
+	}
+	rec := j.scored.recs[b.Range]
+	i, found := slices.BinarySearch(rec.Pages, b.Page)
+	if found || rec.Total > 0 && b.Page >= rec.Total {
+		return nil // a redelivered batch (or a retried report): it counts once
+	}
+	rec.Pages = slices.Insert(slices.Clone(rec.Pages), i, b.Page)
+	rec.Keys.Merge(rep.Keys)
+	if rep.Last {
+		rec.Total = b.Page + 1
+	}
+	if rep.Loss != nil {
+		e := pageEval{Page: b.Page, Rows: rep.Keys.Rows, Loss: *rep.Loss, Metrics: rep.Metrics}
+		k, _ := slices.BinarySearchFunc(rec.Evals, b.Page, func(e pageEval, p int) int { return e.Page - p })
+		rec.Evals = slices.Insert(slices.Clone(rec.Evals), k, e)
+	}
+	key := scoredKey(jobID, b.Range)
+	rev, err := c.st.put(ctx, key, j.scored.revs[b.Range], rec)
+	if err != nil {
+		var fresh scoredRecord
+		if frev, ok, gerr := c.st.get(ctx, key, &fresh); gerr == nil && ok && frev != j.scored.revs[b.Range] {
+			j.scored.recs[b.Range], j.scored.revs[b.Range] = fresh, frev
+		}
+		return unavailable(err)
+	}
+	j.scored.recs[b.Range], j.scored.revs[b.Range] = rec, rev
+	if rec.complete() {
+		j.scored.n++
+		j.advanceScored()
+		c.log.Debug("range written", "job_id", jobID, "range", b.Range, "rows", rec.Keys.Rows, "scorer", rep.ScorerID)
+	}
+	return c.maybeFinishPrediction(ctx, j)
+}
+
+// advanceScored moves the window's start past the ranges completely written.
+func (j *job) advanceScored() {
+	order := j.pass(0).order
+	for j.scored.pos < len(order) && j.scored.recs[order[j.scored.pos]].complete() {
+		j.scored.pos++
+	}
+}
+
+// maybeFinishPrediction ends a prediction job once every range is read and written,
+// with the model's loss and metrics when it evaluates. Callers hold c.mu.
+func (c *Coordinator) maybeFinishPrediction(ctx context.Context, j *job) error {
+	if !j.prediction() || j.rec.ended() || !j.allRead() || j.scored.n < len(j.plan.Ranges) {
+		return nil
+	}
+	rec := j.rec
+	st := j.predictionStatus()
+	rec.State, rec.UpdatedAt = messages.JobDone, c.now()
+	if j.plan.Prediction.Evaluate {
+		loss, metrics := j.evaluation()
+		rec.EvalLoss, rec.EvalMetrics = &loss, metrics
+	}
+	if st.Written.Rows != j.folded.RowsRead {
+		rec.State = messages.JobFailed
+		rec.Error = fmt.Sprintf("the scorers wrote %d rows, the fetchers read %d", st.Written.Rows, j.folded.RowsRead)
+	}
+	if err := c.writeJob(ctx, j, rec); err != nil {
+		return err
+	}
+	c.log.Info("prediction job done", "job_id", j.rec.ID, "rows", st.Written.Rows, "state", rec.State)
+	c.jobEnded(j)
+	return nil
+}
+
+// evaluation is the weighted mean of the pages' losses and metrics, summed in range and
+// page order so that it does not depend on which scorer wrote what when.
+func (j *job) evaluation() (float64, map[string]float64) {
+	var rows int64
+	var loss float64
+	sums := map[string]float64{}
+	for _, rec := range j.scored.recs {
+		for _, e := range rec.Evals {
+			rows += e.Rows
+			loss += e.Loss * float64(e.Rows)
+			for _, k := range slices.Sorted(maps.Keys(e.Metrics)) {
+				sums[k] += e.Metrics[k] * float64(e.Rows)
+			}
+		}
+	}
+	if rows == 0 {
+		return 0, nil
+	}
+	for k := range sums {
+		sums[k] /= float64(rows)
+	}
+	return loss / float64(rows), sums
+}
+
+// prediction reports whether the job is a prediction job.
+func (j *job) prediction() bool { return j.plan != nil && j.plan.Kind == messages.JobKindPrediction }
+
+// predictionStatus is the prediction part of the job's status.
+func (j *job) predictionStatus() *messages.PredictionStatus {
+	pp := j.plan.Prediction
+	st := &messages.PredictionStatus{Model: pp.Model, Output: pp.OutputSchema + "." + pp.OutputTable, Mode: pp.Mode, Task: pp.Task,
+		RangesScored: j.scored.n, Loss: j.rec.EvalLoss, Metrics: j.rec.EvalMetrics}
+	for _, r := range j.scored.recs {
+		st.Written.Merge(r.Keys)
+	}
+	return st
+}
+
+// deleteScorerConsumer removes an ended prediction job's consumer on READY.
+func (c *Coordinator) deleteScorerConsumer(ctx context.Context, jobID string) error {
+	err := c.bus.JetStream().DeleteConsumer(ctx, c.names.ReadyStream(), messages.ScorerDurable(jobID))
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("deleting the scorers' consumer of %s: %w", jobID, err)
+	}
+	return nil
+}

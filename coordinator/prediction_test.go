@@ -1,0 +1,263 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"pgtrain/coordinator/client"
+	"pgtrain/messages"
+	"pgtrain/model"
+)
+
+// storeModel stores a small regression model over a numeric and a one-hot column under id,
+// with its preprocessing, as a finished training job leaves it.
+func storeModel(t *testing.T, e *env, id string) messages.ModelMeta {
+	t.Helper()
+	spec, err := model.ParseSpec([]byte(`{"layers": [{"type": "dense", "units": 3, "activation": "relu"}, {"type": "dense", "units": 1}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.New(spec, 4, model.Compile{Loss: "mse", Optimizer: model.OptimizerConfig{Name: "adam"}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := m.SaveTFJS(dir); err != nil {
+		t.Fatal(err)
+	}
+	meta := messages.ModelMeta{
+		Version: messages.ModelMetaVersion, JobID: id, Schema: "public", Table: "trained", Key: "id",
+		Features: []messages.ColumnPlan{
+			{Name: "a", PGType: "double precision", Kind: messages.KindNumeric, HasImpute: true, Impute: 0.5, Offset: 1, Factor: 2},
+			{Name: "kind", PGType: "text", Kind: messages.KindCategorical, Vocabulary: []string{"x", "y"}},
+		},
+		Label:     messages.ColumnPlan{Name: "y", PGType: "real", Kind: messages.KindNumeric, Factor: 1},
+		LabelKind: messages.LabelRegression, InputDim: 4, LabelDim: 1,
+		Spec: messages.JobSpec{Table: "trained", Key: "id", Loss: "mse", Epochs: 3, BatchSize: 32, Seed: 1}.WithDefaults(),
+	}
+	if err := model.WriteMeta(dir, meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.bus.PutModel(context.Background(), id, dir); err != nil {
+		t.Fatal(err)
+	}
+	return meta
+}
+
+// A prediction job is planned from the model's preprocessing as it is (only the column
+// types are the scored table's), is never given to a trainer, moves its lease window with
+// the batches the scorers write, counts a batch reported twice once, and is done when every
+// range is read and written.
+func TestPredictionJobLifecycle(t *testing.T) {
+	e := newEnv(t)
+	meta := storeModel(t, e, "trained-1")
+	e.exec(t, `create table scored (id integer primary key, a real, kind varchar(10))`)
+	e.exec(t, `insert into scored select i, i * 0.5, (array['x','y','z'])[1 + i % 3] from generate_series(1, 500) i`)
+	r := start(t, e, Config{Window: 2})
+	ctx := context.Background()
+	st, err := r.cl.SubmitPrediction(ctx, []byte(`{"model": "trained-1", "table": "scored", "output": "scored_out", "range_rows": 100}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Kind != messages.JobKindPrediction || st.Rows != 500 || st.Ranges != 5 || st.Epochs != 1 {
+		t.Fatalf("status %+v: want a prediction of 500 rows in 5 ranges, read once", st)
+	}
+	p, err := r.cl.Plan(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No token: the plan comes with its data. Only the PGType is this table's.
+	wantFeatures := append([]messages.ColumnPlan(nil), meta.Features...)
+	wantFeatures[0].PGType, wantFeatures[1].PGType = "real", "character varying(10)"
+	if !reflect.DeepEqual(p.Features, wantFeatures) || p.HasLabel() || p.LabelDim != 0 || p.InputDim != 4 {
+		t.Fatalf("plan features %+v label %+v (dim %d): want the model's %+v and no label", p.Features, p.Label, p.LabelDim, wantFeatures)
+	}
+	if pp := p.Prediction; pp.OutputTable != "scored_out" || pp.KeyType != "integer" || pp.Task != messages.TaskRegression || pp.Evaluate {
+		t.Fatalf("prediction plan %+v", pp)
+	}
+	var cols string
+	if err := e.pool.QueryRow(ctx, `select string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' order by attnum)
+		from pg_attribute where attrelid = 'scored_out'::regclass and attnum > 0`).Scan(&cols); err != nil {
+		t.Fatal(err)
+	}
+	if cols != "id integer, value real" {
+		t.Fatalf("output table columns %q", cols)
+	}
+	if id, err := r.cl.ClaimJob(ctx, "trainer-1"); err != nil || id != "" {
+		t.Fatalf("a trainer claimed %q (%v); prediction jobs are the scorers'", id, err)
+	}
+	if jobs, err := r.cl.ScorerJobs(ctx); err != nil || !reflect.DeepEqual(jobs, []string{st.ID}) {
+		t.Fatalf("scorer jobs %v (%v), want [%s]", jobs, err, st.ID)
+	}
+
+	// A batch of a range nobody read is refused.
+	order := p.EpochOrder(0)
+	report := func(rng, page int, last bool, rows int64) error {
+		return r.cl.ReportScored(ctx, st.ID, messages.ScoreReport{ScorerID: "s1", Last: last,
+			Batch: messages.BatchID{JobID: st.ID, Range: rng, Page: page}, Keys: messages.KeyChecksum{Rows: rows}})
+	}
+	if err := report(order[0], 0, true, 1); !errors.Is(err, client.ErrLeaseLost) {
+		t.Fatalf("a batch of an unread range: %v, want 409", err)
+	}
+	// The window is two ranges ahead of the first one not written.
+	l1, l2 := mustLease(t, r.cl, "f1"), mustLease(t, r.cl, "f1")
+	noLease(t, r.cl, "two ranges leased, none written")
+	for _, l := range []*messages.Lease{l1, l2} {
+		if _, err := r.cl.ReportLease(ctx, l.ID, messages.LeaseProgress{WorkerID: "f1", NextPage: 2, Rows: l.Range.Rows, Done: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noLease(t, r.cl, "two ranges read, none written")
+	first := p.Ranges[order[0]]
+	if l1.Range.Index != first.Index {
+		t.Fatalf("the first lease is of range %d, want %d, the first of the order", l1.Range.Index, first.Index)
+	}
+	// Two pages; the first reported twice, the last first.
+	for _, b := range []struct {
+		page int
+		last bool
+		rows int64
+	}{{1, true, first.Rows - 40}, {0, false, 40}, {0, false, 40}} {
+		if err := report(first.Index, b.page, b.last, b.rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l3 := mustLease(t, r.cl, "f2") // the first range is written: the window moved on
+	if s, err := r.cl.Job(ctx, st.ID); err != nil || s.Prediction.RangesScored != 1 || s.Prediction.Written.Rows != first.Rows {
+		t.Fatalf("status %+v (%v): want one range of %d rows written", s.Prediction, err, first.Rows)
+	}
+	if _, err := r.cl.ReportLease(ctx, l3.ID, messages.LeaseProgress{WorkerID: "f2", NextPage: 1, Rows: l3.Range.Rows, Done: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []*messages.Lease{l2, l3} {
+		if err := report(l.Range.Index, 0, true, l.Range.Rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Read and write the rest: the job is done, with every row written once.
+	for {
+		l, err := r.cl.Lease(ctx, "f3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l == nil {
+			break
+		}
+		if _, err := r.cl.ReportLease(ctx, l.ID, messages.LeaseProgress{WorkerID: "f3", NextPage: 1, Rows: l.Range.Rows, Done: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := report(l.Range.Index, 0, true, l.Range.Rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final, err := r.cl.Job(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.State != messages.JobDone || final.Prediction.Written.Rows != 500 || final.Prediction.RangesScored != 5 {
+		t.Fatalf("final status %s %q %+v: want done with 500 rows written", final.State, final.Error, final.Prediction)
+	}
+	if err := report(first.Index, 0, false, 40); !errors.Is(err, client.ErrLeaseLost) {
+		t.Fatalf("a report after the end: %v, want 409", err)
+	}
+}
+
+// Mode append takes an output table with the prediction columns and a unique key, and
+// refuses one without; replace drops and recreates it.
+func TestPredictionOutputModes(t *testing.T) {
+	e := newEnv(t)
+	storeModel(t, e, "trained-2")
+	e.exec(t, `create table scored (id bigint primary key, a double precision, kind text)`)
+	e.exec(t, `insert into scored select i, i, 'x' from generate_series(1, 50) i`)
+	e.exec(t, `create table ok_out (id bigint primary key, value real, note text)`)
+	e.exec(t, `insert into ok_out values (1000, 1, 'kept')`)
+	e.exec(t, `create table no_key (id bigint, value real)`)
+	e.exec(t, `create table wrong_type (id bigint primary key, value text)`)
+	e.exec(t, `create table replaced (x int)`)
+	r := start(t, e, Config{})
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		out, mode string
+		wantField string // "" means accepted
+	}{
+		{"append to a matching table", "ok_out", "append", ""},
+		{"append creates a missing table", "new_out", "append", ""},
+		{"append without a unique key", "no_key", "append", "output"},
+		{"append to a mistyped column", "wrong_type", "append", "output"},
+		{"replace any table", "replaced", "replace", ""},
+		{"an unknown schema", "nosuch.out", "create", "output"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := r.cl.SubmitPrediction(ctx, []byte(fmt.Sprintf(`{"model": "trained-2", "table": "scored", "output": %q, "mode": %q}`, tt.out, tt.mode)))
+			var ae *client.APIError
+			switch {
+			case tt.wantField == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.wantField != "" && (!errors.As(err, &ae) || ae.Status != 400 || ae.Field != tt.wantField):
+				t.Fatalf("got %v, want a 400 on %q", err, tt.wantField)
+			}
+		})
+	}
+	var note string
+	if err := e.pool.QueryRow(ctx, `select note from ok_out where id = 1000`).Scan(&note); err != nil || note != "kept" {
+		t.Fatalf("append lost the table's rows: %q %v", note, err)
+	}
+	var cols string
+	if err := e.pool.QueryRow(ctx, `select string_agg(attname, ',' order by attnum) from pg_attribute
+		where attrelid = 'replaced'::regclass and attnum > 0 and not attisdropped`).Scan(&cols); err != nil || cols != "id,value" {
+		t.Fatalf("replaced has columns %q (%v), want id,value", cols, err)
+	}
+}
+
+// A restarted coordinator loads a prediction job's written batches: what was counted stays
+// counted (a batch reported again still counts once), and the job ends when the rest is
+// written.
+func TestPredictionResumesAfterRestart(t *testing.T) {
+	e := newEnv(t)
+	storeModel(t, e, "trained-3")
+	e.exec(t, `create table scored (id bigint primary key, a double precision, kind text)`)
+	e.exec(t, `insert into scored select i, i, 'y' from generate_series(1, 300) i`)
+	r := start(t, e, Config{Window: 10})
+	ctx := context.Background()
+	st, err := r.cl.SubmitPrediction(ctx, []byte(`{"model": "trained-3", "table": "scored", "output": "scored_out", "range_rows": 100}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := func(cl *client.Client, l *messages.Lease) error {
+		return cl.ReportScored(ctx, st.ID, messages.ScoreReport{ScorerID: "s1", Last: true,
+			Batch: messages.BatchID{JobID: st.ID, Range: l.Range.Index}, Keys: messages.KeyChecksum{Rows: l.Range.Rows}})
+	}
+	var leases []*messages.Lease
+	for range st.Ranges {
+		l := mustLease(t, r.cl, "f1")
+		if _, err := r.cl.ReportLease(ctx, l.ID, messages.LeaseProgress{WorkerID: "f1", NextPage: 1, Rows: l.Range.Rows, Done: true}); err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, l)
+	}
+	if err := report(r.cl, leases[0]); err != nil {
+		t.Fatal(err)
+	}
+	r.stop(t)
+
+	r = start(t, e, Config{Window: 10})
+	s, err := r.cl.Job(ctx, st.ID)
+	if err != nil || s.State != messages.JobRunning || s.Prediction.RangesScored != 1 || s.Prediction.Written.Rows != leases[0].Range.Rows {
+		t.Fatalf("after the restart: %+v (%v), want running with one range written", s, err)
+	}
+	for _, l := range leases {
+		if err := report(r.cl, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final, err := r.cl.Job(ctx, st.ID)
+	if err != nil || final.State != messages.JobDone || final.Prediction.Written.Rows != 300 {
+		t.Fatalf("final %+v (%v): want done with 300 rows written once", final, err)
+	}
+}
