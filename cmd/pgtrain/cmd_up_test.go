@@ -95,8 +95,8 @@ func TestUpPrintsTheDashboardLink(t *testing.T) {
 			if !ok {
 				t.Fatal("pgtrain up ended before printing the dashboard link")
 			}
-			if _, path, ok := strings.Cut(line, "a user token (scopes read, submit) is in "); ok {
-				tokenFile = path
+			if _, scoped, ok := strings.Cut(line, "a user token (scopes "); ok {
+				_, tokenFile, _ = strings.Cut(scoped, ") is in ")
 			}
 			if rest, ok := strings.CutPrefix(line, "dashboard: "); ok {
 				link, _, _ = strings.Cut(rest, " ")
