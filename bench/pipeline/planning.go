@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -88,4 +93,84 @@ func median(xs []float64) float64 {
 func (r *planningRun) String() string {
 	return fmt.Sprintf("planning %d rows: %.2fs (median of %d), binary COPY of the planned columns %.2fs: %.2f×",
 		r.Rows, median(r.PlanSeconds), len(r.PlanSeconds), median(r.CopySeconds), r.Ratio)
+}
+
+// planningMode measures planning alone, beside a binary COPY of the planned columns, at
+// each size: on a throwaway cluster, or on --dsn (its tables bench_<rows> are created when
+// missing and kept). --cpuprofile profiles this process, which plans in its coordinator.
+func planningMode(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("planning", flag.ContinueOnError)
+	sizes := fs.String("rows", "2000000,8000000", "table sizes, comma-separated")
+	runs := fs.Int("runs", 3, "plans (each beside a COPY) per size; the ratio is of the medians")
+	dsn := fs.String("dsn", "", "PostgreSQL to use instead of a throwaway cluster")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the planning runs to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ns, err := parseInts(*sizes)
+	if err != nil {
+		return fmt.Errorf("--rows %w", err)
+	}
+	if *dsn == "" {
+		dir, err := os.MkdirTemp("", "pgtrain-planning-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		// The server runs as its own user when this runs as root.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return err
+		}
+		pg, err := devenv.StartPostgres(ctx, devenv.PostgresOptions{Dir: filepath.Join(dir, "postgres")})
+		if err != nil {
+			return err
+		}
+		defer pg.Stop()
+		*dsn = pg.DSN
+	}
+	pool, err := pgutil.NewPool(ctx, *dsn, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	for _, n := range ns {
+		var exists bool
+		if err := pool.QueryRow(ctx, "select to_regclass($1) is not null", tableName(n)).Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			fmt.Printf("creating %s (%d rows)\n", tableName(n), n)
+			if err := createTable(ctx, pool, tableName(n), n); err != nil {
+				return err
+			}
+		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	for _, n := range ns {
+		pr, err := measurePlanning(ctx, *dsn, tableName(n), *runs)
+		if err != nil {
+			return err
+		}
+		fmt.Println(pr)
+		fmt.Printf("  plan %s\n  COPY %s\n", seconds(pr.PlanSeconds), seconds(pr.CopySeconds))
+	}
+	return nil
+}
+
+func seconds(xs []float64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(s, " ")
 }
