@@ -174,9 +174,6 @@ func (pc planConns) run(ctx context.Context, tasks []func(context.Context, pgx.T
 	return nil
 }
 
-// planHelpers is how many connections planning borrows besides its own.
-const planHelpers = 2
-
 // helperWait bounds how long a helper connection may take to come from the pool.
 const helperWait = 2 * time.Second
 
