@@ -22,6 +22,7 @@ const maxVocabBytes = 16 << 20
 type statsPart struct {
 	rows    int64
 	moments []*moments
+	f32     []*moments32 // the float4 columns' way into moments, folded at the end
 	text    []*textStats
 }
 
@@ -113,7 +114,7 @@ func (s *statsPart) merge(o *statsPart) {
 // the physical order change its rounding; numeric is exact but five times slower than a
 // COPY). Categorical columns come as text and are counted, with their vocabulary.
 func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, where string, vocabLimit int) (*statsPart, error) {
-	s := &statsPart{moments: make([]*moments, len(cols)), text: make([]*textStats, len(cols))}
+	s := &statsPart{moments: make([]*moments, len(cols)), f32: make([]*moments32, len(cols)), text: make([]*textStats, len(cols))}
 	items := make([]string, len(cols))
 	for i, c := range cols {
 		q := pgx.Identifier{c.col.name}.Sanitize()
@@ -129,6 +130,7 @@ func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn,
 			// the statistics are in.
 			items[i] = q + "::float4"
 			s.moments[i] = newMoments()
+			s.f32[i] = &moments32{m: s.moments[i]}
 		default:
 			items[i] = q + "::float8"
 			s.moments[i] = newMoments()
@@ -141,10 +143,10 @@ func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn,
 				continue
 			}
 			if m := s.moments[i]; m != nil {
-				switch len(v) {
-				case 4:
-					m.add(float64(math.Float32frombits(binary.BigEndian.Uint32(v))))
-				case 8:
+				switch {
+				case len(v) == 4 && s.f32[i] != nil:
+					s.f32[i].add(binary.BigEndian.Uint32(v))
+				case len(v) == 8:
 					m.add(math.Float64frombits(binary.BigEndian.Uint64(v)))
 				default:
 					return fmt.Errorf("column %q: a value of %d bytes, want 4 or 8", cols[i].col.name, len(v))
@@ -161,6 +163,11 @@ func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn,
 	}
 	if err := r.finish(); err != nil {
 		return nil, fmt.Errorf("computing statistics: %w", err)
+	}
+	for _, a := range s.f32 {
+		if a != nil {
+			a.fold()
+		}
 	}
 	return s, nil
 }
