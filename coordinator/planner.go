@@ -38,8 +38,9 @@ type planInput struct {
 	label    column
 }
 
-// planSpec derives the plan of a job inside tx, a REPEATABLE READ transaction, so that the
-// statistics, the ranges and the expected checksums all describe one version of the table.
+// planSpec derives the plan of a job inside pc.tx, a REPEATABLE READ transaction, and
+// helper transactions that join its snapshot, so that the statistics, the ranges and the
+// expected checksums all describe one version of the table.
 func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID string, allowed schemaCheck, sz sizing) (*messages.Plan, error) {
 	tx := pc.tx
 	in, err := resolveSpec(ctx, tx, spec, allowed)
