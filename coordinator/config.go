@@ -25,6 +25,10 @@ type Config struct {
 	// PlanTimeout bounds the planning of one job (statistics and range split run on the
 	// whole table).
 	PlanTimeout time.Duration
+	// PlanConns is how many connections one planning reads on at once: its own
+	// transaction and up to PlanConns-1 more from the source's pool, when the pool has them
+	// idle (the key split and parts of the statistics run side by side on them).
+	PlanConns int
 	// ShutdownTimeout bounds the graceful HTTP shutdown.
 	ShutdownTimeout time.Duration
 	// SnapshotMaxAge bounds how long a snapshot job keeps its snapshot (an open transaction
@@ -73,6 +77,8 @@ const (
 	DefaultLeaseTTL        = 15 * time.Second
 	DefaultWindow          = 8
 	DefaultPlanTimeout     = 30 * time.Minute
+	DefaultPlanConns       = 3
+	MaxPlanConns           = 64
 	DefaultShutdownTimeout = 10 * time.Second
 
 	DefaultReadHeaderTimeout = 10 * time.Second
@@ -122,6 +128,9 @@ func (c Config) WithDefaults() Config {
 	if c.SnapshotMaxAge == 0 {
 		c.SnapshotMaxAge = DefaultSnapshotMaxAge
 	}
+	if c.PlanConns == 0 {
+		c.PlanConns = DefaultPlanConns
+	}
 	if c.MaxSnapshotJobs == 0 {
 		c.MaxSnapshotJobs = DefaultMaxSnapshotJobs
 	}
@@ -155,6 +164,9 @@ func (c Config) Validate() error {
 	}
 	if c.SnapshotMaxAge < time.Second {
 		errs = append(errs, fmt.Errorf("snapshot max age %s: must be at least 1s", c.SnapshotMaxAge))
+	}
+	if c.PlanConns < 1 || c.PlanConns > MaxPlanConns {
+		errs = append(errs, fmt.Errorf("plan conns %d: want 1 to %d", c.PlanConns, MaxPlanConns))
 	}
 	if c.MaxSnapshotJobs < 1 {
 		errs = append(errs, fmt.Errorf("max snapshot jobs %d: must be at least 1", c.MaxSnapshotJobs))

@@ -17,6 +17,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "tiny payload", cfg: Config{MaxPayload: 100}, wantErr: true},
 		{name: "explicit payload", cfg: Config{MaxPayload: 8 << 20}},
 		{name: "negative ready bytes", cfg: Config{ReadyMaxBytes: -1}, wantErr: true},
+		{name: "negative plan conns", cfg: Config{PlanConns: -1}, wantErr: true},
+		{name: "too many plan conns", cfg: Config{PlanConns: MaxPlanConns + 1}, wantErr: true},
+		{name: "planning on its own connection", cfg: Config{PlanConns: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

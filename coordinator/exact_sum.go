@@ -120,19 +120,7 @@ func (m *moments) add(x float64) {
 		m.nonFinite = true
 		return
 	}
-	if m.count == 0 {
-		m.min, m.max = x, x
-	} else {
-		// -0 and 0 compare equal: prefer -0 as the minimum and 0 as the maximum, so the
-		// result does not depend on which came first.
-		if x < m.min || x == m.min && math.Signbit(x) {
-			m.min = x
-		}
-		if x > m.max || x == m.max && !math.Signbit(x) {
-			m.max = x
-		}
-	}
-	m.count++
+	m.observe(x)
 	pos := uint(0) // subnormals: mant·2^-1074
 	if exp != 0 {
 		mant |= 1 << 52
@@ -152,6 +140,77 @@ func (m *moments) add(x float64) {
 	} else {
 		m.sq.add128(hi, lo, 2*pos)
 	}
+}
+
+// observe counts a finite x and keeps the extremes.
+func (m *moments) observe(x float64) {
+	if m.count == 0 {
+		m.min, m.max = x, x
+	} else {
+		// -0 and 0 compare equal: prefer -0 as the minimum and 0 as the maximum, so the
+		// result does not depend on which came first.
+		if x < m.min || x == m.min && math.Signbit(x) {
+			m.min = x
+		}
+		if x > m.max || x == m.max && !math.Signbit(x) {
+			m.max = x
+		}
+	}
+	m.count++
+}
+
+// moments32 adds float32 values to moments through one accumulator per binary exponent: a
+// float32 is mant·2^(e-150) with mant < 2^24, so a bucket sums mantissas in an int64 and
+// their squares in 128 bits, a few instructions per value, and fold moves the buckets
+// into the exact sums. The result is the bits moments.add gives.
+type moments32 struct {
+	m          *moments
+	sum        [255]int64
+	sqLo, sqHi [255]uint64
+	adds       int
+}
+
+// fold32Every adds, the buckets are folded: |sum| stays below 2^24·2^30.
+const fold32Every = 1 << 30
+
+func (a *moments32) add(b uint32) {
+	e := b >> 23 & 0xff
+	if e == 0xff {
+		a.m.nonFinite = true
+		return
+	}
+	a.m.observe(float64(math.Float32frombits(b)))
+	mant := int64(b & (1<<23 - 1))
+	if e != 0 {
+		mant |= 1 << 23
+	} else {
+		e = 1 // subnormals: mant·2^-149
+	}
+	var c uint64
+	a.sqLo[e], c = bits.Add64(a.sqLo[e], uint64(mant*mant), 0)
+	a.sqHi[e] += c
+	if b>>31 != 0 {
+		mant = -mant
+	}
+	a.sum[e] += mant
+	if a.adds++; a.adds == fold32Every {
+		a.fold()
+	}
+}
+
+// fold adds the buckets to the exact sums and empties them.
+func (a *moments32) fold() {
+	for e := 1; e < len(a.sum); e++ {
+		// Bucket e holds multiples of 2^(e-150): 2^(e+924) in the value unit (2^-1074)
+		// and 2^(2e+1848) in the square unit (2^-2148).
+		if v := a.sum[e]; v != 0 {
+			a.m.sum.add64(uint64(max(v, -v)), uint(e+924), v < 0)
+		}
+		if a.sqLo[e] != 0 || a.sqHi[e] != 0 {
+			a.m.sq.add128(a.sqHi[e], a.sqLo[e], uint(2*e+1848))
+		}
+	}
+	a.sum, a.sqLo, a.sqHi, a.adds = [255]int64{}, [255]uint64{}, [255]uint64{}, 0
 }
 
 // merge adds the moments of another part of the same column.

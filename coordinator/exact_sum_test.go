@@ -121,3 +121,72 @@ func BenchmarkMomentsAdd(b *testing.B) {
 		m.add(xs[i%len(xs)])
 	}
 }
+
+// The float4 way into the moments gives what adding each value widened to float64 gives,
+// to the bit: subnormals, signed zeros and extremes included, folded at any point.
+func TestMoments32IsMomentsOfTheWidenedValues(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	special := []uint32{0, 1 << 31, 1, 1<<31 | 1, 0x007fffff, 0x00800000, 0x7f7fffff, 0xff7fffff, 0x3f800000, 0xbf800000}
+	tests := []struct {
+		name   string
+		values func() []uint32
+		foldAt int // fold once after this many values too (0: only at the end)
+	}{
+		{name: "special values", values: func() []uint32 { return special }},
+		{name: "random bit patterns", values: func() []uint32 {
+			v := make([]uint32, 20000)
+			for i := range v {
+				v[i] = rng.Uint32()
+			}
+			return v
+		}, foldAt: 7777},
+		{name: "values of one scale", values: func() []uint32 {
+			v := make([]uint32, 20000)
+			for i := range v {
+				v[i] = math.Float32bits(float32(rng.Float64()*2 - 1))
+			}
+			return v
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, got := newMoments(), newMoments()
+			a := &moments32{m: got}
+			for i, b := range tt.values() {
+				want.add(float64(math.Float32frombits(b)))
+				a.add(b)
+				if i+1 == tt.foldAt {
+					a.fold()
+				}
+			}
+			a.fold()
+			if got.count != want.count || got.nonFinite != want.nonFinite ||
+				math.Float64bits(got.min) != math.Float64bits(want.min) || math.Float64bits(got.max) != math.Float64bits(want.max) ||
+				got.sum.int().Cmp(want.sum.int()) != 0 || got.sq.int().Cmp(want.sq.int()) != 0 {
+				t.Fatalf("count %d/%d, nonFinite %v/%v, min %v/%v, max %v/%v, sums %v/%v, squares %v/%v", got.count, want.count,
+					got.nonFinite, want.nonFinite, got.min, want.min, got.max, want.max, got.sum.int(), want.sum.int(), got.sq.int(), want.sq.int())
+			}
+		})
+	}
+}
+
+func BenchmarkMomentsFloat32(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	vals := make([]uint32, 4096)
+	for i := range vals {
+		vals[i] = math.Float32bits(float32(rng.Float64()*2 - 1))
+	}
+	b.Run("widened", func(b *testing.B) {
+		m := newMoments()
+		for i := range b.N {
+			m.add(float64(math.Float32frombits(vals[i%len(vals)])))
+		}
+	})
+	b.Run("per exponent", func(b *testing.B) {
+		a := &moments32{m: newMoments()}
+		for i := range b.N {
+			a.add(vals[i%len(vals)])
+		}
+		a.fold()
+	})
+}

@@ -38,9 +38,11 @@ type planInput struct {
 	label    column
 }
 
-// planSpec derives the plan of a job inside tx, a REPEATABLE READ transaction, so that the
-// statistics, the ranges and the expected checksums all describe one version of the table.
-func planSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, jobID string, allowed schemaCheck, sz sizing) (*messages.Plan, error) {
+// planSpec derives the plan of a job inside pc.tx, a REPEATABLE READ transaction, and
+// helper transactions that join its snapshot, so that the statistics, the ranges and the
+// expected checksums all describe one version of the table.
+func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID string, allowed schemaCheck, sz sizing) (*messages.Plan, error) {
+	tx := pc.tx
 	in, err := resolveSpec(ctx, tx, spec, allowed)
 	if err != nil {
 		return nil, err
@@ -53,11 +55,11 @@ func planSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, jobID strin
 		Table:   in.rel.name,
 		Key:     in.key.name,
 	}
-	avgText, bounds, sums, err := computeStats(ctx, tx, in, p)
+	avgText, bounds, sums, err := computeStats(ctx, pc, in, p, sz.vocabLimit)
 	if err != nil {
 		return nil, err
 	}
-	if err := computeVocabularies(ctx, tx, in, p); err != nil {
+	if err := labelClasses(ctx, tx, in, p); err != nil {
 		return nil, err
 	}
 	for _, f := range p.Features {
@@ -164,29 +166,9 @@ func numericTransform(f messages.FeatureSpec, field string, cp *messages.ColumnP
 	return nil
 }
 
-// computeVocabularies fills the top-K vocabulary of each one-hot feature and the class list
-// of a categorical label. Values are their text form (col::text), which is how fetchers read
-// categorical columns.
-func computeVocabularies(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan) error {
-	for i, f := range in.spec.Features {
-		if f.Encode != messages.EncodeOneHot {
-			continue
-		}
-		k := f.VocabSize
-		if k == 0 {
-			k = defaultVocabSize
-		}
-		q := pgx.Identifier{in.features[i].name}.Sanitize()
-		// Ties are broken by the value's bytes, so the vocabulary does not depend on the
-		// database's collation.
-		sql := fmt.Sprintf(`select v from (select %s::text as v, count(*) as n from %s where %s is not null group by 1) s
-order by n desc, v collate "C" limit $1`, q, in.rel.ident(), q)
-		vocab, err := queryStrings(ctx, tx, sql, k)
-		if err != nil {
-			return fmt.Errorf("computing the vocabulary of %q: %w", in.features[i].name, err)
-		}
-		p.Features[i].Vocabulary = vocab
-	}
+// labelClasses fills the class list of a categorical label (one-hot vocabularies come
+// with the statistics).
+func labelClasses(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan) error {
 	if in.spec.Label.Encode == messages.EncodeNone {
 		return nil
 	}
@@ -230,32 +212,6 @@ func queryStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]st
 // minValidationGranularity is the fewest ranges a plan with a validation split has.
 const minValidationGranularity = 20
 
-// splitKeys cuts the key space at row-count quantiles. The statistics pass then counts every
-// range exactly, with the key checksums the trainer must reproduce.
-func splitKeys(ctx context.Context, tx pgx.Tx, in *planInput, rows int64) ([]messages.KeyRange, error) {
-	spec := in.spec
-	n := int((rows + int64(spec.RangeRows) - 1) / int64(spec.RangeRows))
-	if spec.ValidationSplit > 0 {
-		// Validation takes whole ranges: with at least 20 of them the held-out share is
-		// within 5% of the asked fraction, even for a table smaller than one range.
-		n = max(n, min(minValidationGranularity, int(rows)), 2)
-	}
-	n = max(n, 1)
-	var splits []int64
-	if n > 1 {
-		fracs := make([]float64, n-1)
-		for i := range fracs {
-			fracs[i] = float64(i+1) / float64(n)
-		}
-		sql := fmt.Sprintf(`select (percentile_disc($1::float8[]) within group (order by %s))::int8[] from %s`,
-			pgx.Identifier{in.key.name}.Sanitize(), in.rel.ident())
-		if err := tx.QueryRow(ctx, sql, fracs).Scan(&splits); err != nil {
-			return nil, fmt.Errorf("computing key quantiles: %w", err)
-		}
-	}
-	return rangeBounds(splits), nil
-}
-
 // assignRanges sets the ranges with their row counts, the validation share and the
 // expected checksums.
 func assignRanges(in *planInput, p *messages.Plan, bounds []messages.KeyRange, sums []messages.KeyChecksum) {
@@ -298,6 +254,8 @@ type sizing struct {
 	maxPayload    int
 	readyMaxBytes int64
 	window        int
+	// vocabLimit is the most distinct values a one-hot column's counts keep in memory.
+	vocabLimit int
 }
 
 // sizePages picks rows per page so both the raw page and the ready batch stay under 3/4 of

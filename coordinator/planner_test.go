@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"github.com/jackc/pgx/v5"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -359,5 +360,96 @@ from generate_series(1, 100000) i`)
 	}
 	if c := before.Features[3]; c.Stats.Nulls != 9090 || !near(c.Impute, 48) {
 		t.Fatalf("c plan %+v", c)
+	}
+}
+
+// The statistics read in parts on helper connections, merged, are the statistics read in
+// one pass: every bit of the plan is the same.
+func TestPlanInPartsIsThePlanOfOnePass(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, `create table parted (id bigint primary key, x float8, r real, c text, y float8)`)
+	e.exec(t, `insert into parted select i, sin(i) * 1e3 + 1/(i::float8), case when i % 13 = 0 then null else cos(i)::real end,
+  (array['a','b','c','d','e','f','g'])[1 + (i * 7919) % 7], tan(i)
+from generate_series(1, 250000) i`)
+	ctx := context.Background()
+	spec, err := messages.ParseJobSpec(specJSON(t, func(m map[string]any) {
+		m["table"] = "parted"
+		m["features"] = []any{
+			map[string]any{"column": "x", "scale": "standard"},
+			map[string]any{"column": "r", "scale": "minmax", "impute": "mean"},
+			map[string]any{"column": "c", "encode": "onehot", "vocab_size": 4},
+		}
+		m["label"] = "y"
+		m["loss"] = "mse"
+		m["range_rows"] = 30000
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := func(pc planConns) *messages.Plan {
+		t.Helper()
+		tx, err := e.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		pc.tx = tx
+		in, err := resolveSpec(ctx, tx, spec, func(string) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parts, err := tableParts(ctx, pc, in); err != nil || len(parts) != pc.helpers+1 {
+			t.Fatalf("%d parts for %d helpers (%v): the table is too small to be read in parts", len(parts), pc.helpers, err)
+		}
+		p, err := planSpec(ctx, pc, spec, "parted-1", func(string) error { return nil },
+			sizing{maxPayload: 1 << 20, readyMaxBytes: 1 << 30, window: DefaultWindow, vocabLimit: DefaultMaxVocabSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	whole := plan(planConns{})
+	for _, helpers := range []int{1, 2, 5} {
+		parts := plan(planConns{pool: e.pool, helpers: helpers})
+		if !reflect.DeepEqual(whole, parts) {
+			t.Fatalf("%d helpers: plan\n%+v\none pass:\n%+v", helpers, parts, whole)
+		}
+	}
+	rows, err := e.pool.Query(ctx, `select c from parted group by c order by count(*) desc, c collate "C" limit 4`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vocab, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole.Expected.Rows != 250000 || len(whole.Ranges) != 9 || !slices.Equal(whole.Features[2].Vocabulary, vocab) {
+		t.Fatalf("plan of %d rows, %d ranges, vocabulary %q; SQL's %q", whole.Expected.Rows, len(whole.Ranges), whole.Features[2].Vocabulary, vocab)
+	}
+}
+
+// A one-hot column with more distinct values than the coordinator counts in memory gets
+// its vocabulary from SQL, the same one.
+func TestVocabularyPastTheCountingLimit(t *testing.T) {
+	e := newEnv(t)
+	irisTable(t, e)
+	ctx := context.Background()
+	spec := specJSON(t, func(m map[string]any) {
+		m["features"] = []any{map[string]any{"column": "note", "encode": "onehot", "vocab_size": 3}}
+	})
+	for _, limit := range []int{5, DefaultMaxVocabSize} {
+		r := start(t, e, Config{Limits: Limits{VocabSize: limit}})
+		st, err := r.cl.Submit(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.cl.Plan(ctx, st.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 1000 values once each: the ties go in byte order.
+		if got := strings.Join(p.Features[0].Vocabulary, ","); got != "n1,n10,n100" {
+			t.Fatalf("limit %d: vocabulary %q", limit, got)
+		}
 	}
 }

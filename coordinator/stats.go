@@ -1,14 +1,17 @@
 package coordinator
 
 import (
-	"bytes"
+	"cmp"
 	"context"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"pgtrain/messages"
 )
@@ -18,7 +21,8 @@ type statColumn struct {
 	col    column
 	field  string // the spec field errors name: features[i] or label
 	label  bool
-	cat    bool // categorical: counted and its text width measured in SQL
+	cat    bool // categorical: read as text, counted and its width measured
+	vocab  int  // top-K vocabulary size of a one-hot feature, 0 for none
 	median bool
 }
 
@@ -33,111 +37,246 @@ func statColumns(in *planInput) []statColumn {
 	cols := make([]statColumn, 0, len(in.features)+1)
 	for i, col := range in.features {
 		f := in.spec.Features[i]
-		cols = append(cols, statColumn{col: col, field: fmt.Sprintf("features[%d]", i),
-			cat: f.Encode == messages.EncodeOneHot, median: f.Impute == messages.ImputeMedian})
+		c := statColumn{col: col, field: fmt.Sprintf("features[%d]", i),
+			cat: f.Encode == messages.EncodeOneHot, median: f.Impute == messages.ImputeMedian}
+		if c.cat {
+			c.vocab = cmp.Or(f.VocabSize, defaultVocabSize)
+		}
+		cols = append(cols, c)
 	}
 	return append(cols, statColumn{col: in.label, field: "label", label: true, cat: in.spec.Label.Encode != messages.EncodeNone})
 }
 
-// computeStats fills the column plans of the features and the label, splits the key space
-// and counts the rows and key checksums of each range. One aggregate query counts the rows
-// and computes what needs SQL (text widths, medians: sqlStats); the moments of the numeric
-// columns and the checksums come from one binary COPY read in Go (scanMoments). It returns
-// the average text width per categorical column (by name) for page sizing, the ranges and
-// their checksums.
-func computeStats(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan) (map[string]float64, []messages.KeyRange, []messages.KeyChecksum, error) {
-	cols := statColumns(in)
-	out := make([]colStats, len(cols))
-	rows, err := sqlStats(ctx, tx, in, cols, out)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if rows == 0 {
-		return nil, nil, nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s has no rows", in.rel.schema, in.rel.name)}
-	}
-	bounds, err := splitKeys(ctx, tx, in, rows)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	d, err := scanMoments(ctx, tx, in, cols, out, bounds)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if d.nullKeys > 0 {
-		return nil, nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%d rows have a NULL key %q and could never be read", d.nullKeys, in.key.name)}
-	}
-	avgText, err := columnPlans(in, p, cols, out, d.rows)
-	return avgText, bounds, d.sums, err
+// planConns are the connections planning reads on: its own transaction and, when the
+// pool has room, helpers that join its snapshot.
+type planConns struct {
+	tx   pgx.Tx
+	pool *pgxpool.Pool // nil: the transaction alone
+	// helpers is how many more connections planning may take from the pool.
+	helpers int
 }
 
-// scanMoments reads the key and the numeric columns once with a binary COPY and sums every
-// value and its square exactly, so mean and standard deviation are the same bits whatever
-// order the rows come in (a float aggregate in SQL is not: parallel workers and the
-// physical order change its rounding; numeric is exact but five times slower than a COPY).
-// The same pass sums the keys of each range, modulo 2^64 like the trainer.
-func scanMoments(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, out []colStats, bounds []messages.KeyRange) (*copyMoments, error) {
-	items := []string{pgx.Identifier{in.key.name}.Sanitize() + "::int8"}
-	var idx []int
+// computeStats fills the column plans of the features and the label, splits the key space
+// and counts the rows and key checksums of each range, in two kinds of pass that run at the
+// same time on the connections planning has: the key pass (splitKeys) and the statistics
+// of every planned column from binary COPYs of disjoint parts of the table (statsPart),
+// merged exactly. Only medians, label classes and a vocabulary too large to count in
+// memory are left to SQL. It returns the average text width per categorical column (by
+// name) for page sizing, the ranges and their checksums.
+func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.Plan, vocabLimit int) (map[string]float64, []messages.KeyRange, []messages.KeyChecksum, error) {
+	cols := statColumns(in)
+	parts, err := tableParts(ctx, pc, in)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var (
+		split *keySplit
+		stats = make([]*statsPart, len(parts))
+	)
+	tasks := []func(context.Context, pgx.Tx) error{func(ctx context.Context, tx pgx.Tx) (err error) {
+		split, err = splitKeys(ctx, tx, in)
+		return err
+	}}
+	for i, where := range parts {
+		tasks = append(tasks, func(ctx context.Context, tx pgx.Tx) (err error) {
+			stats[i], err = scanStats(ctx, tx, in, cols, where, vocabLimit)
+			return err
+		})
+	}
+	if err := pc.run(ctx, tasks); err != nil {
+		return nil, nil, nil, err
+	}
+	total := stats[0]
+	for _, s := range stats[1:] {
+		total.merge(s)
+	}
+	if total.rows != split.rows {
+		return nil, nil, nil, fmt.Errorf("computing statistics: %d rows read, %d counted in the same snapshot", total.rows, split.rows)
+	}
+	out := make([]colStats, len(cols))
 	for i, c := range cols {
+		s := &out[i]
 		if c.cat {
+			s.stats.Count = total.text[i].count
+			if s.stats.Count > 0 {
+				s.avgText = float64(total.text[i].bytes) / float64(s.stats.Count)
+			}
 			continue
 		}
-		// float4 travels as itself (half the bytes); everything else as float8, the type
-		// the statistics are in.
-		cast := "::float8"
-		if c.col.base == "float4" {
-			cast = "::float4"
+		m := total.moments[i]
+		s.stats.Count = m.count
+		s.stats.Mean, s.stats.StdDev = m.meanStdDev()
+		s.stats.Min, s.stats.Max = m.min, m.max
+		s.nonFinite = m.nonFinite
+	}
+	if err := medians(ctx, pc.tx, in, cols, out); err != nil {
+		return nil, nil, nil, err
+	}
+	avgText, err := columnPlans(in, p, cols, out, split.rows)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for i, c := range cols {
+		if c.vocab > 0 {
+			if p.Features[i].Vocabulary, err = vocabulary(ctx, pc.tx, in, c, total.text[i]); err != nil {
+				return nil, nil, nil, err
+			}
 		}
-		items = append(items, pgx.Identifier{c.col.name}.Sanitize()+cast)
-		idx = append(idx, i)
 	}
-	d := &copyMoments{sums: make([]messages.KeyChecksum, len(bounds))}
-	for _, b := range bounds[1:] {
-		d.lows = append(d.lows, b.Lo)
-	}
-	for _, i := range idx {
-		d.moments = append(d.moments, newMoments())
-		d.names = append(d.names, cols[i].col.name)
-	}
-	sql := "copy (select " + strings.Join(items, ", ") + " from " + in.rel.ident() + ") to stdout (format binary)"
-	if _, err := tx.Conn().PgConn().CopyTo(ctx, d, sql); err != nil {
-		return nil, fmt.Errorf("computing statistics: %w", err)
-	}
-	if !d.done {
-		return nil, fmt.Errorf("computing statistics: the COPY stream ended without its trailer")
-	}
-	for j, i := range idx {
-		m, s := d.moments[j], &out[i].stats
-		s.Count = m.count
-		s.Mean, s.StdDev = m.meanStdDev()
-		s.Min, s.Max = m.min, m.max
-		out[i].nonFinite = m.nonFinite
-	}
-	return d, nil
+	return avgText, split.bounds, split.sums, nil
 }
 
-// sqlStats runs one aggregate query for the row count, the count and the mean text width
-// of each categorical column and the median of each numeric feature imputed by it.
-func sqlStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, out []colStats) (rows int64, err error) {
-	items := []string{"count(*)"}
-	targets := []any{&rows}
-	for i, c := range cols {
-		q := pgx.Identifier{c.col.name}.Sanitize()
-		s := &out[i]
-		switch {
-		case c.cat:
-			items = append(items, fmt.Sprintf("count(%s)", q), fmt.Sprintf("coalesce(avg(octet_length(%s::text)), 0)::float8", q))
-			targets = append(targets, &s.stats.Count, &s.avgText)
-		case c.median:
-			items = append(items, fmt.Sprintf("coalesce(percentile_cont(0.5) within group (order by %s::float8), 0)", q))
-			targets = append(targets, &s.stats.Median)
+// run runs the tasks on the planning transaction and on as many helper connections as the
+// pool lends at once, each taking the next task when it is free. A helper the pool cannot
+// lend soon is done without: the transaction alone can run every task, so planning never
+// waits on connections held by other jobs.
+func (pc planConns) run(ctx context.Context, tasks []func(context.Context, pgx.Tx) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	queue := make(chan func(context.Context, pgx.Tx) error, len(tasks))
+	for _, t := range tasks {
+		queue <- t
+	}
+	close(queue)
+	work := func(tx pgx.Tx) {
+		for t := range queue {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := t(ctx, tx); err != nil {
+				cancel(err)
+				return
+			}
 		}
+	}
+	var wg sync.WaitGroup
+	if pc.pool != nil && len(tasks) > 1 {
+		id, err := exportSnapshot(ctx, pc.tx)
+		if err != nil {
+			return err
+		}
+		for range min(pc.helpers, len(tasks)-1) {
+			wg.Go(func() {
+				tx, release, err := borrowSnapshot(ctx, pc.pool, id)
+				if err != nil {
+					return // the others take its share
+				}
+				defer release()
+				work(tx)
+			})
+		}
+	}
+	work(pc.tx)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// helperWait bounds how long a helper connection may take to come from the pool.
+const helperWait = 2 * time.Second
+
+// exportSnapshot names the planning transaction's snapshot for the helpers.
+func exportSnapshot(ctx context.Context, tx pgx.Tx) (string, error) {
+	var id string
+	if err := tx.QueryRow(ctx, "select pg_export_snapshot()").Scan(&id); err != nil {
+		return "", fmt.Errorf("exporting the planning snapshot: %w", err)
+	}
+	return id, nil
+}
+
+// borrowSnapshot opens a read-only transaction on a pooled connection that sees snapshot id.
+// The pool has to have an idle connection or room for one: planning does not queue for a
+// connection behind other jobs.
+func borrowSnapshot(ctx context.Context, pool *pgxpool.Pool, id string) (pgx.Tx, func(), error) {
+	if st := pool.Stat(); st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
+		return nil, nil, errPoolBusy
+	}
+	actx, cancel := context.WithTimeout(ctx, helperWait)
+	conn, err := pool.Acquire(actx)
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err == nil {
+		// The id comes from pg_export_snapshot, never from a request; SET takes no parameters.
+		_, err = tx.Exec(ctx, "set transaction snapshot "+quoteLiteral(id))
+	}
+	if err != nil {
+		if tx != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+		conn.Release()
+		return nil, nil, err
+	}
+	return tx, func() {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		conn.Release()
+	}, nil
+}
+
+var errPoolBusy = errors.New("no idle connection in the pool")
+
+// quoteLiteral is s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// minPartBlocks is the smallest table (in 8 kB blocks) whose statistics are read in parts.
+const minPartBlocks = 1024
+
+// tableParts are the WHERE clauses of the statistics passes: disjoint block ranges (TID
+// range scans) of a table, so each part reads its own share of the heap, or the whole
+// relation in one pass when it has no ctid (views) or is small.
+func tableParts(ctx context.Context, pc planConns, in *planInput) ([]string, error) {
+	n := pc.helpers + 1
+	if pc.pool == nil || n < 2 || (in.rel.kind != "r" && in.rel.kind != "m") {
+		return []string{""}, nil
+	}
+	var blocks int64
+	var version int
+	err := pc.tx.QueryRow(ctx, "select pg_relation_size($1::oid) / current_setting('block_size')::int8, current_setting('server_version_num')::int",
+		in.rel.oid).Scan(&blocks, &version)
+	if err != nil {
+		return nil, fmt.Errorf("sizing %s.%s: %w", in.rel.schema, in.rel.name, err)
+	}
+	// TID range scans came in PostgreSQL 14; before, each part would scan the whole table.
+	if version < 140000 || blocks < minPartBlocks {
+		return []string{""}, nil
+	}
+	parts := make([]string, n)
+	for i := range n {
+		lo := blocks * int64(i) / int64(n)
+		switch {
+		case i == 0:
+			parts[i] = fmt.Sprintf(" where ctid < '(%d,0)'::tid", blocks/int64(n))
+		case i == n-1: // open: blocks added since are read too
+			parts[i] = fmt.Sprintf(" where ctid >= '(%d,0)'::tid", lo)
+		default:
+			parts[i] = fmt.Sprintf(" where ctid >= '(%d,0)'::tid and ctid < '(%d,0)'::tid", lo, blocks*int64(i+1)/int64(n))
+		}
+	}
+	return parts, nil
+}
+
+// medians runs one aggregate query for the median of each numeric feature imputed by it.
+func medians(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, out []colStats) error {
+	var items []string
+	var targets []any
+	for i, c := range cols {
+		if c.median && !c.cat {
+			items = append(items, fmt.Sprintf("coalesce(percentile_cont(0.5) within group (order by %s::float8), 0)", pgx.Identifier{c.col.name}.Sanitize()))
+			targets = append(targets, &out[i].stats.Median)
+		}
+	}
+	if len(items) == 0 {
+		return nil
 	}
 	sql := "select " + strings.Join(items, ", ") + " from " + in.rel.ident()
 	if err := tx.QueryRow(ctx, sql).Scan(targets...); err != nil {
-		return 0, fmt.Errorf("computing statistics: %w", err)
+		return fmt.Errorf("computing medians: %w", err)
 	}
-	return rows, nil
+	return nil
 }
 
 // columnPlans turns the statistics into the plans of the features and the label, checking
@@ -173,127 +312,4 @@ func columnPlans(in *planInput, p *messages.Plan, cols []statColumn, out []colSt
 		p.Features = append(p.Features, cp)
 	}
 	return avgText, nil
-}
-
-// copySignature opens every binary COPY stream.
-var copySignature = []byte("PGCOPY\n\xff\r\n\x00")
-
-// copyMoments decodes a binary COPY of the key (int8) and numeric columns (each float4 or
-// float8) into moments and per-range key checksums. pgconn hands it one Write per CopyData
-// message; a row split across two is kept until its end arrives.
-type copyMoments struct {
-	moments []*moments
-	names   []string // of the columns, for errors
-	// lows are the lower bounds of the ranges after the first; sums the ranges' checksums.
-	lows           []int64
-	sums           []messages.KeyChecksum
-	rows, nullKeys int64
-	pending        []byte
-	header         bool
-	done           bool
-}
-
-func (d *copyMoments) Write(p []byte) (int, error) {
-	n := len(p)
-	buffered := len(d.pending) > 0
-	if buffered {
-		d.pending = append(d.pending, p...)
-		p = d.pending
-	}
-	used, err := d.decode(p)
-	if err != nil {
-		return 0, fmt.Errorf("decoding the statistics COPY: %w", err)
-	}
-	if buffered {
-		d.pending = d.pending[:copy(d.pending, p[used:])]
-	} else {
-		d.pending = append(d.pending, p[used:]...)
-	}
-	return n, nil
-}
-
-// decode consumes the header and whole rows of p and returns how many bytes it used.
-func (d *copyMoments) decode(p []byte) (int, error) {
-	off := 0
-	if !d.header {
-		const fixed = 19 // signature, flags, extension length
-		if len(p) < fixed {
-			return 0, nil
-		}
-		if !bytes.Equal(p[:len(copySignature)], copySignature) {
-			return 0, fmt.Errorf("no binary COPY signature")
-		}
-		ext := int(binary.BigEndian.Uint32(p[15:fixed]))
-		if len(p) < fixed+ext {
-			return 0, nil
-		}
-		off, d.header = fixed+ext, true
-	}
-	fields := 1 + len(d.moments)
-	for !d.done {
-		if len(p)-off < 2 {
-			return off, nil
-		}
-		nf := int16(binary.BigEndian.Uint16(p[off:]))
-		if nf == -1 {
-			d.done = true
-			return len(p), nil
-		}
-		if int(nf) != fields {
-			return 0, fmt.Errorf("a row of %d fields, want %d", nf, fields)
-		}
-		// The whole row first, so a partial one is left for the next write.
-		end := off + 2
-		for range fields {
-			if len(p)-end < 4 {
-				return off, nil
-			}
-			end += 4 + max(int(int32(binary.BigEndian.Uint32(p[end:]))), 0)
-			if end > len(p) {
-				return off, nil
-			}
-		}
-		q := off + 2
-		d.rows++
-		switch l := int32(binary.BigEndian.Uint32(p[q:])); l {
-		case -1:
-			d.nullKeys++
-		case 8:
-			k := int64(binary.BigEndian.Uint64(p[q+4:]))
-			d.sums[d.rangeOf(k)].Add(k)
-		default:
-			return 0, fmt.Errorf("the key: a value of %d bytes, want 8", l)
-		}
-		q += 4 + max(int(int32(binary.BigEndian.Uint32(p[q:]))), 0)
-		for j, m := range d.moments {
-			l := int32(binary.BigEndian.Uint32(p[q:]))
-			q += 4
-			switch l {
-			case -1:
-			case 4:
-				m.add(float64(math.Float32frombits(binary.BigEndian.Uint32(p[q:]))))
-			case 8:
-				m.add(math.Float64frombits(binary.BigEndian.Uint64(p[q:])))
-			default:
-				return 0, fmt.Errorf("column %q: a value of %d bytes, want 4 or 8", d.names[j], l)
-			}
-			q += max(int(l), 0)
-		}
-		off = q
-	}
-	return len(p), nil
-}
-
-// rangeOf is the index of the range holding k: the number of lower bounds at or below it.
-func (d *copyMoments) rangeOf(k int64) int {
-	lo, hi := 0, len(d.lows)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if d.lows[mid] <= k {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	return lo
 }

@@ -213,7 +213,8 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 		return &messages.FieldError{Field: "table", Reason: fmt.Sprintf("schema %q is not readable through this coordinator (source %q allows %s)",
 			schema, spec.Source, c.schemas.describe(spec.Source))}
 	}
-	p, err := planSpec(ctx, tx, spec, jobID, allowed, sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window})
+	p, err := planSpec(ctx, planConns{tx: tx, pool: pool, helpers: c.cfg.PlanConns - 1}, spec, jobID, allowed,
+		sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window, vocabLimit: c.cfg.Limits.VocabSize})
 	if err != nil {
 		return messages.JobStatus{}, err
 	}

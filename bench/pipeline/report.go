@@ -348,12 +348,7 @@ func (r *results) markdown(w io.Writer) {
 		}
 	}
 
-	if len(r.Planning) > 0 {
-		p("\nPlanning (the submission's round trip with a coordinator and no workers: schema check, row count, key quantiles, then one binary COPY of the key and the numeric columns summed exactly in Go for the statistics and range checksums, the category's width and vocabulary in SQL) beside a binary COPY of the same columns, alternated, medians of %d runs:\n\n| rows | plan (s) | COPY (s) | plan / COPY |\n|---:|---:|---:|---:|\n", len(r.Planning[0].PlanSeconds))
-		for _, pr := range r.Planning {
-			p("| %s | %.2f | %.2f | %.2f |\n", human(int(pr.Rows)), median(pr.PlanSeconds), median(pr.CopySeconds), pr.Ratio)
-		}
-	}
+	writePlanning(p, r.Planning)
 
 	p("\n## 2. The usual ways\n\nEach reads the table and ends with the same float32 arrays as pgtrain's preprocessing (16 standardised columns, the category one-hot, the label), in its own process; its time runs from connecting to the arrays being built, its memory is the process's peak RSS.\n\n")
 	p("| way | seconds | rows/s | × COPY | peak RSS (MB) | PostgreSQL CPU (s) |\n|---|---:|---:|---:|---:|---:|\n")

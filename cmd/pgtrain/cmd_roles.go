@@ -28,6 +28,7 @@ func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
 	fs.DurationVar(&o.cfg.LeaseTTL, "lease-ttl", coordinator.DefaultLeaseTTL, "how long a range lease lives without a report from its fetcher")
 	fs.IntVar(&o.cfg.Window, "window", coordinator.DefaultWindow, "ranges the fetchers may read ahead of the trainer")
 	fs.DurationVar(&o.cfg.SnapshotMaxAge, "snapshot-max-age", coordinator.DefaultSnapshotMaxAge, "how long a snapshot job may keep its snapshot (an open transaction); a job not read by then fails")
+	fs.IntVar(&o.cfg.PlanConns, "plan-conns", coordinator.DefaultPlanConns, "connections one planning reads on at once (its own and idle ones borrowed from the source's pool): the key split and parts of the statistics run side by side")
 	fs.IntVar(&o.cfg.MaxSnapshotJobs, "max-snapshot-jobs", coordinator.DefaultMaxSnapshotJobs, "snapshot jobs at once (each holds a pooled connection); more are refused with 429")
 	fs.Var((*listFlag)(&o.cfg.AllowSchemas), "allow-schema", "a schema jobs may read: SCHEMA for every source, SOURCE:SCHEMA for one (repeatable, or ','-separated); without it every schema but the system ones (pg_catalog, information_schema, pg_toast, temporary), which are never readable. The database role is the real boundary: give the coordinator a read-only role")
 	l := &o.cfg.Limits

@@ -1,0 +1,121 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/jackc/pgx/v5"
+
+	"pgtrain/messages"
+)
+
+// keySplit is the key pass of planning: the keys in order, cut into ranges of about equal
+// row count, with the exact count and checksum of each range.
+type keySplit struct {
+	rows   int64 // every row, NULL keys included
+	bounds []messages.KeyRange
+	sums   []messages.KeyChecksum
+}
+
+// rangeCount is how many ranges a table of rows rows is cut into.
+func rangeCount(spec messages.JobSpec, rows int64) int {
+	n := int((rows + int64(spec.RangeRows) - 1) / int64(spec.RangeRows))
+	if spec.ValidationSplit > 0 {
+		// Validation takes whole ranges: with at least 20 of them the held-out share is
+		// within 5% of the asked fraction, even for a table smaller than one range.
+		n = max(n, min(minValidationGranularity, int(rows)), 2)
+	}
+	return max(n, 1)
+}
+
+// splitKeys counts the rows, then reads the keys in key order (the key's btree index, so
+// no sort) and cuts them at row-count quantiles: the split keys are what
+// percentile_disc(i/n) gives, and the same pass counts and checksums every range exactly.
+// Reading the keys alone costs a fraction of a pass over the planned columns, and it runs
+// beside the statistics on another connection.
+func splitKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, error) {
+	key := pgx.Identifier{in.key.name}.Sanitize()
+	var rows, keys int64
+	if err := tx.QueryRow(ctx, "select count(*), count("+key+") from "+in.rel.ident()).Scan(&rows, &keys); err != nil {
+		return nil, fmt.Errorf("counting the rows: %w", err)
+	}
+	if rows == 0 {
+		return nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s has no rows", in.rel.schema, in.rel.name)}
+	}
+	if rows > keys {
+		return nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%d rows have a NULL key %q and could never be read", rows-keys, in.key.name)}
+	}
+	c := newKeyCutter(keys, rangeCount(in.spec, rows))
+	r := newCopyReader(1, func(f [][]byte) error {
+		if len(f[0]) != 8 {
+			return fmt.Errorf("the key: a value of %d bytes, want 8", len(f[0]))
+		}
+		c.add(int64(binary.BigEndian.Uint64(f[0])))
+		return nil
+	})
+	sql := "copy (select " + key + "::int8 from " + in.rel.ident() + " where " + key + " is not null order by " + key + ") to stdout (format binary)"
+	if _, err := tx.Conn().PgConn().CopyTo(ctx, r, sql); err != nil {
+		return nil, fmt.Errorf("splitting the key range: %w", err)
+	}
+	if err := r.finish(); err != nil {
+		return nil, fmt.Errorf("splitting the key range: %w", err)
+	}
+	if c.pos != keys {
+		return nil, fmt.Errorf("splitting the key range: %d keys read, %d counted", c.pos, keys)
+	}
+	bounds, sums := c.result()
+	return &keySplit{rows: rows, bounds: bounds, sums: sums}, nil
+}
+
+// keyCutter takes keys in ascending order and cuts them where percentile_disc would: the
+// i-th split is the key at row ceil(i/n · total) (PostgreSQL's arithmetic, in float64), and
+// each range (previous split, split] gets the checksum of its keys.
+type keyCutter struct {
+	cuts   []int64 // 1-based row positions of the splits, ascending
+	next   int
+	pos    int64
+	splits []int64
+	// closing: a split was taken and the next greater key opens the next range.
+	closing bool
+	cur     messages.KeyChecksum
+	sums    []messages.KeyChecksum
+}
+
+func newKeyCutter(total int64, n int) *keyCutter {
+	c := &keyCutter{}
+	for i := 1; i < n; i++ {
+		f := float64(i) / float64(n)
+		c.cuts = append(c.cuts, max(int64(math.Ceil(f*float64(total))), 1))
+	}
+	return c
+}
+
+func (c *keyCutter) add(k int64) {
+	c.pos++
+	if c.closing && k > c.splits[len(c.splits)-1] {
+		c.sums = append(c.sums, c.cur)
+		c.cur, c.closing = messages.KeyChecksum{}, false
+	}
+	c.cur.Add(k)
+	for c.next < len(c.cuts) && c.cuts[c.next] == c.pos {
+		c.next++
+		// Equal splits (many rows on one key) make one range, as in rangeBounds.
+		if len(c.splits) == 0 || k > c.splits[len(c.splits)-1] {
+			c.splits = append(c.splits, k)
+			c.closing = true
+		}
+	}
+}
+
+// result is the ranges and their checksums. A last split at the greatest key leaves an
+// empty last range.
+func (c *keyCutter) result() ([]messages.KeyRange, []messages.KeyChecksum) {
+	bounds := rangeBounds(c.splits)
+	sums := append(c.sums, c.cur)
+	for len(sums) < len(bounds) {
+		sums = append(sums, messages.KeyChecksum{})
+	}
+	return bounds, sums[:len(bounds)]
+}

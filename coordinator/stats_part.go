@@ -1,0 +1,192 @@
+package coordinator
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// maxVocabBytes bounds the bytes of the distinct values a vocabulary count keeps per
+// column; past it (or past the distinct-value limit) the vocabulary is counted in SQL.
+const maxVocabBytes = 16 << 20
+
+// statsPart is what one binary COPY of a part of the table gives: the row count and, per
+// planned column (in statColumns order), the exact moments of a numeric column or the
+// counts of a categorical one.
+type statsPart struct {
+	rows    int64
+	moments []*moments
+	f32     []*moments32 // the float4 columns' way into moments, folded at the end
+	text    []*textStats
+}
+
+// textStats counts the non-NULL values of a categorical column, their bytes and, for a
+// one-hot feature, each distinct value, up to a limit.
+type textStats struct {
+	count, bytes int64
+	// vocab counts each value while it holds at most limit values (and maxVocabBytes);
+	// over is set, and vocab dropped, past that.
+	vocab      map[string]*int64
+	limit      int
+	vocabBytes int
+	over       bool
+}
+
+func (t *textStats) see(v []byte) {
+	t.count++
+	t.bytes += int64(len(v))
+	if t.vocab == nil {
+		return
+	}
+	if n, ok := t.vocab[string(v)]; ok {
+		*n++
+		return
+	}
+	t.addValue(string(v), 1)
+}
+
+func (t *textStats) addValue(v string, n int64) {
+	if len(t.vocab) >= t.limit || t.vocabBytes+len(v) > maxVocabBytes {
+		t.vocab, t.over = nil, true
+		return
+	}
+	t.vocab[v] = &n
+	t.vocabBytes += len(v)
+}
+
+func (t *textStats) merge(o *textStats) {
+	t.count += o.count
+	t.bytes += o.bytes
+	if o.over {
+		t.vocab, t.over = nil, true
+	}
+	for v, n := range o.vocab {
+		if t.vocab == nil {
+			break
+		}
+		if m, ok := t.vocab[v]; ok {
+			*m += *n
+		} else {
+			t.addValue(v, *n)
+		}
+	}
+}
+
+// top is the k most frequent values, ties in byte order (as SQL's collate "C").
+func (t *textStats) top(k int) []string {
+	vals := make([]string, 0, len(t.vocab))
+	for v := range t.vocab {
+		vals = append(vals, v)
+	}
+	slices.SortFunc(vals, func(a, b string) int {
+		if na, nb := *t.vocab[a], *t.vocab[b]; na != nb {
+			return cmp.Compare(nb, na)
+		}
+		return strings.Compare(a, b)
+	})
+	return vals[:min(k, len(vals))]
+}
+
+func (s *statsPart) merge(o *statsPart) {
+	s.rows += o.rows
+	for i, m := range s.moments {
+		if m != nil {
+			m.merge(o.moments[i])
+		}
+	}
+	for i, t := range s.text {
+		if t != nil {
+			t.merge(o.text[i])
+		}
+	}
+}
+
+// scanStats reads the planned columns of one part of the relation (where is its WHERE
+// clause, "" for all) with a binary COPY and sums every numeric value and its square
+// exactly, so mean and standard deviation are the same bits whatever order the rows come
+// in and however the parts are cut (a float aggregate in SQL is not: parallel workers and
+// the physical order change its rounding; numeric is exact but five times slower than a
+// COPY). Categorical columns come as text and are counted, with their vocabulary.
+func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, where string, vocabLimit int) (*statsPart, error) {
+	s := &statsPart{moments: make([]*moments, len(cols)), f32: make([]*moments32, len(cols)), text: make([]*textStats, len(cols))}
+	items := make([]string, len(cols))
+	for i, c := range cols {
+		q := pgx.Identifier{c.col.name}.Sanitize()
+		switch {
+		case c.cat:
+			items[i] = q + "::text"
+			s.text[i] = &textStats{}
+			if c.vocab > 0 {
+				s.text[i].vocab, s.text[i].limit = map[string]*int64{}, max(vocabLimit, c.vocab)
+			}
+		case c.col.base == "float4":
+			// float4 travels as itself (half the bytes); everything else as float8, the type
+			// the statistics are in.
+			items[i] = q + "::float4"
+			s.moments[i] = newMoments()
+			s.f32[i] = &moments32{m: s.moments[i]}
+		default:
+			items[i] = q + "::float8"
+			s.moments[i] = newMoments()
+		}
+	}
+	r := newCopyReader(len(cols), func(f [][]byte) error {
+		s.rows++
+		for i, v := range f {
+			if v == nil {
+				continue
+			}
+			if m := s.moments[i]; m != nil {
+				switch {
+				case len(v) == 4 && s.f32[i] != nil:
+					s.f32[i].add(binary.BigEndian.Uint32(v))
+				case len(v) == 8:
+					m.add(math.Float64frombits(binary.BigEndian.Uint64(v)))
+				default:
+					return fmt.Errorf("column %q: a value of %d bytes, want 4 or 8", cols[i].col.name, len(v))
+				}
+				continue
+			}
+			s.text[i].see(v)
+		}
+		return nil
+	})
+	sql := "copy (select " + strings.Join(items, ", ") + " from " + in.rel.ident() + where + ") to stdout (format binary)"
+	if _, err := tx.Conn().PgConn().CopyTo(ctx, r, sql); err != nil {
+		return nil, fmt.Errorf("computing statistics: %w", err)
+	}
+	if err := r.finish(); err != nil {
+		return nil, fmt.Errorf("computing statistics: %w", err)
+	}
+	for _, a := range s.f32 {
+		if a != nil {
+			a.fold()
+		}
+	}
+	return s, nil
+}
+
+// vocabulary is the top-K vocabulary of a one-hot feature: from the counts of the
+// statistics pass, or, for a column with too many distinct values to count in memory,
+// from SQL. Values are their text form (col::text), which is how fetchers read
+// categorical columns; ties are broken by the value's bytes, so the vocabulary does not
+// depend on the database's collation.
+func vocabulary(ctx context.Context, tx pgx.Tx, in *planInput, c statColumn, t *textStats) ([]string, error) {
+	if !t.over {
+		return t.top(c.vocab), nil
+	}
+	q := pgx.Identifier{c.col.name}.Sanitize()
+	sql := fmt.Sprintf(`select v from (select %s::text as v, count(*) as n from %s where %s is not null group by 1) s
+order by n desc, v collate "C" limit $1`, q, in.rel.ident(), q)
+	vocab, err := queryStrings(ctx, tx, sql, c.vocab)
+	if err != nil {
+		return nil, fmt.Errorf("computing the vocabulary of %q: %w", c.col.name, err)
+	}
+	return vocab, nil
+}
