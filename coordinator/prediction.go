@@ -332,39 +332,39 @@ select exists (
 }
 
 // planPredictionRanges splits the key space and counts each range's rows and key checksum
-// in one binary COPY of the key, as for training, and sizes the pages.
+// in one ordered read of the key, as for training, and sizes the pages. No statistics are
+// computed: the model's are used; only the text columns' widths are measured, for sizing.
 func planPredictionRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan, sz sizing) error {
-	var cols []statColumn
+	var texts []string
 	for i, col := range in.features {
 		if p.Features[i].Kind == messages.KindCategorical {
-			cols = append(cols, statColumn{col: col, cat: true})
+			texts = append(texts, col.name)
 		}
 	}
 	if p.Prediction.Evaluate && p.Label.Kind == messages.KindCategorical {
-		cols = append(cols, statColumn{col: in.label, cat: true})
-	}
-	// Only the row count and the text widths (for page sizing) are computed.
-	out := make([]colStats, len(cols))
-	rows, err := sqlStats(ctx, tx, in, cols, out)
-	if err != nil {
-		return err
+		texts = append(texts, in.label.name)
 	}
 	avgText := map[string]float64{}
-	for i, c := range cols {
-		avgText[c.col.name] = out[i].avgText
+	if len(texts) > 0 {
+		items := make([]string, len(texts))
+		widths := make([]float64, len(texts))
+		targets := make([]any, len(texts))
+		for i, name := range texts {
+			items[i] = fmt.Sprintf("coalesce(avg(octet_length(%s::text)), 0)::float8", pgx.Identifier{name}.Sanitize())
+			targets[i] = &widths[i]
+		}
+		if err := tx.QueryRow(ctx, "select "+strings.Join(items, ", ")+" from "+in.rel.ident()).Scan(targets...); err != nil {
+			return fmt.Errorf("measuring the text columns: %w", err)
+		}
+		for i, name := range texts {
+			avgText[name] = widths[i]
+		}
 	}
-	bounds, err := splitKeys(ctx, tx, in, max(rows, 1))
+	split, err := splitKeys(ctx, tx, in)
 	if err != nil {
 		return err
 	}
-	d, err := scanMoments(ctx, tx, in, nil, nil, bounds)
-	if err != nil {
-		return err
-	}
-	if d.nullKeys > 0 {
-		return &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%d rows have a NULL key %q and could never be read", d.nullKeys, in.key.name)}
-	}
-	assignRanges(in, p, bounds, d.sums)
+	assignRanges(in, p, split.bounds, split.sums)
 	sizePages(in, p, avgText, sz)
 	return capWindow(p, sz.readyMaxBytes)
 }
