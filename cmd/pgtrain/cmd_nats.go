@@ -67,7 +67,7 @@ func natsServerFlags() (*flag.FlagSet, *natsOpts) {
 
 func runNATS(ctx context.Context, args []string) error {
 	fs, o := natsServerFlags()
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	storeDir, host, port := &o.storeDir, &o.host, &o.port

@@ -41,7 +41,7 @@ func runSubmit(ctx context.Context, args []string) error {
 	coord, wait, lf := &o.coord, &o.wait, &o.log
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return fmt.Errorf("want exactly one spec file (or - for standard input)")
+		return usagef("want exactly one spec file (or - for standard input), got %d arguments", fs.NArg())
 	}
 	log, err := lf.logger(os.Stderr)
 	if err != nil {
@@ -110,6 +110,10 @@ func runStatus(ctx context.Context, args []string) error {
 	fs, o := statusFlags()
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return usagef("want at most one job id, got %d arguments", fs.NArg())
 	}
 	coord, asJSON, lf := &o.coord, &o.asJSON, &o.log
 	log, err := lf.logger(os.Stderr)

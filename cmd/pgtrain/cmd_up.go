@@ -65,11 +65,11 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 
 func runUp(ctx context.Context, args []string) error {
 	fs, o := upFlags()
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if o.demo && o.spec != "" {
-		return errors.New("--demo and --spec: choose one")
+		return usagef("--demo and --spec: choose one")
 	}
 	log, err := o.log.logger(os.Stderr)
 	if err != nil {

@@ -181,7 +181,7 @@ func (d *dbFlags) pools(ctx context.Context) (map[string]*pgxpool.Pool, func(), 
 		dsns[""] = d.dsn
 	}
 	if len(dsns) == 0 {
-		return nil, nil, fmt.Errorf("no database: give --dsn (or $PGTRAIN_DSN) or --source name=dsn")
+		return nil, nil, usagef("no database: give --dsn (or $PGTRAIN_DSN) or --source name=dsn")
 	}
 	pools := map[string]*pgxpool.Pool{}
 	closeAll := func() {
@@ -212,7 +212,7 @@ type role struct {
 // startRole parses the flags, then connects what the role needs; db is nil for roles that
 // never touch PostgreSQL.
 func startRole(ctx context.Context, fs *flag.FlagSet, args []string, name string, lf *logFlags, nf *natsFlags, db *dbFlags) (*role, error) {
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return nil, err
 	}
 	log, err := lf.logger(os.Stderr)
