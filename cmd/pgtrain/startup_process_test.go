@@ -259,21 +259,22 @@ func TestPermanentPostgresErrorsAreReportedAtOnce(t *testing.T) {
 	port := passwordPostgres(t)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", closedPort(t)) // never reached: PostgreSQL is checked first
 	tests := []struct {
-		name   string
-		dsn    string
-		want   string
-		secret string
+		name        string
+		dsn         string
+		unknownHost bool // dsn has HOST where the unknown host goes
+		want        string
+		secret      string
 	}{
 		{name: "wrong password", dsn: fmt.Sprintf("postgres://alice:wrong-pw@127.0.0.1:%d/postgres?sslmode=disable", port), want: "SQLSTATE 28P01", secret: "wrong-pw"},
 		{name: "role may not log in", dsn: fmt.Sprintf("postgres://bob:bobs-pw@127.0.0.1:%d/postgres?sslmode=disable", port), want: "SQLSTATE 28000", secret: "bobs-pw"},
 		{name: "no such database", dsn: fmt.Sprintf("postgres://alice:right-pw@127.0.0.1:%d/nodb?sslmode=disable", port), want: "SQLSTATE 3D000", secret: "right-pw"},
-		{name: "unknown host", dsn: "postgres://alice:right-pw@HOST:5432/postgres?sslmode=disable", want: "no such host", secret: "right-pw"},
+		{name: "unknown host", dsn: "postgres://alice:right-pw@HOST:5432/postgres?sslmode=disable", unknownHost: true, want: "no such host", secret: "right-pw"},
 	}
 	for _, tt := range tests {
 		for _, role := range []string{"coordinator", "fetcher"} {
 			t.Run(tt.name+"/"+role, func(t *testing.T) {
 				dsn := tt.dsn
-				if strings.Contains(dsn, "HOST") {
+				if tt.unknownHost {
 					dsn = strings.Replace(dsn, "HOST", unknownHost(t), 1)
 				}
 				// A startup timeout far beyond the process deadline: only a fault reported
