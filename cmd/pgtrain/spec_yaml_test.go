@@ -67,3 +67,22 @@ func TestReadSpecKeepsJSON(t *testing.T) {
 		t.Fatalf("readSpec = %q, %v; want the JSON as is", b, err)
 	}
 }
+
+// FuzzYAMLToJSON: whatever the file holds, yamlToJSON returns an error or valid JSON, and
+// never panics (the spec file is the user's input to the CLI).
+func FuzzYAMLToJSON(f *testing.F) {
+	for _, seed := range []string{
+		"label: y\n", "a: [1, {b: yes}]\n", "{1: x}\n", "- a\n- b\n", "a: &x 1\nb: *x\n", "a: .inf\n", "",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		j, err := yamlToJSON(b)
+		if err != nil {
+			return
+		}
+		if !json.Valid(j) {
+			t.Fatalf("yamlToJSON(%q) = %q, not JSON", b, j)
+		}
+	})
+}
