@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 
 	"pgtrain/internal/devenv"
 	"pgtrain/internal/testenv"
+	"pgtrain/messages"
 )
 
 var (
@@ -427,4 +429,95 @@ func TestUpPrintsItsDSNAndMakesTheDataDir(t *testing.T) {
 		}
 		wantContains(t, "stderr", r.stderr, "--data-dir: the PostgreSQL server runs as uid", "cannot pass through "+closed+" (mode 0700): run chmod o+x "+closed)
 	})
+}
+
+// syncBuffer is a buffer written by a process's output copier and read by the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A fetcher started before its coordinator waits for it, then works; the job is submitted
+// as YAML whose label is y, a string in YAML 1.2.
+func TestAFetcherStartedFirstWaitsThenReadsAYAMLJob(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	natsURL := testenv.NATS(t)
+	if r := runPgtrain(t, nil, "demo-data", "--dsn", dsn, "--rows", "2000"); r.code != 0 {
+		t.Fatalf("demo-data: %d\n%s", r.code, r.stderr)
+	}
+	port := closedPort(t)
+	coord := fmt.Sprintf("http://127.0.0.1:%d", port)
+	fetcherErr := startPgtrainSync(t, "fetcher", "--dsn", dsn, "--nats-url", natsURL, "--coordinator", coord, "--startup-timeout", "5m")
+	testenv.Eventually(t, processDeadline, "the fetcher to wait for the coordinator", func() bool {
+		return strings.Contains(fetcherErr.String(), `msg="waiting for the coordinator at `+coord+`"`)
+	})
+	startPgtrainSync(t, "coordinator", "--dsn", dsn, "--nats-url", natsURL, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	spec := filepath.Join(t.TempDir(), "job.yaml")
+	yamlSpec := `table: pgtrain_demo
+key: id
+features:
+  - column: x1
+    scale: standard
+label: y
+model:
+  layers:
+    - type: dense
+      units: 1
+loss: mse
+epochs: 1
+batch_size: 64
+range_rows: 500
+`
+	if err := os.WriteFile(spec, []byte(yamlSpec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	testenv.Eventually(t, processDeadline, "the coordinator to take the job", func() bool {
+		r = runPgtrain(t, nil, "submit", "--coordinator", coord, spec)
+		return r.code == 0
+	})
+	wantContains(t, "submit's stdout", r.stdout, "submitted job pgtraindemo-")
+	id := strings.Fields(strings.TrimPrefix(r.stdout, "submitted job "))[0]
+	id = strings.TrimSuffix(id, ":")
+	testenv.Eventually(t, processDeadline, "the fetcher to read a range", func() bool {
+		s := runPgtrain(t, nil, "status", "--coordinator", coord, "--json", id)
+		var st messages.JobStatus
+		return s.code == 0 && json.Unmarshal([]byte(s.stdout), &st) == nil && st.Fetch.RowsRead > 0
+	})
+}
+
+// startPgtrainSync is startPgtrain whose stderr may be read while the process writes it.
+func startPgtrainSync(t *testing.T, args ...string) *syncBuffer {
+	t.Helper()
+	cmd := exec.Command(pgtrainBinary(t), args...)
+	cmd.Env = cleanEnv()
+	stderr := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = io.Discard, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return stderr
 }
