@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"pgtrain/coordinator/client"
 	"pgtrain/messages"
 )
 
@@ -51,7 +52,7 @@ func runSubmit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.auth.client(*coord, log)
+	c, err := o.auth.client(*coord, log, client.FailFast()) // a person waits: a wrong URL says so now
 	if err != nil {
 		return err
 	}
@@ -175,7 +176,7 @@ func runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.auth.client(*coord, log)
+	c, err := o.auth.client(*coord, log, client.FailFast()) // a person waits: a wrong URL says so now
 	if err != nil {
 		return err
 	}

@@ -70,23 +70,31 @@ type Client struct {
 	log   *slog.Logger
 	http  *retryablehttp.Client
 	once  *retryablehttp.Client // no retries: health probes must answer now
-	// reached is set by the first answer of the coordinator. Until then a refused connection
-	// is a wrong URL or a coordinator that is not running, reported at once; after it, the
-	// coordinator restarting, which the retries ride out.
-	reached atomic.Bool
+	// reached is set by the first answer of the coordinator. With failFast, until then a
+	// refused connection is a wrong URL or a coordinator that is not running, reported at
+	// once; after it, the coordinator restarting, which the retries ride out.
+	reached  atomic.Bool
+	failFast bool
 }
 
 // Option configures a Client.
 type Option func(*options)
 
 type options struct {
-	token string
-	tls   *tls.Config
+	token    string
+	tls      *tls.Config
+	failFast bool
 }
 
 // WithToken sends token as a bearer token with every request. The retry policy does not
 // retry a 401 or 403: a wrong token stays wrong.
 func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// FailFast returns a refused connection at once, not after the retries, until the
+// coordinator has answered once: for a command a person runs, where a wrong URL or a
+// coordinator that is not running should say so now. Without it a new client rides out a
+// coordinator that is (re)starting, as a worker must; after a first answer both do.
+func FailFast() Option { return func(o *options) { o.failFast = true } }
 
 // WithTLSConfig sets the TLS configuration of https:// coordinators, e.g. RootCAs for a
 // coordinator whose certificate a private CA signed.
@@ -116,7 +124,7 @@ func New(baseURL string, log *slog.Logger, opts ...Option) *Client {
 		tr.TLSClientConfig = o.tls
 		hc.Transport = tr
 	}
-	c := &Client{base: strings.TrimRight(baseURL, "/"), token: o.token, log: log}
+	c := &Client{base: strings.TrimRight(baseURL, "/"), token: o.token, log: log, failFast: o.failFast}
 	mk := func(retries int) *retryablehttp.Client {
 		rc := retryablehttp.NewClient()
 		rc.HTTPClient = hc
@@ -137,15 +145,14 @@ func New(baseURL string, log *slog.Logger, opts ...Option) *Client {
 
 // retryPolicy retries what can succeed on a later try: a connection to a coordinator that
 // answered before (it is restarting), 408, 429, 502, 503 and 504. Not an unknown host, a
-// refused certificate or URL, a first contact that fails (see Client.reached), any other
-// 4xx, nor a 500: that is a fault the coordinator did not expect, which the same request
-// meets again.
+// refused certificate or URL, a first contact that fails with FailFast, any other 4xx, nor a
+// 500: that is a fault the coordinator did not expect, which the same request meets again.
 func (c *Client) retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
 	if err != nil {
-		if unknownHost(err) || !c.reached.Load() {
+		if unknownHost(err) || c.failFast && !c.reached.Load() {
 			return false, nil
 		}
 		return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
@@ -390,8 +397,12 @@ func (c *Client) transportError(method, path string, err error, attempts int) er
 	switch {
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
 		return fmt.Errorf("%s %s: the coordinator's host %q does not resolve (check --coordinator %s): %w", method, path, dnsErr.Name, where, err)
-	case errors.Is(err, syscall.ECONNREFUSED) && attempts == 1:
-		return fmt.Errorf("%s %s: nothing listens at %s (is the coordinator running, and is --coordinator right?): %w", method, path, where, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		tries := ""
+		if attempts > 1 {
+			tries = fmt.Sprintf(" in %d attempts", attempts)
+		}
+		return fmt.Errorf("%s %s: nothing listens at %s%s (is the coordinator running, and is --coordinator right?): %w", method, path, where, tries, err)
 	case attempts > 1:
 		return fmt.Errorf("%s %s: the coordinator at %s did not answer in %d attempts: %w", method, path, where, attempts, err)
 	}

@@ -70,15 +70,27 @@ func TestUnreachableCoordinator(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	t.Run("a first contact that is refused is reported at once", func(t *testing.T) {
+	t.Run("with FailFast a first contact that is refused is reported at once", func(t *testing.T) {
 		var logs bytes.Buffer
-		c := New("http://"+addr, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		c := New("http://"+addr, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), FailFast())
 		_, err := c.Jobs(context.Background())
 		if err == nil || !strings.Contains(err.Error(), "nothing listens at http://"+addr+" (is the coordinator running, and is --coordinator right?)") {
 			t.Fatalf("err = %v", err)
 		}
 		if strings.Contains(logs.String(), "retrying request") {
 			t.Fatalf("retried:\n%s", logs.String())
+		}
+	})
+	t.Run("without FailFast a first contact that is refused is retried (a worker)", func(t *testing.T) {
+		var logs bytes.Buffer
+		c := New("http://"+addr, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		c.http.RetryMax = 2
+		_, err := c.Jobs(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "nothing listens at http://"+addr+" in 3 attempts (is the coordinator running") {
+			t.Fatalf("err = %v", err)
+		}
+		if n := strings.Count(logs.String(), "retrying request"); n != 2 {
+			t.Errorf("%d debug retry lines, want 2:\n%s", n, logs.String())
 		}
 	})
 	t.Run("after a first answer, a refused connection is retried (a restart)", func(t *testing.T) {
@@ -89,14 +101,14 @@ func TestUnreachableCoordinator(t *testing.T) {
 			_, _ = w.Write([]byte(`{"status":"ok"}`))
 		}))
 		var logs bytes.Buffer
-		c := New(srv.URL, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		c := New(srv.URL, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), FailFast())
 		c.http.RetryMax = 2
 		if err := c.Live(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		srv.Close()
 		_, err := c.Jobs(context.Background())
-		if err == nil || !strings.Contains(err.Error(), "did not answer in 3 attempts") {
+		if err == nil || !strings.Contains(err.Error(), "nothing listens at "+srv.URL+" in 3 attempts") {
 			t.Fatalf("err = %v, want the attempts counted", err)
 		}
 		if n := strings.Count(logs.String(), "retrying request"); n != 2 {
