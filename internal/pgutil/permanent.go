@@ -1,16 +1,11 @@
 package pgutil
 
 import (
-	"context"
 	"crypto/x509"
 	"errors"
 	"net"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"pgtrain/internal/workloop"
 )
 
 // permanentCodes are the SQLSTATEs of a connection the server refuses for good: a wrong
@@ -37,27 +32,4 @@ func Permanent(err error) bool {
 		invalid   x509.CertificateInvalidError
 	)
 	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid)
-}
-
-// WaitReady pings pool until its server answers, calling onRetry with the reason each time
-// it tries again. A permanent fault (see Permanent) returns at once; when ctx ends it
-// returns the last reason.
-func WaitReady(ctx context.Context, pool *pgxpool.Pool, onRetry func(error)) error {
-	backoff := workloop.Backoff{Min: 250 * time.Millisecond, Max: 2 * time.Second}
-	for {
-		// Each attempt gets its own bound, so a server that swallows packets is retried too.
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := pool.Ping(pctx)
-		cancel()
-		if err == nil || Permanent(err) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return err
-		}
-		onRetry(err)
-		if !backoff.Wait(ctx) {
-			return err
-		}
-	}
 }
