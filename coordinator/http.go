@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -389,6 +390,10 @@ func (c *Coordinator) writeError(w http.ResponseWriter, r *http.Request, err err
 		status = http.StatusNotFound
 	case errors.As(err, &pe) && pe.Code == "42501": // insufficient_privilege
 		status, resp.Field = http.StatusBadRequest, "table"
+	case errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22"):
+		// A data exception (a value out of range, a bad cast) comes from the table's rows:
+		// the same request meets it again, so it is no 5xx for a client to retry.
+		status, resp.Field = http.StatusUnprocessableEntity, "table"
 	case pgconn.SafeToRetry(err) || errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusServiceUnavailable
 	}

@@ -138,6 +138,40 @@ func (c *Coordinator) snapshotExpired(j *job, s *snapshot) {
 	c.releaseSnapshot(j, "the snapshot reached its max age")
 }
 
+// checkPlanSize refuses a plan the state bucket cannot hold: a KV value is one NATS message,
+// so a plan over the server's max payload would fail to store however often it is retried.
+// Vocabularies are what make a plan large; the error names the largest and the sizes.
+func checkPlanSize(p *messages.Plan, maxPayload int) error {
+	b, err := messages.EncodePlan(p)
+	if err != nil {
+		return fmt.Errorf("encoding the plan: %w", err)
+	}
+	// Leave room for the KV message's headers and subject.
+	limit := maxPayload - 1024
+	if len(b) <= limit {
+		return nil
+	}
+	field, values, bytes := "features", 0, 0
+	for i, cp := range append(slices.Clone(p.Features), p.Label) {
+		n := 0
+		for _, v := range cp.Vocabulary {
+			n += len(v)
+		}
+		if n > bytes {
+			field, values, bytes = fmt.Sprintf("features[%d].vocab_size", i), len(cp.Vocabulary), n
+			if i == len(p.Features) {
+				field = "label.vocab_size"
+			}
+		}
+	}
+	reason := fmt.Sprintf("the job's plan takes %d bytes, more than the %d the bus takes in one message (NATS max_payload %d, less 1 KiB of headers)",
+		len(b), limit, maxPayload)
+	if bytes > 0 {
+		reason += fmt.Sprintf("; the largest vocabulary holds %d values of %d bytes in all: lower vocab_size, or raise the server's max_payload", values, bytes)
+	}
+	return &apiError{status: http.StatusUnprocessableEntity, field: field, msg: reason}
+}
+
 // createJob parses and plans a spec, stores the plan and starts the job.
 func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobStatus, error) {
 	spec, err := messages.ParseJobSpec(body)
@@ -223,6 +257,9 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 		return messages.JobStatus{}, &messages.FieldError{Field: "model", Reason: err.Error()}
 	}
 	if err := checkModel(p, ms); err != nil {
+		return messages.JobStatus{}, err
+	}
+	if err := checkPlanSize(p, c.maxPayload()); err != nil {
 		return messages.JobStatus{}, err
 	}
 	if snap != nil {

@@ -32,8 +32,8 @@ func (a *coordAuthFlags) register(fs *flag.FlagSet) {
 }
 
 // client returns a coordinator client with the token and CA the flags name.
-func (a *coordAuthFlags) client(url string, log *slog.Logger) (*client.Client, error) {
-	var opts []client.Option
+func (a *coordAuthFlags) client(url string, log *slog.Logger, extra ...client.Option) (*client.Client, error) {
+	opts := extra
 	token := os.Getenv(coordinatorTokenEnv)
 	if a.tokenFile != "" {
 		var err error

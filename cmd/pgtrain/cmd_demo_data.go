@@ -25,11 +25,11 @@ func demoDataFlags() (*flag.FlagSet, *demoDataOpts) {
 
 func runDemoData(ctx context.Context, args []string) error {
 	fs, o := demoDataFlags()
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if o.dsn == "" {
-		return fmt.Errorf("--dsn (or $PGTRAIN_DSN) is required")
+		return usagef("--dsn (or $PGTRAIN_DSN) is required")
 	}
 	pool, err := pgutil.NewPool(ctx, o.dsn, 2)
 	if err != nil {

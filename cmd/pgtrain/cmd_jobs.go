@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -29,13 +28,13 @@ func jobControlClient(fs *flag.FlagSet, o *clientOpts, args []string) (*client.C
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return nil, "", errors.New("want exactly one job id")
+		return nil, "", usagef("want exactly one job id, got %d arguments", fs.NArg())
 	}
 	log, err := o.log.logger(os.Stderr)
 	if err != nil {
 		return nil, "", err
 	}
-	c, err := o.auth.client(o.coord, log)
+	c, err := o.auth.client(o.coord, log, client.FailFast()) // a person waits: a wrong URL says so now
 	if err != nil {
 		return nil, "", err
 	}

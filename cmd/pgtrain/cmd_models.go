@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"pgtrain/coordinator/client"
 )
 
 func modelsFlags() (*flag.FlagSet, *clientOpts) {
@@ -29,13 +31,13 @@ func runModels(ctx context.Context, args []string) error {
 	pull := fs.NArg() > 0
 	if pull && (fs.Arg(0) != "pull" || fs.NArg() != 3) {
 		fs.Usage()
-		return fmt.Errorf("want no argument (list the models) or pull ID DIR")
+		return usagef("want no argument (list the models) or pull ID DIR")
 	}
 	log, err := o.log.logger(os.Stderr)
 	if err != nil {
 		return err
 	}
-	c, err := o.auth.client(o.coord, log)
+	c, err := o.auth.client(o.coord, log, client.FailFast()) // a person waits: a wrong URL says so now
 	if err != nil {
 		return err
 	}

@@ -101,7 +101,7 @@ func applyMemoryLimit(limit int64) error {
 
 func runNATS(ctx context.Context, args []string) error {
 	fs, o := natsServerFlags()
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if err := applyMemoryLimit(o.memLimit); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"pgtrain/coordinator/client"
 	"pgtrain/messages"
 )
 
@@ -51,19 +52,19 @@ func runPredict(ctx context.Context, args []string) error {
 	}
 	if fs.NArg() != 0 {
 		fs.Usage()
-		return fmt.Errorf("unexpected arguments %q: everything is a flag", fs.Args())
+		return usagef("unexpected arguments %q: everything is a flag", fs.Args())
 	}
 	for _, f := range []struct{ name, v string }{{"model", o.spec.Model}, {"table", o.spec.Table}, {"out", o.spec.Output}} {
 		if f.v == "" {
 			fs.Usage()
-			return fmt.Errorf("--%s is required", f.name)
+			return usagef("--%s is required", f.name)
 		}
 	}
 	log, err := o.client.log.logger(os.Stderr)
 	if err != nil {
 		return err
 	}
-	c, err := o.client.auth.client(o.client.coord, log)
+	c, err := o.client.auth.client(o.client.coord, log, client.FailFast()) // a person waits: a wrong URL says so now
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,8 @@ type coordinatorOpts struct {
 	db   dbFlags
 	nats natsFlags
 	log  logFlags
+
+	startup startupTimeout
 }
 
 func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
@@ -54,12 +56,13 @@ func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
 	o.db.register(fs)
 	o.nats.register(fs)
 	o.log.register(fs)
+	o.startup.register(fs)
 	return fs, o
 }
 
 func runCoordinator(ctx context.Context, args []string) error {
 	fs, o := coordinatorFlags()
-	r, err := startRole(ctx, fs, args, "coordinator", &o.log, &o.nats, &o.db)
+	r, err := startRole(ctx, fs, args, "coordinator", &o.log, &o.nats, &o.db, &o.startup)
 	if err != nil {
 		return err
 	}
@@ -86,6 +89,8 @@ type fetcherOpts struct {
 	nats   natsFlags
 	log    logFlags
 	health healthFlags
+
+	startup startupTimeout
 }
 
 func fetcherFlags() (*flag.FlagSet, *fetcherOpts) {
@@ -99,18 +104,22 @@ func fetcherFlags() (*flag.FlagSet, *fetcherOpts) {
 	o.nats.register(fs)
 	o.log.register(fs)
 	o.health.register(fs)
+	o.startup.register(fs)
 	return fs, o
 }
 
 func runFetcher(ctx context.Context, args []string) error {
 	fs, o := fetcherFlags()
-	r, err := startRole(ctx, fs, args, "fetcher", &o.log, &o.nats, &o.db)
+	r, err := startRole(ctx, fs, args, "fetcher", &o.log, &o.nats, &o.db, &o.startup)
 	if err != nil {
 		return err
 	}
 	defer r.close()
 	cl, err := o.auth.client(o.coord, r.log)
 	if err != nil {
+		return err
+	}
+	if err := waitCoordinator(ctx, r.log, r.startup, o.coord, cl); err != nil {
 		return err
 	}
 	f, err := fetcher.New(o.cfg, r.pools, r.bus, cl, r.log)
@@ -132,6 +141,8 @@ type preprocessorOpts struct {
 	nats   natsFlags
 	log    logFlags
 	health healthFlags
+
+	startup startupTimeout
 }
 
 func preprocessorFlags() (*flag.FlagSet, *preprocessorOpts) {
@@ -143,18 +154,22 @@ func preprocessorFlags() (*flag.FlagSet, *preprocessorOpts) {
 	o.nats.register(fs)
 	o.log.register(fs)
 	o.health.register(fs)
+	o.startup.register(fs)
 	return fs, o
 }
 
 func runPreprocessor(ctx context.Context, args []string) error {
 	fs, o := preprocessorFlags()
-	r, err := startRole(ctx, fs, args, "preprocessor", &o.log, &o.nats, nil)
+	r, err := startRole(ctx, fs, args, "preprocessor", &o.log, &o.nats, nil, &o.startup)
 	if err != nil {
 		return err
 	}
 	defer r.close()
 	cl, err := o.auth.client(o.coord, r.log)
 	if err != nil {
+		return err
+	}
+	if err := waitCoordinator(ctx, r.log, r.startup, o.coord, cl); err != nil {
 		return err
 	}
 	p, err := preprocessor.New(o.cfg, r.bus, cl, r.log)
@@ -176,6 +191,8 @@ type trainerOpts struct {
 	nats   natsFlags
 	log    logFlags
 	health healthFlags
+
+	startup startupTimeout
 }
 
 func trainerFlags() (*flag.FlagSet, *trainerOpts) {
@@ -202,18 +219,22 @@ func trainerFlags() (*flag.FlagSet, *trainerOpts) {
 	o.nats.register(fs)
 	o.log.register(fs)
 	o.health.register(fs)
+	o.startup.register(fs)
 	return fs, o
 }
 
 func runTrainer(ctx context.Context, args []string) error {
 	fs, o := trainerFlags()
-	r, err := startRole(ctx, fs, args, "trainer", &o.log, &o.nats, nil)
+	r, err := startRole(ctx, fs, args, "trainer", &o.log, &o.nats, nil, &o.startup)
 	if err != nil {
 		return err
 	}
 	defer r.close()
 	cl, err := o.auth.client(o.coord, r.log)
 	if err != nil {
+		return err
+	}
+	if err := waitCoordinator(ctx, r.log, r.startup, o.coord, cl); err != nil {
 		return err
 	}
 	t, err := trainer.New(o.cfg, r.bus, cl, r.log)
@@ -236,6 +257,8 @@ type scorerOpts struct {
 	nats   natsFlags
 	log    logFlags
 	health healthFlags
+
+	startup startupTimeout
 }
 
 func scorerFlags() (*flag.FlagSet, *scorerOpts) {
@@ -250,18 +273,22 @@ func scorerFlags() (*flag.FlagSet, *scorerOpts) {
 	o.nats.register(fs)
 	o.log.register(fs)
 	o.health.register(fs)
+	o.startup.register(fs)
 	return fs, o
 }
 
 func runScorer(ctx context.Context, args []string) error {
 	fs, o := scorerFlags()
-	r, err := startRole(ctx, fs, args, "scorer", &o.log, &o.nats, &o.db)
+	r, err := startRole(ctx, fs, args, "scorer", &o.log, &o.nats, &o.db, &o.startup)
 	if err != nil {
 		return err
 	}
 	defer r.close()
 	cl, err := o.auth.client(o.coord, r.log)
 	if err != nil {
+		return err
+	}
+	if err := waitCoordinator(ctx, r.log, r.startup, o.coord, cl); err != nil {
 		return err
 	}
 	s, err := scorer.New(o.cfg, r.pools, r.bus, cl, r.log)

@@ -10,8 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 
+	"pgtrain/coordinator/client"
 	"pgtrain/messages"
 )
 
@@ -41,7 +42,7 @@ func runSubmit(ctx context.Context, args []string) error {
 	coord, wait, lf := &o.coord, &o.wait, &o.log
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return fmt.Errorf("want exactly one spec file (or - for standard input)")
+		return usagef("want exactly one spec file (or - for standard input), got %d arguments", fs.NArg())
 	}
 	log, err := lf.logger(os.Stderr)
 	if err != nil {
@@ -51,7 +52,7 @@ func runSubmit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.auth.client(*coord, log)
+	c, err := o.auth.client(*coord, log, client.FailFast()) // a person waits: a wrong URL says so now
 	if err != nil {
 		return err
 	}
@@ -90,11 +91,66 @@ func readSpec(path string) ([]byte, error) {
 	if strings.HasPrefix(trimmed, "{") {
 		return b, nil
 	}
-	j, err := yaml.YAMLToJSON(b)
+	j, err := yamlToJSON(b)
 	if err != nil {
 		return nil, fmt.Errorf("spec %s is neither JSON nor YAML: %w", path, err)
 	}
 	return j, nil
+}
+
+// yamlToJSON turns a YAML document into the JSON the coordinator takes. yaml/v3 follows
+// YAML 1.2's core schema: only true and false are booleans, so a label or a category named
+// y, yes, on or no stays a string (YAML 1.1, which sigs.k8s.io/yaml follows, made them
+// booleans). Duplicate keys are an error; unknown fields are the coordinator's to refuse.
+func yamlToJSON(b []byte) ([]byte, error) {
+	var doc any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	doc, err := jsonValue(doc, "")
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(doc)
+}
+
+// jsonValue makes a decoded YAML value encodable as JSON: a mapping with keys other than
+// strings (JSON has no such thing) is an error naming where it is.
+func jsonValue(v any, at string) (any, error) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			var err error
+			if v[k], err = jsonValue(e, at+"."+k); err != nil {
+				return nil, err
+			}
+		}
+	case map[any]any:
+		m := make(map[string]any, len(v))
+		for k, e := range v {
+			ks, ok := k.(string)
+			if !ok {
+				where := strings.TrimPrefix(at, ".")
+				if where == "" {
+					where = "the spec"
+				}
+				return nil, fmt.Errorf("%s: key %v is not a string (quote it)", where, k)
+			}
+			var err error
+			if m[ks], err = jsonValue(e, at+"."+ks); err != nil {
+				return nil, err
+			}
+		}
+		return m, nil
+	case []any:
+		for i, e := range v {
+			var err error
+			if v[i], err = jsonValue(e, fmt.Sprintf("%s[%d]", at, i)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return v, nil
 }
 
 func statusFlags() (*flag.FlagSet, *clientOpts) {
@@ -112,12 +168,16 @@ func runStatus(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return usagef("want at most one job id, got %d arguments", fs.NArg())
+	}
 	coord, asJSON, lf := &o.coord, &o.asJSON, &o.log
 	log, err := lf.logger(os.Stderr)
 	if err != nil {
 		return err
 	}
-	c, err := o.auth.client(*coord, log)
+	c, err := o.auth.client(*coord, log, client.FailFast()) // a person waits: a wrong URL says so now
 	if err != nil {
 		return err
 	}

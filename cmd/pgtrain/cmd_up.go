@@ -41,6 +41,8 @@ type upOpts struct {
 	demoRows      int
 	demoEpochs    int
 	log           logFlags
+
+	startup startupTimeout
 }
 
 func upFlags() (*flag.FlagSet, *upOpts) {
@@ -64,16 +66,17 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	// The roles' own logs are for operators; here the progress lines matter more.
 	o.log.level = "warn"
 	o.log.register(fs)
+	o.startup.register(fs)
 	return fs, o
 }
 
 func runUp(ctx context.Context, args []string) error {
 	fs, o := upFlags()
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if o.demo && o.spec != "" {
-		return errors.New("--demo and --spec: choose one")
+		return usagef("--demo and --spec: choose one")
 	}
 	log, err := o.log.logger(os.Stderr)
 	if err != nil {
@@ -190,6 +193,18 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 		return nil, err
 	}
 	env := &upEnv{natsURL: o.natsURL, auth: auth}
+	if o.natsURL != "" {
+		// The roles connect in local.Start, which waits for ever: look first, with a deadline.
+		nc, err := bus.ConnectAuth(o.natsURL, "pgtrain-up", log, auth)
+		if err != nil {
+			return nil, err
+		}
+		err = waitNATS(ctx, log, o.startup.duration(), o.natsURL, nc)
+		nc.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -210,6 +225,12 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 		}
 	}
 	env.dir = dir
+	if o.dsn == "" && o.dataDir != "" {
+		// Before the NATS store is made in it: the throwaway cluster's server must get in.
+		if err := devenv.MakeClusterParent(dir); err != nil {
+			return nil, fmt.Errorf("--data-dir: %w", err)
+		}
+	}
 	if env.natsURL == "" {
 		// Even on loopback, other local users must not reach the bus: only this process's
 		// roles get the token, and it is never printed.
@@ -232,12 +253,18 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 			return nil, err
 		}
 		env.pg, dsn = pg, pg.DSN
+		fmt.Printf("PostgreSQL is up: %s (data in %s)\n", pgutil.Redact(dsn), pg.DataDir)
 	}
 	pool, err := pgutil.NewPool(ctx, dsn, int32(o.fetchers+o.scorers+4))
 	if err != nil {
 		return nil, err
 	}
 	env.pool = pool
+	if o.dsn != "" {
+		if err := waitPostgres(ctx, log, o.startup.duration(), map[string]string{"": dsn}, map[string]*pgxpool.Pool{"": pool}); err != nil {
+			return nil, err
+		}
+	}
 	ok = true
 	return env, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,10 +32,13 @@ func envName(flagName string) string {
 }
 
 // parse reads the command line, then fills every flag not given there from its PGTRAIN_*
-// environment variable.
+// environment variable. Its errors, but --help, are usage errors.
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -45,11 +49,23 @@ func parse(fs *flag.FlagSet, args []string) error {
 		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("$%s: %w", envName(f.Name), e)
+				err = usagef("$%s: %w", envName(f.Name), e)
 			}
 		}
 	})
 	return err
+}
+
+// parseNoArgs is parse for the commands that take flags only: a stray argument (a flag
+// given after one, or a typo) is a usage error rather than silently ignored.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q: pgtrain %s takes flags only", fs.Arg(0), fs.Name())
+	}
+	return nil
 }
 
 // sourceFlags collects repeated --source name=dsn flags.

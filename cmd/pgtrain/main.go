@@ -100,12 +100,28 @@ type exitError struct {
 
 func (e exitError) Error() string { return e.msg }
 
+// usageError is a command line that cannot run (a bad flag or flag value, a missing or
+// extra argument): exit status 2, the flag package's convention, so scripts can tell it
+// from a run that failed.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usagef is a usageError with a message.
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
 // exitCode is the exit status for a command's error: the code an exitError (wrapped or
-// not) carries, else 1.
+// not) carries, 2 for a usage error, else 1.
 func exitCode(err error) int {
 	var ee exitError
 	if errors.As(err, &ee) {
 		return ee.code
+	}
+	if errors.As(err, new(usageError)) {
+		return 2
 	}
 	return 1
 }

@@ -92,7 +92,7 @@ func TestNATSCommandRequiresItsToken(t *testing.T) {
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
 		defer ccancel()
-		nc, _, err := nf.connect(cctx, "test", slog.New(slog.DiscardHandler))
+		nc, _, err := nf.connect(cctx, "test", slog.New(slog.DiscardHandler), 20*time.Second)
 		if err == nil {
 			nc.Close()
 		}

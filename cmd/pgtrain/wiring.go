@@ -54,7 +54,9 @@ func (n *natsFlags) register(fs *flag.FlagSet) {
 	n.auth.register(fs)
 }
 
-func (n *natsFlags) connect(ctx context.Context, name string, log *slog.Logger) (*nats.Conn, *bus.Bus, error) {
+// connect connects and declares the streams, waiting up to timeout for the server (and as
+// long again for JetStream to answer).
+func (n *natsFlags) connect(ctx context.Context, name string, log *slog.Logger, timeout time.Duration) (*nats.Conn, *bus.Bus, error) {
 	auth, err := n.auth.auth()
 	if err != nil {
 		return nil, nil, err
@@ -63,10 +65,16 @@ func (n *natsFlags) connect(ctx context.Context, name string, log *slog.Logger) 
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := bus.Ensure(ctx, nc, bus.Limits{Prefix: string(n.prefix), ReadyMaxBytes: n.readyMaxBytes, RawAckWait: n.rawAckWait})
-	if err != nil {
+	if err := waitNATS(ctx, log, timeout, n.url, nc); err != nil {
 		nc.Close()
 		return nil, nil, err
+	}
+	ectx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	b, err := bus.Ensure(ectx, nc, bus.Limits{Prefix: string(n.prefix), ReadyMaxBytes: n.readyMaxBytes, RawAckWait: n.rawAckWait})
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("NATS at %s: %w", pgutil.Redact(n.url), err)
 	}
 	return nc, b, nil
 }
@@ -171,8 +179,8 @@ func (d *dbFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&d.maxConns, "max-conns", 0, "pool size per source (0: pgx's default)")
 }
 
-// pools opens one pool per source; "" is the default source.
-func (d *dbFlags) pools(ctx context.Context) (map[string]*pgxpool.Pool, func(), error) {
+// dsns are the sources' connection strings by name; "" is the default source.
+func (d *dbFlags) dsns() map[string]string {
 	dsns := map[string]string{}
 	for name, dsn := range d.sources {
 		dsns[name] = dsn
@@ -180,8 +188,14 @@ func (d *dbFlags) pools(ctx context.Context) (map[string]*pgxpool.Pool, func(), 
 	if d.dsn != "" {
 		dsns[""] = d.dsn
 	}
+	return dsns
+}
+
+// pools opens one pool per source; "" is the default source.
+func (d *dbFlags) pools(ctx context.Context) (map[string]*pgxpool.Pool, func(), error) {
+	dsns := d.dsns()
 	if len(dsns) == 0 {
-		return nil, nil, fmt.Errorf("no database: give --dsn (or $PGTRAIN_DSN) or --source name=dsn")
+		return nil, nil, usagef("no database: give --dsn (or $PGTRAIN_DSN) or --source name=dsn")
 	}
 	pools := map[string]*pgxpool.Pool{}
 	closeAll := func() {
@@ -208,12 +222,14 @@ type role struct {
 	bus   *bus.Bus
 	pools map[string]*pgxpool.Pool
 	close func()
+	// startup is --startup-timeout, for the dependencies a role checks after startRole.
+	startup time.Duration
 }
 
-// startRole parses the flags, then connects what the role needs; db is nil for roles that
-// never touch PostgreSQL.
-func startRole(ctx context.Context, fs *flag.FlagSet, args []string, name string, lf *logFlags, nf *natsFlags, db *dbFlags) (*role, error) {
-	if err := parse(fs, args); err != nil {
+// startRole parses the flags, then connects what the role needs, waiting up to the startup
+// timeout for each; db is nil for roles that never touch PostgreSQL.
+func startRole(ctx context.Context, fs *flag.FlagSet, args []string, name string, lf *logFlags, nf *natsFlags, db *dbFlags, st *startupTimeout) (*role, error) {
+	if err := parseNoArgs(fs, args); err != nil {
 		return nil, err
 	}
 	log, err := lf.logger(os.Stderr)
@@ -234,8 +250,13 @@ func startRole(ctx context.Context, fs *flag.FlagSet, args []string, name string
 			return nil, err
 		}
 		r.pools, r.close = pools, closePools
+		if err := waitPostgres(ctx, log, st.duration(), db.dsns(), pools); err != nil {
+			r.close()
+			return nil, err
+		}
 	}
-	nc, b, err := nf.connect(ctx, "pgtrain-"+name, log)
+	r.startup = st.duration()
+	nc, b, err := nf.connect(ctx, "pgtrain-"+name, log, r.startup)
 	if err != nil {
 		r.close()
 		return nil, err

@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -38,6 +41,9 @@ var (
 	// answered 409: a finished job cannot be cancelled, a running one cannot be deleted).
 	ErrConflict = errors.New("conflict")
 )
+
+// errBadURL: the coordinator URL does not parse.
+var errBadURL = errors.New("invalid coordinator URL")
 
 // APIError is any other error answer of the coordinator. Field names the job spec field at
 // fault, when there is one.
@@ -65,21 +71,34 @@ func Refused(err error) bool {
 type Client struct {
 	base  string
 	token string // sent as a bearer token; never logged
+	log   *slog.Logger
 	http  *retryablehttp.Client
 	once  *retryablehttp.Client // no retries: health probes must answer now
+	// reached is set by the first answer of the coordinator. With failFast, until then a
+	// refused connection is a wrong URL or a coordinator that is not running, reported at
+	// once; after it, the coordinator restarting, which the retries ride out.
+	reached  atomic.Bool
+	failFast bool
 }
 
 // Option configures a Client.
 type Option func(*options)
 
 type options struct {
-	token string
-	tls   *tls.Config
+	token    string
+	tls      *tls.Config
+	failFast bool
 }
 
 // WithToken sends token as a bearer token with every request. The retry policy does not
 // retry a 401 or 403: a wrong token stays wrong.
 func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// FailFast returns a refused connection at once, not after the retries, until the
+// coordinator has answered once: for a command a person runs, where a wrong URL or a
+// coordinator that is not running should say so now. Without it a new client rides out a
+// coordinator that is (re)starting, as a worker must; after a first answer both do.
+func FailFast() Option { return func(o *options) { o.failFast = true } }
 
 // WithTLSConfig sets the TLS configuration of https:// coordinators, e.g. RootCAs for a
 // coordinator whose certificate a private CA signed.
@@ -109,24 +128,71 @@ func New(baseURL string, log *slog.Logger, opts ...Option) *Client {
 		tr.TLSClientConfig = o.tls
 		hc.Transport = tr
 	}
+	c := &Client{base: strings.TrimRight(baseURL, "/"), token: o.token, log: log, failFast: o.failFast}
 	mk := func(retries int) *retryablehttp.Client {
-		c := retryablehttp.NewClient()
-		c.HTTPClient = hc
-		c.Logger = log
-		c.RetryMax = retries
-		c.RetryWaitMin = retryWaitMin
-		c.RetryWaitMax = retryWaitMax
+		rc := retryablehttp.NewClient()
+		rc.HTTPClient = hc
+		// Each failed attempt is a debug line; do logs one line for a request that needed retries.
+		rc.Logger = debugLogger{log}
+		rc.RetryMax = retries
+		rc.RetryWaitMin = retryWaitMin
+		rc.RetryWaitMax = retryWaitMax
+		rc.CheckRetry = c.retryPolicy
+		rc.RequestLogHook = countAttempts
 		// Hand back the last answer after the retries so its error body can be read.
-		c.ErrorHandler = retryablehttp.PassthroughErrorHandler
-		return c
+		rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+		return rc
 	}
-	return &Client{
-		base:  strings.TrimRight(baseURL, "/"),
-		token: o.token,
-		http:  mk(retryMax),
-		once:  mk(0),
+	c.http, c.once = mk(retryMax), mk(0)
+	return c
+}
+
+// retryPolicy retries what can succeed on a later try: a connection to a coordinator that
+// answered before (it is restarting), 408, 429, 502, 503 and 504. Not an unknown host, a
+// refused certificate or URL, a first contact that fails with FailFast, any other 4xx, nor a
+// 500: that is a fault the coordinator did not expect, which the same request meets again.
+func (c *Client) retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err != nil {
+		if unknownHost(err) || c.failFast && !c.reached.Load() {
+			return false, nil
+		}
+		return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+	}
+	c.reached.Store(true)
+	switch resp.StatusCode {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true, nil
+	}
+	return false, nil
+}
+
+func unknownHost(err error) bool {
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr) && dnsErr.IsNotFound
+}
+
+// attemptsKey is the context key of a request's attempt counter.
+type attemptsKey struct{}
+
+// countAttempts records the attempt number (0 for the first) in the request's counter.
+func countAttempts(_ retryablehttp.Logger, req *http.Request, attempt int) {
+	if n, ok := req.Context().Value(attemptsKey{}).(*int); ok {
+		*n = attempt
 	}
 }
+
+// debugLogger gives retryablehttp's messages to slog at debug: a failed attempt that is
+// retried is not an error, and the caller reports the outcome once.
+type debugLogger struct{ log *slog.Logger }
+
+func (d debugLogger) Error(msg string, kv ...any) { d.log.Debug(msg, kv...) }
+func (d debugLogger) Warn(msg string, kv ...any)  { d.log.Debug(msg, kv...) }
+func (d debugLogger) Info(msg string, kv ...any)  { d.log.Debug(msg, kv...) }
+func (d debugLogger) Debug(msg string, kv ...any) { d.log.Debug(msg, kv...) }
 
 // Submit posts a job spec (JSON) and returns the planned job.
 func (c *Client) Submit(ctx context.Context, spec []byte) (*messages.JobStatus, error) {
@@ -339,6 +405,29 @@ func (c *Client) Healthy(ctx context.Context) error {
 	return err
 }
 
+// Live reports whether the coordinator answers at all (its /healthz), without retries: what
+// a worker waits for at start. Permanent tells the errors waiting does not mend.
+func (c *Client) Live(ctx context.Context) error {
+	_, err := c.do(ctx, c.once, http.MethodGet, "/healthz", nil, nil, nil)
+	return err
+}
+
+// Permanent reports whether err, from a request to the coordinator, is a fault that
+// waiting does not mend: a host name that does not resolve, a refused certificate, a
+// malformed URL, or an answer the coordinator means (4xx but 408 and 429).
+func Permanent(err error) bool {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Status >= 400 && apiErr.Status < 500 &&
+			apiErr.Status != http.StatusRequestTimeout && apiErr.Status != http.StatusTooManyRequests
+	}
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrLeaseLost) {
+		return true
+	}
+	var certErr *tls.CertificateVerificationError
+	return unknownHost(err) || errors.As(err, &certErr) || errors.Is(err, errBadURL)
+}
+
 // do sends one request (with c's retries) and decodes a 2xx body into out. It returns the
 // status of a successful answer; any other answer becomes an error.
 func (c *Client) do(ctx context.Context, hc *retryablehttp.Client, method, path string, h http.Header, in, out any) (int, error) {
@@ -352,10 +441,12 @@ func (c *Client) do(ctx context.Context, hc *retryablehttp.Client, method, path 
 		}
 		body = b
 	}
+	retries := 0 // the number of the last attempt, set by countAttempts
+	ctx = context.WithValue(ctx, attemptsKey{}, &retries)
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		// url.Parse's error quotes the whole URL, password included.
-		return 0, fmt.Errorf("%s %s: invalid coordinator URL %s", method, path, pgutil.Redact(c.base))
+		return 0, fmt.Errorf("%s %s: %w %s", method, path, errBadURL, pgutil.Redact(c.base))
 	}
 	for k, v := range h {
 		req.Header[k] = v
@@ -367,10 +458,20 @@ func (c *Client) do(ctx context.Context, hc *retryablehttp.Client, method, path 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	start := time.Now()
 	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+	if retries > 0 {
+		outcome := "answered"
+		if err != nil {
+			outcome = "gave up"
+		}
+		c.log.Info("coordinator request retried", "method", method, "path", path, "attempts", retries+1,
+			"seconds", time.Since(start).Round(100*time.Millisecond).Seconds(), "outcome", outcome)
 	}
+	if err != nil {
+		return 0, c.transportError(method, path, err, retries+1)
+	}
+	c.reached.Store(true)
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
@@ -405,6 +506,29 @@ func JobState(err error) string {
 		return ce.jobState
 	}
 	return ""
+}
+
+// transportError says why no answer came and what to check, without the URL's password.
+func (c *Client) transportError(method, path string, err error, attempts int) error {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err // its text quotes the whole URL
+	}
+	where := pgutil.Redact(c.base)
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return fmt.Errorf("%s %s: the coordinator's host %q does not resolve (check --coordinator %s): %w", method, path, dnsErr.Name, where, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		tries := ""
+		if attempts > 1 {
+			tries = fmt.Sprintf(" in %d attempts", attempts)
+		}
+		return fmt.Errorf("%s %s: nothing listens at %s%s (is the coordinator running, and is --coordinator right?): %w", method, path, where, tries, err)
+	case attempts > 1:
+		return fmt.Errorf("%s %s: the coordinator at %s did not answer in %d attempts: %w", method, path, where, attempts, err)
+	}
+	return fmt.Errorf("%s %s: the coordinator at %s: %w", method, path, where, err)
 }
 
 func answerError(method, path string, status int, body []byte) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -84,12 +85,19 @@ func ConnectAuth(url, name string, log *slog.Logger, auth Auth) (*nats.Conn, err
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+		nats.ReconnectErrHandler(func(c *nats.Conn, err error) { dialErrors.Store(c, err) }),
+		nats.ClosedHandler(func(c *nats.Conn) { dialErrors.Delete(c) }),
 	}, authOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to nats: %w", err)
 	}
 	return nc, nil
 }
+
+// dialErrors holds each connection's last failed attempt to reach a server: while
+// RetryOnFailedConnect retries the first connect, LastError stays nil, and a process
+// waiting at start must say why it waits.
+var dialErrors sync.Map // *nats.Conn → error
 
 // Bus is a JetStream context with pgtrain's streams declared.
 type Bus struct {
@@ -131,19 +139,9 @@ func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
 	}
 	b := &Bus{NC: nc, JS: js, Limits: limits, names: names}
 	err = retry(ctx, func(ctx context.Context) error {
-		if nc.IsClosed() {
-			return permanent{fmt.Errorf("nats connection closed: %w", nc.LastError())}
-		}
-		if !nc.IsConnected() {
-			err := nc.LastError()
-			if isTLSRefusal(err) {
-				return permanent{err}
-			}
-			// Requests would only wait in the reconnect buffer; look again soon.
-			if err != nil {
-				return fmt.Errorf("not connected to nats yet: %w", err)
-			}
-			return errors.New("not connected to nats yet")
+		// Requests would only wait in the reconnect buffer; look again soon.
+		if err := connState(nc); err != nil {
+			return err
 		}
 		var err error
 		b.Raw, err = js.CreateOrUpdateStream(ctx, RawStreamConfig(names))
@@ -237,6 +235,47 @@ func IsStreamFull(err error) bool {
 		return containsFold(apiErr.Description, "maximum bytes exceeded")
 	}
 	return false
+}
+
+// Connected returns nil when nc is connected to a server, else the reason, with final set
+// when waiting cannot mend it (a refused certificate or credentials, a host name that does
+// not resolve): what a process checks at start.
+func Connected(nc *nats.Conn) (final bool, err error) {
+	err = connState(nc)
+	if p, ok := err.(permanent); ok {
+		return true, p.error
+	}
+	return false, err
+}
+
+// connState is nil when nc is connected, a permanent error when it never will be, and the
+// reason it is not connected yet otherwise.
+func connState(nc *nats.Conn) error {
+	if nc.IsClosed() {
+		return permanent{fmt.Errorf("nats connection closed: %w", nc.LastError())}
+	}
+	if nc.IsConnected() {
+		return nil
+	}
+	err := nc.LastError()
+	if e, ok := dialErrors.Load(nc); ok && err == nil {
+		err = e.(error)
+	}
+	if isTLSRefusal(err) || isUnknownHost(err) {
+		return permanent{err}
+	}
+	if err != nil {
+		return fmt.Errorf("not connected to nats yet: %w", err)
+	}
+	return errors.New("not connected to nats yet")
+}
+
+// isUnknownHost reports whether a connection attempt failed because the server's host name
+// does not resolve: a misspelt URL, which waiting does not mend. (A DNS server that does not
+// answer is a timeout, not this.)
+func isUnknownHost(err error) bool {
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr) && dnsErr.IsNotFound
 }
 
 // retry calls f, each attempt under its own timeout, until it succeeds or ctx is done (then

@@ -76,15 +76,21 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 			return nil, err
 		}
 		opts.Dir = p.dir
-	} else if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		return nil, err
 	}
-	p.DataDir = filepath.Join(opts.Dir, "data")
-	p.logPath = filepath.Join(opts.Dir, "postgres.log")
 	if p.cred, err = serverCredential(); err != nil {
 		p.cleanup()
 		return nil, err
 	}
+	if p.dir == "" {
+		if err := makeReachable(filepath.Dir(opts.Dir), p.cred); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	p.DataDir = filepath.Join(opts.Dir, "data")
+	p.logPath = filepath.Join(opts.Dir, "postgres.log")
 	if p.cred != nil {
 		if err := chownTree(opts.Dir, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
 			p.cleanup()
@@ -226,6 +232,80 @@ func serverCredential() (*syscall.Credential, error) {
 		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 	}
 	return nil, errors.New("running as root and neither a postgres nor a nobody user exists to run the server")
+}
+
+// MakeClusterParent creates dir, under which StartPostgres will create a cluster, so that
+// the server can reach it (see makeReachable). Callers that put other things in dir first
+// call it before they do.
+func MakeClusterParent(dir string) error {
+	cred, err := serverCredential()
+	if err != nil {
+		return err
+	}
+	return makeReachable(dir, cred)
+}
+
+// makeReachable creates dir, the directory a cluster goes in, and its missing parents with
+// mode 0755 whatever the umask, and checks that the server can pass through every
+// directory above its cluster: as root the server runs as cred's user, and initdb fails
+// with a bare "Permission denied" on a directory it cannot pass. A directory pgtrain did not
+// create is not changed; the error names it and what to do.
+func makeReachable(dir string, cred *syscall.Credential) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range missing {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if cred == nil {
+		return nil
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if !canPass(fi, cred) {
+			return fmt.Errorf("the PostgreSQL server runs as uid %d (pgtrain runs as root, which PostgreSQL refuses) and cannot pass through %s (mode %#o): run chmod o+x %s, or choose a directory it can reach",
+				cred.Uid, d, fi.Mode().Perm(), d)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
+// canPass reports whether cred's user may pass through the directory fi describes.
+func canPass(fi os.FileInfo, cred *syscall.Credential) bool {
+	perm := fi.Mode().Perm()
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !ok:
+		return true // not a Unix file system: nothing to check
+	case st.Uid == cred.Uid:
+		return perm&0o100 != 0
+	case st.Gid == cred.Gid:
+		return perm&0o010 != 0
+	}
+	return perm&0o001 != 0
 }
 
 func chownTree(dir string, uid, gid int) error {

@@ -2,10 +2,13 @@ package pgutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -14,8 +17,7 @@ import (
 func NewPool(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		// pgx's parse errors can quote the DSN; say only what is wrong.
-		return nil, fmt.Errorf("parsing the PostgreSQL connection string %s: invalid", Redact(dsn))
+		return nil, fmt.Errorf("parsing the PostgreSQL connection string %s: %s", Redact(dsn), ParseReason(err))
 	}
 	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
@@ -29,4 +31,18 @@ func NewPool(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, er
 		return nil, fmt.Errorf("connecting to PostgreSQL at %s: %w", Redact(dsn), err)
 	}
 	return pool, nil
+}
+
+// ParseReason says why pgx could not parse a connection string without quoting the string:
+// pgx's message quotes it (its redaction is best effort), but the reason alone holds no
+// password (pgx's URL parser names the part at fault, "password", instead of quoting it).
+func ParseReason(err error) string {
+	var pce *pgconn.ParseConfigError
+	if !errors.As(err, &pce) {
+		return "invalid"
+	}
+	// A copy without the string gives pgx's message alone: "cannot parse ``: msg (inner)".
+	c := *pce
+	c.ConnString = ""
+	return strings.TrimPrefix(c.Error(), "cannot parse ``: ")
 }
