@@ -98,47 +98,23 @@ func (c *Coordinator) createPrediction(ctx context.Context, body []byte) (messag
 	if err := planPredictionRanges(ctx, tx, in, p, sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window}); err != nil {
 		return messages.JobStatus{}, err
 	}
+	if err := checkPlanSize(p, c.maxPayload()); err != nil {
+		return messages.JobStatus{}, err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return messages.JobStatus{}, fmt.Errorf("ending the planning transaction: %w", err)
 	}
 	if err := createOutput(ctx, pool, p); err != nil {
 		return messages.JobStatus{}, err
 	}
-	for attempt := 0; ; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, kvTimeout)
-		err = bus.PutPlan(pctx, c.bus.StateKV(), p)
-		cancel()
-		if err == nil {
-			break
-		}
-		if attempt == 3 {
-			return messages.JobStatus{}, unavailable(err)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			p.JobID = newJobID(spec.Table)
-		}
-	}
-	now := c.now()
-	rec := jobRecord{
-		ID:        p.JobID,
-		State:     messages.JobRunning,
-		Table:     p.Schema + "." + p.Table,
-		CreatedAt: now,
-		UpdatedAt: now,
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	rev, err := c.st.put(ctx, jobKey(rec.ID), 0, rec)
+	status, err := c.storeJob(ctx, p, spec.Table, nil, spec.Source)
 	if err != nil {
-		return messages.JobStatus{}, unavailable(err)
+		return messages.JobStatus{}, err
 	}
-	j := &job{rec: rec, rev: rev}
-	j.init(p)
-	c.addJob(j)
-	c.log.Info("prediction job planned", "job_id", rec.ID, "model", spec.Model, "table", rec.Table,
+	c.log.Info("prediction job planned", "job_id", p.JobID, "model", spec.Model, "table", p.Schema+"."+p.Table,
 		"output", p.Prediction.OutputSchema+"."+p.Prediction.OutputTable, "mode", spec.Mode, "rows", p.Expected.Rows,
 		"ranges", len(p.Ranges), "page_rows", p.PageRows, "evaluate", p.Prediction.Evaluate)
-	return j.status(now), nil
+	return status, nil
 }
 
 // planPrediction resolves the scored table against the model: the key, and every input

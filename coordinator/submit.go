@@ -268,12 +268,26 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 		return messages.JobStatus{}, fmt.Errorf("ending the planning transaction: %w", err)
 	}
 	c.m.planSeconds.WithLabelValues(metrics.SourceLabel(spec.Source)).Observe(time.Since(planStart).Seconds())
-	// The id is random: on the rare collision with another job's plan pick another. Any other
-	// error may have lost only the acknowledgement, so the same id is tried again (and finds
-	// its own plan): a new id would leave the first plan behind with no job.
+	status, err := c.storeJob(ctx, p, spec.Table, snap, spec.Source)
+	if err != nil {
+		return messages.JobStatus{}, err
+	}
+	keep = true
+	c.log.Info("job planned", "job_id", p.JobID, "table", p.Schema+"."+p.Table, "rows", p.Expected.Rows+p.ExpectedValid.Rows,
+		"ranges", len(p.Ranges), "validation_ranges", p.ValidationRanges, "page_rows", p.PageRows,
+		"input_dim", p.InputDim, "label_dim", p.LabelDim, "replay", p.Replay, "snapshot", p.Snapshot)
+	return status, nil
+}
+
+// storeJob stores a planned job: its plan, then its record, and adds it to the running
+// jobs. The id is random: on the rare collision with another job's plan it picks another.
+// Any other error may have lost only the acknowledgement, so the same id is tried again
+// (and finds its own plan): a new id would leave the first plan behind with no job. A
+// snapshot the job holds expires after Config.SnapshotMaxAge.
+func (c *Coordinator) storeJob(ctx context.Context, p *messages.Plan, table string, snap *snapshot, source string) (messages.JobStatus, error) {
 	for attempt := 0; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, kvTimeout)
-		err = bus.PutPlan(pctx, c.bus.StateKV(), p)
+		err := bus.PutPlan(pctx, c.bus.StateKV(), p)
 		cancel()
 		if err == nil {
 			break
@@ -282,7 +296,7 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 			return messages.JobStatus{}, unavailable(err)
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			p.JobID = newJobID(spec.Table)
+			p.JobID = newJobID(table)
 		}
 	}
 	now := c.now()
@@ -309,13 +323,9 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	j := &job{rec: rec, rev: rev, snap: snap}
 	j.init(p)
 	c.addJob(j)
-	keep = true
 	if snap != nil {
-		snap.source = spec.Source
+		snap.source = source
 		snap.expiry = time.AfterFunc(c.cfg.SnapshotMaxAge, func() { c.snapshotExpired(j, snap) })
 	}
-	c.log.Info("job planned", "job_id", rec.ID, "table", rec.Table, "rows", p.Expected.Rows+p.ExpectedValid.Rows,
-		"ranges", len(p.Ranges), "validation_ranges", p.ValidationRanges, "page_rows", p.PageRows,
-		"input_dim", p.InputDim, "label_dim", p.LabelDim, "replay", p.Replay, "snapshot", p.Snapshot)
 	return j.status(now), nil
 }
