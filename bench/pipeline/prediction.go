@@ -26,6 +26,9 @@ type predictionResult struct {
 	// Predict runs from sending POST /v1/predictions until the job is done: planning,
 	// reading, preprocessing, the forward pass and the writes to the output table.
 	Predict rate `json:"predict"`
+	// PredictPGCPUSeconds is PostgreSQL's CPU time over the prediction alone (reads and
+	// the output's writes).
+	PredictPGCPUSeconds float64 `json:"predict_postgres_cpu_seconds"`
 	// CopyFrom is the binary COPY FROM STDIN of as many (key, value) rows into a table shaped
 	// like the output, each run in its own process; RowsPerS is their median.
 	CopyFrom         []rate  `json:"copy_from_runs"`
@@ -111,6 +114,7 @@ func measurePrediction(ctx context.Context, c *cluster, env *harness, table, mod
 	cl := client.New(c.coordURL, slog.New(slog.DiscardHandler))
 	out := table + "_scores"
 	spec := fmt.Sprintf(`{"model": %q, "table": %q, "output": %q, "mode": "replace", "evaluate": false}`, model, table, out)
+	pgBefore := pgCPUSeconds(env.pg.DataDir)
 	sent := time.Now()
 	st, err := cl.SubmitPrediction(ctx, []byte(spec))
 	if err != nil {
@@ -139,6 +143,7 @@ func measurePrediction(ctx context.Context, c *cluster, env *harness, table, mod
 		return err
 	}
 	seconds := time.Since(sent).Seconds()
+	res.PredictPGCPUSeconds = pgCPUSeconds(env.pg.DataDir) - pgBefore
 	if final.State != messages.JobDone {
 		return fmt.Errorf("prediction job %s %s: %s", final.ID, final.State, final.Error)
 	}

@@ -484,6 +484,7 @@ func (r *results) predictionMarkdown(w io.Writer) {
 		p("| binary COPY FROM STDIN, run %d | %.2f | %s | %.2f |\n", i+1, run.Seconds, num(run.RowsPerS), ratio(run.RowsPerS, pr.SlowerCopyRowsPerS))
 	}
 	p("| pgtrain prediction, submission to done | %.2f | %s | %.2f |\n", pr.Predict.Seconds, num(pr.Predict.RowsPerS), ratio(pr.Predict.RowsPerS, pr.SlowerCopyRowsPerS))
+	p("\nPostgreSQL's CPU time over the prediction alone: %.1f s.\n", pr.PredictPGCPUSeconds)
 	predRoles := append([]string{"postgres"}, roles...)
 	predRoles = append(predRoles, "scorer")
 	p("\nCPU seconds (training and prediction together) and peak RSS (MB) of each role in the run:\n\n| | %s |\n|---|%s\n", strings.Join(predRoles, " | "), strings.Repeat("---:|", len(predRoles)))
