@@ -15,7 +15,11 @@
 //     to the trainer in the first epoch (read from PostgreSQL) and in later epochs (replayed
 //     from READY), with a model that does no work and with an MLP, with 1, 2 and 4 fetchers;
 //  4. the peak RSS of every role at two table sizes (by default 1M and 8M rows);
-//  5. the time from job submission to the first training step.
+//  5. the time from job submission to the first training step;
+//  6. batch prediction: an MLP trained for one epoch scores the table with real
+//     `pgtrain scorer` processes (--scorers, 2 by default), rows per second from the
+//     submission to the job being done, beside the ceiling of section 1 (in) and a binary
+//     COPY FROM STDIN of as many rows into a (key, value) table (out).
 //
 // Every baseline and every role runs as its own process, so that one's memory does not
 // pollute another's; peak RSS is the kernel's high-water mark of each process (ru_maxrss

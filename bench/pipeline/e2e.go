@@ -39,6 +39,7 @@ func (c e2eConfig) env() []string { return strings.Fields(c.Env) }
 type e2eResult struct {
 	e2eConfig
 	Table string `json:"table"`
+	JobID string `json:"job_id"`
 	Rows  int64  `json:"rows"`
 	// PlanSeconds is the submission's round trip: schema check, statistics, range split.
 	PlanSeconds float64 `json:"plan_seconds"`
@@ -123,6 +124,7 @@ type cluster struct {
 	fetchers []*proc
 	preprocs []*proc
 	trainer  *proc
+	scorers  []*proc // only in a prediction run, started once the model is trained
 	natsURL  string
 	coordURL string
 }
@@ -134,6 +136,7 @@ func (c *cluster) all() []*proc {
 	if c.trainer != nil {
 		ps = append(ps, c.trainer)
 	}
+	ps = append(ps, c.scorers...)
 	var out []*proc
 	for _, p := range ps {
 		if p != nil {
@@ -322,7 +325,7 @@ func measureJob(ctx context.Context, c *cluster, table string, cfg e2eConfig, pg
 		return nil, fmt.Errorf("submitting: %w", err)
 	}
 	planned := time.Now()
-	res := &e2eResult{e2eConfig: cfg, Rows: st.Rows, Ranges: st.Ranges, Replay: st.Replay,
+	res := &e2eResult{e2eConfig: cfg, JobID: st.ID, Rows: st.Rows, Ranges: st.Ranges, Replay: st.Replay,
 		PlanSeconds: planned.Sub(sent).Seconds()}
 	res.PlanPGCPUSeconds = pgCPUSeconds(pgDataDir) - pgBefore
 

@@ -280,6 +280,42 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 	}
 	res.pickHeadlines()
 
+	// 6. Prediction with a trained model, beside the two COPY rates of the same run: the
+	// ceiling in (section 1) and COPY FROM out.
+	if !o.skip["prediction"] {
+		step("binary COPY FROM STDIN of %d (key, value) rows (%d runs)", o.rows, o.ceilingRuns)
+		pr := &predictionResult{}
+		for range o.ceilingRuns {
+			out, _, err := h.goBaseline(ctx, "copy-from", table)
+			if err != nil {
+				return nil, err
+			}
+			if out.Rows != int64(o.rows) {
+				return nil, fmt.Errorf("COPY FROM wrote %d rows, want %d", out.Rows, o.rows)
+			}
+			pr.CopyFrom = append(pr.CopyFrom, newRate(out.Rows, out.Seconds, 0))
+		}
+		f := 2
+		if !slices.Contains(fetchers, f) {
+			f = fetchers[0]
+		}
+		// The model is trained for one epoch: its weights do not change the forward pass's cost.
+		cfg := e2eConfig{Model: modelMLP, Fetchers: f, Preprocessors: o.preprocessors, Epochs: 1}
+		step("prediction with %d scorer(s) after training: %s", o.scorers, cfg)
+		r, err := runPrediction(ctx, h, table, int64(o.rows), cfg, o.scorers)
+		if err != nil {
+			return nil, err
+		}
+		r.CopyFrom, r.CopyFromRowsPerS = pr.CopyFrom, medianRate(pr.CopyFrom)
+		r.SlowerCopyRowsPerS = min(h.ceiling, r.CopyFromRowsPerS)
+		r.Predict.RatioToCeiling = ratio(r.Predict.RowsPerS, h.ceiling)
+		step("  prediction %.0f rows/s (%.2f× the slower of COPY in %.0f and COPY FROM out %.0f rows/s)",
+			r.Predict.RowsPerS, ratio(r.Predict.RowsPerS, r.SlowerCopyRowsPerS), h.ceiling, r.CopyFromRowsPerS)
+		res.Prediction = r
+		res.PredictionRowsPerS = r.Predict.RowsPerS
+		res.CopyFromRowsPerS = r.CopyFromRowsPerS
+	}
+
 	// 4. Memory at two table sizes: every role, and the Go baselines beside them.
 	res.PeakRSSMB = map[string]map[string]float64{}
 	memFetchers := 2

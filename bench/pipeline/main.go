@@ -20,6 +20,7 @@ type options struct {
 	memRows       string
 	fetchers      string
 	preprocessors int
+	scorers       int
 	noopEpochs    int
 	mlpEpochs     int
 	ceilingRuns   int
@@ -73,6 +74,7 @@ func benchMode(ctx context.Context, args []string) error {
 	fs.StringVar(&o.memRows, "mem-rows", "", "the two table sizes of the memory runs, comma-separated (default rows/2,rows*4: 1M and 8M for the default 2M, the sizes the issue compares)")
 	fs.StringVar(&o.fetchers, "fetchers", "1,2,4", "fetcher counts of the end-to-end runs")
 	fs.IntVar(&o.preprocessors, "preprocessors", 1, "preprocessor processes in every end-to-end run")
+	fs.IntVar(&o.scorers, "scorers", 2, "scorer processes of the prediction run (pgtrain up runs two)")
 	fs.IntVar(&o.noopEpochs, "noop-epochs", 3, "epochs of the no-op model runs (the first reads PostgreSQL, the others replay)")
 	fs.IntVar(&o.mlpEpochs, "mlp-epochs", 2, "epochs of the MLP runs")
 	fs.IntVar(&o.ceilingRuns, "ceiling-runs", 3, "binary COPY runs; the ceiling is their median")
@@ -84,7 +86,7 @@ func benchMode(ctx context.Context, args []string) error {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (role logs) after the run")
 	fs.StringVar(&o.profile, "profile", "", "instead of the benchmark, run one job with every role in this process and write a CPU profile to this directory")
 	fs.StringVar(&o.profileModel, "profile-model", modelNoop, "model of the profiled job: noop or mlp")
-	skip := fs.String("skip", "", "parts to leave out while working on another, comma-separated: baselines, python, mlp, memory, planning")
+	skip := fs.String("skip", "", "parts to leave out while working on another, comma-separated: baselines, python, mlp, memory, planning, prediction")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,11 +94,14 @@ func benchMode(ctx context.Context, args []string) error {
 	for _, part := range strings.Split(*skip, ",") {
 		switch part = strings.TrimSpace(part); part {
 		case "":
-		case "baselines", "python", "mlp", "memory", "planning":
+		case "baselines", "python", "mlp", "memory", "planning", "prediction":
 			o.skip[part] = true
 		default:
 			return fmt.Errorf("--skip %q: unknown part %q", *skip, part)
 		}
+	}
+	if o.scorers < 1 {
+		return fmt.Errorf("--scorers %d: want at least 1", o.scorers)
 	}
 	if o.rows < 1000 {
 		return fmt.Errorf("--rows %d: want at least 1000", o.rows)

@@ -46,7 +46,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, key := range []string{"rows", "copy_rows_per_s", "e2e_first_epoch_rows_per_s", "e2e_replay_rows_per_s",
-		"best_baseline_rows_per_s", "time_to_first_batch_s"} {
+		"best_baseline_rows_per_s", "time_to_first_batch_s", "prediction_rows_per_s", "copy_from_rows_per_s"} {
 		v, ok := res[key].(float64)
 		if !ok || v <= 0 {
 			t.Errorf("results.json %s = %v, want a positive number", key, res[key])
@@ -79,17 +79,32 @@ func TestSmoke(t *testing.T) {
 	// Every ratio a target judges has its own key (the MLP runs are in a default run too).
 	judged, _ := res["ratios"].(map[string]any)
 	for _, key := range []string{"first_epoch_to_copy", "first_epoch_to_go_cursor", "mlp_first_epoch_to_copy", "replay_to_copy",
-		"first_epoch_rows_per_s_large_to_small", "nats_peak_rss_large_to_small", "trainer_peak_rss_large_to_small"} {
+		"first_epoch_rows_per_s_large_to_small", "nats_peak_rss_large_to_small", "trainer_peak_rss_large_to_small",
+		"prediction_to_slower_copy"} {
 		if v, ok := judged[key].(float64); !ok || v <= 0 {
 			t.Errorf("ratios[%s] = %v, want a positive number", key, judged[key])
 		}
+	}
+	// The prediction ran on real scorer processes and wrote every row (the harness checks the
+	// output table's count; a scorer's peak RSS shows that one ran).
+	pred, _ := res["prediction"].(map[string]any)
+	if rate, _ := pred["predict"].(map[string]any); rate["rows"] != float64(20000) {
+		t.Errorf("prediction.predict.rows = %v, want 20000", rate["rows"])
+	}
+	if v, ok := pred["scorers"].(float64); !ok || v < 1 {
+		t.Errorf("prediction.scorers = %v, want at least 1", pred["scorers"])
+	}
+	peaks, _ := pred["peak_rss_mb"].(map[string]any)
+	if v, ok := peaks["scorer"].(float64); !ok || v <= 0 {
+		t.Errorf("prediction.peak_rss_mb.scorer = %v, want a positive number", peaks["scorer"])
 	}
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"## Headline", "## Targets", "## 1. Ceiling", "Planning (", "## 2. The usual ways",
-		"## 3. pgtrain end to end", "## 4. Memory", "## 5. Time to first batch"} {
+		"## 3. pgtrain end to end", "## 4. Memory", "## 5. Time to first batch", "## 6. Prediction",
+		"| prediction vs the slower of binary COPY in and COPY FROM out |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q", want)
 		}

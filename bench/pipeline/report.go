@@ -28,6 +28,10 @@ type results struct {
 	E2EFirstEpochRowsPerS float64 `json:"e2e_first_epoch_rows_per_s"`
 	E2EReplayRowsPerS     float64 `json:"e2e_replay_rows_per_s"`
 	BestBaselineRowsPerS  float64 `json:"best_baseline_rows_per_s"`
+	// PredictionRowsPerS is batch prediction from the table to the output table, and
+	// CopyFromRowsPerS the binary COPY FROM of as many rows that it is judged beside.
+	PredictionRowsPerS float64 `json:"prediction_rows_per_s,omitempty"`
+	CopyFromRowsPerS   float64 `json:"copy_from_rows_per_s,omitempty"`
 	// PeakRSSMB is role → MB for each table size of the memory runs (keyed by its rows).
 	PeakRSSMB map[string]map[string]float64 `json:"peak_rss_mb"`
 
@@ -55,6 +59,9 @@ type results struct {
 	Memory       []memoryResult   `json:"memory"`
 	Planning     []*planningRun   `json:"planning"`
 	Targets      []target         `json:"targets"`
+
+	// Prediction is section 6, absent when it was skipped.
+	Prediction *predictionResult `json:"prediction,omitempty"`
 }
 
 type machine struct {
@@ -250,6 +257,12 @@ func (r *results) judge() {
 			Want: "≤ 1.20×", Got: pr.Ratio, Unit: "×", Met: pr.Ratio <= 1.2})
 	}
 	atLeast("replay_to_copy", "replay epoch vs binary COPY", ratio(r.E2EReplayRowsPerS, c), 3)
+	if pr := r.Prediction; pr != nil {
+		atLeast("prediction_to_slower_copy", "prediction vs the slower of binary COPY in and COPY FROM out",
+			ratio(pr.Predict.RowsPerS, pr.SlowerCopyRowsPerS), 0.4)
+		r.Ratios["prediction_to_copy"] = ratio(pr.Predict.RowsPerS, c)
+		r.Ratios["prediction_to_copy_from"] = ratio(pr.Predict.RowsPerS, pr.CopyFromRowsPerS)
+	}
 	if len(r.Memory) == 2 {
 		small, large := r.Memory[0], r.Memory[1]
 		sizes := fmt.Sprintf("at %s vs %s rows", human(large.Rows), human(small.Rows))
@@ -317,7 +330,12 @@ func (r *results) markdown(w io.Writer) {
 	p("| pgtrain first epoch, from PostgreSQL (%s) | %s | %.2f |\n", r.E2EHeadline, num(r.E2EFirstEpochRowsPerS), ratio(r.E2EFirstEpochRowsPerS, r.CopyRowsPerS))
 	p("| pgtrain replay epoch, from READY (same run) | %s | %.2f |\n", num(r.E2EReplayRowsPerS), ratio(r.E2EReplayRowsPerS, r.CopyRowsPerS))
 	p("| pgtrain first epoch with the MLP (best fetcher count) | %s | %.2f |\n", num(r.E2EMLPFirstEpochRowsPerS), ratio(r.E2EMLPFirstEpochRowsPerS, r.CopyRowsPerS))
-	p("| pgtrain replay epoch with the MLP | %s | %.2f |\n\n", num(r.E2EMLPReplayRowsPerS), ratio(r.E2EMLPReplayRowsPerS, r.CopyRowsPerS))
+	p("| pgtrain replay epoch with the MLP | %s | %.2f |\n", num(r.E2EMLPReplayRowsPerS), ratio(r.E2EMLPReplayRowsPerS, r.CopyRowsPerS))
+	if r.Prediction != nil {
+		p("| binary COPY FROM STDIN into a (key, value) table | %s | %.2f |\n", num(r.CopyFromRowsPerS), ratio(r.CopyFromRowsPerS, r.CopyRowsPerS))
+		p("| pgtrain batch prediction, table to output table | %s | %.2f |\n", num(r.PredictionRowsPerS), ratio(r.PredictionRowsPerS, r.CopyRowsPerS))
+	}
+	p("\n")
 	p("Time from job submission to the first training step (%s): %.2f s.\n\n", r.E2EHeadline, r.TimeToFirstBatchS)
 
 	p("## Targets\n\n| target | want | measured | met |\n|---|---|---:|---|\n")
@@ -442,6 +460,42 @@ func (r *results) markdown(w io.Writer) {
 	for _, e := range r.E2E {
 		p("| %s | %d | %.2f |\n", e.label(), e.Fetchers, e.TimeToFirstBatch)
 	}
+	r.predictionMarkdown(w)
+}
+
+// predictionMarkdown is section 6.
+func (r *results) predictionMarkdown(w io.Writer) {
+	pr := r.Prediction
+	if pr == nil {
+		return
+	}
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("\n## 6. Prediction\n\nA model trained for one epoch (%s; %.1f s) scores the same table: `POST /v1/predictions` (mode `replace`, no evaluation), timed from the submission to the job being done, every role in its own process with %d fetcher(s), %d preprocessor(s) and %d `pgtrain scorer` process(es); the output table is checked to hold every key. "+
+		"Beside it, the two ends' ceilings in the same run: the binary COPY ceiling of section 1 (in), and binary `COPY FROM STDIN` (pgx's CopyFrom, in its own process) of as many rows into a fresh table shaped like the output, `(id bigint primary key, value real)`, median of %d runs (out).\n\n",
+		pr.Training.e2eConfig, pr.Training.WallSeconds, pr.Fetchers, pr.Preprocessors, pr.Scorers, len(pr.CopyFrom))
+	p("| figure | seconds | rows/s | × the slower COPY |\n|---|---:|---:|---:|\n")
+	p("| binary COPY out of the table (ceiling, in) | %.2f | %s | %.2f |\n", ratio(float64(r.Rows), r.CopyRowsPerS), num(r.CopyRowsPerS), ratio(r.CopyRowsPerS, pr.SlowerCopyRowsPerS))
+	for i, run := range pr.CopyFrom {
+		p("| binary COPY FROM STDIN, run %d | %.2f | %s | %.2f |\n", i+1, run.Seconds, num(run.RowsPerS), ratio(run.RowsPerS, pr.SlowerCopyRowsPerS))
+	}
+	p("| pgtrain prediction, submission to done | %.2f | %s | %.2f |\n", pr.Predict.Seconds, num(pr.Predict.RowsPerS), ratio(pr.Predict.RowsPerS, pr.SlowerCopyRowsPerS))
+	p("\nPostgreSQL's CPU time over the prediction alone: %.1f s.\n", pr.PredictPGCPUSeconds)
+	predRoles := append([]string{"postgres"}, roles...)
+	predRoles = append(predRoles, "scorer")
+	p("\nCPU seconds (training and prediction together) and peak RSS (MB) of each role in the run:\n\n| | %s |\n|---|%s\n", strings.Join(predRoles, " | "), strings.Repeat("---:|", len(predRoles)))
+	p("| CPU (s) |")
+	for _, role := range predRoles {
+		p(" %.1f |", pr.CPUSeconds[role])
+	}
+	p("\n| peak RSS (MB) |")
+	for _, role := range predRoles {
+		if role == "postgres" {
+			p(" — |")
+			continue
+		}
+		p(" %.0f |", pr.PeakRSSMB[role])
+	}
+	p("\n")
 }
 
 func baselineLabel(b baselineResult) string {
@@ -504,6 +558,10 @@ func (r *results) printSummary(w io.Writer) {
 	p("  pgtrain replay epoch       %12s rows/s  %.2f× COPY\n", num(r.E2EReplayRowsPerS), ratio(r.E2EReplayRowsPerS, c))
 	p("  pgtrain MLP first / replay %12s / %s rows/s\n", num(r.E2EMLPFirstEpochRowsPerS), num(r.E2EMLPReplayRowsPerS))
 	p("  first batch after          %12.2f s\n", r.TimeToFirstBatchS)
+	if pr := r.Prediction; pr != nil {
+		p("  COPY FROM out              %12s rows/s\n", num(r.CopyFromRowsPerS))
+		p("  prediction (%d scorers)     %12s rows/s  %.2f× the slower COPY\n", pr.Scorers, num(r.PredictionRowsPerS), ratio(r.PredictionRowsPerS, pr.SlowerCopyRowsPerS))
+	}
 	sizes := make([]string, 0, len(r.PeakRSSMB))
 	for k := range r.PeakRSSMB {
 		sizes = append(sizes, k)

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"pgtrain/coordinator/client"
+	"pgtrain/messages"
+)
+
+// predictionResult is one batch prediction of the benchmark table with a trained MLP,
+// beside the two COPY rates it is judged against.
+type predictionResult struct {
+	Model         string `json:"model"`
+	Fetchers      int    `json:"fetchers"`
+	Preprocessors int    `json:"preprocessors"`
+	Scorers       int    `json:"scorers"`
+	// Training is the one-epoch MLP job whose model is used; it is not part of the rate.
+	Training *e2eResult `json:"training"`
+	// Predict runs from sending POST /v1/predictions until the job is done: planning,
+	// reading, preprocessing, the forward pass and the writes to the output table.
+	Predict rate `json:"predict"`
+	// PredictPGCPUSeconds is PostgreSQL's CPU time over the prediction alone (reads and
+	// the output's writes).
+	PredictPGCPUSeconds float64 `json:"predict_postgres_cpu_seconds"`
+	// CopyFrom is the binary COPY FROM STDIN of as many (key, value) rows into a table shaped
+	// like the output, each run in its own process; RowsPerS is their median.
+	CopyFrom         []rate  `json:"copy_from_runs"`
+	CopyFromRowsPerS float64 `json:"copy_from_rows_per_s"`
+	// SlowerCopyRowsPerS is the slower of the binary COPY ceiling (in) and COPY FROM (out).
+	SlowerCopyRowsPerS float64            `json:"slower_copy_rows_per_s"`
+	PeakRSSMB          map[string]float64 `json:"peak_rss_mb"`
+	CPUSeconds         map[string]float64 `json:"cpu_seconds"`
+}
+
+// runPrediction trains the MLP for one epoch on table, then scores table with that model
+// with scorers scorer processes beside the cluster's fetchers and preprocessors.
+func runPrediction(ctx context.Context, env *harness, table string, rows int64, cfg e2eConfig, scorers int) (*predictionResult, error) {
+	dir, err := os.MkdirTemp(env.tmp, "predict-")
+	if err != nil {
+		return nil, err
+	}
+	c, err := startCluster(ctx, env, dir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	res := &predictionResult{Model: cfg.Model, Fetchers: cfg.Fetchers, Preprocessors: cfg.Preprocessors, Scorers: scorers}
+	pgBefore := pgCPUSeconds(env.pg.DataDir)
+	runErr := func() error {
+		tr, err := measureJob(ctx, c, table, cfg, env.pg.DataDir)
+		if err != nil {
+			return fmt.Errorf("training: %w", err)
+		}
+		res.Training = tr
+		for i := 1; i <= scorers; i++ {
+			name := fmt.Sprintf("scorer-%d", i)
+			p, err := startProc(name, filepath.Join(dir, name+".log"), cfg.env(), env.pgtrain, "scorer", "--id", name,
+				"--dsn", env.dsn, "--nats-url", c.natsURL, "--coordinator", c.coordURL)
+			if err != nil {
+				return err
+			}
+			c.scorers = append(c.scorers, p)
+		}
+		return measurePrediction(ctx, c, env, table, tr.JobID, rows, res)
+	}()
+	stopErr := c.stop()
+	pgAfter := settledPGCPU(env.pg.DataDir)
+	if runErr != nil {
+		return nil, fmt.Errorf("prediction with %s: %w (logs in %s)", cfg, runErr, dir)
+	}
+	if stopErr != nil {
+		return nil, fmt.Errorf("prediction with %s: stopping: %w", cfg, stopErr)
+	}
+	res.PeakRSSMB = map[string]float64{}
+	res.CPUSeconds = map[string]float64{"postgres": pgAfter - pgBefore}
+	for _, p := range c.all() {
+		role := p.name
+		switch {
+		case p == c.trainer:
+		case containsProc(c.fetchers, p):
+			role = "fetcher"
+		case containsProc(c.preprocs, p):
+			role = "preprocessor"
+		case containsProc(c.scorers, p):
+			role = "scorer"
+		}
+		res.PeakRSSMB[role] = max(res.PeakRSSMB[role], p.peakRSSMB())
+		res.CPUSeconds[role] += p.cpuSeconds()
+	}
+	if !env.keep {
+		os.RemoveAll(dir)
+	}
+	return res, nil
+}
+
+func containsProc(ps []*proc, p *proc) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// measurePrediction submits the prediction of table with the model of job model, follows
+// it to its end and checks that the output table holds every row once.
+func measurePrediction(ctx context.Context, c *cluster, env *harness, table, model string, rows int64, res *predictionResult) error {
+	cl := client.New(c.coordURL, slog.New(slog.DiscardHandler))
+	out := table + "_scores"
+	spec := fmt.Sprintf(`{"model": %q, "table": %q, "output": %q, "mode": "replace", "evaluate": false}`, model, table, out)
+	pgBefore := pgCPUSeconds(env.pg.DataDir)
+	sent := time.Now()
+	st, err := cl.SubmitPrediction(ctx, []byte(spec))
+	if err != nil {
+		return fmt.Errorf("submitting the prediction: %w", err)
+	}
+	// The trainer has exited after its one job; every other role must stay up.
+	var watch []*proc
+	for _, p := range c.all() {
+		if p != c.trainer {
+			watch = append(watch, p)
+		}
+	}
+	var final *messages.JobStatus
+	err = waitFor(ctx, 30*time.Minute, "the prediction to end", watch, func() bool {
+		s, err := cl.Job(ctx, st.ID)
+		if err != nil {
+			return false
+		}
+		if s.State == messages.JobDone || s.State == messages.JobFailed {
+			final = s
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		return err
+	}
+	seconds := time.Since(sent).Seconds()
+	res.PredictPGCPUSeconds = pgCPUSeconds(env.pg.DataDir) - pgBefore
+	if final.State != messages.JobDone {
+		return fmt.Errorf("prediction job %s %s: %s", final.ID, final.State, final.Error)
+	}
+	var n int64
+	if err := env.pool.QueryRow(ctx, "select count(*) from "+pgx.Identifier{out}.Sanitize()).Scan(&n); err != nil {
+		return err
+	}
+	if n != rows {
+		return fmt.Errorf("the output table %s has %d rows, the scored table %d", out, n, rows)
+	}
+	res.Predict = newRate(rows, seconds, 0)
+	return dropTable(ctx, env.pool, out)
+}
+
+// copyFromOut is the writing side's ceiling: binary COPY FROM STDIN of as many rows as table
+// has into a fresh table shaped like a regression's prediction output (the key as primary
+// key, a real value). Only the COPY is timed; the table is dropped afterwards.
+func copyFromOut(ctx context.Context, conn *pgx.Conn, table string) (baselineOutput, error) {
+	var n int64
+	if err := conn.QueryRow(ctx, "select count(*) from "+pgx.Identifier{table}.Sanitize()).Scan(&n); err != nil {
+		return baselineOutput{}, err
+	}
+	out := pgx.Identifier{table + "_copy_out"}
+	if _, err := conn.Exec(ctx, fmt.Sprintf("drop table if exists %s; create table %s (id bigint primary key, value real)",
+		out.Sanitize(), out.Sanitize())); err != nil {
+		return baselineOutput{}, err
+	}
+	var i int64
+	row := make([]any, 2)
+	start := time.Now()
+	copied, err := conn.CopyFrom(ctx, out, []string{"id", "value"}, pgx.CopyFromFunc(func() ([]any, error) {
+		if i == n {
+			return nil, nil
+		}
+		i++
+		row[0], row[1] = i, float32(i%1000)/1000
+		return row, nil
+	}))
+	if err != nil {
+		return baselineOutput{}, err
+	}
+	seconds := time.Since(start).Seconds()
+	if _, err := conn.Exec(ctx, "drop table "+out.Sanitize()); err != nil {
+		return baselineOutput{}, err
+	}
+	return baselineOutput{Rows: copied, Seconds: seconds}, nil
+}
