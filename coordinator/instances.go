@@ -45,12 +45,12 @@ var integerTypes = map[string]bool{"smallint": true, "integer": true, "bigint": 
 
 // instancesBatch turns instances into the raw batch a fetcher would have read from a row of
 // the model's table with those values: the same column kinds, so the training transform
-// applies unchanged. Row keys are the instance indexes. Every feature column must be in
+// (of onlinePlan: no label) applies unchanged. Row keys are the instance indexes. Every feature column must be in
 // every instance; a value of the wrong JSON type is an error naming the instance and the
 // column.
 func instancesBatch(meta *messages.ModelMeta, instances []map[string]json.RawMessage) (*messages.RawBatch, error) {
 	n := len(instances)
-	b := &messages.RawBatch{Keys: make([]int64, n), Columns: make([]messages.RawColumn, 0, len(meta.Features)+1)}
+	b := &messages.RawBatch{Keys: make([]int64, n), Columns: make([]messages.RawColumn, 0, len(meta.Features))}
 	for i := range b.Keys {
 		b.Keys[i] = int64(i)
 	}
@@ -76,23 +76,7 @@ func instancesBatch(meta *messages.ModelMeta, instances []map[string]json.RawMes
 		}
 		b.Columns = append(b.Columns, c)
 	}
-	b.Columns = append(b.Columns, labelPlaceholder(meta, n))
 	return b, nil
-}
-
-// labelPlaceholder is a label column of valid values, since the transform encodes a label
-// with every batch; the prediction never reads the encoded label.
-func labelPlaceholder(meta *messages.ModelMeta, n int) messages.RawColumn {
-	c := messages.RawColumn{Name: meta.Label.Name}
-	if meta.LabelKind == messages.LabelClassification {
-		c.Kind, c.Text = messages.ColumnText, make([]string, n)
-		for i := range c.Text {
-			c.Text[i] = meta.Classes[0]
-		}
-		return c
-	}
-	c.Kind, c.Float64 = messages.ColumnFloat64, make([]float64, n)
-	return c
 }
 
 func featureNames(meta *messages.ModelMeta) string {

@@ -31,7 +31,7 @@ func instancesMeta() *messages.ModelMeta {
 
 func TestInstancesAreTransformedAsTheirRowsWouldBe(t *testing.T) {
 	meta := instancesMeta()
-	tf, err := transform.Compile(meta.Plan())
+	tf, err := transform.Compile(onlinePlan(*meta))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,9 +47,15 @@ func TestInstancesAreTransformedAsTheirRowsWouldBe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(raw.Columns) != len(meta.Features) {
+		t.Fatalf("the batch has %d columns, want the %d features and no label", len(raw.Columns), len(meta.Features))
+	}
 	ready, err := tf.Apply(raw)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ready.LabelDim != 0 || len(ready.Y) != 0 {
+		t.Fatalf("ready batch has label_dim %d and %d label values; want none", ready.LabelDim, len(ready.Y))
 	}
 	want := [][]float32{
 		// r (a real: rounded to float32 as PostgreSQL stores it), d, n, s, c (a, b, OOV), k, f
@@ -133,7 +139,7 @@ func TestPredictionsOfAClassifier(t *testing.T) {
 
 func FuzzInstances(f *testing.F) {
 	meta := instancesMeta()
-	tf, err := transform.Compile(meta.Plan())
+	tf, err := transform.Compile(onlinePlan(*meta))
 	if err != nil {
 		f.Fatal(err)
 	}

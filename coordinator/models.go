@@ -132,7 +132,7 @@ func (ms *models) load(ctx context.Context, jobID string) (*loadedModel, error) 
 		return nil, modelMetaError(jobID, fmt.Errorf("the model takes %d inputs and gives %d outputs, its metadata says %d and %d",
 			net.InputDim(), net.OutputDim(), meta.InputDim, meta.OutputDim()))
 	}
-	tf, err := transform.Compile(meta.Plan())
+	tf, err := transform.Compile(onlinePlan(meta))
 	if err != nil {
 		return nil, modelMetaError(jobID, err)
 	}
@@ -143,6 +143,14 @@ func (ms *models) load(ctx context.Context, jobID string) (*loadedModel, error) 
 	lm := &loadedModel{meta: meta, tf: tf, net: net, sigmoid: comp.Loss == model.LossBinaryCrossentropy}
 	ms.loaded.Add(jobID, lm)
 	return lm, nil
+}
+
+// onlinePlan is the model's preprocessing without its label: instances carry features
+// only, as a prediction job on a table without the label column does.
+func onlinePlan(meta messages.ModelMeta) *messages.Plan {
+	p := meta.Plan()
+	p.Kind, p.Label, p.LabelDim = messages.JobKindPrediction, messages.ColumnPlan{}, 0
+	return p
 }
 
 // withoutDataMeta is a copy of the metadata without what shows values of the table, as

@@ -28,10 +28,20 @@ func loadOpenAPI(t *testing.T) *openapi3.T {
 // wildcard is a path wildcard of a ServeMux pattern: {name} or {name...}.
 var wildcard = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}`)
 
+// documentedAs maps the route patterns the document shows under another path: the mux
+// cannot match a wildcard with a suffix in one segment, so POST /v1/models/{id} serves
+// TF Serving's POST /v1/models/{id}:predict (the handler checks the verb).
+var documentedAs = map[string]string{
+	"POST /v1/models/{id}": "POST /v1/models/{id}" + predictVerb,
+}
+
 // routeKey turns a route pattern ("GET /v1/jobs/{id}") into the document's "get
 // /v1/jobs/{id}". A pattern without a method answers every method: it must be documented
 // under each one it serves, so it is listed as GET, the least it serves.
 func routeKey(pattern string) string {
+	if doc, ok := documentedAs[pattern]; ok {
+		pattern = doc
+	}
 	method, path, ok := strings.Cut(pattern, " ")
 	if !ok {
 		method, path = http.MethodGet, pattern
@@ -97,6 +107,8 @@ func TestRouteKey(t *testing.T) {
 		{"DELETE /v1/jobs/{id}", "delete /v1/jobs/{id}"},
 		{"GET /static/{file...}", "get /static/{file}"},
 		{"/dashboard/", "get /dashboard/"},
+		{"POST /v1/models/{id}", "post /v1/models/{id}:predict"},
+		{"GET /v1/models/{id}", "get /v1/models/{id}"},
 	}
 	for _, tt := range tests {
 		if got := routeKey(tt.pattern); got != tt.want {

@@ -89,6 +89,6 @@ func runPredict(ctx context.Context, args []string) error {
 	if final.State != messages.JobDone {
 		return exitError{code: 1, msg: fmt.Sprintf("job %s %s: %s", final.ID, final.State, final.Error)}
 	}
-	fmt.Println(predictionLine(final))
+	fmt.Println(predictionFinalLine(final))
 	return nil
 }

@@ -22,8 +22,9 @@ import (
 const liveEvery = 500 * time.Millisecond
 
 // follow polls a job until it ends. On a terminal it draws a bar per epoch (rows, rows/s,
-// ETA) under the Keras-style epoch lines; anywhere else (a pipe, a log, CI) it prints plain
-// lines, no cursor tricks: a progress line now and then and one line per finished epoch.
+// ETA) under the Keras-style epoch lines, or for a prediction job one bar of the rows
+// written; anywhere else (a pipe, a log, CI) it prints plain lines, no cursor tricks: a
+// progress line now and then and one line per finished epoch.
 func follow(ctx context.Context, c *client.Client, id string, w io.Writer, every time.Duration) (*messages.JobStatus, error) {
 	var rep reporter = &plainReporter{w: w}
 	if isTerminal(w) {
@@ -114,6 +115,16 @@ func (b *barReporter) progress(st *messages.JobStatus, _ time.Duration) {
 		}
 		return
 	}
+	if p := st.Prediction; p != nil {
+		if st.Rows <= 0 {
+			return
+		}
+		if b.bar == nil {
+			b.bar, b.barRows = newRowsBar(b.p, "Scoring", st.Rows), st.Rows
+		}
+		b.bar.EwmaSetCurrent(min(p.Written.Rows, st.Rows), since)
+		return
+	}
 	// An epoch's result comes with the trainer still at that epoch, all ranges consumed.
 	e := st.Trainer.Epoch
 	if st.Rows <= 0 || e >= st.Epochs || e < len(st.Results) {
@@ -160,9 +171,14 @@ func (b *barReporter) end(abort bool) {
 // newEpochBar is one epoch's bar: rows of the epoch (training and validation), rows/s, and
 // the time left.
 func newEpochBar(p *mpb.Progress, epoch, epochs int, rows int64) *mpb.Bar {
+	return newRowsBar(p, fmt.Sprintf("Epoch %d/%d", epoch+1, epochs), rows)
+}
+
+// newRowsBar is a bar of rows named name: rows done, rows/s, and the time left.
+func newRowsBar(p *mpb.Progress, name string, rows int64) *mpb.Bar {
 	return p.New(rows, mpb.BarStyle(), mpb.BarRemoveOnComplete(),
 		mpb.PrependDecorators(
-			decor.Name(fmt.Sprintf("Epoch %d/%d", epoch+1, epochs), decor.WCSyncSpaceR),
+			decor.Name(name, decor.WCSyncSpaceR),
 			decor.Percentage(decor.WCSyncSpace),
 		),
 		mpb.AppendDecorators(
@@ -213,6 +229,21 @@ func finalLine(st *messages.JobStatus, model string) string {
 		return line + "; no validation split"
 	}
 	return line + fmt.Sprintf("; best %s %s (epoch %d)", name, metricValue(v), epoch+1)
+}
+
+// predictionFinalLine closes a finished prediction job: the output table, the rows
+// written, and the model's loss and metrics on them when the job evaluated it.
+func predictionFinalLine(st *messages.JobStatus) string {
+	p := st.Prediction
+	line := fmt.Sprintf("job %s done; %d rows written to %s", st.ID, p.Written.Rows, p.Output)
+	if p.Loss == nil {
+		return line + "; not evaluated"
+	}
+	line += "; evaluation loss: " + metricValue(*p.Loss)
+	for _, name := range sortedKeys(p.Metrics) {
+		line += fmt.Sprintf(" - %s: %s", name, metricValue(p.Metrics[name]))
+	}
+	return line
 }
 
 // bestValidation is the best validation accuracy over the epochs (the highest), or without

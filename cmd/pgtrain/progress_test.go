@@ -105,7 +105,7 @@ func followCluster(t *testing.T) (*local.Cluster, *pgxpool.Pool) {
 	}
 	c, err := local.Start(context.Background(), local.Options{
 		Sources: map[string]*pgxpool.Pool{"": pool}, NATSURL: testenv.NATS(t),
-		Fetchers: 2, Preprocessors: 1, Trainer: true,
+		Fetchers: 2, Preprocessors: 1, Trainer: true, Scorers: 1,
 		TrainerCfg: trainer.Config{OutDir: t.TempDir(), StepDelay: 20 * time.Millisecond},
 		Limits:     bus.Limits{ReadyMaxBytes: 64 << 20},
 	})
@@ -212,4 +212,102 @@ func terminalScreen(raw string) []string {
 		}
 	}
 	return lines
+}
+
+func TestPredictionFinalLine(t *testing.T) {
+	tests := []struct {
+		name string
+		p    messages.PredictionStatus
+		want string
+	}{
+		{
+			name: "evaluated: the loss, then every metric",
+			p: messages.PredictionStatus{Output: "public.scored", Written: messages.KeyChecksum{Rows: 6000},
+				Loss: ptr(0.25), Metrics: map[string]float64{"mae": 0.4, "accuracy": 0.9}},
+			want: "job j done; 6000 rows written to public.scored; evaluation loss: 0.2500 - accuracy: 0.9000 - mae: 0.4000",
+		},
+		{
+			name: "no label: not evaluated",
+			p:    messages.PredictionStatus{Output: "s.out", Written: messages.KeyChecksum{Rows: 12}},
+			want: "job j done; 12 rows written to s.out; not evaluated",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := predictionFinalLine(&messages.JobStatus{ID: "j", Prediction: &tt.p}); got != tt.want {
+				t.Errorf("predictionFinalLine =\n%s\nwant\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+// followPrediction submits a prediction of the demo table with model into out and follows
+// it to w until it ends.
+func followPrediction(t *testing.T, c *local.Cluster, model, out string, w io.Writer) *messages.JobStatus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	st, err := c.Client.SubmitPrediction(ctx, []byte(`{"model": "`+model+`", "table": "`+demo.Table+`", "output": "`+out+`", "range_rows": 1000, "page_rows": 250}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, err := follow(ctx, c.Client, st.ID, w, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.State != messages.JobDone {
+		t.Fatalf("job %s %s: %s", final.ID, final.State, final.Error)
+	}
+	return final
+}
+
+// A prediction job followed as submit --wait follows a training job: plain lines of the
+// rows written to a pipe, one bar of the job's rows on a terminal, and a final line with
+// the output table, the rows and the evaluation.
+func TestFollowPrediction(t *testing.T) {
+	c, _ := followCluster(t)
+	model := followJob(t, c, io.Discard, 1).ID
+
+	t.Run("plain", func(t *testing.T) {
+		var out bytes.Buffer
+		final := followPrediction(t, c, model, "follow_scored", &out)
+		text := out.String()
+		if strings.ContainsAny(text, "\r\x1b") || strings.Contains(text, "Epoch") {
+			t.Errorf("plain prediction output has cursor controls or epoch lines:\n%q", text)
+		}
+		if !regexp.MustCompile(`(?m)^  \[\d+s\] written \d+/\d+ ranges \(\d+ rows\); fetched \d+/\d+ ranges, \d+ leased$`).MatchString(text) {
+			t.Errorf("no progress line of the rows written in:\n%s", text)
+		}
+		want := regexp.MustCompile(`^job ` + final.ID + ` done; 6000 rows written to public\.follow_scored; evaluation loss: \S+ - mae: \S+$`)
+		if line := predictionFinalLine(final); !want.MatchString(line) {
+			t.Errorf("final line %q, want it to match %s", line, want)
+		}
+	})
+
+	t.Run("terminal", func(t *testing.T) {
+		ptmx, tty, err := pty.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ptmx.Close()
+		if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 120}); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		read := make(chan struct{})
+		go func() { defer close(read); _, _ = io.Copy(&out, ptmx) }()
+		followPrediction(t, c, model, "follow_scored_tty", tty)
+		tty.Close()
+		<-read // the master reads to EOF (EIO) once the terminal side is closed
+		raw := strings.ReplaceAll(out.String(), "\r\n", "\n")
+		if !regexp.MustCompile(`Scoring +\d+ % \[[=>-]+\] +\d+/6000 rows +\d+ rows/s ETA \S+`).MatchString(raw) {
+			t.Errorf("no bar of the job's rows in:\n%q", raw)
+		}
+		if strings.Contains(raw, "Epoch") {
+			t.Errorf("a prediction job shows an epoch:\n%q", raw)
+		}
+		if screen := terminalScreen(raw); len(screen) != 0 {
+			t.Errorf("the bar stays on the screen:\n%s", strings.Join(screen, "\n"))
+		}
+	})
 }
