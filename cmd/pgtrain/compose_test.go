@@ -20,17 +20,8 @@ import (
 // read it: services, images, replicas, dependencies, and every pgtrain command line and
 // PGTRAIN_* variable against the binary's real flags.
 func TestComposeFileMatchesTheBinary(t *testing.T) {
-	ctx := context.Background()
 	dir := filepath.Join("..", "..", "deploy", "compose")
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "compose.yaml")},
-		cli.WithWorkingDirectory(dir), cli.WithProfiles([]string{"tools"}), cli.WithResolvedPaths(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	project, err := opts.LoadProject(ctx)
-	if err != nil {
-		t.Fatalf("compose cannot load the file: %v", err)
-	}
+	project := loadCompose(t, dir)
 	cmds := map[string]command{}
 	for _, c := range commands() {
 		cmds[c.name] = c
@@ -151,6 +142,21 @@ func TestComposeFileMatchesTheBinary(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Error("deploy/compose/specs/demo.json differs from the demo spec; regenerate it")
 	}
+}
+
+// loadCompose reads the compose file as compose would, the tools profile included.
+func loadCompose(t *testing.T, dir string) *types.Project {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "compose.yaml")},
+		cli.WithWorkingDirectory(dir), cli.WithProfiles([]string{"tools"}), cli.WithResolvedPaths(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("compose cannot load the file: %v", err)
+	}
+	return project
 }
 
 func flagName(env string) string {

@@ -43,6 +43,7 @@ func commands() []command {
 		{"models", "list the trained models, or pull one (pull ID DIR)", runModels, flagsOf(modelsFlags)},
 		{"cancel", "cancel a running job (the trainer keeps its last checkpoint)", runCancel, flagsOf(cancelFlags)},
 		{"delete", "delete a finished job: its state, its plan and its batches on the bus", runDelete, flagsOf(deleteFlags)},
+		{"probe", "GET a health URL (/healthz, /readyz) and exit 0 if it answers 2xx, else 1 (for container healthchecks)", runProbe, flagsOf(probeFlags)},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,13 +38,31 @@ func registerPrefix(fs *flag.FlagSet, p *prefixFlag) {
 	fs.Var(p, "nats-prefix", "prefix of the stream, KV bucket and subject names, so that deployments with different prefixes share one NATS account (give every role of a deployment the same value)")
 }
 
+// replicasFlag is --stream-replicas, checked when it is set so a bad value names the flag.
+type replicasFlag int
+
+func (r *replicasFlag) String() string { return strconv.Itoa(int(*r)) }
+
+func (r *replicasFlag) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("want a number of replicas, 1..%d", bus.MaxReplicas)
+	}
+	if n < 1 || n > bus.MaxReplicas {
+		return fmt.Errorf("%d replicas: want 1..%d", n, bus.MaxReplicas)
+	}
+	*r = replicasFlag(n)
+	return nil
+}
+
 // natsFlags are the bus settings every role shares.
 type natsFlags struct {
-	url           string
-	prefix        prefixFlag
-	readyMaxBytes int64
-	rawAckWait    time.Duration
-	auth          natsAuthFlags
+	url            string
+	prefix         prefixFlag
+	readyMaxBytes  int64
+	rawAckWait     time.Duration
+	streamReplicas replicasFlag
+	auth           natsAuthFlags
 }
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
@@ -51,6 +70,8 @@ func (n *natsFlags) register(fs *flag.FlagSet) {
 	registerPrefix(fs, &n.prefix)
 	fs.Int64Var(&n.readyMaxBytes, "ready-max-bytes", bus.DefaultReadyMaxBytes, "byte limit of the READY stream (backpressure, and the replay decision)")
 	fs.DurationVar(&n.rawAckWait, "raw-ack-wait", bus.DefaultRawAckWait, "how long a RAW page may stay unacknowledged before it is redelivered to another preprocessor (give every role the same value)")
+	n.streamReplicas = 1
+	fs.Var(&n.streamReplicas, "stream-replicas", fmt.Sprintf("copies a JetStream cluster keeps of RAW, READY, the state bucket and the model store, 1..%d (more than 1 needs a cluster; give every role the same value)", bus.MaxReplicas))
 	n.auth.register(fs)
 }
 
@@ -71,9 +92,12 @@ func (n *natsFlags) connect(ctx context.Context, name string, log *slog.Logger, 
 	}
 	ectx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	b, err := bus.Ensure(ectx, nc, bus.Limits{Prefix: string(n.prefix), ReadyMaxBytes: n.readyMaxBytes, RawAckWait: n.rawAckWait})
+	b, err := bus.Ensure(ectx, nc, bus.Limits{Prefix: string(n.prefix), ReadyMaxBytes: n.readyMaxBytes, RawAckWait: n.rawAckWait, Replicas: int(n.streamReplicas)})
 	if err != nil {
 		nc.Close()
+		if errors.Is(err, bus.ErrReplicasNotSupported) {
+			return nil, nil, fmt.Errorf("--stream-replicas %d: NATS at %s is a single server: %w", n.streamReplicas, pgutil.Redact(n.url), err)
+		}
 		return nil, nil, fmt.Errorf("NATS at %s: %w", pgutil.Redact(n.url), err)
 	}
 	return nc, b, nil

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Makes the compose cluster's bearer tokens in deploy/compose/secrets/ (git-ignored): the
-# coordinator's token file, the workers' token and a user token (scopes read, submit).
+# coordinator's token file, the workers' token and a user token with the scopes of
+# `pgtrain up`'s: read, submit, data (pull models) and predict (online prediction).
 set -eu
 cd "$(dirname "$0")"
 if [ -e secrets/auth.tokens ]; then
@@ -14,7 +15,7 @@ worker=$(token)
 user=$(token)
 # Readable inside the containers, which run as another user; the directory guards them here.
 umask 022
-printf '%s worker workers\n%s read,submit user\n' "$worker" "$user" >secrets/auth.tokens
+printf '%s worker workers\n%s read,submit,data,predict user\n' "$worker" "$user" >secrets/auth.tokens
 printf '%s\n' "$worker" >secrets/worker.token
 printf '%s\n' "$user" >secrets/user.token
 echo "tokens written to $(pwd)/secrets; the user token is in secrets/user.token"

@@ -31,10 +31,20 @@ type Limits struct {
 	RawAckWait time.Duration
 	// RawMaxDeliver bounds redeliveries of a page that keeps failing.
 	RawMaxDeliver int
-	// ModelReplicas is the number of replicas of the model bucket in a JetStream cluster;
-	// 0 is 1.
-	ModelReplicas int
+	// Replicas is the number of copies a JetStream cluster keeps of RAW, READY, the state
+	// bucket and the model store: 1..MaxReplicas, 0 is 1. A single server holds only 1.
+	Replicas int
 }
+
+// MaxReplicas is JetStream's bound on a stream's replicas.
+const MaxReplicas = 5
+
+// ErrReplicasNotSupported is Ensure's error when Limits.Replicas > 1 and the server is not
+// part of a JetStream cluster: waiting cannot mend it.
+var ErrReplicasNotSupported = errors.New("replicas > 1 need a JetStream cluster")
+
+// jsErrReplicasNotSupported is nats-server's JSStreamReplicasNotSupportedErr.
+const jsErrReplicasNotSupported jetstream.ErrorCode = 10074
 
 // Defaults for Limits.
 const (
@@ -45,6 +55,9 @@ const (
 )
 
 func (l Limits) withDefaults() Limits {
+	if l.Replicas == 0 {
+		l.Replicas = 1
+	}
 	if l.ReadyMaxBytes == 0 {
 		l.ReadyMaxBytes = DefaultReadyMaxBytes
 	}
@@ -133,6 +146,9 @@ func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus limits: %w", err)
 	}
+	if limits.Replicas < 1 || limits.Replicas > MaxReplicas {
+		return nil, fmt.Errorf("bus limits: replicas %d: want 1..%d", limits.Replicas, MaxReplicas)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -144,28 +160,24 @@ func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
 			return err
 		}
 		var err error
-		b.Raw, err = js.CreateOrUpdateStream(ctx, RawStreamConfig(names))
+		b.Raw, err = js.CreateOrUpdateStream(ctx, RawStreamConfig(names, limits.Replicas))
 		if err != nil {
-			return fmt.Errorf("declaring %s: %w", names.RawStream(), err)
+			return declareError(names.RawStream(), limits.Replicas, err)
 		}
-		b.Ready, err = js.CreateOrUpdateStream(ctx, ReadyStreamConfig(names, limits.ReadyMaxBytes))
+		b.Ready, err = js.CreateOrUpdateStream(ctx, ReadyStreamConfig(names, limits.ReadyMaxBytes, limits.Replicas))
 		if err != nil {
-			return fmt.Errorf("declaring %s: %w", names.ReadyStream(), err)
+			return declareError(names.ReadyStream(), limits.Replicas, err)
 		}
 		if _, err = b.Raw.CreateOrUpdateConsumer(ctx, PreprocConsumerConfig(names, limits)); err != nil {
 			return fmt.Errorf("declaring consumer %s: %w", messages.PreprocDurable, err)
 		}
-		b.State, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:  names.StateBucket(),
-			History: 1,
-			Storage: jetstream.FileStorage,
-		})
+		b.State, err = js.CreateOrUpdateKeyValue(ctx, StateKVConfig(names, limits.Replicas))
 		if err != nil {
-			return fmt.Errorf("declaring KV %s: %w", names.StateBucket(), err)
+			return declareError("KV "+names.StateBucket(), limits.Replicas, err)
 		}
-		b.Models, err = js.CreateOrUpdateObjectStore(ctx, ModelStoreConfig(names, limits.ModelReplicas))
+		b.Models, err = js.CreateOrUpdateObjectStore(ctx, ModelStoreConfig(names, limits.Replicas))
 		if err != nil {
-			return fmt.Errorf("declaring object store %s: %w", names.ModelBucket(), err)
+			return declareError("object store "+names.ModelBucket(), limits.Replicas, err)
 		}
 		return nil
 	})
@@ -175,9 +187,19 @@ func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
 	return b, nil
 }
 
+// declareError names what could not be declared; a server that cannot hold the replicas
+// asked for is a permanent ErrReplicasNotSupported, not a server to wait for.
+func declareError(what string, replicas int, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrReplicasNotSupported {
+		return permanent{fmt.Errorf("declaring %s with %d replicas: %w: %w", what, replicas, ErrReplicasNotSupported, err)}
+	}
+	return fmt.Errorf("declaring %s: %w", what, err)
+}
+
 // RawStreamConfig: a work queue. A page lives until a preprocessor has turned it into a
 // READY batch; the message id deduplicates a fetcher's re-publish after a crash.
-func RawStreamConfig(n messages.Names) jetstream.StreamConfig {
+func RawStreamConfig(n messages.Names, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:       n.RawStream(),
 		Subjects:   []string{n.RawSubjects()},
@@ -185,13 +207,24 @@ func RawStreamConfig(n messages.Names) jetstream.StreamConfig {
 		Storage:    jetstream.FileStorage,
 		Duplicates: 10 * time.Minute,
 		Discard:    jetstream.DiscardOld,
+		Replicas:   max(replicas, 1),
+	}
+}
+
+// StateKVConfig is the bucket of the coordinator's state.
+func StateKVConfig(n messages.Names, replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:   n.StateBucket(),
+		History:  1,
+		Storage:  jetstream.FileStorage,
+		Replicas: max(replicas, 1),
 	}
 }
 
 // ReadyStreamConfig: keeps batches (an epoch can replay them), one message per subject and
 // the server refuses a second one, so redelivery can never double a batch. AllowDirect makes
 // get-by-subject ten times faster.
-func ReadyStreamConfig(n messages.Names, maxBytes int64) jetstream.StreamConfig {
+func ReadyStreamConfig(n messages.Names, maxBytes int64, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:                 n.ReadyStream(),
 		Subjects:             []string{n.ReadySubjects()},
@@ -202,6 +235,7 @@ func ReadyStreamConfig(n messages.Names, maxBytes int64) jetstream.StreamConfig 
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
 		AllowDirect:          true,
+		Replicas:             max(replicas, 1),
 	}
 }
 

@@ -60,6 +60,10 @@ type Cluster struct {
 	errs         chan error
 }
 
+// UserScopes are the user token's: the user of a local cluster owns its data, so the token
+// sees it, pulls models and predicts too. The compose secrets script gives its user the same.
+var UserScopes = []coordinator.Scope{coordinator.ScopeRead, coordinator.ScopeSubmit, coordinator.ScopeData, coordinator.ScopePredict}
+
 // Start runs the coordinator, waits until it listens, then starts the workers. The roles
 // run until Stop; cancelling ctx only interrupts the start-up. Authentication is always on:
 // Start makes a random worker token for the roles and a user token for Client, and the
@@ -87,9 +91,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The user of a local cluster owns its data: the token sees it and pulls models too.
-	ut, err := coordinator.NewToken("local-user", userToken, coordinator.ScopeRead, coordinator.ScopeSubmit,
-		coordinator.ScopeData, coordinator.ScopePredict)
+	ut, err := coordinator.NewToken("local-user", userToken, UserScopes...)
 	if err != nil {
 		return nil, err
 	}
