@@ -39,7 +39,7 @@ func TestRetryPolicy(t *testing.T) {
 				status := tt.statuses[min(n, len(tt.statuses))-1]
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(status)
-				_, _ = w.Write([]byte(`[]`))
+				_, _ = w.Write([]byte(`{"version":1,"jobs":[]}`))
 			}))
 			defer srv.Close()
 			var logs bytes.Buffer
