@@ -115,11 +115,8 @@ func runFetcher(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.close()
-	cl, err := o.auth.client(o.coord, r.log)
+	cl, err := r.coordinator(ctx, &o.auth, o.coord)
 	if err != nil {
-		return err
-	}
-	if err := waitCoordinator(ctx, r.log, r.startup, o.coord, cl); err != nil {
 		return err
 	}
 	f, err := fetcher.New(o.cfg, r.pools, r.bus, cl, r.log)
@@ -165,11 +162,8 @@ func runPreprocessor(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.close()
-	cl, err := o.auth.client(o.coord, r.log)
+	cl, err := r.coordinator(ctx, &o.auth, o.coord)
 	if err != nil {
-		return err
-	}
-	if err := waitCoordinator(ctx, r.log, r.startup, o.coord, cl); err != nil {
 		return err
 	}
 	p, err := preprocessor.New(o.cfg, r.bus, cl, r.log)
@@ -230,11 +224,8 @@ func runTrainer(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.close()
-	cl, err := o.auth.client(o.coord, r.log)
+	cl, err := r.coordinator(ctx, &o.auth, o.coord)
 	if err != nil {
-		return err
-	}
-	if err := waitCoordinator(ctx, r.log, r.startup, o.coord, cl); err != nil {
 		return err
 	}
 	t, err := trainer.New(o.cfg, r.bus, cl, r.log)
@@ -284,11 +275,8 @@ func runScorer(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.close()
-	cl, err := o.auth.client(o.coord, r.log)
+	cl, err := r.coordinator(ctx, &o.auth, o.coord)
 	if err != nil {
-		return err
-	}
-	if err := waitCoordinator(ctx, r.log, r.startup, o.coord, cl); err != nil {
 		return err
 	}
 	s, err := scorer.New(o.cfg, r.pools, r.bus, cl, r.log)

@@ -111,6 +111,19 @@ func waitPostgres(ctx context.Context, log *slog.Logger, timeout time.Duration, 
 	return nil
 }
 
+// coordinator is a worker's client of the coordinator at url, once that answers (or an
+// error when it does not within --startup-timeout).
+func (r *role) coordinator(ctx context.Context, auth *coordAuthFlags, url string) (*client.Client, error) {
+	cl, err := auth.client(url, r.log)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitCoordinator(ctx, r.log, r.startup, url, cl); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
 // waitCoordinator waits until the coordinator answers its /healthz.
 func waitCoordinator(ctx context.Context, log *slog.Logger, timeout time.Duration, url string, cl *client.Client) error {
 	return waitFor(ctx, log, timeout, "the coordinator at "+pgutil.Redact(url), cl.Live, client.Permanent)
