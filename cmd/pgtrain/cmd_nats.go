@@ -87,7 +87,7 @@ func (c *natsClusterFlags) options() (devenv.NATSCluster, error) {
 			_, _, err = hostPort(u.Host)
 		}
 		if err != nil {
-			return devenv.NATSCluster{}, usagef("--routes %q: %v", r, err)
+			return devenv.NATSCluster{}, usagef("--routes %q: %v", pgutil.Redact(strings.TrimSpace(r)), err)
 		}
 		out.Routes = append(out.Routes, u)
 	}
