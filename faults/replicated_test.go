@@ -76,11 +76,25 @@ func smallReference(t *testing.T) *outcome {
 // replicated is a scenario of the small job on a three-node cluster.
 func replicated(sc scenario) scenario {
 	sc.table, sc.spec = smallTable, smallJobSpec
-	opts := sc.opts
+	opts, check := sc.opts, sc.check
 	sc.opts = func(o *clusterOptions) {
 		o.natsNodes = natsNodes
 		if opts != nil {
 			opts(o)
+		}
+	}
+	sc.check = func(t *testing.T, r *runCtx, o *outcome) {
+		// The roles connected to the dead node went on through another (the job ending
+		// says they did; the count says how many had to).
+		moved := 0
+		for _, p := range r.c.roles() {
+			if len(p.logLines("nats reconnected")) > 0 {
+				moved++
+			}
+		}
+		r.note("%d of %d roles reconnected to another node", moved, len(r.c.roles()))
+		if check != nil {
+			check(t, r, o)
 		}
 	}
 	return sc

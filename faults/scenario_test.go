@@ -53,7 +53,7 @@ type scenario struct {
 	consistency string
 	// spec makes the job spec (default jobSpec).
 	spec func(tbl, consistency string) []byte
-	opts        func(*clusterOptions)
+	opts func(*clusterOptions)
 	// prepare runs once the cluster is up, before the job is submitted (r has no job yet).
 	prepare func(r *runCtx) error
 	// inject runs while the job runs; it returns once the fault is injected (and, for a
