@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,11 +46,14 @@ type clusterOptions struct {
 	// variables to the first start of scorer i.
 	scorers   int
 	scorerEnv map[int][]string
+	// natsNodes > 1 runs that many `pgtrain nats` processes as one JetStream cluster;
+	// every role is given all their URLs and keeps that many replicas of each stream.
+	natsNodes int
 }
 
 // cluster is every pgtrain role as its own OS process on loopback, plus the shared
-// PostgreSQL server: a nats-server (`pgtrain nats`), the coordinator, the fetchers, the
-// preprocessors and one trainer.
+// PostgreSQL server: a nats-server (`pgtrain nats`, or several as one JetStream cluster),
+// the coordinator, the fetchers, the preprocessors and one trainer.
 type cluster struct {
 	t        *testing.T
 	dir      string
@@ -59,7 +63,9 @@ type cluster struct {
 	tokens   testenv.Tokens
 	client   *client.Client
 
-	nats          *proc
+	nats          *proc   // the first (or only) node
+	natsNodes     []*proc // every node, named by its JetStream server name
+	natsToken     string
 	coordinator   *proc
 	fetchers      []*proc
 	preprocessors []*proc
@@ -69,28 +75,42 @@ type cluster struct {
 
 // all lists the processes in start order.
 func (c *cluster) all() []*proc {
-	ps := []*proc{c.nats, c.coordinator}
+	ps := append(slices.Clone(c.natsNodes), c.coordinator)
 	ps = append(ps, c.fetchers...)
 	ps = append(ps, c.preprocessors...)
 	ps = append(ps, c.scorers...)
 	return append(ps, c.trainer)
 }
 
+// roles are the processes of pgtrain's roles: all but the nats-servers.
+func (c *cluster) roles() []*proc { return c.all()[len(c.natsNodes):] }
+
+// workers are the roles but the coordinator.
+func (c *cluster) workers() []*proc { return c.roles()[1:] }
+
 func startCluster(t *testing.T, o clusterOptions) *cluster {
 	t.Helper()
 	dir := t.TempDir()
-	natsPort, coordPort := freePort(t), freePort(t)
+	nodes := max(o.natsNodes, 1)
+	natsPorts := make([]int, nodes)
+	natsURLs := make([]string, nodes)
+	for i := range nodes {
+		natsPorts[i] = freePort(t)
+		natsURLs[i] = fmt.Sprintf("nats://127.0.0.1:%d", natsPorts[i])
+	}
+	coordPort := freePort(t)
 	c := &cluster{
-		t:        t,
-		dir:      dir,
-		natsURL:  fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
-		coordURL: fmt.Sprintf("http://127.0.0.1:%d", coordPort),
-		tokens:   testenv.TokenFiles(t, dir),
+		t:         t,
+		dir:       dir,
+		natsURL:   strings.Join(natsURLs, ","),
+		coordURL:  fmt.Sprintf("http://127.0.0.1:%d", coordPort),
+		tokens:    testenv.TokenFiles(t, dir),
+		natsToken: "faults-nats-token",
 	}
 	// The bus requires a token, as a deployment's would: the nats-server restart scenario
 	// then also proves the roles reconnect with it.
 	tokenFile := filepath.Join(dir, "nats-token")
-	if err := os.WriteFile(tokenFile, []byte("faults-nats-token\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokenFile, []byte(c.natsToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c.env = []string{
@@ -105,14 +125,34 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 		"PGTRAIN_RAW_ACK_WAIT=" + rawAckWait.String(),
 		"PGTRAIN_FAULT=", // never inherited from the environment of the test itself
 	}
+	if nodes > 1 {
+		c.env = append(c.env, "PGTRAIN_STREAM_REPLICAS="+strconv.Itoa(nodes))
+	}
 	c.client = client.New(c.coordURL, nil, client.WithToken(c.tokens.UserSecret))
 	t.Cleanup(func() { c.stop() })
 
 	mk := func(name string, args ...string) *proc {
 		return &proc{name: name, args: args, logPath: filepath.Join(dir, name+".log")}
 	}
-	c.nats = mk("nats", "nats", "--store-dir", filepath.Join(dir, "nats"), "--port", strconv.Itoa(natsPort),
-		"--auth-token-file", tokenFile)
+	if nodes == 1 {
+		c.natsNodes = []*proc{mk("nats", "nats", "--store-dir", filepath.Join(dir, "nats"), "--port", strconv.Itoa(natsPorts[0]),
+			"--auth-token-file", tokenFile)}
+	} else {
+		routes := make([]string, nodes)
+		clusterPorts := make([]int, nodes)
+		for i := range nodes {
+			clusterPorts[i] = freePort(t)
+			routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", clusterPorts[i])
+		}
+		// Every node gets the same routes, its own among them, as a deployment's would.
+		for i := range nodes {
+			name := fmt.Sprintf("nats-%d", i+1)
+			c.natsNodes = append(c.natsNodes, mk(name, "nats", "--store-dir", filepath.Join(dir, name), "--port", strconv.Itoa(natsPorts[i]),
+				"--auth-token-file", tokenFile, "--server-name", name, "--cluster-name", "faults",
+				"--cluster-listen", fmt.Sprintf("127.0.0.1:%d", clusterPorts[i]), "--routes", strings.Join(routes, ",")))
+		}
+	}
+	c.nats = c.natsNodes[0]
 	c.coordinator = mk("coordinator", "coordinator", "--listen", fmt.Sprintf("127.0.0.1:%d", coordPort),
 		"--lease-ttl", leaseTTL.String(), "--window", strconv.Itoa(window), "--auth-token-file", c.tokens.Auth)
 	for i := range numFetchers {
@@ -131,8 +171,12 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 	c.trainer = withHealth(t, mk("trainer", append([]string{"trainer", "--id", "trainer-1",
 		"--out-dir", filepath.Join(dir, "models")}, o.trainerArgs...)...))
 
-	c.must(c.nats.start(c.env))
-	c.must(waitTCP(c.nats, fmt.Sprintf("127.0.0.1:%d", natsPort), 20*time.Second))
+	for _, p := range c.natsNodes {
+		c.must(p.start(c.env))
+	}
+	for i, p := range c.natsNodes {
+		c.must(waitTCP(p, fmt.Sprintf("127.0.0.1:%d", natsPorts[i]), 20*time.Second))
+	}
 	c.must(c.coordinator.start(c.env))
 	c.must(c.waitCoordinator(30 * time.Second))
 	c.must(c.checkAuthOn())
@@ -146,7 +190,7 @@ func startCluster(t *testing.T, o clusterOptions) *cluster {
 		c.must(p.start(c.env, o.scorerEnv[i]...))
 	}
 	c.must(c.trainer.start(c.env, o.trainerEnv...))
-	for _, p := range c.all()[2:] {
+	for _, p := range c.workers() {
 		c.must(p.ready(30 * time.Second))
 	}
 	return c

@@ -37,6 +37,18 @@
 //	                                to READY, and READY, RAW, the fetchers' lead and every process's peak RSS stay bounded
 //	live table, snapshot            rows inserted, deleted, updated during the run; the job trains on the snapshot's rows
 //
+// The replicated scenarios (replicated_test.go) run three `pgtrain nats` processes as one
+// JetStream cluster, the roles with all three URLs and --stream-replicas 3, and a smaller job
+// (30,000 rows in ranges of 2,000) whose clean run on one server is their reference:
+//
+//	R3: RAW leader kill -9          the node leading RAW dies mid-epoch 2; publishes wait for the new leader
+//	R3: READY leader kill -9        the node leading READY dies while the trainer replays it
+//	R3: KV leader kill -9           the node leading the state bucket dies while fetchers hold leases
+//	R3: one node away               a node dies before the job is submitted and stays down
+//
+// Each finds the leader through JetStream's stream info, kills its node, and logs the time
+// until the stream reports a leader again (the failover); the summary has a table of them.
+//
 // Precise kill points use the product's testing hook internal/faultpoint (PGTRAIN_FAULT);
 // everything else is done to the processes from outside (SIGKILL, SIGTERM, restarts).
 //

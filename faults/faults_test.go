@@ -273,7 +273,7 @@ func TestNATSRestarted(t *testing.T) {
 				if err := r.c.restart(r.c.nats); err != nil {
 					return err
 				}
-				for _, p := range r.c.all()[2:] {
+				for _, p := range r.c.workers() {
 					if err := p.ready(30 * time.Second); err != nil {
 						return err
 					}
@@ -283,7 +283,7 @@ func TestNATSRestarted(t *testing.T) {
 			return nil
 		},
 		check: func(t *testing.T, r *runCtx, o *outcome) {
-			for _, p := range r.c.all()[1:] {
+			for _, p := range r.c.roles() {
 				if n := countLogs([]*proc{p}, "nats reconnected"); n < 2 {
 					t.Errorf("%s reconnected to NATS %d times, want 2", p.name, n)
 				}

@@ -122,6 +122,11 @@ func copyTable(ctx context.Context, from, to string) error {
 // also be reproduced after a restart), small ranges and pages so that faults land
 // mid-range and mid-epoch. consistency "" leaves the coordinator's default.
 func jobSpec(tbl, consistency string) []byte {
+	return sizedJobSpec(tbl, consistency, 10000, 1000)
+}
+
+// sizedJobSpec is jobSpec with other range and page sizes.
+func sizedJobSpec(tbl, consistency string, rangeRows, pageRows int) []byte {
 	return demo.Job{
 		Table: tbl, Key: "id",
 		Features: []messages.FeatureSpec{
@@ -134,7 +139,7 @@ func jobSpec(tbl, consistency string) []byte {
 		Layers: []demo.Layer{demo.Dense(64, "relu", "h1"), demo.Dropout(0.1, "drop"),
 			demo.Dense(32, "relu", "h2"), demo.Dense(1, "", "out")},
 		LearningRate: 0.01, Epochs: epochs, BatchSize: 256, Seed: 5,
-		RangeRows: 10000, PageRows: 1000, ValidationSplit: 0.1, Consistency: consistency,
+		RangeRows: rangeRows, PageRows: pageRows, ValidationSplit: 0.1, Consistency: consistency,
 	}.JSON()
 }
 

@@ -51,7 +51,11 @@ type scenario struct {
 	// default consistency).
 	table       string
 	consistency string
-	opts        func(*clusterOptions)
+	// spec makes the job spec (default jobSpec).
+	spec func(tbl, consistency string) []byte
+	opts func(*clusterOptions)
+	// prepare runs once the cluster is up, before the job is submitted (r has no job yet).
+	prepare func(r *runCtx) error
 	// inject runs while the job runs; it returns once the fault is injected (and, for a
 	// restart, once the process is back). An error fails the scenario.
 	inject func(r *runCtx) error
@@ -70,8 +74,9 @@ type runCtx struct {
 	plan  *messages.Plan
 	done  chan struct{} // closed when the job ended
 
-	mu    sync.Mutex
-	notes []string
+	mu       sync.Mutex
+	notes    []string
+	failover time.Duration // the longest a stream went without a leader after a kill
 }
 
 func (r *runCtx) note(format string, args ...any) {
@@ -119,6 +124,11 @@ type outcome struct {
 	readyDuplicates       int // batches READY refused as already there
 	notes                 []string
 	failed                bool
+	// Of the replicated bus's scenarios: how long the killed node's stream went without a
+	// leader, and whether the weights are the clean run's.
+	natsNodes    int
+	failover     time.Duration
+	weightsEqual bool
 }
 
 var (
@@ -168,13 +178,24 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 	if sc.opts != nil {
 		sc.opts(&opts)
 	}
+	o.natsNodes = max(opts.natsNodes, 1)
 	c := startCluster(t, opts)
 	tbl := sc.table
 	if tbl == "" {
 		tbl = table
 	}
+	r := &runCtx{c: c, done: make(chan struct{})}
+	if sc.prepare != nil {
+		if err := sc.prepare(r); err != nil {
+			t.Fatalf("preparing the cluster: %v", err)
+		}
+	}
 	start := time.Now()
-	st, err := c.client.Submit(ctx, jobSpec(tbl, sc.consistency))
+	spec := sc.spec
+	if spec == nil {
+		spec = jobSpec
+	}
+	st, err := c.client.Submit(ctx, spec(tbl, sc.consistency))
 	if err != nil {
 		t.Fatalf("submitting: %v", err)
 	}
@@ -200,7 +221,7 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 		t.Fatalf("the plan expects %+v / %+v, SQL says %+v / %+v", plan.Expected, plan.ExpectedValid, wantTrain, wantValid)
 	}
 
-	r := &runCtx{c: c, jobID: st.ID, plan: plan, done: make(chan struct{})}
+	r.jobID, r.plan = st.ID, plan
 	injected := make(chan error, 1)
 	if sc.inject != nil {
 		go func() { injected <- sc.inject(r) }()
@@ -304,7 +325,8 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 	if ref != nil {
 		// The weights are a pure function of (data, spec, seed): bit for bit those of the
 		// clean run, and so are the losses on the way.
-		if !bytes.Equal(o.weights, ref.weights) {
+		o.weightsEqual = bytes.Equal(o.weights, ref.weights)
+		if !o.weightsEqual {
 			t.Errorf("the final weights differ from the clean run's (%d and %d bytes, first difference at byte %d)",
 				len(o.weights), len(ref.weights), firstDiff(o.weights, ref.weights))
 		}
@@ -324,6 +346,7 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 		sc.check(t, r, o)
 	}
 	o.notes = append(o.notes, r.notes...)
+	o.failover = r.failover
 	t.Logf("%s: job %s done in %s; %d rows checked; RAW accepted %d pages, redeliveries %d; leases: %d granted, %d expired, %d released, %d resumed; RAW duplicates dropped %d, READY duplicates %d; %s",
 		sc.name, final.ID, o.elapsed.Round(10*time.Millisecond), o.rowsChecked, o.bus.Raw.LastSeq, o.bus.Preprocessors.Redeliveries,
 		final.Fetch.Grants, final.Fetch.Expired, final.Fetch.Released, final.Fetch.Resumed, o.rawDuplicates, o.readyDuplicates,
@@ -367,6 +390,22 @@ func printSummary(w io.Writer) {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %d | %d / %d / %d | %d | %d | %.1fs | %s |\n",
 			o.scenario, o.fault, o.mode, res, o.rowsChecked, redeliveries, expired, released, resumed,
 			o.rawDuplicates, o.readyDuplicates, o.elapsed.Seconds(), strings.Join(o.notes, "; "))
+	}
+	var rb strings.Builder
+	fmt.Fprintf(&rb, "\n| replicated bus scenario | result | leader failover | rows checked | weights equal the clean run's | time |\n|---|---|---|---|---|---|\n")
+	replicated := 0
+	for _, o := range summary {
+		if o.natsNodes > 1 {
+			replicated++
+			res := "ok"
+			if o.failed {
+				res = "FAIL"
+			}
+			fmt.Fprintf(&rb, "| %s | %s | %s | %d | %v | %.1fs |\n", o.scenario, res, o.failover.Round(time.Millisecond), o.rowsChecked, o.weightsEqual, o.elapsed.Seconds())
+		}
+	}
+	if replicated > 0 {
+		b.WriteString(rb.String())
 	}
 	fmt.Fprint(w, b.String())
 	if path := os.Getenv("PGTRAIN_FAULTS_REPORT"); path != "" {

@@ -5,8 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"regexp"
 	"runtime/debug"
+	"strconv"
+	"strings"
 
 	"pgtrain/internal/devenv"
 	"pgtrain/internal/pgutil"
@@ -18,7 +23,91 @@ type natsOpts struct {
 	port     int
 	memLimit int64
 	auth     natsServerAuth
+	cluster  natsClusterFlags
 	log      logFlags
+}
+
+// natsClusterFlags make the server one node of a JetStream cluster.
+type natsClusterFlags struct {
+	serverName string
+	name       string
+	listen     string
+	routes     string
+}
+
+func (c *natsClusterFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.serverName, "server-name", "", "this node's name in a JetStream cluster, unique in the cluster (with --cluster-name)")
+	fs.StringVar(&c.name, "cluster-name", "", "name of the JetStream cluster this node joins, the same on every node; with --server-name, --cluster-listen and --routes (three nodes keep replicated streams, --stream-replicas 3 of the roles, through the loss of one)")
+	fs.StringVar(&c.listen, "cluster-listen", "", "host:port this node listens on for the other nodes' routes (keep it on a network only the nodes reach: routes are not authenticated)")
+	fs.StringVar(&c.routes, "routes", "", "comma-separated cluster addresses of the nodes, nats-route://host:port (this node's own may be listed too, so every node gets the same list)")
+}
+
+// clusterNamePattern is what nats-server accepts as a server or cluster name, kept to what
+// is also a host name's part, so pod names fit.
+var clusterNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// maxRoutes bounds --routes: JetStream's clusters are a few nodes, not hundreds.
+const maxRoutes = 32
+
+// options checks the cluster flags: none (a single server), or all four.
+func (c *natsClusterFlags) options() (devenv.NATSCluster, error) {
+	if *c == (natsClusterFlags{}) {
+		return devenv.NATSCluster{}, nil
+	}
+	for _, f := range []struct{ name, v string }{
+		{"--server-name", c.serverName}, {"--cluster-name", c.name}, {"--cluster-listen", c.listen}, {"--routes", c.routes},
+	} {
+		if f.v == "" {
+			return devenv.NATSCluster{}, usagef("%s is required with the other cluster flags (--server-name, --cluster-name, --cluster-listen, --routes)", f.name)
+		}
+	}
+	for _, f := range []struct{ name, v string }{{"--server-name", c.serverName}, {"--cluster-name", c.name}} {
+		if !clusterNamePattern.MatchString(f.v) {
+			return devenv.NATSCluster{}, usagef("%s %q: want 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", f.name, f.v)
+		}
+	}
+	host, port, err := hostPort(c.listen)
+	if err != nil {
+		return devenv.NATSCluster{}, usagef("--cluster-listen %q: %v", c.listen, err)
+	}
+	out := devenv.NATSCluster{ServerName: c.serverName, Name: c.name, Host: host, Port: port}
+	parts := strings.Split(c.routes, ",")
+	if len(parts) > maxRoutes {
+		return devenv.NATSCluster{}, usagef("--routes: %d routes, at most %d", len(parts), maxRoutes)
+	}
+	for _, r := range parts {
+		u, err := url.Parse(strings.TrimSpace(r))
+		if err == nil && u.Scheme != "nats-route" && u.Scheme != "nats" {
+			err = fmt.Errorf("scheme %q: want nats-route://host:port", u.Scheme)
+		}
+		if err == nil && (u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "") {
+			err = errors.New("want nats-route://host:port, nothing more")
+		}
+		if err == nil {
+			_, _, err = hostPort(u.Host)
+		}
+		if err != nil {
+			return devenv.NATSCluster{}, usagef("--routes %q: %v", pgutil.Redact(strings.TrimSpace(r)), err)
+		}
+		out.Routes = append(out.Routes, u)
+	}
+	return out, nil
+}
+
+// hostPort splits host:port and checks the port is a real one.
+func hostPort(s string) (string, int, error) {
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q: want 1..65535", p)
+	}
+	if host == "" {
+		return "", 0, errors.New("no host")
+	}
+	return host, port, nil
 }
 
 // natsServerAuth is what the embedded server asks of its clients.
@@ -66,6 +155,7 @@ func natsServerFlags() (*flag.FlagSet, *natsOpts) {
 	fs.Int64Var(&o.memLimit, "memory-limit", defaultNATSMemoryLimit,
 		"soft limit of the server's Go heap in bytes (the runtime's GOMEMLIMIT, which wins when set); 0 for none")
 	o.auth.register(fs)
+	o.cluster.register(fs)
 	o.log.register(fs)
 	return fs, o
 }
@@ -104,6 +194,10 @@ func runNATS(ctx context.Context, args []string) error {
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
+	cluster, err := o.cluster.options()
+	if err != nil {
+		return err
+	}
 	if err := applyMemoryLimit(o.memLimit); err != nil {
 		return err
 	}
@@ -115,7 +209,7 @@ func runNATS(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*storeDir, 0o755); err != nil {
 		return err
 	}
-	nopts := devenv.NATSOptions{StoreDir: *storeDir, Port: *port, Host: *host}
+	nopts := devenv.NATSOptions{StoreDir: *storeDir, Port: *port, Host: *host, Cluster: cluster}
 	if err := o.auth.apply(&nopts); err != nil {
 		return err
 	}
@@ -124,7 +218,7 @@ func runNATS(ctx context.Context, args []string) error {
 		return err
 	}
 	log.Info("nats-server with JetStream ready", "url", pgutil.Redact(srv.URL), "store_dir", *storeDir,
-		"auth", nopts.Token != "" || nopts.User != "")
+		"auth", nopts.Token != "" || nopts.User != "", "server_name", cluster.ServerName, "cluster", cluster.Name)
 	<-ctx.Done()
 	log.Info("shutting down nats-server")
 	srv.Stop()

@@ -66,7 +66,7 @@ type natsFlags struct {
 }
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&n.url, "nats-url", "nats://127.0.0.1:4222", "NATS server URL (JetStream enabled)")
+	fs.StringVar(&n.url, "nats-url", "nats://127.0.0.1:4222", "NATS server URL (JetStream enabled); for a cluster, every node's, comma-separated, so a role reconnects to another when one is down")
 	registerPrefix(fs, &n.prefix)
 	fs.Int64Var(&n.readyMaxBytes, "ready-max-bytes", bus.DefaultReadyMaxBytes, "byte limit of the READY stream (backpressure, and the replay decision)")
 	fs.DurationVar(&n.rawAckWait, "raw-ack-wait", bus.DefaultRawAckWait, "how long a RAW page may stay unacknowledged before it is redelivered to another preprocessor (give every role the same value)")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -39,6 +40,22 @@ type NATSOptions struct {
 	// TLS, when set, makes the server speak TLS only; set ClientAuth in it to ask clients
 	// for a certificate.
 	TLS *tls.Config
+	// Cluster, when its Name is set, makes the server one node of a JetStream cluster.
+	Cluster NATSCluster
+}
+
+// NATSCluster is one node's part in a JetStream cluster: every node has its own ServerName
+// and store directory, the same Name, and routes to the others.
+type NATSCluster struct {
+	// ServerName names this node; JetStream's placement and leaders are reported by it.
+	ServerName string
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// Host and Port are where this node listens for the other nodes' routes.
+	Host string
+	Port int
+	// Routes are the other nodes' cluster addresses (nats-route://host:port).
+	Routes []*url.URL
 }
 
 // StartNATS starts the server and waits until it accepts connections.
@@ -75,6 +92,11 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 		n.opts.TLS, n.opts.TLSConfig = true, opts.TLS
 		n.opts.TLSVerify = opts.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
+	if c := opts.Cluster; c.Name != "" {
+		n.opts.ServerName = c.ServerName
+		n.opts.Cluster = server.ClusterOpts{Name: c.Name, Host: c.Host, Port: c.Port}
+		n.opts.Routes = c.Routes
+	}
 	if err := n.start(); err != nil {
 		n.cleanup()
 		return nil, err
@@ -97,6 +119,9 @@ func (n *NATS) start() error {
 	// Keep the port across restarts so clients reconnect to the same address.
 	if addr, ok := s.Addr().(*net.TCPAddr); ok {
 		n.opts.Port = addr.Port
+	}
+	if addr := s.ClusterAddr(); addr != nil {
+		n.opts.Cluster.Port = addr.Port
 	}
 	return nil
 }
