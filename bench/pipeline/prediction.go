@@ -32,6 +32,10 @@ type predictionResult struct {
 	// Compared are, with --compare-scorer, the same prediction run again with the scorers
 	// of that binary and of this one in turn, in the same cluster after the same training.
 	Compared []predictRun `json:"compared,omitempty"`
+	// Evaluation is the same job without the output table (pgtrain evaluate), with the
+	// scorers of the measured run: reading, preprocessing and the forward pass alone, so
+	// the difference in PostgreSQL's CPU is what writing the output costs it.
+	Evaluation *predictRun `json:"evaluation,omitempty"`
 	// CopyFrom is the binary COPY FROM STDIN of as many (key, value) rows into a table shaped
 	// like the output, each run in its own process; RowsPerS is their median.
 	CopyFrom         []rate  `json:"copy_from_runs"`
@@ -87,9 +91,16 @@ func runPrediction(ctx context.Context, env *harness, table string, rows int64, 
 				ps = append(ps, p)
 				c.scorers = append(c.scorers, p)
 			}
-			pr, err := measurePrediction(ctx, c, env, table, tr.JobID, rows)
+			pr, err := measurePrediction(ctx, c, env, table, tr.JobID, rows, true)
 			if err != nil {
 				return err
+			}
+			if run == 0 {
+				ev, err := measurePrediction(ctx, c, env, table, tr.JobID, rows, false)
+				if err != nil {
+					return fmt.Errorf("evaluation: %w", err)
+				}
+				res.Evaluation = &ev
 			}
 			for _, p := range ps {
 				if err := p.stop(30 * time.Second); err != nil {
@@ -147,12 +158,16 @@ func containsProc(ps []*proc, p *proc) bool {
 }
 
 // measurePrediction submits the prediction of table with the model of job model, follows
-// it to its end and checks that the output table holds every row once.
-func measurePrediction(ctx context.Context, c *cluster, env *harness, table, model string, rows int64) (predictRun, error) {
+// it to its end and checks that the output table holds every row once. Without output it
+// is an evaluation, which writes nothing and must have scored every row.
+func measurePrediction(ctx context.Context, c *cluster, env *harness, table, model string, rows int64, output bool) (predictRun, error) {
 	var res predictRun
 	cl := client.New(c.coordURL, slog.New(slog.DiscardHandler))
 	out := table + "_scores"
 	spec := fmt.Sprintf(`{"model": %q, "table": %q, "output": %q, "mode": "replace", "evaluate": false}`, model, table, out)
+	if !output {
+		spec = fmt.Sprintf(`{"model": %q, "table": %q, "evaluate": true}`, model, table)
+	}
 	pgBefore := pgCPUSeconds(env.pg.DataDir)
 	sent := time.Now()
 	st, err := cl.SubmitPrediction(ctx, []byte(spec))
@@ -187,6 +202,13 @@ func measurePrediction(ctx context.Context, c *cluster, env *harness, table, mod
 	if final.State != messages.JobDone {
 		return res, fmt.Errorf("prediction job %s %s: %s", final.ID, final.State, final.Error)
 	}
+	res.Predict = newRate(rows, seconds, 0)
+	if !output {
+		if final.Prediction.Written.Rows != rows || final.Prediction.Loss == nil {
+			return res, fmt.Errorf("evaluation job %s scored %d rows (loss %v), the table has %d", final.ID, final.Prediction.Written.Rows, final.Prediction.Loss, rows)
+		}
+		return res, nil
+	}
 	var n int64
 	if err := env.pool.QueryRow(ctx, "select count(*) from "+pgx.Identifier{out}.Sanitize()).Scan(&n); err != nil {
 		return res, err
@@ -194,7 +216,6 @@ func measurePrediction(ctx context.Context, c *cluster, env *harness, table, mod
 	if n != rows {
 		return res, fmt.Errorf("the output table %s has %d rows, the scored table %d", out, n, rows)
 	}
-	res.Predict = newRate(rows, seconds, 0)
 	return res, dropTable(ctx, env.pool, out)
 }
 
