@@ -36,6 +36,9 @@
 //	slow trainer                    --step-delay, READY below the configured window's batches: the window is capped
 //	                                to READY, and READY, RAW, the fetchers' lead and every process's peak RSS stay bounded
 //	live table, snapshot            rows inserted, deleted, updated during the run; the job trains on the snapshot's rows
+//	prediction                      a 60,000-row table scored by 2 scorers: kill -9 of a scorer after a committed
+//	                                write (fault point), of a fetcher mid-range, and of the coordinator mid-job
+//	                                (restarted); every key written once, the output equal to a clean run's
 //
 // Precise kill points use the product's testing hook internal/faultpoint (PGTRAIN_FAULT);
 // everything else is done to the processes from outside (SIGKILL, SIGTERM, restarts).
