@@ -104,15 +104,17 @@ func (c *Coordinator) createPrediction(ctx context.Context, body []byte) (messag
 	if err := tx.Commit(ctx); err != nil {
 		return messages.JobStatus{}, fmt.Errorf("ending the planning transaction: %w", err)
 	}
-	if err := createOutput(ctx, pool, p); err != nil {
-		return messages.JobStatus{}, err
+	if p.Prediction.OutputTable != "" {
+		if err := createOutput(ctx, pool, p); err != nil {
+			return messages.JobStatus{}, err
+		}
 	}
 	status, err := c.storeJob(ctx, p, spec.Table, nil, spec.Source)
 	if err != nil {
 		return messages.JobStatus{}, err
 	}
 	c.log.Info("prediction job planned", "job_id", p.JobID, "model", spec.Model, "table", p.Schema+"."+p.Table,
-		"output", p.Prediction.OutputSchema+"."+p.Prediction.OutputTable, "mode", spec.Mode, "rows", p.Expected.Rows,
+		"output", outputName(p.Prediction), "mode", spec.Mode, "rows", p.Expected.Rows,
 		"ranges", len(p.Ranges), "page_rows", p.PageRows, "evaluate", p.Prediction.Evaluate)
 	return status, nil
 }
@@ -204,8 +206,11 @@ func planPrediction(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec
 
 // checkOutput names the output table and checks it against the mode: create wants no
 // relation of that name, append a table with the prediction columns (or none), replace
-// anything but the scored relation itself.
+// anything but the scored relation itself. An evaluation has no output table to check.
 func checkOutput(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec, in *planInput, p *messages.Plan, allowed schemaCheck) error {
+	if spec.Output == "" {
+		return nil
+	}
 	schema, table, err := messages.SplitOutputName(spec.Output)
 	if err != nil {
 		return &messages.FieldError{Field: "output", Reason: err.Error()}
@@ -558,13 +563,21 @@ func (j *job) evaluation() (float64, map[string]float64) {
 	return loss / float64(rows), sums
 }
 
+// outputName is the output table as schema.table, or "" for an evaluation.
+func outputName(pp *messages.PredictionPlan) string {
+	if pp.OutputTable == "" {
+		return ""
+	}
+	return pp.OutputSchema + "." + pp.OutputTable
+}
+
 // prediction reports whether the job is a prediction job.
 func (j *job) prediction() bool { return j.plan != nil && j.plan.Kind == messages.JobKindPrediction }
 
 // predictionStatus is the prediction part of the job's status.
 func (j *job) predictionStatus() *messages.PredictionStatus {
 	pp := j.plan.Prediction
-	st := &messages.PredictionStatus{Model: pp.Model, Output: pp.OutputSchema + "." + pp.OutputTable, Mode: pp.Mode, Task: pp.Task,
+	st := &messages.PredictionStatus{Model: pp.Model, Output: outputName(pp), Mode: pp.Mode, Task: pp.Task,
 		RangesScored: j.scored.n, Loss: j.rec.EvalLoss, Metrics: j.rec.EvalMetrics}
 	for _, r := range j.scored.recs {
 		st.Written.Merge(r.Keys)

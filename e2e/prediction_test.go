@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -260,6 +261,7 @@ func TestPredictionRoundTrip(t *testing.T) {
 
 	var want []scoredRow
 	var outputs []string
+	var evaluated *messages.PredictionStatus
 	for _, scorers := range []int{1, 3} {
 		out := fmt.Sprintf("holdout_scores_%d", scorers)
 		outputs = append(outputs, out)
@@ -272,6 +274,7 @@ func TestPredictionRoundTrip(t *testing.T) {
 		if p.Loss == nil || *p.Loss <= 0 {
 			t.Fatalf("%d scorers: no loss reported on a table that holds the label: %+v", scorers, p)
 		}
+		evaluated = p
 		var n, distinct int64
 		if err := pool.QueryRow(context.Background(), fmt.Sprintf("select count(*), count(distinct id) from %s", out)).Scan(&n, &distinct); err != nil {
 			t.Fatal(err)
@@ -301,6 +304,33 @@ func TestPredictionRoundTrip(t *testing.T) {
 	if missing != 0 {
 		t.Fatalf("%d keys of holdout are not in %s", missing, outputs[0])
 	}
+
+	// The same job without an output table (pgtrain evaluate) reports the same loss and
+	// metrics, summed in the same order, and creates no table.
+	tablesBefore := publicTables(t, pool)
+	body := fmt.Sprintf(`{"model": %q, "table": "holdout", "evaluate": true, "range_rows": 400, "page_rows": 150}`, modelID)
+	ev := predictOnce(t, pool, natsURL, 2, body).Prediction
+	if ev.Output != "" || ev.Written.Rows != holdoutRows || ev.Loss == nil || *ev.Loss != *evaluated.Loss || !maps.Equal(ev.Metrics, evaluated.Metrics) {
+		t.Fatalf("evaluation %+v (loss %v), want %d rows, no output and the prediction's loss %v and metrics %v",
+			ev, ev.Loss, holdoutRows, *evaluated.Loss, evaluated.Metrics)
+	}
+	if after := publicTables(t, pool); !slices.Equal(after, tablesBefore) {
+		t.Fatalf("tables %v after an evaluation, want %v", after, tablesBefore)
+	}
+}
+
+// publicTables lists the tables of schema public.
+func publicTables(t *testing.T, pool *pgxpool.Pool) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `select relname::text from pg_class where relkind = 'r' and relnamespace = 'public'::regnamespace order by 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tables
 }
 
 func mustBus(t *testing.T, natsURL string) *bus.Bus {
@@ -356,6 +386,8 @@ func TestPredictionBadInput(t *testing.T) {
 		{"hostile output name", fmt.Sprintf(`{"model": %q, "table": "holdout", "output": "s4\"; drop table holdout; --"}`, modelID), 400, "output", "drop table"},
 		{"quoted output name", fmt.Sprintf(`{"model": %q, "table": "holdout", "output": "\"Holdout\".x"}`, modelID), 400, "output", "Holdout"},
 		{"unknown mode", fmt.Sprintf(`{"model": %q, "table": "holdout", "output": "s5", "mode": "merge"}`, modelID), 400, "mode", "merge"},
+		{"no output and no evaluation", fmt.Sprintf(`{"model": %q, "table": "holdout"}`, modelID), 400, "output", "evaluate"},
+		{"an evaluation of a table without the label", fmt.Sprintf(`{"model": %q, "table": "holdout_missing", "evaluate": true}`, modelID), 400, "table", `"b"`},
 		{"output is the scored table", fmt.Sprintf(`{"model": %q, "table": "holdout", "output": "holdout", "mode": "replace"}`, modelID), 400, "output", "scored table"},
 	}
 	for _, tt := range tests {
@@ -376,14 +408,7 @@ func TestPredictionBadInput(t *testing.T) {
 			t.Fatalf("prediction job %s after refused requests, want none", j.ID)
 		}
 	}
-	rows, err := pool.Query(ctx, `select relname::text from pg_class where relkind = 'r' and relnamespace = 'public'::regnamespace order by 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
+	tables := publicTables(t, pool)
 	want := []string{"events", "holdout", "holdout_missing", "holdout_typed", "taken"}
 	if !slices.Equal(tables, want) {
 		t.Fatalf("tables %v after refused requests, want %v", tables, want)

@@ -36,6 +36,9 @@
 //	slow trainer                    --step-delay, READY below the configured window's batches: the window is capped
 //	                                to READY, and READY, RAW, the fetchers' lead and every process's peak RSS stay bounded
 //	live table, snapshot            rows inserted, deleted, updated during the run; the job trains on the snapshot's rows
+//	prediction                      a 60,000-row table scored by 2 scorers: kill -9 of a scorer after a committed
+//	                                write (fault point), of a fetcher mid-range, and of the coordinator mid-job
+//	                                (restarted); every key written once, the output equal to a clean run's
 //
 // The replicated scenarios (replicated_test.go) run three `pgtrain nats` processes as one
 // JetStream cluster, the roles with all three URLs and --stream-replicas 3, and a smaller job

@@ -17,8 +17,9 @@ import (
 const predictionRows = 60_000
 
 // Prediction jobs under faults: a scorer killed (kill -9) after writing a batch and before
-// acknowledging it, and a fetcher killed mid-range. Each writes every key exactly once,
-// with the values of a clean run, and leaves RAW and READY empty.
+// acknowledging it, a fetcher killed mid-range, and the coordinator killed mid-job and
+// restarted. Each writes every key exactly once, with the values of a clean run, and
+// leaves RAW and READY empty.
 func TestPredictionFaults(t *testing.T) {
 	ctx := context.Background()
 	for _, s := range []struct {
@@ -62,9 +63,37 @@ func TestPredictionFaults(t *testing.T) {
 		t.Errorf("fetch %+v: want the killed fetcher's lease %s expired and resumed at page %d or later", st.Fetch, killed.ID, killed.NextPage)
 	}
 
+	// Coordinator killed mid-prediction and restarted on the same address: the job, its
+	// leases and its scored ranges come back from the state bucket; the workers' retries
+	// ride it out, and batches written meanwhile are reported once it answers.
+	r = c.predict(t, model, "pred_scored_coordinator_kill")
+	before, err := r.waitStatus("a tenth of the rows written", jobTimeout(), func(st *messages.JobStatus) bool {
+		return st.Prediction.Written.Rows >= predictionRows/10
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.coordinator.kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.restart(c.coordinator); err != nil {
+		t.Fatal(err)
+	}
+	after, err := c.status(r.jobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Prediction.Written.Rows < before.Prediction.Written.Rows || after.Prediction.RangesScored < before.Prediction.RangesScored {
+		t.Fatalf("the restarted coordinator went back: %+v before the kill, %+v after", before.Prediction, after.Prediction)
+	}
+	c.finishPrediction(t, r, want)
+	if n := countLogs([]*proc{c.coordinator}, "resumed jobs from the state bucket"); n != 1 {
+		t.Errorf("the restarted coordinator logged %d resumptions from KV, want 1", n)
+	}
+
 	// The clean run, and every run's output the same.
 	c.finishPrediction(t, c.predict(t, model, "pred_scored_clean"), want)
-	for _, out := range []string{"pred_scored_scorer_kill", "pred_scored_fetcher_kill"} {
+	for _, out := range []string{"pred_scored_scorer_kill", "pred_scored_fetcher_kill", "pred_scored_coordinator_kill"} {
 		var n int64
 		err := pool.QueryRow(ctx, fmt.Sprintf(`select count(*) from (
 			(select * from %[1]s except all select * from pred_scored_clean)

@@ -45,8 +45,9 @@ type PredictionSpec struct {
 	// Key is the integer key column; default the model's key column.
 	Key string `json:"key,omitempty"`
 	// Output is the table the predictions go to: name or schema.name, each a plain SQL
-	// identifier; an unqualified name goes to the scored table's schema.
-	Output string `json:"output"`
+	// identifier; an unqualified name goes to the scored table's schema. An evaluation
+	// (Evaluate true) may have none: it only reports the model's loss and metrics.
+	Output string `json:"output,omitempty"`
 	Mode   string `json:"mode,omitempty"`
 	// Probabilities adds every class's probability as a real[] (classification only).
 	Probabilities bool `json:"probabilities,omitempty"`
@@ -92,7 +93,10 @@ func (s PredictionSpec) Validate() error {
 	if strings.TrimSpace(s.Table) == "" {
 		return &FieldError{Field: "table", Reason: "is required"}
 	}
-	if _, _, err := SplitOutputName(s.Output); err != nil {
+	if s.Output == "" && (s.Evaluate == nil || !*s.Evaluate) {
+		return &FieldError{Field: "output", Reason: "is required unless evaluate is true (an evaluation without an output table)"}
+	}
+	if _, _, err := SplitOutputName(s.Output); s.Output != "" && err != nil {
 		return &FieldError{Field: "output", Reason: err.Error()}
 	}
 	switch s.Mode {
@@ -149,7 +153,8 @@ func plainIdentifier(s string) error {
 // PredictionPlan is what a prediction plan adds to a Plan: the model, what the scorers
 // write and where.
 type PredictionPlan struct {
-	Model        string `msgpack:"model" json:"model"`
+	Model string `msgpack:"model" json:"model"`
+	// OutputSchema and OutputTable are empty for an evaluation without an output table.
 	OutputSchema string `msgpack:"out_schema" json:"output_schema"`
 	OutputTable  string `msgpack:"out_table" json:"output_table"`
 	Mode         string `msgpack:"mode" json:"mode"`
@@ -200,7 +205,8 @@ type ScorerJobs struct {
 
 // PredictionStatus is a prediction job's part of its JobStatus.
 type PredictionStatus struct {
-	Model  string `json:"model"`
+	Model string `json:"model"`
+	// Output is the output table as schema.table; empty for an evaluation without one.
 	Output string `json:"output"`
 	Mode   string `json:"mode"`
 	Task   string `json:"task"`

@@ -71,12 +71,20 @@ func TestOutputColumns(t *testing.T) {
 func FuzzParsePredictionSpec(f *testing.F) {
 	f.Add([]byte(`{"model": "m-1", "table": "t", "output": "s.o", "mode": "append", "probabilities": true}`))
 	f.Add([]byte(`{"model": "m", "table": "t", "output": "o\"x"}`))
+	f.Add([]byte(`{"model": "m", "table": "t", "evaluate": true}`))
+	f.Add([]byte(`{"model": "m", "table": "t", "evaluate": false}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParsePredictionSpec(b)
 		if err != nil {
 			var fe *FieldError
 			if !errors.As(err, &fe) {
 				t.Fatalf("error %v is not a FieldError", err)
+			}
+			return
+		}
+		if s.Output == "" {
+			if s.Evaluate == nil || !*s.Evaluate {
+				t.Fatalf("accepted a spec with neither an output table nor evaluate true: %+v", s)
 			}
 			return
 		}

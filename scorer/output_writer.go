@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -14,12 +15,29 @@ import (
 )
 
 // OutputWriter writes the predictions of batches to one job's output table.
+//
+// A batch is copied straight into the output table: one COPY, its own transaction. The
+// table's primary key is the ledger of what is written: a batch delivered again (its
+// scorer died after the commit, or its acknowledgement was lost) finds its first key there,
+// the COPY fails with a unique violation and nothing is written; a delivery racing the
+// first waits on its uncommitted keys and fails the same way once it commits. On that
+// violation the batch goes through the upsert instead, which writes the same values again:
+// no row is doubled and a row's values are those of the last write of its batch. After a
+// few such batches (mode append over rows already there, not a redelivery) the job's later
+// batches go straight to the upsert.
 type OutputWriter struct {
 	pool    *pgxpool.Pool
+	output  pgx.Identifier
 	columns []string // the key, then the prediction columns
 	temp    string   // creates the batch's temporary table
 	upsert  string
+	// conflicts counts the COPYs that met a key already written.
+	conflicts atomic.Int64
 }
+
+// upsertAfter is how many COPYs may meet keys already written before the writer stops
+// trying: more than the few batches a killed scorer leaves written and unacknowledged.
+const upsertAfter = 8
 
 // tempTable holds one batch until the upsert; it is dropped at commit.
 const tempTable = "pgtrain_scored_batch"
@@ -36,7 +54,8 @@ func NewOutputWriter(pool *pgxpool.Pool, plan *messages.Plan) (*OutputWriter, er
 	for i, c := range cols {
 		quoted[i] = pgx.Identifier{c}.Sanitize()
 	}
-	out := pgx.Identifier{pp.OutputSchema, pp.OutputTable}.Sanitize()
+	output := pgx.Identifier{pp.OutputSchema, pp.OutputTable}
+	out := output.Sanitize()
 	list := strings.Join(quoted, ", ")
 	var set []string
 	for _, q := range quoted[1:] {
@@ -44,6 +63,7 @@ func NewOutputWriter(pool *pgxpool.Pool, plan *messages.Plan) (*OutputWriter, er
 	}
 	return &OutputWriter{
 		pool:    pool,
+		output:  output,
 		columns: cols,
 		temp:    "create temp table " + tempTable + " on commit drop as select " + list + " from " + out + " with no data",
 		upsert: "insert into " + out + " (" + list + ") select " + list + " from " + tempTable +
@@ -52,8 +72,26 @@ func NewOutputWriter(pool *pgxpool.Pool, plan *messages.Plan) (*OutputWriter, er
 }
 
 // Write stores rows (each the key, then the prediction values) in one transaction: a
-// batch written again replaces its own rows, so it never doubles one.
+// batch written again never doubles a row.
 func (w *OutputWriter) Write(ctx context.Context, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if w.conflicts.Load() < upsertAfter {
+		_, err := w.pool.CopyFrom(ctx, w.output, w.columns, pgx.CopyFromRows(rows))
+		if !uniqueViolation(err) {
+			if err != nil {
+				return fmt.Errorf("copying the batch: %w", err)
+			}
+			return nil
+		}
+		w.conflicts.Add(1)
+	}
+	return w.upsertRows(ctx, rows)
+}
+
+// upsertRows copies rows into a temporary table and upserts them from there.
+func (w *OutputWriter) upsertRows(ctx context.Context, rows [][]any) error {
 	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, w.temp); err != nil {
 			return fmt.Errorf("creating the batch table: %w", err)
@@ -66,6 +104,12 @@ func (w *OutputWriter) Write(ctx context.Context, rows [][]any) error {
 		}
 		return nil
 	})
+}
+
+// uniqueViolation reports a unique violation: a key of the batch is in the table already.
+func uniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
 // permanentWriteError reports a database error no retry fixes: the output table was

@@ -152,7 +152,8 @@ func (s *Scorer) Run(ctx context.Context) error {
 
 // jobRun is one prediction job as this scorer runs it.
 type jobRun struct {
-	plan   *messages.Plan
+	plan *messages.Plan
+	// writer is nil for an evaluation, which writes nothing.
 	writer *OutputWriter
 	out    outputs
 	// modelJSON and shards load one model per worker (a model is not safe for concurrent
@@ -229,8 +230,10 @@ func (s *Scorer) prepare(ctx context.Context, id string) (*jobRun, error) {
 		return nil, permanentError{fmt.Errorf("job %s reads source %q, which this scorer has no connection to: %w", id, plan.Spec.Source, ErrBadPlan)}
 	}
 	jr := &jobRun{plan: plan, out: newOutputs(plan.Prediction), shards: map[string][]byte{}}
-	if jr.writer, err = NewOutputWriter(pool, plan); err != nil {
-		return nil, permanentError{err}
+	if plan.Prediction.OutputTable != "" {
+		if jr.writer, err = NewOutputWriter(pool, plan); err != nil {
+			return nil, permanentError{err}
+		}
 	}
 	modelID := plan.Prediction.Model
 	if jr.modelJSON, err = s.bus.ModelFile(ctx, modelID, bus.ModelJSON); err != nil {
@@ -371,7 +374,7 @@ func (s *Scorer) handle(ctx context.Context, log *slog.Logger, jr *jobRun, m *mo
 		_ = msg.Term()
 		return
 	}
-	if err := jr.writer.Write(work, rows); err != nil {
+	if err := jr.write(work, rows); err != nil {
 		if permanentWriteError(err) {
 			s.n.failed.Add(1)
 			log.Error("failing the job: the output table refuses the batch", "error", err)
@@ -411,14 +414,24 @@ func (s *Scorer) handle(ctx context.Context, log *slog.Logger, jr *jobRun, m *mo
 	s.n.rows.Add(int64(b.Rows()))
 }
 
-// score runs the forward pass on a batch and returns its report and output rows.
+// write stores a batch's output rows, when the job has an output table.
+func (jr *jobRun) write(ctx context.Context, rows [][]any) error {
+	if jr.writer == nil {
+		return nil
+	}
+	return jr.writer.Write(ctx, rows)
+}
+
+// score runs the forward pass on a batch and returns its report and output rows (none for
+// an evaluation).
 func (s *Scorer) score(jr *jobRun, m *model.Sequential, b *messages.ReadyBatch) (messages.ScoreReport, [][]any, error) {
 	rep := messages.ScoreReport{Version: messages.SchemaVersion, ScorerID: s.cfg.ScorerID, Batch: b.BatchID, Last: b.Last}
 	for _, k := range b.Keys {
 		rep.Keys.Add(k)
 	}
-	rows := make([][]any, b.Rows())
-	if b.Rows() > 0 {
+	var rows [][]any
+	if jr.writer != nil && b.Rows() > 0 {
+		rows = make([][]any, b.Rows())
 		pred, err := m.Predict(b.X, b.Rows())
 		if err != nil {
 			return rep, nil, fmt.Errorf("batch %s: %w", b.BatchID, err)

@@ -302,7 +302,7 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 		// The model is trained for one epoch: its weights do not change the forward pass's cost.
 		cfg := e2eConfig{Model: modelMLP, Fetchers: f, Preprocessors: o.preprocessors, Epochs: 1}
 		step("prediction with %d scorer(s) after training: %s", o.scorers, cfg)
-		r, err := runPrediction(ctx, h, table, int64(o.rows), cfg, o.scorers)
+		r, err := runPrediction(ctx, h, table, int64(o.rows), cfg, o.scorers, o.compareScorer)
 		if err != nil {
 			return nil, err
 		}
@@ -311,6 +311,13 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 		r.Predict.RatioToCeiling = ratio(r.Predict.RowsPerS, h.ceiling)
 		step("  prediction %.0f rows/s (%.2f× the slower of COPY in %.0f and COPY FROM out %.0f rows/s)",
 			r.Predict.RowsPerS, ratio(r.Predict.RowsPerS, r.SlowerCopyRowsPerS), h.ceiling, r.CopyFromRowsPerS)
+		if ev := r.Evaluation; ev != nil {
+			step("  evaluation (no output table) %.0f rows/s, PostgreSQL CPU %.1f s (the prediction's %.1f s)", ev.Predict.RowsPerS, ev.PGCPUSeconds, r.PredictPGCPUSeconds)
+		}
+		for _, c := range r.Compared {
+			step("  scorers of %s: %.0f rows/s (%.2f× the slower COPY), PostgreSQL CPU %.1f s, scorers' CPU %.1f s",
+				c.Scorer, c.Predict.RowsPerS, ratio(c.Predict.RowsPerS, r.SlowerCopyRowsPerS), c.PGCPUSeconds, c.ScorerCPUSeconds)
+		}
 		res.Prediction = r
 		res.PredictionRowsPerS = r.Predict.RowsPerS
 		res.CopyFromRowsPerS = r.CopyFromRowsPerS

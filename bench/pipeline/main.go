@@ -21,6 +21,7 @@ type options struct {
 	fetchers      string
 	preprocessors int
 	scorers       int
+	compareScorer string
 	noopEpochs    int
 	mlpEpochs     int
 	ceilingRuns   int
@@ -75,6 +76,7 @@ func benchMode(ctx context.Context, args []string) error {
 	fs.StringVar(&o.fetchers, "fetchers", "1,2,4", "fetcher counts of the end-to-end runs")
 	fs.IntVar(&o.preprocessors, "preprocessors", 1, "preprocessor processes in every end-to-end run")
 	fs.IntVar(&o.scorers, "scorers", 2, "scorer processes of the prediction run (pgtrain up runs two)")
+	fs.StringVar(&o.compareScorer, "compare-scorer", "", "another pgtrain binary: the prediction runs four times in the same cluster, its scorers and this binary's in turn (the first run is the reported one)")
 	fs.IntVar(&o.noopEpochs, "noop-epochs", 3, "epochs of the no-op model runs (the first reads PostgreSQL, the others replay)")
 	fs.IntVar(&o.mlpEpochs, "mlp-epochs", 2, "epochs of the MLP runs")
 	fs.IntVar(&o.ceilingRuns, "ceiling-runs", 3, "binary COPY runs; the ceiling is their median")
@@ -99,6 +101,13 @@ func benchMode(ctx context.Context, args []string) error {
 		default:
 			return fmt.Errorf("--skip %q: unknown part %q", *skip, part)
 		}
+	}
+	if o.compareScorer != "" {
+		abs, err := filepath.Abs(o.compareScorer)
+		if err != nil {
+			return err
+		}
+		o.compareScorer = abs
 	}
 	if o.scorers < 1 {
 		return fmt.Errorf("--scorers %d: want at least 1", o.scorers)

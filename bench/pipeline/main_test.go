@@ -15,7 +15,7 @@ import (
 // rot: both result files must appear with every required figure positive.
 func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	build := func(out, pkg string) {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
@@ -30,7 +30,8 @@ func TestSmoke(t *testing.T) {
 
 	out := filepath.Join(dir, "out")
 	cmd := exec.CommandContext(ctx, harness, "--rows", "20000", "--out", out, "--pgtrain", pgtrain,
-		"--ceiling-runs", "1", "--mem-repeats", "1", "--baseline-py", filepath.Join("..", "baseline.py"))
+		"--ceiling-runs", "1", "--mem-repeats", "1", "--baseline-py", filepath.Join("..", "baseline.py"),
+		"--compare-scorer", pgtrain)
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the harness failed: %v\n%s", err, b)
@@ -93,6 +94,14 @@ func TestSmoke(t *testing.T) {
 	}
 	if v, ok := pred["scorers"].(float64); !ok || v < 1 {
 		t.Errorf("prediction.scorers = %v, want at least 1", pred["scorers"])
+	}
+	// The evaluation scored every row without an output table; the comparison ran four times.
+	ev, _ := pred["evaluation"].(map[string]any)
+	if rate, _ := ev["predict"].(map[string]any); rate["rows"] != float64(20000) {
+		t.Errorf("prediction.evaluation = %v, want 20000 rows scored", ev)
+	}
+	if runs, _ := pred["compared"].([]any); len(runs) != 4 {
+		t.Errorf("prediction.compared has %d runs, want 4", len(runs))
 	}
 	peaks, _ := pred["peak_rss_mb"].(map[string]any)
 	if v, ok := peaks["scorer"].(float64); !ok || v <= 0 {

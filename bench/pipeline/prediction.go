@@ -29,6 +29,13 @@ type predictionResult struct {
 	// PredictPGCPUSeconds is PostgreSQL's CPU time over the prediction alone (reads and
 	// the output's writes).
 	PredictPGCPUSeconds float64 `json:"predict_postgres_cpu_seconds"`
+	// Compared are, with --compare-scorer, the same prediction run again with the scorers
+	// of that binary and of this one in turn, in the same cluster after the same training.
+	Compared []predictRun `json:"compared,omitempty"`
+	// Evaluation is the same job without the output table (pgtrain evaluate), with the
+	// scorers of the measured run: reading, preprocessing and the forward pass alone, so
+	// the difference in PostgreSQL's CPU is what writing the output costs it.
+	Evaluation *predictRun `json:"evaluation,omitempty"`
 	// CopyFrom is the binary COPY FROM STDIN of as many (key, value) rows into a table shaped
 	// like the output, each run in its own process; RowsPerS is their median.
 	CopyFrom         []rate  `json:"copy_from_runs"`
@@ -39,9 +46,18 @@ type predictionResult struct {
 	CPUSeconds         map[string]float64 `json:"cpu_seconds"`
 }
 
+// predictRun is one prediction of a comparison: which binary's scorers wrote it, its rate,
+// and the CPU PostgreSQL and the scorers spent on it.
+type predictRun struct {
+	Scorer           string  `json:"scorer"`
+	Predict          rate    `json:"predict"`
+	PGCPUSeconds     float64 `json:"postgres_cpu_seconds"`
+	ScorerCPUSeconds float64 `json:"scorer_cpu_seconds"`
+}
+
 // runPrediction trains the MLP for one epoch on table, then scores table with that model
 // with scorers scorer processes beside the cluster's fetchers and preprocessors.
-func runPrediction(ctx context.Context, env *harness, table string, rows int64, cfg e2eConfig, scorers int) (*predictionResult, error) {
+func runPrediction(ctx context.Context, env *harness, table string, rows int64, cfg e2eConfig, scorers int, compare string) (*predictionResult, error) {
 	dir, err := os.MkdirTemp(env.tmp, "predict-")
 	if err != nil {
 		return nil, err
@@ -58,16 +74,49 @@ func runPrediction(ctx context.Context, env *harness, table string, rows int64, 
 			return fmt.Errorf("training: %w", err)
 		}
 		res.Training = tr
-		for i := 1; i <= scorers; i++ {
-			name := fmt.Sprintf("scorer-%d", i)
-			p, err := startProc(name, filepath.Join(dir, name+".log"), cfg.env(), env.pgtrain, "scorer", "--id", name,
-				"--dsn", env.dsn, "--nats-url", c.natsURL, "--coordinator", c.coordURL)
+		// The measured run; with a comparison, it is the first of four, alternating binaries.
+		bins := []string{env.pgtrain}
+		if compare != "" {
+			bins = []string{env.pgtrain, compare, env.pgtrain, compare}
+		}
+		for run, bin := range bins {
+			var ps []*proc
+			for i := 1; i <= scorers; i++ {
+				name := fmt.Sprintf("scorer-%d-%d", run+1, i)
+				p, err := startProc(name, filepath.Join(dir, name+".log"), cfg.env(), bin, "scorer", "--id", name,
+					"--dsn", env.dsn, "--nats-url", c.natsURL, "--coordinator", c.coordURL)
+				if err != nil {
+					return err
+				}
+				ps = append(ps, p)
+				c.scorers = append(c.scorers, p)
+			}
+			pr, err := measurePrediction(ctx, c, env, table, tr.JobID, rows, true)
 			if err != nil {
 				return err
 			}
-			c.scorers = append(c.scorers, p)
+			if run == 0 {
+				ev, err := measurePrediction(ctx, c, env, table, tr.JobID, rows, false)
+				if err != nil {
+					return fmt.Errorf("evaluation: %w", err)
+				}
+				res.Evaluation = &ev
+			}
+			for _, p := range ps {
+				if err := p.stop(30 * time.Second); err != nil {
+					return err
+				}
+				pr.ScorerCPUSeconds += p.cpuSeconds()
+			}
+			if run == 0 {
+				res.Predict, res.PredictPGCPUSeconds = pr.Predict, pr.PGCPUSeconds
+			}
+			if compare != "" {
+				pr.Scorer = bin
+				res.Compared = append(res.Compared, pr)
+			}
 		}
-		return measurePrediction(ctx, c, env, table, tr.JobID, rows, res)
+		return nil
 	}()
 	stopErr := c.stop()
 	pgAfter := settledPGCPU(env.pg.DataDir)
@@ -109,21 +158,27 @@ func containsProc(ps []*proc, p *proc) bool {
 }
 
 // measurePrediction submits the prediction of table with the model of job model, follows
-// it to its end and checks that the output table holds every row once.
-func measurePrediction(ctx context.Context, c *cluster, env *harness, table, model string, rows int64, res *predictionResult) error {
+// it to its end and checks that the output table holds every row once. Without output it
+// is an evaluation, which writes nothing and must have scored every row.
+func measurePrediction(ctx context.Context, c *cluster, env *harness, table, model string, rows int64, output bool) (predictRun, error) {
+	var res predictRun
 	cl := client.New(c.coordURL, slog.New(slog.DiscardHandler))
 	out := table + "_scores"
 	spec := fmt.Sprintf(`{"model": %q, "table": %q, "output": %q, "mode": "replace", "evaluate": false}`, model, table, out)
+	if !output {
+		spec = fmt.Sprintf(`{"model": %q, "table": %q, "evaluate": true}`, model, table)
+	}
 	pgBefore := pgCPUSeconds(env.pg.DataDir)
 	sent := time.Now()
 	st, err := cl.SubmitPrediction(ctx, []byte(spec))
 	if err != nil {
-		return fmt.Errorf("submitting the prediction: %w", err)
+		return res, fmt.Errorf("submitting the prediction: %w", err)
 	}
-	// The trainer has exited after its one job; every other role must stay up.
+	// The trainer has exited after its one job, and the scorers of earlier runs are
+	// stopped; every other role must stay up.
 	var watch []*proc
 	for _, p := range c.all() {
-		if p != c.trainer {
+		if p != c.trainer && !p.exited() {
 			watch = append(watch, p)
 		}
 	}
@@ -140,22 +195,28 @@ func measurePrediction(ctx context.Context, c *cluster, env *harness, table, mod
 		return false
 	})
 	if err != nil {
-		return err
+		return res, err
 	}
 	seconds := time.Since(sent).Seconds()
-	res.PredictPGCPUSeconds = pgCPUSeconds(env.pg.DataDir) - pgBefore
+	res.PGCPUSeconds = pgCPUSeconds(env.pg.DataDir) - pgBefore
 	if final.State != messages.JobDone {
-		return fmt.Errorf("prediction job %s %s: %s", final.ID, final.State, final.Error)
+		return res, fmt.Errorf("prediction job %s %s: %s", final.ID, final.State, final.Error)
+	}
+	res.Predict = newRate(rows, seconds, 0)
+	if !output {
+		if final.Prediction.Written.Rows != rows || final.Prediction.Loss == nil {
+			return res, fmt.Errorf("evaluation job %s scored %d rows (loss %v), the table has %d", final.ID, final.Prediction.Written.Rows, final.Prediction.Loss, rows)
+		}
+		return res, nil
 	}
 	var n int64
 	if err := env.pool.QueryRow(ctx, "select count(*) from "+pgx.Identifier{out}.Sanitize()).Scan(&n); err != nil {
-		return err
+		return res, err
 	}
 	if n != rows {
-		return fmt.Errorf("the output table %s has %d rows, the scored table %d", out, n, rows)
+		return res, fmt.Errorf("the output table %s has %d rows, the scored table %d", out, n, rows)
 	}
-	res.Predict = newRate(rows, seconds, 0)
-	return dropTable(ctx, env.pool, out)
+	return res, dropTable(ctx, env.pool, out)
 }
 
 // copyFromOut is the writing side's ceiling: binary COPY FROM STDIN of as many rows as table

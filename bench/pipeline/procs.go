@@ -71,6 +71,16 @@ func (p *proc) stop(timeout time.Duration) error {
 	}
 }
 
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (p *proc) exitErr() error {
 	if p.err != nil {
 		return fmt.Errorf("%s: %w; last log lines:\n%s", p.name, p.err, tail(p.logPath, 8))

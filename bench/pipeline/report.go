@@ -480,6 +480,16 @@ func (r *results) predictionMarkdown(w io.Writer) {
 	}
 	p("| pgtrain prediction, submission to done | %.2f | %s | %.2f |\n", pr.Predict.Seconds, num(pr.Predict.RowsPerS), ratio(pr.Predict.RowsPerS, pr.SlowerCopyRowsPerS))
 	p("\nPostgreSQL's CPU time over the prediction alone: %.1f s.\n", pr.PredictPGCPUSeconds)
+	if ev := pr.Evaluation; ev != nil {
+		p("\nThe same job without the output table (`pgtrain evaluate`: reading, preprocessing and the forward pass, nothing written), with the same scorers: %.2f s, %s rows/s, PostgreSQL CPU %.1f s; writing the output cost PostgreSQL about %.1f s.\n",
+			ev.Predict.Seconds, num(ev.Predict.RowsPerS), ev.PGCPUSeconds, pr.PredictPGCPUSeconds-ev.PGCPUSeconds)
+	}
+	if len(pr.Compared) > 0 {
+		p("\nThe same prediction again in the same cluster, with the scorers of two builds in turn (`--compare-scorer`):\n\n| run | scorer binary | seconds | rows/s | × the slower COPY | PostgreSQL CPU (s) | scorers' CPU (s) |\n|---:|---|---:|---:|---:|---:|---:|\n")
+		for i, c := range pr.Compared {
+			p("| %d | `%s` | %.2f | %s | %.2f | %.1f | %.1f |\n", i+1, c.Scorer, c.Predict.Seconds, num(c.Predict.RowsPerS), ratio(c.Predict.RowsPerS, pr.SlowerCopyRowsPerS), c.PGCPUSeconds, c.ScorerCPUSeconds)
+		}
+	}
 	predRoles := append([]string{"postgres"}, roles...)
 	predRoles = append(predRoles, "scorer")
 	p("\nCPU seconds (training and prediction together) and peak RSS (MB) of each role in the run:\n\n| | %s |\n|---|%s\n", strings.Join(predRoles, " | "), strings.Repeat("---:|", len(predRoles)))

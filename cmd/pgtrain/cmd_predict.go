@@ -50,11 +50,45 @@ func runPredict(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	return submitPrediction(ctx, fs, o, []struct{ name, v string }{{"model", o.spec.Model}, {"table", o.spec.Table}, {"out", o.spec.Output}})
+}
+
+// evaluateFlags are predict's without the output table: an evaluation writes nothing.
+func evaluateFlags() (*flag.FlagSet, *predictOpts) {
+	o := &predictOpts{}
+	fs := newFlagSet("evaluate", "evaluate --model ID --table T [flags]")
+	fs.StringVar(&o.client.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
+	fs.StringVar(&o.spec.Model, "model", "", "the model: its training job's id")
+	fs.StringVar(&o.spec.Source, "source", "", "the named source the table is in (default: the default source)")
+	fs.StringVar(&o.spec.Table, "table", "", "the table (or view) to evaluate on, holding the label column: name or schema.name")
+	fs.StringVar(&o.spec.Key, "key", "", "its integer key column (default: the model's key column)")
+	fs.IntVar(&o.spec.RangeRows, "range-rows", 0, "rows per key range (default: the coordinator's)")
+	fs.IntVar(&o.spec.PageRows, "page-rows", 0, "rows per page (default: sized by the coordinator)")
+	fs.BoolVar(&o.client.wait, "wait", false, "follow the job until it ends")
+	o.client.auth.register(fs)
+	o.client.log.register(fs)
+	return fs, o
+}
+
+// runEvaluate submits a prediction job without an output table that evaluates the model.
+func runEvaluate(ctx context.Context, args []string) error {
+	fs, o := evaluateFlags()
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	evaluate := true
+	o.spec.Evaluate = &evaluate
+	return submitPrediction(ctx, fs, o, []struct{ name, v string }{{"model", o.spec.Model}, {"table", o.spec.Table}})
+}
+
+// submitPrediction submits the job of predict or evaluate once the required flags are
+// there, and follows it with --wait.
+func submitPrediction(ctx context.Context, fs *flag.FlagSet, o *predictOpts, required []struct{ name, v string }) error {
 	if fs.NArg() != 0 {
 		fs.Usage()
 		return usagef("unexpected arguments %q: everything is a flag", fs.Args())
 	}
-	for _, f := range []struct{ name, v string }{{"model", o.spec.Model}, {"table", o.spec.Table}, {"out", o.spec.Output}} {
+	for _, f := range required {
 		if f.v == "" {
 			fs.Usage()
 			return usagef("--%s is required", f.name)
@@ -77,8 +111,12 @@ func runPredict(ctx context.Context, args []string) error {
 		return err
 	}
 	p := st.Prediction
-	fmt.Printf("submitted prediction job %s: model %s scores %s (%d rows in %d ranges) into %s (%s)\n",
-		st.ID, p.Model, st.Table, st.Rows, st.Ranges, p.Output, p.Mode)
+	if p.Output == "" {
+		fmt.Printf("submitted evaluation job %s: model %s on %s (%d rows in %d ranges)\n", st.ID, p.Model, st.Table, st.Rows, st.Ranges)
+	} else {
+		fmt.Printf("submitted prediction job %s: model %s scores %s (%d rows in %d ranges) into %s (%s)\n",
+			st.ID, p.Model, st.Table, st.Rows, st.Ranges, p.Output, p.Mode)
+	}
 	if !o.client.wait {
 		return nil
 	}

@@ -39,6 +39,7 @@ func commands() []command {
 		{"submit", "submit a job spec (JSON or YAML) to a coordinator", runSubmit, flagsOf(submitFlags)},
 		{"demo-data", "create the demo table in a database (for a cluster; `up --demo` does it itself)", runDemoData, flagsOf(demoDataFlags)},
 		{"predict", "score a table with a trained model into an output table", runPredict, flagsOf(predictFlags)},
+		{"evaluate", "report a trained model's loss and metrics on a table holding the label", runEvaluate, flagsOf(evaluateFlags)},
 		{"status", "show a job (or all jobs): progress, leases, per-epoch loss", runStatus, flagsOf(statusFlags)},
 		{"models", "list the trained models, or pull one (pull ID DIR)", runModels, flagsOf(modelsFlags)},
 		{"cancel", "cancel a running job (the trainer keeps its last checkpoint)", runCancel, flagsOf(cancelFlags)},

@@ -236,6 +236,9 @@ func finalLine(st *messages.JobStatus, model string) string {
 func predictionFinalLine(st *messages.JobStatus) string {
 	p := st.Prediction
 	line := fmt.Sprintf("job %s done; %d rows written to %s", st.ID, p.Written.Rows, p.Output)
+	if p.Output == "" {
+		line = fmt.Sprintf("job %s done; %d rows evaluated", st.ID, p.Written.Rows)
+	}
 	if p.Loss == nil {
 		return line + "; not evaluated"
 	}
@@ -349,6 +352,9 @@ func predictionLine(st *messages.JobStatus) string {
 	p := st.Prediction
 	line := fmt.Sprintf("prediction: model %s, %s into %s (%s): %d rows written, %d/%d ranges",
 		p.Model, p.Task, p.Output, p.Mode, p.Written.Rows, p.RangesScored, st.Ranges)
+	if p.Output == "" {
+		line = fmt.Sprintf("evaluation: model %s, %s: %d rows scored, %d/%d ranges", p.Model, p.Task, p.Written.Rows, p.RangesScored, st.Ranges)
+	}
 	if p.Loss != nil {
 		line += fmt.Sprintf("; evaluation loss=%.6f", *p.Loss)
 		for _, name := range sortedKeys(p.Metrics) {

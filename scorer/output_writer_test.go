@@ -1,0 +1,131 @@
+package scorer
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"pgtrain/internal/testenv"
+	"pgtrain/messages"
+)
+
+func regressionPlan(out string) *messages.Plan {
+	return &messages.Plan{JobID: "j-1", Key: "id", Prediction: &messages.PredictionPlan{
+		OutputSchema: "public", OutputTable: out, Task: messages.TaskRegression, KeyType: "bigint"}}
+}
+
+func batchRows(from, n int64, value float32) [][]any {
+	rows := make([][]any, n)
+	for i := range rows {
+		rows[i] = []any{from + int64(i), value}
+	}
+	return rows
+}
+
+// tableRows reads the output table as key → value, failing on a key twice.
+func tableRows(t *testing.T, conn interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, table string) map[int64]float32 {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), "select id, value from "+pgx.Identifier{table}.Sanitize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[int64]float32{}
+	for rows.Next() {
+		var k int64
+		var v float32
+		if err := rows.Scan(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+		if _, dup := got[k]; dup {
+			t.Fatalf("key %d twice in %s", k, table)
+		}
+		got[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// A batch is copied straight into the output table; a batch delivered again, after its
+// first write committed or racing it, writes no row twice; rows already in an appended
+// table are overwritten by the upsert, and after a few such batches the writer goes
+// straight to the upsert.
+func TestOutputWriter(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `create table scored (id bigint primary key, value real)`); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewOutputWriter(pool, regressionPlan("scored"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := w.Write(ctx, batchRows(1, 100, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(ctx, batchRows(1, 100, 1)); err != nil {
+		t.Fatalf("a batch written again: %v", err)
+	}
+	if got := tableRows(t, pool, "scored"); len(got) != 100 || got[1] != 1 || got[100] != 1 {
+		t.Fatalf("after a redelivery: %d rows, want 100 of value 1", len(got))
+	}
+	if n := w.conflicts.Load(); n != 1 {
+		t.Fatalf("%d conflicts counted, want 1 (the redelivery)", n)
+	}
+
+	// A redelivery racing the first write: the first holds its keys uncommitted while the
+	// second copies, which waits, then finds them committed.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"scored"}, []string{"id", "value"}, pgx.CopyFromRows(batchRows(101, 50, 2))); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var raceErr error
+	wg.Go(func() { raceErr = w.Write(ctx, batchRows(101, 50, 2)) })
+	testenv.Eventually(t, time.Minute, "the second write to wait on the first's keys", func() bool {
+		var waiting bool
+		err := pool.QueryRow(ctx, `select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database())`).Scan(&waiting)
+		return err == nil && waiting
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if raceErr != nil {
+		t.Fatalf("the racing write: %v", raceErr)
+	}
+	if got := tableRows(t, pool, "scored"); len(got) != 150 || got[101] != 2 || got[150] != 2 {
+		t.Fatalf("after a racing redelivery: %d rows, want 150", len(got))
+	}
+
+	// Mode append over rows already there: each batch's values replace them.
+	for i := range int64(upsertAfter + 2) {
+		if err := w.Write(ctx, batchRows(1+10*i, 10, float32(3+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := tableRows(t, pool, "scored")
+	if len(got) != 150 || got[1] != 3 || got[11] != 4 || got[91] != float32(3+upsertAfter+1) || got[101] != 2 {
+		t.Fatalf("after appending over written rows: %d rows, values %v %v %v %v", len(got), got[1], got[11], got[91], got[101])
+	}
+	if n := w.conflicts.Load(); n != upsertAfter {
+		t.Fatalf("%d COPYs met written keys, want %d: the writer should stop trying", n, upsertAfter)
+	}
+	if err := w.Write(ctx, batchRows(151, 10, 9)); err != nil {
+		t.Fatal(err)
+	}
+	if got := tableRows(t, pool, "scored"); len(got) != 160 || got[160] != 9 {
+		t.Fatalf("a new batch through the upsert: %d rows", len(got))
+	}
+}
