@@ -18,6 +18,10 @@ type activation struct {
 	alpha float32 // leaky relu slope
 }
 
+// elementwise reports whether each output depends on its own input alone (all but softmax),
+// so that any block of values can be activated on its own.
+func (a activation) elementwise() bool { return a.name != ActSoftmax }
+
 // needsPre reports whether backward needs the pre-activation values.
 func (a activation) needsPre() bool { return a.name == ActGELU || a.name == ActSwish }
 

@@ -58,15 +58,25 @@ func getBuf(n int) *[]float32 {
 // A is m×k with row stride lda, or k×m when transA. op(B) is k×n: B is k×n (ldb), or n×k
 // when transB.
 func sgemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool) {
+	sgemmThen(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate, nil)
+}
+
+// gemmEpilogue finishes the block of C rows [r0, r1) × columns [c0, c1) once its products
+// are final, while the block is still in cache (a layer adds its bias and applies its
+// activation there instead of in another pass over C).
+type gemmEpilogue func(r0, r1, c0, c1 int)
+
+// sgemmThen is sgemm followed by then on every block of C, each block once; nil for none.
+func sgemmThen(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool, then gemmEpilogue) {
 	workers := runtime.GOMAXPROCS(0)
 	if m*n*k < gemmParallelMin {
 		workers = 1
 	}
-	sgemmWorkers(workers, transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+	sgemmWorkers(workers, transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate, then)
 }
 
-// sgemmWorkers is sgemm on a given number of goroutines.
-func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool) {
+// sgemmWorkers is sgemmThen on a given number of goroutines.
+func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool, then gemmEpilogue) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -75,6 +85,9 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 			for i := 0; i < m; i++ {
 				clear(c[i*ldc : i*ldc+n])
 			}
+		}
+		if then != nil {
+			then(0, m, 0, n)
 		}
 		return
 	}
@@ -94,25 +107,32 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 					packB(transB, b, ldb, pc, jc+jp*nr, kc, min(nr, nc-jp*nr), nr, packedB[jp*nr*kc:(jp+1)*nr*kc])
 				}
 			})
-			mBlocks := (m + gemmMC - 1) / gemmMC
-			// Tiles of work: MC blocks of rows, each split by columns into groups of nr
-			// panels so that there are about eight tiles per worker to balance the load (a
-			// split repacks A, which costs little next to the products). Workers take tiles
-			// in any order; each tile is computed the same way whoever takes it.
+			// Tiles of work: blocks of at most gemmMC rows, as many as the workers can share
+			// evenly, so that each block's A is packed once. Only when there are too few
+			// blocks for the workers is each split by columns into groups of nr panels
+			// (a split repacks A). Workers take tiles in any order; each tile is computed
+			// the same way whoever takes it, on the same grid of mr×nr tiles.
+			mAll := (m + mr - 1) / mr
+			perBlock := gemmMC / mr
+			blocks := (mAll + perBlock - 1) / perBlock
 			split := 1
 			if workers > 1 {
-				split = max(1, min((8*workers+mBlocks-1)/mBlocks, nPanels/2))
+				blocks = min(mAll, (blocks+workers-1)/workers*workers)
+				if blocks < 2*workers {
+					split = max(1, min((8*workers+blocks-1)/blocks, nPanels/2))
+				}
 			}
-			parallelTiles(workers, mBlocks*split, func(next func() (int, bool)) {
+			parallelTiles(workers, blocks*split, func(next func() (int, bool)) {
 				ap := getBuf(gemmMC * kc)
 				packedA := *ap
 				var edge [16 * 64]float32
 				for t, ok := next(); ok; t, ok = next() {
 					ib, part := t/split, t%split
-					ic := ib * gemmMC
-					mc := min(gemmMC, m-ic)
+					p0, p1 := ib*mAll/blocks, (ib+1)*mAll/blocks
+					ic := p0 * mr
+					mc := min(p1*mr, m) - ic
 					jpLo, jpHi := part*nPanels/split, (part+1)*nPanels/split
-					mPanels := (mc + mr - 1) / mr
+					mPanels := p1 - p0
 					for ip := 0; ip < mPanels; ip++ {
 						packA(transA, a, lda, ic+ip*mr, pc, kc, min(mr, mc-ip*mr), mr, packedA[ip*mr*kc:(ip+1)*mr*kc])
 					}
@@ -139,6 +159,9 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 								copy(c[ci+i*ldc:ci+i*ldc+cols], tile[i*nr:i*nr+cols])
 							}
 						}
+					}
+					if then != nil && pc+kc == k {
+						then(ic, ic+mc, jc+jpLo*nr, jc+min(jpHi*nr, nc))
 					}
 				}
 				packPool.Put(ap)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
@@ -112,13 +113,46 @@ func TestSgemmDeterministicAcrossWorkers(t *testing.T) {
 	m, n, k := 300, 130, 700
 	a, b := randSlice(r, m*k), randSlice(r, k*n)
 	ref := make([]float32, m*n)
-	sgemmWorkers(1, false, true, m, n, k, a, k, b, k, ref, n, false)
+	sgemmWorkers(1, false, true, m, n, k, a, k, b, k, ref, n, false, nil)
 	for _, w := range []int{2, 3, 5, 8} {
 		got := make([]float32, m*n)
-		sgemmWorkers(w, false, true, m, n, k, a, k, b, k, got, n, false)
+		sgemmWorkers(w, false, true, m, n, k, a, k, b, k, got, n, false, nil)
 		for i := range got {
 			if math.Float32bits(got[i]) != math.Float32bits(ref[i]) {
 				t.Fatalf("%d workers: C[%d] = %v, 1 worker gave %v", w, i, got[i], ref[i])
+			}
+		}
+	}
+}
+
+// The epilogue sees every element of C once, after its products are final.
+func TestSgemmEpilogueCoversEveryElementOnce(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, sh := range [][3]int{{300, 130, 700}, {5, 3, 2}, {97, 2100, 40}, {10, 10, 0}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		a, b := randSlice(r, m*k), randSlice(r, k*n)
+		ref := make([]float32, m*n)
+		sgemmWorkers(1, false, false, m, n, k, a, k, b, n, ref, n, false, nil)
+		for _, w := range []int{1, 2, 3} {
+			got := make([]float32, m*n)
+			seen := make([]int32, m*n)
+			var mu sync.Mutex
+			sgemmWorkers(w, false, false, m, n, k, a, k, b, n, got, n, false, func(r0, r1, c0, c1 int) {
+				mu.Lock()
+				defer mu.Unlock()
+				for i := r0; i < r1; i++ {
+					for j := c0; j < c1; j++ {
+						if math.Float32bits(got[i*n+j]) != math.Float32bits(ref[i*n+j]) {
+							t.Errorf("%v, %d workers: C[%d][%d] = %v when finished, want %v", sh, w, i, j, got[i*n+j], ref[i*n+j])
+						}
+						seen[i*n+j]++
+					}
+				}
+			})
+			for i, s := range seen {
+				if s != 1 {
+					t.Fatalf("%v, %d workers: C[%d] finished %d times, want once", sh, w, i, s)
+				}
 			}
 		}
 	}

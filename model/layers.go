@@ -92,7 +92,6 @@ func (d *denseLayer) forward(x []float32, rows int, training bool, _ *rng) []flo
 	d.x = x
 	n := rows * d.out
 	d.z = grow(d.z, n)
-	sgemm(false, false, rows, d.out, d.in, x, d.in, d.kernel.w, d.out, d.z, d.out, false)
 	y := d.z
 	if d.act.needsPre() {
 		d.y = grow(d.y, n)
@@ -100,19 +99,43 @@ func (d *denseLayer) forward(x []float32, rows int, training bool, _ *rng) []flo
 	}
 	// Otherwise the pre-activation is not needed later: the activation applies in place.
 	out := d.out
-	parallelRows(rows, out, func(r0, r1 int) {
-		if d.bias != nil {
-			b := d.bias.w
-			for r := r0; r < r1; r++ {
-				zr := d.z[r*out : (r+1)*out]
-				for j := range zr {
-					zr[j] += b[j]
-				}
+	if d.act.elementwise() {
+		// Bias and activation on each block of the product as it is finished, still in cache.
+		sgemmThen(false, false, rows, out, d.in, x, d.in, d.kernel.w, out, d.z, out, false, func(r0, r1, c0, c1 int) {
+			if c1 > c0 {
+				d.finish(y, r0, r1, c0, c1)
 			}
-		}
+		})
+		return y[:n]
+	}
+	sgemm(false, false, rows, out, d.in, x, d.in, d.kernel.w, out, d.z, out, false)
+	parallelRows(rows, out, func(r0, r1 int) {
+		d.addBias(r0, r1, 0, out)
 		d.act.forward(d.z[r0*out:r1*out], y[r0*out:r1*out], r1-r0, out)
 	})
 	return y[:n]
+}
+
+// addBias adds the bias to the block rows [r0, r1) × columns [c0, c1) of z.
+func (d *denseLayer) addBias(r0, r1, c0, c1 int) {
+	if d.bias == nil {
+		return
+	}
+	b := d.bias.w[c0:c1]
+	for r := r0; r < r1; r++ {
+		zr := d.z[r*d.out+c0 : r*d.out+c1]
+		for j := range zr {
+			zr[j] += b[j]
+		}
+	}
+}
+
+// finish adds the bias to a block of z and writes its activation to y.
+func (d *denseLayer) finish(y []float32, r0, r1, c0, c1 int) {
+	d.addBias(r0, r1, c0, c1)
+	for r := r0; r < r1; r++ {
+		d.act.forward(d.z[r*d.out+c0:r*d.out+c1], y[r*d.out+c0:r*d.out+c1], 1, c1-c0)
+	}
 }
 
 func (d *denseLayer) backward(dy []float32, rows int, needDX bool) []float32 {
@@ -121,19 +144,38 @@ func (d *denseLayer) backward(dy []float32, rows int, needDX bool) []float32 {
 		y = d.y
 	}
 	out := d.out
-	parallelRows(rows, out, func(r0, r1 int) {
-		d.act.backward(dy[r0*out:r1*out], y[r0*out:r1*out], d.z[r0*out:r1*out], r1-r0, out)
-	})
-	// dW = xᵀ·dz, db = Σ_rows dz, dx = dz·Wᵀ.
-	sgemm(true, false, d.in, d.out, rows, d.x, d.in, dy, d.out, d.kernel.g, d.out, false)
-	if d.bias != nil {
-		colSum(dy, rows, d.out, d.bias.g)
+	if d.act.elementwise() {
+		// dz = dy·f'(z) and db = Σ_rows dz in one pass over dy, split over the cores by
+		// columns: every column is still summed in row order.
+		parallelCols(rows, out, func(c0, c1 int) {
+			var db []float32
+			if d.bias != nil {
+				db = d.bias.g[c0:c1]
+				clear(db)
+			}
+			for r := 0; r < rows; r++ {
+				dr := dy[r*out+c0 : r*out+c1]
+				d.act.backward(dr, y[r*out+c0:r*out+c1], d.z[r*out+c0:r*out+c1], 1, c1-c0)
+				for j, v := range db {
+					db[j] = v + dr[j]
+				}
+			}
+		})
+	} else {
+		parallelRows(rows, out, func(r0, r1 int) {
+			d.act.backward(dy[r0*out:r1*out], y[r0*out:r1*out], d.z[r0*out:r1*out], r1-r0, out)
+		})
+		if d.bias != nil {
+			colSum(dy, rows, out, d.bias.g)
+		}
 	}
+	// dW = xᵀ·dz, dx = dz·Wᵀ.
+	sgemm(true, false, d.in, out, rows, d.x, d.in, dy, out, d.kernel.g, out, false)
 	if !needDX {
 		return nil
 	}
 	d.dx = grow(d.dx, rows*d.in)
-	sgemm(false, true, rows, d.in, d.out, dy, d.out, d.kernel.w, d.out, d.dx, d.in, false)
+	sgemm(false, true, rows, d.in, out, dy, out, d.kernel.w, out, d.dx, d.in, false)
 	return d.dx
 }
 
@@ -145,6 +187,16 @@ func parallelRows(rows, dim int, fn func(r0, r1 int)) {
 		workers = min(runtime.GOMAXPROCS(0), rows)
 	}
 	parallelFor(workers, rows, fn)
+}
+
+// parallelCols runs fn over column ranges of a rows×dim block, split over the cores when
+// the block is large. fn must treat columns independently, so the split cannot change results.
+func parallelCols(rows, dim int, fn func(c0, c1 int)) {
+	workers := 1
+	if rows*dim >= 1<<16 {
+		workers = min(runtime.GOMAXPROCS(0), dim/16)
+	}
+	parallelFor(workers, dim, fn)
 }
 
 // colSum writes the column sums of a rows×dim block, each summed in row order.

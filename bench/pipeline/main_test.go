@@ -80,7 +80,7 @@ func TestSmoke(t *testing.T) {
 	// Every ratio a target judges has its own key (the MLP runs are in a default run too).
 	judged, _ := res["ratios"].(map[string]any)
 	for _, key := range []string{"first_epoch_to_copy", "first_epoch_to_go_cursor", "mlp_first_epoch_to_copy", "replay_to_copy",
-		"first_epoch_rows_per_s_large_to_small", "nats_peak_rss_large_to_small", "trainer_peak_rss_large_to_small",
+		"first_epoch_rows_per_s_large_to_small", "nats_peak_rss_large_to_small", "nats_peak_rss_to_memory_limit", "trainer_peak_rss_large_to_small",
 		"prediction_to_slower_copy"} {
 		if v, ok := judged[key].(float64); !ok || v <= 0 {
 			t.Errorf("ratios[%s] = %v, want a positive number", key, judged[key])
