@@ -101,7 +101,9 @@ func TestStartFromRefusesOtherModels(t *testing.T) {
 			sameWeights(t, before, b.Weights())
 		})
 	}
-	sgd := func(m float64) Compile { return Compile{Loss: "mse", Optimizer: OptimizerConfig{Name: "sgd", Momentum: m}} }
+	sgd := func(m float64) Compile {
+		return Compile{Loss: "mse", Optimizer: OptimizerConfig{Name: "sgd", Momentum: m}}
+	}
 	if fe := CheckStart(from, sgd(0), from, sgd(0.9)); fe == nil || fe.Field != "optimizer.momentum" {
 		t.Fatalf("SGD without and with momentum: %+v, want a mismatch on optimizer.momentum", fe)
 	}
