@@ -170,6 +170,7 @@ func (j *job) status(now time.Time) messages.JobStatus {
 		ID:        j.rec.ID,
 		State:     j.rec.State,
 		Error:     j.rec.Error,
+		Reason:    j.rec.Reason,
 		Table:     j.rec.Table,
 		CreatedAt: j.rec.CreatedAt,
 		UpdatedAt: j.rec.UpdatedAt,
@@ -182,6 +183,7 @@ func (j *job) status(now time.Time) messages.JobStatus {
 		return st
 	}
 	st.Epochs, st.Ranges, st.Rows, st.Replay = p.Spec.Epochs, len(p.Ranges), p.Expected.Rows+p.ExpectedValid.Rows, p.Replay
+	st.WarmStart = p.WarmStart
 	st.Fetch = j.folded
 	for _, pass := range slices.Sorted(maps.Keys(j.passes)) {
 		for r, t := range j.passes[pass].tasks {

@@ -38,7 +38,7 @@ func rangeCount(spec messages.JobSpec, rows int64) int {
 func splitKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, error) {
 	key := pgx.Identifier{in.key.name}.Sanitize()
 	var rows, keys int64
-	if err := tx.QueryRow(ctx, "select count(*), count("+key+") from "+in.rel.ident()).Scan(&rows, &keys); err != nil {
+	if err := tx.QueryRow(ctx, "select count(*), count("+key+") from "+in.rel.ident()+in.where()).Scan(&rows, &keys); err != nil {
 		return nil, fmt.Errorf("counting the rows: %w", err)
 	}
 	if rows == 0 {
@@ -55,7 +55,7 @@ func splitKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, error)
 		c.add(int64(binary.BigEndian.Uint64(f[0])))
 		return nil
 	})
-	sql := "copy (select " + key + "::int8 from " + in.rel.ident() + " where " + key + " is not null order by " + key + ") to stdout (format binary)"
+	sql := "copy (select " + key + "::int8 from " + in.rel.ident() + in.where(key+" is not null") + " order by " + key + ") to stdout (format binary)"
 	if _, err := tx.Conn().PgConn().CopyTo(ctx, r, sql); err != nil {
 		return nil, fmt.Errorf("splitting the key range: %w", err)
 	}
@@ -66,6 +66,7 @@ func splitKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, error)
 		return nil, fmt.Errorf("splitting the key range: %d keys read, %d counted", c.pos, keys)
 	}
 	bounds, sums := c.result()
+	bounds[0].Lo = in.firstKey()
 	return &keySplit{rows: rows, bounds: bounds, sums: sums}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,12 +37,51 @@ type planInput struct {
 	key      column
 	features []column
 	label    column
+	// after, when set (since "last"), limits the job to the keys after it.
+	after *int64
+}
+
+// keyFilter is the condition the job's rows meet, in every query planning runs on them: ""
+// (every row), or with since "last" the keys after the stored model's last key. It is the
+// one place that says what "after a key" means. The bound is an int64, never text, and is
+// written as a literal because COPY takes no parameters.
+func (in *planInput) keyFilter() string {
+	if in.after == nil {
+		return ""
+	}
+	return pgx.Identifier{in.key.name}.Sanitize() + " > " + strconv.FormatInt(*in.after, 10) + "::int8"
+}
+
+// firstKey is the lower bound of the first key range: the smallest int64, or the key after
+// in.after.
+func (in *planInput) firstKey() int64 {
+	if in.after == nil {
+		return math.MinInt64
+	}
+	return *in.after + 1
+}
+
+// where adds the key filter to a query's conditions (each a SQL condition, or ""), as a
+// where clause with a leading space, or "" when there is none.
+func (in *planInput) where(conds ...string) string {
+	var all []string
+	for _, c := range append(conds, in.keyFilter()) {
+		if c != "" {
+			all = append(all, c)
+		}
+	}
+	if len(all) == 0 {
+		return ""
+	}
+	return " where " + strings.Join(all, " and ")
 }
 
 // planSpec derives the plan of a job inside pc.tx, a REPEATABLE READ transaction, and
 // helper transactions that join its snapshot, so that the statistics, the ranges and the
-// expected checksums all describe one version of the table.
-func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID string, allowed schemaCheck, sz sizing) (*messages.Plan, error) {
+// expected checksums all describe one version of the table. from is the stored model a
+// job with init_from starts from (nil for the others); a job with since "last" on a table
+// with no key after the stored model's last one gets a plan without ranges (nothingNew).
+func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID string, allowed schemaCheck, sz sizing, from *messages.ModelMeta) (*messages.Plan, error) {
 	tx := pc.tx
 	in, err := resolveSpec(ctx, tx, spec, allowed)
 	if err != nil {
@@ -55,11 +95,23 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 		Table:   in.rel.name,
 		Key:     in.key.name,
 	}
-	avgText, bounds, sums, err := computeStats(ctx, pc, in, p, sz.vocabLimit)
-	if err != nil {
-		return nil, err
+	if from != nil {
+		if done, err := startFrom(ctx, tx, in, p, from); done || err != nil {
+			return p, err
+		}
 	}
-	if err := labelClasses(ctx, tx, in, p); err != nil {
+	var avgText map[string]float64
+	var bounds []messages.KeyRange
+	var sums []messages.KeyChecksum
+	if from != nil && spec.Preprocessing == messages.PreprocessingReuse {
+		avgText, bounds, sums, err = reuseTransforms(ctx, tx, in, p, from)
+	} else {
+		avgText, bounds, sums, err = computeStats(ctx, pc, in, p, sz.vocabLimit)
+		if err == nil {
+			err = labelClasses(ctx, tx, in, p)
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	for _, f := range p.Features {
@@ -72,6 +124,11 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 		p.LabelDim = 1
 	}
 	assignRanges(in, p, bounds, sums)
+	if from != nil {
+		if err := checkStartPlan(p, from); err != nil {
+			return nil, err
+		}
+	}
 	sizePages(in, p, avgText, sz)
 	if err := capWindow(p, sz.readyMaxBytes); err != nil {
 		return nil, err
@@ -181,8 +238,8 @@ func labelClasses(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Pla
 	if !in.label.numeric() {
 		order = `v collate "C"`
 	}
-	sql := fmt.Sprintf(`select v from (select %s as k, %s::text as v from %s where %s is not null group by %s) s order by %s limit $1`,
-		q, q, in.rel.ident(), q, q, order)
+	sql := fmt.Sprintf(`select v from (select %s as k, %s::text as v from %s%s group by %s) s order by %s limit $1`,
+		q, q, in.rel.ident(), in.where(q+" is not null"), q, order)
 	classes, err := queryStrings(ctx, tx, sql, limit+1)
 	if err != nil {
 		return fmt.Errorf("listing the classes of %q: %w", in.label.name, err)

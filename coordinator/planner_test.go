@@ -402,7 +402,7 @@ from generate_series(1, 250000) i`)
 			t.Fatalf("%d parts for %d helpers (%v): the table is too small to be read in parts", len(parts), pc.helpers, err)
 		}
 		p, err := planSpec(ctx, pc, spec, "parted-1", func(string) error { return nil },
-			sizing{maxPayload: 1 << 20, readyMaxBytes: 1 << 30, window: DefaultWindow, vocabLimit: DefaultMaxVocabSize})
+			sizing{maxPayload: 1 << 20, readyMaxBytes: 1 << 30, window: DefaultWindow, vocabLimit: DefaultMaxVocabSize}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,22 +25,22 @@ type modelFiles interface {
 }
 
 // modelMeta reads a finished model's metadata from the model store: an unknown model, or
-// one this build cannot read, is a 400 on the model field.
-func (c *Coordinator) modelMeta(ctx context.Context, id string) (messages.ModelMeta, error) {
+// one this build cannot read, is a 400 on field (the spec field that names the model).
+func (c *Coordinator) modelMeta(ctx context.Context, field, id string) (messages.ModelMeta, error) {
 	store, ok := c.bus.(modelFiles)
 	if !ok {
 		return messages.ModelMeta{}, &apiError{status: http.StatusServiceUnavailable, msg: "this coordinator has no model store"}
 	}
 	js, err := store.ModelFile(ctx, id, bus.ModelJSON)
 	if errors.Is(err, bus.ErrNoModel) {
-		return messages.ModelMeta{}, &messages.FieldError{Field: "model", Reason: fmt.Sprintf("no finished model %q (a training job's id; see pgtrain models)", id)}
+		return messages.ModelMeta{}, &messages.FieldError{Field: field, Reason: fmt.Sprintf("no finished model %q (a training job's id; see pgtrain models)", id)}
 	}
 	if err != nil {
 		return messages.ModelMeta{}, unavailable(err)
 	}
 	meta, err := model.ReadMeta(js)
 	if err != nil {
-		return messages.ModelMeta{}, &messages.FieldError{Field: "model", Reason: fmt.Sprintf("model %s: %v", id, err)}
+		return messages.ModelMeta{}, &messages.FieldError{Field: field, Reason: fmt.Sprintf("model %s: %v", id, err)}
 	}
 	return meta, nil
 }
@@ -64,7 +64,7 @@ func (c *Coordinator) createPrediction(ctx context.Context, body []byte) (messag
 	// Planning outlives an impatient client, as for training jobs.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PlanTimeout)
 	defer cancel()
-	tm, err := c.modelMeta(ctx, spec.Model)
+	tm, err := c.modelMeta(ctx, "model", spec.Model)
 	if err != nil {
 		return messages.JobStatus{}, err
 	}
@@ -325,21 +325,9 @@ func planPredictionRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *mess
 	if p.Prediction.Evaluate && p.Label.Kind == messages.KindCategorical {
 		texts = append(texts, in.label.name)
 	}
-	avgText := map[string]float64{}
-	if len(texts) > 0 {
-		items := make([]string, len(texts))
-		widths := make([]float64, len(texts))
-		targets := make([]any, len(texts))
-		for i, name := range texts {
-			items[i] = fmt.Sprintf("coalesce(avg(octet_length(%s::text)), 0)::float8", pgx.Identifier{name}.Sanitize())
-			targets[i] = &widths[i]
-		}
-		if err := tx.QueryRow(ctx, "select "+strings.Join(items, ", ")+" from "+in.rel.ident()).Scan(targets...); err != nil {
-			return fmt.Errorf("measuring the text columns: %w", err)
-		}
-		for i, name := range texts {
-			avgText[name] = widths[i]
-		}
+	avgText, err := textWidths(ctx, tx, in, texts)
+	if err != nil {
+		return err
 	}
 	split, err := splitKeys(ctx, tx, in)
 	if err != nil {
@@ -348,6 +336,29 @@ func planPredictionRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *mess
 	assignRanges(in, p, split.bounds, split.sums)
 	sizePages(in, p, avgText, sz)
 	return capWindow(p, sz.readyMaxBytes)
+}
+
+// textWidths measures the average width of the named text columns over the job's rows,
+// for page sizing.
+func textWidths(ctx context.Context, tx pgx.Tx, in *planInput, texts []string) (map[string]float64, error) {
+	avgText := map[string]float64{}
+	if len(texts) == 0 {
+		return avgText, nil
+	}
+	items := make([]string, len(texts))
+	widths := make([]float64, len(texts))
+	targets := make([]any, len(texts))
+	for i, name := range texts {
+		items[i] = fmt.Sprintf("coalesce(avg(octet_length(%s::text)), 0)::float8", pgx.Identifier{name}.Sanitize())
+		targets[i] = &widths[i]
+	}
+	if err := tx.QueryRow(ctx, "select "+strings.Join(items, ", ")+" from "+in.rel.ident()+in.where()).Scan(targets...); err != nil {
+		return nil, fmt.Errorf("measuring the text columns: %w", err)
+	}
+	for i, name := range texts {
+		avgText[name] = widths[i]
+	}
+	return avgText, nil
 }
 
 // createOutput creates (or, in mode replace, drops and creates) the output table: the

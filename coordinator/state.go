@@ -25,9 +25,11 @@ const (
 
 // jobRecord is the KV value under job.<id>.
 type jobRecord struct {
-	ID        string                 `json:"id"`
-	State     string                 `json:"state"`
-	Error     string                 `json:"error,omitempty"`
+	ID    string `json:"id"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+	// Reason says why a job that did not fail ended as it did (nothing_new).
+	Reason    string                 `json:"reason,omitempty"`
 	Table     string                 `json:"table"`
 	CreatedAt time.Time              `json:"created_at"`
 	UpdatedAt time.Time              `json:"updated_at"`
@@ -249,7 +251,8 @@ func checkLoadedPlan(p *messages.Plan, id string) error {
 	switch {
 	case p.JobID != id:
 		return fmt.Errorf("plan of job %s: it names job %q", id, p.JobID)
-	case len(p.Ranges) == 0:
+	case len(p.Ranges) == 0 && p.WarmStart == nil:
+		// (A warm start with nothing new has none.)
 		return fmt.Errorf("plan of job %s: no ranges", id)
 	case p.Spec.Epochs < 1:
 		return fmt.Errorf("plan of job %s: %d epochs", id, p.Spec.Epochs)

@@ -230,8 +230,9 @@ const minPartBlocks = 1024
 // relation in one pass when it has no ctid (views) or is small.
 func tableParts(ctx context.Context, pc planConns, in *planInput) ([]string, error) {
 	n := pc.helpers + 1
-	if pc.pool == nil || n < 2 || (in.rel.kind != "r" && in.rel.kind != "m") {
-		return []string{""}, nil
+	if pc.pool == nil || n < 2 || (in.rel.kind != "r" && in.rel.kind != "m") || in.keyFilter() != "" {
+		// With a key filter: one read through the key's index, not the whole heap in parts.
+		return []string{in.where()}, nil
 	}
 	var blocks int64
 	var version int
@@ -242,7 +243,7 @@ func tableParts(ctx context.Context, pc planConns, in *planInput) ([]string, err
 	}
 	// TID range scans came in PostgreSQL 14; before, each part would scan the whole table.
 	if version < 140000 || blocks < minPartBlocks {
-		return []string{""}, nil
+		return []string{in.where()}, nil
 	}
 	parts := make([]string, n)
 	for i := range n {
@@ -272,7 +273,7 @@ func medians(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, o
 	if len(items) == 0 {
 		return nil
 	}
-	sql := "select " + strings.Join(items, ", ") + " from " + in.rel.ident()
+	sql := "select " + strings.Join(items, ", ") + " from " + in.rel.ident() + in.where()
 	if err := tx.QueryRow(ctx, sql).Scan(targets...); err != nil {
 		return fmt.Errorf("computing medians: %w", err)
 	}

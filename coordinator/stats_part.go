@@ -182,8 +182,8 @@ func vocabulary(ctx context.Context, tx pgx.Tx, in *planInput, c statColumn, t *
 		return t.top(c.vocab), nil
 	}
 	q := pgx.Identifier{c.col.name}.Sanitize()
-	sql := fmt.Sprintf(`select v from (select %s::text as v, count(*) as n from %s where %s is not null group by 1) s
-order by n desc, v collate "C" limit $1`, q, in.rel.ident(), q)
+	sql := fmt.Sprintf(`select v from (select %s::text as v, count(*) as n from %s%s group by 1) s
+order by n desc, v collate "C" limit $1`, q, in.rel.ident(), in.where(q+" is not null"))
 	vocab, err := queryStrings(ctx, tx, sql, c.vocab)
 	if err != nil {
 		return nil, fmt.Errorf("computing the vocabulary of %q: %w", c.col.name, err)

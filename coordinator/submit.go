@@ -189,6 +189,12 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	if err := ms.CheckSize(0, c.cfg.Limits.model()); err != nil {
 		return messages.JobStatus{}, &messages.FieldError{Field: "model", Reason: err.Error()}
 	}
+	var from *messages.ModelMeta
+	if spec.InitFrom != "" {
+		if from, err = c.initModel(ctx, spec, ms); err != nil {
+			return messages.JobStatus{}, err
+		}
+	}
 	pool := c.sources[spec.Source]
 	if pool == nil {
 		names := slices.Sorted(maps.Keys(c.sources))
@@ -248,9 +254,25 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 			schema, spec.Source, c.schemas.describe(spec.Source))}
 	}
 	p, err := planSpec(ctx, planConns{tx: tx, pool: pool, helpers: c.cfg.PlanConns - 1}, spec, jobID, allowed,
-		sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window, vocabLimit: c.cfg.Limits.VocabSize})
+		sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window, vocabLimit: c.cfg.Limits.VocabSize}, from)
 	if err != nil {
 		return messages.JobStatus{}, err
+	}
+	if _, ok := nothingNew(p); ok {
+		// Nothing to read: the job ends at once, and holds no snapshot.
+		if snap != nil {
+			_ = snap.close(context.WithoutCancel(ctx))
+			snap = nil
+		} else {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+		keep = true
+		c.mu.Lock()
+		if snapshotted {
+			c.snapshots[spec.Source]--
+		}
+		c.mu.Unlock()
+		return c.storeJob(ctx, p, spec.Table, nil, spec.Source)
 	}
 	// The input width is known now: the model's size is checked before checkModel builds it.
 	if err := ms.CheckSize(p.InputDim, c.cfg.Limits.model()); err != nil {
@@ -307,6 +329,9 @@ func (c *Coordinator) storeJob(ctx context.Context, p *messages.Plan, table stri
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
+	if reason, ok := nothingNew(p); ok {
+		rec.State, rec.Reason = messages.JobNothingNew, reason
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Creation times are unique and increasing, so that the job order (creation time, then
@@ -323,6 +348,9 @@ func (c *Coordinator) storeJob(ctx context.Context, p *messages.Plan, table stri
 	j := &job{rec: rec, rev: rev, snap: snap}
 	j.init(p)
 	c.addJob(j)
+	if j.rec.ended() {
+		c.jobEnded(j)
+	}
 	if snap != nil {
 		snap.source = source
 		snap.expiry = time.AfterFunc(c.cfg.SnapshotMaxAge, func() { c.snapshotExpired(j, snap) })

@@ -29,6 +29,13 @@ const (
 	EncodeIndex  = "index" // labels only: the class index as one float (sparse categorical)
 )
 
+// Warm-start modes (JobSpec.Preprocessing and JobSpec.Since).
+const (
+	PreprocessingReuse     = "reuse"
+	PreprocessingRecompute = "recompute"
+	SinceLast              = "last"
+)
+
 // JobSpec is what a client submits: where the rows are, how to turn them into features, and
 // what to train on them. It never holds credentials: Source names a database that the
 // coordinator was configured with.
@@ -60,6 +67,15 @@ type JobSpec struct {
 	PageRows int `json:"page_rows,omitempty" msgpack:"page_rows"`
 	// Backend selects the model engine: "go" (default) or "tensorflow".
 	Backend string `json:"backend,omitempty" msgpack:"backend"`
+	// InitFrom names a finished training job whose stored model the job starts from: its
+	// weights, optimizer state and random streams, and its epoch count.
+	InitFrom string `json:"init_from,omitempty" msgpack:"init_from,omitempty"`
+	// Preprocessing, with InitFrom, is "reuse" (the stored model's transforms, no new
+	// statistics; the default) or "recompute" (statistics of the rows this job reads).
+	Preprocessing string `json:"preprocessing,omitempty" msgpack:"preprocessing,omitempty"`
+	// Since, with InitFrom, is "last": read only the keys after the last key the stored
+	// model read.
+	Since string `json:"since,omitempty" msgpack:"since,omitempty"`
 }
 
 // FeatureSpec says how one column becomes one or more input features.
@@ -159,6 +175,9 @@ func (s JobSpec) WithDefaults() JobSpec {
 	}
 	if s.Optimizer.Name == "" {
 		s.Optimizer.Name = "adam"
+	}
+	if s.InitFrom != "" && s.Preprocessing == "" {
+		s.Preprocessing = PreprocessingReuse
 	}
 	return s
 }
@@ -261,6 +280,34 @@ func (s JobSpec) Validate() error {
 	case "go", "tensorflow":
 	default:
 		return &FieldError{Field: "backend", Reason: fmt.Sprintf("unknown backend %q (want go or tensorflow)", s.Backend)}
+	}
+	return s.validateWarmStart()
+}
+
+// validateWarmStart checks init_from, preprocessing and since on their own; the coordinator
+// checks them against the stored model.
+func (s JobSpec) validateWarmStart() error {
+	if s.InitFrom == "" {
+		switch {
+		case s.Since != "":
+			return &FieldError{Field: "since", Reason: "needs init_from: the keys after the last key of which stored model?"}
+		case s.Preprocessing != "":
+			return &FieldError{Field: "preprocessing", Reason: "needs init_from: it says whose preprocessing the job reuses"}
+		}
+		return nil
+	}
+	if err := ValidJobID(s.InitFrom); err != nil {
+		return &FieldError{Field: "init_from", Reason: err.Error()}
+	}
+	switch s.Preprocessing {
+	case PreprocessingReuse, PreprocessingRecompute:
+	default:
+		return &FieldError{Field: "preprocessing", Reason: fmt.Sprintf("unknown mode %q (want reuse or recompute)", s.Preprocessing)}
+	}
+	switch s.Since {
+	case "", SinceLast:
+	default:
+		return &FieldError{Field: "since", Reason: fmt.Sprintf("unknown value %q (want last, or leave it out to read every row)", s.Since)}
 	}
 	return nil
 }

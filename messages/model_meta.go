@@ -64,6 +64,13 @@ type ModelMeta struct {
 	// Metrics are the final epoch's: "loss", each compiled metric, and with a validation
 	// split "val_loss" and "val_<metric>".
 	Metrics map[string]float64 `json:"metrics,omitempty"`
+	// Epochs is how many epochs the model was trained for, counting those of the model it
+	// started from; WarmStart says which model that was.
+	Epochs    int        `json:"epochs,omitempty"`
+	WarmStart *WarmStart `json:"warm_start,omitempty"`
+	// TrainingState names the file holding the training state (TrainingStateFile) when the
+	// model was stored with it.
+	TrainingState string `json:"training_state,omitempty"`
 }
 
 // ModelMetaFromPlan is the metadata a plan determines; the trainer adds LastKey and
@@ -85,6 +92,7 @@ func ModelMetaFromPlan(p *Plan) ModelMeta {
 		Spec:       p.Spec,
 		Rows:       p.Expected.Rows,
 		Checksum:   p.Expected,
+		WarmStart:  p.WarmStart,
 	}
 	if p.Spec.Label.Encode != EncodeNone {
 		m.LabelKind = LabelClassification

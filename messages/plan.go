@@ -43,6 +43,8 @@ type Plan struct {
 	Replay bool `msgpack:"replay" json:"replay"`
 	// Window is how many ranges, in the trainer's order, may be leased ahead of it.
 	Window int `msgpack:"window" json:"window"`
+	// WarmStart is set when the job starts from a stored model (Spec.InitFrom).
+	WarmStart *WarmStart `msgpack:"warm_start,omitempty" json:"warm_start,omitempty"`
 	// Snapshot is the exported snapshot id fetchers join, when Spec.Consistency is snapshot.
 	Snapshot string `msgpack:"snapshot" json:"snapshot,omitempty"`
 	// Expected is what SQL says the trainer must see per epoch (training ranges only, and

@@ -11,14 +11,17 @@ const (
 	// JobCancelled: a user cancelled the job (POST /v1/jobs/{id}/cancel); the trainer keeps
 	// its last checkpoint.
 	JobCancelled = "cancelled"
+	// JobNothingNew: a job with since "last" found no row after the stored model's last key;
+	// it ended at once, without a model of its own (the stored one stays current).
+	JobNothingNew = "nothing_new"
 )
 
 // JobStates are every state a job can be in, for validating a state filter.
-var JobStates = []string{JobPlanning, JobRunning, JobDone, JobFailed, JobCancelled}
+var JobStates = []string{JobPlanning, JobRunning, JobDone, JobFailed, JobCancelled, JobNothingNew}
 
 // JobEnded reports whether a job in state is finished for good: nothing leases or trains it.
 func JobEnded(state string) bool {
-	return state == JobDone || state == JobFailed || state == JobCancelled
+	return state == JobDone || state == JobFailed || state == JobCancelled || state == JobNothingNew
 }
 
 // JobList is what GET /v1/jobs answers: one page of jobs, oldest first. Next, when set, is
@@ -32,10 +35,12 @@ type JobList struct {
 // JobStatus is what GET /v1/jobs/{id} answers: state, progress, per-epoch results and the
 // leases in flight. It never contains a connection string.
 type JobStatus struct {
-	Version   int           `json:"version"`
-	ID        string        `json:"id"`
-	State     string        `json:"state"`
-	Error     string        `json:"error,omitempty"`
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+	State   string `json:"state"`
+	Error   string `json:"error,omitempty"`
+	// Reason says why a job that did not fail ended as it did (nothing_new).
+	Reason    string        `json:"reason,omitempty"`
 	Table     string        `json:"table"`
 	CreatedAt time.Time     `json:"created_at"`
 	UpdatedAt time.Time     `json:"updated_at"`
@@ -51,6 +56,9 @@ type JobStatus struct {
 	// Kind is "prediction" for a prediction job, empty for training.
 	Kind       string            `json:"kind,omitempty"`
 	Prediction *PredictionStatus `json:"prediction,omitempty"`
+	// WarmStart is set for a job that started from a stored model (init_from): which one,
+	// from which key, and the rows the stored model saw and this job reads.
+	WarmStart *WarmStart `json:"warm_start,omitempty"`
 }
 
 // TrainerState is the trainer's last report.

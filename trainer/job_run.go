@@ -207,7 +207,7 @@ func (j *jobRun) feed(ctx context.Context, r *rangeRows, training bool) (stopped
 	}
 	var perm []int
 	if training {
-		perm = shuffle(j.plan.Spec.Seed, r.Epoch, r.Range, n)
+		perm = shuffle(j.plan.Spec.Seed, j.plan.ModelEpoch(r.Epoch), r.Range, n)
 	}
 	in, lab := j.plan.InputDim, j.plan.LabelDim
 	bs := j.plan.Spec.BatchSize
@@ -453,6 +453,14 @@ func (j *jobRun) export() (string, error) {
 	if err := j.model.SaveTFJS(tmp); err != nil {
 		return "", fmt.Errorf("exporting the model: %w", err)
 	}
+	// The training state goes with the model, so that a job can continue it (init_from).
+	state, err := j.model.MarshalCheckpoint()
+	if err != nil {
+		return "", fmt.Errorf("exporting the training state: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, messages.TrainingStateFile), state); err != nil {
+		return "", fmt.Errorf("exporting the training state: %w", err)
+	}
 	if err := model.WriteMeta(tmp, j.meta()); err != nil {
 		return "", fmt.Errorf("exporting the model: %w", err)
 	}
@@ -470,6 +478,8 @@ func (j *jobRun) export() (string, error) {
 func (j *jobRun) meta() messages.ModelMeta {
 	m := messages.ModelMetaFromPlan(j.plan)
 	m.LastKey = j.pos.LastKey
+	m.Epochs = j.plan.ModelEpoch(len(j.pos.Results))
+	m.TrainingState = messages.TrainingStateFile
 	if n := len(j.pos.Results); n > 0 {
 		res := j.pos.Results[n-1]
 		m.Metrics = map[string]float64{"loss": res.Loss}

@@ -3,9 +3,11 @@ package trainer
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -95,8 +97,13 @@ func TestFinishedModelCarriesItsMetadataAndIsStored(t *testing.T) {
 			t.Errorf("stored %s differs from the exported one (%v)", name, err)
 		}
 	}
-	if len(first) != 2 {
-		t.Errorf("stored files %d, want model.json and one shard", len(first))
+	names := slices.Sorted(maps.Keys(first))
+	if want := []string{"group1-shard1of1.bin", "model.json", messages.TrainingStateFile}; !slices.Equal(names, want) {
+		t.Errorf("stored files %v, want model.json, one shard and the training state %v", names, want)
+	}
+	if meta.TrainingState != messages.TrainingStateFile || meta.Epochs != p.Spec.Epochs || meta.WarmStart != nil {
+		t.Errorf("training state %q, epochs %d, warm start %+v; want %q, %d and none",
+			meta.TrainingState, meta.Epochs, meta.WarmStart, messages.TrainingStateFile, p.Spec.Epochs)
 	}
 
 	// A trainer restarted after the last checkpoint (its Done report lost) exports and

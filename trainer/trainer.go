@@ -54,6 +54,9 @@ type Bus interface {
 	// PutModel stores the model files of dir as the job's model; putting it again is
 	// harmless.
 	PutModel(ctx context.Context, jobID, dir string) error
+	// ModelFile reads one file of a stored model (the training state a job with init_from
+	// starts from).
+	ModelFile(ctx context.Context, jobID, name string) ([]byte, error)
 }
 
 // New checks cfg (after applying its defaults) and returns a trainer that reads READY from b
@@ -183,9 +186,16 @@ func (t *Trainer) runJob(ctx context.Context, id string) error {
 		// Starting over gives the same weights (they are a function of data, spec and
 		// seed), only later.
 		j.log.Warn("ignoring the checkpoint, starting the job over", "error", err)
+		if err := t.warmStart(ctx, j); err != nil {
+			return err
+		}
 	case err != nil:
 		return err
-	case ck != nil:
+	case ck == nil:
+		if err := t.warmStart(ctx, j); err != nil {
+			return err
+		}
+	default:
 		if err := m.UnmarshalCheckpoint(ck.Model); err != nil {
 			return fmt.Errorf("restoring the model from the checkpoint: %w", err)
 		}
@@ -194,6 +204,42 @@ func (t *Trainer) runJob(ctx context.Context, id string) error {
 			"offset", j.pos.Offset, "finished", j.pos.Finished)
 	}
 	return j.run(ctx)
+}
+
+// startFromer is a model that can take a stored model's training state; the pure-Go engine is
+// one.
+type startFromer interface {
+	StartFrom(state []byte) error
+}
+
+// warmStart sets a job's fresh model to the training state of the stored model it starts
+// from (plan.WarmStart), when it has one. A job resumed from its own checkpoint does not
+// come here: the checkpoint holds the state already.
+func (t *Trainer) warmStart(ctx context.Context, j *jobRun) error {
+	ws := j.plan.WarmStart
+	if ws == nil {
+		return nil
+	}
+	sf, ok := j.model.(startFromer)
+	if !ok {
+		return fmt.Errorf("starting from model %s: this job's backend cannot take a stored training state (the go backend can): %w", ws.InitFrom, ErrNoBackend)
+	}
+	state, err := t.bus.ModelFile(ctx, ws.InitFrom, messages.TrainingStateFile)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, bus.ErrNoModel) {
+			return fmt.Errorf("starting from model %s: %w", ws.InitFrom, err)
+		}
+		return retryable("reading the training state of model %s: %w", ws.InitFrom, err)
+	}
+	if err := sf.StartFrom(state); err != nil {
+		return fmt.Errorf("starting from model %s: %w", ws.InitFrom, err)
+	}
+	j.log.Info("starting from a stored model", "init_from", ws.InitFrom, "initial_epoch", ws.InitialEpoch,
+		"since", ws.Since, "after_key", ws.AfterKey, "preprocessing", ws.Preprocessing)
+	return nil
 }
 
 // checkPlan refuses plans the loop below could not train.

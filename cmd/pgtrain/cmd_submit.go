@@ -60,6 +60,11 @@ func runSubmit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if st.State == messages.JobNothingNew {
+		// Not a failure: a table followed with since "last" had no new row.
+		fmt.Printf("job %s: %s\n", st.ID, st.Reason)
+		return nil
+	}
 	fmt.Printf("submitted job %s: %d rows in %d ranges, %d epochs\n", st.ID, st.Rows, st.Ranges, st.Epochs)
 	if !*wait {
 		return nil

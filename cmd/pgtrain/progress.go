@@ -43,8 +43,7 @@ func follow(ctx context.Context, c *client.Client, id string, w io.Writer, every
 		for ; printed < len(st.Results); printed++ {
 			rep.epoch(st, st.Results[printed])
 		}
-		switch st.State {
-		case messages.JobDone, messages.JobFailed, messages.JobCancelled:
+		if messages.JobEnded(st.State) {
 			return st, nil
 		}
 		rep.progress(st, time.Since(start))
