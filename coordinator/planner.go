@@ -31,9 +31,11 @@ const (
 // planInput is a spec resolved against the catalog: the relation and the key, feature and
 // label columns in spec order.
 type planInput struct {
-	spec     messages.JobSpec
-	rel      *relation
-	key      column
+	spec messages.JobSpec
+	rel  *relation
+	key  column // the first (for an integer key the only) key column
+	// keyCols is the typed key (any key but one integer column); nil for an integer key.
+	keyCols  []messages.KeyColumn
 	features []column
 	label    column
 }
@@ -54,6 +56,8 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 		Schema:  in.rel.schema,
 		Table:   in.rel.name,
 		Key:     in.key.name,
+		// A typed key's columns; nil for one integer column.
+		KeyColumns: in.keyCols,
 	}
 	avgText, bounds, sums, err := computeStats(ctx, pc, in, p, sz.vocabLimit)
 	if err != nil {
@@ -93,29 +97,18 @@ func resolveSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, allowed 
 		}
 		return col, nil
 	}
-	if in.key, err = lookup("key", spec.Key); err != nil {
+	keys, typed, err := resolveKey(ctx, tx, rel, spec.Key)
+	if err != nil {
 		return nil, err
 	}
-	if !in.key.integer() {
-		return nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is %s; the key must be an integer column (smallint, integer or bigint)", in.key.name, in.key.pgType)}
-	}
-	if indexedKinds[rel.kind] {
-		ok, err := keyIndexed(ctx, tx, rel, in.key)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is not the leading column of a btree index on %s.%s; keyset paging needs one (create index on %s (%s))",
-				in.key.name, rel.schema, rel.name, rel.ident(), pgx.Identifier{in.key.name}.Sanitize())}
-		}
-	}
+	in.key, in.keyCols = keys[0], typed
 	for i, f := range spec.Features {
 		field := fmt.Sprintf("features[%d]", i)
 		col, err := lookup(field+".column", f.Column)
 		if err != nil {
 			return nil, err
 		}
-		if col.name == in.key.name {
+		if slices.Contains(spec.Key, col.name) {
 			return nil, &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q is the key", col.name)}
 		}
 		if f.Encode == messages.EncodeNone && !col.numeric() {

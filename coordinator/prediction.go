@@ -148,7 +148,7 @@ func planPrediction(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec
 	}
 	// The job's spec is the model's, on this table, read once.
 	js := tm.Spec
-	js.Source, js.Table, js.Key = spec.Source, spec.Table, key.name
+	js.Source, js.Table, js.Key = spec.Source, spec.Table, messages.KeyColumns{key.name}
 	js.Epochs, js.ValidationSplit, js.Consistency = 1, 0, messages.ConsistencyNone
 	js.RangeRows, js.PageRows = spec.RangeRows, spec.PageRows
 	in := &planInput{spec: js, rel: rel, key: key}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -33,10 +34,11 @@ const (
 // what to train on them. It never holds credentials: Source names a database that the
 // coordinator was configured with.
 type JobSpec struct {
-	Version   int             `json:"version,omitempty" msgpack:"v"`
-	Source    string          `json:"source,omitempty" msgpack:"source"`
-	Table     string          `json:"table" msgpack:"table"`
-	Key       string          `json:"key" msgpack:"key"`
+	Version int    `json:"version,omitempty" msgpack:"v"`
+	Source  string `json:"source,omitempty" msgpack:"source"`
+	Table   string `json:"table" msgpack:"table"`
+	// Key is the column (or up to MaxKeyColumns columns) that orders and identifies rows.
+	Key       KeyColumns      `json:"key" msgpack:"key"`
 	Features  []FeatureSpec   `json:"features" msgpack:"features"`
 	Label     LabelSpec       `json:"label" msgpack:"label"`
 	Model     json.RawMessage `json:"model" msgpack:"model"`
@@ -171,8 +173,8 @@ func (s JobSpec) Validate() error {
 	if strings.TrimSpace(s.Table) == "" {
 		return &FieldError{Field: "table", Reason: "is required"}
 	}
-	if strings.TrimSpace(s.Key) == "" {
-		return &FieldError{Field: "key", Reason: "is required"}
+	if err := s.Key.Check(); err != nil {
+		return err
 	}
 	if len(s.Features) == 0 {
 		return &FieldError{Field: "features", Reason: "at least one feature column is required"}
@@ -220,7 +222,7 @@ func (s JobSpec) Validate() error {
 	if strings.TrimSpace(s.Label.Column) == "" {
 		return &FieldError{Field: "label", Reason: "is required"}
 	}
-	if s.Label.Column == s.Key || seen[s.Label.Column] {
+	if slices.Contains(s.Key, s.Label.Column) || seen[s.Label.Column] {
 		return &FieldError{Field: "label", Reason: fmt.Sprintf("column %q is also the key or a feature", s.Label.Column)}
 	}
 	if s.Label.VocabSize < 0 {
