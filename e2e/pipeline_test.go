@@ -52,7 +52,7 @@ func makeTable(t *testing.T, pool *pgxpool.Pool, n int) {
 // spec is the job the tests run on makeTable's table.
 func spec(seed int64, epochs int) []byte {
 	return demo.Job{
-		Table: "events", Key: messages.KeyColumns{"id"},
+		Table: "events", Key: "id",
 		Features: []messages.FeatureSpec{
 			{Column: "a", Scale: "standard"},
 			{Column: "b", Scale: "minmax"},

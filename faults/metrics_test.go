@@ -23,7 +23,7 @@ func TestMetricsOfEveryRole(t *testing.T) {
 	}
 	c := startCluster(t, clusterOptions{readyMaxBytes: replayMaxBytes, scorers: 1})
 	st, err := c.client.Submit(ctx, demo.Job{
-		Table: tbl, Key: messages.KeyColumns{"id"},
+		Table: tbl, Key: "id",
 		Features: []messages.FeatureSpec{{Column: "a", Scale: "standard"}, {Column: "kind", Encode: "onehot"}},
 		Label:    "y", Layers: []demo.Layer{demo.Dense(8, "relu", "h"), demo.Dense(1, "", "out")},
 		LearningRate: 0.01, Metrics: []string{"mae"}, Epochs: epochs, BatchSize: 128, Seed: 3,

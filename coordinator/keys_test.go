@@ -1,0 +1,126 @@
+package coordinator
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"pgtrain/messages"
+)
+
+// KeyHash (Go) and KeyHashSQL (PostgreSQL) agree on every key type, and a key's text casts
+// back to the same value, whatever the session's TimeZone and DateStyle: the expected
+// checksums are PostgreSQL's and the seen ones Go's.
+func TestKeyHashSameInSQLAndGo(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	conn, err := e.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "set timezone = 'Asia/Kolkata'; set datestyle = 'SQL, DMY'"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		typ, form string
+		values    []string // SQL literals of the type
+	}{
+		{"bigint", "", []string{"0", "-9223372036854775808", "9223372036854775807"}},
+		{"integer", "", []string{"-7", "42"}},
+		{"numeric", "", []string{"1.50", "-0.000001", "123456789012345678901234567890.5", "'NaN'"}},
+		{"text", "", []string{"''", "'O''Brien; drop table x'", "'Ünïcödé ✓'", "'a' || chr(10) || 'b'"}},
+		{"character varying(20)", "", []string{"'slug-1'"}},
+		{"character(4)", "", []string{"'ab'"}},
+		{"uuid", "", []string{"'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "md5('x')::uuid"}},
+		{"date", messages.KeyFormDate, []string{"'2024-02-29'", "'1970-01-01'"}},
+		{"timestamp without time zone", messages.KeyFormTimestamp, []string{"'2024-02-29 23:59:59.999999'", "'2000-01-01 00:00:00'"}},
+		{"timestamp with time zone", messages.KeyFormTimestamptz, []string{"'2024-03-31 01:30:00.5+00'", "'2024-10-27 02:30:00.000001+02'"}},
+	}
+	for _, tt := range tests {
+		for _, v := range tt.values {
+			cols := []messages.KeyColumn{{Name: "k", Type: tt.typ, Form: tt.form}}
+			var text string
+			var sqlHash int64
+			var same bool
+			q := "select " + cols[0].TextSQL() + ", " + messages.KeyHashSQL(cols) + ", k = " + cols[0].ValueSQL(1) +
+				" from (select (" + v + ")::" + tt.typ + " as k) s"
+			// The text goes back in as the parameter, as a bound or a resume point does.
+			if err := conn.QueryRow(ctx, "select "+cols[0].TextSQL()+" from (select ("+v+")::"+tt.typ+" as k) s").Scan(&text); err != nil {
+				t.Fatalf("%s %s: %v", tt.typ, v, err)
+			}
+			if err := conn.QueryRow(ctx, q, text).Scan(&text, &sqlHash, &same); err != nil {
+				t.Fatalf("%s %s: %v", tt.typ, v, err)
+			}
+			if goHash := messages.KeyHash([]string{text}); goHash != sqlHash {
+				t.Errorf("%s %q: SQL hash %d, Go hash %d", tt.typ, text, sqlHash, goHash)
+			}
+			if !same {
+				t.Errorf("%s %s: its text %q does not cast back to it", tt.typ, v, text)
+			}
+		}
+	}
+	// A composite key: the length prefixes keep ("ab", "c") and ("a", "bc") apart.
+	cols := []messages.KeyColumn{{Name: "a", Type: "text"}, {Name: "b", Type: "text"}, {Name: "c", Type: "timestamp with time zone", Form: messages.KeyFormTimestamptz}}
+	var h1, h2 int64
+	var ts string
+	if err := conn.QueryRow(ctx, "select "+messages.KeyHashSQL(cols)+", "+cols[2].TextSQL()+" from (select 'ab' as a, 'c' as b, '2024-01-01 00:00:00+00'::timestamptz as c) s").Scan(&h1, &ts); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, "select "+messages.KeyHashSQL(cols)+" from (select 'a' as a, 'bc' as b, '2024-01-01 00:00:00+00'::timestamptz as c) s").Scan(&h2); err != nil {
+		t.Fatal(err)
+	}
+	if h1 == h2 || h1 != messages.KeyHash([]string{"ab", "c", ts}) || h2 != messages.KeyHash([]string{"a", "bc", ts}) {
+		t.Fatalf("composite hashes: SQL %d and %d, Go %d and %d", h1, h2, messages.KeyHash([]string{"ab", "c", ts}), messages.KeyHash([]string{"a", "bc", ts}))
+	}
+	if ts != "2024-01-01 00:00:00.000000" {
+		t.Fatalf("timestamptz key text %q depends on the session's time zone", ts)
+	}
+}
+
+// A key must order and identify the rows: a non-unique key (a plain index, or a view with
+// a repeated key) is a 400 naming the key and saying why, at submit, not a failed job later.
+func TestKeyMustBeUnique(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, `create table repeated as select i / 100 as id, md5(i::text) as slug, i::float8 as x, i::float8 as y from generate_series(0, 999) i`)
+	e.exec(t, `create index on repeated (id)`)
+	e.exec(t, `create unique index on repeated (slug)`)
+	e.exec(t, `create index on repeated (slug, id)`)
+	e.exec(t, `create view repeated_view as select * from repeated`)
+	e.exec(t, `create view unique_view as select * from repeated where id = 3`)
+	r := start(t, e, Config{})
+	spec := func(table, key string) []byte {
+		return []byte(`{"table":"` + table + `","key":` + key + `,"features":[{"column":"x"}],"label":"y",
+			"model":{"layers":[{"type":"dense","units":1}]},"loss":"mse","epochs":1,"batch_size":16}`)
+	}
+	for _, tt := range []struct {
+		table, key string
+		want       []string
+	}{
+		{"repeated", `"id"`, []string{`column "id" is not unique`, "no unique index or primary key", "create unique index on"}},
+		{"repeated", `["id", "slug"]`, []string{`the key ("id", "slug") is not the leading part of a btree index`}},
+		{"repeated_view", `"id"`, []string{`column "id" is not unique in public.repeated_view`, "the key (0) is on more than one row"}},
+		{"repeated", `["id","slug","x","y"]`, []string{"4 columns; a key has at most 3"}},
+		{"repeated", `"x"`, []string{`column "x" is double precision; a key column must be`}},
+	} {
+		_, err := r.cl.Submit(context.Background(), spec(tt.table, tt.key))
+		ae := apiErr(t, err)
+		if ae.Status != http.StatusBadRequest || ae.Field != "key" {
+			t.Errorf("%s key %s: got %d field %q (%s), want 400 on key", tt.table, tt.key, ae.Status, ae.Field, ae.Message)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(ae.Message, w) {
+				t.Errorf("%s key %s: %q does not say %q", tt.table, tt.key, ae.Message, w)
+			}
+		}
+	}
+	// A unique index on the key's columns (or a subset of them) makes any key unique; a view
+	// with distinct keys passes its check.
+	for _, ok := range [][]byte{spec("repeated", `"slug"`), spec("repeated", `["slug", "id"]`), spec("unique_view", `"slug"`)} {
+		if _, err := r.cl.Submit(context.Background(), ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}
