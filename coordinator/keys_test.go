@@ -124,3 +124,43 @@ func TestKeyMustBeUnique(t *testing.T) {
 		}
 	}
 }
+
+// Text keys in a non-C collation, most of them sharing a prefix, still split into ranges
+// of about equal rows: the cuts are row positions in the collation's order, not values.
+func TestSkewedTextKeysSplitEvenly(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, `create table skewed (k text collate "en-x-icu" primary key, x float8, y float8)`)
+	e.exec(t, `insert into skewed select case when i % 10 = 0 then 'Zeta-' else 'aaaa-' end || md5(i::text), i, i
+		from generate_series(1, 20000) i`)
+	r := start(t, e, Config{})
+	ctx := context.Background()
+	st, err := r.cl.Submit(ctx, []byte(`{"table":"skewed","key":"k","features":[{"column":"x"}],"label":"y","range_rows":1000,
+		"model":{"layers":[{"type":"dense","units":1}]},"loss":"mse","epochs":1,"batch_size":16}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.cl.Plan(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.KeyColumns) != 1 || p.KeyColumns[0].Type != "text" || len(p.Ranges) != 20 {
+		t.Fatalf("key columns %+v, %d ranges; want one text column, 20 ranges", p.KeyColumns, len(p.Ranges))
+	}
+	var total int64
+	for i, rg := range p.Ranges {
+		total += rg.Rows
+		if rg.Rows < 800 || rg.Rows > 1200 {
+			t.Errorf("range %d holds %d rows, want 1000 ± 20%%", i, rg.Rows)
+		}
+		if (i == 0) != (rg.After == nil) || (i == len(p.Ranges)-1) != (rg.Through == nil) || i > 0 && rg.After[0] != p.Ranges[i-1].Through[0] {
+			t.Errorf("range %d: after %q through %q do not continue the previous range", i, rg.After, rg.Through)
+		}
+	}
+	if total != 20000 || p.Expected.Rows+p.ExpectedValid.Rows != 20000 {
+		t.Fatalf("ranges hold %d rows, the checksums %d; want 20000", total, p.Expected.Rows+p.ExpectedValid.Rows)
+	}
+	// The collation orders the ranges: 'aaaa-' < 'Zeta-' in en-x-icu (in "C" 'Z' comes first).
+	if !strings.HasPrefix(p.Ranges[0].Through[0], "aaaa-") || !strings.HasPrefix(p.Ranges[len(p.Ranges)-2].Through[0], "Zeta-") {
+		t.Fatalf("first range ends at %q, the last but one at %q: not the column's collation order", p.Ranges[0].Through[0], p.Ranges[len(p.Ranges)-2].Through[0])
+	}
+}
