@@ -42,7 +42,7 @@ func splitKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, error)
 	}
 	key := pgx.Identifier{in.key.name}.Sanitize()
 	var rows, keys int64
-	if err := tx.QueryRow(ctx, "select count(*), count("+key+") from "+in.rel.ident()).Scan(&rows, &keys); err != nil {
+	if err := tx.QueryRow(ctx, "select count(*), count("+key+") from "+in.source()).Scan(&rows, &keys); err != nil {
 		return nil, fmt.Errorf("counting the rows: %w", err)
 	}
 	if rows == 0 {
@@ -59,7 +59,7 @@ func splitKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, error)
 		c.add(int64(binary.BigEndian.Uint64(f[0])))
 		return nil
 	})
-	sql := "copy (select " + key + "::int8 from " + in.rel.ident() + " where " + key + " is not null order by " + key + ") to stdout (format binary)"
+	sql := "copy (select " + key + "::int8 from " + in.source() + " where " + key + " is not null order by " + key + ") to stdout (format binary)"
 	if _, err := tx.Conn().PgConn().CopyTo(ctx, r, sql); err != nil {
 		return nil, fmt.Errorf("splitting the key range: %w", err)
 	}
@@ -138,7 +138,7 @@ func splitTypedKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, e
 	}
 	all := strings.Join(present, " and ")
 	var rows, keys int64
-	if err := tx.QueryRow(ctx, "select count(*), count(*) filter (where "+all+") from "+in.rel.ident()).Scan(&rows, &keys); err != nil {
+	if err := tx.QueryRow(ctx, "select count(*), count(*) filter (where "+all+") from "+in.source()).Scan(&rows, &keys); err != nil {
 		return nil, fmt.Errorf("counting the rows: %w", err)
 	}
 	if rows == 0 {
@@ -166,8 +166,8 @@ func splitTypedKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, e
 		c.add(key, int64(binary.BigEndian.Uint64(f[n])))
 		return nil
 	})
-	sql := "copy (select " + strings.Join(texts, ", ") + ", " + messages.KeyHashSQL(cols) + " from " + in.rel.ident() +
-		" where " + all + " order by " + messages.KeyList(cols) + ") to stdout (format binary)"
+	sql := "copy (select " + strings.Join(texts, ", ") + ", " + messages.KeyHashSQL(cols) + " from " + in.sourceAs("keyed") +
+		" where " + all + " order by " + messages.KeyOrderSQL(cols, "keyed") + ") to stdout (format binary)"
 	if _, err := tx.Conn().PgConn().CopyTo(ctx, r, sql); err != nil {
 		return nil, fmt.Errorf("splitting the key range: %w", err)
 	}

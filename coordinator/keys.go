@@ -137,3 +137,55 @@ func keyDuplicated(ctx context.Context, tx pgx.Tx, rel *relation, cols []column)
 	}
 	return strings.Join(dup, ", "), nil
 }
+
+// resolveWhere checks the spec's filters against the catalog: each names a column whose
+// type its values are cast to.
+func resolveWhere(rel *relation, where []messages.Filter) ([]messages.PlannedFilter, error) {
+	var out []messages.PlannedFilter
+	for i, f := range where {
+		field := fmt.Sprintf("where[%d]", i)
+		col, ok := rel.cols[f.Column]
+		if !ok {
+			return nil, &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("no column %q in %s.%s", f.Column, rel.schema, rel.name)}
+		}
+		if !messages.ValidKeyType(col.pgType) {
+			return nil, &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q is %s, which a filter cannot compare", col.name, col.pgType)}
+		}
+		vals, err := f.Values()
+		if err != nil {
+			return nil, &messages.FieldError{Field: field + ".op", Reason: err.Error()}
+		}
+		out = append(out, messages.PlannedFilter{Column: col.name, Op: f.Op, Type: col.pgType, Values: vals})
+	}
+	return out, nil
+}
+
+// whereSetting is the setting that holds filter i's values while planning reads: COPY takes
+// no parameters, so the values are bound to set_config and the query reads them back.
+func whereSetting(i int) string { return fmt.Sprintf("current_setting('pgtrain.where_%d')", i) }
+
+// setWhere binds the filters' values to this transaction's settings.
+func setWhere(ctx context.Context, tx pgx.Tx, where []messages.PlannedFilter) error {
+	for i, f := range where {
+		if _, err := tx.Exec(ctx, "select set_config($1, $2, true)", fmt.Sprintf("pgtrain.where_%d", i), f.WhereArg()); err != nil {
+			return fmt.Errorf("setting the filters: %w", err)
+		}
+	}
+	return nil
+}
+
+// source is what planning reads from: the relation, or its rows the filters keep.
+func (in *planInput) source() string {
+	if len(in.where) == 0 {
+		return in.rel.ident()
+	}
+	return in.sourceAs("filtered")
+}
+
+// sourceAs is source under the alias alias.
+func (in *planInput) sourceAs(alias string) string {
+	if len(in.where) == 0 {
+		return in.rel.ident() + " as " + alias
+	}
+	return "(select * from " + in.rel.ident() + " where " + in.whereSQL + ") as " + alias
+}

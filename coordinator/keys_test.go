@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"pgtrain/fetcher"
 	"pgtrain/messages"
 )
 
@@ -162,5 +163,58 @@ func TestSkewedTextKeysSplitEvenly(t *testing.T) {
 	// The collation orders the ranges: 'aaaa-' < 'Zeta-' in en-x-icu (in "C" 'Z' comes first).
 	if !strings.HasPrefix(p.Ranges[0].Through[0], "aaaa-") || !strings.HasPrefix(p.Ranges[len(p.Ranges)-2].Through[0], "Zeta-") {
 		t.Fatalf("first range ends at %q, the last but one at %q: not the column's collation order", p.Ranges[0].Through[0], p.Ranges[len(p.Ranges)-2].Through[0])
+	}
+}
+
+// Every range of a composite key, read page by page as a fetcher reads it, holds exactly
+// the rows and checksum planned: the planner's cuts and the fetcher's row comparisons
+// agree on the key's order.
+func TestCompositeKeyRangesReadAsPlanned(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, `create table tenants as select 'tenant-' || (i % 13) as tenant, i, (i % 7)::float8 as x, i::float8 as y
+		from generate_series(1, 6000) i`)
+	e.exec(t, `alter table tenants add primary key (tenant, i)`)
+	r := start(t, e, Config{})
+	ctx := context.Background()
+	st, err := r.cl.Submit(ctx, []byte(`{"table":"tenants","key":["tenant","i"],"features":[{"column":"x"}],"label":"y",
+		"range_rows":900,"validation_split":0.2,"page_rows":250,
+		"model":{"layers":[{"type":"dense","units":1}]},"loss":"mse","epochs":1,"batch_size":16}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.cl.Plan(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, err := fetcher.NewRangeReader(e.pool, p, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all messages.KeyChecksum
+	for _, rg := range p.Ranges {
+		var got messages.KeyChecksum
+		var last []string
+		for page := 0; ; page++ {
+			pg, err := rr.ReadPage(ctx, 0, rg, page, 0, last)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range pg.Batch.Keys {
+				got.Add(k)
+			}
+			last = pg.LastKeyText
+			if pg.Batch.Last {
+				break
+			}
+		}
+		if got.Rows != rg.Rows {
+			t.Errorf("range %d (after %q through %q): read %d rows, planned %d", rg.Index, rg.After, rg.Through, got.Rows, rg.Rows)
+		}
+		all.Merge(got)
+	}
+	want := p.Expected
+	want.Merge(p.ExpectedValid)
+	if all != want {
+		t.Fatalf("read %+v, planned %+v", all, want)
 	}
 }

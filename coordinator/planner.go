@@ -35,7 +35,10 @@ type planInput struct {
 	rel  *relation
 	key  column // the first (for an integer key the only) key column
 	// keyCols is the typed key (any key but one integer column); nil for an integer key.
-	keyCols  []messages.KeyColumn
+	keyCols []messages.KeyColumn
+	// where is the spec's filters and whereSQL their condition on the planning settings.
+	where    []messages.PlannedFilter
+	whereSQL string
 	features []column
 	label    column
 }
@@ -58,7 +61,12 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 		Key:     in.key.name,
 		// A typed key's columns; nil for one integer column.
 		KeyColumns: in.keyCols,
+		Where:      in.where,
 	}
+	if err := setWhere(ctx, tx, in.where); err != nil {
+		return nil, err
+	}
+	pc.where = in.where
 	avgText, bounds, sums, err := computeStats(ctx, pc, in, p, sz.vocabLimit)
 	if err != nil {
 		return nil, err
@@ -102,6 +110,12 @@ func resolveSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, allowed 
 		return nil, err
 	}
 	in.key, in.keyCols = keys[0], typed
+	if in.where, err = resolveWhere(rel, spec.Where); err != nil {
+		return nil, err
+	}
+	if in.whereSQL, err = messages.WhereSQL(in.where, whereSetting); err != nil {
+		return nil, &messages.FieldError{Field: "where", Reason: err.Error()}
+	}
 	for i, f := range spec.Features {
 		field := fmt.Sprintf("features[%d]", i)
 		col, err := lookup(field+".column", f.Column)
@@ -175,7 +189,7 @@ func labelClasses(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Pla
 		order = `v collate "C"`
 	}
 	sql := fmt.Sprintf(`select v from (select %s as k, %s::text as v from %s where %s is not null group by %s) s order by %s limit $1`,
-		q, q, in.rel.ident(), q, q, order)
+		q, q, in.source(), q, q, order)
 	classes, err := queryStrings(ctx, tx, sql, limit+1)
 	if err != nil {
 		return fmt.Errorf("listing the classes of %q: %w", in.label.name, err)

@@ -150,7 +150,7 @@ func planPrediction(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec
 	js := tm.Spec
 	js.Source, js.Table, js.Key = spec.Source, spec.Table, messages.KeyColumns{key.name}
 	js.Epochs, js.ValidationSplit, js.Consistency = 1, 0, messages.ConsistencyNone
-	js.RangeRows, js.PageRows = spec.RangeRows, spec.PageRows
+	js.RangeRows, js.PageRows, js.Where = spec.RangeRows, spec.PageRows, nil
 	in := &planInput{spec: js, rel: rel, key: key}
 	p := &messages.Plan{
 		Version:  messages.SchemaVersion,

@@ -54,6 +54,8 @@ type planConns struct {
 	pool *pgxpool.Pool // nil: the transaction alone
 	// helpers is how many more connections planning may take from the pool.
 	helpers int
+	// where is the filters each helper binds to its settings, as the transaction did.
+	where []messages.PlannedFilter
 }
 
 // computeStats fills the column plans of the features and the label, splits the key space
@@ -162,6 +164,10 @@ func (pc planConns) run(ctx context.Context, tasks []func(context.Context, pgx.T
 					return // the others take its share
 				}
 				defer release()
+				if err := setWhere(ctx, tx, pc.where); err != nil {
+					cancel(err)
+					return
+				}
 				work(tx)
 			})
 		}
@@ -272,7 +278,7 @@ func medians(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, o
 	if len(items) == 0 {
 		return nil
 	}
-	sql := "select " + strings.Join(items, ", ") + " from " + in.rel.ident()
+	sql := "select " + strings.Join(items, ", ") + " from " + in.source()
 	if err := tx.QueryRow(ctx, sql).Scan(targets...); err != nil {
 		return fmt.Errorf("computing medians: %w", err)
 	}

@@ -111,6 +111,11 @@ type RangeReader struct {
 	// ends with the bounds of the page.
 	keyCols   []messages.KeyColumn
 	sel, from string
+	table     string // the quoted relation, which qualifies the ORDER BY
+	// where is the plan's filters as bound parameters; whereArgs their values, which the
+	// parameters after the page's own take.
+	where     []messages.PlannedFilter
+	whereArgs []any
 	cols      []readCol
 	pageRows  int
 	snapshot  string
@@ -205,11 +210,19 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 	}
 	// The key is compared uncast (so its index is used) against int8 parameters (so an int4
 	// key still takes the full int64 bounds of the first and last ranges).
+	r.where = plan.Where
+	for _, f := range plan.Where {
+		r.whereArgs = append(r.whereArgs, f.WhereArg())
+	}
+	filter, err := r.whereSQL(4)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w: %w", plan.JobID, err, ErrBadPlan)
+	}
 	from := " FROM " + table.Sanitize() + " WHERE " + key
-	tail := " AND " + key + " <= $2::int8 ORDER BY " + key + " LIMIT $3"
+	tail := " AND " + key + " <= $2::int8" + filter + " ORDER BY " + key + " LIMIT $3"
 	r.first = sel + from + " >= $1::int8" + tail
 	r.next = sel + from + " > $1::int8" + tail
-	r.sel, r.from = sel, " FROM "+table.Sanitize()
+	r.sel, r.from, r.table = sel, " FROM "+table.Sanitize(), table.Sanitize()
 	return r, nil
 }
 
@@ -238,7 +251,7 @@ func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRa
 	if page == 0 {
 		sql, from = r.first, rng.Lo
 	}
-	args := []any{from, rng.Hi, r.pageRows + 1}
+	args := append([]any{from, rng.Hi, r.pageRows + 1}, r.whereArgs...)
 	if r.keyCols != nil {
 		after := lastText
 		if page == 0 {
@@ -285,6 +298,15 @@ func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRa
 	}
 }
 
+// whereSQL is " AND " and the plan's filters on parameters $n.., or "" without filters.
+func (r *RangeReader) whereSQL(n int) (string, error) {
+	if len(r.where) == 0 {
+		return "", nil
+	}
+	cond, err := messages.WhereSQL(r.where, func(i int) string { return "$" + strconv.Itoa(n+i) + "::text" })
+	return " AND " + cond, err
+}
+
 // typedPageSQL is the page query of a typed key: the keys after `after` (nil: from the
 // first) through `through` (nil: to the last), in key order.
 func (r *RangeReader) typedPageSQL(after, through []string) (string, []any, error) {
@@ -308,11 +330,20 @@ func (r *RangeReader) typedPageSQL(after, through []string) (string, []any, erro
 			args = append(args, k)
 		}
 	}
+	if len(r.where) > 0 {
+		cond, err := messages.WhereSQL(r.where, func(i int) string { return "$" + strconv.Itoa(n+i) + "::text" })
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: %w", err, ErrBadPlan)
+		}
+		conds = append(conds, cond)
+		args = append(args, r.whereArgs...)
+		n += len(r.where)
+	}
 	sql := r.sel + r.from
 	if conds != nil {
 		sql += " WHERE " + strings.Join(conds, " AND ")
 	}
-	sql += " ORDER BY " + messages.KeyList(r.keyCols) + " LIMIT $" + strconv.Itoa(n)
+	sql += " ORDER BY " + messages.KeyOrderSQL(r.keyCols, r.table) + " LIMIT $" + strconv.Itoa(n)
 	return sql, append(args, r.pageRows+1), nil
 }
 

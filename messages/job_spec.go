@@ -38,7 +38,9 @@ type JobSpec struct {
 	Source  string `json:"source,omitempty" msgpack:"source"`
 	Table   string `json:"table" msgpack:"table"`
 	// Key is the column (or up to MaxKeyColumns columns) that orders and identifies rows.
-	Key       KeyColumns      `json:"key" msgpack:"key"`
+	Key KeyColumns `json:"key" msgpack:"key"`
+	// Where keeps the rows every filter matches, for statistics, ranges and reads alike.
+	Where     []Filter        `json:"where,omitempty" msgpack:"where,omitempty"`
 	Features  []FeatureSpec   `json:"features" msgpack:"features"`
 	Label     LabelSpec       `json:"label" msgpack:"label"`
 	Model     json.RawMessage `json:"model" msgpack:"model"`
@@ -176,6 +178,9 @@ func (s JobSpec) Validate() error {
 	if err := s.Key.Check(); err != nil {
 		return err
 	}
+	if err := CheckWhere(s.Where, 0, 0); err != nil {
+		return err
+	}
 	if len(s.Features) == 0 {
 		return &FieldError{Field: "features", Reason: "at least one feature column is required"}
 	}
@@ -274,6 +279,9 @@ type SpecLimits struct {
 	BatchSize int
 	PageRows  int
 	VocabSize int
+	// Filters bounds the filters of `where`, InValues the values of one "in" list.
+	Filters  int
+	InValues int
 }
 
 // CheckLimits refuses a field over its bound, naming the field and the bound. Call it on a
@@ -298,6 +306,9 @@ func (s JobSpec) CheckLimits(l SpecLimits) error {
 		if err := over(fmt.Sprintf("features[%d].vocab_size", i), f.VocabSize, l.VocabSize); err != nil {
 			return err
 		}
+	}
+	if err := CheckWhere(s.Where, l.Filters, l.InValues); err != nil {
+		return err
 	}
 	return over("label.vocab_size", s.Label.VocabSize, l.VocabSize)
 }

@@ -200,6 +200,17 @@ func KeyList(cols []KeyColumn) string {
 	return strings.Join(names, ", ")
 }
 
+// KeyOrderSQL is the ORDER BY list of the key, each column qualified by rel (a quoted
+// relation or alias): a bare name would sort by the output column of that name, which for
+// a key is its text.
+func KeyOrderSQL(cols []KeyColumn, rel string) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = rel + "." + pgx.Identifier{c.Name}.Sanitize()
+	}
+	return strings.Join(names, ", ")
+}
+
 // KeysAfterSQL is the condition "the key is after the key whose text is in parameters
 // $n.. $n+len(cols)-1", a row comparison in the key's own types and collations, which the
 // key's btree index answers. It returns the condition and the next free parameter number.

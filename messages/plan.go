@@ -32,6 +32,8 @@ type Plan struct {
 	// order, whose text forms bound the ranges and whose hash the checksums sum. Key is
 	// then its first column.
 	KeyColumns []KeyColumn `msgpack:"key_columns,omitempty" json:"key_columns,omitempty"`
+	// Where is the spec's filters resolved: every read of the table applies them.
+	Where []PlannedFilter `msgpack:"where,omitempty" json:"where,omitempty"`
 	// Features in spec order, then the label.
 	Features []ColumnPlan `msgpack:"features" json:"features"`
 	Label    ColumnPlan   `msgpack:"label" json:"label"`
