@@ -218,3 +218,55 @@ func TestCompositeKeyRangesReadAsPlanned(t *testing.T) {
 		t.Fatalf("read %+v, planned %+v", all, want)
 	}
 }
+
+// Filters keep the same rows for the statistics and the ranges; hostile values (quotes,
+// semicolons, casts) are data compared with the column, and bad filters are 400s naming
+// the filter.
+func TestWhereFilters(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, `create table notes as select i as id, case when i % 3 = 0 then 'x''); drop table notes; --' else 'n' || (i % 5) end as tag,
+		case when i % 10 = 0 then null else i end::float8 as x, i::float8 as y from generate_series(1, 1000) i`)
+	e.exec(t, `alter table notes add primary key (id)`)
+	r := start(t, e, Config{Limits: Limits{Filters: 3, InValues: 2}})
+	ctx := context.Background()
+	spec := func(where string) []byte {
+		return []byte(`{"table":"notes","key":"id","features":[{"column":"x","impute":"mean"}],"label":"y","where":` + where + `,
+			"model":{"layers":[{"type":"dense","units":1}]},"loss":"mse","epochs":1,"batch_size":16}`)
+	}
+	where := `[{"column":"tag","op":"in","value":["x'); drop table notes; --","n1"]},
+		{"column":"tag","op":"!=","value":"n1'::int; select pg_sleep(5); --"},
+		{"column":"id","op":"<=","value":600}]`
+	st, err := r.cl.Submit(ctx, spec(where))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.cl.Plan(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows, xs int64
+	if err := e.pool.QueryRow(ctx, `select count(*), count(x) from notes where tag in ('x''); drop table notes; --', 'n1') and id <= 600`).Scan(&rows, &xs); err != nil {
+		t.Fatal(err)
+	}
+	if rows < 100 || p.Expected.Rows+p.ExpectedValid.Rows != rows || p.Label.Stats.Count != rows || p.Features[0].Stats.Count != xs {
+		t.Fatalf("planned %d rows, label count %d, x count %d; SQL says %d rows, %d x", p.Expected.Rows+p.ExpectedValid.Rows,
+			p.Label.Stats.Count, p.Features[0].Stats.Count, rows, xs)
+	}
+	if len(p.Where) != 3 || p.Where[1].Values[0] != "n1'::int; select pg_sleep(5); --" {
+		t.Fatalf("planned filters %+v", p.Where)
+	}
+	for _, tt := range []struct{ where, field, want string }{
+		{`[{"column":"id","op":">","value":1},{"column":"id","op":">","value":2},{"column":"id","op":">","value":3},{"column":"id","op":">","value":4}]`, "where", "4 filters, at most 3"},
+		{`[{"column":"id","op":"in","value":[1,2,3]}]`, "where[0].value", "3 values, at most 2"},
+		{`[{"column":"id","op":"like","value":"1"}]`, "where[0].op", `op "like" is not one of`},
+		{`[{"column":"id","op":"is_null","value":1}]`, "where[0].op", `takes no value`},
+		{`[{"column":"nope","op":"=","value":1}]`, "where[0].column", `no column "nope"`},
+		{`[{"column":"id","op":"=","value":{"a":1}}]`, "where[0].op", `is not a string, a number or a boolean`},
+	} {
+		_, err := r.cl.Submit(ctx, spec(tt.where))
+		ae := apiErr(t, err)
+		if ae.Status != http.StatusBadRequest || ae.Field != tt.field || !strings.Contains(ae.Message, tt.want) {
+			t.Errorf("%s: got %d field %q (%s), want 400 field %q saying %q", tt.where, ae.Status, ae.Field, ae.Message, tt.field, tt.want)
+		}
+	}
+}

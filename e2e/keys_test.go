@@ -52,7 +52,7 @@ func keyedTable(t *testing.T, pool *pgxpool.Pool, n int) {
 }
 
 // keyedSpec is a job on keyedTable keyed by key (a JSON string or list).
-func keyedSpec(t *testing.T, key string) []byte {
+func keyedSpec(t *testing.T, key, where string) []byte {
 	t.Helper()
 	var m map[string]any
 	body := demo.Job{
@@ -67,6 +67,9 @@ func keyedSpec(t *testing.T, key string) []byte {
 		t.Fatal(err)
 	}
 	m["key"] = json.RawMessage(key)
+	if where != "" {
+		m["where"] = json.RawMessage(where)
+	}
 	out, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +78,7 @@ func keyedSpec(t *testing.T, key string) []byte {
 }
 
 // keyedChecksum is the checksum of the key's hashes computed by SQL alone.
-func keyedChecksum(t *testing.T, pool *pgxpool.Pool, cols []messages.KeyColumn) messages.KeyChecksum {
+func keyedChecksum(t *testing.T, pool *pgxpool.Pool, cols []messages.KeyColumn, where string) messages.KeyChecksum {
 	t.Helper()
 	var rows int64
 	var sum, sumSq string
@@ -83,7 +86,7 @@ func keyedChecksum(t *testing.T, pool *pgxpool.Pool, cols []messages.KeyColumn) 
 	err := pool.QueryRow(context.Background(), `select count(*),
 		(sum(`+h+`) % 18446744073709551616 + 18446744073709551616) % 18446744073709551616,
 		(sum(`+h+` * `+h+`) % 18446744073709551616)
-		from keyed`).Scan(&rows, &sum, &sumSq)
+		from keyed `+where).Scan(&rows, &sum, &sumSq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,18 +113,25 @@ func TestTypedKeysEveryRowOnceSameWeights(t *testing.T) {
 	tests := []struct {
 		name, key string
 		cols      []messages.KeyColumn
+		// where filters the job, sqlWhere the SQL checksum the same way.
+		where, sqlWhere string
 	}{
-		{"text en-x-icu", `"tk"`, []messages.KeyColumn{text("tk")}},
-		{"uuid", `"uk"`, []messages.KeyColumn{{Name: "uk", Type: "uuid"}}},
+		{"text en-x-icu", `"tk"`, []messages.KeyColumn{text("tk")}, "", ""},
+		{"uuid", `"uk"`, []messages.KeyColumn{{Name: "uk", Type: "uuid"}}, "", ""},
 		{"timestamptz with ties, then integer", `["ts", "i"]`, []messages.KeyColumn{
-			{Name: "ts", Type: "timestamp with time zone", Form: messages.KeyFormTimestamptz}, {Name: "i", Type: "integer"}}},
-		{"composite (tenant, i)", `["tenant", "i"]`, []messages.KeyColumn{text("tenant"), {Name: "i", Type: "integer"}}},
+			{Name: "ts", Type: "timestamp with time zone", Form: messages.KeyFormTimestamptz}, {Name: "i", Type: "integer"}}, "", ""},
+		{"composite (tenant, i)", `["tenant", "i"]`, []messages.KeyColumn{text("tenant"), {Name: "i", Type: "integer"}}, "", ""},
+		{"composite, filtered with hostile values", `["tenant", "i"]`, []messages.KeyColumn{text("tenant"), {Name: "i", Type: "integer"}},
+			`[{"column": "tenant", "op": "in", "value": ["tenant-1", "tenant-2", "tenant-3'); drop table keyed; --"]},
+			  {"column": "tk", "op": "!=", "value": "x'::int; select pg_sleep(10) --"},
+			  {"column": "b", "op": ">=", "value": 2}, {"column": "a", "op": "not_null"}]`,
+			`where tenant in ('tenant-1', 'tenant-2') and b >= 2 and a is not null`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			want := keyedChecksum(t, pool, tt.cols)
-			one := runJob(t, pool, natsURL, 1, 1, 2<<20, keyedSpec(t, tt.key))
-			three := runJob(t, pool, natsURL, 3, 2, 2<<20, keyedSpec(t, tt.key))
+			want := keyedChecksum(t, pool, tt.cols, tt.sqlWhere)
+			one := runJob(t, pool, natsURL, 1, 1, 2<<20, keyedSpec(t, tt.key, tt.where))
+			three := runJob(t, pool, natsURL, 3, 2, 2<<20, keyedSpec(t, tt.key, tt.where))
 			for _, r := range []run{one, three} {
 				for _, e := range r.status.Results {
 					seen := e.Seen
@@ -134,7 +144,7 @@ func TestTypedKeysEveryRowOnceSameWeights(t *testing.T) {
 			if len(one.weights) == 0 || !bytes.Equal(one.weights, three.weights) {
 				t.Fatalf("weights differ between 1 and 3 fetchers (%d and %d bytes)", len(one.weights), len(three.weights))
 			}
-			t.Logf("key %s: %d rows × 2 epochs in %s (1 fetcher), %s (3 fetchers)", tt.key, rows,
+			t.Logf("key %s: %d rows × 2 epochs in %s (1 fetcher), %s (3 fetchers)", tt.key, want.Rows,
 				one.elapsed.Round(time.Millisecond), three.elapsed.Round(time.Millisecond))
 		})
 	}

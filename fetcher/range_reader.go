@@ -116,6 +116,7 @@ type RangeReader struct {
 	// parameters after the page's own take.
 	where     []messages.PlannedFilter
 	whereArgs []any
+	whereArg  []int // the index in whereArgs of each filter's values (is_null has none)
 	cols      []readCol
 	pageRows  int
 	snapshot  string
@@ -212,7 +213,10 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 	// key still takes the full int64 bounds of the first and last ranges).
 	r.where = plan.Where
 	for _, f := range plan.Where {
-		r.whereArgs = append(r.whereArgs, f.WhereArg())
+		r.whereArg = append(r.whereArg, len(r.whereArgs))
+		if f.Values != nil {
+			r.whereArgs = append(r.whereArgs, f.WhereArg())
+		}
 	}
 	filter, err := r.whereSQL(4)
 	if err != nil {
@@ -303,8 +307,13 @@ func (r *RangeReader) whereSQL(n int) (string, error) {
 	if len(r.where) == 0 {
 		return "", nil
 	}
-	cond, err := messages.WhereSQL(r.where, func(i int) string { return "$" + strconv.Itoa(n+i) + "::text" })
+	cond, err := messages.WhereSQL(r.where, r.whereRef(n))
 	return " AND " + cond, err
+}
+
+// whereRef is the parameter holding filter i's values when whereArgs start at $n.
+func (r *RangeReader) whereRef(n int) func(int) string {
+	return func(i int) string { return "$" + strconv.Itoa(n+r.whereArg[i]) + "::text" }
 }
 
 // typedPageSQL is the page query of a typed key: the keys after `after` (nil: from the
@@ -331,13 +340,13 @@ func (r *RangeReader) typedPageSQL(after, through []string) (string, []any, erro
 		}
 	}
 	if len(r.where) > 0 {
-		cond, err := messages.WhereSQL(r.where, func(i int) string { return "$" + strconv.Itoa(n+i) + "::text" })
+		cond, err := messages.WhereSQL(r.where, r.whereRef(n))
 		if err != nil {
 			return "", nil, fmt.Errorf("%w: %w", err, ErrBadPlan)
 		}
 		conds = append(conds, cond)
 		args = append(args, r.whereArgs...)
-		n += len(r.where)
+		n += len(r.whereArgs)
 	}
 	sql := r.sel + r.from
 	if conds != nil {
