@@ -51,7 +51,9 @@ type scenario struct {
 	// default consistency).
 	table       string
 	consistency string
-	opts        func(*clusterOptions)
+	// key is the job's key column (default "id").
+	key  string
+	opts func(*clusterOptions)
 	// inject runs while the job runs; it returns once the fault is injected (and, for a
 	// restart, once the process is back). An error fails the scenario.
 	inject func(r *runCtx) error
@@ -174,7 +176,11 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 		tbl = table
 	}
 	start := time.Now()
-	st, err := c.client.Submit(ctx, jobSpec(tbl, sc.consistency))
+	key := sc.key
+	if key == "" {
+		key = "id"
+	}
+	st, err := c.client.Submit(ctx, jobSpecKeyed(tbl, key, sc.consistency))
 	if err != nil {
 		t.Fatalf("submitting: %v", err)
 	}
@@ -188,14 +194,21 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 	// What SQL says the trainer must see in every epoch, taken before any fault (and, for
 	// the live-table scenario, before the table changes).
 	train := plan.TrainingRanges()
-	wantTrain, err := sqlChecksum(ctx, tbl, plan.Ranges[0].Lo, plan.Ranges[train-1].Hi)
-	if err != nil {
-		t.Fatal(err)
+	checksum := func(from, to int) messages.KeyChecksum {
+		t.Helper()
+		var c messages.KeyChecksum
+		var err error
+		if plan.KeyColumns != nil {
+			c, err = typedChecksum(ctx, tbl, plan, from, to)
+		} else {
+			c, err = sqlChecksum(ctx, tbl, plan.Ranges[from].Lo, plan.Ranges[to].Hi)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
-	wantValid, err := sqlChecksum(ctx, tbl, plan.Ranges[train].Lo, plan.Ranges[len(plan.Ranges)-1].Hi)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wantTrain, wantValid := checksum(0, train-1), checksum(train, len(plan.Ranges)-1)
 	if wantTrain != plan.Expected || wantValid != plan.ExpectedValid {
 		t.Fatalf("the plan expects %+v / %+v, SQL says %+v / %+v", plan.Expected, plan.ExpectedValid, wantTrain, wantValid)
 	}
