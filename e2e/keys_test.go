@@ -28,6 +28,7 @@ func keyedTable(t *testing.T, pool *pgxpool.Pool, n int) {
 			uk uuid not null,
 			ts timestamptz not null,
 			tenant text not null,
+			nk numeric(12, 3) not null, dk date not null, tsk timestamp not null, vk varchar(40) not null,
 			a real, b double precision, y real)`,
 		// Text keys mix cases, so the ICU order differs from "C"; timestamps repeat, seven
 		// rows to a microsecond, so (ts, i) is the key; a tenant holds many rows.
@@ -36,6 +37,8 @@ func keyedTable(t *testing.T, pool *pgxpool.Pool, n int) {
 			md5('u' || i)::uuid,
 			'2024-03-31 00:00:00+00'::timestamptz + (i / 7) * interval '1.000001 second',
 			'tenant-' || (i %% 13),
+			(i * 7919 %% 100003) / 1000.0, '1990-01-01'::date + i, '2024-01-01'::timestamp + i * interval '61.5 seconds',
+			'v-' || md5('v' || i),
 			(i %% 101) / 100.0, (i %% 37) / 3.0, 0
 			from generate_series(1, %d) i`, n),
 		`update keyed set y = (a * 2 - b * 0.3)::real`,
@@ -43,6 +46,11 @@ func keyedTable(t *testing.T, pool *pgxpool.Pool, n int) {
 		`create unique index on keyed (uk)`,
 		`create unique index on keyed (ts, i)`,
 		`create unique index on keyed (tenant, i)`,
+		`create unique index on keyed (i)`,
+		`create unique index on keyed (nk)`,
+		`create unique index on keyed (dk)`,
+		`create unique index on keyed (tsk)`,
+		`create unique index on keyed (vk)`,
 		`analyze keyed`,
 	} {
 		if _, err := pool.Exec(ctx, s); err != nil {
@@ -80,9 +88,14 @@ func keyedSpec(t *testing.T, key, where string) []byte {
 // keyedChecksum is the checksum of the key's hashes computed by SQL alone.
 func keyedChecksum(t *testing.T, pool *pgxpool.Pool, cols []messages.KeyColumn, where string) messages.KeyChecksum {
 	t.Helper()
+	return keyedChecksumOf(t, pool, messages.KeyHashSQL(cols)+"::numeric", where)
+}
+
+// keyedChecksumOf is the checksum of the numeric expression h over the rows.
+func keyedChecksumOf(t *testing.T, pool *pgxpool.Pool, h, where string) messages.KeyChecksum {
+	t.Helper()
 	var rows int64
 	var sum, sumSq string
-	h := messages.KeyHashSQL(cols) + "::numeric"
 	err := pool.QueryRow(context.Background(), `select count(*),
 		(sum(`+h+`) % 18446744073709551616 + 18446744073709551616) % 18446744073709551616,
 		(sum(`+h+` * `+h+`) % 18446744073709551616)
@@ -116,6 +129,11 @@ func TestTypedKeysEveryRowOnceSameWeights(t *testing.T) {
 		// where filters the job, sqlWhere the SQL checksum the same way.
 		where, sqlWhere string
 	}{
+		{"integer", `"i"`, nil, "", ""},
+		{"numeric", `"nk"`, []messages.KeyColumn{{Name: "nk", Type: "numeric(12,3)"}}, "", ""},
+		{"date", `"dk"`, []messages.KeyColumn{{Name: "dk", Type: "date", Form: messages.KeyFormDate}}, "", ""},
+		{"timestamp", `"tsk"`, []messages.KeyColumn{{Name: "tsk", Type: "timestamp without time zone", Form: messages.KeyFormTimestamp}}, "", ""},
+		{"varchar", `"vk"`, []messages.KeyColumn{{Name: "vk", Type: "character varying(40)"}}, "", ""},
 		{"text en-x-icu", `"tk"`, []messages.KeyColumn{text("tk")}, "", ""},
 		{"uuid", `"uk"`, []messages.KeyColumn{{Name: "uk", Type: "uuid"}}, "", ""},
 		{"timestamptz with ties, then integer", `["ts", "i"]`, []messages.KeyColumn{
@@ -129,7 +147,12 @@ func TestTypedKeysEveryRowOnceSameWeights(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			want := keyedChecksum(t, pool, tt.cols, tt.sqlWhere)
+			var want messages.KeyChecksum
+			if tt.cols == nil { // an integer key is checksummed as itself
+				want = keyedChecksumOf(t, pool, "i::numeric", tt.sqlWhere)
+			} else {
+				want = keyedChecksum(t, pool, tt.cols, tt.sqlWhere)
+			}
 			one := runJob(t, pool, natsURL, 1, 1, 2<<20, keyedSpec(t, tt.key, tt.where))
 			three := runJob(t, pool, natsURL, 3, 2, 2<<20, keyedSpec(t, tt.key, tt.where))
 			for _, r := range []run{one, three} {
