@@ -151,15 +151,16 @@ func (j *job) allRead() bool { return j.firstOpen >= j.positions() }
 
 func (j *job) lease(pass, r int, t taskRecord) messages.Lease {
 	return messages.Lease{
-		Version:   messages.SchemaVersion,
-		ID:        t.LeaseID,
-		JobID:     j.rec.ID,
-		Pass:      pass,
-		Range:     j.plan.Ranges[r],
-		NextPage:  t.NextPage,
-		LastKey:   t.LastKey,
-		Rows:      t.Rows,
-		ExpiresAt: t.ExpiresAt,
+		Version:     messages.SchemaVersion,
+		ID:          t.LeaseID,
+		JobID:       j.rec.ID,
+		Pass:        pass,
+		Range:       j.plan.Ranges[r],
+		NextPage:    t.NextPage,
+		LastKey:     t.LastKey,
+		LastKeyText: t.LastKeyText,
+		Rows:        t.Rows,
+		ExpiresAt:   t.ExpiresAt,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -36,9 +37,12 @@ func rangeCount(spec messages.JobSpec, rows int64) int {
 // Reading the keys alone costs a fraction of a pass over the planned columns, and it runs
 // beside the statistics on another connection.
 func splitKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, error) {
+	if in.keyCols != nil {
+		return splitTypedKeys(ctx, tx, in)
+	}
 	key := pgx.Identifier{in.key.name}.Sanitize()
 	var rows, keys int64
-	if err := tx.QueryRow(ctx, "select count(*), count("+key+") from "+in.rel.ident()+in.where()).Scan(&rows, &keys); err != nil {
+	if err := tx.QueryRow(ctx, "select count(*), count("+key+") from "+in.source()).Scan(&rows, &keys); err != nil {
 		return nil, fmt.Errorf("counting the rows: %w", err)
 	}
 	if rows == 0 {
@@ -55,7 +59,7 @@ func splitKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, error)
 		c.add(int64(binary.BigEndian.Uint64(f[0])))
 		return nil
 	})
-	sql := "copy (select " + key + "::int8 from " + in.rel.ident() + in.where(key+" is not null") + " order by " + key + ") to stdout (format binary)"
+	sql := "copy (select " + key + "::int8 from " + in.source() + " where " + key + " is not null order by " + key + ") to stdout (format binary)"
 	if _, err := tx.Conn().PgConn().CopyTo(ctx, r, sql); err != nil {
 		return nil, fmt.Errorf("splitting the key range: %w", err)
 	}
@@ -119,4 +123,106 @@ func (c *keyCutter) result() ([]messages.KeyRange, []messages.KeyChecksum) {
 		sums = append(sums, messages.KeyChecksum{})
 	}
 	return bounds, sums[:len(bounds)]
+}
+
+// splitTypedKeys is splitKeys for a typed key: the keys come in key order (the column
+// types' own order and collations) as text with their hash computed in SQL, and each is
+// hashed again here: the expected checksums are SQL's, the fetchers' are Go's, so the two
+// must agree on every key, and a key where they do not stops the plan.
+func splitTypedKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, error) {
+	cols := in.keyCols
+	present := make([]string, len(cols))
+	texts := make([]string, len(cols))
+	for i, c := range cols {
+		present[i] = pgx.Identifier{c.Name}.Sanitize() + " is not null"
+		texts[i] = c.TextSQL()
+	}
+	all := strings.Join(present, " and ")
+	var rows, keys int64
+	if err := tx.QueryRow(ctx, "select count(*), count(*) filter (where "+all+") from "+in.source()).Scan(&rows, &keys); err != nil {
+		return nil, fmt.Errorf("counting the rows: %w", err)
+	}
+	if rows == 0 {
+		return nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s has no rows", in.rel.schema, in.rel.name)}
+	}
+	if rows > keys {
+		return nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%d rows have a NULL in the key (%s) and could never be read", rows-keys, messages.KeyList(cols))}
+	}
+	c := newTypedCutter(keys, rangeCount(in.spec, rows))
+	n := len(cols)
+	r := newCopyReader(n+1, func(f [][]byte) error {
+		key := make([]string, n)
+		for i := range key {
+			if f[i] == nil {
+				return fmt.Errorf("a NULL key text")
+			}
+			key[i] = string(f[i])
+		}
+		if len(f[n]) != 8 {
+			return fmt.Errorf("the key hash: a value of %d bytes, want 8", len(f[n]))
+		}
+		if h := int64(binary.BigEndian.Uint64(f[n])); h != messages.KeyHash(key) {
+			return fmt.Errorf("key (%s): PostgreSQL hashes it to %d, pgtrain to %d (is the database's encoding UTF8?)", strings.Join(key, ", "), h, messages.KeyHash(key))
+		}
+		c.add(key, int64(binary.BigEndian.Uint64(f[n])))
+		return nil
+	})
+	sql := "copy (select " + strings.Join(texts, ", ") + ", " + messages.KeyHashSQL(cols) + " from " + in.sourceAs("keyed") +
+		" where " + all + " order by " + messages.KeyOrderSQL(cols, "keyed") + ") to stdout (format binary)"
+	if _, err := tx.Conn().PgConn().CopyTo(ctx, r, sql); err != nil {
+		return nil, fmt.Errorf("splitting the key range: %w", err)
+	}
+	if err := r.finish(); err != nil {
+		return nil, fmt.Errorf("splitting the key range: %w", err)
+	}
+	if c.pos != keys {
+		return nil, fmt.Errorf("splitting the key range: %d keys read, %d counted", c.pos, keys)
+	}
+	bounds, sums := c.result()
+	return &keySplit{rows: rows, bounds: bounds, sums: sums}, nil
+}
+
+// typedCutter is keyCutter for a unique typed key: the keys arrive in order and are all
+// distinct, so a split is the key at a cut position, and the next key opens a range.
+type typedCutter struct {
+	cuts   []int64
+	next   int
+	pos    int64
+	splits [][]string
+	cur    messages.KeyChecksum
+	sums   []messages.KeyChecksum
+}
+
+func newTypedCutter(total int64, n int) *typedCutter {
+	return &typedCutter{cuts: newKeyCutter(total, n).cuts}
+}
+
+func (c *typedCutter) add(key []string, hash int64) {
+	c.pos++
+	c.cur.Add(hash)
+	taken := false
+	for c.next < len(c.cuts) && c.cuts[c.next] == c.pos {
+		c.next++
+		if !taken { // equal cut positions (more ranges than rows) make one split
+			c.splits = append(c.splits, key)
+			c.sums = append(c.sums, c.cur)
+			c.cur, taken = messages.KeyChecksum{}, true
+		}
+	}
+}
+
+// result is the ranges: (previous split, split], the first open below and the last above.
+// A last split at the greatest key leaves an empty last range.
+func (c *typedCutter) result() ([]messages.KeyRange, []messages.KeyChecksum) {
+	bounds := make([]messages.KeyRange, len(c.splits)+1)
+	for i := range bounds {
+		bounds[i].Index = i
+		if i > 0 {
+			bounds[i].After = c.splits[i-1]
+		}
+		if i < len(c.splits) {
+			bounds[i].Through = c.splits[i]
+		}
+	}
+	return bounds, append(c.sums, c.cur)
 }

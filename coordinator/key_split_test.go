@@ -3,6 +3,7 @@ package coordinator
 import (
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -74,7 +75,7 @@ func TestKeyCutterCutsWherePercentileDiscDoes(t *testing.T) {
 				c.add(k)
 			}
 			bounds, sums := c.result()
-			if !slices.Equal(bounds, wantBounds) || !slices.Equal(sums, wantSums) {
+			if !reflect.DeepEqual(bounds, wantBounds) || !slices.Equal(sums, wantSums) {
 				t.Fatalf("got %+v %+v\nwant %+v %+v", bounds, sums, wantBounds, wantSums)
 			}
 		})

@@ -163,9 +163,13 @@ func (c *Coordinator) reportLease(ctx context.Context, id string, p messages.Lea
 	case rec.State == taskPending:
 		return nil, lost("it was released")
 	}
+	if p.NextPage > rec.NextPage && p.LastKeyText != nil && len(p.LastKeyText) != len(j.plan.KeyColumns) {
+		return nil, &apiError{status: http.StatusBadRequest, field: "last_key_text",
+			msg: fmt.Sprintf("a last key of %d columns for a key of %d", len(p.LastKeyText), len(j.plan.KeyColumns))}
+	}
 	now := c.now()
 	if p.NextPage > rec.NextPage {
-		rec.NextPage, rec.LastKey, rec.Rows = p.NextPage, p.LastKey, p.Rows
+		rec.NextPage, rec.LastKey, rec.LastKeyText, rec.Rows = p.NextPage, p.LastKey, p.LastKeyText, p.Rows
 	}
 	switch {
 	case p.Done:

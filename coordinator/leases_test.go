@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func TestLeaseLifecycle(t *testing.T) {
 	var ls []*messages.Lease
 	for i, w := range []string{"w1", "w2", "w3"} {
 		l := mustLease(t, r.cl, w)
-		if l.JobID != p.JobID || l.Pass != 0 || l.Range.Index != order[i] || l.NextPage != 0 || l.Range != p.Ranges[order[i]] {
+		if l.JobID != p.JobID || l.Pass != 0 || l.Range.Index != order[i] || l.NextPage != 0 || !reflect.DeepEqual(l.Range, p.Ranges[order[i]]) {
 			t.Fatalf("lease %d: %+v, want range %d", i, l, order[i])
 		}
 		ls = append(ls, l)

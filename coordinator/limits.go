@@ -39,6 +39,10 @@ type Limits struct {
 	ModelCache int
 	// ListJobs bounds the limit of one GET /v1/jobs page.
 	ListJobs int
+	// Filters bounds a spec's `where` filters and InValues the values of one "in" list:
+	// each is a bound parameter and a condition on every read.
+	Filters  int
+	InValues int
 }
 
 // Default limits: generous for tabular training, far below what hurts one host.
@@ -52,6 +56,8 @@ const (
 	DefaultMaxParams        = 20_000_000 // 80 MB of float32 weights, 240 MB with Adam's moments
 	DefaultMaxJobsPerSource = 16
 	DefaultMaxListJobs      = 1000
+	DefaultMaxFilters       = 16
+	DefaultMaxInValues      = 1000
 )
 
 // Default limits of online prediction: a thousand rows of a wide table, and a few models
@@ -81,6 +87,8 @@ func (l Limits) withDefaults() Limits {
 	def(&l.PredictInstances, DefaultMaxPredictInstances)
 	def(&l.ModelCache, DefaultModelCache)
 	def(&l.ListJobs, DefaultMaxListJobs)
+	def(&l.Filters, DefaultMaxFilters)
+	def(&l.InValues, DefaultMaxInValues)
 	if l.Params == 0 {
 		l.Params = DefaultMaxParams
 	}
@@ -101,7 +109,7 @@ func (l Limits) validate() error {
 		{"max params", l.Params}, {"max jobs per source", int64(l.JobsPerSource)},
 		{"max predict bytes", l.PredictBytes}, {"max predict instances", int64(l.PredictInstances)},
 		{"model cache", int64(l.ModelCache)},
-		{"max list jobs", int64(l.ListJobs)},
+		{"max list jobs", int64(l.ListJobs)}, {"max filters", int64(l.Filters)}, {"max in values", int64(l.InValues)},
 	} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", f.name, f.v))
@@ -111,7 +119,8 @@ func (l Limits) validate() error {
 }
 
 func (l Limits) spec() messages.SpecLimits {
-	return messages.SpecLimits{Epochs: l.Epochs, BatchSize: l.BatchSize, PageRows: l.PageRows, VocabSize: l.VocabSize}
+	return messages.SpecLimits{Epochs: l.Epochs, BatchSize: l.BatchSize, PageRows: l.PageRows, VocabSize: l.VocabSize,
+		Filters: l.Filters, InValues: l.InValues}
 }
 
 func (l Limits) model() model.SizeLimits {

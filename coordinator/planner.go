@@ -32,9 +32,14 @@ const (
 // planInput is a spec resolved against the catalog: the relation and the key, feature and
 // label columns in spec order.
 type planInput struct {
-	spec     messages.JobSpec
-	rel      *relation
-	key      column
+	spec messages.JobSpec
+	rel  *relation
+	key  column // the first (for an integer key the only) key column
+	// keyCols is the typed key (any key but one integer column); nil for an integer key.
+	keyCols []messages.KeyColumn
+	// where is the spec's filters and whereSQL their condition on the planning settings.
+	where    []messages.PlannedFilter
+	whereSQL string
 	features []column
 	label    column
 	// after, when set (since "last"), limits the job to the keys after it.
@@ -61,19 +66,16 @@ func (in *planInput) firstKey() int64 {
 	return *in.after + 1
 }
 
-// where adds the key filter to a query's conditions (each a SQL condition, or ""), as a
-// where clause with a leading space, or "" when there is none.
-func (in *planInput) where(conds ...string) string {
+// conditions is what the job's rows meet in every query planning runs on them: the spec's
+// filters and the key filter, joined with and; "" when every row is the job's.
+func (in *planInput) conditions() string {
 	var all []string
-	for _, c := range append(conds, in.keyFilter()) {
+	for _, c := range []string{in.whereSQL, in.keyFilter()} {
 		if c != "" {
-			all = append(all, c)
+			all = append(all, "("+c+")")
 		}
 	}
-	if len(all) == 0 {
-		return ""
-	}
-	return " where " + strings.Join(all, " and ")
+	return strings.Join(all, " and ")
 }
 
 // planSpec derives the plan of a job inside pc.tx, a REPEATABLE READ transaction, and
@@ -94,7 +96,14 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 		Schema:  in.rel.schema,
 		Table:   in.rel.name,
 		Key:     in.key.name,
+		// A typed key's columns; nil for one integer column.
+		KeyColumns: in.keyCols,
+		Where:      in.where,
 	}
+	if err := setWhere(ctx, tx, in.where); err != nil {
+		return nil, err
+	}
+	pc.where = in.where
 	if from != nil {
 		if done, err := startFrom(ctx, tx, in, p, from); done || err != nil {
 			return p, err
@@ -150,21 +159,16 @@ func resolveSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, allowed 
 		}
 		return col, nil
 	}
-	if in.key, err = lookup("key", spec.Key); err != nil {
+	keys, typed, err := resolveKey(ctx, tx, rel, spec.Key)
+	if err != nil {
 		return nil, err
 	}
-	if !in.key.integer() {
-		return nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is %s; the key must be an integer column (smallint, integer or bigint)", in.key.name, in.key.pgType)}
+	in.key, in.keyCols = keys[0], typed
+	if in.where, err = resolveWhere(rel, spec.Where); err != nil {
+		return nil, err
 	}
-	if indexedKinds[rel.kind] {
-		ok, err := keyIndexed(ctx, tx, rel, in.key)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is not the leading column of a btree index on %s.%s; keyset paging needs one (create index on %s (%s))",
-				in.key.name, rel.schema, rel.name, rel.ident(), pgx.Identifier{in.key.name}.Sanitize())}
-		}
+	if in.whereSQL, err = messages.WhereSQL(in.where, whereSetting); err != nil {
+		return nil, &messages.FieldError{Field: "where", Reason: err.Error()}
 	}
 	for i, f := range spec.Features {
 		field := fmt.Sprintf("features[%d]", i)
@@ -172,7 +176,7 @@ func resolveSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, allowed 
 		if err != nil {
 			return nil, err
 		}
-		if col.name == in.key.name {
+		if slices.Contains(spec.Key, col.name) {
 			return nil, &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q is the key", col.name)}
 		}
 		if f.Encode == messages.EncodeNone && !col.numeric() {
@@ -238,8 +242,8 @@ func labelClasses(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Pla
 	if !in.label.numeric() {
 		order = `v collate "C"`
 	}
-	sql := fmt.Sprintf(`select v from (select %s as k, %s::text as v from %s%s group by %s) s order by %s limit $1`,
-		q, q, in.rel.ident(), in.where(q+" is not null"), q, order)
+	sql := fmt.Sprintf(`select v from (select %s as k, %s::text as v from %s where %s is not null group by %s) s order by %s limit $1`,
+		q, q, in.source(), q, q, order)
 	classes, err := queryStrings(ctx, tx, sql, limit+1)
 	if err != nil {
 		return fmt.Errorf("listing the classes of %q: %w", in.label.name, err)

@@ -355,7 +355,7 @@ from generate_series(1, 100000) i`)
 	if b, a := bitsOf(before), bitsOf(after); !slices.Equal(b, a) {
 		t.Fatalf("statistics changed with the physical order:\nbefore %+v %+v\nafter  %+v %+v", before.Features, before.Label, after.Features, after.Label)
 	}
-	if before.Expected != after.Expected || !slices.Equal(before.Ranges, after.Ranges) || before.Expected.Rows+before.ExpectedValid.Rows != 100000 {
+	if before.Expected != after.Expected || !reflect.DeepEqual(before.Ranges, after.Ranges) || before.Expected.Rows+before.ExpectedValid.Rows != 100000 {
 		t.Fatalf("ranges or checksums changed: %+v %+v, then %+v %+v", before.Ranges, before.Expected, after.Ranges, after.Expected)
 	}
 	if c := before.Features[3]; c.Stats.Nulls != 9090 || !near(c.Impute, 48) {

@@ -150,9 +150,9 @@ func planPrediction(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec
 	}
 	// The job's spec is the model's, on this table, read once.
 	js := tm.Spec
-	js.Source, js.Table, js.Key = spec.Source, spec.Table, key.name
+	js.Source, js.Table, js.Key = spec.Source, spec.Table, messages.KeyColumns{key.name}
 	js.Epochs, js.ValidationSplit, js.Consistency = 1, 0, messages.ConsistencyNone
-	js.RangeRows, js.PageRows = spec.RangeRows, spec.PageRows
+	js.RangeRows, js.PageRows, js.Where = spec.RangeRows, spec.PageRows, nil
 	in := &planInput{spec: js, rel: rel, key: key}
 	p := &messages.Plan{
 		Version:  messages.SchemaVersion,
@@ -352,7 +352,7 @@ func textWidths(ctx context.Context, tx pgx.Tx, in *planInput, texts []string) (
 		items[i] = fmt.Sprintf("coalesce(avg(octet_length(%s::text)), 0)::float8", pgx.Identifier{name}.Sanitize())
 		targets[i] = &widths[i]
 	}
-	if err := tx.QueryRow(ctx, "select "+strings.Join(items, ", ")+" from "+in.rel.ident()+in.where()).Scan(targets...); err != nil {
+	if err := tx.QueryRow(ctx, "select "+strings.Join(items, ", ")+" from "+in.source()).Scan(targets...); err != nil {
 		return nil, fmt.Errorf("measuring the text columns: %w", err)
 	}
 	for i, name := range texts {

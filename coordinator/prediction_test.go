@@ -36,7 +36,7 @@ func storeModel(t *testing.T, e *env, id string) messages.ModelMeta {
 		},
 		Label:     messages.ColumnPlan{Name: "y", PGType: "real", Kind: messages.KindNumeric, Factor: 1},
 		LabelKind: messages.LabelRegression, InputDim: 4, LabelDim: 1,
-		Spec: messages.JobSpec{Table: "trained", Key: "id", Loss: "mse", Epochs: 3, BatchSize: 32, Seed: 1}.WithDefaults(),
+		Spec: messages.JobSpec{Table: "trained", Key: messages.KeyColumns{"id"}, Loss: "mse", Epochs: 3, BatchSize: 32, Seed: 1}.WithDefaults(),
 	}
 	if err := model.WriteMeta(dir, meta); err != nil {
 		t.Fatal(err)

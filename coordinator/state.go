@@ -54,7 +54,9 @@ type taskRecord struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	NextPage  int       `json:"next_page"`
 	LastKey   int64     `json:"last_key"`
-	Rows      int64     `json:"rows"`
+	// LastKeyText is the last key's text for a typed key.
+	LastKeyText []string `json:"last_key_text,omitempty"`
+	Rows        int64    `json:"rows"`
 	// Grants counts leases handed out; Expired and Released count hand-overs.
 	Grants   int `json:"grants"`
 	Expired  int `json:"expired,omitempty"`

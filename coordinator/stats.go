@@ -54,6 +54,8 @@ type planConns struct {
 	pool *pgxpool.Pool // nil: the transaction alone
 	// helpers is how many more connections planning may take from the pool.
 	helpers int
+	// where is the filters each helper binds to its settings, as the transaction did.
+	where []messages.PlannedFilter
 }
 
 // computeStats fills the column plans of the features and the label, splits the key space
@@ -162,6 +164,10 @@ func (pc planConns) run(ctx context.Context, tasks []func(context.Context, pgx.T
 					return // the others take its share
 				}
 				defer release()
+				if err := setWhere(ctx, tx, pc.where); err != nil {
+					cancel(err)
+					return
+				}
 				work(tx)
 			})
 		}
@@ -230,9 +236,10 @@ const minPartBlocks = 1024
 // relation in one pass when it has no ctid (views) or is small.
 func tableParts(ctx context.Context, pc planConns, in *planInput) ([]string, error) {
 	n := pc.helpers + 1
-	if pc.pool == nil || n < 2 || (in.rel.kind != "r" && in.rel.kind != "m") || in.keyFilter() != "" {
-		// With a key filter: one read through the key's index, not the whole heap in parts.
-		return []string{in.where()}, nil
+	// With filters (a subquery, which has no ctid) or a key filter: one read, through
+	// the indexes where they help, not the whole heap in parts.
+	if pc.pool == nil || n < 2 || (in.rel.kind != "r" && in.rel.kind != "m") || in.conditions() != "" {
+		return []string{""}, nil
 	}
 	var blocks int64
 	var version int
@@ -243,7 +250,7 @@ func tableParts(ctx context.Context, pc planConns, in *planInput) ([]string, err
 	}
 	// TID range scans came in PostgreSQL 14; before, each part would scan the whole table.
 	if version < 140000 || blocks < minPartBlocks {
-		return []string{in.where()}, nil
+		return []string{""}, nil
 	}
 	parts := make([]string, n)
 	for i := range n {
@@ -273,7 +280,7 @@ func medians(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, o
 	if len(items) == 0 {
 		return nil
 	}
-	sql := "select " + strings.Join(items, ", ") + " from " + in.rel.ident() + in.where()
+	sql := "select " + strings.Join(items, ", ") + " from " + in.source()
 	if err := tx.QueryRow(ctx, sql).Scan(targets...); err != nil {
 		return fmt.Errorf("computing medians: %w", err)
 	}

@@ -157,7 +157,7 @@ func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn,
 		}
 		return nil
 	})
-	sql := "copy (select " + strings.Join(items, ", ") + " from " + in.rel.ident() + where + ") to stdout (format binary)"
+	sql := "copy (select " + strings.Join(items, ", ") + " from " + in.source() + where + ") to stdout (format binary)"
 	if _, err := tx.Conn().PgConn().CopyTo(ctx, r, sql); err != nil {
 		return nil, fmt.Errorf("computing statistics: %w", err)
 	}
@@ -182,8 +182,8 @@ func vocabulary(ctx context.Context, tx pgx.Tx, in *planInput, c statColumn, t *
 		return t.top(c.vocab), nil
 	}
 	q := pgx.Identifier{c.col.name}.Sanitize()
-	sql := fmt.Sprintf(`select v from (select %s::text as v, count(*) as n from %s%s group by 1) s
-order by n desc, v collate "C" limit $1`, q, in.rel.ident(), in.where(q+" is not null"))
+	sql := fmt.Sprintf(`select v from (select %s::text as v, count(*) as n from %s where %s is not null group by 1) s
+order by n desc, v collate "C" limit $1`, q, in.source(), q)
 	vocab, err := queryStrings(ctx, tx, sql, c.vocab)
 	if err != nil {
 		return nil, fmt.Errorf("computing the vocabulary of %q: %w", c.col.name, err)

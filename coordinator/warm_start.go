@@ -38,7 +38,7 @@ func checkStart(spec messages.JobSpec, ms *model.Spec, tm *messages.ModelMeta) e
 		if spec.Source != tm.Source {
 			return &messages.FieldError{Field: "source", Reason: fmt.Sprintf("%q, model %s was trained on source %q: since \"last\" continues the stored model's table", spec.Source, id, tm.Source)}
 		}
-		if spec.Key != tm.Key {
+		if spec.Key.String() != tm.Key {
 			return &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%q, model %s read the keys of %q: since \"last\" continues after its last key", spec.Key, id, tm.Key)}
 		}
 	}
@@ -99,10 +99,14 @@ func startFrom(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan, 
 		return false, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s, model %s was trained on %s.%s: since \"last\" continues the stored model's table",
 			p.Schema, p.Table, from.JobID, from.Schema, from.Table)}
 	}
+	if in.keyCols != nil {
+		// A typed key's last key is not kept in the model's metadata (only its hash is).
+		return false, &messages.FieldError{Field: "since", Reason: fmt.Sprintf("\"last\" needs a single integer key; %s is %s", spec.Key, in.key.pgType)}
+	}
 	after := from.LastKey
 	in.after, p.WarmStart.AfterKey = &after, after
 	var any bool
-	if err := tx.QueryRow(ctx, "select exists (select 1 from "+in.rel.ident()+in.where()+")").Scan(&any); err != nil {
+	if err := tx.QueryRow(ctx, "select exists (select 1 from "+in.source()+")").Scan(&any); err != nil {
 		return false, fmt.Errorf("looking for keys after %d: %w", after, err)
 	}
 	return !any, nil
@@ -141,7 +145,7 @@ func reuseTransforms(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.
 		texts = append(texts, p.Label.Name)
 		q := pgx.Identifier{in.label.name}.Sanitize()
 		var unseen string
-		err := tx.QueryRow(ctx, "select "+q+"::text from "+in.rel.ident()+in.where(q+" is not null", "not ("+q+"::text = any($1))")+" limit 1",
+		err := tx.QueryRow(ctx, "select "+q+"::text from "+in.source()+" where "+q+" is not null and not ("+q+"::text = any($1)) limit 1",
 			p.Label.Vocabulary).Scan(&unseen)
 		switch {
 		case err == nil:

@@ -64,6 +64,52 @@ func TestFetcherKilledMidRange(t *testing.T) {
 
 // A fetcher killed just after RAW acknowledged a page and before its lease recorded it:
 // the next holder publishes that page again, and RAW drops the copy by its message id.
+// The same on a table keyed by text in an ICU collation: the new holder resumes after the
+// last recorded key's text. The run is its own reference (a text key orders the rows
+// otherwise than id), so it checks exactly-once and the resume, not the weights.
+func TestFetcherKilledMidRangeTextKey(t *testing.T) {
+	ctx := context.Background()
+	const keyed = "events_text_key"
+	if err := copyTable(ctx, table, keyed); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{
+		"alter table " + keyed + ` add column tk text collate "en-x-icu"`,
+		"update " + keyed + " set tk = (array['apple','Banana','cherry','Date'])[1 + id % 4] || '-' || md5(id::text)",
+		"alter table " + keyed + " alter column tk set not null",
+		"create unique index on " + keyed + " (tk)",
+		"analyze " + keyed,
+	} {
+		if _, err := pool.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	var killed messages.LeaseInfo
+	runScenario(t, scenario{
+		name:  "fetcher kill -9 mid-range, text key",
+		fault: "kill -9 fetcher-1 mid-range (epoch 2) on a table keyed by text in an ICU collation",
+		mode:  rereadMode,
+		table: keyed,
+		key:   "tk",
+		inject: func(r *runCtx) error {
+			if _, err := r.waitStatus("epoch 2", jobTimeout(), atPosition(1, 1)); err != nil {
+				return err
+			}
+			var err error
+			killed, err = killMidRange(r, r.c.fetchers[0], syscall.SIGKILL)
+			return err
+		},
+		check: func(t *testing.T, r *runCtx, o *outcome) {
+			if o.plan.KeyColumns == nil || o.status.Fetch.Expired < 1 || o.status.Fetch.Resumed < 1 {
+				t.Errorf("key columns %+v, fetch %+v: want a text key, the killed fetcher's lease expired and resumed", o.plan.KeyColumns, o.status.Fetch)
+			}
+			if !resumedAt(r.c, killed) {
+				t.Errorf("no fetcher resumed pass %d range %d at page %d or later (the killed lease %s)", killed.Pass, killed.Range, killed.NextPage, killed.ID)
+			}
+		},
+	}, nil)
+}
+
 func TestFetcherKilledAfterPublish(t *testing.T) {
 	ref := reference(t, rereadMode)
 	const at = 90 // of some 200 pages each fetcher publishes over the 3 passes: epoch 2

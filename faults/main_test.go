@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,13 +123,13 @@ func copyTable(ctx context.Context, from, to string) error {
 // also be reproduced after a restart), small ranges and pages so that faults land
 // mid-range and mid-epoch. consistency "" leaves the coordinator's default.
 func jobSpec(tbl, consistency string) []byte {
-	return sizedJobSpec(tbl, consistency, 10000, 1000)
+	return sizedJobSpec(tbl, "id", consistency, 10000, 1000)
 }
 
-// sizedJobSpec is jobSpec with other range and page sizes.
-func sizedJobSpec(tbl, consistency string, rangeRows, pageRows int) []byte {
+// sizedJobSpec is jobSpec with another key column and other range and page sizes.
+func sizedJobSpec(tbl, key, consistency string, rangeRows, pageRows int) []byte {
 	return demo.Job{
-		Table: tbl, Key: "id",
+		Table: tbl, Key: key,
 		Features: []messages.FeatureSpec{
 			{Column: "a", Scale: "standard"},
 			{Column: "b", Scale: "minmax"},
@@ -144,6 +145,55 @@ func sizedJobSpec(tbl, consistency string, rangeRows, pageRows int) []byte {
 }
 
 const epochs = 3
+
+// typedChecksum is the key checksum of the rows of ranges [from, to] of a typed-key plan,
+// by SQL alone: the sums of KeyHashSQL over the rows between the ranges' bounds.
+func typedChecksum(ctx context.Context, tbl string, p *messages.Plan, from, to int) (messages.KeyChecksum, error) {
+	var conds []string
+	var args []any
+	n := 1
+	if after := p.Ranges[from].After; after != nil {
+		var c string
+		c, n = messages.KeysAfterSQL(p.KeyColumns, n)
+		conds = append(conds, c)
+		for _, k := range after {
+			args = append(args, k)
+		}
+	}
+	if through := p.Ranges[to].Through; through != nil {
+		c, _ := messages.KeysThroughSQL(p.KeyColumns, n)
+		conds = append(conds, c)
+		for _, k := range through {
+			args = append(args, k)
+		}
+	}
+	where := ""
+	if conds != nil {
+		where = " where " + strings.Join(conds, " and ")
+	}
+	h := messages.KeyHashSQL(p.KeyColumns) + "::numeric"
+	var rows int64
+	var sum, sumSq string
+	err := pool.QueryRow(ctx, `select count(*),
+		coalesce((sum(`+h+`) % 18446744073709551616 + 18446744073709551616) % 18446744073709551616, 0),
+		coalesce(sum(`+h+` * `+h+`) % 18446744073709551616, 0)
+		from `+pgx.Identifier{tbl}.Sanitize()+where, args...).Scan(&rows, &sum, &sumSq)
+	if err != nil {
+		return messages.KeyChecksum{}, err
+	}
+	c := messages.KeyChecksum{Rows: rows}
+	for _, v := range []struct {
+		s   string
+		dst *uint64
+	}{{sum, &c.Sum}, {sumSq, &c.SumSq}} {
+		b, ok := new(big.Int).SetString(v.s, 10)
+		if !ok || !b.IsUint64() {
+			return c, fmt.Errorf("checksum %q is not a uint64", v.s)
+		}
+		*v.dst = b.Uint64()
+	}
+	return c, nil
+}
 
 // sqlChecksum is the key checksum of the rows with lo <= id <= hi, by SQL alone.
 func sqlChecksum(ctx context.Context, tbl string, lo, hi int64) (messages.KeyChecksum, error) {

@@ -42,7 +42,7 @@ var (
 )
 
 func smallJobSpec(tbl, consistency string) []byte {
-	return sizedJobSpec(tbl, consistency, smallRangeRows, smallPageRows)
+	return sizedJobSpec(tbl, "id", consistency, smallRangeRows, smallPageRows)
 }
 
 var small struct {

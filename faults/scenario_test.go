@@ -51,8 +51,10 @@ type scenario struct {
 	// default consistency).
 	table       string
 	consistency string
-	// spec makes the job spec (default jobSpec).
+	// spec makes the job spec (default jobSpec, keyed by key).
 	spec func(tbl, consistency string) []byte
+	// key is the job's key column (default "id").
+	key  string
 	opts func(*clusterOptions)
 	// prepare runs once the cluster is up, before the job is submitted (r has no job yet).
 	prepare func(r *runCtx) error
@@ -191,9 +193,13 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 		}
 	}
 	start := time.Now()
+	key := sc.key
+	if key == "" {
+		key = "id"
+	}
 	spec := sc.spec
 	if spec == nil {
-		spec = jobSpec
+		spec = func(tbl, consistency string) []byte { return sizedJobSpec(tbl, key, consistency, 10000, 1000) }
 	}
 	st, err := c.client.Submit(ctx, spec(tbl, sc.consistency))
 	if err != nil {
@@ -209,14 +215,21 @@ func runScenario(t *testing.T, sc scenario, ref *outcome) *outcome {
 	// What SQL says the trainer must see in every epoch, taken before any fault (and, for
 	// the live-table scenario, before the table changes).
 	train := plan.TrainingRanges()
-	wantTrain, err := sqlChecksum(ctx, tbl, plan.Ranges[0].Lo, plan.Ranges[train-1].Hi)
-	if err != nil {
-		t.Fatal(err)
+	checksum := func(from, to int) messages.KeyChecksum {
+		t.Helper()
+		var c messages.KeyChecksum
+		var err error
+		if plan.KeyColumns != nil {
+			c, err = typedChecksum(ctx, tbl, plan, from, to)
+		} else {
+			c, err = sqlChecksum(ctx, tbl, plan.Ranges[from].Lo, plan.Ranges[to].Hi)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
-	wantValid, err := sqlChecksum(ctx, tbl, plan.Ranges[train].Lo, plan.Ranges[len(plan.Ranges)-1].Hi)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wantTrain, wantValid := checksum(0, train-1), checksum(train, len(plan.Ranges)-1)
 	if wantTrain != plan.Expected || wantValid != plan.ExpectedValid {
 		t.Fatalf("the plan expects %+v / %+v, SQL says %+v / %+v", plan.Expected, plan.ExpectedValid, wantTrain, wantValid)
 	}

@@ -33,7 +33,7 @@ func BenchmarkFetch1M(b *testing.B) {
 			for _, kr := range plan.Ranges {
 				last := int64(0)
 				for p := 0; ; p++ {
-					pg, err := r.ReadPage(context.Background(), 0, kr, p, last)
+					pg, err := r.ReadPage(context.Background(), 0, kr, p, last, nil)
 					if err != nil {
 						b.Fatal(err)
 					}

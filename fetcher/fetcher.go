@@ -196,7 +196,7 @@ func (f *Fetcher) job(ctx context.Context, jobID string) (*job, error) {
 func (f *Fetcher) runLease(ctx context.Context, lease *messages.Lease) {
 	log := f.log.With("job_id", lease.JobID, "pass", lease.Pass, "range", lease.Range.Index, "lease_id", lease.ID)
 	s := &session{f: f, log: log, lease: lease,
-		prog: messages.LeaseProgress{WorkerID: f.cfg.WorkerID, NextPage: lease.NextPage, LastKey: lease.LastKey, Rows: lease.Rows}}
+		prog: messages.LeaseProgress{WorkerID: f.cfg.WorkerID, NextPage: lease.NextPage, LastKey: lease.LastKey, LastKeyText: lease.LastKeyText, Rows: lease.Rows}}
 	s.setInterval(lease)
 	j, err := f.job(ctx, lease.JobID)
 	if err != nil {
@@ -302,7 +302,7 @@ func (s *session) run(ctx context.Context) {
 		pagesOut++
 		s.mu.Lock()
 		s.prog.NextPage = p.Batch.Page + 1
-		s.prog.LastKey = p.LastKey
+		s.prog.LastKey, s.prog.LastKeyText = p.LastKey, p.LastKeyText
 		s.prog.Rows += int64(p.Batch.Rows())
 		s.mu.Unlock()
 		if p.Batch.Last {
@@ -327,10 +327,10 @@ func (s *session) run(ctx context.Context) {
 // the same page from the same key.
 func (s *session) read(ctx context.Context, out chan<- pageResult) {
 	defer close(out)
-	page, last := s.lease.NextPage, s.lease.LastKey
+	page, last, lastText := s.lease.NextPage, s.lease.LastKey, s.lease.LastKeyText
 	backoff := s.f.backoff()
 	for {
-		p, err := s.job.reader.ReadPage(ctx, s.lease.Pass, s.lease.Range, page, last)
+		p, err := s.job.reader.ReadPage(ctx, s.lease.Pass, s.lease.Range, page, last, lastText)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -359,7 +359,7 @@ func (s *session) read(ctx context.Context, out chan<- pageResult) {
 		if p.Batch.Last {
 			return
 		}
-		page, last = page+1, p.LastKey
+		page, last, lastText = page+1, p.LastKey, p.LastKeyText
 	}
 }
 

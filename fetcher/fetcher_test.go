@@ -227,7 +227,7 @@ func checkRaw(t testing.TB, b *bus.Bus, pool *pgxpool.Pool, plan *messages.Plan,
 	for _, kr := range plan.Ranges {
 		last := int64(0)
 		for p := 0; ; p++ {
-			pg, err := r.ReadPage(context.Background(), 0, kr, p, last)
+			pg, err := r.ReadPage(context.Background(), 0, kr, p, last, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -141,7 +141,7 @@ func TestPipelineToReady(t *testing.T) {
 	}
 	last := crashed.LastKey
 	for page := crashed.NextPage; page < crashed.NextPage+3; page++ {
-		pg, err := reader.ReadPage(ctx, crashed.Pass, crashed.Range, page, last)
+		pg, err := reader.ReadPage(ctx, crashed.Pass, crashed.Range, page, last, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -27,8 +28,10 @@ type Page struct {
 	Batch *messages.RawBatch
 	// Data is the encoded batch, at most the reader's max bytes.
 	Data []byte
-	// LastKey is the key the next page starts after (the previous one for an empty page).
-	LastKey int64
+	// LastKey is the key the next page starts after (the previous one for an empty page);
+	// LastKeyText is that key's text for a typed key.
+	LastKey     int64
+	LastKeyText []string
 	// WireBytes is what PostgreSQL sent for the page's rows (the look-ahead row included).
 	WireBytes int64
 }
@@ -100,14 +103,24 @@ func (w wire) String() string {
 
 // RangeReader reads the pages of one job's ranges. It is safe for concurrent use.
 type RangeReader struct {
-	pool     *pgxpool.Pool
-	jobID    string
-	first    string // key >= lo: the first page
-	next     string // key > last: every later page
-	cols     []readCol
-	pageRows int
-	snapshot string
-	maxBytes int
+	pool  *pgxpool.Pool
+	jobID string
+	first string // key >= lo: the first page
+	next  string // key > last: every later page
+	// keyCols is a typed key's columns; sel and from start its queries, which ReadPage
+	// ends with the bounds of the page.
+	keyCols   []messages.KeyColumn
+	sel, from string
+	table     string // the quoted relation, which qualifies the ORDER BY
+	// where is the plan's filters as bound parameters; whereArgs their values, which the
+	// parameters after the page's own take.
+	where     []messages.PlannedFilter
+	whereArgs []any
+	whereArg  []int // the index in whereArgs of each filter's values (is_null has none)
+	cols      []readCol
+	pageRows  int
+	snapshot  string
+	maxBytes  int
 	// inputDim and labelDim size the READY batch the page becomes; a page must fit there too.
 	inputDim, labelDim int
 }
@@ -144,6 +157,20 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 	}
 	key := pgx.Identifier{plan.Key}.Sanitize()
 	sel := "SELECT " + key + "::int8"
+	if plan.KeyColumns != nil {
+		if len(plan.KeyColumns) > messages.MaxKeyColumns {
+			return nil, fmt.Errorf("job %s: a key of %d columns: %w", plan.JobID, len(plan.KeyColumns), ErrBadPlan)
+		}
+		texts := make([]string, len(plan.KeyColumns))
+		for i, c := range plan.KeyColumns {
+			if !messages.ValidKeyType(c.Type) {
+				return nil, fmt.Errorf("job %s: key column %q has type %q: %w", plan.JobID, c.Name, c.Type, ErrBadPlan)
+			}
+			texts[i] = c.TextSQL()
+		}
+		r.keyCols = plan.KeyColumns
+		sel = "SELECT " + strings.Join(texts, ", ")
+	}
 	add := func(c messages.ColumnPlan) error {
 		rc := readCol{name: c.Name, kind: c.RawKind()}
 		col := pgx.Identifier{c.Name}.Sanitize()
@@ -184,10 +211,22 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 	}
 	// The key is compared uncast (so its index is used) against int8 parameters (so an int4
 	// key still takes the full int64 bounds of the first and last ranges).
+	r.where = plan.Where
+	for _, f := range plan.Where {
+		r.whereArg = append(r.whereArg, len(r.whereArgs))
+		if f.Values != nil {
+			r.whereArgs = append(r.whereArgs, f.WhereArg())
+		}
+	}
+	filter, err := r.whereSQL(4)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w: %w", plan.JobID, err, ErrBadPlan)
+	}
 	from := " FROM " + table.Sanitize() + " WHERE " + key
-	tail := " AND " + key + " <= $2::int8 ORDER BY " + key + " LIMIT $3"
+	tail := " AND " + key + " <= $2::int8" + filter + " ORDER BY " + key + " LIMIT $3"
 	r.first = sel + from + " >= $1::int8" + tail
 	r.next = sel + from + " > $1::int8" + tail
+	r.sel, r.from, r.table = sel, " FROM "+table.Sanitize(), table.Sanitize()
 	return r, nil
 }
 
@@ -209,14 +248,27 @@ func validSnapshotID(id string) error {
 // rows after lastKey, or from rng.Lo for page 0. When the encoded page is larger than the
 // max bytes it keeps the first half of its rows until it fits, so the page boundaries depend
 // only on the data and the plan.
-func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRange, page int, lastKey int64) (*Page, error) {
+//
+// A typed key resumes after lastText (page 0: after rng.After) instead of lastKey.
+func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRange, page int, lastKey int64, lastText []string) (*Page, error) {
 	sql, from := r.next, lastKey
 	if page == 0 {
 		sql, from = r.first, rng.Lo
 	}
+	args := append([]any{from, rng.Hi, r.pageRows + 1}, r.whereArgs...)
+	if r.keyCols != nil {
+		after := lastText
+		if page == 0 {
+			after = rng.After
+		}
+		var err error
+		if sql, args, err = r.typedPageSQL(after, rng.Through); err != nil {
+			return nil, fmt.Errorf("batch %s: %w", messages.BatchID{JobID: r.jobID, Pass: pass, Range: rng.Index, Page: page}, err)
+		}
+	}
 	b := &messages.RawBatch{BatchID: messages.BatchID{JobID: r.jobID, Pass: pass, Range: rng.Index, Page: page}}
 	// One row more than a page says whether the range goes on after it.
-	wireBytes, err := r.query(ctx, sql, []any{from, rng.Hi, r.pageRows + 1}, b)
+	keyTexts, wireBytes, err := r.query(ctx, sql, args, b)
 	if err != nil {
 		return nil, err
 	}
@@ -232,9 +284,12 @@ func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRa
 		}
 		n := len(b.Keys)
 		if len(data) <= r.maxBytes && messages.ReadyBatchBytes(r.jobID, n, r.inputDim, r.labelDim) <= r.maxBytes {
-			p := &Page{Batch: b, Data: data, LastKey: lastKey, WireBytes: wireBytes}
+			p := &Page{Batch: b, Data: data, LastKey: lastKey, LastKeyText: lastText, WireBytes: wireBytes}
 			if n > 0 {
 				p.LastKey = b.Keys[n-1]
+				if keyTexts != nil {
+					p.LastKeyText = keyTexts[n-1]
+				}
 			}
 			return p, nil
 		}
@@ -247,25 +302,79 @@ func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRa
 	}
 }
 
-func (r *RangeReader) query(ctx context.Context, sql string, args []any, b *messages.RawBatch) (wireBytes int64, err error) {
+// whereSQL is " AND " and the plan's filters on parameters $n.., or "" without filters.
+func (r *RangeReader) whereSQL(n int) (string, error) {
+	if len(r.where) == 0 {
+		return "", nil
+	}
+	cond, err := messages.WhereSQL(r.where, r.whereRef(n))
+	return " AND " + cond, err
+}
+
+// whereRef is the parameter holding filter i's values when whereArgs start at $n.
+func (r *RangeReader) whereRef(n int) func(int) string {
+	return func(i int) string { return "$" + strconv.Itoa(n+r.whereArg[i]) + "::text" }
+}
+
+// typedPageSQL is the page query of a typed key: the keys after `after` (nil: from the
+// first) through `through` (nil: to the last), in key order.
+func (r *RangeReader) typedPageSQL(after, through []string) (string, []any, error) {
+	var conds []string
+	var args []any
+	n := 1
+	for _, bound := range [...]struct {
+		key  []string
+		cond func([]messages.KeyColumn, int) (string, int)
+	}{{after, messages.KeysAfterSQL}, {through, messages.KeysThroughSQL}} {
+		if bound.key == nil {
+			continue
+		}
+		if len(bound.key) != len(r.keyCols) {
+			return "", nil, fmt.Errorf("a key bound of %d columns for a key of %d: %w", len(bound.key), len(r.keyCols), ErrBadPlan)
+		}
+		var c string
+		c, n = bound.cond(r.keyCols, n)
+		conds = append(conds, c)
+		for _, k := range bound.key {
+			args = append(args, k)
+		}
+	}
+	if len(r.where) > 0 {
+		cond, err := messages.WhereSQL(r.where, r.whereRef(n))
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: %w", err, ErrBadPlan)
+		}
+		conds = append(conds, cond)
+		args = append(args, r.whereArgs...)
+		n += len(r.whereArgs)
+	}
+	sql := r.sel + r.from
+	if conds != nil {
+		sql += " WHERE " + strings.Join(conds, " AND ")
+	}
+	sql += " ORDER BY " + messages.KeyOrderSQL(r.keyCols, r.table) + " LIMIT $" + strconv.Itoa(n)
+	return sql, append(args, r.pageRows+1), nil
+}
+
+func (r *RangeReader) query(ctx context.Context, sql string, args []any, b *messages.RawBatch) (keyTexts [][]string, wireBytes int64, err error) {
 	if r.snapshot == "" {
 		rows, err := r.pool.Query(ctx, sql, args...)
 		if err != nil {
-			return 0, err
+			return nil, 0, err
 		}
 		return r.decode(rows, b)
 	}
 	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) // read only: nothing to commit
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+r.snapshot+"'"); err != nil {
-		return 0, fmt.Errorf("joining snapshot %s: %w", r.snapshot, err)
+		return nil, 0, fmt.Errorf("joining snapshot %s: %w", r.snapshot, err)
 	}
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	return r.decode(rows, b)
 }
@@ -277,12 +386,14 @@ type textCol struct {
 }
 
 // decode reads the rows from their raw wire values: binary numbers are big-endian, text is
-// its bytes. Text-format results (a simple-protocol pool) are parsed instead.
-func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (wireBytes int64, err error) {
+// its bytes. Text-format results (a simple-protocol pool) are parsed instead. A typed key
+// arrives as its text columns, which are returned, and is hashed into b.Keys.
+func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]string, wireBytes int64, err error) {
 	defer rows.Close()
 	fds := rows.FieldDescriptions()
-	if len(fds) != 1+len(r.cols) {
-		return 0, fmt.Errorf("query returned %d columns, want %d", len(fds), 1+len(r.cols))
+	nk := max(len(r.keyCols), 1)
+	if len(fds) != nk+len(r.cols) {
+		return nil, 0, fmt.Errorf("query returned %d columns, want %d", len(fds), nk+len(r.cols))
 	}
 	capRows := r.pageRows + 1
 	b.Keys = make([]int64, 0, capRows)
@@ -298,12 +409,12 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (wireBytes int
 	wires := make([]wire, len(r.cols))
 	formats := make([]int16, len(r.cols))
 	for i, c := range r.cols {
-		w, ok := wireOf(fds[i+1].DataTypeOID)
+		w, ok := wireOf(fds[nk+i].DataTypeOID)
 		if !ok || !carries(c.kind, w) {
-			return 0, fmt.Errorf("column %q arrives with type oid %d, which a %s raw column cannot carry (its type changed since planning?): %w",
-				c.name, fds[i+1].DataTypeOID, kindName(c.kind), ErrBadPlan)
+			return nil, 0, fmt.Errorf("column %q arrives with type oid %d, which a %s raw column cannot carry (its type changed since planning?): %w",
+				c.name, fds[nk+i].DataTypeOID, kindName(c.kind), ErrBadPlan)
 		}
-		wires[i], formats[i] = w, fds[i+1].Format
+		wires[i], formats[i] = w, fds[nk+i].Format
 		b.Columns[i] = messages.RawColumn{Name: c.name, Kind: c.kind}
 		switch c.kind {
 		case messages.ColumnFloat64:
@@ -320,16 +431,29 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (wireBytes int
 		for _, v := range vals {
 			wireBytes += int64(len(v))
 		}
-		k, err := decodeInt8(vals[0], fds[0].Format)
-		if err != nil || vals[0] == nil {
-			return 0, fmt.Errorf("row %d: key: %v", row, errOr(err, "NULL key"))
+		var k int64
+		if r.keyCols == nil {
+			k, err = decodeInt8(vals[0], fds[0].Format)
+			if err != nil || vals[0] == nil {
+				return nil, 0, fmt.Errorf("row %d: key: %v", row, errOr(err, "NULL key"))
+			}
+		} else {
+			text := make([]string, nk)
+			for i := range text {
+				if vals[i] == nil || fds[i].DataTypeOID != pgtype.TextOID {
+					return nil, 0, fmt.Errorf("row %d: key column %q: NULL or not text (oid %d): %w", row, r.keyCols[i].Name, fds[i].DataTypeOID, ErrBadPlan)
+				}
+				text[i] = string(vals[i])
+			}
+			k = messages.KeyHash(text)
+			keyTexts = append(keyTexts, text)
 		}
 		if row == capRows {
-			return 0, fmt.Errorf("row key %d: more rows than the page's limit of %d", k, capRows)
+			return nil, 0, fmt.Errorf("row key %d: more rows than the page's limit of %d", k, capRows)
 		}
 		b.Keys = append(b.Keys, k)
 		for i, c := range r.cols {
-			v := vals[i+1]
+			v := vals[nk+i]
 			if v == nil {
 				b.Columns[i].SetNull(row) // a number stays 0
 			}
@@ -337,7 +461,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (wireBytes int
 			case messages.ColumnFloat64:
 				if v != nil {
 					if f64[i][row], err = decodeNumber(v, wires[i], formats[i]); err != nil {
-						return 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
+						return nil, 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
 					}
 				}
 			case messages.ColumnFloat32:
@@ -347,7 +471,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (wireBytes int
 					f32[i][row] = math.Float32frombits(binary.BigEndian.Uint32(v)) // real, as stored
 				default:
 					if f32[i][row], err = decodeFloat32(v, wires[i], formats[i]); err != nil {
-						return 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
+						return nil, 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
 					}
 				}
 			default:
@@ -359,7 +483,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (wireBytes int
 		row++
 	}
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	for i := range r.cols {
 		if f64[i] != nil {
@@ -382,7 +506,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (wireBytes int
 		}
 		b.Columns[i].Text = out
 	}
-	return wireBytes, nil
+	return keyTexts, wireBytes, nil
 }
 
 func errOr(err error, msg string) error {

@@ -102,7 +102,7 @@ func readAll(t *testing.T, r *RangeReader, rng messages.KeyRange) []*Page {
 	var pages []*Page
 	last := int64(0)
 	for p := 0; ; p++ {
-		pg, err := r.ReadPage(context.Background(), 0, rng, p, last)
+		pg, err := r.ReadPage(context.Background(), 0, rng, p, last, nil)
 		if err != nil {
 			t.Fatalf("page %d: %v", p, err)
 		}
@@ -212,7 +212,7 @@ func TestRangeReader(t *testing.T) {
 				if p > 0 {
 					last = pages[p-1].LastKey
 				}
-				again, err := r2.ReadPage(context.Background(), 0, tt.rng, p, last)
+				again, err := r2.ReadPage(context.Background(), 0, tt.rng, p, last, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -258,7 +258,7 @@ func TestRangeReaderHalvesPagesOverMaxBytes(t *testing.T) {
 	}
 	checkPagesMatchSQL(t, pages, sqlRows(t, pool, rng.Lo, rng.Hi), 16)
 	for p := 1; p < len(pages); p++ {
-		again, err := r.ReadPage(ctx, 0, rng, p, pages[p-1].LastKey)
+		again, err := r.ReadPage(ctx, 0, rng, p, pages[p-1].LastKey, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,7 +274,7 @@ func TestRangeReaderHalvesPagesOverMaxBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p0, err := rw.ReadPage(ctx, 0, rng, 0, 0)
+	p0, err := rw.ReadPage(ctx, 0, rng, 0, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestRangeReaderHalvesPagesOverMaxBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = tiny.ReadPage(ctx, 0, rng, 0, 0)
+	_, err = tiny.ReadPage(ctx, 0, rng, 0, 0, nil)
 	if !errors.Is(err, ErrRowTooLarge) || !Permanent(err) {
 		t.Fatalf("err = %v, want ErrRowTooLarge", err)
 	}
@@ -345,7 +345,7 @@ func TestRangeReaderSnapshot(t *testing.T) {
 
 	// Once the exporting transaction ends, the snapshot cannot be joined: permanent.
 	tx.Rollback(ctx)
-	_, err = r.ReadPage(ctx, 0, messages.KeyRange{Lo: 0, Hi: 100}, 0, 0)
+	_, err = r.ReadPage(ctx, 0, messages.KeyRange{Lo: 0, Hi: 100}, 0, 0, nil)
 	if err == nil || !Permanent(err) || !strings.Contains(err.Error(), "snapshot") {
 		t.Fatalf("after the exporter ended: err = %v (permanent %v), want a permanent snapshot error", err, Permanent(err))
 	}
@@ -502,7 +502,7 @@ func TestRangeReaderRealIsHalfTheBytes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pg, err := r.ReadPage(ctx, 0, messages.KeyRange{Lo: 0, Hi: 1000}, 0, 0)
+		pg, err := r.ReadPage(ctx, 0, messages.KeyRange{Lo: 0, Hi: 1000}, 0, 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -545,7 +545,7 @@ func TestRangeReaderTypeChangedSincePlanning(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pg, err := r.ReadPage(ctx, 0, messages.KeyRange{Lo: 0, Hi: 10}, 0, 0)
+			pg, err := r.ReadPage(ctx, 0, messages.KeyRange{Lo: 0, Hi: 10}, 0, 0, nil)
 			if tt.wantErr != "" {
 				if !errors.Is(err, ErrBadPlan) || !Permanent(err) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want a permanent ErrBadPlan containing %q", err, tt.wantErr)
@@ -635,7 +635,7 @@ func TestPermanentErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = r.ReadPage(ctx, 0, messages.KeyRange{Lo: 0, Hi: 10}, 0, 0)
+			_, err = r.ReadPage(ctx, 0, messages.KeyRange{Lo: 0, Hi: 10}, 0, 0, nil)
 			if err == nil || Permanent(err) != tt.perm {
 				t.Fatalf("err = %v, permanent = %v, want %v", err, Permanent(err), tt.perm)
 			}
@@ -645,7 +645,7 @@ func TestPermanentErrors(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	r, _ := NewRangeReader(pool, plan, 1<<20)
-	if _, err := r.ReadPage(cctx, 0, messages.KeyRange{Lo: 0, Hi: 10}, 0, 0); err == nil || Permanent(err) {
+	if _, err := r.ReadPage(cctx, 0, messages.KeyRange{Lo: 0, Hi: 10}, 0, 0, nil); err == nil || Permanent(err) {
 		t.Fatalf("cancelled read: err = %v, want a non-permanent error", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -40,10 +41,13 @@ const (
 // what to train on them. It never holds credentials: Source names a database that the
 // coordinator was configured with.
 type JobSpec struct {
-	Version   int             `json:"version,omitempty" msgpack:"v"`
-	Source    string          `json:"source,omitempty" msgpack:"source"`
-	Table     string          `json:"table" msgpack:"table"`
-	Key       string          `json:"key" msgpack:"key"`
+	Version int    `json:"version,omitempty" msgpack:"v"`
+	Source  string `json:"source,omitempty" msgpack:"source"`
+	Table   string `json:"table" msgpack:"table"`
+	// Key is the column (or up to MaxKeyColumns columns) that orders and identifies rows.
+	Key KeyColumns `json:"key" msgpack:"key"`
+	// Where keeps the rows every filter matches, for statistics, ranges and reads alike.
+	Where     []Filter        `json:"where,omitempty" msgpack:"where,omitempty"`
 	Features  []FeatureSpec   `json:"features" msgpack:"features"`
 	Label     LabelSpec       `json:"label" msgpack:"label"`
 	Model     json.RawMessage `json:"model" msgpack:"model"`
@@ -190,8 +194,11 @@ func (s JobSpec) Validate() error {
 	if strings.TrimSpace(s.Table) == "" {
 		return &FieldError{Field: "table", Reason: "is required"}
 	}
-	if strings.TrimSpace(s.Key) == "" {
-		return &FieldError{Field: "key", Reason: "is required"}
+	if err := s.Key.Check(); err != nil {
+		return err
+	}
+	if err := CheckWhere(s.Where, 0, 0); err != nil {
+		return err
 	}
 	if len(s.Features) == 0 {
 		return &FieldError{Field: "features", Reason: "at least one feature column is required"}
@@ -239,7 +246,7 @@ func (s JobSpec) Validate() error {
 	if strings.TrimSpace(s.Label.Column) == "" {
 		return &FieldError{Field: "label", Reason: "is required"}
 	}
-	if s.Label.Column == s.Key || seen[s.Label.Column] {
+	if slices.Contains(s.Key, s.Label.Column) || seen[s.Label.Column] {
 		return &FieldError{Field: "label", Reason: fmt.Sprintf("column %q is also the key or a feature", s.Label.Column)}
 	}
 	if s.Label.VocabSize < 0 {
@@ -319,6 +326,9 @@ type SpecLimits struct {
 	BatchSize int
 	PageRows  int
 	VocabSize int
+	// Filters bounds the filters of `where`, InValues the values of one "in" list.
+	Filters  int
+	InValues int
 }
 
 // CheckLimits refuses a field over its bound, naming the field and the bound. Call it on a
@@ -343,6 +353,9 @@ func (s JobSpec) CheckLimits(l SpecLimits) error {
 		if err := over(fmt.Sprintf("features[%d].vocab_size", i), f.VocabSize, l.VocabSize); err != nil {
 			return err
 		}
+	}
+	if err := CheckWhere(s.Where, l.Filters, l.InValues); err != nil {
+		return err
 	}
 	return over("label.vocab_size", s.Label.VocabSize, l.VocabSize)
 }

@@ -28,6 +28,12 @@ type Plan struct {
 	Schema string `msgpack:"schema" json:"schema"`
 	Table  string `msgpack:"table" json:"table"`
 	Key    string `msgpack:"key_col" json:"key"`
+	// KeyColumns is set for a typed key (any key but one integer column): its columns in
+	// order, whose text forms bound the ranges and whose hash the checksums sum. Key is
+	// then its first column.
+	KeyColumns []KeyColumn `msgpack:"key_columns,omitempty" json:"key_columns,omitempty"`
+	// Where is the spec's filters resolved: every read of the table applies them.
+	Where []PlannedFilter `msgpack:"where,omitempty" json:"where,omitempty"`
 	// Features in spec order, then the label.
 	Features []ColumnPlan `msgpack:"features" json:"features"`
 	Label    ColumnPlan   `msgpack:"label" json:"label"`
@@ -115,6 +121,10 @@ type KeyRange struct {
 	Index int   `msgpack:"i" json:"index"`
 	Lo    int64 `msgpack:"lo" json:"lo"`
 	Hi    int64 `msgpack:"hi" json:"hi"`
+	// After and Through bound a range of a typed key instead: the keys after After (none for
+	// the first range) up to and including Through (none for the last), as key text.
+	After   []string `msgpack:"after,omitempty" json:"after,omitempty"`
+	Through []string `msgpack:"through,omitempty" json:"through,omitempty"`
 	// Rows is the planned row count (exact when the plan was computed).
 	Rows int64 `msgpack:"rows" json:"rows"`
 }
@@ -127,7 +137,7 @@ type KeyChecksum struct {
 	SumSq uint64 `msgpack:"sum_sq" json:"sum_sq"`
 }
 
-// Add folds one key into the checksum.
+// Add folds one key into the checksum: an integer key itself, a typed key its KeyHash.
 func (c *KeyChecksum) Add(key int64) {
 	c.Rows++
 	c.Sum += uint64(key)

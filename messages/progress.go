@@ -14,6 +14,8 @@ type Lease struct {
 	NextPage int      `json:"next_page"`
 	// LastKey is the key of the last row published; meaningful when NextPage > 0.
 	LastKey int64 `json:"last_key"`
+	// LastKeyText is that key's text for a typed key.
+	LastKeyText []string `json:"last_key_text,omitempty"`
 	// Rows is the number of rows recorded as published so far, from which a resuming holder
 	// keeps counting (LeaseProgress.Rows is cumulative over the range).
 	Rows      int64     `json:"rows,omitempty"`
@@ -31,7 +33,9 @@ type LeaseProgress struct {
 	WorkerID string `json:"worker_id"`
 	NextPage int    `json:"next_page"`
 	LastKey  int64  `json:"last_key"`
-	Rows     int64  `json:"rows"`
+	// LastKeyText is the last key's text for a typed key.
+	LastKeyText []string `json:"last_key_text,omitempty"`
+	Rows        int64    `json:"rows"`
 	// Done marks the range complete (its last page is published); Release hands it back.
 	Done    bool `json:"done,omitempty"`
 	Release bool `json:"release,omitempty"`

@@ -23,7 +23,7 @@ func metaFixture() messages.ModelMeta {
 		LabelKind: messages.LabelRegression, InputDim: 3, LabelDim: 1,
 		Rows: 10, Checksum: messages.KeyChecksum{Rows: 10, Sum: 55, SumSq: 385}, LastKey: 10,
 		Metrics: map[string]float64{"loss": 0.25},
-		Spec:    messages.JobSpec{Table: "t", Key: "id", Model: json.RawMessage(`[{"type":"dense","units":1}]`), Loss: "mse"},
+		Spec:    messages.JobSpec{Table: "t", Key: messages.KeyColumns{"id"}, Model: json.RawMessage(`[{"type":"dense","units":1}]`), Loss: "mse"},
 	}
 }
 

@@ -92,7 +92,7 @@ func (d dataset) plan() *messages.Plan {
 		d.loss = "mse"
 	}
 	spec := messages.JobSpec{
-		Table: "t", Key: "id", Features: []messages.FeatureSpec{{Column: "a"}, {Column: "b"}, {Column: "c"}},
+		Table: "t", Key: messages.KeyColumns{"id"}, Features: []messages.FeatureSpec{{Column: "a"}, {Column: "b"}, {Column: "c"}},
 		Label: messages.LabelSpec{Column: "y"}, Model: d.model, Loss: d.loss, Metrics: []string{"mae"},
 		Epochs: d.epochs, BatchSize: d.batch, Seed: d.seed, Backend: d.backend,
 		Optimizer: messages.OptimizerSpec{Name: "adam", LearningRate: 0.01},

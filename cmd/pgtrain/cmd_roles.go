@@ -46,6 +46,8 @@ func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
 	fs.IntVar(&l.PredictInstances, "max-predict-instances", coordinator.DefaultMaxPredictInstances, "most instances in one online prediction request")
 	fs.IntVar(&l.ModelCache, "model-cache", coordinator.DefaultModelCache, "models kept loaded for online prediction (each takes the memory of its weights); the least recently used goes first")
 	fs.IntVar(&l.ListJobs, "max-list-jobs", coordinator.DefaultMaxListJobs, "largest limit of one GET /v1/jobs page")
+	fs.IntVar(&l.Filters, "max-filters", coordinator.DefaultMaxFilters, "most filters in a spec's where")
+	fs.IntVar(&l.InValues, "max-in-values", coordinator.DefaultMaxInValues, "most values in the list of one \"in\" filter")
 	fs.IntVar(&o.cfg.KeepJobs, "keep-jobs", coordinator.DefaultKeepJobs, fmt.Sprintf("finished jobs (done, failed, cancelled) to keep, at most %d; the oldest beyond it are deleted with their state, plan and batches", coordinator.MaxKeepJobs))
 	fs.DurationVar(&o.cfg.KeepJobsFor, "keep-jobs-for", coordinator.DefaultKeepJobsFor, "how long a finished job is kept after it ended (at least 1m); then it is deleted with its state, plan and batches")
 	o.auth.register(fs, &o.cfg)

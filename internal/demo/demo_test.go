@@ -66,7 +66,7 @@ func TestJobSpec(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v in %s", err, b)
 			}
-			if s.Table != "events" || s.Key != "id" || s.Label.Column != "y" || len(s.Features) != 2 ||
+			if s.Table != "events" || s.Key.String() != "id" || s.Label.Column != "y" || len(s.Features) != 2 ||
 				s.Optimizer != (messages.OptimizerSpec{Name: "adam", LearningRate: 0.01}) || s.Loss != "mse" ||
 				s.Epochs != 2 || s.BatchSize != 8 || s.Seed != 3 || s.Consistency != tt.consistency {
 				t.Fatalf("parsed %+v from %s", s, b)

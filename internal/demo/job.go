@@ -59,7 +59,7 @@ func (j Job) JSON() []byte {
 		messages.JobSpec
 		Label string `json:"label"`
 	}{messages.JobSpec{
-		Table: j.Table, Key: j.Key, Features: j.Features,
+		Table: j.Table, Key: messages.KeyColumns{j.Key}, Features: j.Features,
 		Model:     model,
 		Optimizer: messages.OptimizerSpec{Name: "adam", LearningRate: j.LearningRate},
 		Loss:      "mse", Metrics: j.Metrics,
