@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -213,4 +214,38 @@ func kerasConstraint(c *Constraint) any {
 	default:
 		return kv{"class_name": "NonNeg", "config": kv{}}
 	}
+}
+
+// UnmarshalJSON reads pgtrain's form ({"kind": "max_norm", "max_value": 3}, Keras's
+// defaults for what it leaves out) or a Keras {class_name, config} object.
+func (c *Constraint) UnmarshalJSON(b []byte) error {
+	if isKerasObject(b) {
+		k, err := parseKerasConstraint(b)
+		if err != nil {
+			return err
+		}
+		*c = *k
+		return nil
+	}
+	type plain Constraint
+	var probe struct {
+		Kind string `json:"kind"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return err
+	}
+	p := plain{Kind: probe.Kind}
+	switch probe.Kind {
+	case ConstraintMaxNorm:
+		p.MaxValue = 2
+	case ConstraintMinMaxNorm:
+		p.MaxValue, p.Rate = 1, 1
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*c = Constraint(p)
+	return nil
 }

@@ -224,3 +224,33 @@ func initStream(shared *rng, in *Initializer) *rng {
 	}
 	return shared
 }
+
+// isKerasObject reports whether b is a JSON object with a class_name.
+func isKerasObject(b []byte) bool {
+	var probe struct {
+		ClassName *string `json:"class_name"`
+	}
+	return json.Unmarshal(b, &probe) == nil && probe.ClassName != nil
+}
+
+// UnmarshalJSON reads pgtrain's form ({"kind": "random_uniform", "minval": -0.05, ...}) or
+// a Keras {class_name, config} object.
+func (in *Initializer) UnmarshalJSON(b []byte) error {
+	if isKerasObject(b) {
+		k, err := parseKerasInitializer(b)
+		if err != nil {
+			return err
+		}
+		*in = *k
+		return nil
+	}
+	type plain Initializer
+	var p plain
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*in = Initializer(p)
+	return nil
+}

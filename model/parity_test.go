@@ -312,6 +312,18 @@ func fitDefs(t testing.TB) []fitDef {
 		{name: "bce_logits_mae_rmsprop_momentum", tol: 1e-5, inputDim: 6, rows: 80, batch: 24, epochs: 4, valRows: 20, task: "binary", classes: 2, seed: 8,
 			spec:    `{"layers":[{"type":"dense","units":9,"activation":"relu","name":"h"},{"type":"dense","units":2,"name":"logits"}]}`,
 			compile: Compile{Loss: "binary_crossentropy", FromLogits: true, Optimizer: OptimizerConfig{Name: "rmsprop", LearningRate: 0.003, Momentum: 0.5}}},
+		// Regularizers and constraints, as the exported model.json carries them to TF.js. No
+		// L1 penalty sits on a weight a NonNeg constraint holds at 0: TF.js differentiates |x|
+		// at 0 as -1, TensorFlow (and pgtrain) as 0.
+		{name: "l2_maxnorm_nonneg_sgd_momentum", tol: 1e-6, inputDim: 6, rows: 96, batch: 16, epochs: 4, task: "binary", classes: 1, seed: 11,
+			spec: `{"layers":[{"type":"dense","units":12,"activation":"relu","name":"h","kernel_regularizer":{"l2":0.01},"bias_regularizer":{"l1":0.05},"kernel_constraint":{"kind":"max_norm","max_value":0.5}},` +
+				`{"type":"dense","units":1,"activation":"sigmoid","name":"p","kernel_regularizer":{"l1":0.01,"l2":0.02},"bias_constraint":{"kind":"non_neg"}}]}`,
+			compile: Compile{Loss: "binary_crossentropy", Metrics: []string{"accuracy"}, Optimizer: OptimizerConfig{Name: "sgd", LearningRate: 0.05, Momentum: 0.9, TFJSForm: true}}},
+		{name: "l1_unitnorm_minmaxnorm_adam", tol: 1e-5, inputDim: 5, rows: 80, batch: 16, epochs: 4, task: "regression", classes: 2, seed: 12,
+			spec: `{"layers":[{"type":"dense","units":10,"activation":"tanh","name":"a","kernel_constraint":{"kind":"unit_norm","axis":1},"bias_regularizer":{"l2":0.1}},` +
+				`{"type":"dense","units":8,"activation":"elu","name":"b","kernel_constraint":{"kind":"min_max_norm","min_value":0.3,"max_value":0.6,"rate":0.7},"kernel_regularizer":{"l1":0.02}},` +
+				`{"type":"dense","units":2,"name":"out","kernel_constraint":{"kind":"max_norm","max_value":0.8,"axis":-1}}]}`,
+			compile: Compile{Loss: "mse", Metrics: []string{"mae"}, Optimizer: OptimizerConfig{Name: "adam", LearningRate: 0.01, TFJSEpsilon: true}}},
 		{name: "mae_sgd", tol: 1e-6, inputDim: 3, rows: 50, batch: 8, epochs: 3, task: "regression", classes: 1, seed: 9,
 			spec:    `{"layers":[{"type":"dense","units":6,"activation":"sigmoid","name":"h"},{"type":"dense","units":1,"name":"out"}]}`,
 			compile: Compile{Loss: "mae", Optimizer: OptimizerConfig{Name: "sgd", LearningRate: 0.05}}},
@@ -349,6 +361,13 @@ func prepareFit(t testing.TB, d fitDef, dir string) *goFit {
 	}
 	r := rand.New(rand.NewPCG(d.seed, 99))
 	setExplicitWeights(t, m, r)
+	// TF.js projects weights through their constraints when it loads them: start from
+	// weights that satisfy them already.
+	// A MinMaxNorm with rate < 1 moves the norms only part of the way: project until the
+	// weights stop changing.
+	for range 100 {
+		m.applyConstraints()
+	}
 	in := m.InputDim()
 	x, y := makeData(r, d.rows, in, d.task, d.classes)
 	g := &goFit{def: d, m: m, x: x, y: y}

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -209,4 +210,26 @@ func (m *Sequential) evalPenalty(x []float32, rows int) float64 {
 		}
 	}
 	return p + act/float64(rows)
+}
+
+// UnmarshalJSON reads pgtrain's form ({"l1": 0.01, "l2": 0.01}) or a Keras
+// {class_name, config} object.
+func (r *Regularizer) UnmarshalJSON(b []byte) error {
+	if isKerasObject(b) {
+		k, err := parseKerasRegularizer(b)
+		if err != nil {
+			return err
+		}
+		*r = *k
+		return nil
+	}
+	type plain Regularizer
+	var p plain
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*r = Regularizer(p)
+	return nil
 }
