@@ -240,8 +240,12 @@ func parseKerasLayer(raw json.RawMessage) (l LayerSpec, dim int, skip bool, serr
 		return fail(err)
 	}
 	// Options that carry no meaning for a float32 dense model.
-	for _, k := range []string{"seed", "sparse", "ragged", "input_dtype", "autocast", "build_config"} {
+	for _, k := range []string{"sparse", "ragged", "input_dtype", "autocast", "build_config"} {
 		c.used[k] = true
+	}
+	// A Dropout seed cannot be honoured: masks come from the job's seed (the spec's "seed").
+	if v, ok := c.raw("seed"); ok {
+		return fail(fmt.Errorf("option \"seed\" = %s: pgtrain draws dropout masks from the job's seed (the spec field \"seed\"); set the layer's seed to null", strings.TrimSpace(string(v))))
 	}
 	switch parse, ok := kerasLayers[obj.ClassName]; {
 	case obj.ClassName == "InputLayer":

@@ -425,8 +425,12 @@ func TestParity(t *testing.T) {
 	}
 	// Export with dropout active in the document and moving statistics away from 0 and 1:
 	// TF.js must predict what Go predicts.
-	exp := prepareExport(t, dir)
+	exp := prepareExport(t, dir, "keras3_to_json.json")
 	cases = append(cases, exp.pc)
+	// The same with the document's initializers, regularizers and constraints in the
+	// model.json: TF.js must read them.
+	expReg := prepareExport(t, dir, "keras3_regularized_to_json.json")
+	cases = append(cases, expReg.pc)
 	// A model built and saved by TF.js, loaded by Go.
 	saveCase := prepareTFJSSave(dir)
 	cases = append(cases, saveCase)
@@ -442,8 +446,11 @@ func TestParity(t *testing.T) {
 	t.Run("go_export_tfjs_predict", func(t *testing.T) {
 		table = append(table, checkExport(t, exp, results[len(fits)]))
 	})
+	t.Run("go_export_regularized_tfjs_predict", func(t *testing.T) {
+		table = append(table, checkExport(t, expReg, results[len(fits)+1]))
+	})
 	t.Run("tfjs_save_go_load", func(t *testing.T) {
-		table = append(table, checkTFJSSave(t, saveCase, results[len(fits)+1]))
+		table = append(table, checkTFJSSave(t, saveCase, results[len(fits)+2]))
 	})
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%-34s %12s %12s %12s %12s %8s\n", "case", "max|Δloss|", "max|Δmetric|", "max|Δweight|", "max|Δpred|", "tol")
@@ -551,14 +558,15 @@ func mapKeys(m map[string][]float64) []string {
 }
 
 type exportCase struct {
-	m  *Sequential
-	pc parityCase
-	x  []float32
+	fixture string
+	m       *Sequential
+	pc      parityCase
+	x       []float32
 }
 
-func prepareExport(t testing.TB, dir string) *exportCase {
+func prepareExport(t testing.TB, dir, fixture string) *exportCase {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "keras", "keras3_to_json.json"))
+	b, err := os.ReadFile(filepath.Join("testdata", "keras", fixture))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,9 +580,12 @@ func prepareExport(t testing.TB, dir string) *exportCase {
 	}
 	r := rand.New(rand.NewPCG(11, 12))
 	setExplicitWeights(t, m, r)
+	for range 100 { // TF.js projects weights through their constraints as it loads them
+		m.applyConstraints()
+	}
 	x, _ := makeData(r, 33, m.InputDim(), "regression", 1)
-	e := &exportCase{m: m, x: x}
-	e.pc = parityCase{Name: "go_export", Mode: "fit", ModelDir: filepath.Join(dir, "go_export"), InputDim: m.InputDim(),
+	e := &exportCase{fixture: fixture, m: m, x: x}
+	e.pc = parityCase{Name: "go_export", Mode: "fit", ModelDir: filepath.Join(dir, "go_export_"+fixture), InputDim: m.InputDim(),
 		PredictX: x, PredictRows: 33}
 	if err := m.SaveTFJS(e.pc.ModelDir); err != nil {
 		t.Fatal(err)
@@ -594,7 +605,7 @@ func checkExport(t *testing.T, e *exportCase, res parityResult) parityRow {
 	if d > 1e-6 {
 		t.Errorf("TF.js predictions of the Go-exported model differ by %.3g (> 1e-6)", d)
 	}
-	return parityRow{name: "go_export_tfjs_predict", pred: d, tol: 1e-6}
+	return parityRow{name: "go_export_tfjs_predict " + strings.TrimSuffix(e.fixture, "_to_json.json"), pred: d, tol: 1e-6}
 }
 
 func prepareTFJSSave(dir string) parityCase {

@@ -9,7 +9,7 @@ import (
 // penalties: kernel L1L2 and bias L2 on the first layer, an activity L1L2 on the first
 // layer's output (divided by the batch size) and a kernel L2 on the second.
 type refRegularized struct {
-	in, hid, out int
+	in, hid, out   int
 	w1, b1, w2, b2 []float64
 }
 
