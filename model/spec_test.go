@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -273,9 +274,13 @@ func TestParseSpecKerasExtras(t *testing.T) {
 }
 
 func FuzzParseSpec(f *testing.F) {
-	for _, name := range []string{"keras2_legacy_to_json.json", "tfkeras213plus_to_json.json", "keras3_to_json.json"} {
+	for _, name := range []string{"keras2_legacy_to_json.json", "tfkeras213plus_to_json.json", "keras3_to_json.json",
+		"keras3_regularized_to_json.json", "tfkeras24_regularized_to_json.json", "tfjs_layers_model.json",
+		"tfjs_converted_tfkeras.json", "tfjs_graph_model.json"} {
 		f.Add(readFixture(f, name))
 	}
+	quoted, _ := json.Marshal(`{"class_name":"Sequential","config":{"layers":[{"class_name":"Dense","config":{"units":2,"batch_input_shape":[null,3],"kernel_constraint":"max_norm"}}]}}`)
+	f.Add(quoted)
 	f.Add([]byte(`{"layers":[{"type":"dense","units":3,"activation":"relu"},{"type":"batch_normalization"},{"type":"dropout","rate":0.5},{"type":"dense","units":1}],"input_dim":2}`))
 	f.Add([]byte(`{"modelTopology":{"class_name":"Sequential","config":[{"class_name":"Dense","config":{"units":1,"batch_input_shape":[null,1]}}]}}`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
