@@ -20,9 +20,9 @@ const (
 // input). Fields that do not apply to Kind are zero.
 type Constraint struct {
 	Kind     string  `json:"kind"`
-	MaxValue float64 `json:"max_value,omitempty"` // MaxNorm, MinMaxNorm
+	MaxValue float64 `json:"max_value"`           // MaxNorm, MinMaxNorm; written even when 0, which is no default
 	MinValue float64 `json:"min_value,omitempty"` // MinMaxNorm
-	Rate     float64 `json:"rate,omitempty"`      // MinMaxNorm
+	Rate     float64 `json:"rate"`                // MinMaxNorm; written even when 0
 	Axis     int     `json:"axis,omitempty"`
 }
 

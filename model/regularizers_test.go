@@ -192,3 +192,44 @@ func TestSeededInitializer(t *testing.T) {
 		t.Fatal("the unseeded kernel did not change with the model seed")
 	}
 }
+
+// TestCheckpointKeepsRegularizersAndConstraints: a checkpoint carries every option, zeros
+// that are not defaults included, so a resumed job trains the same model.
+func TestCheckpointKeepsRegularizersAndConstraints(t *testing.T) {
+	spec := `{"layers":[{"type":"dense","units":4,"name":"a","kernel_regularizer":{"l1":0.01},"activity_regularizer":{"l2":0.02},` +
+		`"kernel_constraint":{"kind":"max_norm","max_value":0},"bias_constraint":{"kind":"min_max_norm","min_value":0.1,"max_value":0.2,"rate":0},` +
+		`"kernel_initializer":{"class_name":"RandomUniform","config":{"minval":-0.1,"maxval":0.1,"seed":3}}},{"type":"dense","units":1,"name":"b"}]}`
+	m, x, y := buildTest(t, spec, 3, Compile{Loss: "mse", Optimizer: OptimizerConfig{Name: "adam"}}, "regression", 1, 16, 9)
+	if _, err := m.TrainOnBatch(x, y, 16); err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.MarshalCheckpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := LoadCheckpoint(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := m.Spec().Layers[0], r.Spec().Layers[0]
+	if *got.KernelConstraint != *want.KernelConstraint || *got.BiasConstraint != *want.BiasConstraint ||
+		*got.KernelRegularizer != *want.KernelRegularizer || *got.ActivityRegularizer != *want.ActivityRegularizer ||
+		*got.KernelInitializer.Seed != 3 {
+		t.Fatalf("restored layer %+v, want %+v", got, want)
+	}
+	if got.KernelConstraint.MaxValue != 0 || got.BiasConstraint.Rate != 0 {
+		t.Fatalf("zero options came back as defaults: %+v %+v", got.KernelConstraint, got.BiasConstraint)
+	}
+	// Both continue identically.
+	l1, err := m.TrainOnBatch(x, y, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := r.TrainOnBatch(x, y, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l1["loss"] != l2["loss"] {
+		t.Fatalf("losses after restoring: %v, %v", l1["loss"], l2["loss"])
+	}
+}
