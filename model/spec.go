@@ -48,8 +48,9 @@ type Spec struct {
 	// InputDim is the number of input features, 0 when the document has none.
 	InputDim int
 	Layers   []LayerSpec
-	// Compile holds a Keras 3 document's compile_config (optimizer, loss, metrics), nil
-	// when the document has none.
+	// Compile holds the document's compile settings (optimizer, loss, metrics): Keras 3's
+	// compile_config, tf.keras 2's training_config or TF.js's trainingConfig; nil when the
+	// document has none.
 	Compile *Compile
 }
 
