@@ -186,6 +186,10 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	if err != nil {
 		return messages.JobStatus{}, &messages.FieldError{Field: "model", Reason: err.Error()}
 	}
+	if model.CompileOf(spec).Loss == "" {
+		return messages.JobStatus{}, &messages.FieldError{Field: "loss",
+			Reason: "is required: neither the spec nor the model document (compile_config, training_config or trainingConfig) names a loss"}
+	}
 	if err := ms.CheckSize(0, c.cfg.Limits.model()); err != nil {
 		return messages.JobStatus{}, &messages.FieldError{Field: "model", Reason: err.Error()}
 	}

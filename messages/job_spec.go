@@ -52,7 +52,9 @@ type JobSpec struct {
 	Label     LabelSpec       `json:"label" msgpack:"label"`
 	Model     json.RawMessage `json:"model" msgpack:"model"`
 	Optimizer OptimizerSpec   `json:"optimizer,omitempty" msgpack:"optimizer"`
-	Loss      string          `json:"loss" msgpack:"loss"`
+	// Loss may be left out when the model document names one (Keras 3 compile_config,
+	// tf.keras 2 training_config, TF.js trainingConfig); so may Metrics and Optimizer.
+	Loss string `json:"loss,omitempty" msgpack:"loss"`
 	// FromLogits tells a crossentropy loss that the model outputs logits, not probabilities.
 	FromLogits bool     `json:"from_logits,omitempty" msgpack:"from_logits"`
 	Metrics    []string `json:"metrics,omitempty" msgpack:"metrics"`
@@ -259,9 +261,6 @@ func (s JobSpec) Validate() error {
 	}
 	if len(bytes.TrimSpace(s.Model)) == 0 {
 		return &FieldError{Field: "model", Reason: "is required (a layer list or a Keras model.to_json() document)"}
-	}
-	if strings.TrimSpace(s.Loss) == "" {
-		return &FieldError{Field: "loss", Reason: "is required"}
 	}
 	if s.Epochs < 1 {
 		return &FieldError{Field: "epochs", Reason: "must be at least 1"}

@@ -34,10 +34,12 @@ func PlanLabels(p *messages.Plan) Labels {
 
 // CompileOf maps a job spec's optimizer, loss and metrics onto the engine's settings. Every
 // backend, and the coordinator's check at submission, goes through it, so a spec means one
-// thing.
+// thing. What the spec leaves out (no loss, no metrics, no optimizer) comes from the model
+// document's compile settings (Keras 3 compile_config, tf.keras 2 training_config, TF.js
+// trainingConfig) when it has them.
 func CompileOf(s messages.JobSpec) Compile {
 	o := s.Optimizer
-	return Compile{
+	c := Compile{
 		Optimizer: OptimizerConfig{
 			Name: o.Name, LearningRate: o.LearningRate, Momentum: o.Momentum, Nesterov: o.Nesterov,
 			Beta1: o.Beta1, Beta2: o.Beta2, Epsilon: o.Epsilon, Rho: o.Rho,
@@ -47,6 +49,29 @@ func CompileOf(s messages.JobSpec) Compile {
 		FromLogits: s.FromLogits,
 		Metrics:    s.Metrics,
 	}
+	if s.Loss != "" && len(s.Metrics) > 0 && o != (messages.OptimizerSpec{}) {
+		return c
+	}
+	doc, err := ParseSpec(s.Model)
+	if err != nil || doc.Compile == nil {
+		return c // Check reports a document that does not parse
+	}
+	dc := doc.Compile
+	if s.Loss == "" {
+		c.Loss, c.HuberDelta = dc.Loss, dc.HuberDelta
+		c.FromLogits = s.FromLogits || dc.FromLogits
+	}
+	if len(s.Metrics) == 0 {
+		c.Metrics = append([]string(nil), dc.Metrics...)
+	}
+	if o == (messages.OptimizerSpec{}) {
+		c.Optimizer = dc.Optimizer
+		if dc.Optimizer.Schedule != nil {
+			sch := *dc.Optimizer.Schedule
+			c.Optimizer.Schedule = &sch
+		}
+	}
+	return c
 }
 
 // FieldErrors is every problem Check found.

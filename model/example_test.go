@@ -29,7 +29,7 @@ func ExampleParseSpec() {
 	// d1: dense units=64 activation="relu" rate=0
 	// dropout: dropout units=0 activation="" rate=0.1
 	// dense: dense units=1 activation="linear" rate=0
-	// layers[1] "conv": unsupported layer class "Conv2D"
+	// layers[1] "conv": unsupported layer class "Conv2D" (supported: InputLayer, Dense, Dropout, BatchNormalization, Activation, LeakyReLU, ReLU, Softmax, ELU)
 }
 
 func ExampleSequential_Fit() {

@@ -25,7 +25,10 @@ type kerasModelDoc struct {
 	kerasObject
 	ModelConfig   json.RawMessage `json:"model_config"`
 	CompileConfig json.RawMessage `json:"compile_config"`
-	KerasVersion  string          `json:"keras_version"`
+	// TrainingConfig is tf.keras 2's compile settings, beside model_config in HDF5 files and
+	// in the topology of their TF.js conversions.
+	TrainingConfig json.RawMessage `json:"training_config"`
+	KerasVersion   string          `json:"keras_version"`
 }
 
 type kerasSequentialConfig struct {
@@ -41,9 +44,22 @@ func parseKerasTopology(doc []byte) (*Spec, error) {
 	}
 	if d.ClassName == "" && len(d.ModelConfig) > 0 {
 		// tensorflowjs converter output wraps the model as {"model_config": {...}, "training_config": ...}.
-		return parseKerasTopology(d.ModelConfig)
+		s, err := parseKerasTopology(d.ModelConfig)
+		if err != nil {
+			return nil, err
+		}
+		if s.Compile == nil && !isNull(d.TrainingConfig) {
+			if s.Compile, err = parseKerasTrainingConfig(d.TrainingConfig); err != nil {
+				return nil, &SpecError{Index: -1, Reason: "training_config: " + err.Error()}
+			}
+		}
+		return s, nil
 	}
-	if d.ClassName != "Sequential" {
+	switch d.ClassName {
+	case "Sequential":
+	case "":
+		return nil, &SpecError{Index: -1, Reason: "the document has no class_name: expected a Keras model.to_json() document of a Sequential model"}
+	default:
 		return nil, &SpecError{Index: -1, Reason: fmt.Sprintf("unsupported model class %q: %v", d.ClassName, ErrNotSequential)}
 	}
 	var cfg kerasSequentialConfig
@@ -55,6 +71,21 @@ func parseKerasTopology(doc []byte) (*Spec, error) {
 		}
 	} else if err := json.Unmarshal(cfgBytes, &cfg); err != nil {
 		return nil, &SpecError{Index: -1, Reason: "invalid Sequential config: " + err.Error()}
+	}
+	// An unsupported layer is named before any complaint about the input shape, which an
+	// image model's layers would explain.
+	for i, raw := range cfg.Layers {
+		var obj kerasObject
+		if json.Unmarshal(raw, &obj) != nil || obj.ClassName == "" || obj.ClassName == "InputLayer" {
+			continue
+		}
+		if _, ok := kerasLayers[obj.ClassName]; !ok {
+			var named struct {
+				Name string `json:"name"`
+			}
+			_ = json.Unmarshal(obj.Config, &named)
+			return nil, &SpecError{Index: i, Name: named.Name, Reason: fmt.Sprintf("unsupported layer class %q (supported: %s)", obj.ClassName, supportedLayers)}
+		}
 	}
 	s := &Spec{Name: cfg.Name}
 	if dim, ok, err := shapeDim(cfg.BuildInputShape); err != nil {
@@ -209,8 +240,12 @@ func parseKerasLayer(raw json.RawMessage) (l LayerSpec, dim int, skip bool, serr
 		return fail(err)
 	}
 	// Options that carry no meaning for a float32 dense model.
-	for _, k := range []string{"seed", "sparse", "ragged", "input_dtype", "autocast", "build_config"} {
+	for _, k := range []string{"sparse", "ragged", "input_dtype", "autocast", "build_config"} {
 		c.used[k] = true
+	}
+	// A Dropout seed cannot be honoured: masks come from the job's seed (the spec's "seed").
+	if v, ok := c.raw("seed"); ok {
+		return fail(fmt.Errorf("option \"seed\" = %s: pgtrain draws dropout masks from the job's seed (the spec field \"seed\"); set the layer's seed to null", strings.TrimSpace(string(v))))
 	}
 	switch parse, ok := kerasLayers[obj.ClassName]; {
 	case obj.ClassName == "InputLayer":
@@ -221,7 +256,7 @@ func parseKerasLayer(raw json.RawMessage) (l LayerSpec, dim int, skip bool, serr
 	case obj.ClassName == "":
 		return fail(errors.New("layer has no class_name"))
 	case !ok:
-		return fail(fmt.Errorf("unsupported layer class %q", obj.ClassName))
+		return fail(fmt.Errorf("unsupported layer class %q (supported: %s)", obj.ClassName, supportedLayers))
 	default:
 		if err := parse(c, &l); err != nil {
 			return fail(err)
@@ -276,6 +311,9 @@ func kerasInputDim(c *layerConfig) (int, error) {
 	return dim, nil
 }
 
+// supportedLayers names the Keras layer classes an error lists.
+const supportedLayers = "InputLayer, Dense, Dropout, BatchNormalization, Activation, LeakyReLU, ReLU, Softmax, ELU"
+
 // kerasLayers reads the config of each supported Keras layer class (InputLayer aside) into
 // a LayerSpec; the options it does not read must be ones that change nothing.
 var kerasLayers = map[string]func(c *layerConfig, l *LayerSpec) error{
@@ -311,6 +349,26 @@ func parseKerasDense(c *layerConfig, l *LayerSpec) error {
 	if v, ok := c.raw("bias_initializer"); ok {
 		if l.BiasInitializer, err = parseKerasInitializer(v); err != nil {
 			return fmt.Errorf("bias_initializer: %v", err)
+		}
+	}
+	for _, r := range []struct {
+		key string
+		dst **Regularizer
+	}{{"kernel_regularizer", &l.KernelRegularizer}, {"bias_regularizer", &l.BiasRegularizer}, {"activity_regularizer", &l.ActivityRegularizer}} {
+		if v, ok := c.raw(r.key); ok {
+			if *r.dst, err = parseKerasRegularizer(v); err != nil {
+				return fmt.Errorf("%s: %v", r.key, err)
+			}
+		}
+	}
+	for _, k := range []struct {
+		key string
+		dst **Constraint
+	}{{"kernel_constraint", &l.KernelConstraint}, {"bias_constraint", &l.BiasConstraint}} {
+		if v, ok := c.raw(k.key); ok {
+			if *k.dst, err = parseKerasConstraint(v); err != nil {
+				return fmt.Errorf("%s: %v", k.key, err)
+			}
 		}
 	}
 	return nil
@@ -475,83 +533,6 @@ func kerasActivation(c *layerConfig) (string, error) {
 		}
 	}
 	return canonicalActivation(s)
-}
-
-// parseKerasInitializer reads {class_name, config} or a plain name.
-func parseKerasInitializer(v json.RawMessage) (*Initializer, error) {
-	var name string
-	cfg := map[string]json.RawMessage{}
-	if json.Unmarshal(v, &name) != nil {
-		var obj kerasObject
-		if err := json.Unmarshal(v, &obj); err != nil {
-			return nil, fmt.Errorf("invalid initializer: %v", err)
-		}
-		name = obj.ClassName
-		if !isNull(obj.Config) {
-			if err := json.Unmarshal(obj.Config, &cfg); err != nil {
-				return nil, fmt.Errorf("invalid initializer config: %v", err)
-			}
-		}
-	}
-	f := func(k string, def float64) float64 {
-		var x float64
-		if raw, ok := cfg[k]; ok && json.Unmarshal(raw, &x) == nil {
-			return x
-		}
-		return def
-	}
-	s := func(k, def string) string {
-		var x string
-		if raw, ok := cfg[k]; ok && json.Unmarshal(raw, &x) == nil {
-			return x
-		}
-		return def
-	}
-	in := &Initializer{}
-	switch strings.ToLower(strings.ReplaceAll(name, "_", "")) {
-	case "glorotuniform":
-		in.Kind = "glorot_uniform"
-	case "glorotnormal":
-		in.Kind = "glorot_normal"
-	case "heuniform":
-		in.Kind = "he_uniform"
-	case "henormal":
-		in.Kind = "he_normal"
-	case "lecununiform":
-		in.Kind = "lecun_uniform"
-	case "lecunnormal":
-		in.Kind = "lecun_normal"
-	case "zeros", "zero":
-		in.Kind = "zeros"
-	case "ones", "one":
-		in.Kind = "ones"
-	case "constant":
-		in.Kind = "constant"
-		in.Value = f("value", 0)
-	case "randomuniform":
-		in.Kind = "random_uniform"
-		in.Min, in.Max = f("minval", -0.05), f("maxval", 0.05)
-	case "randomnormal":
-		in.Kind = "random_normal"
-		in.Mean, in.Stddev = f("mean", 0), f("stddev", 0.05)
-	case "truncatednormal":
-		in.Kind = "truncated_normal"
-		in.Mean, in.Stddev = f("mean", 0), f("stddev", 0.05)
-	case "variancescaling":
-		in.Kind = "variance_scaling"
-		in.Scale = f("scale", 1)
-		in.Mode = s("mode", "fan_in")
-		in.Distribution = s("distribution", "truncated_normal")
-		if in.Mode == "fanIn" || in.Mode == "fanOut" || in.Mode == "fanAvg" { // TF.js camelCase
-			in.Mode = map[string]string{"fanIn": "fan_in", "fanOut": "fan_out", "fanAvg": "fan_avg"}[in.Mode]
-		}
-	default:
-		return nil, fmt.Errorf("unsupported initializer %q", name)
-	}
-	if err := in.check(); err != nil {
-		return nil, err
-	}
-	return in, nil
 }
 
 // parseKerasCompileConfig reads a Keras 3 compile_config.

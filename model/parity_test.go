@@ -312,6 +312,18 @@ func fitDefs(t testing.TB) []fitDef {
 		{name: "bce_logits_mae_rmsprop_momentum", tol: 1e-5, inputDim: 6, rows: 80, batch: 24, epochs: 4, valRows: 20, task: "binary", classes: 2, seed: 8,
 			spec:    `{"layers":[{"type":"dense","units":9,"activation":"relu","name":"h"},{"type":"dense","units":2,"name":"logits"}]}`,
 			compile: Compile{Loss: "binary_crossentropy", FromLogits: true, Optimizer: OptimizerConfig{Name: "rmsprop", LearningRate: 0.003, Momentum: 0.5}}},
+		// Regularizers and constraints, as the exported model.json carries them to TF.js. No
+		// L1 penalty sits on a weight a NonNeg constraint holds at 0: TF.js differentiates |x|
+		// at 0 as -1, TensorFlow (and pgtrain) as 0.
+		{name: "l2_maxnorm_nonneg_sgd_momentum", tol: 1e-6, inputDim: 6, rows: 96, batch: 16, epochs: 4, task: "binary", classes: 1, seed: 11,
+			spec: `{"layers":[{"type":"dense","units":12,"activation":"relu","name":"h","kernel_regularizer":{"l2":0.01},"bias_regularizer":{"l1":0.05},"kernel_constraint":{"kind":"max_norm","max_value":0.5}},` +
+				`{"type":"dense","units":1,"activation":"sigmoid","name":"p","kernel_regularizer":{"l1":0.01,"l2":0.02},"bias_constraint":{"kind":"non_neg"}}]}`,
+			compile: Compile{Loss: "binary_crossentropy", Metrics: []string{"accuracy"}, Optimizer: OptimizerConfig{Name: "sgd", LearningRate: 0.05, Momentum: 0.9, TFJSForm: true}}},
+		{name: "l1_unitnorm_minmaxnorm_adam", tol: 1e-5, inputDim: 5, rows: 80, batch: 16, epochs: 4, task: "regression", classes: 2, seed: 12,
+			spec: `{"layers":[{"type":"dense","units":10,"activation":"tanh","name":"a","kernel_constraint":{"kind":"unit_norm","axis":1},"bias_regularizer":{"l2":0.1}},` +
+				`{"type":"dense","units":8,"activation":"elu","name":"b","kernel_constraint":{"kind":"min_max_norm","min_value":0.3,"max_value":0.6,"rate":0.7},"kernel_regularizer":{"l1":0.02}},` +
+				`{"type":"dense","units":2,"name":"out","kernel_constraint":{"kind":"max_norm","max_value":0.8,"axis":-1}}]}`,
+			compile: Compile{Loss: "mse", Metrics: []string{"mae"}, Optimizer: OptimizerConfig{Name: "adam", LearningRate: 0.01, TFJSEpsilon: true}}},
 		{name: "mae_sgd", tol: 1e-6, inputDim: 3, rows: 50, batch: 8, epochs: 3, task: "regression", classes: 1, seed: 9,
 			spec:    `{"layers":[{"type":"dense","units":6,"activation":"sigmoid","name":"h"},{"type":"dense","units":1,"name":"out"}]}`,
 			compile: Compile{Loss: "mae", Optimizer: OptimizerConfig{Name: "sgd", LearningRate: 0.05}}},
@@ -349,6 +361,13 @@ func prepareFit(t testing.TB, d fitDef, dir string) *goFit {
 	}
 	r := rand.New(rand.NewPCG(d.seed, 99))
 	setExplicitWeights(t, m, r)
+	// TF.js projects weights through their constraints when it loads them: start from
+	// weights that satisfy them already.
+	// A MinMaxNorm with rate < 1 moves the norms only part of the way: project until the
+	// weights stop changing.
+	for range 100 {
+		m.applyConstraints()
+	}
 	in := m.InputDim()
 	x, y := makeData(r, d.rows, in, d.task, d.classes)
 	g := &goFit{def: d, m: m, x: x, y: y}
@@ -406,8 +425,12 @@ func TestParity(t *testing.T) {
 	}
 	// Export with dropout active in the document and moving statistics away from 0 and 1:
 	// TF.js must predict what Go predicts.
-	exp := prepareExport(t, dir)
+	exp := prepareExport(t, dir, "keras3_to_json.json")
 	cases = append(cases, exp.pc)
+	// The same with the document's initializers, regularizers and constraints in the
+	// model.json: TF.js must read them.
+	expReg := prepareExport(t, dir, "keras3_regularized_to_json.json")
+	cases = append(cases, expReg.pc)
 	// A model built and saved by TF.js, loaded by Go.
 	saveCase := prepareTFJSSave(dir)
 	cases = append(cases, saveCase)
@@ -423,8 +446,11 @@ func TestParity(t *testing.T) {
 	t.Run("go_export_tfjs_predict", func(t *testing.T) {
 		table = append(table, checkExport(t, exp, results[len(fits)]))
 	})
+	t.Run("go_export_regularized_tfjs_predict", func(t *testing.T) {
+		table = append(table, checkExport(t, expReg, results[len(fits)+1]))
+	})
 	t.Run("tfjs_save_go_load", func(t *testing.T) {
-		table = append(table, checkTFJSSave(t, saveCase, results[len(fits)+1]))
+		table = append(table, checkTFJSSave(t, saveCase, results[len(fits)+2]))
 	})
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%-34s %12s %12s %12s %12s %8s\n", "case", "max|Δloss|", "max|Δmetric|", "max|Δweight|", "max|Δpred|", "tol")
@@ -532,14 +558,15 @@ func mapKeys(m map[string][]float64) []string {
 }
 
 type exportCase struct {
-	m  *Sequential
-	pc parityCase
-	x  []float32
+	fixture string
+	m       *Sequential
+	pc      parityCase
+	x       []float32
 }
 
-func prepareExport(t testing.TB, dir string) *exportCase {
+func prepareExport(t testing.TB, dir, fixture string) *exportCase {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "keras", "keras3_to_json.json"))
+	b, err := os.ReadFile(filepath.Join("testdata", "keras", fixture))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -553,9 +580,12 @@ func prepareExport(t testing.TB, dir string) *exportCase {
 	}
 	r := rand.New(rand.NewPCG(11, 12))
 	setExplicitWeights(t, m, r)
+	for range 100 { // TF.js projects weights through their constraints as it loads them
+		m.applyConstraints()
+	}
 	x, _ := makeData(r, 33, m.InputDim(), "regression", 1)
-	e := &exportCase{m: m, x: x}
-	e.pc = parityCase{Name: "go_export", Mode: "fit", ModelDir: filepath.Join(dir, "go_export"), InputDim: m.InputDim(),
+	e := &exportCase{fixture: fixture, m: m, x: x}
+	e.pc = parityCase{Name: "go_export", Mode: "fit", ModelDir: filepath.Join(dir, "go_export_"+fixture), InputDim: m.InputDim(),
 		PredictX: x, PredictRows: 33}
 	if err := m.SaveTFJS(e.pc.ModelDir); err != nil {
 		t.Fatal(err)
@@ -575,7 +605,7 @@ func checkExport(t *testing.T, e *exportCase, res parityResult) parityRow {
 	if d > 1e-6 {
 		t.Errorf("TF.js predictions of the Go-exported model differ by %.3g (> 1e-6)", d)
 	}
-	return parityRow{name: "go_export_tfjs_predict", pred: d, tol: 1e-6}
+	return parityRow{name: "go_export_tfjs_predict " + strings.TrimSuffix(e.fixture, "_to_json.json"), pred: d, tol: 1e-6}
 }
 
 func prepareTFJSSave(dir string) parityCase {

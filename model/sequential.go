@@ -46,7 +46,7 @@ var ErrNotCompiled = errors.New("model is not compiled: call Compile first")
 // the model is built uncompiled (it can predict; Compile it to train).
 func New(spec *Spec, inputDim int, c Compile, seed int64) (*Sequential, error) {
 	if spec == nil {
-		return nil, errors.New("model: nil spec")
+		return nil, errors.New("nil spec")
 	}
 	s := cloneSpec(spec)
 	if err := s.finish(); err != nil {
@@ -54,13 +54,13 @@ func New(spec *Spec, inputDim int, c Compile, seed int64) (*Sequential, error) {
 	}
 	switch {
 	case inputDim < 0:
-		return nil, fmt.Errorf("model: input width %d is negative", inputDim)
+		return nil, fmt.Errorf("input width %d is negative", inputDim)
 	case inputDim == 0 && s.InputDim == 0:
-		return nil, errors.New("model: the input width is unknown: the spec has no input_dim and none was given")
+		return nil, errors.New("the input width is unknown: the spec has no input_dim and none was given")
 	case inputDim == 0:
 		inputDim = s.InputDim
 	case s.InputDim != 0 && s.InputDim != inputDim:
-		return nil, fmt.Errorf("model: the spec expects %d input features, the data has %d", s.InputDim, inputDim)
+		return nil, fmt.Errorf("the model expects %d input features, the data has %d", s.InputDim, inputDim)
 	}
 	m := &Sequential{spec: s, inputDim: inputDim, seed: seed}
 	m.spec.InputDim = inputDim
@@ -70,9 +70,9 @@ func New(spec *Spec, inputDim int, c Compile, seed int64) (*Sequential, error) {
 	init := newRNG(seed, streamInit)
 	for _, l := range m.layers {
 		if d, ok := l.(*denseLayer); ok {
-			initTensor(init, d.ls.KernelInitializer, glorotUniform, d.kernel.w, d.in, d.out)
+			initTensor(initStream(init, d.ls.KernelInitializer), d.ls.KernelInitializer, glorotUniform, d.kernel.w, d.in, d.out)
 			if d.bias != nil {
-				initTensor(init, d.ls.BiasInitializer, zerosInit, d.bias.w, d.out, d.out)
+				initTensor(initStream(init, d.ls.BiasInitializer), d.ls.BiasInitializer, zerosInit, d.bias.w, d.out, d.out)
 			}
 		}
 	}
@@ -407,12 +407,16 @@ func (m *Sequential) trainStep(x, y []float32, rows int) (float64, error) {
 		return loss, fmt.Errorf("loss is %v at iteration %d", loss, m.opt.iterations)
 	}
 	m.opt.apply(m.params)
+	m.applyConstraints()
 	return loss, nil
 }
 
 // gradients runs the training-mode forward pass and backpropagation, leaving dL/dw in every
 // trainable parameter's gradient buffer, and returns the loss.
 func (m *Sequential) gradients(x, y []float32, rows int) float64 {
+	if m.regularized() {
+		return m.regularizedGradients(x, y, rows)
+	}
 	out := m.forward(x, rows, true)
 	od := m.OutputDim()
 	m.lossGrad = grow(m.lossGrad, rows*od)
@@ -477,6 +481,10 @@ func (m *Sequential) evaluate(x, y []float32, rows int) (float64, error) {
 		yb := y[r0*ld : (r0+n)*ld]
 		total += m.loss.eval(out, yb, n, od, nil) * float64(n)
 		m.metrics.Update(out, yb, n)
+	}
+	if m.regularized() {
+		// Keras's evaluate reports the loss with the regularization penalties.
+		return total/float64(rows) + m.evalPenalty(x, rows), nil
 	}
 	return total / float64(rows), nil
 }

@@ -48,8 +48,9 @@ type Spec struct {
 	// InputDim is the number of input features, 0 when the document has none.
 	InputDim int
 	Layers   []LayerSpec
-	// Compile holds a Keras 3 document's compile_config (optimizer, loss, metrics), nil
-	// when the document has none.
+	// Compile holds the document's compile settings (optimizer, loss, metrics): Keras 3's
+	// compile_config, tf.keras 2's training_config or TF.js's trainingConfig; nil when the
+	// document has none.
 	Compile *Compile
 }
 
@@ -67,6 +68,11 @@ type LayerSpec struct {
 	// KernelInitializer and BiasInitializer are used by New; nil means glorot_uniform and zeros.
 	KernelInitializer *Initializer
 	BiasInitializer   *Initializer
+	// Regularizers add their penalties to the training loss; nil means none. The activity
+	// regularizer's penalty is on the layer's output, divided by the batch size, as Keras.
+	KernelRegularizer, BiasRegularizer, ActivityRegularizer *Regularizer
+	// Constraints project the weight after every optimizer step; nil means none.
+	KernelConstraint, BiasConstraint *Constraint
 	// Dropout.
 	Rate float64
 	// BatchNormalization.
@@ -92,6 +98,10 @@ type Initializer struct {
 	Max    float64 `json:"maxval,omitempty"`
 	Mean   float64 `json:"mean,omitempty"`
 	Stddev float64 `json:"stddev,omitempty"`
+	// Seed, when set, draws this tensor from its own stream of that seed instead of the
+	// model's, so the document's seeded initializer gives the same weights whatever the job
+	// seed (pgtrain's generator, not TensorFlow's: the values differ from Keras's).
+	Seed *int64 `json:"seed,omitempty"`
 }
 
 // SpecError is a problem with one layer of a model document.
@@ -103,7 +113,7 @@ type SpecError struct {
 
 func (e *SpecError) Error() string {
 	if e.Index < 0 {
-		return "model: " + e.Reason
+		return e.Reason
 	}
 	if e.Name != "" {
 		return fmt.Sprintf("layers[%d] %q: %s", e.Index, e.Name, e.Reason)
@@ -127,9 +137,23 @@ func ParseSpec(doc []byte) (*Spec, error) {
 	if len(doc) == 0 {
 		return nil, &SpecError{Index: -1, Reason: "empty model document"}
 	}
+	if doc[0] == '"' {
+		// model.to_json() returns a string: a document pasted as that string is JSON in JSON.
+		var inner string
+		if err := json.Unmarshal(doc, &inner); err != nil {
+			return nil, &SpecError{Index: -1, Reason: "invalid JSON string: " + err.Error()}
+		}
+		doc = bytes.TrimSpace([]byte(inner))
+		if len(doc) == 0 || doc[0] != '{' {
+			return nil, &SpecError{Index: -1, Reason: "a string model must hold a JSON object (the text model.to_json() returns)"}
+		}
+	}
 	var probe map[string]json.RawMessage
 	if err := json.Unmarshal(doc, &probe); err != nil {
 		return nil, &SpecError{Index: -1, Reason: "invalid JSON: " + err.Error()}
+	}
+	if err := refuseGraphModel(probe); err != nil {
+		return nil, err
 	}
 	var (
 		s   *Spec
@@ -138,6 +162,12 @@ func ParseSpec(doc []byte) (*Spec, error) {
 	switch {
 	case probe["modelTopology"] != nil:
 		s, err = parseKerasTopology(probe["modelTopology"])
+		if err == nil && s.Compile == nil && !isNull(probe["trainingConfig"]) {
+			// TF.js's model.save() writes the compile settings beside the topology.
+			if s.Compile, err = parseKerasTrainingConfig(probe["trainingConfig"]); err != nil {
+				err = &SpecError{Index: -1, Reason: "trainingConfig: " + err.Error()}
+			}
+		}
 	case probe["class_name"] != nil || probe["model_config"] != nil:
 		s, err = parseKerasTopology(doc)
 	case probe["layers"] != nil:
@@ -216,6 +246,10 @@ func (l *LayerSpec) check() error {
 	if strings.ContainsAny(l.Name, "/\x00") {
 		return fmt.Errorf("layer name must not contain '/'")
 	}
+	if l.Type != LayerDense && (l.KernelInitializer != nil || l.BiasInitializer != nil || l.KernelRegularizer != nil ||
+		l.BiasRegularizer != nil || l.ActivityRegularizer != nil || l.KernelConstraint != nil || l.BiasConstraint != nil) {
+		return fmt.Errorf("initializers, regularizers and constraints apply to dense layers only, not %s", l.Type)
+	}
 	switch l.Type {
 	case LayerDense:
 		if l.Units <= 0 {
@@ -232,6 +266,20 @@ func (l *LayerSpec) check() error {
 		for _, in := range []*Initializer{l.KernelInitializer, l.BiasInitializer} {
 			if in != nil {
 				if err := in.check(); err != nil {
+					return err
+				}
+			}
+		}
+		for _, r := range []*Regularizer{l.KernelRegularizer, l.BiasRegularizer, l.ActivityRegularizer} {
+			if r != nil {
+				if err := r.check(); err != nil {
+					return err
+				}
+			}
+		}
+		for _, c := range []*Constraint{l.KernelConstraint, l.BiasConstraint} {
+			if c != nil {
+				if err := c.check(); err != nil {
 					return err
 				}
 			}
@@ -353,9 +401,14 @@ type layerListEntry struct {
 	Scale      *bool    `json:"scale"`
 	Alpha      *float64 `json:"alpha"`
 	// NegativeSlope is Keras 3's name for a LeakyReLU layer's alpha.
-	NegativeSlope     *float64     `json:"negative_slope"`
-	KernelInitializer *Initializer `json:"kernel_initializer"`
-	BiasInitializer   *Initializer `json:"bias_initializer"`
+	NegativeSlope       *float64     `json:"negative_slope"`
+	KernelInitializer   *Initializer `json:"kernel_initializer"`
+	BiasInitializer     *Initializer `json:"bias_initializer"`
+	KernelRegularizer   *Regularizer `json:"kernel_regularizer"`
+	BiasRegularizer     *Regularizer `json:"bias_regularizer"`
+	ActivityRegularizer *Regularizer `json:"activity_regularizer"`
+	KernelConstraint    *Constraint  `json:"kernel_constraint"`
+	BiasConstraint      *Constraint  `json:"bias_constraint"`
 }
 
 func parseLayerList(doc []byte) (*Spec, error) {
@@ -379,7 +432,9 @@ func parseLayerList(doc []byte) (*Spec, error) {
 		}
 		l := LayerSpec{Name: e.Name, Units: e.Units, Activation: e.Activation, UseBias: true,
 			Momentum: e.Momentum, Epsilon: e.Epsilon, Center: true, Scale: true,
-			KernelInitializer: e.KernelInitializer, BiasInitializer: e.BiasInitializer}
+			KernelInitializer: e.KernelInitializer, BiasInitializer: e.BiasInitializer,
+			KernelRegularizer: e.KernelRegularizer, BiasRegularizer: e.BiasRegularizer, ActivityRegularizer: e.ActivityRegularizer,
+			KernelConstraint: e.KernelConstraint, BiasConstraint: e.BiasConstraint}
 		switch strings.ToLower(e.Type) {
 		case "dense":
 			l.Type = LayerDense

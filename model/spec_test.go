@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -157,9 +158,27 @@ func TestParseSpecKerasErrors(t *testing.T) {
 		{name: "unsupported activation",
 			doc:     replaceInFixture(t, `"activation": "sigmoid"`, `"activation": "hard_sigmoid"`),
 			wantErr: `layers[4] "dense_1": unsupported activation "hard_sigmoid"`},
-		{name: "regularizer",
-			doc:     replaceInFixture(t, `"kernel_regularizer": null`, `"kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01}}`),
-			wantErr: `layers[1] "dense": unsupported option "kernel_regularizer" in Dense`},
+		{name: "regularizer class",
+			doc:     replaceInFixture(t, `"kernel_regularizer": null`, `"kernel_regularizer": {"class_name": "OrthogonalRegularizer", "config": {"factor": 0.01}}`),
+			wantErr: `layers[1] "dense": kernel_regularizer: unsupported regularizer "OrthogonalRegularizer"`},
+		{name: "regularizer option",
+			doc:     replaceInFixture(t, `"kernel_regularizer": null`, `"kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01, "mode": "rows"}}`),
+			wantErr: `layers[1] "dense": kernel_regularizer: regularizer L2: unsupported option "mode"`},
+		{name: "negative regularizer",
+			doc:     replaceInFixture(t, `"bias_regularizer": null`, `"bias_regularizer": {"class_name": "L1", "config": {"l1": -1}}`),
+			wantErr: `layers[1] "dense": bias_regularizer: regularizer factors must be finite and not negative`},
+		{name: "constraint class",
+			doc:     replaceInFixture(t, `"kernel_constraint": null`, `"kernel_constraint": {"class_name": "RadialConstraint", "config": {}}`),
+			wantErr: `layers[1] "dense": kernel_constraint: unsupported constraint "RadialConstraint"`},
+		{name: "constraint axes",
+			doc:     replaceInFixture(t, `"kernel_constraint": null`, `"kernel_constraint": {"class_name": "MaxNorm", "config": {"max_value": 3, "axis": [0, 1]}}`),
+			wantErr: `layers[1] "dense": kernel_constraint: constraint MaxNorm: only a single axis is supported`},
+		{name: "constraint axis",
+			doc:     replaceInFixture(t, `"kernel_constraint": null`, `"kernel_constraint": {"class_name": "UnitNorm", "config": {"axis": 2}}`),
+			wantErr: `layers[1] "dense": kernel_constraint: unit_norm constraint: axis 2 is not one of 0, 1, -1`},
+		{name: "initializer option",
+			doc:     replaceInFixture(t, `"class_name": "GlorotUniform", "config": {"seed": null}`, `"class_name": "RandomUniform", "config": {"minval": -0.1, "maxval": 0.1, "max": 1, "seed": null}`),
+			wantErr: `layers[1] "dense": kernel_initializer: initializer RandomUniform: unsupported option "max"`},
 		{name: "mixed precision",
 			doc:     replaceInFixture(t, `"units": 16, "activation": "relu"`, `"units": 16, "activation": "relu", "dtype": "mixed_float16"`),
 			wantErr: `unsupported dtype "mixed_float16"`},
@@ -255,9 +274,13 @@ func TestParseSpecKerasExtras(t *testing.T) {
 }
 
 func FuzzParseSpec(f *testing.F) {
-	for _, name := range []string{"keras2_legacy_to_json.json", "tfkeras213plus_to_json.json", "keras3_to_json.json"} {
+	for _, name := range []string{"keras2_legacy_to_json.json", "tfkeras213plus_to_json.json", "keras3_to_json.json",
+		"keras3_regularized_to_json.json", "tfkeras24_regularized_to_json.json", "tfjs_layers_model.json",
+		"tfjs_converted_tfkeras.json", "tfjs_graph_model.json"} {
 		f.Add(readFixture(f, name))
 	}
+	quoted, _ := json.Marshal(`{"class_name":"Sequential","config":{"layers":[{"class_name":"Dense","config":{"units":2,"batch_input_shape":[null,3],"kernel_constraint":"max_norm"}}]}}`)
+	f.Add(quoted)
 	f.Add([]byte(`{"layers":[{"type":"dense","units":3,"activation":"relu"},{"type":"batch_normalization"},{"type":"dropout","rate":0.5},{"type":"dense","units":1}],"input_dim":2}`))
 	f.Add([]byte(`{"modelTopology":{"class_name":"Sequential","config":[{"class_name":"Dense","config":{"units":1,"batch_input_shape":[null,1]}}]}}`))
 	f.Fuzz(func(t *testing.T, doc []byte) {

@@ -63,11 +63,13 @@ func (m *Sequential) kerasTopology() kv {
 			cfg["units"] = ls.Units
 			cfg["activation"] = act
 			cfg["use_bias"] = ls.UseBias
-			cfg["kernel_initializer"] = kv{"class_name": "GlorotUniform", "config": kv{"seed": nil}}
-			cfg["bias_initializer"] = kerasInit("Zeros")
-			for _, k := range []string{"kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"} {
-				cfg[k] = nil
-			}
+			cfg["kernel_initializer"] = kerasInitializer(ls.KernelInitializer, glorotUniform)
+			cfg["bias_initializer"] = kerasInitializer(ls.BiasInitializer, zerosInit)
+			cfg["kernel_regularizer"] = kerasRegularizer(ls.KernelRegularizer)
+			cfg["bias_regularizer"] = kerasRegularizer(ls.BiasRegularizer)
+			cfg["activity_regularizer"] = kerasRegularizer(ls.ActivityRegularizer)
+			cfg["kernel_constraint"] = kerasConstraint(ls.KernelConstraint)
+			cfg["bias_constraint"] = kerasConstraint(ls.BiasConstraint)
 		case LayerDropout:
 			class = "Dropout"
 			cfg["rate"] = ls.Rate

@@ -8,7 +8,9 @@
 //   {"mode": "fit", "model_dir": dir, ...}   load the TF.js Layers model pgtrain wrote to dir
 //       (through a custom IOHandler), predict "predict_x" before training, compile with
 //       "compile", fit on x/y (shuffle off) and report the history, every weight and the
-//       predictions after training.
+//       predictions after training. Weight constraints the model.json names are applied after
+//       every batch, as Keras's optimizers do (TF.js's fit leaves them out; their projections
+//       are TF.js's own).
 //   {"mode": "save", "out_dir": dir, ...}    build a model natively in TF.js, train it briefly,
 //       save it to out_dir through tf.io.withSaveHandler and report its predictions.
 //
@@ -147,6 +149,15 @@ async function runFit(c) {
       : t2(values, rows, c.label_dim));
     const y = labels(c.y, c.rows);
     const args = { epochs: c.epochs, batchSize: c.batch_size, shuffle: false, verbose: 0 };
+    const constrained = model.trainableWeights.filter((w) => w.constraint != null);
+    if (constrained.length > 0) {
+      // LayerVariable.write assigns the value, then projects it through the constraint.
+      args.callbacks = {
+        onBatchEnd: async () => {
+          tf.tidy(() => constrained.forEach((w) => w.write(w.read().clone())));
+        },
+      };
+    }
     if (c.validation_split) args.validationSplit = c.validation_split;
     if (c.val_x) args.validationData = [t2(c.val_x, c.val_rows, c.input_dim), labels(c.val_y, c.val_rows)];
     res.history = historyOf(await model.fit(x, y, args));

@@ -33,6 +33,12 @@ func layout(spec *model.Spec, inputDim int) ([]varSpec, error) {
 	for i, l := range spec.Layers {
 		switch l.Type {
 		case model.LayerDense:
+			if l.KernelRegularizer != nil || l.BiasRegularizer != nil || l.ActivityRegularizer != nil {
+				return nil, fmt.Errorf("layers[%d] %q: regularizers are %w", i, l.Name, ErrUnsupported)
+			}
+			if l.KernelConstraint != nil || l.BiasConstraint != nil {
+				return nil, fmt.Errorf("layers[%d] %q: constraints are %w", i, l.Name, ErrUnsupported)
+			}
 			vs = append(vs, varSpec{Name: l.Name + "/kernel", Shape: []int{dim, l.Units}, Trainable: true, Layer: i})
 			if l.UseBias {
 				vs = append(vs, varSpec{Name: l.Name + "/bias", Shape: []int{l.Units}, Trainable: true, Layer: i})

@@ -1,6 +1,7 @@
 package tensorflow
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -98,6 +99,24 @@ func TestSlotNames(t *testing.T) {
 	for _, tc := range tests {
 		if got := slotNames(tc.opt); !slices.Equal(got, tc.want) {
 			t.Errorf("slotNames(%s, momentum %v) = %v, want %v", tc.opt.Name, tc.opt.Momentum, got, tc.want)
+		}
+	}
+}
+
+// The graph has no regularization losses nor constraint projections: a model with either is
+// refused, not trained without them.
+func TestLayoutRefusesRegularizersAndConstraints(t *testing.T) {
+	for _, doc := range []string{
+		`{"layers": [{"type": "dense", "units": 2, "kernel_regularizer": {"l2": 0.01}}]}`,
+		`{"layers": [{"type": "dense", "units": 2, "activity_regularizer": {"l1": 0.01}}]}`,
+		`{"layers": [{"type": "dense", "units": 2, "bias_constraint": {"kind": "non_neg"}}]}`,
+	} {
+		spec, err := model.ParseSpec([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := layout(spec, 3); err == nil || !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: error %v, want ErrUnsupported", doc, err)
 		}
 	}
 }
