@@ -67,13 +67,24 @@ func TimestampSeconds(v []byte) (float64, error) {
 		return math.Inf(-1), nil
 	}
 	const off = pgEpochSeconds * 1_000_000
-	if u := us + off; us < math.MaxInt64-off && u > -(1<<53) && u < 1<<53 {
-		return float64(u) / 1e6, nil // both exact, so the division rounds once
+	if us >= math.MaxInt64-off {
+		// Past the year 292277: the Unix microseconds overflow an int64.
+		x := new(big.Int).Add(big.NewInt(us), big.NewInt(off))
+		f, _ := new(big.Rat).SetFrac(x, big.NewInt(1_000_000)).Float64()
+		return f, nil
+	}
+	return UnixMicroSeconds(us + off), nil
+}
+
+// UnixMicroSeconds is microseconds since 1970-01-01 as seconds, the exact value rounded
+// once to float64.
+func UnixMicroSeconds(u int64) float64 {
+	if u > -(1<<53) && u < 1<<53 {
+		return float64(u) / 1e6 // both exact, so the division rounds once
 	}
 	// Past the year 2255 float64(u) would round too: divide exactly.
-	x := new(big.Int).Add(big.NewInt(us), big.NewInt(off))
-	f, _ := new(big.Rat).SetFrac(x, big.NewInt(1_000_000)).Float64()
-	return f, nil
+	f, _ := new(big.Rat).SetFrac(big.NewInt(u), big.NewInt(1_000_000)).Float64()
+	return f
 }
 
 // LengthError is an array of another length than the column's.

@@ -27,7 +27,7 @@ func Cyclical(dst []float32, secs float64) {
 		return
 	}
 	days := math.Floor(secs / 86400)
-	day := (secs - days*86400) / 86400
+	day := secs/86400 - days
 	dow := math.Mod(days+4, 7) // 1970-01-01 was a Thursday
 	if dow < 0 {
 		dow += 7
