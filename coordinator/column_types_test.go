@@ -82,8 +82,8 @@ func TestColumnTypesArePlannedWithTheirStatistics(t *testing.T) {
 	check := func(name string, got messages.Stats, expr string) {
 		t.Helper()
 		var want messages.Stats
-		err := e.pool.QueryRow(ctx, fmt.Sprintf(`select count(x), count(*) - count(x), coalesce(avg(x)::float8, 0), coalesce(stddev_pop(x)::float8, 0), min(x)::float8, max(x)::float8
-			from (select (%s)::numeric as x from typed) s`, expr)).Scan(&want.Count, &want.Nulls, &want.Mean, &want.StdDev, &want.Min, &want.Max)
+		err := e.pool.QueryRow(ctx, fmt.Sprintf(`select count(x), count(*) - count(x), coalesce(avg(x::numeric)::float8, 0), coalesce(stddev_pop(x::numeric)::float8, 0), min(x), max(x)
+			from (select (%s)::float8 as x from typed) s`, expr)).Scan(&want.Count, &want.Nulls, &want.Mean, &want.StdDev, &want.Min, &want.Max)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func TestColumnTypesArePlannedWithTheirStatistics(t *testing.T) {
 		t.Errorf("atz: impute %v, want the median %v", atz.Impute, median)
 	}
 	emb := p.Features[4].Elements
-	if len(emb) != 3 || emb[2].Stats.Nulls != 40+90 || !emb[2].HasImpute || emb[2].Impute != emb[2].Stats.Mean {
+	if len(emb) != 3 || emb[2].Stats.Nulls != 40+100-20 || !emb[2].HasImpute || emb[2].Impute != emb[2].Stats.Mean {
 		t.Errorf("emb: %+v", emb)
 	}
 }
@@ -130,7 +130,7 @@ func TestColumnTypesArePlannedWithTheirStatistics(t *testing.T) {
 func TestNonFiniteOptions(t *testing.T) {
 	e := newEnv(t)
 	e.exec(t, `create table wild (id int primary key, x float8, y float8)`)
-	e.exec(t, `insert into wild select i, case i when 11 then 'NaN' when 12 then 'Infinity' when 13 then '-Infinity' else i end, i
+	e.exec(t, `insert into wild select i, case i when 11 then 'NaN' when 12 then 'Infinity' when 13 then '-Infinity' else i::float8 end, i
 		from generate_series(1, 13) i`)
 	r := start(t, e, Config{})
 	ctx := context.Background()
@@ -172,7 +172,10 @@ func TestNonFiniteOptions(t *testing.T) {
 			}
 			x := p.Features[0]
 			// 1..10: mean 5.5, population variance 8.25, median 5.5.
-			want := messages.Stats{Count: 10, Nulls: 0, Mean: 5.5, StdDev: math.Sqrt(8.25), Min: 1, Max: 10, Median: 5.5, NonFinite: 3}
+			want := messages.Stats{Count: 10, Nulls: 0, Mean: 5.5, StdDev: math.Sqrt(8.25), Min: 1, Max: 10, NonFinite: 3}
+			if tt.feature["impute"] == "median" { // computed only when it is used
+				want.Median = 5.5
+			}
 			if x.Stats != want || x.Impute != 5.5 || !x.HasImpute || x.NonFinite != tt.feature["nonfinite"] {
 				t.Fatalf("x: %+v\nwant stats %+v, impute 5.5", x, want)
 			}
