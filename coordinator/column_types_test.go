@@ -247,3 +247,17 @@ func TestLongVocabularyValuesAreRefused(t *testing.T) {
 		t.Fatalf("hashed: %+v", st)
 	}
 }
+
+// An array's per-element statistics and transforms show the table's values: a caller
+// without the data scope sees only how many elements there are.
+func TestWithoutDataStripsArrayElements(t *testing.T) {
+	p := &messages.Plan{Features: []messages.ColumnPlan{{Name: "e", Type: messages.TypeFloat4Array, Elements: []messages.ElementPlan{
+		{HasImpute: true, Impute: 3, Offset: 1, Factor: 2, Stats: messages.Stats{Count: 5, Mean: 3, Max: 9}}, {Offset: 4}}}}}
+	got := withoutData(p).Features[0].Elements
+	if len(got) != 2 || got[0] != (messages.ElementPlan{}) || got[1] != (messages.ElementPlan{}) {
+		t.Fatalf("elements without data: %+v", got)
+	}
+	if p.Features[0].Elements[0].Impute != 3 {
+		t.Fatal("withoutData changed the stored plan")
+	}
+}
