@@ -101,12 +101,13 @@ func (s *fixedSum) int() *big.Int {
 }
 
 // moments accumulates count, exact sum and exact sum of squares, min and max of the
-// non-NULL values of a column.
+// finite values of a column, and counts the others: nonFinite of them, nan of which NaN.
 type moments struct {
 	count     int64
 	sum, sq   fixedSum
 	min, max  float64
-	nonFinite bool
+	nonFinite int64
+	nan       int64
 }
 
 func newMoments() *moments {
@@ -117,7 +118,7 @@ func (m *moments) add(x float64) {
 	b := math.Float64bits(x)
 	exp, mant := uint(b>>52&0x7ff), b&(1<<52-1)
 	if exp == 0x7ff {
-		m.nonFinite = true
+		m.skip(mant != 0)
 		return
 	}
 	m.observe(x)
@@ -139,6 +140,14 @@ func (m *moments) add(x float64) {
 		m.sq.add64(lo, 2*pos, false)
 	} else {
 		m.sq.add128(hi, lo, 2*pos)
+	}
+}
+
+// skip counts a value left out of the statistics: NaN or ±Inf.
+func (m *moments) skip(nan bool) {
+	m.nonFinite++
+	if nan {
+		m.nan++
 	}
 }
 
@@ -176,7 +185,7 @@ const fold32Every = 1 << 30
 func (a *moments32) add(b uint32) {
 	e := b >> 23 & 0xff
 	if e == 0xff {
-		a.m.nonFinite = true
+		a.m.skip(b&(1<<23-1) != 0)
 		return
 	}
 	a.m.observe(float64(math.Float32frombits(b)))
@@ -224,7 +233,8 @@ func (m *moments) merge(o *moments) {
 		}
 	}
 	m.count += o.count
-	m.nonFinite = m.nonFinite || o.nonFinite
+	m.nonFinite += o.nonFinite
+	m.nan += o.nan
 	m.sum.merge(&o.sum)
 	m.sq.merge(&o.sq)
 }

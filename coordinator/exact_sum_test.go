@@ -82,7 +82,7 @@ func TestMomentsAreExactAndOrderFree(t *testing.T) {
 		t.Fatalf("min %v max %v: want -0 and 0", m.min, m.max)
 	}
 	for _, x := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
-		if m := momentsOf([]float64{1, x}); !m.nonFinite || m.count != 1 {
+		if m := momentsOf([]float64{1, x}); m.nonFinite != 1 || m.count != 1 || (m.nan == 1) != math.IsNaN(x) {
 			t.Fatalf("%v: nonFinite %v count %d", x, m.nonFinite, m.count)
 		}
 	}
@@ -160,7 +160,7 @@ func TestMoments32IsMomentsOfTheWidenedValues(t *testing.T) {
 				}
 			}
 			a.fold()
-			if got.count != want.count || got.nonFinite != want.nonFinite ||
+			if got.count != want.count || got.nonFinite != want.nonFinite || got.nan != want.nan ||
 				math.Float64bits(got.min) != math.Float64bits(want.min) || math.Float64bits(got.max) != math.Float64bits(want.max) ||
 				got.sum.int().Cmp(want.sum.int()) != 0 || got.sq.int().Cmp(want.sq.int()) != 0 {
 				t.Fatalf("count %d/%d, nonFinite %v/%v, min %v/%v, max %v/%v, sums %v/%v, squares %v/%v", got.count, want.count,

@@ -223,6 +223,9 @@ func withoutData(p *messages.Plan) *messages.Plan {
 	strip := func(c messages.ColumnPlan) messages.ColumnPlan {
 		c.Vocabulary, c.Stats = nil, messages.Stats{}
 		c.Impute, c.Offset, c.Factor = 0, 0, 0
+		if c.Elements != nil {
+			c.Elements = make([]messages.ElementPlan, len(c.Elements)) // the length stays: it is the input width
+		}
 		return c
 	}
 	out.Features = make([]messages.ColumnPlan, len(p.Features))

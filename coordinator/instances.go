@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"time"
 
+	"pgtrain/internal/pgbinary"
 	"pgtrain/messages"
 )
 
@@ -55,14 +58,22 @@ func instancesBatch(meta *messages.ModelMeta, instances []map[string]json.RawMes
 		b.Keys[i] = int64(i)
 	}
 	for _, f := range meta.Features {
-		c := messages.RawColumn{Name: f.Name, Kind: f.RawKind()}
-		switch c.Kind {
-		case messages.ColumnText:
-			c.Text = make([]string, n)
-		case messages.ColumnFloat32:
-			c.Float32 = make([]float32, n)
-		default:
-			c.Float64 = make([]float64, n)
+		// An array column is a raw column per element, as the fetchers read it.
+		cols := make([]messages.RawColumn, max(len(f.Elements), 1))
+		for j := range cols {
+			c := &cols[j]
+			c.Name, c.Kind = f.Name, f.RawKind()
+			if f.IsArray() {
+				c.Name = messages.RawName(f.Name, j)
+			}
+			switch c.Kind {
+			case messages.ColumnText:
+				c.Text = make([]string, n)
+			case messages.ColumnFloat32:
+				c.Float32 = make([]float32, n)
+			default:
+				c.Float64 = make([]float64, n)
+			}
 		}
 		for i, inst := range instances {
 			raw, ok := inst[f.Name]
@@ -70,13 +81,81 @@ func instancesBatch(meta *messages.ModelMeta, instances []map[string]json.RawMes
 				return nil, &messages.FieldError{Field: fmt.Sprintf("instances[%d].%s", i, f.Name),
 					Reason: fmt.Sprintf("column %q is missing: the model takes %s", f.Name, featureNames(meta))}
 			}
-			if err := setValue(&c, i, f, raw); err != nil {
+			var err error
+			if f.IsArray() {
+				err = setArray(cols, i, f, raw)
+			} else {
+				err = setValue(&cols[0], i, f, raw)
+			}
+			if err != nil {
 				return nil, &messages.FieldError{Field: fmt.Sprintf("instances[%d].%s", i, f.Name), Reason: fmt.Sprintf("column %q: %v", f.Name, err)}
 			}
 		}
-		b.Columns = append(b.Columns, c)
+		b.Columns = append(b.Columns, cols...)
 	}
 	return b, nil
+}
+
+// setArray stores a JSON array of the column's length (numbers or nulls), or null, in row
+// i of the element columns.
+func setArray(cols []messages.RawColumn, i int, f messages.ColumnPlan, raw json.RawMessage) error {
+	raw = bytes.TrimSpace(raw)
+	if string(raw) == "null" {
+		for j := range cols {
+			cols[j].SetNull(i)
+		}
+		return nil
+	}
+	if len(raw) == 0 || raw[0] != '[' {
+		return fmt.Errorf("got %s; want an array of %d numbers (the column is %s)", jsonKind(raw), len(cols), f.PGType)
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(raw, &elems); err != nil {
+		return err
+	}
+	if len(elems) != len(cols) {
+		return fmt.Errorf("an array of %d elements, want %d", len(elems), len(cols))
+	}
+	elem := f
+	elem.Type = messages.TypeNumber
+	for j, e := range elems {
+		if err := setValue(&cols[j], i, elem, e); err != nil {
+			return fmt.Errorf("element %d: %w", j, err)
+		}
+	}
+	return nil
+}
+
+// seconds reads a date or timestamp instance value as the fetchers decode the column:
+// seconds since 1970-01-01 UTC. A date is "2006-01-02"; a timestamp has no time zone
+// ("2006-01-02T15:04:05.999999", or a space for the T); a timestamptz must have one
+// (RFC 3339). "infinity" and "-infinity" are ±Inf.
+func seconds(typ string, raw json.RawMessage) (float64, error) {
+	var s string
+	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return 0, fmt.Errorf("got %s; want a string (the column is a %s)", jsonKind(raw), typ)
+	}
+	switch s {
+	case "infinity":
+		return math.Inf(1), nil
+	case "-infinity":
+		return math.Inf(-1), nil
+	}
+	var layouts []string
+	switch typ {
+	case messages.TypeDate:
+		layouts = []string{time.DateOnly}
+	case messages.TypeTimestamp:
+		layouts = []string{"2006-01-02T15:04:05.999999", "2006-01-02 15:04:05.999999"}
+	default:
+		layouts = []string{"2006-01-02T15:04:05.999999Z07:00", "2006-01-02 15:04:05.999999Z07:00"}
+	}
+	for _, l := range layouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return pgbinary.UnixMicroSeconds(t.UnixMicro()), nil
+		}
+	}
+	return 0, fmt.Errorf("%q is not a %s (want the form %q)", s, typ, layouts[0])
 }
 
 func featureNames(meta *messages.ModelMeta) string {
@@ -121,6 +200,22 @@ func setValue(c *messages.RawColumn, i int, f messages.ColumnPlan, raw json.RawM
 			return nil
 		}
 		return fmt.Errorf("got %s; want a string (the column is categorical, of type %s)", jsonKind(raw), f.PGType)
+	}
+	switch f.Type {
+	case messages.TypeBoolean:
+		switch string(raw) {
+		case "true":
+			c.Float32[i] = 1
+		case "false":
+			c.Float32[i] = 0
+		default:
+			return fmt.Errorf("got %s; want true or false (the column is boolean)", jsonKind(raw))
+		}
+		return nil
+	case messages.TypeDate, messages.TypeTimestamp, messages.TypeTimestampTZ:
+		x, err := seconds(f.Type, raw)
+		c.Float64[i] = x
+		return err
 	}
 	if !isNumber(raw) {
 		return fmt.Errorf("got %s; want a number (the column is numeric, of type %s)", jsonKind(raw), f.PGType)

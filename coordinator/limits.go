@@ -20,8 +20,12 @@ type Limits struct {
 	BatchSize int
 	// PageRows bounds the spec's page_rows (a fetcher reads a page of it at once).
 	PageRows int
-	// VocabSize bounds each vocab_size (a one-hot feature is that many inputs wide).
+	// VocabSize bounds each vocab_size and buckets (a one-hot or hashed feature is that many
+	// inputs wide).
 	VocabSize int
+	// VocabValueBytes bounds each value of a planned vocabulary or class list: every worker
+	// gets the plan in one bus message.
+	VocabValueBytes int
 	// Layers, Units (per dense layer) and Params (of the whole model on the planned input
 	// width) bound the model.
 	Layers int
@@ -51,6 +55,7 @@ const (
 	DefaultMaxBatchSize     = 16384
 	DefaultMaxPageRows      = maxPageRows
 	DefaultMaxVocabSize     = 10000
+	DefaultMaxVocabValue    = 1024
 	DefaultMaxLayers        = 64
 	DefaultMaxUnits         = 8192
 	DefaultMaxParams        = 20_000_000 // 80 MB of float32 weights, 240 MB with Adam's moments
@@ -81,6 +86,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.BatchSize, DefaultMaxBatchSize)
 	def(&l.PageRows, DefaultMaxPageRows)
 	def(&l.VocabSize, DefaultMaxVocabSize)
+	def(&l.VocabValueBytes, DefaultMaxVocabValue)
 	def(&l.Layers, DefaultMaxLayers)
 	def(&l.Units, DefaultMaxUnits)
 	def(&l.JobsPerSource, DefaultMaxJobsPerSource)
@@ -105,7 +111,7 @@ func (l Limits) validate() error {
 		v    int64
 	}{
 		{"max epochs", int64(l.Epochs)}, {"max batch size", int64(l.BatchSize)}, {"max page rows", int64(l.PageRows)},
-		{"max vocab size", int64(l.VocabSize)}, {"max layers", int64(l.Layers)}, {"max units", int64(l.Units)},
+		{"max vocab size", int64(l.VocabSize)}, {"max vocab value bytes", int64(l.VocabValueBytes)}, {"max layers", int64(l.Layers)}, {"max units", int64(l.Units)},
 		{"max params", l.Params}, {"max jobs per source", int64(l.JobsPerSource)},
 		{"max predict bytes", l.PredictBytes}, {"max predict instances", int64(l.PredictInstances)},
 		{"model cache", int64(l.ModelCache)},

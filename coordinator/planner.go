@@ -123,6 +123,9 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 	if err != nil {
 		return nil, err
 	}
+	if err := checkVocabValues(p, sz.vocabValueBytes); err != nil {
+		return nil, err
+	}
 	for _, f := range p.Features {
 		p.InputDim += f.Width()
 	}
@@ -179,8 +182,15 @@ func resolveSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, allowed 
 		if slices.Contains(spec.Key, col.name) {
 			return nil, &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q is the key", col.name)}
 		}
-		if f.Encode == messages.EncodeNone && !col.numeric() {
-			return nil, &messages.FieldError{Field: field + ".encode", Reason: fmt.Sprintf("column %q is %s, not numeric: use encode \"onehot\"", col.name, col.pgType)}
+		typ, ok := col.valueType()
+		switch {
+		case f.Encode == messages.EncodeCyclical && typ != messages.TypeDate && typ != messages.TypeTimestamp && typ != messages.TypeTimestampTZ:
+			return nil, &messages.FieldError{Field: field + ".encode", Reason: fmt.Sprintf("column %q is %s: encode \"cyclical\" takes a date, timestamp or timestamptz column", col.name, col.pgType)}
+		case f.Encode != messages.EncodeNone:
+		case !ok && col.textual():
+			return nil, &messages.FieldError{Field: field + ".encode", Reason: fmt.Sprintf("column %q is %s, not numeric: use encode \"onehot\", or \"hash\" for many distinct values", col.name, col.pgType)}
+		case !ok:
+			return nil, &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q is %s, which pgtrain does not read as numbers (it reads numbers, boolean, date, timestamp, timestamptz, real[] and float8[]): select it as one of those in a view", col.name, col.pgType)}
 		}
 		in.features = append(in.features, col)
 	}
@@ -193,9 +203,25 @@ func resolveSpec(ctx context.Context, tx pgx.Tx, spec messages.JobSpec, allowed 
 	return in, nil
 }
 
-// numericTransform fills the imputation and the scaling of a numeric feature.
-func numericTransform(f messages.FeatureSpec, field string, cp *messages.ColumnPlan) error {
+// numericTransform fills the imputation and the scaling of a numeric feature (or of one
+// element of an array feature), and checks its NaN and infinite values (nan of them NaN)
+// against its nonfinite option: under null every one becomes NULL, under clip the NaNs.
+func numericTransform(f messages.FeatureSpec, field string, cp *messages.ColumnPlan, nan int64) error {
 	s := cp.Stats
+	nulls := s.Nulls
+	switch f.NonFiniteMode() {
+	case messages.NonFiniteError:
+		if s.NonFinite > 0 {
+			return &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q holds %d NaN or infinite values: choose nonfinite \"null\" or \"clip\"", cp.Name, s.NonFinite)}
+		}
+	case messages.NonFiniteNull:
+		nulls += s.NonFinite
+	case messages.NonFiniteClip:
+		nulls += nan
+		if s.NonFinite > nan && s.Count == 0 {
+			return &messages.FieldError{Field: field + ".nonfinite", Reason: fmt.Sprintf("column %q has no finite values to clip its infinite ones to", cp.Name)}
+		}
+	}
 	if s.Count == 0 && (f.Impute == messages.ImputeMean || f.Impute == messages.ImputeMedian || f.Scale != messages.ScaleNone) {
 		return &messages.FieldError{Field: field + ".column", Reason: fmt.Sprintf("column %q has no non-NULL values to compute statistics from", cp.Name)}
 	}
@@ -207,8 +233,12 @@ func numericTransform(f messages.FeatureSpec, field string, cp *messages.ColumnP
 	case messages.ImputeConstant:
 		cp.HasImpute, cp.Impute = true, *f.ImputeValue
 	default:
-		if s.Nulls > 0 {
-			return &messages.FieldError{Field: field + ".impute", Reason: fmt.Sprintf("column %q has %d NULLs: choose impute mean, median or constant", cp.Name, s.Nulls)}
+		if nulls > 0 {
+			what := "NULLs"
+			if nulls > s.Nulls {
+				what = "NULLs (with the NaN or infinite values nonfinite makes NULL)"
+			}
+			return &messages.FieldError{Field: field + ".impute", Reason: fmt.Sprintf("column %q has %d %s: choose impute mean, median or constant", cp.Name, nulls, what)}
 		}
 	}
 	cp.Offset, cp.Factor = 0, 1
@@ -317,6 +347,31 @@ type sizing struct {
 	window        int
 	// vocabLimit is the most distinct values a one-hot column's counts keep in memory.
 	vocabLimit int
+	// vocabValueBytes bounds each value of a vocabulary (or class list) in the plan.
+	vocabValueBytes int
+}
+
+// checkVocabValues refuses a vocabulary value longer than the limit: the plan carries every
+// vocabulary to every worker in one message, and such values are identifiers, not
+// categories, which encode "hash" takes without a vocabulary.
+func checkVocabValues(p *messages.Plan, limit int) error {
+	if limit <= 0 {
+		return nil
+	}
+	for i, cp := range append(slices.Clone(p.Features), p.Label) {
+		for _, v := range cp.Vocabulary {
+			if len(v) <= limit {
+				continue
+			}
+			field, hint := fmt.Sprintf("features[%d].column", i), `: use encode "hash" with buckets for such values`
+			if i == len(p.Features) {
+				field, hint = "label", ""
+			}
+			return &messages.FieldError{Field: field, Reason: fmt.Sprintf("column %q has a value of %d bytes among its most frequent, over this coordinator's limit of %d bytes per vocabulary value (--max-vocab-value-bytes)%s",
+				cp.Name, len(v), limit, hint)}
+		}
+	}
+	return nil
 }
 
 // sizePages picks rows per page so both the raw page and the ready batch stay under 3/4 of
@@ -324,14 +379,15 @@ type sizing struct {
 func sizePages(in *planInput, p *messages.Plan, avgText map[string]float64, sz sizing) {
 	raw := 8.0 // key
 	for _, cp := range append(slices.Clone(p.Features), p.Label) {
-		raw += rawColumnOverhead
+		n := float64(max(len(cp.Elements), 1)) // an array travels as a column per element
+		raw += rawColumnOverhead * n
 		switch cp.RawKind() {
 		case messages.ColumnText:
 			raw += avgText[cp.Name] + textOffsetBytes
 		case messages.ColumnFloat32:
-			raw += 4
+			raw += 4 * n
 		default:
-			raw += 8
+			raw += 8 * n
 		}
 	}
 	ready := float64(messages.ReadyRowBytes(p.InputDim, p.LabelDim))

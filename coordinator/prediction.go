@@ -172,8 +172,12 @@ func planPrediction(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec
 		if col.name == key.name {
 			return nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is the key and an input of model %s", col.name, spec.Model)}
 		}
-		if f.Kind == messages.KindNumeric && !col.numeric() {
-			return nil, nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("column %q of %s.%s is %s; model %s reads it as a number", col.name, rel.schema, rel.name, col.pgType, spec.Model)}
+		if typ, ok := col.valueType(); f.Kind == messages.KindNumeric && (!ok || typ != f.Type) {
+			want := "a number"
+			if f.Type != messages.TypeNumber {
+				want = "a " + f.Type
+			}
+			return nil, nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("column %q of %s.%s is %s; model %s reads it as %s", col.name, rel.schema, rel.name, col.pgType, spec.Model, want)}
 		}
 		// The transform is the model's; only the column's type is this table's, which says
 		// how the fetchers read it.

@@ -42,6 +42,39 @@ func (c column) numeric() bool {
 	return false
 }
 
+// valueType is how a feature column of this type is read as numbers (a messages.Type*),
+// and false for a type that is not one of them.
+func (c column) valueType() (string, bool) {
+	if c.numeric() {
+		return messages.TypeNumber, true
+	}
+	switch c.base {
+	case "bool":
+		return messages.TypeBoolean, true
+	case "date":
+		return messages.TypeDate, true
+	case "timestamp":
+		return messages.TypeTimestamp, true
+	case "timestamptz":
+		return messages.TypeTimestampTZ, true
+	case "_float4":
+		return messages.TypeFloat4Array, true
+	case "_float8":
+		return messages.TypeFloat8Array, true
+	}
+	return "", false
+}
+
+// textual reports whether the column holds words, so that a one-hot or hashed encoding is
+// what its values want.
+func (c column) textual() bool {
+	switch c.base {
+	case "text", "varchar", "bpchar", "char", "name", "citext", "uuid":
+		return true
+	}
+	return false
+}
+
 func (c column) integer() bool { return c.base == "int2" || c.base == "int4" || c.base == "int8" }
 
 // ident is the quoted form of the relation, for SQL.

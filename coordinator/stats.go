@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"sync"
 	"time"
@@ -24,13 +23,17 @@ type statColumn struct {
 	cat    bool // categorical: read as text, counted and its width measured
 	vocab  int  // top-K vocabulary size of a one-hot feature, 0 for none
 	median bool
+	typ    string // how a numeric column is read (messages.Type*)
+	elems  int    // an array column's length, set by arrayLengths
 }
 
-// colStats is what planning learns about one column.
+// colStats is what planning learns about one column (or, in elems, about each element of
+// an array column).
 type colStats struct {
-	stats     messages.Stats
-	avgText   float64
-	nonFinite bool
+	stats   messages.Stats
+	avgText float64
+	nan     int64
+	elems   []colStats
 }
 
 func statColumns(in *planInput) []statColumn {
@@ -38,13 +41,90 @@ func statColumns(in *planInput) []statColumn {
 	for i, col := range in.features {
 		f := in.spec.Features[i]
 		c := statColumn{col: col, field: fmt.Sprintf("features[%d]", i),
-			cat: f.Encode == messages.EncodeOneHot, median: f.Impute == messages.ImputeMedian}
-		if c.cat {
+			cat: f.Encode == messages.EncodeOneHot || f.Encode == messages.EncodeHash, median: f.Impute == messages.ImputeMedian}
+		if f.Encode == messages.EncodeOneHot {
 			c.vocab = cmp.Or(f.VocabSize, defaultVocabSize)
+		}
+		if !c.cat {
+			c.typ, _ = col.valueType()
 		}
 		cols = append(cols, c)
 	}
 	return append(cols, statColumn{col: in.label, field: "label", label: true, cat: in.spec.Label.Encode != messages.EncodeNone})
+}
+
+func (c statColumn) isArray() bool {
+	return c.typ == messages.TypeFloat4Array || c.typ == messages.TypeFloat8Array
+}
+
+// baseType is the type a numeric column is selected as, so that a domain arrives as its
+// base type (a no-op for the base type itself).
+func (c statColumn) baseType() string {
+	switch c.typ {
+	case messages.TypeBoolean:
+		return "bool"
+	case messages.TypeDate, messages.TypeTimestamp, messages.TypeTimestampTZ:
+		return c.typ
+	case messages.TypeFloat4Array:
+		return "float4[]"
+	case messages.TypeFloat8Array:
+		return "float8[]"
+	}
+	return "float8"
+}
+
+// floatSQL is the column (or element j of an array column) as float8 in SQL: the number
+// the statistics pass and the fetchers decode it to.
+func (c statColumn) floatSQL(j int) string {
+	q := pgx.Identifier{c.col.name}.Sanitize()
+	switch c.typ {
+	case messages.TypeBoolean:
+		return q + "::int4::float8"
+	case messages.TypeDate, messages.TypeTimestamp, messages.TypeTimestampTZ:
+		return fmt.Sprintf("extract(epoch from %s::%s)::float8", q, c.typ)
+	case messages.TypeFloat4Array, messages.TypeFloat8Array:
+		return fmt.Sprintf("(%s::%s)[array_lower(%s, 1) + %d]::float8", q, c.baseType(), q, j)
+	}
+	return q + "::float8"
+}
+
+// arrayLengths sets the length of each array column: that of any of its non-NULL values
+// (the statistics pass then checks every row against it). A column with none is refused.
+func arrayLengths(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn) error {
+	for i := range cols {
+		c := &cols[i]
+		if !c.isArray() {
+			continue
+		}
+		q := pgx.Identifier{c.col.name}.Sanitize()
+		err := tx.QueryRow(ctx, fmt.Sprintf("select coalesce(cardinality(%s), 0) from %s where %s is not null limit 1", q, in.rel.ident(), q)).Scan(&c.elems)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return &messages.FieldError{Field: c.field + ".column", Reason: fmt.Sprintf("array column %q has no non-NULL value to take its length from", c.col.name)}
+		}
+		if err != nil {
+			return fmt.Errorf("reading the length of array column %q: %w", c.col.name, err)
+		}
+		if c.elems == 0 {
+			return &messages.FieldError{Field: c.field + ".column", Reason: fmt.Sprintf("array column %q holds an empty array; fixed-length arrays of at least one element only", c.col.name)}
+		}
+	}
+	return nil
+}
+
+// wrongLength is the 400 of an array column with a value of another length than the
+// others: it names the first such row by key.
+func wrongLength(ctx context.Context, tx pgx.Tx, in *planInput, c statColumn) error {
+	q := pgx.Identifier{c.col.name}.Sanitize()
+	k := pgx.Identifier{in.key.name}.Sanitize()
+	var key string
+	var n int
+	err := tx.QueryRow(ctx, fmt.Sprintf(`select %s::text, coalesce(cardinality(%s), 0) from %s
+where %s is not null and (coalesce(cardinality(%s), 0) <> $1 or array_ndims(%s) <> 1) order by %s limit 1`, k, q, in.rel.ident(), q, q, q, k), c.elems).Scan(&key, &n)
+	if err != nil {
+		return fmt.Errorf("finding the row of array column %q with another length: %w", c.col.name, err)
+	}
+	return &messages.FieldError{Field: c.field + ".column", Reason: fmt.Sprintf("array column %q must hold arrays of one length: row key %s has %d elements (or more than one dimension), others have %d",
+		c.col.name, key, n, c.elems)}
 }
 
 // planConns are the connections planning reads on: its own transaction and, when the
@@ -67,6 +147,9 @@ type planConns struct {
 // name) for page sizing, the ranges and their checksums.
 func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.Plan, vocabLimit int) (map[string]float64, []messages.KeyRange, []messages.KeyChecksum, error) {
 	cols := statColumns(in)
+	if err := arrayLengths(ctx, pc.tx, in, cols); err != nil {
+		return nil, nil, nil, err
+	}
 	parts, err := tableParts(ctx, pc, in)
 	if err != nil {
 		return nil, nil, nil, err
@@ -105,11 +188,17 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 			}
 			continue
 		}
-		m := total.moments[i]
-		s.stats.Count = m.count
-		s.stats.Mean, s.stats.StdDev = m.meanStdDev()
-		s.stats.Min, s.stats.Max = m.min, m.max
-		s.nonFinite = m.nonFinite
+		if c.isArray() {
+			if total.badLen[i] {
+				return nil, nil, nil, wrongLength(ctx, pc.tx, in, c)
+			}
+			s.elems = make([]colStats, c.elems)
+			for j, m := range total.elems[i] {
+				s.elems[j].fromMoments(m)
+			}
+			continue
+		}
+		s.fromMoments(total.moments[i])
 	}
 	if err := medians(ctx, pc.tx, in, cols, out); err != nil {
 		return nil, nil, nil, err
@@ -126,6 +215,13 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 		}
 	}
 	return avgText, split.bounds, split.sums, nil
+}
+
+func (s *colStats) fromMoments(m *moments) {
+	s.stats.Count = m.count
+	s.stats.Mean, s.stats.StdDev = m.meanStdDev()
+	s.stats.Min, s.stats.Max = m.min, m.max
+	s.stats.NonFinite, s.nan = m.nonFinite, m.nan
 }
 
 // run runs the tasks on the planning transaction and on as many helper connections as the
@@ -267,15 +363,27 @@ func tableParts(ctx context.Context, pc planConns, in *planInput) ([]string, err
 	return parts, nil
 }
 
-// medians runs one aggregate query for the median of each numeric feature imputed by it.
+// medians runs one aggregate query for the median of each numeric feature imputed by it
+// (of each element of an array), over its finite values.
 func medians(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, out []colStats) error {
 	var items []string
 	var targets []any
+	add := func(c statColumn, j int, into *messages.Stats) {
+		x := c.floatSQL(j)
+		items = append(items, fmt.Sprintf("coalesce(percentile_cont(0.5) within group (order by %s) filter (where %s not in ('NaN', 'Infinity', '-Infinity')), 0)", x, x))
+		targets = append(targets, &into.Median)
+	}
 	for i, c := range cols {
-		if c.median && !c.cat {
-			items = append(items, fmt.Sprintf("coalesce(percentile_cont(0.5) within group (order by %s::float8), 0)", pgx.Identifier{c.col.name}.Sanitize()))
-			targets = append(targets, &out[i].stats.Median)
+		if !c.median || c.cat {
+			continue
 		}
+		if c.isArray() {
+			for j := range out[i].elems {
+				add(c, j, &out[i].elems[j].stats)
+			}
+			continue
+		}
+		add(c, 0, &out[i].stats)
 	}
 	if len(items) == 0 {
 		return nil
@@ -293,29 +401,49 @@ func columnPlans(in *planInput, p *messages.Plan, cols []statColumn, out []colSt
 	avgText := map[string]float64{}
 	for i, c := range cols {
 		s := out[i].stats
-		s.Nulls = rows - s.Count
-		cp := messages.ColumnPlan{Name: c.col.name, PGType: c.col.pgType, Kind: messages.KindNumeric, Factor: 1, Stats: s}
-		if c.cat {
-			cp.Kind = messages.KindCategorical
-			avgText[c.col.name] = out[i].avgText
-		} else if out[i].nonFinite || math.IsNaN(s.Median) || math.IsInf(s.Median, 0) {
-			field := c.field + ".column"
-			if c.label {
-				field = "label"
-			}
-			return nil, &messages.FieldError{Field: field, Reason: fmt.Sprintf("column %q holds NaN or infinite values", c.col.name)}
-		}
+		s.Nulls = rows - s.Count - s.NonFinite
+		cp := messages.ColumnPlan{Name: c.col.name, PGType: c.col.pgType, Kind: messages.KindNumeric, Factor: 1, Type: c.typ}
 		if c.label {
+			cp.Stats = s
+			if c.cat {
+				cp.Kind = messages.KindCategorical
+				avgText[c.col.name] = out[i].avgText
+			} else if s.NonFinite > 0 {
+				return nil, &messages.FieldError{Field: "label", Reason: fmt.Sprintf("column %q holds %d NaN or infinite values", c.col.name, s.NonFinite)}
+			}
 			if s.Nulls > 0 {
 				return nil, &messages.FieldError{Field: "label", Reason: fmt.Sprintf("%d rows have a NULL label %q", s.Nulls, c.col.name)}
 			}
 			p.Label = cp
 			continue
 		}
-		if !c.cat {
-			if err := numericTransform(in.spec.Features[i], c.field, &cp); err != nil {
+		f := in.spec.Features[i]
+		if c.cat {
+			cp.Kind, cp.Stats, cp.Type = messages.KindCategorical, s, messages.TypeNumber
+			if f.Encode == messages.EncodeHash {
+				cp.Encode, cp.Buckets = messages.EncodeHash, f.Buckets
+			}
+			avgText[c.col.name] = out[i].avgText
+			p.Features = append(p.Features, cp)
+			continue
+		}
+		cp.Encode, cp.NonFinite = f.Encode, f.NonFiniteMode()
+		if !c.isArray() {
+			cp.Stats = s
+			if err := numericTransform(f, c.field, &cp, out[i].nan); err != nil {
 				return nil, err
 			}
+			p.Features = append(p.Features, cp)
+			continue
+		}
+		cp.Elements = make([]messages.ElementPlan, len(out[i].elems))
+		for j, e := range out[i].elems {
+			ep := messages.ColumnPlan{Name: messages.RawName(c.col.name, j), Stats: e.stats}
+			ep.Stats.Nulls = rows - e.stats.Count - e.stats.NonFinite
+			if err := numericTransform(f, c.field, &ep, e.nan); err != nil {
+				return nil, err
+			}
+			cp.Elements[j] = messages.ElementPlan{HasImpute: ep.HasImpute, Impute: ep.Impute, Offset: ep.Offset, Factor: ep.Factor, Stats: ep.Stats}
 		}
 		p.Features = append(p.Features, cp)
 	}

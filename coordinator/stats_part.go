@@ -4,12 +4,16 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"pgtrain/internal/pgbinary"
+	"pgtrain/messages"
 )
 
 // maxVocabBytes bounds the bytes of the distinct values a vocabulary count keeps per
@@ -24,6 +28,11 @@ type statsPart struct {
 	moments []*moments
 	f32     []*moments32 // the float4 columns' way into moments, folded at the end
 	text    []*textStats
+	// decode reads a value of a boolean, date, timestamp or array column into moments (or,
+	// for an array, into elems, one per element; badLen is set on a value of another length).
+	decode []func(v []byte) error
+	elems  [][]*moments
+	badLen []bool
 }
 
 // textStats counts the non-NULL values of a categorical column, their bytes and, for a
@@ -105,6 +114,61 @@ func (s *statsPart) merge(o *statsPart) {
 			t.merge(o.text[i])
 		}
 	}
+	for i, e := range s.elems {
+		for j, m := range e {
+			m.merge(o.elems[i][j])
+		}
+		s.badLen[i] = s.badLen[i] || o.badLen[i]
+	}
+}
+
+// decoder is how scanStats reads a value of column i of a boolean, date, timestamp or
+// array type: through pgbinary, as the fetchers do, so both see the same numbers.
+func (s *statsPart) decoder(i int, c statColumn) func(v []byte) error {
+	m := s.moments[i]
+	switch c.typ {
+	case messages.TypeBoolean:
+		return func(v []byte) error {
+			x, err := pgbinary.Bool(v)
+			m.add(float64(x))
+			return err
+		}
+	case messages.TypeDate:
+		return func(v []byte) error {
+			x, err := pgbinary.DateSeconds(v)
+			m.add(x)
+			return err
+		}
+	case messages.TypeTimestamp, messages.TypeTimestampTZ:
+		return func(v []byte) error {
+			x, err := pgbinary.TimestampSeconds(v)
+			m.add(x)
+			return err
+		}
+	}
+	oid := uint32(pgbinary.Float4OID)
+	if c.typ == messages.TypeFloat8Array {
+		oid = pgbinary.Float8OID
+	}
+	elems := make([]*moments, c.elems)
+	for j := range elems {
+		elems[j] = newMoments()
+	}
+	s.elems[i] = elems
+	add := func(j int, e []byte) {
+		if e != nil {
+			elems[j].add(pgbinary.Float(e))
+		}
+	}
+	return func(v []byte) error {
+		err := pgbinary.Array(v, oid, len(elems), add)
+		var le *pgbinary.LengthError
+		if errors.As(err, &le) {
+			s.badLen[i] = true // named by key once the pass is over
+			return nil
+		}
+		return err
+	}
 }
 
 // scanStats reads the planned columns of one part of the relation (where is its WHERE
@@ -114,7 +178,8 @@ func (s *statsPart) merge(o *statsPart) {
 // the physical order change its rounding; numeric is exact but five times slower than a
 // COPY). Categorical columns come as text and are counted, with their vocabulary.
 func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, where string, vocabLimit int) (*statsPart, error) {
-	s := &statsPart{moments: make([]*moments, len(cols)), f32: make([]*moments32, len(cols)), text: make([]*textStats, len(cols))}
+	s := &statsPart{moments: make([]*moments, len(cols)), f32: make([]*moments32, len(cols)), text: make([]*textStats, len(cols)),
+		decode: make([]func([]byte) error, len(cols)), elems: make([][]*moments, len(cols)), badLen: make([]bool, len(cols))}
 	items := make([]string, len(cols))
 	for i, c := range cols {
 		q := pgx.Identifier{c.col.name}.Sanitize()
@@ -125,6 +190,12 @@ func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn,
 			if c.vocab > 0 {
 				s.text[i].vocab, s.text[i].limit = map[string]*int64{}, max(vocabLimit, c.vocab)
 			}
+		case c.typ != messages.TypeNumber:
+			items[i] = q + "::" + c.baseType()
+			if !c.isArray() {
+				s.moments[i] = newMoments()
+			}
+			s.decode[i] = s.decoder(i, c)
 		case c.col.base == "float4":
 			// float4 travels as itself (half the bytes); everything else as float8, the type
 			// the statistics are in.
@@ -140,6 +211,12 @@ func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn,
 		s.rows++
 		for i, v := range f {
 			if v == nil {
+				continue
+			}
+			if d := s.decode[i]; d != nil {
+				if err := d(v); err != nil {
+					return fmt.Errorf("column %q: %w", cols[i].col.name, err)
+				}
 				continue
 			}
 			if m := s.moments[i]; m != nil {

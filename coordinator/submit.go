@@ -258,7 +258,8 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 			schema, spec.Source, c.schemas.describe(spec.Source))}
 	}
 	p, err := planSpec(ctx, planConns{tx: tx, pool: pool, helpers: c.cfg.PlanConns - 1}, spec, jobID, allowed,
-		sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window, vocabLimit: c.cfg.Limits.VocabSize}, from)
+		sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window, vocabLimit: c.cfg.Limits.VocabSize,
+			vocabValueBytes: c.cfg.Limits.VocabValueBytes}, from)
 	if err != nil {
 		return messages.JobStatus{}, err
 	}

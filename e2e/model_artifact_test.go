@@ -540,7 +540,7 @@ func checkBadRequests(t *testing.T, ctx context.Context, cl *local.Cluster, m *t
 	// A model whose metadata a newer pgtrain wrote.
 	future := t.TempDir()
 	if err := os.WriteFile(filepath.Join(future, model.TFJSModelFile),
-		[]byte(`{"format": "layers-model", "modelTopology": {}, "userDefinedMetadata": {"pgtrain": {"version": 2, "features": "a new shape"}}}`), 0o644); err != nil {
+		[]byte(`{"format": "layers-model", "modelTopology": {}, "userDefinedMetadata": {"pgtrain": {"version": 3, "features": "a new shape"}}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := cl.Bus.PutModel(ctx, "future-model", future); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"pgtrain/internal/pgbinary"
 	"pgtrain/messages"
 )
 
@@ -22,6 +23,10 @@ var ErrRowTooLarge = errors.New("one row is larger than the bus's max payload")
 
 // ErrBadPlan is returned for a plan the fetcher cannot read with.
 var ErrBadPlan = errors.New("invalid plan for fetching")
+
+// ErrBadValue is returned for a row the plan cannot read: an array of another length than
+// the planned one, say. The error names the row's key.
+var ErrBadValue = errors.New("a value the plan cannot read")
 
 // Page is one keyset page of a range, encoded for RAW.
 type Page struct {
@@ -39,6 +44,8 @@ type Page struct {
 type readCol struct {
 	name string
 	kind uint8 // messages.ColumnFloat64, ColumnFloat32 or ColumnText
+	// out is the column's first raw column; an array of elems elements fills elems of them.
+	out, elems int
 }
 
 // wire is the type a column arrives in from PostgreSQL.
@@ -51,7 +58,26 @@ const (
 	wireInt4
 	wireInt8
 	wireText
+	wireBool
+	wireDate
+	wireTimestamp // timestamp and timestamptz: the same binary form
+	wireFloat4Array
+	wireFloat8Array
 )
+
+// typedWires are the wire types of the column types that are not plain numbers
+// (ColumnPlan.Type), and the type each is selected as (so a domain arrives as its base).
+var typedWires = map[string]struct {
+	wire wire
+	cast string
+}{
+	messages.TypeBoolean:     {wireBool, "bool"},
+	messages.TypeDate:        {wireDate, "date"},
+	messages.TypeTimestamp:   {wireTimestamp, "timestamp"},
+	messages.TypeTimestampTZ: {wireTimestamp, "timestamptz"},
+	messages.TypeFloat4Array: {wireFloat4Array, "float4[]"},
+	messages.TypeFloat8Array: {wireFloat8Array, "float8[]"},
+}
 
 // nativeNumbers are the numeric types (as format_type names them in ColumnPlan.PGType) that
 // are selected as stored and converted here: a cast to float8 costs PostgreSQL a function
@@ -82,6 +108,16 @@ func wireOf(oid uint32) (wire, bool) {
 		return wireInt8, true
 	case pgtype.TextOID:
 		return wireText, true
+	case pgtype.BoolOID:
+		return wireBool, true
+	case pgtype.DateOID:
+		return wireDate, true
+	case pgtype.TimestampOID, pgtype.TimestamptzOID:
+		return wireTimestamp, true
+	case pgtype.Float4ArrayOID:
+		return wireFloat4Array, true
+	case pgtype.Float8ArrayOID:
+		return wireFloat8Array, true
 	}
 	return 0, false
 }
@@ -90,15 +126,15 @@ func wireOf(oid uint32) (wire, bool) {
 func carries(kind uint8, w wire) bool {
 	switch kind {
 	case messages.ColumnFloat64:
-		return w != wireText
+		return w != wireText && w != wireFloat4Array
 	case messages.ColumnFloat32:
-		return w == wireFloat4 || w == wireInt2
+		return w == wireFloat4 || w == wireInt2 || w == wireBool || w == wireFloat4Array
 	}
 	return w == wireText
 }
 
 func (w wire) String() string {
-	return [...]string{"float8", "float4", "int2", "int4", "int8", "text"}[w]
+	return [...]string{"float8", "float4", "int2", "int4", "int8", "text", "bool", "date", "timestamp", "float4[]", "float8[]"}[w]
 }
 
 // RangeReader reads the pages of one job's ranges. It is safe for concurrent use.
@@ -123,6 +159,8 @@ type RangeReader struct {
 	maxBytes  int
 	// inputDim and labelDim size the READY batch the page becomes; a page must fit there too.
 	inputDim, labelDim int
+	// rawCols is how many raw columns a page has: one per column, one per array element.
+	rawCols int
 }
 
 // NewRangeReader prepares the statements for plan. maxBytes bounds an encoded page (and the
@@ -171,15 +209,27 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 		r.keyCols = plan.KeyColumns
 		sel = "SELECT " + strings.Join(texts, ", ")
 	}
+	raw := 0 // raw columns so far
 	add := func(c messages.ColumnPlan) error {
-		rc := readCol{name: c.Name, kind: c.RawKind()}
+		rc := readCol{name: c.Name, kind: c.RawKind(), out: raw, elems: len(c.Elements)}
+		raw += max(rc.elems, 1)
 		col := pgx.Identifier{c.Name}.Sanitize()
 		switch c.Kind {
 		case messages.KindNumeric:
 			w, native := nativeNumbers[c.PGType]
-			if native {
+			switch tw, typed := typedWires[c.Type]; {
+			case typed:
+				// Read as stored and converted here, by the decoder the planner's statistics use.
+				w = tw.wire
+				sel += ", " + col + "::" + tw.cast
+				if (w == wireFloat4Array || w == wireFloat8Array) != (rc.elems > 0) {
+					return fmt.Errorf("job %s: column %q of type %q with %d elements: %w", plan.JobID, c.Name, c.Type, rc.elems, ErrBadPlan)
+				}
+			case c.Type != messages.TypeNumber:
+				return fmt.Errorf("job %s: column %q has unknown type %q: %w", plan.JobID, c.Name, c.Type, ErrBadPlan)
+			case native:
 				sel += ", " + col
-			} else {
+			default:
 				w = wireFloat8
 				sel += ", " + col + "::float8"
 			}
@@ -193,6 +243,7 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 			return fmt.Errorf("job %s: column %q has unknown kind %q: %w", plan.JobID, c.Name, c.Kind, ErrBadPlan)
 		}
 		r.cols = append(r.cols, rc)
+		r.rawCols = raw
 		return nil
 	}
 	for _, c := range plan.Features {
@@ -397,12 +448,13 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 	}
 	capRows := r.pageRows + 1
 	b.Keys = make([]int64, 0, capRows)
-	b.Columns = make([]messages.RawColumn, len(r.cols))
-	texts := make([]textCol, len(r.cols))
+	b.Columns = make([]messages.RawColumn, r.rawCols)
+	texts := make([]textCol, r.rawCols)
 	// Number columns are filled by index into slices of the page's capacity and cut to the
-	// rows read at the end, so the loop stores no slice header per value.
-	f64 := make([][]float64, len(r.cols))
-	f32 := make([][]float32, len(r.cols))
+	// rows read at the end, so the loop stores no slice header per value. All three are
+	// indexed by raw column.
+	f64 := make([][]float64, r.rawCols)
+	f32 := make([][]float32, r.rawCols)
 	// Values are decoded by the type they arrive in, which is the planned one unless the
 	// column's type changed since planning: then whatever still converts exactly is read,
 	// and anything else cannot be read with this plan.
@@ -410,19 +462,29 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 	formats := make([]int16, len(r.cols))
 	for i, c := range r.cols {
 		w, ok := wireOf(fds[nk+i].DataTypeOID)
-		if !ok || !carries(c.kind, w) {
+		if !ok || !carries(c.kind, w) || (w == wireFloat4Array || w == wireFloat8Array) != (c.elems > 0) {
 			return nil, 0, fmt.Errorf("column %q arrives with type oid %d, which a %s raw column cannot carry (its type changed since planning?): %w",
 				c.name, fds[nk+i].DataTypeOID, kindName(c.kind), ErrBadPlan)
 		}
 		wires[i], formats[i] = w, fds[nk+i].Format
-		b.Columns[i] = messages.RawColumn{Name: c.name, Kind: c.kind}
-		switch c.kind {
-		case messages.ColumnFloat64:
-			f64[i] = make([]float64, capRows)
-		case messages.ColumnFloat32:
-			f32[i] = make([]float32, capRows)
-		default:
-			texts[i].ends = make([]int, 0, capRows)
+		if c.elems > 0 && formats[i] == pgx.TextFormatCode {
+			return nil, 0, fmt.Errorf("array column %q arrives as text (a simple-protocol connection): the fetcher reads arrays in binary only: %w", c.name, ErrBadPlan)
+		}
+		for j := range max(c.elems, 1) {
+			name := c.name
+			if c.elems > 0 {
+				name = messages.RawName(c.name, j)
+			}
+			o := c.out + j
+			b.Columns[o] = messages.RawColumn{Name: name, Kind: c.kind}
+			switch c.kind {
+			case messages.ColumnFloat64:
+				f64[o] = make([]float64, capRows)
+			case messages.ColumnFloat32:
+				f32[o] = make([]float32, capRows)
+			default:
+				texts[o].ends = make([]int, 0, capRows)
+			}
 		}
 	}
 	row := 0
@@ -454,13 +516,20 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 		b.Keys = append(b.Keys, k)
 		for i, c := range r.cols {
 			v := vals[nk+i]
+			o := c.out
+			if c.elems > 0 {
+				if err := decodeArray(b.Columns[o:o+c.elems], f64[o:o+c.elems], f32[o:o+c.elems], row, v, wires[i]); err != nil {
+					return nil, 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
+				}
+				continue
+			}
 			if v == nil {
-				b.Columns[i].SetNull(row) // a number stays 0
+				b.Columns[o].SetNull(row) // a number stays 0
 			}
 			switch c.kind {
 			case messages.ColumnFloat64:
 				if v != nil {
-					if f64[i][row], err = decodeNumber(v, wires[i], formats[i]); err != nil {
+					if f64[o][row], err = decodeNumber(v, wires[i], formats[i]); err != nil {
 						return nil, 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
 					}
 				}
@@ -468,14 +537,14 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 				switch {
 				case v == nil:
 				case wires[i] == wireFloat4 && formats[i] != pgx.TextFormatCode && len(v) == 4:
-					f32[i][row] = math.Float32frombits(binary.BigEndian.Uint32(v)) // real, as stored
+					f32[o][row] = math.Float32frombits(binary.BigEndian.Uint32(v)) // real, as stored
 				default:
-					if f32[i][row], err = decodeFloat32(v, wires[i], formats[i]); err != nil {
+					if f32[o][row], err = decodeFloat32(v, wires[i], formats[i]); err != nil {
 						return nil, 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
 					}
 				}
 			default:
-				t := &texts[i]
+				t := &texts[o]
 				t.buf = append(t.buf, v...)
 				t.ends = append(t.ends, len(t.buf))
 			}
@@ -485,7 +554,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 	if err := rows.Err(); err != nil {
 		return nil, 0, err
 	}
-	for i := range r.cols {
+	for i := range b.Columns {
 		if f64[i] != nil {
 			b.Columns[i].Float64 = f64[i][:row]
 		}
@@ -494,7 +563,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 		}
 	}
 	for i := range texts {
-		if r.cols[i].kind != messages.ColumnText {
+		if b.Columns[i].Kind != messages.ColumnText {
 			continue
 		}
 		all := string(texts[i].buf)
@@ -507,6 +576,36 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 		b.Columns[i].Text = out
 	}
 	return keyTexts, wireBytes, nil
+}
+
+// decodeArray spreads a fixed-length array over its element columns at row: a NULL array
+// makes every element NULL, as does a NULL element.
+func decodeArray(cols []messages.RawColumn, f64 [][]float64, f32 [][]float32, row int, v []byte, w wire) error {
+	if v == nil {
+		for j := range cols {
+			cols[j].SetNull(row)
+		}
+		return nil
+	}
+	oid := uint32(pgbinary.Float4OID)
+	if w == wireFloat8Array {
+		oid = pgbinary.Float8OID
+	}
+	err := pgbinary.Array(v, oid, len(cols), func(j int, e []byte) {
+		switch {
+		case e == nil:
+			cols[j].SetNull(row)
+		case f32[j] != nil:
+			f32[j][row] = math.Float32frombits(binary.BigEndian.Uint32(e)) // a float4 array, so 4 bytes
+		default:
+			f64[j][row] = pgbinary.Float(e)
+		}
+	})
+	var le *pgbinary.LengthError
+	if errors.As(err, &le) {
+		return fmt.Errorf("%w (the plan took the length from the table when the job was planned): %w", err, ErrBadValue)
+	}
+	return err
 }
 
 func errOr(err error, msg string) error {
@@ -530,6 +629,12 @@ func decodeInt8(v []byte, format int16) (int64, error) {
 func decodeNumber(v []byte, w wire, format int16) (float64, error) {
 	if format == pgx.TextFormatCode {
 		switch w {
+		case wireBool:
+			x, err := pgbinary.BoolText(v)
+			return float64(x), err
+		case wireDate, wireTimestamp:
+			// Their text form follows the session's DateStyle and TimeZone.
+			return 0, fmt.Errorf("a %s arrives as text (a simple-protocol connection): the fetcher reads dates and timestamps in binary only: %w", w, ErrBadPlan)
 		case wireInt2:
 			i, err := strconv.ParseInt(string(v), 10, 16)
 			return float64(i), err
@@ -557,6 +662,13 @@ func decodeNumber(v []byte, w wire, format int16) (float64, error) {
 		return float64(int32(binary.BigEndian.Uint32(v))), nil
 	case w == wireInt8 && len(v) == 8:
 		return float64(int64(binary.BigEndian.Uint64(v))), nil
+	case w == wireBool:
+		x, err := pgbinary.Bool(v)
+		return float64(x), err
+	case w == wireDate:
+		return pgbinary.DateSeconds(v)
+	case w == wireTimestamp:
+		return pgbinary.TimestampSeconds(v)
 	}
 	return 0, fmt.Errorf("%s of %d bytes", w, len(v))
 }
@@ -615,7 +727,7 @@ func truncate(b *messages.RawBatch, n int) {
 // read with, or a row is too large. Connection losses, server restarts, timeouts and
 // resource errors are not permanent: the same page is read again.
 func Permanent(err error) bool {
-	if errors.Is(err, ErrRowTooLarge) || errors.Is(err, ErrBadPlan) {
+	if errors.Is(err, ErrRowTooLarge) || errors.Is(err, ErrBadPlan) || errors.Is(err, ErrBadValue) || errors.Is(err, pgbinary.ErrFormat) {
 		return true
 	}
 	var pgErr *pgconn.PgError

@@ -28,6 +28,16 @@ const (
 	EncodeNone   = ""
 	EncodeOneHot = "onehot"
 	EncodeIndex  = "index" // labels only: the class index as one float (sparse categorical)
+	// EncodeCyclical turns a date or timestamp into the sine and cosine of its hour of day,
+	// day of week and day of year (six inputs).
+	EncodeCyclical = "cyclical"
+	// EncodeHash sends a value's text to one of Buckets one-hot slots by its FNV-1a hash.
+	EncodeHash = "hash"
+
+	// What a NaN or an infinite value of a numeric feature becomes.
+	NonFiniteError = ""     // refused (spelled "error" in a spec)
+	NonFiniteNull  = "null" // NULL, then imputed
+	NonFiniteClip  = "clip" // ±Infinity becomes the column's finite max or min; NaN becomes NULL
 )
 
 // Warm-start modes (JobSpec.Preprocessing and JobSpec.Since).
@@ -94,6 +104,18 @@ type FeatureSpec struct {
 	// VocabSize caps a one-hot vocabulary to the most frequent values; every other value
 	// (and NULL) goes to one extra out-of-vocabulary slot.
 	VocabSize int `json:"vocab_size,omitempty" msgpack:"vocab_size"`
+	// Buckets is the number of one-hot slots of a hashed column.
+	Buckets int `json:"buckets,omitempty" msgpack:"buckets,omitempty"`
+	// NonFinite says what NaN and ±Infinity become: "error" (the default), "null" or "clip".
+	NonFinite string `json:"nonfinite,omitempty" msgpack:"nonfinite,omitempty"`
+}
+
+// NonFiniteMode is NonFinite with "error" spelled as NonFiniteError.
+func (f FeatureSpec) NonFiniteMode() string {
+	if f.NonFinite == "error" {
+		return NonFiniteError
+	}
+	return f.NonFinite
 }
 
 // LabelSpec names the target column. Encode is "" for a numeric target, "onehot" for
@@ -230,19 +252,38 @@ func (s JobSpec) Validate() error {
 			return &FieldError{Field: field + ".scale", Reason: fmt.Sprintf("unknown scaling %q (want standard or minmax)", f.Scale)}
 		}
 		switch f.Encode {
-		case EncodeNone:
-		case EncodeOneHot:
+		case EncodeNone, EncodeCyclical:
+			if f.Encode == EncodeCyclical && f.Scale != ScaleNone {
+				return &FieldError{Field: field + ".scale", Reason: "cannot scale a cyclical column: its sines and cosines are in [-1, 1]"}
+			}
+		case EncodeOneHot, EncodeHash:
 			if f.Scale != ScaleNone {
-				return &FieldError{Field: field + ".scale", Reason: "cannot scale a one-hot encoded column"}
+				return &FieldError{Field: field + ".scale", Reason: fmt.Sprintf("cannot scale a %s encoded column", f.Encode)}
 			}
 			if f.Impute == ImputeMean || f.Impute == ImputeMedian {
-				return &FieldError{Field: field + ".impute", Reason: "a one-hot column sends NULL to the out-of-vocabulary slot; mean and median do not apply"}
+				return &FieldError{Field: field + ".impute", Reason: fmt.Sprintf("a %s column encodes NULL itself; mean and median do not apply", f.Encode)}
 			}
 		default:
-			return &FieldError{Field: field + ".encode", Reason: fmt.Sprintf("unknown encoding %q (want onehot)", f.Encode)}
+			return &FieldError{Field: field + ".encode", Reason: fmt.Sprintf("unknown encoding %q (want onehot, hash or cyclical)", f.Encode)}
 		}
 		if f.VocabSize < 0 {
 			return &FieldError{Field: field + ".vocab_size", Reason: "must not be negative"}
+		}
+		switch {
+		case f.Encode == EncodeHash && f.Buckets < 1:
+			return &FieldError{Field: field + ".buckets", Reason: "is required with encode \"hash\" (at least 1)"}
+		case f.Encode != EncodeHash && f.Buckets != 0:
+			return &FieldError{Field: field + ".buckets", Reason: "applies only to encode \"hash\""}
+		case f.Encode == EncodeHash && f.VocabSize != 0:
+			return &FieldError{Field: field + ".vocab_size", Reason: "a hashed column has buckets, not a vocabulary"}
+		}
+		switch f.NonFinite {
+		case NonFiniteError, "error", NonFiniteNull, NonFiniteClip:
+		default:
+			return &FieldError{Field: field + ".nonfinite", Reason: fmt.Sprintf("unknown option %q (want error, null or clip)", f.NonFinite)}
+		}
+		if f.NonFiniteMode() != NonFiniteError && (f.Encode == EncodeOneHot || f.Encode == EncodeHash) {
+			return &FieldError{Field: field + ".nonfinite", Reason: fmt.Sprintf("applies to numeric columns, not to a %s encoded one", f.Encode)}
 		}
 	}
 	if strings.TrimSpace(s.Label.Column) == "" {
@@ -350,6 +391,9 @@ func (s JobSpec) CheckLimits(l SpecLimits) error {
 	}
 	for i, f := range s.Features {
 		if err := over(fmt.Sprintf("features[%d].vocab_size", i), f.VocabSize, l.VocabSize); err != nil {
+			return err
+		}
+		if err := over(fmt.Sprintf("features[%d].buckets", i), f.Buckets, l.VocabSize); err != nil {
 			return err
 		}
 	}

@@ -8,7 +8,19 @@ import (
 
 // ModelMetaVersion is the version of ModelMeta this build writes. It reads every version up
 // to this one; a model written by a newer pgtrain is refused rather than misread.
-const ModelMetaVersion = 1
+const ModelMetaVersion = 2
+
+// Version 2 added column types (boolean, dates and timestamps, arrays), the cyclical and
+// hash encodings and the nonfinite option; a model that uses none of them is written as
+// version 1, which older builds read.
+func metaVersion(features []ColumnPlan) int {
+	for _, f := range features {
+		if f.Type != TypeNumber || f.Encode != EncodeNone || f.NonFinite != NonFiniteError {
+			return ModelMetaVersion
+		}
+	}
+	return 1
+}
 
 // ErrModelMetaVersion is returned for model metadata of a version this build cannot read.
 var ErrModelMetaVersion = errors.New("unsupported model metadata version")
@@ -77,7 +89,7 @@ type ModelMeta struct {
 // Metrics.
 func ModelMetaFromPlan(p *Plan) ModelMeta {
 	m := ModelMeta{
-		Version:    ModelMetaVersion,
+		Version:    metaVersion(p.Features),
 		JobID:      p.JobID,
 		Source:     p.Spec.Source,
 		Schema:     p.Schema,
@@ -154,6 +166,9 @@ func (m ModelMeta) Validate() error {
 		case KindNumeric, KindCategorical:
 		default:
 			return fmt.Errorf("features[%d].kind: %q for column %q (want %s or %s): %w", i, f.Kind, f.Name, KindNumeric, KindCategorical, ErrModelMeta)
+		}
+		if (f.Encode == EncodeHash && f.Buckets < 1) || (f.IsArray() && len(f.Elements) == 0) {
+			return fmt.Errorf("features[%d]: column %q has no width: %w", i, f.Name, ErrModelMeta)
 		}
 		width += f.Width()
 	}

@@ -2,6 +2,7 @@ package messages
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -78,15 +79,67 @@ type ColumnPlan struct {
 	// for everything else (and NULL). A categorical label has no such slot.
 	Vocabulary []string `msgpack:"vocab" json:"vocabulary,omitempty"`
 	Stats      Stats    `msgpack:"stats" json:"stats"`
+	// Type says how a numeric column's values become numbers: TypeNumber, or one of the
+	// types below. Elements holds the per-element transforms of a fixed-length array.
+	Type     string        `msgpack:"type,omitempty" json:"type,omitempty"`
+	Elements []ElementPlan `msgpack:"elements,omitempty" json:"elements,omitempty"`
+	// Encode is EncodeCyclical (a date or timestamp as six inputs) or EncodeHash (a
+	// categorical column as Buckets one-hot slots, by FNV-1a); "" otherwise.
+	Encode  string `msgpack:"encode,omitempty" json:"encode,omitempty"`
+	Buckets int    `msgpack:"buckets,omitempty" json:"buckets,omitempty"`
+	// NonFinite is what NaN and ±Infinity become (NonFiniteError, NonFiniteNull or
+	// NonFiniteClip); clipping takes Stats.Min and Stats.Max (or each element's).
+	NonFinite string `msgpack:"nonfinite,omitempty" json:"nonfinite,omitempty"`
 }
+
+// Value types of a numeric column (ColumnPlan.Type). Dates and timestamps are seconds since
+// 1970-01-01 00:00 UTC: a timestamptz is the instant, a timestamp and a date are their
+// wall-clock time read as UTC. A boolean is 0 or 1.
+const (
+	TypeNumber      = ""
+	TypeBoolean     = "boolean"
+	TypeDate        = "date"
+	TypeTimestamp   = "timestamp"
+	TypeTimestampTZ = "timestamptz"
+	TypeFloat4Array = "real[]"
+	TypeFloat8Array = "float8[]"
+)
+
+// ElementPlan is the transform of one element of a fixed-length array column, as a
+// ColumnPlan's of a scalar one.
+type ElementPlan struct {
+	HasImpute bool    `msgpack:"has_impute" json:"has_impute"`
+	Impute    float64 `msgpack:"impute" json:"impute"`
+	Offset    float64 `msgpack:"offset" json:"offset"`
+	Factor    float64 `msgpack:"factor" json:"factor"`
+	Stats     Stats   `msgpack:"stats" json:"stats"`
+}
+
+// IsArray reports whether the column is a fixed-length array.
+func (c ColumnPlan) IsArray() bool { return c.Type == TypeFloat4Array || c.Type == TypeFloat8Array }
+
+// CyclicalWidth is how many inputs a cyclical column takes: sine and cosine of the hour
+// of day, the day of week and the day of year.
+const CyclicalWidth = 6
 
 // Width is the number of floats the column contributes to a feature row.
 func (c ColumnPlan) Width() int {
-	if c.Kind == KindCategorical {
+	switch {
+	case c.Encode == EncodeHash:
+		return c.Buckets
+	case c.Kind == KindCategorical:
 		return len(c.Vocabulary) + 1
+	case c.Encode == EncodeCyclical:
+		return CyclicalWidth
+	case c.IsArray():
+		return len(c.Elements)
 	}
 	return 1
 }
+
+// RawName is the name of the raw column that carries element j (0-based) of an array
+// column: "name[j+1]", as PostgreSQL subscripts it.
+func RawName(column string, j int) string { return column + "[" + strconv.Itoa(j+1) + "]" }
 
 // RawKind is the raw column kind the column travels as on RAW, which the fetchers and the
 // page sizing agree on: text for a categorical column; for a numeric one float32 when its
@@ -96,9 +149,14 @@ func (c ColumnPlan) RawKind() uint8 {
 	if c.Kind == KindCategorical {
 		return ColumnText
 	}
-	switch c.PGType {
-	case "real", "smallint":
+	switch c.Type {
+	case TypeBoolean, TypeFloat4Array:
 		return ColumnFloat32
+	case TypeNumber:
+		switch c.PGType {
+		case "real", "smallint":
+			return ColumnFloat32
+		}
 	}
 	return ColumnFloat64
 }
@@ -112,6 +170,9 @@ type Stats struct {
 	Min    float64 `msgpack:"min" json:"min"`
 	Max    float64 `msgpack:"max" json:"max"`
 	Median float64 `msgpack:"median" json:"median"`
+	// NonFinite counts the NaN and ±Infinity values, which the other statistics leave out
+	// (Count counts the finite values only).
+	NonFinite int64 `msgpack:"nonfinite,omitempty" json:"nonfinite,omitempty"`
 }
 
 // KeyRange is the closed key interval [Lo, Hi]. The first range starts at the smallest

@@ -91,7 +91,7 @@ func TestReadMetaRefuses(t *testing.T) {
 		{name: "not JSON", doc: `{`, naming: "model.json"},
 		{name: "no metadata", doc: `{"format":"layers-model"}`, wantErr: ErrNoMeta},
 		{name: "other tool's metadata only", doc: `{"userDefinedMetadata":{"other":1}}`, wantErr: ErrNoMeta},
-		{name: "future version", doc: `{"userDefinedMetadata":{"pgtrain":{"version":2,"features":"a new shape"}}}`, wantErr: messages.ErrModelMetaVersion, naming: "upgrade"},
+		{name: "future version", doc: `{"userDefinedMetadata":{"pgtrain":{"version":3,"features":"a new shape"}}}`, wantErr: messages.ErrModelMetaVersion, naming: "upgrade"},
 		{name: "no version", doc: `{"userDefinedMetadata":{"pgtrain":{"job_id":"j"}}}`, wantErr: messages.ErrModelMetaVersion},
 		{name: "wrong width", doc: `{"userDefinedMetadata":{"pgtrain":{"version":1,"features":[{"name":"x","kind":"numeric"}],"input_dim":2,"label_kind":"regression"}}}`, wantErr: messages.ErrModelMeta, naming: "input_dim"},
 		{name: "mistyped field", doc: `{"userDefinedMetadata":{"pgtrain":{"version":1,"features":{}}}}`, naming: "pgtrain"},

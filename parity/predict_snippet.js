@@ -12,18 +12,36 @@ const model = await tf.loadLayersModel({
 });
 const meta = model.getUserDefinedMetadata().pgtrain;
 
+// 32-bit FNV-1a of the UTF-8 bytes: the bucket of a hashed column's value.
+const fnv1a = (s) => new TextEncoder().encode(s).reduce((h, b) => Math.imul(h ^ b, 16777619) >>> 0, 2166136261);
+// sin and cos of the time of day, the day of week (Sunday 0) and the day of year, in UTC.
+const cyclical = (s) => {
+  const days = Math.floor(s / 86400), d = new Date(days * 864e5), y = d.getUTCFullYear();
+  const yday = (d - Date.UTC(y, 0, 1)) / 864e5, leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+  return [s / 86400 - days, (((days + 4) % 7) + 7) % 7 / 7, yday / (leap ? 366 : 365)]
+    .flatMap((x) => [Math.sin(2 * Math.PI * x), Math.cos(2 * Math.PI * x)]);
+};
+// One number of column f (e: its transform, or an array element's): dates and timestamps
+// are seconds since 1970 UTC (a timestamp without time zone is read as UTC), booleans 0 or 1.
+const number = (f, e, v) => {
+  if (v == null && !e.has_impute) throw new Error(`column ${f.name} is NULL and has no imputation`);
+  const x = v == null ? e.impute : f.type === 'boolean' ? Number(v)
+    : ['date', 'timestamp', 'timestamptz'].includes(f.type) ? Date.parse(f.type === 'timestamp' ? `${v}Z` : v) / 1000
+    : f.pg_type === 'real' || f.type === 'real[]' ? Math.fround(v) : v;
+  return f.encode === 'cyclical' ? cyclical(x) : [(x - e.offset) * e.factor];
+};
+
 // A raw row becomes the model's input exactly as pgtrain's preprocessors make it.
 const toInput = (row) => meta.features.flatMap((f) => {
   const v = row[f.name];
   if (f.kind === 'categorical') { // one-hot; the last slot is out of vocabulary (and NULL)
-    const slots = new Array(f.vocabulary.length + 1).fill(0);
+    const n = f.encode === 'hash' ? f.buckets : f.vocabulary.length + 1, slots = new Array(n).fill(0);
+    if (f.encode === 'hash') { if (v != null) slots[fnv1a(String(v)) % n] = 1; return slots; } // NULL: no slot
     const i = v == null ? -1 : f.vocabulary.indexOf(String(v));
-    slots[i < 0 ? f.vocabulary.length : i] = 1;
+    slots[i < 0 ? n - 1 : i] = 1;
     return slots;
   }
-  if (v == null && !f.has_impute) throw new Error(`column ${f.name} is NULL and has no imputation`);
-  const x = v == null ? f.impute : f.pg_type === 'real' ? Math.fround(v) : v;
-  return [(x - f.offset) * f.factor];
+  return f.elements ? f.elements.flatMap((e, j) => number(f, e, v?.[j])) : number(f, f, v);
 });
 
 const rows = JSON.parse(fs.readFileSync(0, 'utf8'));

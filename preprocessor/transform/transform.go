@@ -33,13 +33,19 @@ const (
 	labelIndex
 )
 
+// feature is one raw column's transform: a column of the plan, or one element of an array
+// column (name is then the raw column's, "col[j]").
 type feature struct {
 	name        string
 	categorical bool
+	hashed      bool // categorical by hash into width buckets
+	cyclical    bool // a number of seconds as the six cyclical inputs
 	hasImpute   bool
 	impute      float64
 	offset      float64
 	factor      float64
+	nonFinite   string
+	min, max    float64 // what NonFiniteClip clips to
 	vocab       map[string]int
 	width       int // floats this feature writes per row
 	at          int // its first float in a row
@@ -68,17 +74,19 @@ func Compile(plan *messages.Plan) (*Transformer, error) {
 	t := &Transformer{wantByName: make(map[string]int, len(plan.Features)+1)}
 	at := 0
 	for i, c := range plan.Features {
-		f, err := compileColumn(c)
+		fs, err := compileColumn(c)
 		if err != nil {
 			return nil, fmt.Errorf("feature %d: %w", i, err)
 		}
-		if _, dup := t.wantByName[c.Name]; dup {
-			return nil, fmt.Errorf("feature column %q is listed twice: %w", c.Name, ErrPlan)
+		for _, f := range fs {
+			if _, dup := t.wantByName[f.name]; dup {
+				return nil, fmt.Errorf("feature column %q is listed twice: %w", f.name, ErrPlan)
+			}
+			t.wantByName[f.name] = len(t.features)
+			f.at = at
+			at += f.width
+			t.features = append(t.features, f)
 		}
-		t.wantByName[c.Name] = i
-		f.at = at
-		at += f.width
-		t.features = append(t.features, f)
 	}
 	t.inputDim = at
 	if plan.InputDim != at {
@@ -97,7 +105,7 @@ func Compile(plan *messages.Plan) (*Transformer, error) {
 	if _, dup := t.wantByName[lc.Name]; dup || lc.Name == "" {
 		return nil, fmt.Errorf("label column %q is empty or also a feature: %w", lc.Name, ErrPlan)
 	}
-	t.wantByName[lc.Name] = len(plan.Features)
+	t.wantByName[lc.Name] = len(t.features)
 	switch plan.Spec.Label.Encode {
 	case messages.EncodeNone:
 		if lc.Kind != messages.KindNumeric {
@@ -128,27 +136,70 @@ func Compile(plan *messages.Plan) (*Transformer, error) {
 	return t, nil
 }
 
-func compileColumn(c messages.ColumnPlan) (feature, error) {
+// compileColumn is the features of one planned column: one, or one per array element.
+func compileColumn(c messages.ColumnPlan) ([]feature, error) {
 	f := feature{name: c.Name}
 	if c.Name == "" {
-		return f, fmt.Errorf("empty column name: %w", ErrPlan)
+		return nil, fmt.Errorf("empty column name: %w", ErrPlan)
 	}
 	switch c.Kind {
 	case messages.KindNumeric:
+		switch c.NonFinite {
+		case messages.NonFiniteError, messages.NonFiniteNull, messages.NonFiniteClip:
+			f.nonFinite = c.NonFinite
+		default:
+			return nil, fmt.Errorf("column %q: unknown nonfinite option %q: %w", c.Name, c.NonFinite, ErrPlan)
+		}
+		f.width = 1
+		switch {
+		case c.IsArray():
+			if c.Encode != messages.EncodeNone || len(c.Elements) == 0 {
+				return nil, fmt.Errorf("array column %q: encoding %q with %d elements: %w", c.Name, c.Encode, len(c.Elements), ErrPlan)
+			}
+			out := make([]feature, len(c.Elements))
+			for j, e := range c.Elements {
+				out[j] = f
+				out[j].name = messages.RawName(c.Name, j)
+				out[j].hasImpute, out[j].impute = e.HasImpute, e.Impute
+				out[j].offset, out[j].factor = e.Offset, e.Factor
+				out[j].min, out[j].max = e.Stats.Min, e.Stats.Max
+			}
+			return out, nil
+		case c.Encode == messages.EncodeCyclical:
+			switch c.Type {
+			case messages.TypeDate, messages.TypeTimestamp, messages.TypeTimestampTZ:
+			default:
+				return nil, fmt.Errorf("column %q: cyclical encoding of type %q (want a date or timestamp): %w", c.Name, c.Type, ErrPlan)
+			}
+			f.cyclical, f.width = true, messages.CyclicalWidth
+		case c.Encode != messages.EncodeNone:
+			return nil, fmt.Errorf("numeric column %q: unknown encoding %q: %w", c.Name, c.Encode, ErrPlan)
+		}
 		f.hasImpute, f.impute = c.HasImpute, c.Impute
 		f.offset, f.factor = c.Offset, c.Factor
-		f.width = 1
+		f.min, f.max = c.Stats.Min, c.Stats.Max
 	case messages.KindCategorical:
 		f.categorical = true
+		switch c.Encode {
+		case messages.EncodeHash:
+			if c.Buckets < 1 || len(c.Vocabulary) > 0 {
+				return nil, fmt.Errorf("hashed column %q: %d buckets and a vocabulary of %d: %w", c.Name, c.Buckets, len(c.Vocabulary), ErrPlan)
+			}
+			f.hashed, f.width = true, c.Buckets
+			return []feature{f}, nil
+		case messages.EncodeNone:
+		default:
+			return nil, fmt.Errorf("categorical column %q: unknown encoding %q: %w", c.Name, c.Encode, ErrPlan)
+		}
 		f.vocab = vocabIndex(c.Vocabulary)
 		if len(f.vocab) != len(c.Vocabulary) {
-			return f, fmt.Errorf("column %q: the vocabulary repeats a value: %w", c.Name, ErrPlan)
+			return nil, fmt.Errorf("column %q: the vocabulary repeats a value: %w", c.Name, ErrPlan)
 		}
 		f.width = len(c.Vocabulary) + 1 // the last slot is out of vocabulary (and NULL)
 	default:
-		return f, fmt.Errorf("column %q: unknown kind %q: %w", c.Name, c.Kind, ErrPlan)
+		return nil, fmt.Errorf("column %q: unknown kind %q: %w", c.Name, c.Kind, ErrPlan)
 	}
-	return f, nil
+	return []feature{f}, nil
 }
 
 func vocabIndex(v []string) map[string]int {
@@ -197,6 +248,14 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 	for fi := range t.features {
 		f := &t.features[fi]
 		c := cols[fi]
+		if f.hashed {
+			for r := 0; r < rows; r++ {
+				if !c.IsNull(r) { // NULL sets no slot
+					out.X[r*t.inputDim+f.at+int(Hash(c.Text[r])%uint32(f.width))] = 1
+				}
+			}
+			continue
+		}
 		if f.categorical {
 			for r := 0; r < rows; r++ {
 				slot := f.width - 1
@@ -251,17 +310,35 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 	return nil
 }
 
-// scaleInto writes (x - offset) * factor of row r into the feature's slot of dst's row r.
-// The arithmetic is float64 whatever the column carries: widening a float32 is exact, so a
-// real column gives the same features whether it travels as float32 or as float64.
+// scaleInto writes (x - offset) * factor of row r into the feature's slot of dst's row r
+// (or x's six cyclical inputs). The arithmetic is float64 whatever the column carries:
+// widening a float32 is exact, so a real column gives the same features whether it travels
+// as float32 or as float64.
 func scaleInto[T float32 | float64](dst []float32, stride int, vals []T, c *messages.RawColumn, f *feature, keys []int64) error {
 	for r, v := range vals {
 		x := float64(v)
-		if c.IsNull(r) {
+		null := c.IsNull(r)
+		if x-x != 0 { // NaN or ±Inf (a NULL is 0)
+			switch {
+			case f.nonFinite == messages.NonFiniteNull || f.nonFinite == messages.NonFiniteClip && x != x:
+				null = true
+			case f.nonFinite == messages.NonFiniteClip && x > 0:
+				x = f.max
+			case f.nonFinite == messages.NonFiniteClip:
+				x = f.min
+			default:
+				return &RowError{Key: keys[r], Column: f.name, Reason: fmt.Sprintf("is %v (nonfinite \"error\": choose null or clip)", x)}
+			}
+		}
+		if null {
 			if !f.hasImpute {
 				return &RowError{Key: keys[r], Column: f.name, Reason: "is NULL and has no imputation"}
 			}
 			x = f.impute
+		}
+		if f.cyclical {
+			Cyclical(dst[r*stride+f.at:r*stride+f.at+messages.CyclicalWidth], x)
+			continue
 		}
 		dst[r*stride+f.at] = float32((x - f.offset) * f.factor)
 	}

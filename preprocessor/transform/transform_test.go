@@ -316,9 +316,22 @@ func TestFloat32ColumnsMatchFloat64(t *testing.T) {
 		{"minmax", messages.ColumnPlan{Offset: -1e3, Factor: 1.0 / 3}},
 		{"none", messages.ColumnPlan{Factor: 1}},
 		{"imputed", messages.ColumnPlan{HasImpute: true, Impute: 0.7, Offset: 0.2, Factor: 3}},
+		// NaN and ±Inf are refused by default; clip takes them (NaN as NULL, imputed).
+		{"clipped", messages.ColumnPlan{HasImpute: true, Impute: 0.7, Offset: 0.2, Factor: 3, NonFinite: messages.NonFiniteClip,
+			Stats: messages.Stats{Min: -5, Max: 7}}},
 	}
+	all, allWide := vals, wide
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			vals, wide := all, allWide
+			if tt.col.NonFinite == messages.NonFiniteError {
+				vals, wide = nil, nil
+				for _, v := range all {
+					if x := float64(v); !math.IsNaN(x) && !math.IsInf(x, 0) {
+						vals, wide = append(vals, v), append(wide, x)
+					}
+				}
+			}
 			col := tt.col
 			col.Name, col.Kind = "x", messages.KindNumeric
 			plan := &messages.Plan{
