@@ -96,7 +96,7 @@ func TestColumnTypesEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	page, err := rr.ReadPage(ctx, 0, plan.Ranges[0], 0, 0)
+	page, err := rr.ReadPage(ctx, 0, plan.Ranges[0], 0, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
