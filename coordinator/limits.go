@@ -22,6 +22,10 @@ type Limits struct {
 	PageRows int
 	// VocabSize bounds each vocab_size (a one-hot feature is that many inputs wide).
 	VocabSize int
+	// ClassWeights bounds the entries of class_weight; ScheduleBoundaries the boundaries
+	// of a PiecewiseConstantDecay learning-rate schedule.
+	ClassWeights       int
+	ScheduleBoundaries int
 	// Layers, Units (per dense layer) and Params (of the whole model on the planned input
 	// width) bound the model.
 	Layers int
@@ -52,6 +56,9 @@ const (
 	DefaultMaxParams        = 20_000_000 // 80 MB of float32 weights, 240 MB with Adam's moments
 	DefaultMaxJobsPerSource = 16
 	DefaultMaxListJobs      = 1000
+	// DefaultMaxClassWeights is maxLabelClasses: a label never has more classes.
+	DefaultMaxClassWeights       = maxLabelClasses
+	DefaultMaxScheduleBoundaries = 1000
 )
 
 // Default limits of online prediction: a thousand rows of a wide table, and a few models
@@ -81,6 +88,8 @@ func (l Limits) withDefaults() Limits {
 	def(&l.PredictInstances, DefaultMaxPredictInstances)
 	def(&l.ModelCache, DefaultModelCache)
 	def(&l.ListJobs, DefaultMaxListJobs)
+	def(&l.ClassWeights, DefaultMaxClassWeights)
+	def(&l.ScheduleBoundaries, DefaultMaxScheduleBoundaries)
 	if l.Params == 0 {
 		l.Params = DefaultMaxParams
 	}
@@ -102,6 +111,7 @@ func (l Limits) validate() error {
 		{"max predict bytes", l.PredictBytes}, {"max predict instances", int64(l.PredictInstances)},
 		{"model cache", int64(l.ModelCache)},
 		{"max list jobs", int64(l.ListJobs)},
+		{"max class weights", int64(l.ClassWeights)}, {"max schedule boundaries", int64(l.ScheduleBoundaries)},
 	} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", f.name, f.v))
@@ -111,7 +121,8 @@ func (l Limits) validate() error {
 }
 
 func (l Limits) spec() messages.SpecLimits {
-	return messages.SpecLimits{Epochs: l.Epochs, BatchSize: l.BatchSize, PageRows: l.PageRows, VocabSize: l.VocabSize}
+	return messages.SpecLimits{Epochs: l.Epochs, BatchSize: l.BatchSize, PageRows: l.PageRows, VocabSize: l.VocabSize,
+		ClassWeights: l.ClassWeights, ScheduleBoundaries: l.ScheduleBoundaries}
 }
 
 func (l Limits) model() model.SizeLimits {

@@ -97,6 +97,8 @@ func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messa
 	case p.Done:
 		// Where the trainer's export puts it, under its out dir: nothing a client sends.
 		rec.State, rec.ModelPath = messages.JobDone, messages.ModelDir(jobID)
+		rec.StopReason, rec.BestEpoch = p.Stopped, p.BestEpoch
+		rec.BestModel = j.plan.Spec.ModelCheckpoint != nil && p.BestEpoch != nil
 	}
 	rec.UpdatedAt = now
 	if err := c.writeJob(ctx, j, rec); err != nil {

@@ -60,6 +60,11 @@ type JobSpec struct {
 	PageRows int `json:"page_rows,omitempty" msgpack:"page_rows"`
 	// Backend selects the model engine: "go" (default) or "tensorflow".
 	Backend string `json:"backend,omitempty" msgpack:"backend"`
+	// Training controls (training_controls.go): Keras's callbacks and class weights.
+	EarlyStopping     *EarlyStoppingSpec     `json:"early_stopping,omitempty" msgpack:"early_stopping,omitempty"`
+	ModelCheckpoint   *ModelCheckpointSpec   `json:"model_checkpoint,omitempty" msgpack:"model_checkpoint,omitempty"`
+	ReduceLROnPlateau *ReduceLROnPlateauSpec `json:"reduce_lr_on_plateau,omitempty" msgpack:"reduce_lr_on_plateau,omitempty"`
+	ClassWeight       *ClassWeightSpec       `json:"class_weight,omitempty" msgpack:"class_weight,omitempty"`
 }
 
 // FeatureSpec says how one column becomes one or more input features.
@@ -104,6 +109,8 @@ type OptimizerSpec struct {
 	Rho          float64 `json:"rho,omitempty" msgpack:"rho"`
 	WeightDecay  float64 `json:"weight_decay,omitempty" msgpack:"weight_decay"`
 	ClipNorm     float64 `json:"clipnorm,omitempty" msgpack:"clipnorm"`
+	// Schedule varies the learning rate with the step (Keras's learning-rate schedules).
+	Schedule *ScheduleSpec `json:"schedule,omitempty" msgpack:"schedule,omitempty"`
 }
 
 // Defaults applied by WithDefaults.
@@ -160,7 +167,7 @@ func (s JobSpec) WithDefaults() JobSpec {
 	if s.Optimizer.Name == "" {
 		s.Optimizer.Name = "adam"
 	}
-	return s
+	return s.withControlDefaults()
 }
 
 // Validate checks the spec on its own; the coordinator checks names against the database.
@@ -262,7 +269,7 @@ func (s JobSpec) Validate() error {
 	default:
 		return &FieldError{Field: "backend", Reason: fmt.Sprintf("unknown backend %q (want go or tensorflow)", s.Backend)}
 	}
-	return nil
+	return s.validateControls()
 }
 
 // SpecLimits are upper bounds a coordinator puts on the numbers of a spec, so one request
@@ -272,6 +279,10 @@ type SpecLimits struct {
 	BatchSize int
 	PageRows  int
 	VocabSize int
+	// ClassWeights bounds the entries of class_weight, ScheduleBoundaries those of a
+	// PiecewiseConstantDecay schedule.
+	ClassWeights       int
+	ScheduleBoundaries int
 }
 
 // CheckLimits refuses a field over its bound, naming the field and the bound. Call it on a
@@ -297,5 +308,8 @@ func (s JobSpec) CheckLimits(l SpecLimits) error {
 			return err
 		}
 	}
-	return over("label.vocab_size", s.Label.VocabSize, l.VocabSize)
+	if err := over("label.vocab_size", s.Label.VocabSize, l.VocabSize); err != nil {
+		return err
+	}
+	return s.checkControlLimits(l)
 }
