@@ -8,7 +8,7 @@
 //   {"mode": "fit", "model_dir": dir, ...}   load the TF.js Layers model pgtrain wrote to dir
 //       (through a custom IOHandler), predict "predict_x" before training, compile with
 //       "compile", fit on x/y (shuffle off) and report the history, every weight and the
-//       predictions after training.
+//       predictions after training; "class_weight" is fit's classWeight.
 //   {"mode": "save", "out_dir": dir, ...}    build a model natively in TF.js, train it briefly,
 //       save it to out_dir through tf.io.withSaveHandler and report its predictions.
 //
@@ -148,6 +148,7 @@ async function runFit(c) {
     const y = labels(c.y, c.rows);
     const args = { epochs: c.epochs, batchSize: c.batch_size, shuffle: false, verbose: 0 };
     if (c.validation_split) args.validationSplit = c.validation_split;
+    if (c.class_weight) args.classWeight = c.class_weight;
     if (c.val_x) args.validationData = [t2(c.val_x, c.val_rows, c.input_dim), labels(c.val_y, c.val_rows)];
     res.history = historyOf(await model.fit(x, y, args));
     res.weights = weightsOf(model);
