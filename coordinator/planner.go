@@ -72,6 +72,9 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 		p.LabelDim = 1
 	}
 	assignRanges(in, p, bounds, sums)
+	if err := classWeights(ctx, tx, in, p); err != nil {
+		return nil, err
+	}
 	sizePages(in, p, avgText, sz)
 	if err := capWindow(p, sz.readyMaxBytes); err != nil {
 		return nil, err

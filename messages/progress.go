@@ -54,7 +54,7 @@ type TrainerProgress struct {
 	// BestEpoch, with Done, is the epoch the early stopping or model checkpoint callback
 	// found best (0-based), when the job has one.
 	BestEpoch *int   `json:"best_epoch,omitempty"`
-	Error string `json:"error,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // ModelDir is where a trainer exports a job's model, relative to the trainer's out dir. The
