@@ -124,7 +124,8 @@ func epochLogs(res messages.EpochResult) map[string]float64 {
 // the learning rate, marks res as the best epoch, and reports whether training stops.
 func (j *jobRun) onEpochEnd(res *messages.EpochResult) (stop bool, err error) {
 	c, st := j.ctl, &j.pos.Callbacks
-	if lr, ok := j.model.(learningRater); ok {
+	if lr, ok := j.model.(learningRater); ok && (c.plateau != nil || j.plan.Spec.Optimizer.Schedule != nil) {
+		// Logged, as Keras logs it, when it moves.
 		res.LearningRate = lr.LearningRate()
 	}
 	logs := epochLogs(*res)
