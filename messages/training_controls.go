@@ -292,6 +292,12 @@ func (sc *ScheduleSpec) validate() error {
 	bad := func(field, reason string) error {
 		return &FieldError{Field: f + ".config." + field, Reason: reason}
 	}
+	switch sc.ClassName {
+	case ScheduleExponentialDecay, ScheduleInverseTimeDecay, ScheduleCosineDecay, SchedulePiecewiseConstantDecay:
+	default:
+		return &FieldError{Field: f + ".class_name", Reason: fmt.Sprintf("unknown schedule %q (want %s, %s, %s or %s)", sc.ClassName,
+			ScheduleExponentialDecay, SchedulePiecewiseConstantDecay, ScheduleCosineDecay, ScheduleInverseTimeDecay)}
+	}
 	if sc.ClassName != SchedulePiecewiseConstantDecay && !(c.InitialLearningRate > 0 && finite(c.InitialLearningRate)) {
 		return bad("initial_learning_rate", "must be a positive number")
 	}
@@ -330,9 +336,6 @@ func (sc *ScheduleSpec) validate() error {
 				return bad("values", "every value must be a positive number")
 			}
 		}
-	default:
-		return &FieldError{Field: f + ".class_name", Reason: fmt.Sprintf("unknown schedule %q (want %s, %s, %s or %s)", sc.ClassName,
-			ScheduleExponentialDecay, SchedulePiecewiseConstantDecay, ScheduleCosineDecay, ScheduleInverseTimeDecay)}
 	}
 	return nil
 }
