@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -54,7 +55,7 @@ func classWeights(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Pla
 		}
 		p.ClassWeights[i] = float64(n) / (float64(len(classes)) * float64(counts[c]))
 	}
-	for v := range counts {
+	for _, v := range slices.Sorted(maps.Keys(counts)) {
 		if !slices.Contains(classes, v) {
 			return &messages.FieldError{Field: "class_weight", Reason: fmt.Sprintf("the label column %q holds %s, which is not a class (its classes: %s)", in.label.name, v, classList(classes))}
 		}
@@ -75,7 +76,7 @@ func trainingClassCounts(ctx context.Context, tx pgx.Tx, in *planInput, p *messa
 	if in.spec.Label.Encode == messages.EncodeNone {
 		v = "round(" + l + "::float8)::bigint::text"
 	}
-	sql := fmt.Sprintf(`select %s, count(*) from %s where %s is not null and %s <= $1 group by 1 limit $2`,
+	sql := fmt.Sprintf(`select %s, count(*) from %s where %s is not null and %s <= $1::bigint group by 1 limit $2`,
 		v, in.rel.ident(), l, pgx.Identifier{in.key.name}.Sanitize())
 	rows, err := tx.Query(ctx, sql, hi, maxLabelClasses+1)
 	if err != nil {
