@@ -2,11 +2,15 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"pgtrain/internal/testenv"
 	"pgtrain/messages"
@@ -91,5 +95,58 @@ func TestEarlyStoppingStopsAtAKnownEpoch(t *testing.T) {
 	}
 	if !bytes.Equal(three.weights, firstEpoch.weights) {
 		t.Fatal("restore_best_weights: the model is not the first epoch's")
+	}
+}
+
+// makeClicks creates a table with a 0/1 label, about a quarter of the rows positive.
+func makeClicks(t *testing.T, pool *pgxpool.Pool, n int) {
+	t.Helper()
+	for _, s := range []string{
+		`create table clicks (id bigint primary key, a real, b double precision, y integer)`,
+		`select setseed(0.3)`,
+		fmt.Sprintf(`insert into clicks select i, random()::real, random()*4, 0 from generate_series(1, %d) i`, n),
+		`update clicks set y = case when a + b * 0.1 > 0.9 then 1 else 0 end`,
+		`analyze clicks`,
+	} {
+		if _, err := pool.Exec(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func clicksSpec(lr float64, classWeight string) []byte {
+	s := fmt.Sprintf(`{"table": "clicks", "key": "id", "features": [{"column": "a", "scale": "standard"}, {"column": "b", "scale": "standard"}],
+		"label": "y", "model": {"layers": [{"type": "dense", "units": 8, "activation": "relu", "name": "h"}, {"type": "dense", "units": 1, "activation": "sigmoid", "name": "p"}]},
+		"loss": "binary_crossentropy", "metrics": ["accuracy"], "optimizer": {"name": "sgd", "learning_rate": %v},
+		"epochs": 2, "batch_size": 64, "seed": 5, "range_rows": 2000, "validation_split": 0.2`, lr)
+	if classWeight != "" {
+		s += `, "class_weight": ` + classWeight
+	}
+	return []byte(s + "}")
+}
+
+// class_weight through the whole pipeline, with Keras's semantics: weighing every class by 2
+// doubles each row's loss and gradient, so under SGD it trains to the very bits a doubled
+// learning rate gives, and reports twice the training loss (validation is not weighted).
+// Uneven weights train to other weights.
+func TestClassWeightThroughThePipeline(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	natsURL := testenv.NATS(t)
+	makeClicks(t, pool, 8000)
+	doubled := runJob(t, pool, natsURL, 2, 1, 2<<20, clicksSpec(0.05, `{"0": 2, "1": 2}`))
+	fast := runJob(t, pool, natsURL, 2, 1, 2<<20, clicksSpec(0.1, ""))
+	uneven := runJob(t, pool, natsURL, 2, 1, 2<<20, clicksSpec(0.05, `"balanced"`))
+	if !bytes.Equal(doubled.weights, fast.weights) {
+		t.Fatal("class weights of 2 under SGD do not train as a doubled learning rate")
+	}
+	for i, d := range doubled.status.Results {
+		f := fast.status.Results[i]
+		if d.Loss != 2*f.Loss || *d.ValLoss != *f.ValLoss || d.Metrics["accuracy"] != f.Metrics["accuracy"] {
+			t.Errorf("epoch %d: loss %v vs 2×%v, val_loss %v vs %v, accuracy %v vs %v", i, d.Loss, f.Loss,
+				*d.ValLoss, *f.ValLoss, d.Metrics["accuracy"], f.Metrics["accuracy"])
+		}
+	}
+	if bytes.Equal(uneven.weights, doubled.weights) {
+		t.Fatal("balanced class weights trained to the same weights")
 	}
 }
