@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,5 +149,33 @@ func TestClassWeightThroughThePipeline(t *testing.T) {
 	}
 	if bytes.Equal(uneven.weights, doubled.weights) {
 		t.Fatal("balanced class weights trained to the same weights")
+	}
+}
+
+// The learning rate follows the spec's schedule (logged at each epoch's end, at the step
+// count so far) and ReduceLROnPlateau changes it between epochs.
+func TestLearningRateControlsThroughThePipeline(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	natsURL := testenv.NATS(t)
+	makeClicks(t, pool, 4000)
+	sched := runJob(t, pool, natsURL, 1, 1, 2<<20, withControls(t, clicksSpec(0.05, ""), `{"epochs": 3,
+		"optimizer": {"name": "sgd", "schedule": {"class_name": "ExponentialDecay",
+			"config": {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.5}}}}`))
+	steps := 0
+	for _, r := range sched.status.Results {
+		steps += int((r.Seen.Rows + 63) / 64)
+		want := 0.1 * math.Pow(0.5, float64(steps)/10)
+		if math.Abs(r.LearningRate-want) > 1e-15 {
+			t.Errorf("epoch %d: learning rate %v after %d steps, ExponentialDecay gives %v", r.Epoch, r.LearningRate, steps, want)
+		}
+	}
+	// mode "max" on a falling loss: no epoch after the first improves, and with patience 0
+	// each halves the rate, read back from float32 first as Keras reads its variable.
+	plateau := runJob(t, pool, natsURL, 1, 1, 2<<20, withControls(t, clicksSpec(0.05, ""), `{"epochs": 3,
+		"reduce_lr_on_plateau": {"monitor": "loss", "mode": "max", "factor": 0.5, "patience": 0}}`))
+	for i, want := range []float64{0.05, 0.05, float64(float32(0.05)) * 0.5} {
+		if got := plateau.status.Results[i].LearningRate; got != want {
+			t.Errorf("epoch %d: learning rate %v, want %v (losses %v)", i, got, want, plateau.status.Results)
+		}
 	}
 }
