@@ -53,6 +53,7 @@ func TestEarlyStoppingStopsAtAKnownEpoch(t *testing.T) {
 	three := runJob(t, pool, natsURL, 3, 2, 2<<20, body)
 	one := runJob(t, pool, natsURL, 1, 1, 2<<20, body)
 	firstEpoch := runJob(t, pool, natsURL, 1, 1, 2<<20, spec(11, 1))
+	b := mustBus(t, natsURL)
 
 	for name, r := range map[string]run{"3 fetchers": three, "1 fetcher": one} {
 		st := r.status
@@ -89,6 +90,10 @@ func TestEarlyStoppingStopsAtAKnownEpoch(t *testing.T) {
 		}
 		if got := m.Metrics["val_loss"]; got != *st.Results[best].ValLoss {
 			t.Errorf("%s: the best model's val_loss %v, epoch %d's %v", name, got, best, *st.Results[best].ValLoss)
+		}
+		stored, err := b.ModelFile(context.Background(), st.BestModelID, "model.json")
+		if err != nil || !bytes.Equal(stored, meta) {
+			t.Errorf("%s: the model store's %s differs from the out dir's (%v)", name, st.BestModelID, err)
 		}
 	}
 	if !bytes.Equal(one.weights, three.weights) {
