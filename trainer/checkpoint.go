@@ -66,10 +66,6 @@ type accum struct {
 	Weight float64 `msgpack:"weight"`
 }
 
-func (a *accum) add(values map[string]float64, rows int) {
-	a.addWeighted(values, rows, float64(rows))
-}
-
 func (a *accum) addWeighted(values map[string]float64, rows int, weight float64) {
 	if a.Sums == nil {
 		a.Sums = map[string]float64{}
