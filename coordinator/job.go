@@ -167,17 +167,22 @@ func (j *job) lease(pass, r int, t taskRecord) messages.Lease {
 // status is what GET /v1/jobs/{id} answers.
 func (j *job) status(now time.Time) messages.JobStatus {
 	st := messages.JobStatus{
-		Version:   messages.SchemaVersion,
-		ID:        j.rec.ID,
-		State:     j.rec.State,
-		Error:     j.rec.Error,
-		Reason:    j.rec.Reason,
-		Table:     j.rec.Table,
-		CreatedAt: j.rec.CreatedAt,
-		UpdatedAt: j.rec.UpdatedAt,
-		Trainer:   j.rec.Trainer,
-		Results:   append([]messages.EpochResult(nil), j.rec.Results...),
-		ModelPath: j.rec.ModelPath,
+		Version:    messages.SchemaVersion,
+		ID:         j.rec.ID,
+		State:      j.rec.State,
+		Error:      j.rec.Error,
+		Reason:     j.rec.Reason,
+		Table:      j.rec.Table,
+		CreatedAt:  j.rec.CreatedAt,
+		UpdatedAt:  j.rec.UpdatedAt,
+		Trainer:    j.rec.Trainer,
+		Results:    append([]messages.EpochResult(nil), j.rec.Results...),
+		ModelPath:  j.rec.ModelPath,
+		StopReason: j.rec.StopReason,
+		BestEpoch:  j.rec.BestEpoch,
+	}
+	if j.rec.BestModel {
+		st.BestModelPath, st.BestModelID = messages.BestModelDir(j.rec.ID), messages.BestModelID(j.rec.ID)
 	}
 	p := j.plan
 	if p == nil {

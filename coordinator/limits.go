@@ -26,6 +26,10 @@ type Limits struct {
 	// VocabValueBytes bounds each value of a planned vocabulary or class list: every worker
 	// gets the plan in one bus message.
 	VocabValueBytes int
+	// ClassWeights bounds the entries of class_weight; ScheduleBoundaries the boundaries
+	// of a PiecewiseConstantDecay learning-rate schedule.
+	ClassWeights       int
+	ScheduleBoundaries int
 	// Layers, Units (per dense layer) and Params (of the whole model on the planned input
 	// width) bound the model.
 	Layers int
@@ -63,6 +67,9 @@ const (
 	DefaultMaxListJobs      = 1000
 	DefaultMaxFilters       = 16
 	DefaultMaxInValues      = 1000
+	// DefaultMaxClassWeights is maxLabelClasses: a label never has more classes.
+	DefaultMaxClassWeights       = maxLabelClasses
+	DefaultMaxScheduleBoundaries = 1000
 )
 
 // Default limits of online prediction: a thousand rows of a wide table, and a few models
@@ -95,6 +102,8 @@ func (l Limits) withDefaults() Limits {
 	def(&l.ListJobs, DefaultMaxListJobs)
 	def(&l.Filters, DefaultMaxFilters)
 	def(&l.InValues, DefaultMaxInValues)
+	def(&l.ClassWeights, DefaultMaxClassWeights)
+	def(&l.ScheduleBoundaries, DefaultMaxScheduleBoundaries)
 	if l.Params == 0 {
 		l.Params = DefaultMaxParams
 	}
@@ -116,6 +125,7 @@ func (l Limits) validate() error {
 		{"max predict bytes", l.PredictBytes}, {"max predict instances", int64(l.PredictInstances)},
 		{"model cache", int64(l.ModelCache)},
 		{"max list jobs", int64(l.ListJobs)}, {"max filters", int64(l.Filters)}, {"max in values", int64(l.InValues)},
+		{"max class weights", int64(l.ClassWeights)}, {"max schedule boundaries", int64(l.ScheduleBoundaries)},
 	} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", f.name, f.v))
@@ -126,7 +136,7 @@ func (l Limits) validate() error {
 
 func (l Limits) spec() messages.SpecLimits {
 	return messages.SpecLimits{Epochs: l.Epochs, BatchSize: l.BatchSize, PageRows: l.PageRows, VocabSize: l.VocabSize,
-		Filters: l.Filters, InValues: l.InValues}
+		Filters: l.Filters, InValues: l.InValues, ClassWeights: l.ClassWeights, ScheduleBoundaries: l.ScheduleBoundaries}
 }
 
 func (l Limits) model() model.SizeLimits {

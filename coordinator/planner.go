@@ -141,6 +141,9 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 			return nil, err
 		}
 	}
+	if err := classWeights(ctx, tx, in, p); err != nil {
+		return nil, err
+	}
 	sizePages(in, p, avgText, sz)
 	if err := capWindow(p, sz.readyMaxBytes); err != nil {
 		return nil, err

@@ -36,6 +36,12 @@ type jobRecord struct {
 	Trainer   messages.TrainerState  `json:"trainer"`
 	Results   []messages.EpochResult `json:"results,omitempty"`
 	ModelPath string                 `json:"model_path,omitempty"`
+	// StopReason and BestEpoch are the trainer's final report of a training that its
+	// callbacks ended early or that kept a best epoch; BestModel says model_checkpoint
+	// stored that epoch's model beside the last.
+	StopReason string `json:"stop_reason,omitempty"`
+	BestEpoch  *int   `json:"best_epoch,omitempty"`
+	BestModel  bool   `json:"best_model,omitempty"`
 	// EvalLoss and EvalMetrics are a finished prediction job's evaluation of its model on
 	// the scored rows (when the table holds the label).
 	EvalLoss    *float64           `json:"eval_loss,omitempty"`

@@ -97,7 +97,7 @@ func arrayLengths(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColu
 			continue
 		}
 		q := pgx.Identifier{c.col.name}.Sanitize()
-		err := tx.QueryRow(ctx, fmt.Sprintf("select coalesce(cardinality(%s), 0) from %s where %s is not null limit 1", q, in.rel.ident(), q)).Scan(&c.elems)
+		err := tx.QueryRow(ctx, fmt.Sprintf("select coalesce(cardinality(%s), 0) from %s where %s is not null limit 1", q, in.source(), q)).Scan(&c.elems)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return &messages.FieldError{Field: c.field + ".column", Reason: fmt.Sprintf("array column %q has no non-NULL value to take its length from", c.col.name)}
 		}
@@ -119,7 +119,7 @@ func wrongLength(ctx context.Context, tx pgx.Tx, in *planInput, c statColumn) er
 	var key string
 	var n int
 	err := tx.QueryRow(ctx, fmt.Sprintf(`select %s::text, coalesce(cardinality(%s), 0) from %s
-where %s is not null and (coalesce(cardinality(%s), 0) <> $1 or array_ndims(%s) <> 1) order by %s limit 1`, k, q, in.rel.ident(), q, q, q, k), c.elems).Scan(&key, &n)
+where %s is not null and (coalesce(cardinality(%s), 0) <> $1 or array_ndims(%s) <> 1) order by %s limit 1`, k, q, in.source(), q, q, q, k), c.elems).Scan(&key, &n)
 	if err != nil {
 		return fmt.Errorf("finding the row of array column %q with another length: %w", c.col.name, err)
 	}

@@ -88,6 +88,12 @@ func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messa
 		rec.Trainer.Epoch, rec.Trainer.Consumed, rec.Trainer.Rows = p.Epoch, p.Consumed, p.Rows
 	}
 	if p.Result != nil && !slices.ContainsFunc(rec.Results, func(r messages.EpochResult) bool { return r.Epoch == p.Result.Epoch }) {
+		if p.Result.Best {
+			// One best epoch: a later best replaces the earlier one's mark.
+			for i := range rec.Results {
+				rec.Results[i].Best = false
+			}
+		}
 		rec.Results = append(rec.Results, *p.Result)
 		slices.SortFunc(rec.Results, func(a, b messages.EpochResult) int { return a.Epoch - b.Epoch })
 	}
@@ -97,6 +103,8 @@ func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messa
 	case p.Done:
 		// Where the trainer's export puts it, under its out dir: nothing a client sends.
 		rec.State, rec.ModelPath = messages.JobDone, messages.ModelDir(jobID)
+		rec.StopReason, rec.BestEpoch = p.Stopped, p.BestEpoch
+		rec.BestModel = j.plan.Spec.ModelCheckpoint != nil && p.BestEpoch != nil
 	}
 	rec.UpdatedAt = now
 	if err := c.writeJob(ctx, j, rec); err != nil {

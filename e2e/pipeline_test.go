@@ -92,6 +92,7 @@ type run struct {
 	status  *messages.JobStatus
 	weights []byte
 	elapsed time.Duration
+	out     string // the trainer's out dir
 }
 
 func runJob(t *testing.T, pool *pgxpool.Pool, natsURL string, fetchers, preprocs int, readyMaxBytes int64, body []byte) run {
@@ -150,7 +151,7 @@ func runJobAuth(t *testing.T, pool *pgxpool.Pool, natsURL string, auth bus.Auth,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return run{status: final, weights: w, elapsed: elapsed}
+	return run{status: final, weights: w, elapsed: elapsed, out: out}
 }
 
 // Every row reaches the trainer exactly once per epoch, through 3 fetchers and 2

@@ -92,6 +92,11 @@ type JobSpec struct {
 	// Since, with InitFrom, is "last": read only the keys after the last key the stored
 	// model read.
 	Since string `json:"since,omitempty" msgpack:"since,omitempty"`
+	// Training controls (training_controls.go): Keras's callbacks and class weights.
+	EarlyStopping     *EarlyStoppingSpec     `json:"early_stopping,omitempty" msgpack:"early_stopping,omitempty"`
+	ModelCheckpoint   *ModelCheckpointSpec   `json:"model_checkpoint,omitempty" msgpack:"model_checkpoint,omitempty"`
+	ReduceLROnPlateau *ReduceLROnPlateauSpec `json:"reduce_lr_on_plateau,omitempty" msgpack:"reduce_lr_on_plateau,omitempty"`
+	ClassWeight       *ClassWeightSpec       `json:"class_weight,omitempty" msgpack:"class_weight,omitempty"`
 }
 
 // FeatureSpec says how one column becomes one or more input features.
@@ -148,6 +153,8 @@ type OptimizerSpec struct {
 	Rho          float64 `json:"rho,omitempty" msgpack:"rho"`
 	WeightDecay  float64 `json:"weight_decay,omitempty" msgpack:"weight_decay"`
 	ClipNorm     float64 `json:"clipnorm,omitempty" msgpack:"clipnorm"`
+	// Schedule varies the learning rate with the step (Keras's learning-rate schedules).
+	Schedule *ScheduleSpec `json:"schedule,omitempty" msgpack:"schedule,omitempty"`
 }
 
 // Defaults applied by WithDefaults.
@@ -207,7 +214,7 @@ func (s JobSpec) WithDefaults() JobSpec {
 	if s.InitFrom != "" && s.Preprocessing == "" {
 		s.Preprocessing = PreprocessingReuse
 	}
-	return s
+	return s.withControlDefaults()
 }
 
 // Validate checks the spec on its own; the coordinator checks names against the database.
@@ -328,7 +335,10 @@ func (s JobSpec) Validate() error {
 	default:
 		return &FieldError{Field: "backend", Reason: fmt.Sprintf("unknown backend %q (want go or tensorflow)", s.Backend)}
 	}
-	return s.validateWarmStart()
+	if err := s.validateWarmStart(); err != nil {
+		return err
+	}
+	return s.validateControls()
 }
 
 // validateWarmStart checks init_from, preprocessing and since on their own; the coordinator
@@ -369,6 +379,10 @@ type SpecLimits struct {
 	// Filters bounds the filters of `where`, InValues the values of one "in" list.
 	Filters  int
 	InValues int
+	// ClassWeights bounds the entries of class_weight, ScheduleBoundaries those of a
+	// PiecewiseConstantDecay schedule.
+	ClassWeights       int
+	ScheduleBoundaries int
 }
 
 // CheckLimits refuses a field over its bound, naming the field and the bound. Call it on a
@@ -400,5 +414,8 @@ func (s JobSpec) CheckLimits(l SpecLimits) error {
 	if err := CheckWhere(s.Where, l.Filters, l.InValues); err != nil {
 		return err
 	}
-	return over("label.vocab_size", s.Label.VocabSize, l.VocabSize)
+	if err := over("label.vocab_size", s.Label.VocabSize, l.VocabSize); err != nil {
+		return err
+	}
+	return s.checkControlLimits(l)
 }

@@ -66,6 +66,10 @@ func TestParseJobSpecNamesTheField(t *testing.T) {
 func FuzzParseJobSpec(f *testing.F) {
 	f.Add([]byte(goodSpec))
 	f.Add([]byte(`{"label": 1}`))
+	f.Add([]byte(controlsSpec(`, "class_weight": "balanced", "early_stopping": {"patience": 2, "baseline": 0.5},
+		"model_checkpoint": {"monitor": "val_accuracy"}, "optimizer": {"schedule": {"class_name": "PiecewiseConstantDecay",
+		"config": {"boundaries": [10], "values": [0.1, 0.01]}}}`)))
+	f.Add([]byte(controlsSpec(`, "class_weight": {"0": 1}, "reduce_lr_on_plateau": {"factor": 0.5, "patience": 0}`)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ParseJobSpec(data)
 		if err != nil {

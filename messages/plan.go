@@ -41,6 +41,9 @@ type Plan struct {
 	InputDim int          `msgpack:"input_dim" json:"input_dim"`
 	// LabelDim is the width of a label row after encoding (1, or the classes for one-hot).
 	LabelDim int `msgpack:"label_dim" json:"label_dim"`
+	// ClassWeights is the spec's class_weight resolved to one weight per class index (the
+	// label's classes in order; for a 0/1 label, classes 0 and 1), or nil.
+	ClassWeights []float64 `msgpack:"class_weights,omitempty" json:"class_weights,omitempty"`
 	// Ranges in key order. Validation ranges are the last ValidationRanges of them.
 	Ranges           []KeyRange `msgpack:"ranges" json:"ranges"`
 	ValidationRanges int        `msgpack:"validation_ranges" json:"validation_ranges"`

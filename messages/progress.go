@@ -52,13 +52,25 @@ type TrainerProgress struct {
 	Rows     int64        `json:"rows"`
 	Result   *EpochResult `json:"result,omitempty"`
 	// Done is set once after the last epoch, when the model is exported (to ModelDir).
-	Done  bool   `json:"done,omitempty"`
-	Error string `json:"error,omitempty"`
+	Done bool `json:"done,omitempty"`
+	// Stopped, with Done, says why training ended before its last epoch (early stopping).
+	Stopped string `json:"stopped,omitempty"`
+	// BestEpoch, with Done, is the epoch the early stopping or model checkpoint callback
+	// found best (0-based), when the job has one.
+	BestEpoch *int   `json:"best_epoch,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // ModelDir is where a trainer exports a job's model, relative to the trainer's out dir. The
 // coordinator reports it as the job's model path: it never takes a path from a client.
 func ModelDir(jobID string) string { return jobID + "/model" }
+
+// BestModelDir is where a trainer exports the best epoch's model of a job with
+// model_checkpoint, relative to its out dir; the model store holds it as BestModelID.
+func BestModelDir(jobID string) string { return jobID + "/model-best" }
+
+// BestModelID is the model store's name of a job's best-epoch model.
+func BestModelID(jobID string) string { return jobID + "_best" }
 
 // FailRequest ends a job as failed. Only a worker of the job may: a trainer names itself
 // (the job's trainer), a fetcher names itself and the lease it holds on one of the job's
@@ -82,4 +94,10 @@ type EpochResult struct {
 	SeenValid     KeyChecksum        `json:"seen_validation"`
 	Seconds       float64            `json:"seconds"`
 	RowsPerSecond float64            `json:"rows_per_second"`
+	// LearningRate is the optimizer's rate at the end of the epoch (before a
+	// ReduceLROnPlateau change), as Keras logs it.
+	LearningRate float64 `json:"learning_rate,omitempty"`
+	// Best marks the best epoch so far by the monitored metric of model_checkpoint, or else
+	// of early_stopping.
+	Best bool `json:"best,omitempty"`
 }

@@ -53,6 +53,13 @@ type JobStatus struct {
 	Fetch     FetchSummary  `json:"fetch"`
 	Leases    []LeaseInfo   `json:"leases,omitempty"`
 	ModelPath string        `json:"model_path,omitempty"`
+	// StopReason says why training ended before its last epoch (early stopping).
+	StopReason string `json:"stop_reason,omitempty"`
+	// BestEpoch is the best epoch (0-based) by the monitored metric of model_checkpoint or
+	// early_stopping; BestModelPath and BestModelID are where model_checkpoint's model is.
+	BestEpoch     *int   `json:"best_epoch,omitempty"`
+	BestModelPath string `json:"best_model_path,omitempty"`
+	BestModelID   string `json:"best_model_id,omitempty"`
 	// Kind is "prediction" for a prediction job, empty for training.
 	Kind       string            `json:"kind,omitempty"`
 	Prediction *PredictionStatus `json:"prediction,omitempty"`

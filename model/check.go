@@ -43,7 +43,7 @@ func CompileOf(s messages.JobSpec) Compile {
 		Optimizer: OptimizerConfig{
 			Name: o.Name, LearningRate: o.LearningRate, Momentum: o.Momentum, Nesterov: o.Nesterov,
 			Beta1: o.Beta1, Beta2: o.Beta2, Epsilon: o.Epsilon, Rho: o.Rho,
-			WeightDecay: o.WeightDecay, ClipNorm: o.ClipNorm,
+			WeightDecay: o.WeightDecay, ClipNorm: o.ClipNorm, Schedule: ScheduleOf(o.Schedule),
 		},
 		Loss:       s.Loss,
 		FromLogits: s.FromLogits,

@@ -25,12 +25,6 @@ const (
 	OptAdamW   = "adamw"
 )
 
-// Schedule kinds.
-const (
-	ScheduleExponential = "exponential_decay"
-	ScheduleCosine      = "cosine_decay"
-)
-
 // Compile holds what Keras's model.compile() takes.
 type Compile struct {
 	Optimizer OptimizerConfig
@@ -70,76 +64,6 @@ type OptimizerConfig struct {
 	TFJSForm bool
 	// Schedule varies the learning rate with the step; nil means constant.
 	Schedule *Schedule
-}
-
-// Schedule is a Keras learning-rate schedule, evaluated at the optimizer's iteration count
-// (0 for the first update).
-type Schedule struct {
-	Kind string // "exponential_decay" or "cosine_decay"
-	// InitialLearningRate: 0 means the optimizer's LearningRate.
-	InitialLearningRate float64
-	DecaySteps          int
-	// Exponential decay: lr·rate^(step/decay_steps), the exponent floored when Staircase.
-	DecayRate float64
-	Staircase bool
-	// Cosine decay: the floor as a fraction of the initial rate, and an optional linear warmup
-	// (Keras 3) from the initial rate to WarmupTarget over WarmupSteps.
-	Alpha        float64
-	WarmupTarget float64
-	WarmupSteps  int
-}
-
-func (s *Schedule) check() error {
-	switch s.Kind {
-	case ScheduleExponential:
-		if s.DecaySteps <= 0 {
-			return fmt.Errorf("exponential decay: decay_steps must be positive")
-		}
-		if s.DecayRate <= 0 {
-			return fmt.Errorf("exponential decay: decay_rate must be positive")
-		}
-	case ScheduleCosine:
-		if s.DecaySteps <= 0 {
-			return fmt.Errorf("cosine decay: decay_steps must be positive")
-		}
-		if s.Alpha < 0 || s.Alpha > 1 {
-			return fmt.Errorf("cosine decay: alpha must be in [0, 1]")
-		}
-		if s.WarmupSteps < 0 {
-			return fmt.Errorf("cosine decay: warmup_steps must not be negative")
-		}
-	default:
-		return fmt.Errorf("unsupported learning rate schedule %q", s.Kind)
-	}
-	return nil
-}
-
-// rate returns the learning rate at an iteration count, following Keras's schedules.
-func (s *Schedule) rate(initial float64, step int64) float64 {
-	if s.InitialLearningRate != 0 {
-		initial = s.InitialLearningRate
-	}
-	p := float64(step)
-	switch s.Kind {
-	case ScheduleExponential:
-		e := p / float64(s.DecaySteps)
-		if s.Staircase {
-			e = math.Floor(e)
-		}
-		return initial * math.Pow(s.DecayRate, e)
-	case ScheduleCosine:
-		if s.WarmupSteps > 0 && s.WarmupTarget != 0 {
-			if p < float64(s.WarmupSteps) {
-				return initial + (s.WarmupTarget-initial)*p/float64(s.WarmupSteps)
-			}
-			initial = s.WarmupTarget
-			p -= float64(s.WarmupSteps)
-		}
-		p = math.Min(p, float64(s.DecaySteps))
-		decayed := 0.5 * (1 + math.Cos(math.Pi*p/float64(s.DecaySteps)))
-		return initial * ((1-s.Alpha)*decayed + s.Alpha)
-	}
-	return initial
 }
 
 // normalize maps aliases to canonical names and fills defaults.

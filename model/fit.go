@@ -3,8 +3,9 @@ package model
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
-	"strings"
+	"slices"
 
 	"pgtrain/messages"
 )
@@ -22,26 +23,14 @@ type FitOptions struct {
 	ValidationRows           int
 	ValidationSplit          float64
 	EarlyStopping            *EarlyStopping
+	// ClassWeight weighs each training row's loss and metrics by its class's weight
+	// (indexed by class), as Keras's class_weight; validation is not weighted.
+	ClassWeight []float64
 	// InitialEpoch is the epoch to start from (a resumed run); epochs are numbered from 0.
 	InitialEpoch int
 	// OnEpochEnd, if set, is called after each epoch with its logs; an error stops training
 	// and is returned.
 	OnEpochEnd func(epoch int, logs map[string]float64) error
-}
-
-// EarlyStopping stops training when a monitored value stops improving (Keras's callback).
-type EarlyStopping struct {
-	Monitor  string  // default "val_loss"
-	MinDelta float64 // the smallest change that counts as an improvement
-	Patience int     // epochs without improvement before stopping
-	// Mode is "min", "max" or "auto" (max for accuracy-like names, min otherwise).
-	Mode string
-	// Baseline, if set, must be beaten for the patience counter to reset.
-	Baseline *float64
-	// RestoreBestWeights restores the weights of the best epoch when training stops early.
-	RestoreBestWeights bool
-	// StartFromEpoch: epochs before this one are not monitored.
-	StartFromEpoch int
 }
 
 // History is what fit returns: one value per epoch for each key ("loss", metrics, and
@@ -94,16 +83,17 @@ func (m *Sequential) Fit(x, y []float32, rows int, opts FitOptions) (*History, e
 		vx, vy, vrows = x[split*in:], y[split*ld:], rows-split
 		x, y, rows = x[:split*in], y[:split*ld], split
 	}
-	var es *earlyStopper
-	if opts.EarlyStopping != nil {
-		var err error
-		if es, err = newEarlyStopper(*opts.EarlyStopping, m); err != nil {
+	es := opts.EarlyStopping
+	esState := NewEarlyStoppingState()
+	var bestWeights []Tensor
+	if es != nil {
+		if err := es.Check(); err != nil {
 			return nil, fmt.Errorf("fit: %w", err)
 		}
 	}
 	h := &History{History: map[string][]float64{}, StoppedEpoch: -1, BestEpoch: -1}
 	var perm []int
-	var bx, by []float32
+	var bx, by, sw []float32
 	if opts.Shuffle {
 		bx = make([]float32, opts.BatchSize*in)
 		by = make([]float32, opts.BatchSize*ld)
@@ -127,7 +117,15 @@ func (m *Sequential) Fit(x, y []float32, rows int, opts FitOptions) (*History, e
 			} else {
 				xb, yb = x[b0*in:(b0+n)*in], y[b0*ld:(b0+n)*ld]
 			}
-			loss, err := m.trainStep(xb, yb, n)
+			var loss float64
+			var err error
+			if opts.ClassWeight != nil {
+				if sw, err = ClassWeights(yb, n, ld, opts.ClassWeight, sw); err == nil {
+					loss, err = m.trainStepWeighted(xb, yb, sw, n)
+				}
+			} else {
+				loss, err = m.trainStep(xb, yb, n)
+			}
 			if err != nil {
 				return h, fmt.Errorf("fit: epoch %d, batch at row %d: %w", epoch, b0, err)
 			}
@@ -154,100 +152,26 @@ func (m *Sequential) Fit(x, y []float32, rows int, opts FitOptions) (*History, e
 			}
 		}
 		if es != nil {
-			stop, err := es.epochEnd(epoch, logs)
-			if err != nil {
-				return h, fmt.Errorf("fit: %w", err)
+			cur, ok := logs[es.monitor()]
+			if !ok {
+				return h, fmt.Errorf("fit: early stopping monitors %q, which is not among %v", es.monitor(), slices.Sorted(maps.Keys(logs)))
 			}
-			h.BestEpoch = es.bestEpoch
+			save, stop := es.EpochEnd(&esState, epoch, cur)
+			if save {
+				bestWeights = m.Weights()
+			}
+			h.BestEpoch = esState.BestEpoch
 			if stop {
 				h.StoppedEpoch = epoch
 				break
 			}
 		}
 	}
+	if bestWeights != nil {
+		// Keras 3 restores the best weights when training ends, early or not.
+		if err := m.SetWeights(bestWeights); err != nil {
+			return h, fmt.Errorf("fit: restoring the best weights: %w", err)
+		}
+	}
 	return h, nil
-}
-
-type earlyStopper struct {
-	cfg         EarlyStopping
-	m           *Sequential
-	higher      bool
-	best        float64
-	bestEpoch   int
-	bestWeights []Tensor
-	wait        int
-}
-
-func newEarlyStopper(cfg EarlyStopping, m *Sequential) (*earlyStopper, error) {
-	if cfg.Monitor == "" {
-		cfg.Monitor = "val_loss"
-	}
-	if cfg.Patience < 0 {
-		return nil, errors.New("early stopping: patience must not be negative")
-	}
-	e := &earlyStopper{cfg: cfg, m: m, bestEpoch: -1}
-	switch cfg.Mode {
-	case "min":
-	case "max":
-		e.higher = true
-	case "", "auto":
-		n := strings.TrimPrefix(cfg.Monitor, "val_")
-		e.higher = strings.Contains(n, "acc") || n == "auc"
-	default:
-		return nil, fmt.Errorf("early stopping: unknown mode %q", cfg.Mode)
-	}
-	e.cfg.MinDelta = math.Abs(cfg.MinDelta)
-	if e.higher {
-		e.best = math.Inf(-1)
-	} else {
-		e.best = math.Inf(1)
-	}
-	return e, nil
-}
-
-// improves follows Keras: current − min_delta > reference (max) or current + min_delta <
-// reference (min).
-func (e *earlyStopper) improves(cur, ref float64) bool {
-	if e.higher {
-		return cur-e.cfg.MinDelta > ref
-	}
-	return cur+e.cfg.MinDelta < ref
-}
-
-func (e *earlyStopper) epochEnd(epoch int, logs map[string]float64) (bool, error) {
-	cur, ok := logs[e.cfg.Monitor]
-	if !ok {
-		keys := make([]string, 0, len(logs))
-		for k := range logs {
-			keys = append(keys, k)
-		}
-		return false, fmt.Errorf("early stopping monitors %q, which is not among %v", e.cfg.Monitor, keys)
-	}
-	if epoch < e.cfg.StartFromEpoch {
-		return false, nil
-	}
-	if e.cfg.RestoreBestWeights && e.bestWeights == nil {
-		e.bestWeights = e.m.Weights()
-	}
-	e.wait++
-	if e.improves(cur, e.best) {
-		e.best = cur
-		e.bestEpoch = epoch
-		if e.cfg.RestoreBestWeights {
-			e.bestWeights = e.m.Weights()
-		}
-		if e.cfg.Baseline == nil || e.improves(cur, *e.cfg.Baseline) {
-			e.wait = 0
-		}
-		return false, nil
-	}
-	if e.wait >= e.cfg.Patience && epoch > 0 {
-		if e.cfg.RestoreBestWeights && e.bestWeights != nil {
-			if err := e.m.SetWeights(e.bestWeights); err != nil {
-				return true, err
-			}
-		}
-		return true, nil
-	}
-	return false, nil
 }

@@ -130,25 +130,15 @@ func TestEarlyStopping(t *testing.T) {
 		}
 	})
 	t.Run("accuracy is maximised", func(t *testing.T) {
-		m, _, _ := buildTest(t, spec, 3, c, "binary", 1, 4, 3)
-		e, err := newEarlyStopper(EarlyStopping{Monitor: "val_accuracy", Patience: 1}, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for epoch, acc := range []float64{0.5, 0.7, 0.6, 0.65} {
-			stop, err := e.epochEnd(epoch, map[string]float64{"val_accuracy": acc})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if stop != (epoch == 2) {
+		e := EarlyStopping{Monitor: "val_accuracy", Patience: 1}
+		st := NewEarlyStoppingState()
+		for epoch, acc := range []float64{0.5, 0.7, 0.6} {
+			if _, stop := e.EpochEnd(&st, epoch, acc); stop != (epoch == 2) {
 				t.Fatalf("epoch %d (accuracy %v): stop = %v", epoch, acc, stop)
 			}
-			if epoch == 2 {
-				break
-			}
 		}
-		if e.bestEpoch != 1 || e.best != 0.7 {
-			t.Errorf("best %v at %d", e.best, e.bestEpoch)
+		if st.BestEpoch != 1 || st.Best != 0.7 {
+			t.Errorf("best %v at %d", st.Best, st.BestEpoch)
 		}
 	})
 	t.Run("unknown monitor", func(t *testing.T) {

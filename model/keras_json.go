@@ -645,36 +645,3 @@ func parseKerasOptimizer(b []byte) (OptimizerConfig, error) {
 	}
 	return o, nil
 }
-
-func parseKerasSchedule(b []byte) (*Schedule, error) {
-	var obj kerasObject
-	if err := json.Unmarshal(b, &obj); err != nil {
-		return nil, err
-	}
-	var cfg struct {
-		InitialLearningRate float64  `json:"initial_learning_rate"`
-		DecaySteps          float64  `json:"decay_steps"`
-		DecayRate           float64  `json:"decay_rate"`
-		Staircase           bool     `json:"staircase"`
-		Alpha               float64  `json:"alpha"`
-		WarmupTarget        *float64 `json:"warmup_target"`
-		WarmupSteps         float64  `json:"warmup_steps"`
-	}
-	if err := json.Unmarshal(obj.Config, &cfg); err != nil {
-		return nil, err
-	}
-	s := &Schedule{InitialLearningRate: cfg.InitialLearningRate, DecaySteps: int(cfg.DecaySteps),
-		DecayRate: cfg.DecayRate, Staircase: cfg.Staircase, Alpha: cfg.Alpha, WarmupSteps: int(cfg.WarmupSteps)}
-	if cfg.WarmupTarget != nil {
-		s.WarmupTarget = *cfg.WarmupTarget
-	}
-	switch obj.ClassName {
-	case "ExponentialDecay":
-		s.Kind = ScheduleExponential
-	case "CosineDecay":
-		s.Kind = ScheduleCosine
-	default:
-		return nil, fmt.Errorf("unsupported learning rate schedule %q", obj.ClassName)
-	}
-	return s, s.check()
-}

@@ -88,8 +88,14 @@ func (m *Metrics) Len() int { return len(m.metrics) }
 
 // Update adds a batch: pred is rows×outputDim and y rows×label width, row-major.
 func (m *Metrics) Update(pred, y []float32, rows int) {
+	m.UpdateWeighted(pred, y, nil, rows)
+}
+
+// UpdateWeighted adds a batch with a weight per row, as Keras weighs metrics by sample
+// weight: each mean is Σ w·value / Σ w. A nil w weighs every row 1.
+func (m *Metrics) UpdateWeighted(pred, y, w []float32, rows int) {
 	for i := range m.metrics {
-		m.metrics[i].update(&m.stats[i], pred, y, rows, m.outputDim)
+		m.metrics[i].update(&m.stats[i], pred, y, w, rows, m.outputDim)
 	}
 }
 
@@ -120,7 +126,13 @@ type metric struct {
 }
 
 // update adds a batch of predictions to st.
-func (m *metric) update(st *metricStat, pred, y []float32, rows, dim int) {
+func (m *metric) update(st *metricStat, pred, y, w []float32, rows, dim int) {
+	wt := func(r int) float64 {
+		if w == nil {
+			return 1
+		}
+		return float64(w[r])
+	}
 	switch m.kind {
 	case metricBinaryAcc:
 		for r := 0; r < rows; r++ {
@@ -135,9 +147,9 @@ func (m *metric) update(st *metricStat, pred, y []float32, rows, dim int) {
 					s++
 				}
 			}
-			st.sum += s / float64(dim)
+			st.sum += wt(r) * s / float64(dim)
+			st.n += wt(r)
 		}
-		st.n += float64(rows)
 	case metricCategoricalAcc, metricSparseAcc:
 		for r := 0; r < rows; r++ {
 			pa := argmax(pred[r*dim : (r+1)*dim])
@@ -148,10 +160,10 @@ func (m *metric) update(st *metricStat, pred, y []float32, rows, dim int) {
 				ya = argmax(y[r*dim : (r+1)*dim])
 			}
 			if pa == ya {
-				st.sum++
+				st.sum += wt(r)
 			}
+			st.n += wt(r)
 		}
-		st.n += float64(rows)
 	case metricMAE, metricMSE:
 		for r := 0; r < rows; r++ {
 			var s float64
@@ -163,15 +175,15 @@ func (m *metric) update(st *metricStat, pred, y []float32, rows, dim int) {
 					s += e * e
 				}
 			}
-			st.sum += s / float64(dim)
+			st.sum += wt(r) * s / float64(dim)
+			st.n += wt(r)
 		}
-		st.n += float64(rows)
 	case metricRMSE:
 		for i := 0; i < rows*dim; i++ {
 			e := float64(pred[i] - y[i])
-			st.sum += e * e
+			st.sum += wt(i/dim) * e * e
+			st.n += wt(i / dim)
 		}
-		st.n += float64(rows * dim)
 	}
 }
 

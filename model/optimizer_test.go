@@ -139,35 +139,6 @@ func TestOptimizersMatchReference(t *testing.T) {
 	}
 }
 
-func TestSchedules(t *testing.T) {
-	tests := []struct {
-		name string
-		s    Schedule
-		step int64
-		want float64
-	}{
-		{"exponential start", Schedule{Kind: ScheduleExponential, DecaySteps: 10, DecayRate: 0.5}, 0, 0.1},
-		{"exponential smooth", Schedule{Kind: ScheduleExponential, DecaySteps: 10, DecayRate: 0.5}, 5, 0.1 * math.Sqrt(0.5)},
-		{"exponential staircase", Schedule{Kind: ScheduleExponential, DecaySteps: 10, DecayRate: 0.5, Staircase: true}, 15, 0.05},
-		{"exponential own initial", Schedule{Kind: ScheduleExponential, DecaySteps: 10, DecayRate: 0.5, InitialLearningRate: 1}, 10, 0.5},
-		{"cosine start", Schedule{Kind: ScheduleCosine, DecaySteps: 100}, 0, 0.1},
-		{"cosine half", Schedule{Kind: ScheduleCosine, DecaySteps: 100}, 50, 0.05},
-		{"cosine end with alpha", Schedule{Kind: ScheduleCosine, DecaySteps: 100, Alpha: 0.2}, 500, 0.02},
-		{"cosine warmup", Schedule{Kind: ScheduleCosine, DecaySteps: 100, WarmupSteps: 10, WarmupTarget: 1}, 5, 0.55},
-		{"cosine after warmup", Schedule{Kind: ScheduleCosine, DecaySteps: 100, WarmupSteps: 10, WarmupTarget: 1}, 60, 0.5},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.s.check(); err != nil {
-				t.Fatal(err)
-			}
-			if got := tt.s.rate(0.1, tt.step); math.Abs(got-tt.want) > 1e-12 {
-				t.Errorf("rate at %d = %v, want %v", tt.step, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestCompileValidation(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -90,6 +91,8 @@ type parityCase struct {
 	PredictX        []float32      `json:"predict_x,omitempty"`
 	PredictRows     int            `json:"predict_rows,omitempty"`
 	Compile         *parityCompile `json:"compile,omitempty"`
+	// ClassWeight is fit's classWeight, by class index.
+	ClassWeight map[string]float64 `json:"class_weight,omitempty"`
 }
 
 type parityResult struct {
@@ -160,6 +163,9 @@ type fitDef struct {
 	seed     uint64
 	// kerasForm keeps the document's optimizer in Keras's form instead of TF.js's.
 	kerasForm bool
+	// classWeight is Keras's class_weight by class index. TF.js weighs the loss (and so the
+	// gradients) as Keras does but not the training metrics, which are then not compared.
+	classWeight []float64
 }
 
 // makeData draws inputs from N(0,1) and targets that depend on them, per task.
@@ -324,6 +330,18 @@ func fitDefs(t testing.TB) []fitDef {
 				`{"type":"dense","units":8,"activation":"elu","name":"b","kernel_constraint":{"kind":"min_max_norm","min_value":0.3,"max_value":0.6,"rate":0.7},"kernel_regularizer":{"l1":0.02}},` +
 				`{"type":"dense","units":2,"name":"out","kernel_constraint":{"kind":"max_norm","max_value":0.8,"axis":-1}}]}`,
 			compile: Compile{Loss: "mse", Metrics: []string{"mae"}, Optimizer: OptimizerConfig{Name: "adam", LearningRate: 0.01, TFJSEpsilon: true}}},
+		{name: "class_weight_bce_sgd", tol: 1e-6, inputDim: 5, rows: 120, batch: 16, epochs: 4, valSplit: 0.25, task: "binary", classes: 1, seed: 11,
+			classWeight: []float64{1, 3.5},
+			spec:        `{"layers":[{"type":"dense","units":8,"activation":"relu","name":"h"},{"type":"dense","units":1,"activation":"sigmoid","name":"p"}]}`,
+			compile:     Compile{Loss: "binary_crossentropy", Metrics: []string{"accuracy"}, Optimizer: OptimizerConfig{Name: "sgd", LearningRate: 0.05, Momentum: 0.9}}},
+		{name: "class_weight_cce_adam", tol: 1e-5, inputDim: 6, rows: 130, batch: 32, epochs: 4, valSplit: 0.2, task: "onehot", classes: 4, seed: 12,
+			classWeight: []float64{0.5, 2, 1, 4},
+			spec:        `{"layers":[{"type":"dense","units":12,"activation":"tanh","name":"h"},{"type":"dense","units":4,"activation":"softmax","name":"probs"}]}`,
+			compile:     Compile{Loss: "categorical_crossentropy", Metrics: []string{"accuracy"}, Optimizer: OptimizerConfig{Name: "adam", LearningRate: 0.01, TFJSEpsilon: true}}},
+		{name: "class_weight_sparse_rmsprop", tol: 1e-5, inputDim: 4, rows: 100, batch: 25, epochs: 3, valRows: 30, task: "sparse", classes: 3, seed: 13,
+			classWeight: []float64{2, 0.25, 1},
+			spec:        `{"layers":[{"type":"dense","units":9,"activation":"relu","name":"h"},{"type":"dense","units":3,"activation":"softmax","name":"probs"}]}`,
+			compile:     Compile{Loss: "sparse_categorical_crossentropy", Optimizer: OptimizerConfig{Name: "rmsprop", LearningRate: 0.005}}},
 		{name: "mae_sgd", tol: 1e-6, inputDim: 3, rows: 50, batch: 8, epochs: 3, task: "regression", classes: 1, seed: 9,
 			spec:    `{"layers":[{"type":"dense","units":6,"activation":"sigmoid","name":"h"},{"type":"dense","units":1,"name":"out"}]}`,
 			compile: Compile{Loss: "mae", Optimizer: OptimizerConfig{Name: "sgd", LearningRate: 0.05}}},
@@ -377,6 +395,12 @@ func prepareFit(t testing.TB, d fitDef, dir string) *goFit {
 	if d.valRows > 0 {
 		g.vx, g.vy = makeData(r, d.valRows, in, d.task, d.classes)
 		g.pc.ValX, g.pc.ValY, g.pc.ValRows = g.vx, g.vy, d.valRows
+	}
+	if d.classWeight != nil {
+		g.pc.ClassWeight = map[string]float64{}
+		for i, w := range d.classWeight {
+			g.pc.ClassWeight[strconv.Itoa(i)] = w
+		}
 	}
 	g.predX, _ = makeData(r, 7, in, "regression", 1)
 	g.pc.PredictX, g.pc.PredictRows = g.predX, 7
@@ -480,7 +504,7 @@ func checkFit(t *testing.T, g *goFit, res parityResult) parityRow {
 	if row.pred > 1e-6 {
 		t.Errorf("predictions of the exported model differ by %g (> 1e-6)", row.pred)
 	}
-	opts := FitOptions{Epochs: g.def.epochs, BatchSize: g.def.batch, ValidationSplit: g.def.valSplit}
+	opts := FitOptions{Epochs: g.def.epochs, BatchSize: g.def.batch, ValidationSplit: g.def.valSplit, ClassWeight: g.def.classWeight}
 	if g.vx != nil {
 		opts.ValidationX, opts.ValidationY, opts.ValidationRows = g.vx, g.vy, g.def.valRows
 	}
@@ -494,6 +518,9 @@ func checkFit(t *testing.T, g *goFit, res parityResult) parityRow {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
+		if g.def.classWeight != nil && k != "loss" && !strings.HasPrefix(k, "val_") {
+			continue // TF.js does not weigh training metrics
+		}
 		goVals := h.History[k]
 		jsVals, ok := res.History[tfjsKey(k)]
 		if !ok {

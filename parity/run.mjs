@@ -8,9 +8,9 @@
 //   {"mode": "fit", "model_dir": dir, ...}   load the TF.js Layers model pgtrain wrote to dir
 //       (through a custom IOHandler), predict "predict_x" before training, compile with
 //       "compile", fit on x/y (shuffle off) and report the history, every weight and the
-//       predictions after training. Weight constraints the model.json names are applied after
-//       every batch, as Keras's optimizers do (TF.js's fit leaves them out; their projections
-//       are TF.js's own).
+//       predictions after training; "class_weight" is fit's classWeight. Weight constraints
+//       the model.json names are applied after every batch, as Keras's optimizers do (TF.js's
+//       fit leaves them out; their projections are TF.js's own).
 //   {"mode": "save", "out_dir": dir, ...}    build a model natively in TF.js, train it briefly,
 //       save it to out_dir through tf.io.withSaveHandler and report its predictions.
 //
@@ -159,6 +159,7 @@ async function runFit(c) {
       };
     }
     if (c.validation_split) args.validationSplit = c.validation_split;
+    if (c.class_weight) args.classWeight = c.class_weight;
     if (c.val_x) args.validationData = [t2(c.val_x, c.val_rows, c.input_dim), labels(c.val_y, c.val_rows)];
     res.history = historyOf(await model.fit(x, y, args));
     res.weights = weightsOf(model);

@@ -45,6 +45,8 @@ type position struct {
 	// AnyKey; the model's metadata records it.
 	LastKey int64 `msgpack:"last_key"`
 	AnyKey  bool  `msgpack:"any_key"`
+	// Callbacks is the state of the job's training controls (callbacks.go).
+	Callbacks callbackState `msgpack:"callbacks"`
 }
 
 // pendingRows are rows not yet part of a finished batch.
@@ -54,20 +56,29 @@ type pendingRows struct {
 	Y    []float32 `msgpack:"y"`
 }
 
-// accum sums batch values weighted by batch rows: Σ value × rows, and Σ rows.
+// accum sums batch values: the loss weighted by batch rows (Σ loss × rows, Σ rows), as
+// Keras's loss tracker, and the metrics by the batch's sum of sample weights (its rows
+// without weights), as Keras's weighted metrics.
 type accum struct {
 	Rows int64              `msgpack:"rows"`
 	Sums map[string]float64 `msgpack:"sums"`
+	// Weight is Σ of the batches' sample weights (0 in a checkpoint older than it: Rows).
+	Weight float64 `msgpack:"weight"`
 }
 
-func (a *accum) add(values map[string]float64, rows int) {
+func (a *accum) addWeighted(values map[string]float64, rows int, weight float64) {
 	if a.Sums == nil {
 		a.Sums = map[string]float64{}
 	}
 	for k, v := range values {
-		a.Sums[k] += v * float64(rows)
+		if k == "loss" {
+			a.Sums[k] += v * float64(rows)
+		} else if weight > 0 {
+			a.Sums[k] += v * weight
+		}
 	}
 	a.Rows += int64(rows)
+	a.Weight += weight
 }
 
 // means splits the averages into the loss and the rest.
@@ -75,12 +86,16 @@ func (a *accum) means() (loss float64, metrics map[string]float64) {
 	if a.Rows == 0 {
 		return 0, nil
 	}
+	weight := a.Weight
+	if weight == 0 {
+		weight = float64(a.Rows)
+	}
 	for k, s := range a.Sums {
-		v := s / float64(a.Rows)
 		if k == "loss" {
-			loss = v
+			loss = s / float64(a.Rows)
 			continue
 		}
+		v := s / weight
 		if metrics == nil {
 			metrics = map[string]float64{}
 		}

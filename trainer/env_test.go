@@ -57,6 +57,8 @@ type dataset struct {
 	backend    string
 	model      json.RawMessage
 	loss       string
+	// controls sets the spec's training controls (callbacks).
+	controls func(s *messages.JobSpec)
 }
 
 const (
@@ -96,7 +98,11 @@ func (d dataset) plan() *messages.Plan {
 		Label: messages.LabelSpec{Column: "y"}, Model: d.model, Loss: d.loss, Metrics: []string{"mae"},
 		Epochs: d.epochs, BatchSize: d.batch, Seed: d.seed, Backend: d.backend,
 		Optimizer: messages.OptimizerSpec{Name: "adam", LearningRate: 0.01},
-	}.WithDefaults()
+	}
+	if d.controls != nil {
+		d.controls(&spec)
+	}
+	spec = spec.WithDefaults()
 	p := &messages.Plan{
 		Version: messages.SchemaVersion, JobID: d.job, Spec: spec, Schema: "public", Table: "t", Key: "id",
 		Features: []messages.ColumnPlan{

@@ -31,6 +31,9 @@ type jobRun struct {
 	model Model
 	pos   position
 	log   *slog.Logger
+	ctl   controls
+	// weights is the buffer of the pending batch's sample weights (class_weight).
+	weights []float32
 
 	segment time.Time // start of the wall time not yet added to pos.Seconds
 
@@ -142,6 +145,9 @@ func (j *jobRun) epochs(ctx context.Context) error {
 		pf.release()
 		if err != nil {
 			return err
+		}
+		if j.pos.Finished {
+			return nil // early stopping ended the training before the plan's last epoch
 		}
 	}
 }
@@ -262,16 +268,28 @@ func (j *jobRun) step(training bool) error {
 	var err error
 	acc := &j.pos.Valid
 	split := splitValidation
-	if training {
+	weight := float64(rows)
+	switch {
+	case training && j.ctl.classWeights != nil:
+		var w []float32
+		if w, err = j.classWeightsOf(p.Y, rows); err == nil {
+			out, err = j.model.(weightedTrainer).TrainOnBatchWeighted(p.X, p.Y, w, rows)
+		}
+		weight = 0
+		for _, v := range w {
+			weight += float64(v)
+		}
+		acc, split = &j.pos.Train, splitTrain
+	case training:
 		out, err = j.model.TrainOnBatch(p.X, p.Y, rows)
 		acc, split = &j.pos.Train, splitTrain
-	} else {
+	default:
 		out, err = j.model.Evaluate(p.X, p.Y, rows)
 	}
 	if err != nil {
 		return fmt.Errorf("epoch %d, batch of %d rows (first key %d): %w", j.pos.Epoch+1, rows, p.Keys[0], err)
 	}
-	acc.add(out, rows)
+	acc.addWeighted(out, rows, weight)
 	j.t.m.rows.WithLabelValues(j.plan.JobID, split).Add(float64(rows))
 	p.Keys, p.X, p.Y = p.Keys[:0], p.X[:0], p.Y[:0]
 	return nil
@@ -302,9 +320,13 @@ func (j *jobRun) endEpoch() (messages.EpochResult, error) {
 	if err := j.checkSeen(e, "validation", res.SeenValid, j.plan.ExpectedValid); err != nil {
 		return res, err
 	}
+	stop, err := j.onEpochEnd(&res)
+	if err != nil {
+		return res, err
+	}
 	j.pos.Results = append(j.pos.Results, res)
-	j.pos = position{Epoch: e + 1, Pending: j.pos.Pending, Results: j.pos.Results, Finished: e+1 >= j.plan.Spec.Epochs,
-		LastKey: j.pos.LastKey, AnyKey: j.pos.AnyKey}
+	j.pos = position{Epoch: e + 1, Pending: j.pos.Pending, Results: j.pos.Results, Finished: stop || e+1 >= j.plan.Spec.Epochs,
+		LastKey: j.pos.LastKey, AnyKey: j.pos.AnyKey, Callbacks: j.pos.Callbacks}
 	if err := j.checkpoint(); err != nil {
 		return res, err
 	}
@@ -342,8 +364,17 @@ func (j *jobRun) logEpoch(res messages.EpochResult) {
 			args = append(args, "val_"+k, res.ValMetrics[k])
 		}
 	}
+	if res.LearningRate > 0 {
+		args = append(args, "learning_rate", res.LearningRate)
+	}
+	if res.Best {
+		args = append(args, "best", true)
+	}
 	args = append(args, "rows", res.Seen.Rows, "seconds", res.Seconds, "rows_per_s", res.RowsPerSecond)
 	j.log.Info(fmt.Sprintf("epoch %d/%d", res.Epoch+1, j.plan.Spec.Epochs), args...)
+	if s := j.pos.Callbacks.Stopped; s != "" && j.pos.Finished {
+		j.log.Info(s)
+	}
 }
 
 func (j *jobRun) addTime() {
@@ -411,7 +442,14 @@ func (j *jobRun) send(ctx context.Context, p messages.TrainerProgress) error {
 // It runs again, harmlessly, when a trainer restarts after the last checkpoint: the export
 // and the stored objects come out the same.
 func (j *jobRun) finish(ctx context.Context) error {
-	dir, err := j.export()
+	if es := j.pos.Callbacks.Early; j.ctl.early != nil && j.ctl.early.RestoreBestWeights && es != nil && es.HasBestWeights {
+		// Keras 3 restores the best weights when training ends, early or not.
+		if err := j.loadWeights(earlyStoppingWeights); err != nil {
+			return err
+		}
+		j.log.Info("restored the weights of the best epoch", "epoch", es.BestEpoch+1)
+	}
+	dir, err := j.export("model", j.meta(-1))
 	if err != nil {
 		return err
 	}
@@ -421,12 +459,29 @@ func (j *jobRun) finish(ctx context.Context) error {
 		}
 		return retryable("storing the model: %w", err)
 	}
+	best := j.bestEpoch()
+	if j.ctl.best != nil && best != nil {
+		if err := j.loadWeights(bestEpochWeights); err != nil {
+			return err
+		}
+		bdir, err := j.export("model-best", j.meta(*best))
+		if err != nil {
+			return err
+		}
+		if err := j.t.bus.PutModel(ctx, messages.BestModelID(j.plan.JobID), bdir); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return retryable("storing the best epoch's model: %w", err)
+		}
+	}
 	var rows int64
 	if n := len(j.pos.Results); n > 0 {
 		rows = j.pos.Results[n-1].Seen.Rows
 	}
 	err = j.report(ctx, messages.TrainerProgress{
 		Epoch: j.plan.Spec.Epochs, Consumed: 0, Rows: rows, Done: true,
+		Stopped: j.pos.Callbacks.Stopped, BestEpoch: best,
 	})
 	if err != nil {
 		return err
@@ -436,10 +491,11 @@ func (j *jobRun) finish(ctx context.Context) error {
 	return nil
 }
 
-// export writes the TF.js model, with its metadata, next to the checkpoint; it is written
-// under a temporary name and renamed, so OutDir/<job>/model is either absent or complete.
-func (j *jobRun) export() (string, error) {
-	final, err := filepath.Abs(filepath.Join(j.dir, "model"))
+// export writes the TF.js model, with its metadata, next to the checkpoint in the directory
+// name; it is written under a temporary name and renamed, so OutDir/<job>/<name> is either
+// absent or complete.
+func (j *jobRun) export(name string, meta messages.ModelMeta) (string, error) {
+	final, err := filepath.Abs(filepath.Join(j.dir, name))
 	if err != nil {
 		return "", err
 	}
@@ -461,7 +517,7 @@ func (j *jobRun) export() (string, error) {
 	if err := writeFileAtomic(filepath.Join(tmp, messages.TrainingStateFile), state); err != nil {
 		return "", fmt.Errorf("exporting the training state: %w", err)
 	}
-	if err := model.WriteMeta(tmp, j.meta()); err != nil {
+	if err := model.WriteMeta(tmp, meta); err != nil {
 		return "", fmt.Errorf("exporting the model: %w", err)
 	}
 	if err := os.RemoveAll(final); err != nil {
@@ -474,14 +530,19 @@ func (j *jobRun) export() (string, error) {
 }
 
 // meta is the model's metadata: the plan's preprocessing and data, the largest key read and
-// the final epoch's metrics.
-func (j *jobRun) meta() messages.ModelMeta {
+// the metrics of the given epoch (-1: the final epoch).
+func (j *jobRun) meta(epoch int) messages.ModelMeta {
 	m := messages.ModelMetaFromPlan(j.plan)
 	m.LastKey = j.pos.LastKey
 	m.Epochs = j.plan.ModelEpoch(len(j.pos.Results))
 	m.TrainingState = messages.TrainingStateFile
 	if n := len(j.pos.Results); n > 0 {
 		res := j.pos.Results[n-1]
+		for _, r := range j.pos.Results {
+			if r.Epoch == epoch {
+				res = r
+			}
+		}
 		m.Metrics = map[string]float64{"loss": res.Loss}
 		for k, v := range res.Metrics {
 			m.Metrics[k] = v

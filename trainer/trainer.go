@@ -179,7 +179,12 @@ func (t *Trainer) runJob(ctx context.Context, id string) error {
 		dir:   filepath.Join(t.cfg.OutDir, id),
 		model: m,
 		log:   t.log.With("job_id", id),
+		ctl:   controlsOf(plan),
 	}
+	if err := j.ctl.checkEngine(m); err != nil {
+		return err
+	}
+	j.pos.Callbacks = j.ctl.newState()
 	ck, err := loadCheckpoint(j.dir, id)
 	switch {
 	case errors.Is(err, ErrBadCheckpoint):
@@ -200,6 +205,9 @@ func (t *Trainer) runJob(ctx context.Context, id string) error {
 			return fmt.Errorf("restoring the model from the checkpoint: %w", err)
 		}
 		j.pos = ck.Position
+		if err := j.resumeControls(); err != nil {
+			return err
+		}
 		j.log.Info("resuming from checkpoint", "epoch", j.pos.Epoch+1, "consumed", j.pos.Consumed,
 			"offset", j.pos.Offset, "finished", j.pos.Finished)
 	}

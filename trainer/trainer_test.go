@@ -402,29 +402,46 @@ func TestChecksumMismatchFailsTheJobUnlessDriftIsAllowed(t *testing.T) {
 
 func TestResumeGivesBitIdenticalWeights(t *testing.T) {
 	tests := []struct {
-		name   string
-		replay bool
-		stopAt int  // batch at which the first trainer is stopped
-		crash  bool // restore the checkpoint as it was at that batch, as after kill -9
+		name     string
+		replay   bool
+		stopAt   int  // batch at which the first trainer is stopped
+		crash    bool // restore the checkpoint as it was at that batch, as after kill -9
+		controls bool // with callbacks
 	}{
 		{name: "cancel mid-range, re-reading", stopAt: 13},
 		{name: "cancel mid-range, replay", replay: true, stopAt: 27},
 		{name: "cancel in validation", replay: true, stopAt: 11},
 		{name: "kill after a range checkpoint, replay", replay: true, stopAt: 17, crash: true},
 		{name: "kill in the last epoch, replay", replay: true, stopAt: 38, crash: true},
+		// The callbacks' state resumes too: the same rate reductions, the same epoch kept and
+		// the same early stop (after the second of three epochs).
+		{name: "kill after a range checkpoint, with callbacks", replay: true, stopAt: 17, crash: true, controls: true},
+		{name: "cancel in the second epoch, with callbacks", stopAt: 21, controls: true},
 	}
 	b := testBus(t)
-	dsFor := func(job string, replay bool) dataset {
-		return dataset{job: job, rangeRows: []int{23, 17, 31, 9, 20, 14}, validation: 2, pageRows: 6,
-			epochs: 3, batch: 8, seed: 7, replay: replay}
+	withControls := func(s *messages.JobSpec) {
+		zero := 0
+		s.ValidationSplit = 0.2 // the plan holds out ranges itself; this lets val_ monitors validate
+		s.ReduceLROnPlateau = &messages.ReduceLROnPlateauSpec{Monitor: "loss", Mode: "max", Factor: 0.5, Patience: &zero}
+		s.ModelCheckpoint = &messages.ModelCheckpointSpec{Monitor: "val_loss"}
+		s.EarlyStopping = &messages.EarlyStoppingSpec{Monitor: "loss", Mode: "max", Patience: 1, RestoreBestWeights: true}
+	}
+	type refKey struct{ replay, controls bool }
+	dsFor := func(job string, k refKey) dataset {
+		d := dataset{job: job, rangeRows: []int{23, 17, 31, 9, 20, 14}, validation: 2, pageRows: 6,
+			epochs: 3, batch: 8, seed: 7, replay: k.replay}
+		if k.controls {
+			d.controls = withControls
+		}
+		return d
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	refs := map[bool][]byte{}
-	refResults := map[bool][]messages.EpochResult{}
-	for _, replay := range []bool{false, true} {
-		job := "ref-" + map[bool]string{false: "reread", true: "replay"}[replay]
-		d := dsFor(job, replay)
+	refs := map[refKey][]byte{}
+	refResults := map[refKey][]messages.EpochResult{}
+	for _, k := range []refKey{{false, false}, {true, false}, {false, true}, {true, true}} {
+		job := "ref-" + map[bool]string{false: "reread", true: "replay"}[k.replay] + map[bool]string{false: "", true: "-controls"}[k.controls]
+		d := dsFor(job, k)
 		p := d.plan()
 		storePlan(t, b, p)
 		for _, rb := range d.batches(p) {
@@ -437,13 +454,17 @@ func TestResumeGivesBitIdenticalWeights(t *testing.T) {
 		if err := trainOnce(t, ctx, b, c, Config{TrainerID: job, OutDir: out}, nil); err != nil {
 			t.Fatal(err)
 		}
-		refs[replay] = finalModel(t, out, job)
-		refResults[replay] = readHistory(t, filepath.Join(out, job, "history.json"))
+		refs[k] = finalModel(t, out, job)
+		refResults[k] = readHistory(t, filepath.Join(out, job, "history.json"))
+		if k.controls && len(refResults[k]) != 2 {
+			t.Fatalf("%s: %d epochs, want early stopping after 2", job, len(refResults[k]))
+		}
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			job := "resume" + string(rune('a'+i))
-			d := dsFor(job, tc.replay)
+			k := refKey{tc.replay, tc.controls}
+			d := dsFor(job, k)
 			p := d.plan()
 			storePlan(t, b, p)
 			wait := publishShuffled(t, b, d.batches(p), uint64(10+i))
@@ -490,12 +511,12 @@ func TestResumeGivesBitIdenticalWeights(t *testing.T) {
 			if err := wait(); err != nil {
 				t.Fatal(err)
 			}
-			if got := finalModel(t, out, job); !slices.Equal(got, refs[tc.replay]) {
+			if got := finalModel(t, out, job); !slices.Equal(got, refs[k]) {
 				t.Fatalf("resumed weights differ from the uninterrupted run's")
 			}
 			rs := readHistory(t, filepath.Join(out, job, "history.json"))
-			if !reflect.DeepEqual(withoutTimes(rs), withoutTimes(refResults[tc.replay])) {
-				t.Fatalf("resumed history differs:\n%+v\n%+v", rs, refResults[tc.replay])
+			if !reflect.DeepEqual(withoutTimes(rs), withoutTimes(refResults[k])) {
+				t.Fatalf("resumed history differs:\n%+v\n%+v", rs, refResults[k])
 			}
 		})
 	}

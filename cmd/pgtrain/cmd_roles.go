@@ -39,6 +39,8 @@ func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
 	fs.IntVar(&l.PageRows, "max-page-rows", coordinator.DefaultMaxPageRows, "largest page_rows a job may ask for (rows a fetcher reads at once)")
 	fs.IntVar(&l.VocabSize, "max-vocab-size", coordinator.DefaultMaxVocabSize, "largest vocab_size of a one-hot feature or a label, and buckets of a hashed feature")
 	fs.IntVar(&l.VocabValueBytes, "max-vocab-value-bytes", coordinator.DefaultMaxVocabValue, "longest value (in bytes) of a planned vocabulary or label class; a longer one is refused with 400 (encode \"hash\" takes such values)")
+	fs.IntVar(&l.ClassWeights, "max-class-weights", coordinator.DefaultMaxClassWeights, "most classes a job's class_weight may list")
+	fs.IntVar(&l.ScheduleBoundaries, "max-schedule-boundaries", coordinator.DefaultMaxScheduleBoundaries, "most boundaries of a PiecewiseConstantDecay learning-rate schedule")
 	fs.IntVar(&l.Layers, "max-layers", coordinator.DefaultMaxLayers, "most layers a model may have")
 	fs.IntVar(&l.Units, "max-units", coordinator.DefaultMaxUnits, "most units a dense layer may have")
 	fs.Int64Var(&l.Params, "max-params", coordinator.DefaultMaxParams, "most parameters a model may have on the planned input width (4 bytes each, up to 3 times that with the optimizer's state)")

@@ -208,6 +208,12 @@ func epochLine(st *messages.JobStatus, r messages.EpochResult) string {
 	for _, name := range sortedKeys(r.ValMetrics) {
 		fmt.Fprintf(&b, " - val_%s: %s", name, metricValue(r.ValMetrics[name]))
 	}
+	if r.LearningRate > 0 {
+		fmt.Fprintf(&b, " - learning_rate: %s", metricValue(r.LearningRate))
+	}
+	if r.Best {
+		b.WriteString(" (best)")
+	}
 	return b.String()
 }
 
@@ -223,6 +229,12 @@ func metricValue(v float64) string {
 // finalLine closes a finished job: where its model is and its best validation metric.
 func finalLine(st *messages.JobStatus, model string) string {
 	line := fmt.Sprintf("job %s done; model saved to %s", st.ID, model)
+	if st.StopReason != "" {
+		line += "; " + st.StopReason
+	}
+	if st.BestModelID != "" && st.BestEpoch != nil {
+		line += fmt.Sprintf("; epoch %d's model (model_checkpoint) stored as %s, in %s beside the last", *st.BestEpoch+1, st.BestModelID, st.BestModelPath)
+	}
 	name, v, epoch, ok := bestValidation(st.Results)
 	if !ok {
 		return line + "; no validation split"

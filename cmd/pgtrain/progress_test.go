@@ -46,6 +46,12 @@ func TestEpochLine(t *testing.T) {
 			r:    messages.EpochResult{Epoch: 2, Loss: 0.000012345, ValLoss: ptr(0)},
 			want: "Epoch 3/3 - 0 rows - 0.0s - 0 rows/s - loss: 1.2345e-05 - val_loss: 0.0000",
 		},
+		{
+			name: "the learning rate of a schedule, and the best epoch marked",
+			r: messages.EpochResult{Epoch: 0, Loss: 1, ValLoss: ptr(0.5), ValMetrics: map[string]float64{"accuracy": 0.9},
+				LearningRate: 0.0005, Best: true},
+			want: "Epoch 1/3 - 0 rows - 0.0s - 0 rows/s - loss: 1.0000 - val_loss: 0.5000 - val_accuracy: 0.9000 - learning_rate: 5.0000e-04 (best)",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,9 +64,11 @@ func TestEpochLine(t *testing.T) {
 
 func TestFinalLine(t *testing.T) {
 	tests := []struct {
-		name    string
-		results []messages.EpochResult
-		want    string
+		name       string
+		results    []messages.EpochResult
+		stopReason string
+		bestEpoch  int
+		want       string
 	}{
 		{
 			name: "the highest validation accuracy",
@@ -85,10 +93,22 @@ func TestFinalLine(t *testing.T) {
 			results: []messages.EpochResult{{Epoch: 0, Loss: 1}},
 			want:    "job j done; model saved to out/j/model; no validation split",
 		},
+		{
+			name:       "stopped early, with the best epoch's model",
+			results:    []messages.EpochResult{{Epoch: 0, ValLoss: ptr(0.5)}, {Epoch: 1, ValLoss: ptr(0.6)}},
+			stopReason: "early stopping at epoch 2 of 9: val_loss did not improve for 1 epochs (best 0.5 at epoch 1)",
+			bestEpoch:  0,
+			want: "job j done; model saved to out/j/model; early stopping at epoch 2 of 9: val_loss did not improve for 1 epochs (best 0.5 at epoch 1)" +
+				"; epoch 1's model (model_checkpoint) stored as j_best, in j/model-best beside the last; best val_loss 0.5000 (epoch 1)",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := finalLine(&messages.JobStatus{ID: "j", Results: tt.results}, "out/j/model"); got != tt.want {
+			st := &messages.JobStatus{ID: "j", Results: tt.results, StopReason: tt.stopReason}
+			if tt.stopReason != "" {
+				st.BestEpoch, st.BestModelID, st.BestModelPath = &tt.bestEpoch, messages.BestModelID("j"), messages.BestModelDir("j")
+			}
+			if got := finalLine(st, "out/j/model"); got != tt.want {
 				t.Errorf("finalLine =\n%s\nwant\n%s", got, tt.want)
 			}
 		})
