@@ -198,6 +198,8 @@ func checkMetadata(t *testing.T, ctx context.Context, pool *pgxpool.Pool, cl *lo
 	for k, v := range last.ValMetrics {
 		want.Metrics["val_"+k] = v
 	}
+	// What the trainer adds for a later warm start: the epochs trained, the training state's file.
+	want.Epochs, want.TrainingState = len(m.status.Results), messages.TrainingStateFile
 	meta.Spec.Model, want.Spec.Model = nil, nil // the same document, indented differently
 	if !reflect.DeepEqual(meta, want) {
 		t.Fatalf("model.json metadata:\n got %+v\nwant %+v", meta, want)
