@@ -17,6 +17,8 @@ func regressionPlan(out string) *messages.Plan {
 		OutputSchema: "public", OutputTable: out, Task: messages.TaskRegression, KeyType: "bigint"}}
 }
 
+func batch(page int) messages.BatchID { return messages.BatchID{JobID: "j-1", Page: page} }
+
 func batchRows(from, n int64, value float32) [][]any {
 	rows := make([][]any, n)
 	for i := range rows {
@@ -68,10 +70,10 @@ func TestOutputWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := w.Write(ctx, batchRows(1, 100, 1)); err != nil {
+	if err := w.Write(ctx, batch(0), batchRows(1, 100, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(ctx, batchRows(1, 100, 1)); err != nil {
+	if err := w.Write(ctx, batch(0), batchRows(1, 100, 1)); err != nil {
 		t.Fatalf("a batch written again: %v", err)
 	}
 	if got := tableRows(t, pool, "scored"); len(got) != 100 || got[1] != 1 || got[100] != 1 {
@@ -92,7 +94,7 @@ func TestOutputWriter(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	var raceErr error
-	wg.Go(func() { raceErr = w.Write(ctx, batchRows(101, 50, 2)) })
+	wg.Go(func() { raceErr = w.Write(ctx, batch(0), batchRows(101, 50, 2)) })
 	testenv.Eventually(t, time.Minute, "the second write to wait on the first's keys", func() bool {
 		var waiting bool
 		err := pool.QueryRow(ctx, `select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database())`).Scan(&waiting)
@@ -111,7 +113,7 @@ func TestOutputWriter(t *testing.T) {
 
 	// Mode append over rows already there: each batch's values replace them.
 	for i := range int64(upsertAfter + 2) {
-		if err := w.Write(ctx, batchRows(1+10*i, 10, float32(3+i))); err != nil {
+		if err := w.Write(ctx, batch(0), batchRows(1+10*i, 10, float32(3+i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -122,7 +124,7 @@ func TestOutputWriter(t *testing.T) {
 	if n := w.conflicts.Load(); n != upsertAfter {
 		t.Fatalf("%d COPYs met written keys, want %d: the writer should stop trying", n, upsertAfter)
 	}
-	if err := w.Write(ctx, batchRows(151, 10, 9)); err != nil {
+	if err := w.Write(ctx, batch(0), batchRows(151, 10, 9)); err != nil {
 		t.Fatal(err)
 	}
 	if got := tableRows(t, pool, "scored"); len(got) != 160 || got[160] != 9 {
