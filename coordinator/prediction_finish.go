@@ -57,7 +57,10 @@ func (c *Coordinator) finishOutput(j *job) {
 		ctx := c.bgCtx
 		backoff := &workloop.Backoff{Min: time.Second, Max: 30 * time.Second}
 		var failure error
-		for {
+		if pool == nil {
+			failure = fmt.Errorf("source %q is not configured on this coordinator", plan.Spec.Source)
+		}
+		for failure == nil {
 			started := time.Now()
 			err := keyOutput(ctx, pool, plan)
 			if err == nil {
