@@ -530,7 +530,7 @@ func (c *Coordinator) maybeFinishPrediction(ctx context.Context, j *job) error {
 	if !j.prediction() || j.rec.ended() || !j.allRead() || j.scored.n < len(j.plan.Ranges) {
 		return nil
 	}
-	if outputKeyLater(j.plan.Prediction) && j.predictionStatus().Written.Rows == j.folded.RowsRead {
+	if j.plan.Prediction.Ledger != "" && j.predictionStatus().Written.Rows == j.folded.RowsRead {
 		c.finishOutput(j) // it ends the job once the output table is keyed
 		return nil
 	}

@@ -36,7 +36,8 @@ func createLedger(ctx context.Context, tx pgx.Tx, p *messages.Plan) error {
 	return err
 }
 
-// outputKeyLater reports whether the output table is keyed when the job finishes.
+// outputKeyLater reports whether a new output table is created without its key, to be
+// keyed when the job finishes; the plan then names the ledger, which says so from then on.
 func outputKeyLater(pp *messages.PredictionPlan) bool {
 	return pp.OutputTable != "" && pp.Mode != messages.OutputAppend
 }
