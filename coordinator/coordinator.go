@@ -160,6 +160,15 @@ func New(ctx context.Context, cfg Config, sources map[string]*pgxpool.Pool, b Bu
 			log.Warn("snapshot of a running job was lost with the previous coordinator", "job_id", j.rec.ID)
 		}
 	}
+	for _, j := range jobs {
+		// The previous coordinator may have died with every batch written, before or
+		// while it keyed the output table: that step runs again.
+		if j.rec.State == messages.JobRunning && j.prediction() {
+			if err := c.maybeFinishPrediction(ctx, j); err != nil {
+				log.Warn("ending a prediction job whose ranges are all written", "job_id", j.rec.ID, "error", err)
+			}
+		}
+	}
 	if len(jobs) > 0 {
 		log.Info("resumed jobs from the state bucket", "jobs", len(jobs))
 	}
@@ -347,7 +356,7 @@ func (c *Coordinator) jobEnded(j *job) {
 	c.log.Info("job ended", "job_id", j.rec.ID, "state", j.rec.State, "error", j.rec.Error, "model_path", j.rec.ModelPath)
 	c.releaseSnapshot(j, "the job ended")
 	c.jobEndedSignal()
-	id, prediction := j.rec.ID, j.prediction()
+	id, prediction, plan := j.rec.ID, j.prediction(), j.plan
 	c.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(c.bgCtx, time.Minute)
 		defer cancel()
@@ -356,7 +365,7 @@ func (c *Coordinator) jobEnded(j *job) {
 			c.purge(ctx, c.names.RawStream(), c.names.RawJobSubjects(id)),
 		}
 		if prediction {
-			errs = append(errs, c.deleteScorerConsumer(ctx, id))
+			errs = append(errs, c.deleteScorerConsumer(ctx, id), c.dropLedger(ctx, plan))
 		}
 		if err := errors.Join(errs...); err != nil {
 			c.log.Warn("purging an ended job's batches", "job_id", id, "error", err)

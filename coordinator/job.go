@@ -34,6 +34,8 @@ type job struct {
 	loadErr error
 	// deleting is set while DELETE removes the job's data.
 	deleting bool
+	// finishing is set while a prediction job's output table is being keyed.
+	finishing bool
 }
 
 // passState is one read pass in play: its range order (the trainer's) and its tasks.

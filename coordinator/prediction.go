@@ -366,13 +366,18 @@ func textWidths(ctx context.Context, tx pgx.Tx, in *planInput, texts []string) (
 }
 
 // createOutput creates (or, in mode replace, drops and creates) the output table: the
-// source key, of the same type, as primary key, then the prediction columns.
+// source key, of the same type, then the prediction columns. In mode append the key is
+// the primary key from the start; in modes create and replace it is added when the job
+// finishes, and the job's ledger is created with the table (prediction_finish.go).
 func createOutput(ctx context.Context, pool *pgxpool.Pool, p *messages.Plan) error {
 	pp := p.Prediction
 	ident := pgx.Identifier{pp.OutputSchema, pp.OutputTable}.Sanitize()
 	names, types := pp.OutputColumns()
 	// KeyType comes from format_type of an integer column (checked), never from a client.
-	defs := []string{pgx.Identifier{p.Key}.Sanitize() + " " + pp.KeyType + " primary key"}
+	defs := []string{pgx.Identifier{p.Key}.Sanitize() + " " + pp.KeyType}
+	if !outputKeyLater(pp) {
+		defs[0] += " primary key"
+	}
 	for i, n := range names {
 		defs = append(defs, pgx.Identifier{n}.Sanitize()+" "+types[i])
 	}
@@ -392,6 +397,11 @@ func createOutput(ctx context.Context, pool *pgxpool.Pool, p *messages.Plan) err
 	}
 	if _, err := tx.Exec(ctx, create); err != nil {
 		return outputError(ident, err)
+	}
+	if outputKeyLater(pp) {
+		if err := createLedger(ctx, tx, p); err != nil {
+			return outputError(ident, err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return outputError(ident, err)
@@ -535,6 +545,16 @@ func (c *Coordinator) maybeFinishPrediction(ctx context.Context, j *job) error {
 	if !j.prediction() || j.rec.ended() || !j.allRead() || j.scored.n < len(j.plan.Ranges) {
 		return nil
 	}
+	if j.plan.Prediction.Ledger != "" && j.predictionStatus().Written.Rows == j.folded.RowsRead {
+		c.finishOutput(j) // it ends the job once the output table is keyed
+		return nil
+	}
+	return c.endPrediction(ctx, j, nil)
+}
+
+// endPrediction records a prediction job whose batches are all written as done, or
+// failed when finishing its output table failed. Callers hold c.mu.
+func (c *Coordinator) endPrediction(ctx context.Context, j *job, finishErr error) error {
 	rec := j.rec
 	st := j.predictionStatus()
 	rec.State, rec.UpdatedAt = messages.JobDone, c.now()
@@ -542,9 +562,13 @@ func (c *Coordinator) maybeFinishPrediction(ctx context.Context, j *job) error {
 		loss, metrics := j.evaluation()
 		rec.EvalLoss, rec.EvalMetrics = &loss, metrics
 	}
-	if st.Written.Rows != j.folded.RowsRead {
+	switch {
+	case st.Written.Rows != j.folded.RowsRead:
 		rec.State = messages.JobFailed
 		rec.Error = fmt.Sprintf("the scorers wrote %d rows, the fetchers read %d", st.Written.Rows, j.folded.RowsRead)
+	case finishErr != nil:
+		rec.State = messages.JobFailed
+		rec.Error = finishFailure(finishErr)
 	}
 	if err := c.writeJob(ctx, j, rec); err != nil {
 		return err

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"pgtrain/coordinator/client"
+	"pgtrain/internal/testenv"
 	"pgtrain/messages"
 	"pgtrain/model"
 )
@@ -154,13 +157,11 @@ func TestPredictionJobLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	final, err := r.cl.Job(ctx, st.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	final := waitEnded(t, r, st.ID)
 	if final.State != messages.JobDone || final.Prediction.Written.Rows != 500 || final.Prediction.RangesScored != 5 {
 		t.Fatalf("final status %s %q %+v: want done with 500 rows written", final.State, final.Error, final.Prediction)
 	}
+	outputKeyed(t, e, "scored_out", st.ID)
 	if err := report(first.Index, 0, false, 40); !errors.Is(err, client.ErrLeaseLost) {
 		t.Fatalf("a report after the end: %v, want 409", err)
 	}
@@ -256,8 +257,145 @@ func TestPredictionResumesAfterRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	final, err := r.cl.Job(ctx, st.ID)
-	if err != nil || final.State != messages.JobDone || final.Prediction.Written.Rows != 300 {
-		t.Fatalf("final %+v (%v): want done with 300 rows written once", final, err)
+	final := waitEnded(t, r, st.ID)
+	if final.State != messages.JobDone || final.Prediction.Written.Rows != 300 {
+		t.Fatalf("final %+v: want done with 300 rows written once", final)
 	}
+	outputKeyed(t, e, "scored_out", st.ID)
+}
+
+// waitEnded waits for a job to end: a prediction job ends once its output table is keyed,
+// in the background.
+func waitEnded(t *testing.T, r *running, id string) *messages.JobStatus {
+	t.Helper()
+	var st *messages.JobStatus
+	testenv.Eventually(t, time.Minute, "job "+id+" to end", func() bool {
+		var err error
+		st, err = r.cl.Job(context.Background(), id)
+		return err == nil && st.State != messages.JobRunning
+	})
+	return st
+}
+
+// outputKeyed checks that a finished job's output table has its primary key on id and that
+// the job's ledger is gone.
+func outputKeyed(t *testing.T, e *env, table, jobID string) {
+	t.Helper()
+	var key string
+	err := e.pool.QueryRow(context.Background(), `select string_agg(a.attname, ',') from pg_index i
+		join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+		where i.indrelid = $1::regclass and i.indisprimary`, table).Scan(&key)
+	if err != nil || key != "id" {
+		t.Fatalf("the primary key of %s is %q (%v), want id", table, key, err)
+	}
+	var ledger bool
+	if err := e.pool.QueryRow(context.Background(), `select to_regclass($1) is not null`,
+		`"`+ledgerPrefix+jobID+`"`).Scan(&ledger); err != nil || ledger {
+		t.Fatalf("the ledger of job %s is still there (%v)", jobID, err)
+	}
+}
+
+// readAndReport reads every range of a job and reports each written as one page.
+func readAndReport(t *testing.T, r *running, jobID string) {
+	t.Helper()
+	ctx := context.Background()
+	for {
+		l, err := r.cl.Lease(ctx, "f1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l == nil {
+			return
+		}
+		if _, err := r.cl.ReportLease(ctx, l.ID, messages.LeaseProgress{WorkerID: "f1", NextPage: 1, Rows: l.Range.Rows, Done: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.cl.ReportScored(ctx, jobID, messages.ScoreReport{ScorerID: "s1", Last: true,
+			Batch: messages.BatchID{JobID: jobID, Range: l.Range.Index}, Keys: messages.KeyChecksum{Rows: l.Range.Rows}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The output table of modes create and replace is created without its key, next to the
+// job's ledger. Keying it is the job's last step: a key written twice fails the job with
+// an error that says so, and the ledger goes with the job.
+func TestPredictionKeysOutputWhenFinished(t *testing.T) {
+	e := newEnv(t)
+	storeModel(t, e, "trained-4")
+	e.exec(t, `create table scored (id bigint primary key, a double precision, kind text)`)
+	e.exec(t, `insert into scored select i, i, 'x' from generate_series(1, 200) i`)
+	r := start(t, e, Config{Window: 10})
+	ctx := context.Background()
+	st, err := r.cl.SubmitPrediction(ctx, []byte(`{"model": "trained-4", "table": "scored", "output": "twice_out", "range_rows": 100}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keyed, ledger bool
+	if err := e.pool.QueryRow(ctx, `select exists (select 1 from pg_index where indrelid = 'twice_out'::regclass and indisprimary),
+		to_regclass($1) is not null`, `"`+ledgerPrefix+st.ID+`"`).Scan(&keyed, &ledger); err != nil || keyed || !ledger {
+		t.Fatalf("while written, twice_out keyed %v, ledger there %v (%v): want no key and a ledger", keyed, ledger, err)
+	}
+	e.exec(t, `insert into twice_out select i, 0 from generate_series(1, 200) i`)
+	e.exec(t, `insert into twice_out values (7, 1)`)
+	readAndReport(t, r, st.ID)
+	final := waitEnded(t, r, st.ID)
+	if final.State != messages.JobFailed || !strings.Contains(final.Error, "(id)=(7)") || !strings.Contains(final.Error, "more than once") {
+		t.Fatalf("final %s %q: want failed, naming key 7 written more than once", final.State, final.Error)
+	}
+	testenv.Eventually(t, time.Minute, "the failed job's ledger dropped", func() bool {
+		var there bool
+		err := e.pool.QueryRow(ctx, `select to_regclass($1) is not null`, `"`+ledgerPrefix+st.ID+`"`).Scan(&there)
+		return err == nil && !there
+	})
+}
+
+// A coordinator that stops while it keys the output table (here: waiting for a lock held
+// by another session) leaves the job running; the next one keys the table when it starts,
+// and a table keyed already is left as it is.
+func TestPredictionKeyingResumesAfterRestart(t *testing.T) {
+	e := newEnv(t)
+	storeModel(t, e, "trained-5")
+	e.exec(t, `create table scored (id bigint primary key, a double precision, kind text)`)
+	e.exec(t, `insert into scored select i, i, 'x' from generate_series(1, 200) i`)
+	r := start(t, e, Config{Window: 10})
+	ctx := context.Background()
+	st, err := r.cl.SubmitPrediction(ctx, []byte(`{"model": "trained-5", "table": "scored", "output": "locked_out", "mode": "replace", "range_rows": 100}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.exec(t, `insert into locked_out select i, 0 from generate_series(1, 200) i`)
+	holder, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(ctx) }()
+	if _, err := holder.Exec(ctx, `lock table locked_out in access share mode`); err != nil {
+		t.Fatal(err)
+	}
+	readAndReport(t, r, st.ID)
+	testenv.Eventually(t, time.Minute, "the keying to wait on the lock", func() bool {
+		var waiting bool
+		err := e.pool.QueryRow(ctx, `select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like 'lock table%')`).Scan(&waiting)
+		return err == nil && waiting
+	})
+	r.stop(t)
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	r = start(t, e, Config{Window: 10})
+	final := waitEnded(t, r, st.ID)
+	if final.State != messages.JobDone || final.Prediction.Written.Rows != 200 {
+		t.Fatalf("final %s %q %+v: want done", final.State, final.Error, final.Prediction)
+	}
+	outputKeyed(t, e, "locked_out", st.ID)
+
+	// Keying again (a coordinator that died after the commit) changes nothing.
+	r.stop(t)
+	p := &messages.Plan{JobID: st.ID, Key: "id", Prediction: &messages.PredictionPlan{OutputSchema: "public", OutputTable: "locked_out", Ledger: ledgerPrefix + st.ID}}
+	if err := keyOutput(ctx, e.pool, p); err != nil {
+		t.Fatalf("keying a keyed table: %v", err)
+	}
+	outputKeyed(t, e, "locked_out", st.ID)
 }

@@ -159,6 +159,14 @@ func (c *cluster) finishPrediction(t *testing.T, r *runCtx, want messages.KeyChe
 	if got != want {
 		t.Fatalf("%s holds keys %+v, the scored table %+v", out, got, want)
 	}
+	// Written without its key, the table is keyed when the job finishes, and the job's
+	// ledger is gone.
+	var keyed, ledger bool
+	err = pool.QueryRow(context.Background(), `select exists (select 1 from pg_index where indrelid = $1::regclass and indisprimary),
+		to_regclass($2) is not null`, pgx.Identifier{out}.Sanitize(), pgx.Identifier{"pgtrain_ledger_" + r.jobID}.Sanitize()).Scan(&keyed, &ledger)
+	if err != nil || !keyed || ledger {
+		t.Fatalf("%s has its primary key: %v; the job's ledger is there: %v (%v)", out, keyed, ledger, err)
+	}
 	return st
 }
 

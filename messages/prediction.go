@@ -170,6 +170,11 @@ type PredictionPlan struct {
 	// Evaluate is set when the scored table holds the label: the plan's Label is the
 	// model's, and the scorers report the loss and metrics on it.
 	Evaluate bool `msgpack:"evaluate" json:"evaluate"`
+	// Ledger, in OutputSchema, records the batches written when the output table is
+	// created without its primary key (modes create and replace): a batch is written once,
+	// and the key is added when the job finishes. Empty: the table is keyed from the start
+	// (mode append) and each batch is upserted on a redelivery.
+	Ledger string `msgpack:"ledger" json:"ledger,omitempty"`
 }
 
 // OutputColumns are the prediction columns of the output table after the key, in order,

@@ -16,7 +16,14 @@ import (
 
 // OutputWriter writes the predictions of batches to one job's output table.
 //
-// A batch is copied straight into the output table: one COPY, its own transaction. The
+// When the plan names a ledger (modes create and replace), the output table has no key
+// yet: each batch is one transaction that records the batch (its range and page) in the
+// ledger, then copies its rows. A batch delivered again finds its ledger row and writes
+// nothing; a delivery racing the first waits on its uncommitted ledger row and does the
+// same once it commits. Every key is written once, into a table without an index to
+// maintain; the coordinator adds the primary key when the job finishes.
+//
+// Without a ledger (mode append) a batch is copied straight into the output table: one COPY, its own transaction. The
 // table's primary key is the ledger of what is written: a batch delivered again (its
 // scorer died after the commit, or its acknowledgement was lost) finds its first key there,
 // the COPY fails with a unique violation and nothing is written; a delivery racing the
@@ -31,6 +38,8 @@ type OutputWriter struct {
 	columns []string // the key, then the prediction columns
 	temp    string   // creates the batch's temporary table
 	upsert  string
+	// claim records a batch in the ledger; "" when the plan has none.
+	claim string
 	// conflicts counts the COPYs that met a key already written.
 	conflicts atomic.Int64
 }
@@ -61,7 +70,13 @@ func NewOutputWriter(pool *pgxpool.Pool, plan *messages.Plan) (*OutputWriter, er
 	for _, q := range quoted[1:] {
 		set = append(set, q+" = excluded."+q)
 	}
+	claim := ""
+	if pp.Ledger != "" {
+		claim = "insert into " + pgx.Identifier{pp.OutputSchema, pp.Ledger}.Sanitize() +
+			" (range_no, page_no) values ($1, $2) on conflict do nothing"
+	}
 	return &OutputWriter{
+		claim:   claim,
 		pool:    pool,
 		output:  output,
 		columns: cols,
@@ -71,11 +86,14 @@ func NewOutputWriter(pool *pgxpool.Pool, plan *messages.Plan) (*OutputWriter, er
 	}, nil
 }
 
-// Write stores rows (each the key, then the prediction values) in one transaction: a
-// batch written again never doubles a row.
-func (w *OutputWriter) Write(ctx context.Context, rows [][]any) error {
+// Write stores the rows of batch b (each the key, then the prediction values) in one
+// transaction: a batch written again never doubles a row.
+func (w *OutputWriter) Write(ctx context.Context, b messages.BatchID, rows [][]any) error {
 	if len(rows) == 0 {
 		return nil
+	}
+	if w.claim != "" {
+		return w.writeOnce(ctx, b, rows)
 	}
 	if w.conflicts.Load() < upsertAfter {
 		_, err := w.pool.CopyFrom(ctx, w.output, w.columns, pgx.CopyFromRows(rows))
@@ -88,6 +106,33 @@ func (w *OutputWriter) Write(ctx context.Context, rows [][]any) error {
 		w.conflicts.Add(1)
 	}
 	return w.upsertRows(ctx, rows)
+}
+
+// errLedgerGone reports that the job's ledger was dropped: the job has finished (every
+// batch is written) or ended. It is not the batch's fault, so the batch is handed back,
+// and the job's end takes it off READY.
+var errLedgerGone = errors.New("the job's ledger of written batches is gone (the job has ended)")
+
+// writeOnce records the batch in the ledger and copies its rows, in one transaction; a
+// batch the ledger holds already is written.
+func (w *OutputWriter) writeOnce(ctx context.Context, b messages.BatchID, rows [][]any) error {
+	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, w.claim, b.Range, b.Page)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
+			return fmt.Errorf("recording batch %s: %w", b, errLedgerGone)
+		}
+		if err != nil {
+			return fmt.Errorf("recording batch %s in the ledger: %w", b, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil // written by an earlier delivery
+		}
+		if _, err := tx.CopyFrom(ctx, w.output, w.columns, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("copying the batch: %w", err)
+		}
+		return nil
+	})
 }
 
 // upsertRows copies rows into a temporary table and upserts them from there.

@@ -2,6 +2,7 @@ package scorer
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,8 @@ func regressionPlan(out string) *messages.Plan {
 	return &messages.Plan{JobID: "j-1", Key: "id", Prediction: &messages.PredictionPlan{
 		OutputSchema: "public", OutputTable: out, Task: messages.TaskRegression, KeyType: "bigint"}}
 }
+
+func batch(page int) messages.BatchID { return messages.BatchID{JobID: "j-1", Page: page} }
 
 func batchRows(from, n int64, value float32) [][]any {
 	rows := make([][]any, n)
@@ -68,10 +71,10 @@ func TestOutputWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := w.Write(ctx, batchRows(1, 100, 1)); err != nil {
+	if err := w.Write(ctx, batch(0), batchRows(1, 100, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(ctx, batchRows(1, 100, 1)); err != nil {
+	if err := w.Write(ctx, batch(0), batchRows(1, 100, 1)); err != nil {
 		t.Fatalf("a batch written again: %v", err)
 	}
 	if got := tableRows(t, pool, "scored"); len(got) != 100 || got[1] != 1 || got[100] != 1 {
@@ -92,7 +95,7 @@ func TestOutputWriter(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	var raceErr error
-	wg.Go(func() { raceErr = w.Write(ctx, batchRows(101, 50, 2)) })
+	wg.Go(func() { raceErr = w.Write(ctx, batch(0), batchRows(101, 50, 2)) })
 	testenv.Eventually(t, time.Minute, "the second write to wait on the first's keys", func() bool {
 		var waiting bool
 		err := pool.QueryRow(ctx, `select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database())`).Scan(&waiting)
@@ -111,7 +114,7 @@ func TestOutputWriter(t *testing.T) {
 
 	// Mode append over rows already there: each batch's values replace them.
 	for i := range int64(upsertAfter + 2) {
-		if err := w.Write(ctx, batchRows(1+10*i, 10, float32(3+i))); err != nil {
+		if err := w.Write(ctx, batch(0), batchRows(1+10*i, 10, float32(3+i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -122,10 +125,96 @@ func TestOutputWriter(t *testing.T) {
 	if n := w.conflicts.Load(); n != upsertAfter {
 		t.Fatalf("%d COPYs met written keys, want %d: the writer should stop trying", n, upsertAfter)
 	}
-	if err := w.Write(ctx, batchRows(151, 10, 9)); err != nil {
+	if err := w.Write(ctx, batch(0), batchRows(151, 10, 9)); err != nil {
 		t.Fatal(err)
 	}
 	if got := tableRows(t, pool, "scored"); len(got) != 160 || got[160] != 9 {
 		t.Fatalf("a new batch through the upsert: %d rows", len(got))
+	}
+}
+
+// With a ledger (modes create and replace) the table has no key while it is written: a
+// batch delivered again, after its first write committed or racing it, finds its ledger
+// row and writes nothing, so every key is there once and the primary key can be added.
+// Once the ledger is gone (the job finished) a batch is handed back, not failed.
+func TestOutputWriterLedger(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	ctx := context.Background()
+	for _, q := range []string{
+		`create table scored_once (id bigint, value real)`,
+		`create table "pgtrain_ledger_j-1" (range_no integer, page_no integer, primary key (range_no, page_no))`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan := regressionPlan("scored_once")
+	plan.Prediction.Ledger = "pgtrain_ledger_j-1"
+	w, err := NewOutputWriter(pool, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := w.Write(ctx, batch(0), batchRows(1, 100, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := tableRows(t, pool, "scored_once"); len(got) != 100 || got[1] != 1 || got[100] != 1 {
+		t.Fatalf("after a redelivery: %d rows, want 100 of value 1", len(got))
+	}
+
+	// A redelivery racing the first write waits on its uncommitted ledger row.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `insert into "pgtrain_ledger_j-1" values (0, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"scored_once"}, []string{"id", "value"}, pgx.CopyFromRows(batchRows(101, 50, 2))); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var raceErr error
+	wg.Go(func() { raceErr = w.Write(ctx, batch(1), batchRows(101, 50, 2)) })
+	testenv.Eventually(t, time.Minute, "the second write to wait on the first's ledger row", func() bool {
+		var waiting bool
+		err := pool.QueryRow(ctx, `select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database())`).Scan(&waiting)
+		return err == nil && waiting
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if raceErr != nil {
+		t.Fatalf("the racing write: %v", raceErr)
+	}
+	// A first write that aborts leaves the batch to the next delivery.
+	tx, err = pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `insert into "pgtrain_ledger_j-1" values (0, 2)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(ctx, batch(2), batchRows(151, 10, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if got := tableRows(t, pool, "scored_once"); len(got) != 160 || got[101] != 2 || got[160] != 3 {
+		t.Fatalf("after a racing redelivery and an aborted write: %d rows, want 160", len(got))
+	}
+	if _, err := pool.Exec(ctx, `alter table scored_once add primary key (id)`); err != nil {
+		t.Fatalf("the written table cannot take its primary key: %v", err)
+	}
+
+	if _, err := pool.Exec(ctx, `drop table "pgtrain_ledger_j-1"`); err != nil {
+		t.Fatal(err)
+	}
+	err = w.Write(ctx, batch(0), batchRows(1, 100, 1))
+	if !errors.Is(err, errLedgerGone) || permanentWriteError(err) {
+		t.Fatalf("a batch after the ledger is dropped: %v, want errLedgerGone, not a permanent error", err)
 	}
 }

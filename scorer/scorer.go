@@ -374,7 +374,7 @@ func (s *Scorer) handle(ctx context.Context, log *slog.Logger, jr *jobRun, m *mo
 		_ = msg.Term()
 		return
 	}
-	if err := jr.write(work, rows); err != nil {
+	if err := jr.write(work, b.BatchID, rows); err != nil {
 		if permanentWriteError(err) {
 			s.n.failed.Add(1)
 			log.Error("failing the job: the output table refuses the batch", "error", err)
@@ -415,11 +415,11 @@ func (s *Scorer) handle(ctx context.Context, log *slog.Logger, jr *jobRun, m *mo
 }
 
 // write stores a batch's output rows, when the job has an output table.
-func (jr *jobRun) write(ctx context.Context, rows [][]any) error {
+func (jr *jobRun) write(ctx context.Context, b messages.BatchID, rows [][]any) error {
 	if jr.writer == nil {
 		return nil
 	}
-	return jr.writer.Write(ctx, rows)
+	return jr.writer.Write(ctx, b, rows)
 }
 
 // score runs the forward pass on a batch and returns its report and output rows (none for
