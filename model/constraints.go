@@ -1,7 +1,6 @@
 package model
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -241,9 +240,7 @@ func (c *Constraint) UnmarshalJSON(b []byte) error {
 	case ConstraintMinMaxNorm:
 		p.MaxValue, p.Rate = 1, 1
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
+	if err := decodeStrict(b, &p); err != nil {
 		return err
 	}
 	*c = Constraint(p)

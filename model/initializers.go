@@ -246,9 +246,7 @@ func (in *Initializer) UnmarshalJSON(b []byte) error {
 	}
 	type plain Initializer
 	var p plain
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
+	if err := decodeStrict(b, &p); err != nil {
 		return err
 	}
 	*in = Initializer(p)

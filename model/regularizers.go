@@ -1,7 +1,6 @@
 package model
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -225,9 +224,7 @@ func (r *Regularizer) UnmarshalJSON(b []byte) error {
 	}
 	type plain Regularizer
 	var p plain
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
+	if err := decodeStrict(b, &p); err != nil {
 		return err
 	}
 	*r = Regularizer(p)

@@ -411,19 +411,22 @@ type layerListEntry struct {
 	BiasConstraint      *Constraint  `json:"bias_constraint"`
 }
 
+// decodeStrict decodes a JSON document into v, refusing fields v does not have.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
 func parseLayerList(doc []byte) (*Spec, error) {
 	var d layerListDoc
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
+	if err := decodeStrict(doc, &d); err != nil {
 		return nil, &SpecError{Index: -1, Reason: "invalid layer list: " + err.Error()}
 	}
 	s := &Spec{Name: d.Name, InputDim: d.InputDim}
 	for i, raw := range d.Layers {
 		var e layerListEntry
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&e); err != nil {
+		if err := decodeStrict(raw, &e); err != nil {
 			var probe struct {
 				Name string `json:"name"`
 			}

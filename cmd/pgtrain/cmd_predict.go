@@ -21,11 +21,7 @@ type predictOpts struct {
 func predictFlags() (*flag.FlagSet, *predictOpts) {
 	o := &predictOpts{}
 	fs := newFlagSet("predict", "predict --model ID --table T --out T_SCORES [flags]")
-	fs.StringVar(&o.client.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
-	fs.StringVar(&o.spec.Model, "model", "", "the model: its training job's id")
-	fs.StringVar(&o.spec.Source, "source", "", "the named source the table is in (default: the default source)")
-	fs.StringVar(&o.spec.Table, "table", "", "the table (or view) to score: name or schema.name")
-	fs.StringVar(&o.spec.Key, "key", "", "its integer key column (default: the model's key column)")
+	o.register(fs, "the table (or view) to score: name or schema.name")
 	fs.StringVar(&o.spec.Output, "out", "", "the output table: name or schema.name (plain identifiers; default schema: the table's)")
 	fs.StringVar(&o.spec.Mode, "mode", messages.OutputCreate, "create (the output table must not exist), append (upsert into it) or replace (drop and create it)")
 	fs.BoolVar(&o.spec.Probabilities, "probabilities", false, "also write every class's probability as a real[] (classification)")
@@ -37,12 +33,22 @@ func predictFlags() (*flag.FlagSet, *predictOpts) {
 		o.spec.Evaluate = &b
 		return nil
 	})
+	return fs, o
+}
+
+// register adds the flags predict and evaluate share: where the job goes, the model, the
+// table it reads and how, and --wait.
+func (o *predictOpts) register(fs *flag.FlagSet, tableHelp string) {
+	fs.StringVar(&o.client.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
+	fs.StringVar(&o.spec.Model, "model", "", "the model: its training job's id")
+	fs.StringVar(&o.spec.Source, "source", "", "the named source the table is in (default: the default source)")
+	fs.StringVar(&o.spec.Table, "table", "", tableHelp)
+	fs.StringVar(&o.spec.Key, "key", "", "its integer key column (default: the model's key column)")
 	fs.IntVar(&o.spec.RangeRows, "range-rows", 0, "rows per key range (default: the coordinator's)")
 	fs.IntVar(&o.spec.PageRows, "page-rows", 0, "rows per page (default: sized by the coordinator)")
 	fs.BoolVar(&o.client.wait, "wait", false, "follow the job until it ends")
 	o.client.auth.register(fs)
 	o.client.log.register(fs)
-	return fs, o
 }
 
 func runPredict(ctx context.Context, args []string) error {
@@ -57,16 +63,7 @@ func runPredict(ctx context.Context, args []string) error {
 func evaluateFlags() (*flag.FlagSet, *predictOpts) {
 	o := &predictOpts{}
 	fs := newFlagSet("evaluate", "evaluate --model ID --table T [flags]")
-	fs.StringVar(&o.client.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
-	fs.StringVar(&o.spec.Model, "model", "", "the model: its training job's id")
-	fs.StringVar(&o.spec.Source, "source", "", "the named source the table is in (default: the default source)")
-	fs.StringVar(&o.spec.Table, "table", "", "the table (or view) to evaluate on, holding the label column: name or schema.name")
-	fs.StringVar(&o.spec.Key, "key", "", "its integer key column (default: the model's key column)")
-	fs.IntVar(&o.spec.RangeRows, "range-rows", 0, "rows per key range (default: the coordinator's)")
-	fs.IntVar(&o.spec.PageRows, "page-rows", 0, "rows per page (default: sized by the coordinator)")
-	fs.BoolVar(&o.client.wait, "wait", false, "follow the job until it ends")
-	o.client.auth.register(fs)
-	o.client.log.register(fs)
+	o.register(fs, "the table (or view) to evaluate on, holding the label column: name or schema.name")
 	return fs, o
 }
 
