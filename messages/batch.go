@@ -74,6 +74,9 @@ type ReadyBatch struct {
 	Keys     []int64
 	X        []float32 // len(Keys) * InputDim
 	Y        []float32 // len(Keys) * LabelDim
+	// W is each row's sample weight (len(Keys)) when the plan has a sample weight column,
+	// else empty.
+	W []float32
 }
 
 // Rows is the number of rows in the batch.
@@ -186,10 +189,17 @@ func (b *RawBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 
 // EncodeMsgpack writes the ready batch; X, Y and Keys go as little-endian byte strings.
 func (b *ReadyBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
-	if !isProduct(len(b.X), len(b.Keys), b.InputDim) || !isProduct(len(b.Y), len(b.Keys), b.LabelDim) {
+	if !isProduct(len(b.X), len(b.Keys), b.InputDim) || !isProduct(len(b.Y), len(b.Keys), b.LabelDim) ||
+		len(b.W) != 0 && len(b.W) != len(b.Keys) {
 		return fmt.Errorf("ready batch %s: %w", b.BatchID, errShape)
 	}
-	if err := encodeHeader(enc, 10, b.BatchID, b.Last); err != nil {
+	// The sample weights are an eleventh field, written only when there are weights: a
+	// batch without them is encoded as before.
+	fields := 10
+	if b.W != nil {
+		fields = 11
+	}
+	if err := encodeHeader(enc, fields, b.BatchID, b.Last); err != nil {
 		return err
 	}
 	if err := enc.EncodeInt(int64(b.InputDim)); err != nil {
@@ -204,7 +214,13 @@ func (b *ReadyBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if err := writeFloat32s(enc, b.X); err != nil {
 		return err
 	}
-	return writeFloat32s(enc, b.Y)
+	if err := writeFloat32s(enc, b.Y); err != nil {
+		return err
+	}
+	if b.W == nil {
+		return nil
+	}
+	return writeFloat32s(enc, b.W)
 }
 
 // DecodeMsgpack reads what EncodeMsgpack wrote, checking the version and the shape.
@@ -213,7 +229,7 @@ func (b *ReadyBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if err != nil {
 		return err
 	}
-	if n != 10 {
+	if n != 10 && n != 11 {
 		return fmt.Errorf("ready batch: %d fields: %w", n, errShape)
 	}
 	if b.InputDim, err = dec.DecodeInt(); err != nil {
@@ -227,7 +243,12 @@ func (b *ReadyBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	}
 	// Appended after what b holds (nothing, but for DecodeReadyAppend); the shape is the
 	// appended part's.
-	k0, x0, y0 := len(b.Keys), len(b.X), len(b.Y)
+	k0, x0, y0, w0 := len(b.Keys), len(b.X), len(b.Y), len(b.W)
+	// Rows gathered so far are all weighted or all not, as this batch must be.
+	if weighted := n == 11; weighted && w0 != k0 || !weighted && w0 != 0 {
+		return fmt.Errorf("ready batch %s: sample weights on %d of %d rows gathered before it, %d fields: %w",
+			b.BatchID, w0, k0, n, errShape)
+	}
 	if b.Keys == nil {
 		b.Keys = []int64{}
 	}
@@ -250,6 +271,18 @@ func (b *ReadyBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if !isProduct(xs, rows, b.InputDim) || !isProduct(ys, rows, b.LabelDim) {
 		return fmt.Errorf("ready batch %s: %d keys, %d features of width %d, %d labels of width %d: %w",
 			b.BatchID, rows, xs, b.InputDim, ys, b.LabelDim, errShape)
+	}
+	if n == 10 {
+		return nil
+	}
+	if b.W == nil {
+		b.W = []float32{}
+	}
+	if b.W, err = appendFloat32s(dec, b.W); err != nil {
+		return fmt.Errorf("ready batch sample weights: %w", err)
+	}
+	if ws := len(b.W) - w0; ws != rows {
+		return fmt.Errorf("ready batch %s: %d keys, %d sample weights: %w", b.BatchID, rows, ws, errShape)
 	}
 	return nil
 }
@@ -369,14 +402,15 @@ func marshalSized(v any, size int) ([]byte, error) {
 // ReadyHeaderBytes bounds what an encoded ReadyBatch holds besides its job id and its
 // numbers: the array header (1 byte), the version, pass, range, page and the two widths (at
 // most 9 bytes each as msgpack ints), the job id's string header (at most 5), last (1) and
-// the bin headers of keys, features and labels (at most 5 each).
-const ReadyHeaderBytes = 1 + 6*9 + 5 + 1 + 3*5
+// the bin headers of keys, features, labels and sample weights (at most 5 each).
+const ReadyHeaderBytes = 1 + 6*9 + 5 + 1 + 4*5
 
-// ReadyRowBytes is what one row costs in an encoded ReadyBatch: its key and its features
-// and labels as float32.
+// ReadyRowBytes is what one row costs in an encoded ReadyBatch: its key and its features,
+// labels and sample weights (labelDim counts them: pass LabelDim + WeightDim) as float32.
 func ReadyRowBytes(inputDim, labelDim int) int { return 8 + 4*(inputDim+labelDim) }
 
-// ReadyBatchBytes bounds the encoded size of a ReadyBatch of job jobID with rows rows.
+// ReadyBatchBytes bounds the encoded size of a ReadyBatch of job jobID with rows rows;
+// labelDim counts the sample weights, as in ReadyRowBytes.
 func ReadyBatchBytes(jobID string, rows, inputDim, labelDim int) int {
 	return ReadyHeaderBytes + len(jobID) + rows*ReadyRowBytes(inputDim, labelDim)
 }
@@ -397,7 +431,7 @@ func (b *RawBatch) encodedSize() int {
 }
 
 func (b *ReadyBatch) encodedSize() int {
-	return ReadyHeaderBytes + len(b.JobID) + 8*len(b.Keys) + 4*len(b.X) + 4*len(b.Y)
+	return ReadyHeaderBytes + len(b.JobID) + 8*len(b.Keys) + 4*len(b.X) + 4*len(b.Y) + 4*len(b.W)
 }
 
 // chunkBytes is the conversion buffer of the number codecs.

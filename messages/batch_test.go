@@ -361,12 +361,17 @@ func FuzzDecodeRaw(f *testing.F) {
 func FuzzDecodeReady(f *testing.F) {
 	seed, _ := EncodeReady(&ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, LabelDim: 1, Keys: []int64{1}, X: []float32{2}, Y: []float32{3}})
 	f.Add(seed)
+	weighted, _ := EncodeReady(&ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, LabelDim: 1, Keys: []int64{1, 2}, X: []float32{2, 3}, Y: []float32{3, 4}, W: []float32{0.5, 2}})
+	f.Add(weighted)
 	f.Add(readyWithWidth(f, 1<<62)) // 4 rows of width 2^62: the product overflowed to 0
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeReady(data)
-		// Appended after another batch's rows, the same bytes decode the same way (a bare
-		// msgpack nil, an empty batch to DecodeReady, is refused).
+		// Appended after another batch's rows (weighted as it is), the same bytes decode the
+		// same way (a bare msgpack nil, an empty batch to DecodeReady, is refused).
 		prev := readyOf(BatchID{JobID: "prev"}, 3, 2, 1)
+		if err == nil && b.W != nil {
+			prev.W = []float32{1, 2, 3}
+		}
 		appendErr := DecodeReadyAppend(data, &prev)
 		if err != nil && appendErr == nil {
 			t.Fatalf("DecodeReady: %v, but DecodeReadyAppend took it", err)
@@ -374,8 +379,9 @@ func FuzzDecodeReady(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !shapeHolds(len(b.X), b.Rows(), b.InputDim) || !shapeHolds(len(b.Y), b.Rows(), b.LabelDim) {
-			t.Fatalf("shape: %d rows, X %d (width %d), Y %d (width %d)", b.Rows(), len(b.X), b.InputDim, len(b.Y), b.LabelDim)
+		if !shapeHolds(len(b.X), b.Rows(), b.InputDim) || !shapeHolds(len(b.Y), b.Rows(), b.LabelDim) ||
+			b.W != nil && len(b.W) != b.Rows() {
+			t.Fatalf("shape: %d rows, X %d (width %d), Y %d (width %d), W %d", b.Rows(), len(b.X), b.InputDim, len(b.Y), b.LabelDim, len(b.W))
 		}
 		if appendErr != nil {
 			if len(data) > 0 && data[0] != 0xc0 { // nil
@@ -384,7 +390,8 @@ func FuzzDecodeReady(f *testing.F) {
 			return
 		}
 		sameBits := func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) } // NaNs too
-		if !slices.Equal(prev.Keys[3:], b.Keys) || !slices.EqualFunc(prev.X[6:], b.X, sameBits) || !slices.EqualFunc(prev.Y[3:], b.Y, sameBits) {
+		if !slices.Equal(prev.Keys[3:], b.Keys) || !slices.EqualFunc(prev.X[6:], b.X, sameBits) || !slices.EqualFunc(prev.Y[3:], b.Y, sameBits) ||
+			b.W != nil && !slices.EqualFunc(prev.W[3:], b.W, sameBits) {
 			t.Fatal("DecodeReadyAppend appended other rows than DecodeReady decoded")
 		}
 	})
@@ -442,6 +449,63 @@ func TestDecodeReadyAppend(t *testing.T) {
 	}
 }
 
+// Sample weights travel with their rows, and a batch's weights must match its keys and
+// the rows gathered before it.
+func TestReadyBatchSampleWeights(t *testing.T) {
+	first := readyOf(BatchID{JobID: "j"}, 3, 2, 1)
+	first.W = []float32{0.5, 0, 2}
+	second := readyOf(BatchID{JobID: "j", Page: 1}, 2, 2, 1)
+	second.W = []float32{1, 3}
+	var got ReadyBatch
+	for _, b := range []*ReadyBatch{&first, &second} {
+		data, err := EncodeReady(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := DecodeReadyAppend(data, &got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []float32{0.5, 0, 2, 1, 3}; !slices.Equal(got.W, want) {
+		t.Fatalf("sample weights %v, want %v", got.W, want)
+	}
+	plain := readyOf(BatchID{JobID: "j"}, 2, 2, 1)
+	data, err := EncodeReady(&plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := DecodeReadyAppend(data, &got); !errors.Is(err, errShape) {
+		t.Fatalf("an unweighted batch after weighted rows: %v, want a shape error", err)
+	}
+	weightedData, err := EncodeReady(&second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unweighted := readyOf(BatchID{JobID: "j"}, 1, 2, 1)
+	if err := DecodeReadyAppend(weightedData, &unweighted); !errors.Is(err, errShape) {
+		t.Fatalf("a weighted batch after unweighted rows: %v, want a shape error", err)
+	}
+	short := second
+	short.W = short.W[:1]
+	if _, err := EncodeReady(&short); !errors.Is(err, errShape) {
+		t.Fatalf("encoding 2 keys with 1 sample weight: %v, want a shape error", err)
+	}
+	// Two keys, one weight, written by hand: the decoder refuses it.
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	if err := encodeHeader(enc, 11, short.BatchID, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{enc.EncodeInt(2), enc.EncodeInt(1), writeInt64s(enc, short.Keys), writeFloat32s(enc, short.X), writeFloat32s(enc, short.Y), writeFloat32s(enc, short.W)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := DecodeReady(buf.Bytes()); !errors.Is(err, errShape) {
+		t.Fatalf("decoding 2 keys with 1 sample weight: %v, want a shape error", err)
+	}
+}
+
 func FuzzDecodePlan(f *testing.F) {
 	seed, _ := EncodePlan(&Plan{JobID: "j", Ranges: []KeyRange{{Lo: 1, Hi: 2}}})
 	f.Add(seed)
@@ -461,8 +525,9 @@ func TestReadyBatchBytes(t *testing.T) {
 		{name: "small", batch: readyOf(BatchID{JobID: "job-1", Pass: 1, Range: 2, Page: 3}, 100, 7, 2)},
 		{
 			name:  "widest header",
-			batch: readyOf(BatchID{JobID: long, Pass: math.MaxInt64, Range: math.MaxInt64, Page: math.MaxInt64}, 1<<14, 1, 1),
+			batch: weightedReadyOf(BatchID{JobID: long, Pass: math.MaxInt64, Range: math.MaxInt64, Page: math.MaxInt64}, 1<<14, 1, 1),
 		},
+		{name: "weighted", batch: weightedReadyOf(BatchID{JobID: "job-2", Pass: 1}, 50, 3, 1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -471,7 +536,11 @@ func TestReadyBatchBytes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bound := ReadyBatchBytes(b.JobID, b.Rows(), b.InputDim, b.LabelDim)
+			weights := 0
+			if b.W != nil {
+				weights = 1
+			}
+			bound := ReadyBatchBytes(b.JobID, b.Rows(), b.InputDim, b.LabelDim+weights)
 			if len(data) > bound {
 				t.Fatalf("encoded %d bytes, over the bound %d", len(data), bound)
 			}
@@ -484,6 +553,12 @@ func TestReadyBatchBytes(t *testing.T) {
 			}
 		})
 	}
+}
+
+func weightedReadyOf(id BatchID, rows, in, lab int) ReadyBatch {
+	b := readyOf(id, rows, in, lab)
+	b.W = make([]float32, rows)
+	return b
 }
 
 func readyOf(id BatchID, rows, in, lab int) ReadyBatch {

@@ -97,6 +97,9 @@ type JobSpec struct {
 	ModelCheckpoint   *ModelCheckpointSpec   `json:"model_checkpoint,omitempty" msgpack:"model_checkpoint,omitempty"`
 	ReduceLROnPlateau *ReduceLROnPlateauSpec `json:"reduce_lr_on_plateau,omitempty" msgpack:"reduce_lr_on_plateau,omitempty"`
 	ClassWeight       *ClassWeightSpec       `json:"class_weight,omitempty" msgpack:"class_weight,omitempty"`
+	// SampleWeightColumn names a numeric column whose value weighs each row's loss, as
+	// Keras's fit(sample_weight=...); with ClassWeight the two multiply.
+	SampleWeightColumn string `json:"sample_weight_column,omitempty" msgpack:"sample_weight_column,omitempty"`
 }
 
 // FeatureSpec says how one column becomes one or more input features.
@@ -301,6 +304,9 @@ func (s JobSpec) Validate() error {
 	}
 	if s.Label.VocabSize < 0 {
 		return &FieldError{Field: "label.vocab_size", Reason: "must not be negative"}
+	}
+	if c := s.SampleWeightColumn; c != "" && (slices.Contains(s.Key, c) || seen[c] || c == s.Label.Column) {
+		return &FieldError{Field: "sample_weight_column", Reason: fmt.Sprintf("column %q is also the key, a feature or the label", c)}
 	}
 	switch s.Label.Encode {
 	case EncodeNone, EncodeOneHot, EncodeIndex:

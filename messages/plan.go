@@ -41,6 +41,9 @@ type Plan struct {
 	InputDim int          `msgpack:"input_dim" json:"input_dim"`
 	// LabelDim is the width of a label row after encoding (1, or the classes for one-hot).
 	LabelDim int `msgpack:"label_dim" json:"label_dim"`
+	// SampleWeight is the spec's sample_weight_column as a numeric column read as it is (no
+	// impute, no scaling), nil without one.
+	SampleWeight *ColumnPlan `msgpack:"sample_weight,omitempty" json:"sample_weight,omitempty"`
 	// ClassWeights is the spec's class_weight resolved to one weight per class index (the
 	// label's classes in order; for a 0/1 label, classes 0 and 1), or nil.
 	ClassWeights []float64 `msgpack:"class_weights,omitempty" json:"class_weights,omitempty"`
@@ -252,6 +255,15 @@ func DecodePlan(b []byte) (*Plan, error) {
 		return nil, err
 	}
 	return &p, nil
+}
+
+// WeightDim is the number of sample weights a READY row carries: 1 for a training job with
+// a sample weight column, else 0.
+func (p *Plan) WeightDim() int {
+	if p.SampleWeight != nil && p.Kind != JobKindPrediction {
+		return 1
+	}
+	return 0
 }
 
 // HasLabel reports whether the plan reads a label: always for training, and for prediction

@@ -23,9 +23,13 @@ type FitOptions struct {
 	ValidationRows           int
 	ValidationSplit          float64
 	EarlyStopping            *EarlyStopping
-	// ClassWeight weighs each training row's loss and metrics by its class's weight
-	// (indexed by class), as Keras's class_weight; validation is not weighted.
+	// ClassWeight weighs each training row's loss by its class's weight (indexed by class),
+	// as Keras's class_weight; validation is not weighted by it.
 	ClassWeight []float64
+	// SampleWeight weighs each row's loss (one per row, sample_weight.go), times its class
+	// weight; ValidationSplit splits it with the rows and the validation loss is weighted by
+	// it, as Keras does. ValidationSampleWeight weighs explicit validation data.
+	SampleWeight, ValidationSampleWeight []float32
 	// InitialEpoch is the epoch to start from (a resumed run); epochs are numbered from 0.
 	InitialEpoch int
 	// OnEpochEnd, if set, is called after each epoch with its logs; an error stops training
@@ -65,12 +69,19 @@ func (m *Sequential) Fit(x, y []float32, rows int, opts FitOptions) (*History, e
 	}
 	in, ld := m.inputDim, m.LabelDim()
 	vx, vy, vrows := opts.ValidationX, opts.ValidationY, opts.ValidationRows
+	sws, vsw := opts.SampleWeight, opts.ValidationSampleWeight
+	if err := checkSampleWeights(sws, rows); err != nil {
+		return nil, fmt.Errorf("fit: sample_weight: %w", err)
+	}
 	switch {
 	case vx != nil && opts.ValidationSplit != 0:
 		return nil, errors.New("fit: give validation data or validation_split, not both")
 	case vx != nil:
 		if err := m.checkXY(vx, vy, vrows, true); err != nil {
 			return nil, fmt.Errorf("fit: validation data: %w", err)
+		}
+		if err := checkSampleWeights(vsw, vrows); err != nil {
+			return nil, fmt.Errorf("fit: validation sample weights: %w", err)
 		}
 	case opts.ValidationSplit != 0:
 		if !(opts.ValidationSplit > 0 && opts.ValidationSplit < 1) {
@@ -82,6 +93,9 @@ func (m *Sequential) Fit(x, y []float32, rows int, opts FitOptions) (*History, e
 		}
 		vx, vy, vrows = x[split*in:], y[split*ld:], rows-split
 		x, y, rows = x[:split*in], y[:split*ld], split
+		if sws != nil {
+			vsw, sws = sws[split:], sws[:split]
+		}
 	}
 	es := opts.EarlyStopping
 	esState := NewEarlyStoppingState()
@@ -98,6 +112,7 @@ func (m *Sequential) Fit(x, y []float32, rows int, opts FitOptions) (*History, e
 		bx = make([]float32, opts.BatchSize*in)
 		by = make([]float32, opts.BatchSize*ld)
 	}
+	weighted := sws != nil || opts.ClassWeight != nil
 	for epoch := opts.InitialEpoch; epoch < opts.Epochs; epoch++ {
 		if opts.Shuffle {
 			perm = messages.Permutation(rows, m.shuffleRNG.IntN)
@@ -108,23 +123,34 @@ func (m *Sequential) Fit(x, y []float32, rows int, opts FitOptions) (*History, e
 			n := min(opts.BatchSize, rows-b0)
 			var xb, yb []float32
 			if opts.Shuffle {
+				sw = sw[:0]
 				for i := 0; i < n; i++ {
 					r := perm[b0+i]
 					copy(bx[i*in:(i+1)*in], x[r*in:(r+1)*in])
 					copy(by[i*ld:(i+1)*ld], y[r*ld:(r+1)*ld])
+					if sws != nil {
+						sw = append(sw, sws[r])
+					}
 				}
 				xb, yb = bx[:n*in], by[:n*ld]
 			} else {
 				xb, yb = x[b0*in:(b0+n)*in], y[b0*ld:(b0+n)*ld]
+				if sws != nil {
+					sw = append(sw[:0], sws[b0:b0+n]...)
+				}
 			}
 			var loss float64
 			var err error
-			if opts.ClassWeight != nil {
-				if sw, err = ClassWeights(yb, n, ld, opts.ClassWeight, sw); err == nil {
-					loss, err = m.trainStepWeighted(xb, yb, sw, n)
+			var w []float32
+			if weighted {
+				w = sw
+				if opts.ClassWeight != nil {
+					sw, err = ClassWeights(yb, n, ld, opts.ClassWeight, sw, sws != nil)
+					w = sw
 				}
-			} else {
-				loss, err = m.trainStep(xb, yb, n)
+			}
+			if err == nil {
+				loss, err = m.trainStep(xb, yb, w, n)
 			}
 			if err != nil {
 				return h, fmt.Errorf("fit: epoch %d, batch at row %d: %w", epoch, b0, err)
@@ -134,7 +160,7 @@ func (m *Sequential) Fit(x, y []float32, rows int, opts FitOptions) (*History, e
 		logs := m.results(lossSum / float64(rows))
 		if vx != nil {
 			// Validation starts a pass of its own: the epoch's metrics are in logs already.
-			vl, err := m.evaluate(vx, vy, vrows)
+			vl, err := m.evaluate(vx, vy, vsw, vrows)
 			if err != nil {
 				return h, fmt.Errorf("fit: validation: %w", err)
 			}

@@ -27,7 +27,7 @@ func buildTest(t testing.TB, spec string, in int, c Compile, task string, classe
 // checkGradients compares backpropagated gradients with central differences of the loss.
 func checkGradients(t *testing.T, m *Sequential, x, y []float32, rows int) {
 	t.Helper()
-	m.gradients(x, y, rows)
+	m.gradients(x, y, nil, rows)
 	analytic := map[*param][]float32{}
 	for _, p := range m.params {
 		if p.trainable {

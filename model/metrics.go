@@ -86,16 +86,11 @@ func NewMetrics(c Compile, outputDim int) (*Metrics, error) {
 // Len is the number of metrics: with none, a caller need not compute predictions for them.
 func (m *Metrics) Len() int { return len(m.metrics) }
 
-// Update adds a batch: pred is rows×outputDim and y rows×label width, row-major.
+// Update adds a batch: pred is rows×outputDim and y rows×label width, row-major. Sample
+// weights never reach the compiled metrics, as in Keras (only its weighted_metrics take them).
 func (m *Metrics) Update(pred, y []float32, rows int) {
-	m.UpdateWeighted(pred, y, nil, rows)
-}
-
-// UpdateWeighted adds a batch with a weight per row, as Keras weighs metrics by sample
-// weight: each mean is Σ w·value / Σ w. A nil w weighs every row 1.
-func (m *Metrics) UpdateWeighted(pred, y, w []float32, rows int) {
 	for i := range m.metrics {
-		m.metrics[i].update(&m.stats[i], pred, y, w, rows, m.outputDim)
+		m.metrics[i].update(&m.stats[i], pred, y, rows, m.outputDim)
 	}
 }
 
@@ -126,13 +121,7 @@ type metric struct {
 }
 
 // update adds a batch of predictions to st.
-func (m *metric) update(st *metricStat, pred, y, w []float32, rows, dim int) {
-	wt := func(r int) float64 {
-		if w == nil {
-			return 1
-		}
-		return float64(w[r])
-	}
+func (m *metric) update(st *metricStat, pred, y []float32, rows, dim int) {
 	switch m.kind {
 	case metricBinaryAcc:
 		for r := 0; r < rows; r++ {
@@ -147,8 +136,8 @@ func (m *metric) update(st *metricStat, pred, y, w []float32, rows, dim int) {
 					s++
 				}
 			}
-			st.sum += wt(r) * s / float64(dim)
-			st.n += wt(r)
+			st.sum += s / float64(dim)
+			st.n++
 		}
 	case metricCategoricalAcc, metricSparseAcc:
 		for r := 0; r < rows; r++ {
@@ -160,9 +149,9 @@ func (m *metric) update(st *metricStat, pred, y, w []float32, rows, dim int) {
 				ya = argmax(y[r*dim : (r+1)*dim])
 			}
 			if pa == ya {
-				st.sum += wt(r)
+				st.sum++
 			}
-			st.n += wt(r)
+			st.n++
 		}
 	case metricMAE, metricMSE:
 		for r := 0; r < rows; r++ {
@@ -175,14 +164,14 @@ func (m *metric) update(st *metricStat, pred, y, w []float32, rows, dim int) {
 					s += e * e
 				}
 			}
-			st.sum += wt(r) * s / float64(dim)
-			st.n += wt(r)
+			st.sum += s / float64(dim)
+			st.n++
 		}
 	case metricRMSE:
 		for i := 0; i < rows*dim; i++ {
 			e := float64(pred[i] - y[i])
-			st.sum += wt(i/dim) * e * e
-			st.n += wt(i / dim)
+			st.sum += e * e
+			st.n++
 		}
 	}
 }

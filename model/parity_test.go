@@ -163,8 +163,8 @@ type fitDef struct {
 	seed     uint64
 	// kerasForm keeps the document's optimizer in Keras's form instead of TF.js's.
 	kerasForm bool
-	// classWeight is Keras's class_weight by class index. TF.js weighs the loss (and so the
-	// gradients) as Keras does but not the training metrics, which are then not compared.
+	// classWeight is Keras's class_weight by class index: the loss (and so the gradients)
+	// is weighted, the compiled metrics are not, in TF.js as in Keras and the engine.
 	classWeight []float64
 }
 
@@ -518,9 +518,6 @@ func checkFit(t *testing.T, g *goFit, res parityResult) parityRow {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if g.def.classWeight != nil && k != "loss" && !strings.HasPrefix(k, "val_") {
-			continue // TF.js does not weigh training metrics
-		}
 		goVals := h.History[k]
 		jsVals, ok := res.History[tfjsKey(k)]
 		if !ok {

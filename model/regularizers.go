@@ -163,7 +163,7 @@ func (m *Sequential) addActivityGrad(i int, y, dy []float32, rows int) {
 // regularizedGradients is gradients for a model with regularizers: the training-mode pass
 // keeps each layer's output for the activity penalties, the loss includes every penalty
 // (Keras's fit reports loss + penalties) and the gradients include theirs.
-func (m *Sequential) regularizedGradients(x, y []float32, rows int) float64 {
+func (m *Sequential) regularizedGradients(x, y, w []float32, rows int) float64 {
 	outs := make([][]float32, len(m.layers))
 	h := x
 	penalty := m.weightPenalty()
@@ -172,10 +172,7 @@ func (m *Sequential) regularizedGradients(x, y []float32, rows int) float64 {
 		outs[i] = h
 		penalty += m.activityPenalty(i, h, rows)
 	}
-	od := m.OutputDim()
-	m.lossGrad = grow(m.lossGrad, rows*od)
-	loss := m.loss.eval(h, y, rows, od, m.lossGrad)
-	m.metrics.Update(h, y, rows)
+	loss := m.lossAndGrad(h, y, w, rows)
 	dy := m.lossGrad
 	for i := len(m.layers) - 1; i >= 0; i-- {
 		m.addActivityGrad(i, outs[i], dy, rows)

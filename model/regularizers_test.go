@@ -79,7 +79,7 @@ func refFrom(m *Sequential) *refRegularized {
 func TestRegularizedLossAndGradients(t *testing.T) {
 	m, x, y := buildTest(t, refRegularizedSpec, 4, Compile{Loss: "mse", Optimizer: OptimizerConfig{Name: "sgd"}}, "regression", 2, 24, 31)
 	ref := refFrom(m)
-	got := m.gradients(x, y, 24)
+	got := m.gradients(x, y, nil, 24)
 	want := ref.loss(x, y, 24)
 	if math.Abs(got-want) > 1e-5*math.Abs(want) {
 		t.Fatalf("training loss %.9g, reference %.9g", got, want)

@@ -398,11 +398,14 @@ func (m *Sequential) forward(x []float32, rows int, training bool) []float32 {
 
 // trainStep runs one forward/backward pass and optimizer update, returning the batch loss
 // (before the update) and adding the batch to the metrics.
-func (m *Sequential) trainStep(x, y []float32, rows int) (float64, error) {
+func (m *Sequential) trainStep(x, y, w []float32, rows int) (float64, error) {
 	if err := m.checkXY(x, y, rows, true); err != nil {
 		return 0, err
 	}
-	loss := m.gradients(x, y, rows)
+	if err := checkSampleWeights(w, rows); err != nil {
+		return 0, err
+	}
+	loss := m.gradients(x, y, w, rows)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return loss, fmt.Errorf("loss is %v at iteration %d", loss, m.opt.iterations)
 	}
@@ -412,16 +415,14 @@ func (m *Sequential) trainStep(x, y []float32, rows int) (float64, error) {
 }
 
 // gradients runs the training-mode forward pass and backpropagation, leaving dL/dw in every
-// trainable parameter's gradient buffer, and returns the loss.
-func (m *Sequential) gradients(x, y []float32, rows int) float64 {
+// trainable parameter's gradient buffer, and returns the loss. w, if not nil, weighs each
+// row's loss (sample_weight.go).
+func (m *Sequential) gradients(x, y, w []float32, rows int) float64 {
 	if m.regularized() {
-		return m.regularizedGradients(x, y, rows)
+		return m.regularizedGradients(x, y, w, rows)
 	}
 	out := m.forward(x, rows, true)
-	od := m.OutputDim()
-	m.lossGrad = grow(m.lossGrad, rows*od)
-	loss := m.loss.eval(out, y, rows, od, m.lossGrad)
-	m.metrics.Update(out, y, rows)
+	loss := m.lossAndGrad(out, y, w, rows)
 	dy := m.lossGrad
 	for i := len(m.layers) - 1; i >= 0; i-- {
 		dy = m.layers[i].backward(dy, rows, i > 0)
@@ -437,7 +438,7 @@ func (m *Sequential) TrainOnBatch(x, y []float32, rows int) (map[string]float64,
 		return nil, ErrNotCompiled
 	}
 	m.metrics.Reset()
-	loss, err := m.trainStep(x, y, rows)
+	loss, err := m.trainStep(x, y, nil, rows)
 	if err != nil {
 		return nil, fmt.Errorf("train on batch: %w", err)
 	}
@@ -460,16 +461,20 @@ func (m *Sequential) Evaluate(x, y []float32, rows int) (map[string]float64, err
 	if !m.compiled {
 		return nil, ErrNotCompiled
 	}
-	loss, err := m.evaluate(x, y, rows)
+	loss, err := m.evaluate(x, y, nil, rows)
 	if err != nil {
 		return nil, fmt.Errorf("evaluate: %w", err)
 	}
 	return m.results(loss), nil
 }
 
-// evaluate returns the mean loss, leaving the metrics of the pass in m.metrics.
-func (m *Sequential) evaluate(x, y []float32, rows int) (float64, error) {
+// evaluate returns the mean loss, leaving the metrics of the pass in m.metrics; w, if not
+// nil, weighs each row's loss (Σ w·loss / rows, as Keras's evaluate with sample_weight).
+func (m *Sequential) evaluate(x, y, w []float32, rows int) (float64, error) {
 	if err := m.checkXY(x, y, rows, true); err != nil {
+		return 0, err
+	}
+	if err := checkSampleWeights(w, rows); err != nil {
 		return 0, err
 	}
 	m.metrics.Reset()
@@ -479,7 +484,11 @@ func (m *Sequential) evaluate(x, y []float32, rows int) (float64, error) {
 		n := min(predictChunk, rows-r0)
 		out := m.forward(x[r0*in:(r0+n)*in], n, false)
 		yb := y[r0*ld : (r0+n)*ld]
-		total += m.loss.eval(out, yb, n, od, nil) * float64(n)
+		if w == nil {
+			total += m.loss.eval(out, yb, n, od, nil) * float64(n)
+		} else {
+			total += m.weightedLossSum(out, yb, w[r0:r0+n], n)
+		}
 		m.metrics.Update(out, yb, n)
 	}
 	if m.regularized() {
