@@ -144,6 +144,9 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 	if err := classWeights(ctx, tx, in, p); err != nil {
 		return nil, err
 	}
+	if err := sampleWeight(ctx, tx, in, p); err != nil {
+		return nil, err
+	}
 	sizePages(in, p, avgText, sz)
 	if err := capWindow(p, sz.readyMaxBytes); err != nil {
 		return nil, err
@@ -393,7 +396,7 @@ func sizePages(in *planInput, p *messages.Plan, avgText map[string]float64, sz s
 			raw += 8 * n
 		}
 	}
-	ready := float64(messages.ReadyRowBytes(p.InputDim, p.LabelDim))
+	ready := float64(messages.ReadyRowBytes(p.InputDim, p.LabelDim+p.WeightDim()))
 	budget := float64(sz.maxPayload) * 3 / 4
 	rows := int(budget / max(raw, ready))
 	p.PageRows = min(max(rows, 1), maxPageRows)
@@ -414,7 +417,7 @@ func readyRangeBytes(p *messages.Plan) float64 {
 		rows = max(rows, r.Rows)
 	}
 	pages := rows/int64(max(p.PageRows, 1)) + 1
-	return float64(rows)*float64(messages.ReadyRowBytes(p.InputDim, p.LabelDim)) + float64(pages)*messageOverhead
+	return float64(rows)*float64(messages.ReadyRowBytes(p.InputDim, p.LabelDim+p.WeightDim())) + float64(pages)*messageOverhead
 }
 
 // capWindow keeps the ranges fetchers may read ahead of the trainer inside READY when later

@@ -180,9 +180,11 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 	// allocating for) more would only be thrown away, and the plan's page size is not
 	// trusted with memory.
 	fit := 1 // a row wider than maxBytes fails as ErrRowTooLarge when read
+	// The sample weight travels beside the label: it counts in the label's width here.
+	labelDim := plan.LabelDim + plan.WeightDim()
 	if plan.InputDim >= 0 && plan.LabelDim >= 0 && plan.InputDim <= maxBytes && plan.LabelDim <= maxBytes {
-		fit = (maxBytes - messages.ReadyBatchBytes(plan.JobID, 0, plan.InputDim, plan.LabelDim)) /
-			messages.ReadyRowBytes(plan.InputDim, plan.LabelDim)
+		fit = (maxBytes - messages.ReadyBatchBytes(plan.JobID, 0, plan.InputDim, labelDim)) /
+			messages.ReadyRowBytes(plan.InputDim, labelDim)
 	}
 	r := &RangeReader{
 		pool:     pool,
@@ -191,7 +193,7 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 		snapshot: plan.Snapshot,
 		maxBytes: maxBytes,
 		inputDim: plan.InputDim,
-		labelDim: plan.LabelDim,
+		labelDim: labelDim,
 	}
 	key := pgx.Identifier{plan.Key}.Sanitize()
 	sel := "SELECT " + key + "::int8"
@@ -253,6 +255,11 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 	}
 	if plan.HasLabel() {
 		if err := add(plan.Label); err != nil {
+			return nil, err
+		}
+	}
+	if plan.WeightDim() > 0 {
+		if err := add(*plan.SampleWeight); err != nil {
 			return nil, err
 		}
 	}

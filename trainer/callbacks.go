@@ -38,6 +38,8 @@ type controls struct {
 	plateau *model.ReduceLROnPlateau
 	// classWeights is one weight per class index, nil without class_weight.
 	classWeights []float64
+	// sampleWeights is set with a sample weight column.
+	sampleWeights bool
 }
 
 func controlsOf(p *messages.Plan) controls {
@@ -61,6 +63,7 @@ func controlsOf(p *messages.Plan) controls {
 		}
 	}
 	c.classWeights = p.ClassWeights
+	c.sampleWeights = p.WeightDim() > 0
 	return c
 }
 
@@ -82,9 +85,11 @@ func (c controls) newState() callbackState {
 	return s
 }
 
-// weightedTrainer is an engine that takes sample weights (class_weight).
+// weightedTrainer is an engine that takes sample weights (class_weight,
+// sample_weight_column).
 type weightedTrainer interface {
 	TrainOnBatchWeighted(x, y, w []float32, rows int) (map[string]float64, error)
+	EvaluateWeighted(x, y, w []float32, rows int) (map[string]float64, error)
 }
 
 // learningRater is an engine whose learning rate a callback can read and set.
@@ -97,6 +102,9 @@ type learningRater interface {
 func (c controls) checkEngine(m Model) error {
 	if _, ok := m.(weightedTrainer); c.classWeights != nil && !ok {
 		return fmt.Errorf("class_weight: this backend does not take sample weights: %w", ErrBadPlan)
+	}
+	if _, ok := m.(weightedTrainer); c.sampleWeights && !ok {
+		return fmt.Errorf("sample_weight_column: this backend does not take sample weights: %w", ErrBadPlan)
 	}
 	if _, ok := m.(learningRater); c.plateau != nil && !ok {
 		return fmt.Errorf("reduce_lr_on_plateau: this backend cannot change its learning rate: %w", ErrBadPlan)
@@ -248,9 +256,23 @@ func (j *jobRun) resumeControls() error {
 	return nil
 }
 
-// classWeightsOf is the weight of each pending training row's class.
-func (j *jobRun) classWeightsOf(y []float32, rows int) ([]float32, error) {
-	w, err := model.ClassWeights(y, rows, j.plan.LabelDim, j.ctl.classWeights, j.weights)
+// sampleWeightsOf is the weight of each pending row, nil for none: its sample weight times,
+// for training, its class's weight, as Keras multiplies them; validation rows take their
+// sample weights only (Keras does not weigh validation by class).
+func (j *jobRun) sampleWeightsOf(p *pendingRows, training bool) ([]float32, error) {
+	rows := len(p.Keys)
+	weighted := j.ctl.sampleWeights
+	if weighted && len(p.W) != rows {
+		return nil, fmt.Errorf("%d sample weights for %d rows: %w", len(p.W), rows, ErrBadCheckpoint)
+	}
+	if !training || j.ctl.classWeights == nil {
+		if weighted {
+			return p.W, nil
+		}
+		return nil, nil
+	}
+	w := append(j.weights[:0], p.W...)
+	w, err := model.ClassWeights(p.Y, rows, j.plan.LabelDim, j.ctl.classWeights, w, weighted)
 	if err != nil {
 		return nil, fmt.Errorf("class_weight: %w", err)
 	}

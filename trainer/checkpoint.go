@@ -54,31 +54,25 @@ type pendingRows struct {
 	Keys []int64   `msgpack:"keys"`
 	X    []float32 `msgpack:"x"`
 	Y    []float32 `msgpack:"y"`
+	// W holds their sample weights with a sample weight column.
+	W []float32 `msgpack:"w,omitempty"`
 }
 
-// accum sums batch values: the loss weighted by batch rows (Σ loss × rows, Σ rows), as
-// Keras's loss tracker, and the metrics by the batch's sum of sample weights (its rows
-// without weights), as Keras's weighted metrics.
+// accum sums batch values weighted by batch rows (Σ value × rows, Σ rows), as Keras's loss
+// tracker and its (unweighted) compiled metrics.
 type accum struct {
 	Rows int64              `msgpack:"rows"`
 	Sums map[string]float64 `msgpack:"sums"`
-	// Weight is Σ of the batches' sample weights (0 in a checkpoint older than it: Rows).
-	Weight float64 `msgpack:"weight"`
 }
 
-func (a *accum) addWeighted(values map[string]float64, rows int, weight float64) {
+func (a *accum) add(values map[string]float64, rows int) {
 	if a.Sums == nil {
 		a.Sums = map[string]float64{}
 	}
 	for k, v := range values {
-		if k == "loss" {
-			a.Sums[k] += v * float64(rows)
-		} else if weight > 0 {
-			a.Sums[k] += v * weight
-		}
+		a.Sums[k] += v * float64(rows)
 	}
 	a.Rows += int64(rows)
-	a.Weight += weight
 }
 
 // means splits the averages into the loss and the rest.
@@ -86,16 +80,12 @@ func (a *accum) means() (loss float64, metrics map[string]float64) {
 	if a.Rows == 0 {
 		return 0, nil
 	}
-	weight := a.Weight
-	if weight == 0 {
-		weight = float64(a.Rows)
-	}
 	for k, s := range a.Sums {
+		v := s / float64(a.Rows)
 		if k == "loss" {
-			loss = s / float64(a.Rows)
+			loss = v
 			continue
 		}
-		v := s / weight
 		if metrics == nil {
 			metrics = map[string]float64{}
 		}

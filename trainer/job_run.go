@@ -32,7 +32,8 @@ type jobRun struct {
 	pos   position
 	log   *slog.Logger
 	ctl   controls
-	// weights is the buffer of the pending batch's sample weights (class_weight).
+	// weights is the buffer of the pending batch's sample weights (sample_weight_column
+	// times class_weight).
 	weights []float32
 
 	segment time.Time // start of the wall time not yet added to pos.Seconds
@@ -236,6 +237,9 @@ func (j *jobRun) feed(ctx context.Context, r *rangeRows, training bool) (stopped
 		p.Keys = append(p.Keys, key)
 		p.X = append(p.X, r.X[row*in:(row+1)*in]...)
 		p.Y = append(p.Y, r.Y[row*lab:(row+1)*lab]...)
+		if r.W != nil {
+			p.W = append(p.W, r.W[row])
+		}
 		seen.Add(key)
 		if !j.pos.AnyKey || key > j.pos.LastKey {
 			j.pos.LastKey, j.pos.AnyKey = key, true
@@ -268,30 +272,26 @@ func (j *jobRun) step(training bool) error {
 	var err error
 	acc := &j.pos.Valid
 	split := splitValidation
-	weight := float64(rows)
+	w, err := j.sampleWeightsOf(p, training)
 	switch {
-	case training && j.ctl.classWeights != nil:
-		var w []float32
-		if w, err = j.classWeightsOf(p.Y, rows); err == nil {
-			out, err = j.model.(weightedTrainer).TrainOnBatchWeighted(p.X, p.Y, w, rows)
-		}
-		weight = 0
-		for _, v := range w {
-			weight += float64(v)
-		}
+	case err != nil:
+	case training && w != nil:
+		out, err = j.model.(weightedTrainer).TrainOnBatchWeighted(p.X, p.Y, w, rows)
 		acc, split = &j.pos.Train, splitTrain
 	case training:
 		out, err = j.model.TrainOnBatch(p.X, p.Y, rows)
 		acc, split = &j.pos.Train, splitTrain
+	case w != nil:
+		out, err = j.model.(weightedTrainer).EvaluateWeighted(p.X, p.Y, w, rows)
 	default:
 		out, err = j.model.Evaluate(p.X, p.Y, rows)
 	}
 	if err != nil {
 		return fmt.Errorf("epoch %d, batch of %d rows (first key %d): %w", j.pos.Epoch+1, rows, p.Keys[0], err)
 	}
-	acc.addWeighted(out, rows, weight)
+	acc.add(out, rows)
 	j.t.m.rows.WithLabelValues(j.plan.JobID, split).Add(float64(rows))
-	p.Keys, p.X, p.Y = p.Keys[:0], p.X[:0], p.Y[:0]
+	p.Keys, p.X, p.Y, p.W = p.Keys[:0], p.X[:0], p.Y[:0], p.W[:0]
 	return nil
 }
 

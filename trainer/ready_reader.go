@@ -28,6 +28,7 @@ type rangeRows struct {
 	Pages int
 	Keys  []int64
 	X, Y  []float32 // row-major, InputDim and LabelDim floats per row
+	W     []float32 // a sample weight per row when the plan has a sample weight column
 }
 
 func (r *rangeRows) rows() int { return len(r.Keys) }
@@ -60,6 +61,7 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 		out.Keys = make([]int64, 0, bounds.Rows)
 		out.X = make([]float32, 0, int(bounds.Rows)*rr.plan.InputDim)
 		out.Y = make([]float32, 0, int(bounds.Rows)*rr.plan.LabelDim)
+		out.W = make([]float32, 0, int(bounds.Rows)*rr.plan.WeightDim())
 	}
 	prevKey := int64(0)
 	for page := 0; ; page++ {
@@ -70,7 +72,7 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 		}
 		// Decoded straight onto the range's rows: no copy of each page.
 		before := len(out.Keys)
-		b := messages.ReadyBatch{Keys: out.Keys, X: out.X, Y: out.Y}
+		b := messages.ReadyBatch{Keys: out.Keys, X: out.X, Y: out.Y, W: out.W}
 		if err := messages.DecodeReadyAppend(data, &b); err != nil {
 			return nil, fmt.Errorf("decoding %s: %w: %w", rr.names.ReadySubject(id), ErrBadBatch, err)
 		}
@@ -81,6 +83,9 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 		if len(keys) > 0 && (b.InputDim != rr.plan.InputDim || b.LabelDim != rr.plan.LabelDim) {
 			return nil, fmt.Errorf("batch %s has widths %d/%d, the plan %d/%d: %w",
 				id, b.InputDim, b.LabelDim, rr.plan.InputDim, rr.plan.LabelDim, ErrBadBatch)
+		}
+		if weighted := rr.plan.WeightDim() > 0; weighted != (b.W != nil) {
+			return nil, fmt.Errorf("batch %s: sample weights %v, the plan's sample weight column %v: %w", id, b.W != nil, weighted, ErrBadBatch)
 		}
 		// A typed key arrives as its hash, which has no order: its pages are checked by the
 		// range's checksum alone (a page read twice or out of place changes the count).
@@ -99,7 +104,7 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 			}
 			prevKey = k
 		}
-		out.Keys, out.X, out.Y = b.Keys, b.X, b.Y
+		out.Keys, out.X, out.Y, out.W = b.Keys, b.X, b.Y, b.W
 		out.Pages = page + 1
 		if b.Last {
 			return out, nil

@@ -3,6 +3,7 @@ package transform
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"pgtrain/messages"
 )
@@ -53,13 +54,16 @@ type feature struct {
 
 // Transformer is a compiled plan. It is safe for concurrent use.
 type Transformer struct {
-	features   []feature
-	label      feature
-	labelEnc   int
-	hasLabel   bool
-	inputDim   int
-	labelDim   int
-	wantByName map[string]int // column name -> index in features, or len(features) for the label
+	features []feature
+	label    feature
+	labelEnc int
+	hasLabel bool
+	inputDim int
+	labelDim int
+	// weight is the sample weight column, read as it is, when hasWeight.
+	weight     feature
+	hasWeight  bool
+	wantByName map[string]int // column name -> index in features, len(features) for the label, one more for the weight
 }
 
 // InputDim and LabelDim are the widths of a ready row.
@@ -133,6 +137,15 @@ func Compile(plan *messages.Plan) (*Transformer, error) {
 	if len(t.label.vocab) != len(lc.Vocabulary) {
 		return nil, fmt.Errorf("label %q: the vocabulary repeats a value: %w", lc.Name, ErrPlan)
 	}
+	if plan.WeightDim() == 0 {
+		return t, nil
+	}
+	wc := plan.SampleWeight
+	if _, dup := t.wantByName[wc.Name]; dup || wc.Name == "" || wc.Kind != messages.KindNumeric || wc.IsArray() {
+		return nil, fmt.Errorf("sample weight column %q: empty, not one number, or also a feature or the label: %w", wc.Name, ErrPlan)
+	}
+	t.wantByName[wc.Name] = len(t.features) + 1
+	t.weight, t.hasWeight = feature{name: wc.Name}, true
 	return t, nil
 }
 
@@ -243,6 +256,9 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 	out.Y = resize(out.Y, rows*t.labelDim)
 	clear(out.X)
 	clear(out.Y)
+	if !t.hasWeight {
+		out.W = nil
+	}
 
 	// Column by column: each inner loop touches one raw column and one stride of X.
 	for fi := range t.features {
@@ -307,6 +323,35 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 			}
 		}
 	}
+	if t.hasWeight {
+		return t.sampleWeights(raw, cols[len(t.features)+1], out)
+	}
+	return nil
+}
+
+// sampleWeights writes each row's sample weight to out.W: a finite number >= 0, as the
+// planner checked; a row changed since is an error naming its key.
+func (t *Transformer) sampleWeights(raw *messages.RawBatch, c *messages.RawColumn, out *messages.ReadyBatch) error {
+	// Never nil, even for no rows: the batch says it carries weights.
+	out.W = resize(out.W, raw.Rows())
+	if out.W == nil {
+		out.W = []float32{}
+	}
+	for r := range out.W {
+		var w float32
+		if c.Kind == messages.ColumnFloat32 {
+			w = c.Float32[r]
+		} else {
+			w = float32(c.Float64[r])
+		}
+		switch {
+		case c.IsNull(r):
+			return &RowError{Key: raw.Keys[r], Column: t.weight.name, Reason: "is NULL (a sample weight must be a finite number >= 0)"}
+		case !(w >= 0) || math.IsInf(float64(w), 0):
+			return &RowError{Key: raw.Keys[r], Column: t.weight.name, Reason: fmt.Sprintf("is %v (a sample weight must be a finite number >= 0)", w)}
+		}
+		out.W[r] = w
+	}
 	return nil
 }
 
@@ -353,6 +398,9 @@ func (t *Transformer) match(raw *messages.RawBatch) ([]*messages.RawColumn, erro
 	if t.hasLabel {
 		want++
 	}
+	if t.hasWeight {
+		want++
+	}
 	cols := make([]*messages.RawColumn, want)
 	for i := range raw.Columns {
 		c := &raw.Columns[i]
@@ -366,6 +414,8 @@ func (t *Transformer) match(raw *messages.RawBatch) ([]*messages.RawColumn, erro
 		f := &t.label
 		if at < len(t.features) {
 			f = &t.features[at]
+		} else if at > len(t.features) {
+			f = &t.weight
 		}
 		// A numeric column may travel as either float kind (see ColumnPlan.RawKind).
 		var n int
@@ -395,6 +445,8 @@ func (t *Transformer) match(raw *messages.RawBatch) ([]*messages.RawColumn, erro
 			name := t.label.name
 			if i < len(t.features) {
 				name = t.features[i].name
+			} else if i > len(t.features) {
+				name = t.weight.name
 			}
 			return nil, fmt.Errorf("batch %s: column %q is missing: %w", raw.BatchID, name, ErrBatch)
 		}
