@@ -157,6 +157,64 @@ func TestClassWeightThroughThePipeline(t *testing.T) {
 	}
 }
 
+// sample_weight_column through the whole pipeline, with Keras's semantics (the loss is
+// Σ w·loss / rows, sum_over_batch_size, the compiled metrics unweighted, the validation loss
+// weighted by its rows' weights): weights all 1 train to the very bits no weights give;
+// weights all 2 under SGD at half the learning rate train to those bits too, with twice the
+// loss and val_loss and the same accuracy (a weighted mean, Σ w·loss / Σ w, would make them
+// the same as at half the rate, not the same as at the full rate); weights 0, 1 and 2 by key
+// train to other weights, bit-identical with 1 and 3 fetchers, and times a class weight too.
+func TestSampleWeightThroughThePipeline(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	natsURL := testenv.NATS(t)
+	makeClicks(t, pool, 8000)
+	for _, s := range []string{
+		`alter table clicks add column ones real, add column twos double precision, add column mixed integer`,
+		`update clicks set ones = 1, twos = 2, mixed = id % 3`,
+	} {
+		if _, err := pool.Exec(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	weighted := func(lr float64, column, classWeight string) []byte {
+		return withControls(t, clicksSpec(lr, classWeight), fmt.Sprintf(`{"sample_weight_column": %q}`, column))
+	}
+	plain := runJob(t, pool, natsURL, 1, 1, 2<<20, clicksSpec(0.1, ""))
+	ones := runJob(t, pool, natsURL, 3, 2, 2<<20, weighted(0.1, "ones", ""))
+	twos := runJob(t, pool, natsURL, 1, 1, 2<<20, weighted(0.05, "twos", ""))
+	mixed3 := runJob(t, pool, natsURL, 3, 2, 2<<20, weighted(0.1, "mixed", ""))
+	mixed1 := runJob(t, pool, natsURL, 1, 1, 2<<20, weighted(0.1, "mixed", ""))
+	withClass := runJob(t, pool, natsURL, 1, 1, 2<<20, weighted(0.1, "mixed", `{"0": 1, "1": 3}`))
+
+	if !bytes.Equal(ones.weights, plain.weights) {
+		t.Fatal("sample weights of 1 train to other weights than no sample weights")
+	}
+	if !bytes.Equal(twos.weights, plain.weights) {
+		t.Fatal("sample weights of 2 under SGD do not train as a doubled learning rate")
+	}
+	for i, d := range twos.status.Results {
+		f := plain.status.Results[i]
+		if d.Loss != 2*f.Loss || math.Abs(*d.ValLoss-2**f.ValLoss) > 1e-12*math.Abs(*f.ValLoss) || d.Metrics["accuracy"] != f.Metrics["accuracy"] {
+			t.Errorf("epoch %d: loss %v vs 2×%v, val_loss %v vs 2×%v, accuracy %v vs %v", i, d.Loss, f.Loss,
+				*d.ValLoss, *f.ValLoss, d.Metrics["accuracy"], f.Metrics["accuracy"])
+		}
+		o := ones.status.Results[i]
+		if o.Loss != f.Loss || *o.ValLoss != *f.ValLoss || o.Metrics["accuracy"] != f.Metrics["accuracy"] {
+			t.Errorf("epoch %d with weights of 1: loss %v vs %v, val_loss %v vs %v, accuracy %v vs %v", i, o.Loss, f.Loss,
+				*o.ValLoss, *f.ValLoss, o.Metrics["accuracy"], f.Metrics["accuracy"])
+		}
+	}
+	if bytes.Equal(mixed3.weights, plain.weights) {
+		t.Fatal("sample weights of 0, 1 and 2 trained to the unweighted weights")
+	}
+	if !bytes.Equal(mixed3.weights, mixed1.weights) {
+		t.Fatal("sample-weighted weights differ between 1 and 3 fetchers")
+	}
+	if bytes.Equal(withClass.weights, mixed1.weights) {
+		t.Fatal("a class weight on top of the sample weights changed nothing")
+	}
+}
+
 // The learning rate follows the spec's schedule (logged at each epoch's end, at the step
 // count so far) and ReduceLROnPlateau changes it between epochs.
 func TestLearningRateControlsThroughThePipeline(t *testing.T) {

@@ -61,7 +61,9 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 		out.Keys = make([]int64, 0, bounds.Rows)
 		out.X = make([]float32, 0, int(bounds.Rows)*rr.plan.InputDim)
 		out.Y = make([]float32, 0, int(bounds.Rows)*rr.plan.LabelDim)
-		out.W = make([]float32, 0, int(bounds.Rows)*rr.plan.WeightDim())
+		if rr.plan.WeightDim() > 0 {
+			out.W = make([]float32, 0, bounds.Rows)
+		}
 	}
 	prevKey := int64(0)
 	for page := 0; ; page++ {
