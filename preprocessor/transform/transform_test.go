@@ -74,6 +74,43 @@ func batch(label messages.RawColumn) *messages.RawBatch {
 	}
 }
 
+// A sample weight column is read as it is into the batch's W; a NULL, negative or
+// non-finite weight is a row error naming the key and the column.
+func TestApplySampleWeights(t *testing.T) {
+	plan := testPlan(messages.EncodeNone)
+	plan.SampleWeight = &messages.ColumnPlan{Name: "w", Kind: messages.KindNumeric, Factor: 1}
+	raw := batch(floatCol("y", []float64{1, 2, 3}))
+	raw.Columns = append(raw.Columns, float32Col("w", []float32{0.5, 0, 2.25}))
+	out, err := Apply(plan, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equal(out.W, []float32{0.5, 0, 2.25}) {
+		t.Fatalf("sample weights %v", out.W)
+	}
+	for _, tt := range []struct {
+		col  messages.RawColumn
+		want string
+	}{
+		{floatCol("w", []float64{1, 0, 2}, 1), `row key 11: column "w" is NULL`},
+		{floatCol("w", []float64{1, 2, -0.5}), `row key 12: column "w" is -0.5`},
+		{floatCol("w", []float64{math.Inf(1), 2, 1}), `row key 10: column "w" is +Inf`},
+		{floatCol("w", []float64{1, math.NaN(), 1}), `row key 11: column "w" is NaN`},
+	} {
+		raw := batch(floatCol("y", []float64{1, 2, 3}))
+		raw.Columns = append(raw.Columns, tt.col)
+		_, err := Apply(plan, raw)
+		var rowErr *RowError
+		if !errors.As(err, &rowErr) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("got %v, want a row error saying %q", err, tt.want)
+		}
+	}
+	// Without its column the batch does not match the plan.
+	if _, err := Apply(plan, batch(floatCol("y", []float64{1, 2, 3}))); !errors.Is(err, ErrBatch) {
+		t.Fatalf("a batch without the weight column: %v", err)
+	}
+}
+
 func TestApply(t *testing.T) {
 	tests := []struct {
 		name    string
