@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"math/big"
 	"strings"
 	"testing"
@@ -229,6 +230,66 @@ func TestSinceLastTrainsOnNewRowsOnly(t *testing.T) {
 	}
 	if _, err := cl.Bus.ModelFile(ctx, st.ID, bus.ModelJSON); !errors.Is(err, bus.ErrNoModel) {
 		t.Fatalf("a nothing_new job has a stored model (%v)", err)
+	}
+}
+
+// With preprocessing "recompute" the new job's statistics are the current table's, not the
+// stored model's (rows inserted since shift a feature's mean and its standard scaling),
+// while its weights start from the stored model's.
+func TestWarmStartRecomputesPreprocessing(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	natsURL := testenv.NATS(t)
+	makeTable(t, pool, 3000)
+	cl := startCluster(t, pool, natsURL)
+	ctx := context.Background()
+
+	first := trainDone(t, cl, spec(9, 2))
+	// As many rows of each kind, so that the vocabulary (by frequency) stays the model's.
+	if _, err := pool.Exec(ctx, `insert into events select 5000000 + i, 50 + random()::real, random()*10, i % 50,
+		(array['red','green','blue','cyan'])[1 + i % 4], 1 from generate_series(1, 1000) i`); err != nil {
+		t.Fatal(err)
+	}
+	// A learning rate far below float32's resolution of the weights: the new model's weights
+	// equal the stored ones only if it started from them.
+	next := trainDone(t, cl, withFields(t, spec(9, 1), map[string]any{
+		"init_from": first.ID, "preprocessing": "recompute", "validation_split": 0,
+		"optimizer": map[string]any{"name": "adam", "learning_rate": 1e-30},
+	}))
+	if ws := next.WarmStart; ws == nil || ws.InitFrom != first.ID || ws.Preprocessing != messages.PreprocessingRecompute {
+		t.Fatalf("warm start %+v, want init_from %s with preprocessing recompute", ws, first.ID)
+	}
+	before, err := cl.Client.Plan(ctx, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := cl.Client.Plan(ctx, next.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count int64
+	var mean, std float64
+	if err := pool.QueryRow(ctx, `select count(a), avg(a::float8), stddev_pop(a::float8) from events`).Scan(&count, &mean, &std); err != nil {
+		t.Fatal(err)
+	}
+	old, now := before.Features[0], after.Features[0]
+	if now.Name != "a" || old.Name != "a" {
+		t.Fatalf("first features %q and %q, want a", old.Name, now.Name)
+	}
+	if now.Stats.Count != count || math.Abs(now.Stats.Mean-mean) > 1e-9*math.Abs(mean) {
+		t.Fatalf("recomputed statistics of a: %d rows, mean %v; SQL now says %d rows, mean %v", now.Stats.Count, now.Stats.Mean, count, mean)
+	}
+	if old.Stats.Count != 3000 || math.Abs(old.Stats.Mean-now.Stats.Mean) < 5 {
+		t.Fatalf("stored statistics of a: %d rows, mean %v; recomputed: %d rows, mean %v: the insert did not shift them", old.Stats.Count, old.Stats.Mean, now.Stats.Count, now.Stats.Mean)
+	}
+	if now.Offset != now.Stats.Mean || now.Offset == old.Offset || now.Factor == old.Factor {
+		t.Fatalf("standard scaling of a: offset %v factor %v, stored %v and %v; want the recomputed mean and a new factor", now.Offset, now.Factor, old.Offset, old.Factor)
+	}
+	const shard = "group1-shard1of1.bin"
+	if !bytes.Equal(storedFile(t, cl, next.ID, shard), storedFile(t, cl, first.ID, shard)) {
+		t.Fatal("the new model's weights (lr 1e-30) differ from the stored model's: it did not start from them")
+	}
+	if m := storedMeta(t, cl, next.ID); m.Features[0].Offset != now.Offset {
+		t.Fatalf("the new model stores offset %v for a, its plan %v", m.Features[0].Offset, now.Offset)
 	}
 }
 
