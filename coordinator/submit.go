@@ -193,6 +193,9 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	if err := ms.CheckSize(0, c.cfg.Limits.model()); err != nil {
 		return messages.JobStatus{}, &messages.FieldError{Field: "model", Reason: err.Error()}
 	}
+	if err := checkBackend(spec, ms); err != nil {
+		return messages.JobStatus{}, err
+	}
 	var from *messages.ModelMeta
 	if spec.InitFrom != "" {
 		if from, err = c.initModel(ctx, spec, ms); err != nil {
