@@ -538,12 +538,17 @@ func kerasActivation(c *layerConfig) (string, error) {
 // parseKerasCompileConfig reads a Keras 3 compile_config.
 func parseKerasCompileConfig(b []byte) (*Compile, error) {
 	var cc struct {
-		Optimizer json.RawMessage   `json:"optimizer"`
-		Loss      json.RawMessage   `json:"loss"`
-		Metrics   []json.RawMessage `json:"metrics"`
+		Optimizer       json.RawMessage   `json:"optimizer"`
+		Loss            json.RawMessage   `json:"loss"`
+		Metrics         []json.RawMessage `json:"metrics"`
+		WeightedMetrics json.RawMessage   `json:"weighted_metrics"`
 	}
 	if err := json.Unmarshal(b, &cc); err != nil {
 		return nil, err
+	}
+	// Refused, not dropped: the compiled metrics here are never weighted.
+	if !isDefaultish(cc.WeightedMetrics) {
+		return nil, fmt.Errorf("weighted_metrics are not supported")
 	}
 	c := &Compile{}
 	if !isNull(cc.Optimizer) {

@@ -206,6 +206,9 @@ func TestParseSpecKerasErrors(t *testing.T) {
 		{name: "loss",
 			doc:     replaceInFixture(t, `"loss": "binary_crossentropy"`, `"loss": "kl_divergence"`),
 			wantErr: `compile_config: unsupported loss "kl_divergence"`},
+		{name: "weighted metrics",
+			doc:     replaceInFixture(t, `"weighted_metrics": null`, `"weighted_metrics": ["accuracy"]`),
+			wantErr: `compile_config: weighted_metrics are not supported`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
