@@ -3,6 +3,7 @@ package messages
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -97,6 +98,11 @@ type JobSpec struct {
 	ModelCheckpoint   *ModelCheckpointSpec   `json:"model_checkpoint,omitempty" msgpack:"model_checkpoint,omitempty"`
 	ReduceLROnPlateau *ReduceLROnPlateauSpec `json:"reduce_lr_on_plateau,omitempty" msgpack:"reduce_lr_on_plateau,omitempty"`
 	ClassWeight       *ClassWeightSpec       `json:"class_weight,omitempty" msgpack:"class_weight,omitempty"`
+	// Sweep trains one model per variant on one read of the data (sweep.go); SweepMonitor
+	// and SweepMode choose the best variant, as a Keras callback's monitor and mode.
+	Sweep        SweepVariants `json:"sweep,omitempty" msgpack:"sweep,omitempty"`
+	SweepMonitor string        `json:"sweep_monitor,omitempty" msgpack:"sweep_monitor,omitempty"`
+	SweepMode    string        `json:"sweep_mode,omitempty" msgpack:"sweep_mode,omitempty"`
 }
 
 // FeatureSpec says how one column becomes one or more input features.
@@ -179,6 +185,9 @@ func ParseJobSpec(b []byte) (JobSpec, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
+		if fe := (*FieldError)(nil); errors.As(err, &fe) {
+			return JobSpec{}, fe // a sweep variant names itself
+		}
 		return JobSpec{}, &FieldError{Field: "spec", Reason: "invalid JSON: " + err.Error()}
 	}
 	if dec.More() {
@@ -214,7 +223,7 @@ func (s JobSpec) WithDefaults() JobSpec {
 	if s.InitFrom != "" && s.Preprocessing == "" {
 		s.Preprocessing = PreprocessingReuse
 	}
-	return s.withControlDefaults()
+	return s.withControlDefaults().withSweepDefaults()
 }
 
 // Validate checks the spec on its own; the coordinator checks names against the database.
@@ -338,7 +347,10 @@ func (s JobSpec) Validate() error {
 	if err := s.validateWarmStart(); err != nil {
 		return err
 	}
-	return s.validateControls()
+	if err := s.validateControls(); err != nil {
+		return err
+	}
+	return s.validateSweep()
 }
 
 // validateWarmStart checks init_from, preprocessing and since on their own; the coordinator
@@ -383,6 +395,8 @@ type SpecLimits struct {
 	// PiecewiseConstantDecay schedule.
 	ClassWeights       int
 	ScheduleBoundaries int
+	// SweepVariants bounds the variants of sweep.
+	SweepVariants int
 }
 
 // CheckLimits refuses a field over its bound, naming the field and the bound. Call it on a
@@ -417,5 +431,8 @@ func (s JobSpec) CheckLimits(l SpecLimits) error {
 	if err := over("label.vocab_size", s.Label.VocabSize, l.VocabSize); err != nil {
 		return err
 	}
-	return s.checkControlLimits(l)
+	if err := s.checkControlLimits(l); err != nil {
+		return err
+	}
+	return s.checkSweepLimits(l)
 }
