@@ -289,6 +289,9 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	if err := checkVariants(p, ms, c.cfg.Limits.model()); err != nil {
 		return messages.JobStatus{}, err
 	}
+	if err := checkSweepReplay(p, c.cfg.ReadyMaxBytes); err != nil {
+		return messages.JobStatus{}, err
+	}
 	if err := checkPlanSize(p, c.maxPayload()); err != nil {
 		return messages.JobStatus{}, err
 	}

@@ -14,10 +14,11 @@ import (
 )
 
 // A sweep job trains one model per variant of its spec's sweep on one read of the data: each
-// variant is claimed by a trainer of its own and reports with its index. The lease window
-// follows the slowest running variant, a range of a re-read pass is purged from READY once
-// every running variant has read it, and the job is done when every variant is; a variant
-// that fails fails the job (its data is every variant's data).
+// variant is claimed by a trainer of its own and reports with its index. Its plan replays
+// READY (the data is read from PostgreSQL once, and stays in READY until the job ends), so
+// a variant that waits for a free trainer reads the same batches later. The lease window
+// follows the slowest variant that has a trainer; the job is done when every variant is. A
+// variant that fails fails the job (its data is every variant's data).
 
 // Variant states.
 const (
@@ -63,6 +64,17 @@ func checkVariants(p *messages.Plan, ms *model.Spec, l model.SizeLimits) error {
 		}
 	}
 	return nil
+}
+
+// checkSweepReplay refuses a sweep whose data does not fit READY: its variants would need the
+// batches after the trainers of the others have read them.
+func checkSweepReplay(p *messages.Plan, readyMaxBytes int64) error {
+	if len(p.Spec.Sweep) == 0 || p.Replay {
+		return nil
+	}
+	return &apiError{status: http.StatusUnprocessableEntity, field: "sweep",
+		msg: fmt.Sprintf("a sweep reads the data once and every variant replays it from READY, which cannot hold this job's %d rows (--ready-max-bytes %d): raise it, or filter the rows (where)",
+			p.Expected.Rows+p.ExpectedValid.Rows, readyMaxBytes)}
 }
 
 // newVariants is a new sweep job's variant records (nil for a job without a sweep).
@@ -173,7 +185,6 @@ func (c *Coordinator) variantProgress(ctx context.Context, j *job, p messages.Tr
 		v.State, v.StopReason, v.BestEpoch = variantDone, p.Stopped, p.BestEpoch
 		v.BestModel = j.plan.Spec.ModelCheckpoint != nil && p.BestEpoch != nil
 	}
-	before := j.trainerPos()
 	rec.Trainer = slowestVariant(rec.Variants, n)
 	rec.Trainer.SeenAt = now
 	if allVariantsDone(rec.Variants) {
@@ -188,9 +199,7 @@ func (c *Coordinator) variantProgress(ctx context.Context, j *job, p messages.Tr
 	}
 	if rec.ended() {
 		c.jobEnded(j)
-		return nil
 	}
-	c.purgeConsumed(j, before, j.trainerPos())
 	return nil
 }
 
@@ -209,13 +218,14 @@ func addResult(results []messages.EpochResult, r *messages.EpochResult) []messag
 	return results
 }
 
-// slowestVariant is the position of the running variant furthest behind: the lease window
-// follows it, so fetchers never read further ahead of any trainer than the window.
+// slowestVariant is the position of the running variant with a trainer furthest behind:
+// the lease window follows it, so fetchers never read further ahead of a trainer than the
+// window. (A variant waiting for a trainer reads the replayed batches when it gets one.)
 func slowestVariant(vs []variantRecord, ranges int) messages.TrainerState {
 	var slow *messages.TrainerState
 	for i := range vs {
 		t := &vs[i].Trainer
-		if vs[i].State != variantRunning {
+		if vs[i].State != variantRunning || t.ID == "" {
 			continue
 		}
 		if slow == nil || t.Epoch*ranges+t.Consumed < slow.Epoch*ranges+slow.Consumed {
@@ -264,32 +274,6 @@ func bestVariant(s messages.JobSpec, vs []variantRecord) int {
 		}
 	}
 	return best
-}
-
-// purgeConsumed drops from READY the batches of a re-read pass that every running variant
-// has read: positions [from, to) of the job's order. A job that replays READY keeps its
-// batches until it ends. Callers hold c.mu.
-func (c *Coordinator) purgeConsumed(j *job, from, to int) {
-	if j.plan.Replay || to <= from {
-		return
-	}
-	n := len(j.plan.Ranges)
-	var subjects []string
-	for pos := from; pos < to && pos < j.positions(); pos++ {
-		pass := pos / n
-		subjects = append(subjects, c.names.ReadyRangeSubjects(j.rec.ID, pass, j.plan.EpochOrder(pass)[pos%n]))
-	}
-	id := j.rec.ID
-	c.bg.Go(func() {
-		ctx, cancel := context.WithTimeout(c.bgCtx, time.Minute)
-		defer cancel()
-		for _, s := range subjects {
-			if err := c.purge(ctx, c.names.ReadyStream(), s); err != nil {
-				// Only space is lost: the job's final purge takes them.
-				c.log.Warn("purging batches every variant has read", "job_id", id, "error", err)
-			}
-		}
-	})
 }
 
 // sweepStatus is the sweep part of a job's status.

@@ -191,8 +191,7 @@ func (j *jobRun) rangeDone(ctx context.Context, r *rangeRows) error {
 		return err
 	}
 	faultpoint.Hit(faultpoint.TrainerAfterCheckpoint)
-	if !j.plan.Replay && j.plan.Variant == nil {
-		// (A sweep's batches are purged by the coordinator once every variant has read them.)
+	if !j.plan.Replay {
 		j.purge(ctx, j.t.names.ReadyRangeSubjects(j.plan.JobID, r.Pass, r.Range))
 	}
 	if err := j.report(ctx, progress); err != nil {
@@ -491,7 +490,8 @@ func (j *jobRun) finish(ctx context.Context) error {
 		return err
 	}
 	if j.plan.Variant == nil {
-		j.purge(ctx, j.t.names.ReadyJobSubjects(j.plan.JobID)) // (the coordinator's, for a sweep)
+		// (A sweep's batches stay for its other variants: the coordinator purges them.)
+		j.purge(ctx, j.t.names.ReadyJobSubjects(j.plan.JobID))
 	}
 	j.log.Info("job done", "model_path", dir, "epochs", len(j.pos.Results))
 	return nil
