@@ -28,6 +28,10 @@ type SweepVariant struct {
 type SweepVariants []SweepVariant
 
 func (vs *SweepVariants) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		*vs = nil
+		return nil
+	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(b, &raws); err != nil {
 		return &FieldError{Field: "sweep", Reason: "want a list of variants: " + err.Error()}
