@@ -263,6 +263,14 @@ func finalLine(st *messages.JobStatus, model string) string {
 	return line + fmt.Sprintf("; best %s %s (epoch %d)", name, metricValue(v), epoch+1)
 }
 
+// modelTrainer is the trainer whose out dir holds the job's model: a sweep's best variant's.
+func modelTrainer(st *messages.JobStatus) string {
+	if sw := st.Sweep; sw != nil && sw.Best != nil && *sw.Best < len(sw.Variants) {
+		return sw.Variants[*sw.Best].Trainer.ID
+	}
+	return st.Trainer.ID
+}
+
 // sweepLine names a sweep's best variant, its monitored value and its stored model.
 func sweepLine(sw *messages.SweepStatus) string {
 	if sw.Best == nil {
@@ -417,7 +425,7 @@ func printStatus(w io.Writer, st *messages.JobStatus) {
 		}
 	}
 	if st.ModelPath != "" {
-		fmt.Fprintf(w, "model: %s, under the --out-dir of trainer %s\n", st.ModelPath, st.Trainer.ID)
+		fmt.Fprintf(w, "model: %s, under the --out-dir of trainer %s\n", st.ModelPath, modelTrainer(st))
 	}
 }
 

@@ -34,6 +34,12 @@ func TestSweepStatusLines(t *testing.T) {
 		}
 	}
 	st.Sweep.Best = &best
+	st.ModelPath, st.Sweep.Variants[1].Trainer.ID = "j/variant-1/model", "t2"
+	w.Reset()
+	printStatus(&w, st)
+	if want := "model: j/variant-1/model, under the --out-dir of trainer t2"; !strings.Contains(w.String(), want) {
+		t.Errorf("status lacks %q:\n%s", want, w.String())
+	}
 	if got, want := sweepLine(st.Sweep), "best of 3 variants by val_loss (min): variant 1, val_loss 0.2500, stored as j_variant-1"; got != want {
 		t.Errorf("sweepLine = %q, want %q", got, want)
 	}
