@@ -301,16 +301,16 @@ func (c *Coordinator) handleClaim(w http.ResponseWriter, r *http.Request) {
 	if !c.decode(w, r, &req) {
 		return
 	}
-	id, err := c.claimJob(r.Context(), req.TrainerID)
+	resp, err := c.claimJob(r.Context(), req.TrainerID)
 	if err != nil {
 		c.writeError(w, r, err)
 		return
 	}
-	if id == "" {
+	if resp.JobID == "" {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	writeJSON(w, http.StatusOK, messages.ClaimResponse{JobID: id})
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // handleReady answers 200 only when NATS (with JetStream) and every source answer.

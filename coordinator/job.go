@@ -208,5 +208,8 @@ func (j *job) status(now time.Time) messages.JobStatus {
 	if j.prediction() {
 		st.Kind, st.Prediction = p.Kind, j.predictionStatus()
 	}
+	if j.sweep() {
+		st.Sweep = j.sweepStatus()
+	}
 	return st
 }

@@ -221,6 +221,10 @@ func (c *Coordinator) writeTask(ctx context.Context, j *job, pass, r int, rec ta
 // checkFailer refuses to fail a job for anyone but its trainer or a fetcher that holds a
 // lease on one of its ranges. Callers hold c.mu.
 func (c *Coordinator) checkFailer(j *job, req messages.FailRequest) error {
+	if req.TrainerID != "" && j.sweep() {
+		_, err := j.checkVariantTrainer(req.Variant, req.TrainerID)
+		return err
+	}
 	if req.TrainerID != "" {
 		return j.checkTrainer(req.TrainerID)
 	}

@@ -30,6 +30,8 @@ type Limits struct {
 	// of a PiecewiseConstantDecay learning-rate schedule.
 	ClassWeights       int
 	ScheduleBoundaries int
+	// SweepVariants bounds the variants of a sweep: each is a model a trainer trains.
+	SweepVariants int
 	// Layers, Units (per dense layer) and Params (of the whole model on the planned input
 	// width) bound the model.
 	Layers int
@@ -70,6 +72,7 @@ const (
 	// DefaultMaxClassWeights is maxLabelClasses: a label never has more classes.
 	DefaultMaxClassWeights       = maxLabelClasses
 	DefaultMaxScheduleBoundaries = 1000
+	DefaultMaxSweepVariants      = messages.DefaultMaxSweepVariants
 )
 
 // Default limits of online prediction: a thousand rows of a wide table, and a few models
@@ -104,6 +107,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.InValues, DefaultMaxInValues)
 	def(&l.ClassWeights, DefaultMaxClassWeights)
 	def(&l.ScheduleBoundaries, DefaultMaxScheduleBoundaries)
+	def(&l.SweepVariants, DefaultMaxSweepVariants)
 	if l.Params == 0 {
 		l.Params = DefaultMaxParams
 	}
@@ -126,6 +130,7 @@ func (l Limits) validate() error {
 		{"model cache", int64(l.ModelCache)},
 		{"max list jobs", int64(l.ListJobs)}, {"max filters", int64(l.Filters)}, {"max in values", int64(l.InValues)},
 		{"max class weights", int64(l.ClassWeights)}, {"max schedule boundaries", int64(l.ScheduleBoundaries)},
+		{"max sweep variants", int64(l.SweepVariants)},
 	} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", f.name, f.v))
@@ -136,7 +141,8 @@ func (l Limits) validate() error {
 
 func (l Limits) spec() messages.SpecLimits {
 	return messages.SpecLimits{Epochs: l.Epochs, BatchSize: l.BatchSize, PageRows: l.PageRows, VocabSize: l.VocabSize,
-		Filters: l.Filters, InValues: l.InValues, ClassWeights: l.ClassWeights, ScheduleBoundaries: l.ScheduleBoundaries}
+		Filters: l.Filters, InValues: l.InValues, ClassWeights: l.ClassWeights, ScheduleBoundaries: l.ScheduleBoundaries,
+		SweepVariants: l.SweepVariants}
 }
 
 func (l Limits) model() model.SizeLimits {

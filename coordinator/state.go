@@ -46,6 +46,8 @@ type jobRecord struct {
 	// the scored rows (when the table holds the label).
 	EvalLoss    *float64           `json:"eval_loss,omitempty"`
 	EvalMetrics map[string]float64 `json:"eval_metrics,omitempty"`
+	// Variants are a sweep job's variants, in the order of its spec's sweep.
+	Variants []variantRecord `json:"variants,omitempty"`
 	// Cleaned is set once an ended job's snapshot is released and its subjects purged.
 	Cleaned bool `json:"cleaned,omitempty"`
 }

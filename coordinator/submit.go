@@ -289,6 +289,12 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 	if err := checkModel(p, ms); err != nil {
 		return messages.JobStatus{}, err
 	}
+	if err := checkVariants(p, ms, c.cfg.Limits.model()); err != nil {
+		return messages.JobStatus{}, err
+	}
+	if err := checkSweepReplay(p, c.cfg.ReadyMaxBytes); err != nil {
+		return messages.JobStatus{}, err
+	}
 	if err := checkPlanSize(p, c.maxPayload()); err != nil {
 		return messages.JobStatus{}, err
 	}
@@ -336,6 +342,7 @@ func (c *Coordinator) storeJob(ctx context.Context, p *messages.Plan, table stri
 		Table:     p.Schema + "." + p.Table,
 		CreatedAt: now,
 		UpdatedAt: now,
+		Variants:  newVariants(p),
 	}
 	if reason, ok := nothingNew(p); ok {
 		rec.State, rec.Reason = messages.JobNothingNew, reason

@@ -9,18 +9,27 @@ import (
 	"pgtrain/messages"
 )
 
-// claimJob gives a trainer a job: the one it already trains (a restarted trainer gets its
-// job back), else the oldest running job with no live trainer. "" means none.
-func (c *Coordinator) claimJob(ctx context.Context, trainerID string) (string, error) {
+// claimJob gives a trainer work: the job (or sweep variant) it already trains (a restarted
+// trainer gets it back), else the oldest running job, or sweep variant, with no live
+// trainer. A zero answer means none.
+func (c *Coordinator) claimJob(ctx context.Context, trainerID string) (messages.ClaimResponse, error) {
 	if trainerID == "" {
-		return "", &apiError{status: http.StatusBadRequest, msg: "trainer_id is required", field: "trainer_id"}
+		return messages.ClaimResponse{}, &apiError{status: http.StatusBadRequest, msg: "trainer_id is required", field: "trainer_id"}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
+	silent := 3 * c.cfg.LeaseTTL
 	var pick *job
 	for _, j := range c.order {
-		if j.rec.State == messages.JobRunning && !j.prediction() && j.rec.Trainer.ID == trainerID {
+		if j.rec.State != messages.JobRunning || j.prediction() {
+			continue
+		}
+		if j.sweep() {
+			if i := j.ownVariant(trainerID); i >= 0 {
+				return c.claimVariant(ctx, j, i, trainerID)
+			}
+		} else if j.rec.Trainer.ID == trainerID {
 			pick = j
 			break
 		}
@@ -30,15 +39,21 @@ func (c *Coordinator) claimJob(ctx context.Context, trainerID string) (string, e
 			if j.rec.State != messages.JobRunning || j.prediction() {
 				continue // scorers, not trainers, finish prediction jobs
 			}
+			if j.sweep() {
+				if i := j.freeVariant(now, silent); i >= 0 {
+					return c.claimVariant(ctx, j, i, trainerID)
+				}
+				continue
+			}
 			tr := j.rec.Trainer
-			if tr.ID == "" || now.Sub(tr.SeenAt) > 3*c.cfg.LeaseTTL {
+			if tr.ID == "" || now.Sub(tr.SeenAt) > silent {
 				pick = j
 				break
 			}
 		}
 	}
 	if pick == nil {
-		return "", nil
+		return messages.ClaimResponse{}, nil
 	}
 	rec := pick.rec
 	if rec.Trainer.ID != "" && rec.Trainer.ID != trainerID {
@@ -49,10 +64,10 @@ func (c *Coordinator) claimJob(ctx context.Context, trainerID string) (string, e
 	rec.Trainer.SeenAt = now
 	rec.UpdatedAt = now
 	if err := c.writeJob(ctx, pick, rec); err != nil {
-		return "", err
+		return messages.ClaimResponse{}, err
 	}
 	c.log.Info("job claimed by trainer", "job_id", rec.ID, "trainer", trainerID)
-	return rec.ID, nil
+	return messages.ClaimResponse{JobID: rec.ID}, nil
 }
 
 // trainerProgress records the trainer's position and results; Done or Error ends the job.
@@ -67,10 +82,13 @@ func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messa
 		return &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no job %q", jobID)}
 	}
 	if j.rec.ended() {
-		if p.Done && j.rec.State == messages.JobDone && p.TrainerID == j.rec.Trainer.ID {
+		if p.Done && j.rec.State == messages.JobDone && j.finalReport(p) {
 			return nil // a retried final report
 		}
 		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("job %s is %s", jobID, j.rec.State), jobState: j.rec.State}
+	}
+	if j.sweep() {
+		return c.variantProgress(ctx, j, p)
 	}
 	if err := j.checkTrainer(p.TrainerID); err != nil {
 		return err
@@ -114,6 +132,16 @@ func (c *Coordinator) trainerProgress(ctx context.Context, jobID string, p messa
 		c.jobEnded(j)
 	}
 	return nil
+}
+
+// finalReport reports whether p comes from the trainer that finished the job (or, in a
+// sweep, the variant p names).
+func (j *job) finalReport(p messages.TrainerProgress) bool {
+	if !j.sweep() {
+		return p.TrainerID == j.rec.Trainer.ID
+	}
+	i, err := j.checkVariantTrainer(p.Variant, p.TrainerID)
+	return err == nil && j.rec.Variants[i].State == variantDone
 }
 
 // checkTrainer refuses a report from a trainer that has not claimed the job (or lost it).

@@ -3,6 +3,7 @@ package messages
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -100,6 +101,11 @@ type JobSpec struct {
 	// SampleWeightColumn names a numeric column whose value weighs each row's loss, as
 	// Keras's fit(sample_weight=...); with ClassWeight the two multiply.
 	SampleWeightColumn string `json:"sample_weight_column,omitempty" msgpack:"sample_weight_column,omitempty"`
+	// Sweep trains one model per variant on one read of the data (sweep.go); SweepMonitor
+	// and SweepMode choose the best variant, as a Keras callback's monitor and mode.
+	Sweep        SweepVariants `json:"sweep,omitempty" msgpack:"sweep,omitempty"`
+	SweepMonitor string        `json:"sweep_monitor,omitempty" msgpack:"sweep_monitor,omitempty"`
+	SweepMode    string        `json:"sweep_mode,omitempty" msgpack:"sweep_mode,omitempty"`
 }
 
 // FeatureSpec says how one column becomes one or more input features.
@@ -182,6 +188,9 @@ func ParseJobSpec(b []byte) (JobSpec, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
+		if fe := (*FieldError)(nil); errors.As(err, &fe) {
+			return JobSpec{}, fe // a sweep variant names itself
+		}
 		return JobSpec{}, &FieldError{Field: "spec", Reason: "invalid JSON: " + err.Error()}
 	}
 	if dec.More() {
@@ -217,7 +226,7 @@ func (s JobSpec) WithDefaults() JobSpec {
 	if s.InitFrom != "" && s.Preprocessing == "" {
 		s.Preprocessing = PreprocessingReuse
 	}
-	return s.withControlDefaults()
+	return s.withControlDefaults().withSweepDefaults()
 }
 
 // Validate checks the spec on its own; the coordinator checks names against the database.
@@ -344,7 +353,10 @@ func (s JobSpec) Validate() error {
 	if err := s.validateWarmStart(); err != nil {
 		return err
 	}
-	return s.validateControls()
+	if err := s.validateControls(); err != nil {
+		return err
+	}
+	return s.validateSweep()
 }
 
 // validateWarmStart checks init_from, preprocessing and since on their own; the coordinator
@@ -389,6 +401,8 @@ type SpecLimits struct {
 	// PiecewiseConstantDecay schedule.
 	ClassWeights       int
 	ScheduleBoundaries int
+	// SweepVariants bounds the variants of sweep.
+	SweepVariants int
 }
 
 // CheckLimits refuses a field over its bound, naming the field and the bound. Call it on a
@@ -423,5 +437,8 @@ func (s JobSpec) CheckLimits(l SpecLimits) error {
 	if err := over("label.vocab_size", s.Label.VocabSize, l.VocabSize); err != nil {
 		return err
 	}
-	return s.checkControlLimits(l)
+	if err := s.checkControlLimits(l); err != nil {
+		return err
+	}
+	return s.checkSweepLimits(l)
 }

@@ -83,6 +83,9 @@ type ModelMeta struct {
 	// TrainingState names the file holding the training state (TrainingStateFile) when the
 	// model was stored with it.
 	TrainingState string `json:"training_state,omitempty"`
+	// Variant is the sweep variant the model is (its index and overrides); Spec is then
+	// that variant's spec.
+	Variant *PlanVariant `json:"variant,omitempty"`
 }
 
 // ModelMetaFromPlan is the metadata a plan determines; the trainer adds LastKey and
@@ -105,6 +108,7 @@ func ModelMetaFromPlan(p *Plan) ModelMeta {
 		Rows:       p.Expected.Rows,
 		Checksum:   p.Expected,
 		WarmStart:  p.WarmStart,
+		Variant:    p.Variant,
 	}
 	if p.Spec.Label.Encode != EncodeNone {
 		m.LabelKind = LabelClassification

@@ -59,6 +59,8 @@ type TrainerProgress struct {
 	// found best (0-based), when the job has one.
 	BestEpoch *int   `json:"best_epoch,omitempty"`
 	Error     string `json:"error,omitempty"`
+	// Variant is the sweep variant the report is about (ClaimResponse.Variant).
+	Variant *int `json:"variant,omitempty"`
 }
 
 // ModelDir is where a trainer exports a job's model, relative to the trainer's out dir. The
@@ -81,6 +83,8 @@ type FailRequest struct {
 	WorkerID  string   `json:"worker_id,omitempty"`
 	LeaseID   string   `json:"lease_id,omitempty"`
 	Batch     *BatchID `json:"batch,omitempty"`
+	// Variant, with TrainerID, is the sweep variant the trainer trains.
+	Variant *int `json:"variant,omitempty"`
 }
 
 // EpochResult is one finished epoch.

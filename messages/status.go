@@ -66,6 +66,40 @@ type JobStatus struct {
 	// WarmStart is set for a job that started from a stored model (init_from): which one,
 	// from which key, and the rows the stored model saw and this job reads.
 	WarmStart *WarmStart `json:"warm_start,omitempty"`
+	// Sweep is set for a sweep job: every variant's progress, results and model, and the
+	// best one once all are done. The job's Trainer is then its slowest variant's position
+	// (the one the lease window follows) and ModelPath the best variant's model.
+	Sweep *SweepStatus `json:"sweep,omitempty"`
+}
+
+// SweepStatus is a sweep job's variants and which is best by Monitor (Mode min or max, as
+// resolved from auto), judged on each variant's last epoch.
+type SweepStatus struct {
+	Monitor  string          `json:"monitor"`
+	Mode     string          `json:"mode"`
+	Best     *int            `json:"best,omitempty"`
+	Variants []VariantStatus `json:"variants"`
+}
+
+// VariantStatus is one variant of a sweep job.
+type VariantStatus struct {
+	Index     int           `json:"index"`
+	Overrides SweepVariant  `json:"overrides"`
+	State     string        `json:"state"`
+	Error     string        `json:"error,omitempty"`
+	Trainer   TrainerState  `json:"trainer"`
+	Results   []EpochResult `json:"results,omitempty"`
+	// Value is the monitor's value at the variant's last epoch; Best marks the best variant.
+	Value *float64 `json:"value,omitempty"`
+	Best  bool     `json:"best,omitempty"`
+	// ModelPath (under the trainer's out dir) and ModelID (in the model store) are where
+	// the variant's model is once it is done.
+	ModelPath     string `json:"model_path,omitempty"`
+	ModelID       string `json:"model_id,omitempty"`
+	StopReason    string `json:"stop_reason,omitempty"`
+	BestEpoch     *int   `json:"best_epoch,omitempty"`
+	BestModelPath string `json:"best_model_path,omitempty"`
+	BestModelID   string `json:"best_model_id,omitempty"`
 }
 
 // TrainerState is the trainer's last report.
@@ -155,6 +189,8 @@ type ClaimRequest struct {
 
 type ClaimResponse struct {
 	JobID string `json:"job_id"`
+	// Variant is set for a sweep job: the trainer trains this variant (and reports with it).
+	Variant *int `json:"variant,omitempty"`
 }
 
 // The states of a key range in JobRanges, in the order a range goes through them.

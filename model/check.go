@@ -92,6 +92,11 @@ func FromPlan(p *messages.Plan) (*Spec, Compile, error) {
 	if err != nil {
 		return nil, Compile{}, fmt.Errorf("model: %w", err)
 	}
+	if v := p.Variant; v != nil {
+		if spec, err = spec.WithVariant(v.Overrides); err != nil {
+			return nil, Compile{}, fmt.Errorf("sweep variant %d: %w", v.Index, err)
+		}
+	}
 	c := CompileOf(p.Spec)
 	if errs := Check(spec, p.InputDim, c, PlanLabels(p)); len(errs) > 0 {
 		return nil, Compile{}, fmt.Errorf("checking the model for %d input features and the label %q of width %d: %w",

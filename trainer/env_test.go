@@ -228,26 +228,26 @@ func newTestCoordinator(jobs ...string) *testCoordinator {
 	return &testCoordinator{queue: jobs, claimed: map[string]string{}, failed: map[string]string{}, done: map[string]string{}}
 }
 
-func (c *testCoordinator) ClaimJob(_ context.Context, trainerID string) (string, error) {
+func (c *testCoordinator) Claim(_ context.Context, trainerID string) (messages.ClaimResponse, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.claimErr != nil {
-		return "", c.claimErr
+		return messages.ClaimResponse{}, c.claimErr
 	}
 	if j, ok := c.claimed[trainerID]; ok {
 		if _, done := c.done[j]; !done {
 			if _, failed := c.failed[j]; !failed {
-				return j, nil
+				return messages.ClaimResponse{JobID: j}, nil
 			}
 		}
 	}
 	if len(c.queue) == 0 {
-		return "", nil
+		return messages.ClaimResponse{}, nil
 	}
 	j := c.queue[0]
 	c.queue = c.queue[1:]
 	c.claimed[trainerID] = j
-	return j, nil
+	return messages.ClaimResponse{JobID: j}, nil
 }
 
 func (c *testCoordinator) ReportTrainer(_ context.Context, jobID string, p messages.TrainerProgress) error {

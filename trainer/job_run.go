@@ -406,6 +406,9 @@ func (j *jobRun) purge(ctx context.Context, subject string) {
 func (j *jobRun) report(ctx context.Context, p messages.TrainerProgress) error {
 	p.Version = messages.SchemaVersion
 	p.TrainerID = j.t.cfg.TrainerID
+	if v := j.plan.Variant; v != nil {
+		p.Variant = &v.Index
+	}
 	var rctx context.Context
 	var cancel context.CancelFunc
 	if ctx.Err() == nil {
@@ -453,7 +456,7 @@ func (j *jobRun) finish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := j.t.bus.PutModel(ctx, j.plan.JobID, dir); err != nil {
+	if err := j.t.bus.PutModel(ctx, j.modelID(), dir); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -468,7 +471,7 @@ func (j *jobRun) finish(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := j.t.bus.PutModel(ctx, messages.BestModelID(j.plan.JobID), bdir); err != nil {
+		if err := j.t.bus.PutModel(ctx, messages.BestModelID(j.modelID()), bdir); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -486,9 +489,20 @@ func (j *jobRun) finish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	j.purge(ctx, j.t.names.ReadyJobSubjects(j.plan.JobID))
+	if j.plan.Variant == nil {
+		// (A sweep's batches stay for its other variants: the coordinator purges them.)
+		j.purge(ctx, j.t.names.ReadyJobSubjects(j.plan.JobID))
+	}
 	j.log.Info("job done", "model_path", dir, "epochs", len(j.pos.Results))
 	return nil
+}
+
+// modelID is the model store's name of the model: the job's, or its sweep variant's.
+func (j *jobRun) modelID() string {
+	if v := j.plan.Variant; v != nil {
+		return messages.VariantModelID(j.plan.JobID, v.Index)
+	}
+	return j.plan.JobID
 }
 
 // export writes the TF.js model, with its metadata, next to the checkpoint in the directory

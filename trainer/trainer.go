@@ -19,9 +19,9 @@ import (
 // Coordinator is the part of the coordinator's API a trainer uses; *client.Client
 // implements it.
 type Coordinator interface {
-	// ClaimJob returns a job to train, "" when there is none. The same trainer id gets the
-	// same job back after a restart.
-	ClaimJob(ctx context.Context, trainerID string) (string, error)
+	// Claim returns a job to train (with the variant, for a sweep job), a zero answer when
+	// there is none. The same trainer id gets the same job back after a restart.
+	Claim(ctx context.Context, trainerID string) (messages.ClaimResponse, error)
 	ReportTrainer(ctx context.Context, jobID string, p messages.TrainerProgress) error
 	FailJob(ctx context.Context, jobID string, req messages.FailRequest) error
 }
@@ -94,7 +94,8 @@ func (t *Trainer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		id, err := t.coord.ClaimJob(ctx, t.cfg.TrainerID)
+		claim, err := t.coord.Claim(ctx, t.cfg.TrainerID)
+		id := claim.JobID
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -114,7 +115,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		err = t.runJob(ctx, id)
+		err = t.runJob(ctx, id, claim.Variant)
 		switch {
 		case err == nil:
 			if t.cfg.Once {
@@ -143,7 +144,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 		default:
 			t.log.Error("job failed", "job_id", id, "error", err)
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
-			if ferr := t.coord.FailJob(fctx, id, messages.FailRequest{Error: err.Error(), TrainerID: t.cfg.TrainerID}); ferr != nil {
+			if ferr := t.coord.FailJob(fctx, id, messages.FailRequest{Error: err.Error(), TrainerID: t.cfg.TrainerID, Variant: claim.Variant}); ferr != nil {
 				t.log.Error("reporting the failure", "job_id", id, "error", ferr)
 			}
 			cancel()
@@ -154,8 +155,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 	}
 }
 
-// runJob trains one job from its checkpoint, or from the start.
-func (t *Trainer) runJob(ctx context.Context, id string) error {
+// runJob trains one job (or one variant of a sweep job) from its checkpoint, or from the
+// start.
+func (t *Trainer) runJob(ctx context.Context, id string, variant *int) error {
 	if err := messages.ValidJobID(id); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadPlan, err)
 	}
@@ -169,6 +171,15 @@ func (t *Trainer) runJob(ctx context.Context, id string) error {
 	if err := checkPlan(plan); err != nil {
 		return err
 	}
+	dir, log := filepath.Join(t.cfg.OutDir, id), t.log.With("job_id", id)
+	if variant != nil {
+		if *variant < 0 || *variant >= len(plan.Spec.Sweep) {
+			return fmt.Errorf("job %s: %w: variant %d of a sweep of %d", id, ErrBadPlan, *variant, len(plan.Spec.Sweep))
+		}
+		// Every variant reads the job's batches; its spec, model and files are its own.
+		plan = plan.ForVariant(*variant)
+		dir, log = filepath.Join(t.cfg.OutDir, filepath.FromSlash(messages.VariantDir(id, *variant))), log.With("variant", *variant)
+	}
 	m, err := buildModel(plan, t.cfg.Backend)
 	if err != nil {
 		return err
@@ -176,9 +187,9 @@ func (t *Trainer) runJob(ctx context.Context, id string) error {
 	j := &jobRun{
 		t:     t,
 		plan:  plan,
-		dir:   filepath.Join(t.cfg.OutDir, id),
+		dir:   dir,
 		model: m,
-		log:   t.log.With("job_id", id),
+		log:   log,
 		ctl:   controlsOf(plan),
 	}
 	if err := j.ctl.checkEngine(m); err != nil {

@@ -23,6 +23,9 @@ type e2eConfig struct {
 	Epochs        int    `json:"epochs"`
 	// Env is extra environment of every process of the run (a tuning variant), "" for none.
 	Env string `json:"env,omitempty"`
+	// Trainers, when set, runs that many `pgtrain trainer` processes (the model of the job
+	// spec, on the pure-Go engine) instead of the harness's one-job trainer.
+	Trainers int `json:"trainers,omitempty"`
 }
 
 func (c e2eConfig) String() string {
@@ -124,6 +127,7 @@ type cluster struct {
 	fetchers []*proc
 	preprocs []*proc
 	trainer  *proc
+	trainers []*proc // `pgtrain trainer` processes (e2eConfig.Trainers)
 	scorers  []*proc // only in a prediction run, started once the model is trained
 	natsURL  string
 	coordURL string
@@ -136,6 +140,7 @@ func (c *cluster) all() []*proc {
 	if c.trainer != nil {
 		ps = append(ps, c.trainer)
 	}
+	ps = append(ps, c.trainers...)
 	ps = append(ps, c.scorers...)
 	var out []*proc
 	for _, p := range ps {
@@ -204,6 +209,19 @@ func startCluster(ctx context.Context, env *harness, dir string, cfg e2eConfig) 
 			return nil, err
 		}
 		c.preprocs = append(c.preprocs, p)
+	}
+	for i := 1; i <= cfg.Trainers; i++ {
+		name := fmt.Sprintf("trainer-%d", i)
+		p, err := startProc(name, logf(name), cfg.env(), env.pgtrain, "trainer", "--id", name,
+			"--nats-url", c.natsURL, "--coordinator", c.coordURL, "--out-dir", filepath.Join(dir, "models"))
+		if err != nil {
+			return nil, err
+		}
+		c.trainers = append(c.trainers, p)
+	}
+	if cfg.Trainers > 0 {
+		ok = true
+		return c, nil
 	}
 	if c.trainer, err = startProc("trainer", logf("trainer"), cfg.env(), env.self, "trainer",
 		"--coordinator", c.coordURL, "--nats-url", c.natsURL, "--out-dir", filepath.Join(dir, "models"),

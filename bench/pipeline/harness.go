@@ -323,6 +323,23 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 		res.CopyFromRowsPerS = r.CopyFromRowsPerS
 	}
 
+	// 7. A sweep of 4 variants against the 4 variants as separate jobs, one trainer each.
+	if !o.skip["sweep"] {
+		f := 2
+		if !slices.Contains(fetchers, f) {
+			f = fetchers[0]
+		}
+		cfg := e2eConfig{Model: modelMLP, Fetchers: f, Preprocessors: o.preprocessors, Epochs: o.sweepEpochs, Trainers: len(sweepVariants)}
+		step("a sweep of %d variants against %d separate jobs: %s", len(sweepVariants), len(sweepVariants), cfg)
+		r, err := runSweepBench(ctx, h, table, int64(o.rows), cfg)
+		if err != nil {
+			return nil, err
+		}
+		step("  sweep: %d rows read from PostgreSQL in %.1f s; separate jobs: %d rows in %.1f s; same losses: %v",
+			r.Sweep.RowsRead, r.Sweep.WallSeconds, r.Separate.RowsRead, r.Separate.WallSeconds, r.SameLoss)
+		res.Sweep = r
+	}
+
 	// 4. Memory at two table sizes: every role, and the Go baselines beside them.
 	res.PeakRSSMB = map[string]map[string]float64{}
 	memFetchers := 2

@@ -24,6 +24,7 @@ type options struct {
 	compareScorer string
 	noopEpochs    int
 	mlpEpochs     int
+	sweepEpochs   int
 	ceilingRuns   int
 	memRepeats    int
 	variantEnv    string
@@ -79,6 +80,7 @@ func benchMode(ctx context.Context, args []string) error {
 	fs.StringVar(&o.compareScorer, "compare-scorer", "", "another pgtrain binary: the prediction runs four times in the same cluster, its scorers and this binary's in turn (the first run is the reported one)")
 	fs.IntVar(&o.noopEpochs, "noop-epochs", 3, "epochs of the no-op model runs (the first reads PostgreSQL, the others replay)")
 	fs.IntVar(&o.mlpEpochs, "mlp-epochs", 2, "epochs of the MLP runs")
+	fs.IntVar(&o.sweepEpochs, "sweep-epochs", 1, "epochs of the sweep runs (section 7)")
 	fs.IntVar(&o.ceilingRuns, "ceiling-runs", 3, "binary COPY runs; the ceiling is their median")
 	fs.StringVar(&o.variantEnv, "variant-env", "GOGC=400", `environment of one more no-op run beside the defaults (a tuning variant, never a headline figure); "" for none`)
 	fs.IntVar(&o.memRepeats, "mem-repeats", 2, "runs at each size of the memory runs; a role's peak is the largest")
@@ -88,7 +90,7 @@ func benchMode(ctx context.Context, args []string) error {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (role logs) after the run")
 	fs.StringVar(&o.profile, "profile", "", "instead of the benchmark, run one job with every role in this process and write a CPU profile to this directory")
 	fs.StringVar(&o.profileModel, "profile-model", modelNoop, "model of the profiled job: noop or mlp")
-	skip := fs.String("skip", "", "parts to leave out while working on another, comma-separated: baselines, python, mlp, memory, planning, prediction")
+	skip := fs.String("skip", "", "parts to leave out while working on another, comma-separated: baselines, python, mlp, memory, planning, prediction, sweep")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -96,7 +98,7 @@ func benchMode(ctx context.Context, args []string) error {
 	for _, part := range strings.Split(*skip, ",") {
 		switch part = strings.TrimSpace(part); part {
 		case "":
-		case "baselines", "python", "mlp", "memory", "planning", "prediction":
+		case "baselines", "python", "mlp", "memory", "planning", "prediction", "sweep":
 			o.skip[part] = true
 		default:
 			return fmt.Errorf("--skip %q: unknown part %q", *skip, part)
@@ -108,6 +110,9 @@ func benchMode(ctx context.Context, args []string) error {
 			return err
 		}
 		o.compareScorer = abs
+	}
+	if o.sweepEpochs < 1 {
+		return fmt.Errorf("--sweep-epochs %d: want at least 1", o.sweepEpochs)
 	}
 	if o.scorers < 1 {
 		return fmt.Errorf("--scorers %d: want at least 1", o.scorers)

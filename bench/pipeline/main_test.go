@@ -107,12 +107,25 @@ func TestSmoke(t *testing.T) {
 	if v, ok := peaks["scorer"].(float64); !ok || v <= 0 {
 		t.Errorf("prediction.peak_rss_mb.scorer = %v, want a positive number", peaks["scorer"])
 	}
+	// The sweep read the table once, its 4 variants as separate jobs 4 times, with the same
+	// losses.
+	if res["sweep_rows_read"] != float64(20000) || res["separate_jobs_rows_read"] != float64(80000) {
+		t.Errorf("rows read: sweep %v, separate jobs %v; want 20000 and 80000", res["sweep_rows_read"], res["separate_jobs_rows_read"])
+	}
+	for _, key := range []string{"sweep_wall_seconds", "separate_jobs_wall_seconds"} {
+		if v, ok := res[key].(float64); !ok || v <= 0 {
+			t.Errorf("results.json %s = %v, want a positive number", key, res[key])
+		}
+	}
+	if sw, _ := res["sweep"].(map[string]any); sw["same_loss"] != true {
+		t.Errorf("sweep.same_loss = %v: a variant's loss differs from its separate job's", sw["same_loss"])
+	}
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"## Headline", "## Targets", "## 1. Ceiling", "Planning (", "## 2. The usual ways",
-		"## 3. pgtrain end to end", "## 4. Memory", "## 5. Time to first batch", "## 6. Prediction",
+		"## 3. pgtrain end to end", "## 4. Memory", "## 5. Time to first batch", "## 6. Prediction", "## 7. Sweep",
 		"| prediction vs the slower of binary COPY in and COPY FROM out |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q", want)

@@ -63,6 +63,14 @@ type results struct {
 
 	// Prediction is section 6, absent when it was skipped.
 	Prediction *predictionResult `json:"prediction,omitempty"`
+	// Sweep is section 7, absent when it was skipped; SweepRowsRead and SeparateRowsRead
+	// are the rows read from PostgreSQL by the sweep and by its variants as separate jobs,
+	// SweepWallSeconds and SeparateWallSeconds their wall times.
+	Sweep               *sweepResult `json:"sweep,omitempty"`
+	SweepRowsRead       int64        `json:"sweep_rows_read,omitempty"`
+	SeparateRowsRead    int64        `json:"separate_jobs_rows_read,omitempty"`
+	SweepWallSeconds    float64      `json:"sweep_wall_seconds,omitempty"`
+	SeparateWallSeconds float64      `json:"separate_jobs_wall_seconds,omitempty"`
 }
 
 type machine struct {
@@ -263,6 +271,12 @@ func (r *results) judge() {
 			ratio(pr.Predict.RowsPerS, pr.SlowerCopyRowsPerS), 0.4)
 		r.Ratios["prediction_to_copy"] = ratio(pr.Predict.RowsPerS, c)
 		r.Ratios["prediction_to_copy_from"] = ratio(pr.Predict.RowsPerS, pr.CopyFromRowsPerS)
+	}
+	if sw := r.Sweep; sw != nil {
+		r.SweepRowsRead, r.SeparateRowsRead = sw.Sweep.RowsRead, sw.Separate.RowsRead
+		r.SweepWallSeconds, r.SeparateWallSeconds = sw.Sweep.WallSeconds, sw.Separate.WallSeconds
+		r.Ratios["sweep_rows_read_to_separate"] = ratio(float64(sw.Sweep.RowsRead), float64(sw.Separate.RowsRead))
+		r.Ratios["sweep_wall_to_separate"] = ratio(sw.Sweep.WallSeconds, sw.Separate.WallSeconds)
 	}
 	if len(r.Memory) == 2 {
 		small, large := r.Memory[0], r.Memory[1]
@@ -474,6 +488,23 @@ func (r *results) markdown(w io.Writer) {
 		p("| %s | %d | %.2f |\n", e.label(), e.Fetchers, e.TimeToFirstBatch)
 	}
 	r.predictionMarkdown(w)
+	r.sweepMarkdown(w)
+}
+
+// sweepMarkdown is section 7.
+func (r *results) sweepMarkdown(w io.Writer) {
+	sw := r.Sweep
+	if sw == nil {
+		return
+	}
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("\n## 7. Sweep\n\nOne job with a `sweep` of %d variants of the MLP (itself, another learning rate, smaller layers, SGD with momentum), then the same %d variants as separate jobs submitted together, in one cluster (%s) with %d `pgtrain trainer` processes. Rows read from PostgreSQL are the fetchers' count over every job; wall time runs from the first submission to the last job's end.\n\n",
+		sw.Variants, sw.Variants, sw.e2eConfig, sw.Trainers)
+	p("| run | rows read from PostgreSQL | wall s | PostgreSQL CPU s |\n|---|---:|---:|---:|\n")
+	p("| one sweep of %d variants | %s | %.1f | %.1f |\n", sw.Variants, num(float64(sw.Sweep.RowsRead)), sw.Sweep.WallSeconds, sw.Sweep.PGCPUSeconds)
+	p("| %d separate jobs | %s | %.1f | %.1f |\n", sw.Variants, num(float64(sw.Separate.RowsRead)), sw.Separate.WallSeconds, sw.Separate.PGCPUSeconds)
+	p("\nSweep over separate jobs: rows read %.2f×, wall time %.2f×. Every variant's last loss equals its separate job's: %v.\n",
+		ratio(float64(sw.Sweep.RowsRead), float64(sw.Separate.RowsRead)), ratio(sw.Sweep.WallSeconds, sw.Separate.WallSeconds), sw.SameLoss)
 }
 
 // predictionMarkdown is section 6.
@@ -584,6 +615,10 @@ func (r *results) printSummary(w io.Writer) {
 	if pr := r.Prediction; pr != nil {
 		p("  COPY FROM out              %12s rows/s\n", num(r.CopyFromRowsPerS))
 		p("  prediction (%d scorers)     %12s rows/s  %.2f× the slower COPY\n", pr.Scorers, num(r.PredictionRowsPerS), ratio(r.PredictionRowsPerS, pr.SlowerCopyRowsPerS))
+	}
+	if sw := r.Sweep; sw != nil {
+		p("  sweep of %d vs %d jobs      rows read %s vs %s, wall %.1f vs %.1f s\n", sw.Variants, sw.Variants,
+			num(float64(sw.Sweep.RowsRead)), num(float64(sw.Separate.RowsRead)), sw.Sweep.WallSeconds, sw.Separate.WallSeconds)
 	}
 	sizes := make([]string, 0, len(r.PeakRSSMB))
 	for k := range r.PeakRSSMB {

@@ -41,6 +41,7 @@ func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
 	fs.IntVar(&l.VocabValueBytes, "max-vocab-value-bytes", coordinator.DefaultMaxVocabValue, "longest value (in bytes) of a planned vocabulary or label class; a longer one is refused with 400 (encode \"hash\" takes such values)")
 	fs.IntVar(&l.ClassWeights, "max-class-weights", coordinator.DefaultMaxClassWeights, "most classes a job's class_weight may list")
 	fs.IntVar(&l.ScheduleBoundaries, "max-schedule-boundaries", coordinator.DefaultMaxScheduleBoundaries, "most boundaries of a PiecewiseConstantDecay learning-rate schedule")
+	fs.IntVar(&l.SweepVariants, "max-sweep-variants", coordinator.DefaultMaxSweepVariants, "most variants a job's sweep may list (each is a model a trainer trains)")
 	fs.IntVar(&l.Layers, "max-layers", coordinator.DefaultMaxLayers, "most layers a model may have")
 	fs.IntVar(&l.Units, "max-units", coordinator.DefaultMaxUnits, "most units a dense layer may have")
 	fs.Int64Var(&l.Params, "max-params", coordinator.DefaultMaxParams, "most parameters a model may have on the planned input width (4 bytes each, up to 3 times that with the optimizer's state)")

@@ -76,7 +76,7 @@ func runSubmit(ctx context.Context, args []string) error {
 	if final.State != messages.JobDone {
 		return exitError{code: 1, msg: fmt.Sprintf("job %s %s: %s", final.ID, final.State, final.Error)}
 	}
-	fmt.Println(finalLine(final, fmt.Sprintf("%s under the --out-dir of trainer %s", final.ModelPath, final.Trainer.ID)))
+	fmt.Println(finalLine(final, fmt.Sprintf("%s under the --out-dir of trainer %s", final.ModelPath, modelTrainer(final))))
 	return nil
 }
 

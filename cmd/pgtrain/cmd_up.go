@@ -35,6 +35,7 @@ type upOpts struct {
 	fetchers      int
 	preprocessors int
 	scorers       int
+	trainers      int
 	readyMaxBytes int64
 	spec          string
 	demo          bool
@@ -57,6 +58,7 @@ func upFlags() (*flag.FlagSet, *upOpts) {
 	fs.StringVar(&o.listen, "listen", coordinator.DefaultListen, "HTTP address of the coordinator (use 127.0.0.1:0 for any free port)")
 	fs.IntVar(&o.fetchers, "fetchers", 3, "fetcher workers")
 	fs.IntVar(&o.preprocessors, "preprocessors", 2, "preprocessor workers")
+	fs.IntVar(&o.trainers, "trainers", 1, "trainers (each trains one job, or one variant of a sweep, at a time)")
 	fs.IntVar(&o.scorers, "scorers", 2, "scorer workers (they write the predictions of prediction jobs)")
 	fs.Int64Var(&o.readyMaxBytes, "ready-max-bytes", bus.DefaultReadyMaxBytes, "byte limit of the READY stream")
 	fs.StringVar(&o.spec, "spec", "", "submit this job spec (JSON or YAML), follow it and exit when it ends")
@@ -78,6 +80,9 @@ func runUp(ctx context.Context, args []string) error {
 	if o.demo && o.spec != "" {
 		return usagef("--demo and --spec: choose one")
 	}
+	if o.trainers < 1 {
+		return usagef("--trainers %d: at least 1", o.trainers)
+	}
 	log, err := o.log.logger(os.Stderr)
 	if err != nil {
 		return err
@@ -96,6 +101,7 @@ func runUp(ctx context.Context, args []string) error {
 		Preprocessors: o.preprocessors,
 		Scorers:       o.scorers,
 		Trainer:       true,
+		Trainers:      o.trainers,
 		Coordinator:   coordinator.Config{Listen: o.listen},
 		TrainerCfg:    trainer.Config{TrainerID: "up-trainer", OutDir: o.outDir},
 		Limits:        bus.Limits{Prefix: string(o.natsPrefix), ReadyMaxBytes: o.readyMaxBytes},

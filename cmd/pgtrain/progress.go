@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -32,6 +33,7 @@ func follow(ctx context.Context, c *client.Client, id string, w io.Writer, every
 	}
 	defer rep.stop()
 	printed := 0
+	var printedVariants []int // a sweep's epochs printed, per variant
 	start := time.Now()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -42,6 +44,16 @@ func follow(ctx context.Context, c *client.Client, id string, w io.Writer, every
 		}
 		for ; printed < len(st.Results); printed++ {
 			rep.epoch(st, st.Results[printed])
+		}
+		if sw := st.Sweep; sw != nil {
+			for len(printedVariants) < len(sw.Variants) {
+				printedVariants = append(printedVariants, 0)
+			}
+			for i, v := range sw.Variants {
+				for ; printedVariants[i] < len(v.Results); printedVariants[i]++ {
+					rep.line(fmt.Sprintf("variant %d: %s", i, epochLine(st, v.Results[printedVariants[i]])))
+				}
+			}
 		}
 		if messages.JobEnded(st.State) {
 			return st, nil
@@ -59,6 +71,8 @@ func follow(ctx context.Context, c *client.Client, id string, w io.Writer, every
 type reporter interface {
 	progress(st *messages.JobStatus, elapsed time.Duration)
 	epoch(st *messages.JobStatus, r messages.EpochResult)
+	// line prints one line above the progress (a sweep variant's epoch).
+	line(s string)
 	stop()
 }
 
@@ -84,6 +98,8 @@ func (p *plainReporter) progress(st *messages.JobStatus, elapsed time.Duration) 
 func (p *plainReporter) epoch(st *messages.JobStatus, r messages.EpochResult) {
 	fmt.Fprintln(p.w, epochLine(st, r))
 }
+
+func (p *plainReporter) line(s string) { fmt.Fprintln(p.w, s) }
 
 func (p *plainReporter) stop() {}
 
@@ -145,6 +161,8 @@ func (b *barReporter) epoch(st *messages.JobStatus, r messages.EpochResult) {
 	}
 	fmt.Fprintln(b.p, epochLine(st, r))
 }
+
+func (b *barReporter) line(s string) { fmt.Fprintln(b.p, s) }
 
 // stop removes a bar left unfinished (a failed or interrupted job) and waits until the
 // terminal shows everything written.
@@ -235,11 +253,56 @@ func finalLine(st *messages.JobStatus, model string) string {
 	if st.BestModelID != "" && st.BestEpoch != nil {
 		line += fmt.Sprintf("; epoch %d's model (model_checkpoint) stored as %s, in %s beside the last", *st.BestEpoch+1, st.BestModelID, st.BestModelPath)
 	}
+	if st.Sweep != nil {
+		return line + "; " + sweepLine(st.Sweep)
+	}
 	name, v, epoch, ok := bestValidation(st.Results)
 	if !ok {
 		return line + "; no validation split"
 	}
 	return line + fmt.Sprintf("; best %s %s (epoch %d)", name, metricValue(v), epoch+1)
+}
+
+// modelTrainer is the trainer whose out dir holds the job's model: a sweep's best variant's.
+func modelTrainer(st *messages.JobStatus) string {
+	if sw := st.Sweep; sw != nil && sw.Best != nil && *sw.Best < len(sw.Variants) {
+		return sw.Variants[*sw.Best].Trainer.ID
+	}
+	return st.Trainer.ID
+}
+
+// sweepLine names a sweep's best variant, its monitored value and its stored model.
+func sweepLine(sw *messages.SweepStatus) string {
+	if sw.Best == nil {
+		return fmt.Sprintf("%d variants, none with a %s to judge by", len(sw.Variants), sw.Monitor)
+	}
+	v := sw.Variants[*sw.Best]
+	return fmt.Sprintf("best of %d variants by %s (%s): variant %d, %s %s, stored as %s", len(sw.Variants), sw.Monitor, sw.Mode,
+		v.Index, sw.Monitor, metricValue(*v.Value), v.ModelID)
+}
+
+// variantLine is one sweep variant in a job's status: its overrides, state, position and
+// value.
+func variantLine(epochs int, v messages.VariantStatus) string {
+	o, _ := json.Marshal(v.Overrides)
+	line := fmt.Sprintf("variant %d %s: %s", v.Index, o, v.State)
+	switch {
+	case v.State == "done":
+	case v.Trainer.ID == "":
+		line += ", waiting for a trainer"
+	default:
+		line += fmt.Sprintf(", trainer %s at epoch %d/%d, %d ranges consumed", v.Trainer.ID, min(v.Trainer.Epoch+1, epochs), epochs, v.Trainer.Consumed)
+	}
+	if v.Value != nil {
+		line += ", last epoch " + metricValue(*v.Value)
+	}
+	if v.Best {
+		line += " (best)"
+	}
+	if v.ModelID != "" {
+		line += fmt.Sprintf("; model %s (%s)", v.ModelID, v.ModelPath)
+	}
+	return line
 }
 
 // predictionFinalLine closes a finished prediction job: the output table, the rows
@@ -352,8 +415,17 @@ func printStatus(w io.Writer, st *messages.JobStatus) {
 	for _, r := range st.Results {
 		fmt.Fprintln(w, epochLine(st, r))
 	}
+	if sw := st.Sweep; sw != nil {
+		fmt.Fprintf(w, "sweep: %d variants judged by %s (%s)\n", len(sw.Variants), sw.Monitor, sw.Mode)
+		for _, v := range sw.Variants {
+			fmt.Fprintln(w, variantLine(st.Epochs, v))
+			for _, r := range v.Results {
+				fmt.Fprintln(w, "  "+epochLine(st, r))
+			}
+		}
+	}
 	if st.ModelPath != "" {
-		fmt.Fprintf(w, "model: %s, under the --out-dir of trainer %s\n", st.ModelPath, st.Trainer.ID)
+		fmt.Fprintf(w, "model: %s, under the --out-dir of trainer %s\n", st.ModelPath, modelTrainer(st))
 	}
 }
 

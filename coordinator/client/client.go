@@ -339,15 +339,19 @@ func (c *Client) Bus(ctx context.Context) (*messages.BusStatus, error) {
 // ClaimJob asks for a job to train; "" when there is none. A trainer that restarts with
 // the same id gets its job back.
 func (c *Client) ClaimJob(ctx context.Context, trainerID string) (string, error) {
+	r, err := c.Claim(ctx, trainerID)
+	return r.JobID, err
+}
+
+// Claim is ClaimJob with the whole answer: for a sweep job, the variant to train. A zero
+// answer means there is no work.
+func (c *Client) Claim(ctx context.Context, trainerID string) (messages.ClaimResponse, error) {
 	var r messages.ClaimResponse
 	status, err := c.do(ctx, c.http, http.MethodPost, "/v1/trainers/claim", nil, messages.ClaimRequest{TrainerID: trainerID}, &r)
-	if err != nil {
-		return "", err
+	if err != nil || status == http.StatusNoContent {
+		return messages.ClaimResponse{}, err
 	}
-	if status == http.StatusNoContent {
-		return "", nil
-	}
-	return r.JobID, nil
+	return r, nil
 }
 
 // ReportTrainer records the trainer's position (which moves the lease window) and epoch

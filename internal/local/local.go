@@ -34,6 +34,9 @@ type Options struct {
 	Preprocessors int
 	// Trainer false leaves training to a trainer run elsewhere (a benchmark's own, say).
 	Trainer bool
+	// Trainers is how many trainers run when Trainer is set (0 means 1): each trains one job,
+	// or one variant of a sweep job, at a time.
+	Trainers int
 	// Scorers write the predictions of prediction jobs.
 	Scorers     int
 	ScorerCfg   scorer.Config
@@ -161,17 +164,27 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		c.run(rctx, cfg.ScorerID, s.Run)
 	}
 	if o.Trainer {
-		cfg := o.TrainerCfg
-		if cfg.TrainerID == "" {
-			cfg.TrainerID = "local-trainer"
+		base := o.TrainerCfg.TrainerID
+		if base == "" {
+			base = "local-trainer"
 		}
-		t, err := trainer.New(cfg, b, c.WorkerClient, log.With("role", "trainer"))
-		if err != nil {
-			c.Stop()
-			return nil, err
+		n := max(o.Trainers, 1)
+		for i := 1; i <= n; i++ {
+			cfg := o.TrainerCfg
+			name := "trainer"
+			cfg.TrainerID = base
+			if n > 1 {
+				cfg.TrainerID = fmt.Sprintf("%s-%d", base, i)
+				name = cfg.TrainerID
+			}
+			t, err := trainer.New(cfg, b, c.WorkerClient, log.With("role", "trainer"))
+			if err != nil {
+				c.Stop()
+				return nil, err
+			}
+			perWorker(cfg.TrainerID).MustRegister(t)
+			c.run(rctx, name, t.Run)
 		}
-		perWorker(cfg.TrainerID).MustRegister(t)
-		c.run(rctx, "trainer", t.Run)
 	}
 	return c, nil
 }

@@ -1,0 +1,316 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"time"
+
+	"pgtrain/messages"
+	"pgtrain/model"
+)
+
+// A sweep job trains one model per variant of its spec's sweep on one read of the data: each
+// variant is claimed by a trainer of its own and reports with its index. Its plan replays
+// READY (the data is read from PostgreSQL once, and stays in READY until the job ends), so
+// a variant that waits for a free trainer reads the same batches later. The lease window
+// follows the slowest variant that has a trainer; the job is done when every variant is. A
+// variant that fails fails the job (its data is every variant's data).
+
+// Variant states.
+const (
+	variantRunning = "running"
+	variantDone    = "done"
+)
+
+// variantRecord is one sweep variant's part of the job record.
+type variantRecord struct {
+	State      string                 `json:"state"`
+	Trainer    messages.TrainerState  `json:"trainer"`
+	Results    []messages.EpochResult `json:"results,omitempty"`
+	StopReason string                 `json:"stop_reason,omitempty"`
+	BestEpoch  *int                   `json:"best_epoch,omitempty"`
+	BestModel  bool                   `json:"best_model,omitempty"`
+}
+
+func (j *job) sweep() bool { return len(j.rec.Variants) > 0 }
+
+// checkVariants builds every variant's model on the plan's input width and label, as the
+// job's own model was, naming the variant's field at fault.
+func checkVariants(p *messages.Plan, ms *model.Spec, l model.SizeLimits) error {
+	for i, v := range p.Spec.Sweep {
+		vms, err := ms.WithVariant(v)
+		if err != nil {
+			var fe model.FieldError
+			if errors.As(err, &fe) {
+				return &messages.FieldError{Field: messages.SweepField(i, fe.Field), Reason: fe.Reason}
+			}
+			return messages.InVariant(i, err)
+		}
+		field := messages.SweepField(i, "units")
+		if err := vms.CheckSize(p.InputDim, l); err != nil {
+			return &messages.FieldError{Field: field, Reason: err.Error()}
+		}
+		if err := checkModel(p.ForVariant(i), vms); err != nil {
+			var fe *messages.FieldError
+			if errors.As(err, &fe) && fe.Field == "model" && v.Units != nil {
+				// The sizes are what changed: the last one must fit the label.
+				return &messages.FieldError{Field: field, Reason: fe.Reason}
+			}
+			return messages.InVariant(i, err)
+		}
+	}
+	return nil
+}
+
+// checkSweepReplay refuses a sweep whose data does not fit READY: its variants would need the
+// batches after the trainers of the others have read them.
+func checkSweepReplay(p *messages.Plan, readyMaxBytes int64) error {
+	if len(p.Spec.Sweep) == 0 || p.Replay {
+		return nil
+	}
+	return &apiError{status: http.StatusUnprocessableEntity, field: "sweep",
+		msg: fmt.Sprintf("a sweep reads the data once and every variant replays it from READY, which cannot hold this job's %d rows (--ready-max-bytes %d): raise it, or filter the rows (where)",
+			p.Expected.Rows+p.ExpectedValid.Rows, readyMaxBytes)}
+}
+
+// newVariants is a new sweep job's variant records (nil for a job without a sweep).
+func newVariants(p *messages.Plan) []variantRecord {
+	if len(p.Spec.Sweep) == 0 {
+		return nil
+	}
+	vs := make([]variantRecord, len(p.Spec.Sweep))
+	for i := range vs {
+		vs[i].State = variantRunning
+	}
+	return vs
+}
+
+// ownVariant is the running variant trainerID trains, or -1.
+func (j *job) ownVariant(trainerID string) int {
+	for i, v := range j.rec.Variants {
+		if v.State == variantRunning && v.Trainer.ID == trainerID {
+			return i
+		}
+	}
+	return -1
+}
+
+// freeVariant is the first running variant with no live trainer, or -1.
+func (j *job) freeVariant(now time.Time, silent time.Duration) int {
+	for i, v := range j.rec.Variants {
+		if v.State == variantRunning && (v.Trainer.ID == "" || now.Sub(v.Trainer.SeenAt) > silent) {
+			return i
+		}
+	}
+	return -1
+}
+
+// claimVariant gives variant i of j to trainerID. Callers hold c.mu.
+func (c *Coordinator) claimVariant(ctx context.Context, j *job, i int, trainerID string) (messages.ClaimResponse, error) {
+	now := c.now()
+	rec := j.rec
+	rec.Variants = slices.Clone(j.rec.Variants)
+	v := &rec.Variants[i]
+	if v.Trainer.ID != "" && v.Trainer.ID != trainerID {
+		c.log.Info("trainer silent; sweep variant handed to another trainer", "job_id", rec.ID, "variant", i,
+			"old_trainer", v.Trainer.ID, "new_trainer", trainerID, "last_seen", v.Trainer.SeenAt)
+	}
+	v.Trainer.ID, v.Trainer.SeenAt = trainerID, now
+	rec.UpdatedAt = now
+	if err := c.writeJob(ctx, j, rec); err != nil {
+		return messages.ClaimResponse{}, err
+	}
+	c.log.Info("sweep variant claimed by trainer", "job_id", rec.ID, "variant", i, "trainer", trainerID)
+	return messages.ClaimResponse{JobID: rec.ID, Variant: &i}, nil
+}
+
+// checkVariantTrainer refuses a report about a variant from a trainer that has not claimed
+// it (or lost it).
+func (j *job) checkVariantTrainer(variant *int, id string) (int, error) {
+	if variant == nil {
+		return 0, &apiError{status: http.StatusBadRequest, field: "variant",
+			msg: fmt.Sprintf("job %s is a sweep of %d variants: name the variant the trainer trains", j.rec.ID, len(j.rec.Variants))}
+	}
+	i := *variant
+	if i < 0 || i >= len(j.rec.Variants) {
+		return 0, &apiError{status: http.StatusBadRequest, field: "variant",
+			msg: fmt.Sprintf("variant %d: job %s has variants 0 to %d", i, j.rec.ID, len(j.rec.Variants)-1)}
+	}
+	switch t := j.rec.Variants[i].Trainer.ID; t {
+	case id:
+		return i, nil
+	case "":
+		return i, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("variant %d of job %s is not claimed by %s: claim it first", i, j.rec.ID, id)}
+	default:
+		return i, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("variant %d of job %s is trained by %s now", i, j.rec.ID, t)}
+	}
+}
+
+// variantProgress records a variant's position and results; its Done ends the variant, and
+// the last one's the job; its Error fails the job. Callers hold c.mu; j is running.
+func (c *Coordinator) variantProgress(ctx context.Context, j *job, p messages.TrainerProgress) error {
+	i, err := j.checkVariantTrainer(p.Variant, p.TrainerID)
+	if err != nil {
+		return err
+	}
+	if j.rec.Variants[i].State == variantDone {
+		if p.Done {
+			return nil // a retried final report
+		}
+		return &apiError{status: http.StatusConflict, msg: fmt.Sprintf("variant %d of job %s is done", i, j.rec.ID), jobState: messages.JobDone}
+	}
+	n := len(j.plan.Ranges)
+	if p.Epoch < 0 || p.Epoch > j.plan.Spec.Epochs || p.Consumed < 0 || p.Consumed > n {
+		return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf("position epoch %d, consumed %d is outside the plan's %d epochs of %d ranges",
+			p.Epoch, p.Consumed, j.plan.Spec.Epochs, n)}
+	}
+	now := c.now()
+	rec := j.rec
+	rec.Variants = slices.Clone(j.rec.Variants)
+	v := &rec.Variants[i]
+	v.Results = slices.Clone(v.Results)
+	v.Trainer.SeenAt = now
+	if p.Epoch*n+p.Consumed >= v.Trainer.Epoch*n+v.Trainer.Consumed {
+		v.Trainer.Epoch, v.Trainer.Consumed, v.Trainer.Rows = p.Epoch, p.Consumed, p.Rows
+	}
+	v.Results = addResult(v.Results, p.Result)
+	switch {
+	case p.Error != "":
+		rec.State, rec.Error = messages.JobFailed, fmt.Sprintf("trainer of variant %d: %s", i, p.Error)
+	case p.Done:
+		v.State, v.StopReason, v.BestEpoch = variantDone, p.Stopped, p.BestEpoch
+		v.BestModel = j.plan.Spec.ModelCheckpoint != nil && p.BestEpoch != nil
+	}
+	rec.Trainer = slowestVariant(rec.Variants, n)
+	rec.Trainer.SeenAt = now
+	if allVariantsDone(rec.Variants) {
+		rec.State = messages.JobDone
+		if best := bestVariant(j.plan.Spec, rec.Variants); best >= 0 {
+			rec.ModelPath = messages.VariantModelDir(rec.ID, best)
+		}
+	}
+	rec.UpdatedAt = now
+	if err := c.writeJob(ctx, j, rec); err != nil {
+		return err
+	}
+	if rec.ended() {
+		c.jobEnded(j)
+	}
+	return nil
+}
+
+// addResult adds an epoch's result once; a later best epoch takes the mark from an earlier.
+func addResult(results []messages.EpochResult, r *messages.EpochResult) []messages.EpochResult {
+	if r == nil || slices.ContainsFunc(results, func(e messages.EpochResult) bool { return e.Epoch == r.Epoch }) {
+		return results
+	}
+	if r.Best {
+		for i := range results {
+			results[i].Best = false
+		}
+	}
+	results = append(results, *r)
+	slices.SortFunc(results, func(a, b messages.EpochResult) int { return a.Epoch - b.Epoch })
+	return results
+}
+
+// slowestVariant is the position of the running variant with a trainer furthest behind:
+// the lease window follows it, so fetchers never read further ahead of a trainer than the
+// window. (A variant waiting for a trainer reads the replayed batches when it gets one.)
+func slowestVariant(vs []variantRecord, ranges int) messages.TrainerState {
+	var slow *messages.TrainerState
+	for i := range vs {
+		t := &vs[i].Trainer
+		if vs[i].State != variantRunning || t.ID == "" {
+			continue
+		}
+		if slow == nil || t.Epoch*ranges+t.Consumed < slow.Epoch*ranges+slow.Consumed {
+			slow = t
+		}
+	}
+	if slow == nil {
+		return messages.TrainerState{}
+	}
+	return messages.TrainerState{Epoch: slow.Epoch, Consumed: slow.Consumed, Rows: slow.Rows}
+}
+
+func allVariantsDone(vs []variantRecord) bool {
+	for _, v := range vs {
+		if v.State != variantDone {
+			return false
+		}
+	}
+	return true
+}
+
+// variantValue is the sweep monitor's value at a variant's last epoch.
+func variantValue(monitor string, v variantRecord) (float64, bool) {
+	if len(v.Results) == 0 {
+		return 0, false
+	}
+	x, ok := v.Results[len(v.Results)-1].MonitorValue(monitor)
+	return x, ok && !math.IsNaN(x)
+}
+
+// bestVariant is the done variant whose last epoch has the best monitored value (the
+// lowest index on a tie), or -1 when none has a value.
+func bestVariant(s messages.JobSpec, vs []variantRecord) int {
+	maximize, err := model.MonitorMaximizes(s.SweepMonitor, s.SweepMode)
+	if err != nil {
+		return -1
+	}
+	best, bestValue := -1, 0.0
+	for i, v := range vs {
+		x, ok := variantValue(s.SweepMonitor, v)
+		if v.State != variantDone || !ok {
+			continue
+		}
+		if best < 0 || (maximize && x > bestValue) || (!maximize && x < bestValue) {
+			best, bestValue = i, x
+		}
+	}
+	return best
+}
+
+// sweepStatus is the sweep part of a job's status.
+func (j *job) sweepStatus() *messages.SweepStatus {
+	s := j.plan.Spec
+	st := &messages.SweepStatus{Monitor: s.SweepMonitor, Mode: s.SweepMode}
+	if maximize, err := model.MonitorMaximizes(s.SweepMonitor, s.SweepMode); err == nil {
+		st.Mode = messages.SweepModeMin
+		if maximize {
+			st.Mode = messages.SweepModeMax
+		}
+	}
+	best := -1
+	if j.rec.State == messages.JobDone {
+		best = bestVariant(s, j.rec.Variants)
+	}
+	if best >= 0 {
+		st.Best = &best
+	}
+	for i, v := range j.rec.Variants {
+		vs := messages.VariantStatus{
+			Index: i, State: v.State, Trainer: v.Trainer, Results: slices.Clone(v.Results),
+			StopReason: v.StopReason, BestEpoch: v.BestEpoch, Best: i == best,
+		}
+		if i < len(s.Sweep) {
+			vs.Overrides = s.Sweep[i]
+		}
+		if x, ok := variantValue(s.SweepMonitor, v); ok {
+			vs.Value = &x
+		}
+		if v.State == variantDone {
+			vs.ModelPath, vs.ModelID = messages.VariantModelDir(j.rec.ID, i), messages.VariantModelID(j.rec.ID, i)
+			if v.BestModel {
+				vs.BestModelPath, vs.BestModelID = messages.VariantBestModelDir(j.rec.ID, i), messages.BestModelID(vs.ModelID)
+			}
+		}
+		st.Variants = append(st.Variants, vs)
+	}
+	return st
+}
