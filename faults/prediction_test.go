@@ -48,7 +48,7 @@ func TestPredictionFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.finishPrediction(t, r, want)
-	if n := countLogs(c.scorers, "READY batch delivered again"); n < 1 {
+	if n := countLogs(c.scorers, "page delivered again"); n < 1 {
 		t.Errorf("no scorer got the killed scorer's batch again (%d redeliveries logged)", n)
 	}
 

@@ -197,12 +197,13 @@ func declareError(what string, replicas int, err error) error {
 	return fmt.Errorf("declaring %s: %w", what, err)
 }
 
-// RawStreamConfig: a work queue. A page lives until a preprocessor has turned it into a
-// READY batch; the message id deduplicates a fetcher's re-publish after a crash.
+// RawStreamConfig: a work queue. A training job's page lives until a preprocessor has
+// turned it into a READY batch, a prediction job's until a scorer has written its
+// predictions; the message id deduplicates a fetcher's re-publish after a crash.
 func RawStreamConfig(n messages.Names, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:       n.RawStream(),
-		Subjects:   []string{n.RawSubjects()},
+		Subjects:   []string{n.RawSubjects(), n.ScoreSubjects()},
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
 		Duplicates: 10 * time.Minute,
