@@ -234,6 +234,16 @@ func (c *cluster) startWorkers(ctx context.Context, env *harness, cfg e2eConfig,
 // again from bin, on the same NATS server and address (the coordinator's state is in the
 // NATS server), and returns the CPU seconds the stopped ones used.
 func (c *cluster) swapWorkers(ctx context.Context, env *harness, cfg e2eConfig, bin, suffix string) (float64, error) {
+	cpu, err := c.retireWorkers()
+	if err != nil {
+		return 0, err
+	}
+	return cpu, c.startWorkers(ctx, env, cfg, bin, suffix)
+}
+
+// retireWorkers stops the coordinator, the fetchers and the preprocessors and returns the
+// CPU seconds they used.
+func (c *cluster) retireWorkers() (float64, error) {
 	old := append(append([]*proc{c.coord}, c.fetchers...), c.preprocs...)
 	var cpu float64
 	for i := len(old) - 1; i >= 0; i-- {
@@ -243,7 +253,8 @@ func (c *cluster) swapWorkers(ctx context.Context, env *harness, cfg e2eConfig, 
 		cpu += old[i].cpuSeconds()
 	}
 	c.retired = append(c.retired, old...)
-	return cpu, c.startWorkers(ctx, env, cfg, bin, suffix)
+	c.coord, c.fetchers, c.preprocs = nil, nil, nil
+	return cpu, nil
 }
 
 // stop shuts the roles down in the reverse order of their start and returns the first error

@@ -152,9 +152,11 @@ func runPrediction(ctx context.Context, env *harness, table string, rows int64, 
 		}
 		if whole {
 			// The last run's workers: stopped here to count their CPU.
-			if err := swap(env.pgtrain, "-end"); err != nil {
+			cpu, err := c.retireWorkers()
+			if err != nil {
 				return err
 			}
+			last.WorkersCPUSeconds = cpu
 		}
 		if compare != "" {
 			res.Compared = runs
