@@ -631,9 +631,9 @@ func (j *job) predictionStatus() *messages.PredictionStatus {
 	return st
 }
 
-// deleteScorerConsumer removes an ended prediction job's consumer on RAW.
+// deleteScorerConsumer removes an ended prediction job's consumer on SCORE.
 func (c *Coordinator) deleteScorerConsumer(ctx context.Context, jobID string) error {
-	err := c.bus.JetStream().DeleteConsumer(ctx, c.names.RawStream(), messages.ScorerDurable(jobID))
+	err := c.bus.JetStream().DeleteConsumer(ctx, c.names.ScoreStream(), messages.ScorerDurable(jobID))
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("deleting the scorers' consumer of %s: %w", jobID, err)
 	}

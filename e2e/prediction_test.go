@@ -116,8 +116,8 @@ func predictOnce(t *testing.T, pool *pgxpool.Pool, natsURL string, scorers int, 
 		t.Fatalf("prediction job %s ended %s: %s", final.ID, final.State, final.Error)
 	}
 	// The ended job's batches leave both streams.
-	testenv.Eventually(t, time.Minute, "RAW and READY to be empty", func() bool {
-		for _, s := range []string{cl.Bus.Names().RawStream(), cl.Bus.Names().ReadyStream()} {
+	testenv.Eventually(t, time.Minute, "RAW, SCORE and READY to be empty", func() bool {
+		for _, s := range []string{cl.Bus.Names().RawStream(), cl.Bus.Names().ScoreStream(), cl.Bus.Names().ReadyStream()} {
 			str, err := cl.Bus.JetStream().Stream(ctx, s)
 			if err != nil {
 				t.Fatal(err)

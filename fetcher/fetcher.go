@@ -372,7 +372,7 @@ func (s *session) publish(ctx, leaseCtx context.Context, p *Page) bool {
 	backoff := s.f.backoff()
 	for {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.f.cfg.PublishTimeout)
-		ack, err := s.f.bus.JetStream().PublishMsg(pctx, msg, jetstream.WithMsgID(id.MsgID()), jetstream.WithExpectStream(s.f.names.RawStream()))
+		ack, err := s.f.bus.JetStream().PublishMsg(pctx, msg, jetstream.WithMsgID(id.MsgID()), jetstream.WithExpectStream(s.f.names.PageStream(s.job.plan.Kind)))
 		cancel()
 		if err == nil {
 			s.f.n.pages.Add(1)

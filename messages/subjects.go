@@ -77,6 +77,18 @@ func (n Names) Prefix() string { return n.up() }
 // RawStream is the work queue of pages read from PostgreSQL.
 func (n Names) RawStream() string { return n.up() + "_RAW" }
 
+// ScoreStream is the work queue of the pages of prediction jobs, which the scorers
+// consume (they transform the pages themselves: no preprocessor, no READY).
+func (n Names) ScoreStream() string { return n.up() + "_SCORE" }
+
+// PageStream is the stream the pages of a job of the given kind go to.
+func (n Names) PageStream(kind string) string {
+	if kind == JobKindPrediction {
+		return n.ScoreStream()
+	}
+	return n.RawStream()
+}
+
 // ReadyStream holds the preprocessed batches.
 func (n Names) ReadyStream() string { return n.up() + "_READY" }
 
@@ -86,13 +98,10 @@ func (n Names) StateBucket() string { return n.low() + "_state" }
 // ModelBucket is the Object Store bucket of finished models.
 func (n Names) ModelBucket() string { return n.low() + "_models" }
 
-// RawSubjects is the subject space of the pages of training jobs in RawStream, which the
-// preprocessors consume.
+// RawSubjects is the subject space of RawStream.
 func (n Names) RawSubjects() string { return n.low() + ".raw.>" }
 
-// ScoreSubjects is the subject space of the pages of prediction jobs in RawStream, which
-// the scorers consume themselves (they transform the pages: no preprocessor, no READY).
-// It is apart from RawSubjects because a work queue's consumers may not overlap.
+// ScoreSubjects is the subject space of ScoreStream.
 func (n Names) ScoreSubjects() string { return n.low() + ".score.>" }
 
 // ReadySubjects is the subject space of ReadyStream.
@@ -180,8 +189,8 @@ func (n Names) ReadyJobSubjects(jobID string) string { return n.low() + ".ready.
 // RawJobSubjects matches every RAW page of a training job (for purging a finished job).
 func (n Names) RawJobSubjects(jobID string) string { return n.low() + ".raw." + jobID + ".>" }
 
-// ScoreJobSubjects matches every page of a prediction job in RAW: the filter of its
-// scorers' consumer, and what is purged when it ends.
+// ScoreJobSubjects matches every page of a prediction job: the filter of its scorers'
+// consumer, and what is purged when it ends.
 func (n Names) ScoreJobSubjects(jobID string) string { return n.low() + ".score." + jobID + ".>" }
 
 // ReadyPassSubjects matches every READY batch of one read pass of a job.
@@ -208,6 +217,6 @@ func (n Names) ReadyRangeSubjects(jobID string, pass, rng int) string {
 	return n.low() + ".ready." + jobID + "." + strconv.Itoa(pass) + "." + strconv.Itoa(rng) + ".>"
 }
 
-// ScorerDurable is the durable consumer on RAW that the scorers of one prediction job
-// share: one per job, filtered on the job's ScoreJobSubjects.
+// ScorerDurable is the durable consumer on ScoreStream that the scorers of one prediction
+// job share: one per job, filtered on the job's ScoreJobSubjects.
 func ScorerDurable(jobID string) string { return "scorers-" + jobID }

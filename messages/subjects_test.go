@@ -111,13 +111,16 @@ func FuzzParseRawSubject(f *testing.F) {
 	})
 }
 
-// A prediction job's pages have their own subjects in RAW, apart from the preprocessors'
-// (a work queue's consumers may not overlap), and parse back as RAW subjects do.
+// A prediction job's pages have their own stream and subjects, apart from the
+// preprocessors', and parse back as RAW subjects do.
 func TestScoreSubject(t *testing.T) {
 	var n Names
 	b := BatchID{JobID: "job-1", Range: 2, Page: 3}
 	if got := n.PageSubject(JobKindPrediction, b); got != "pgtrain.score.job-1.0.2.3" || got != n.ScoreSubject(b) {
 		t.Fatalf("prediction page subject %q", got)
+	}
+	if n.PageStream(JobKindPrediction) != "PGTRAIN_SCORE" || n.PageStream(JobKindTraining) != n.RawStream() {
+		t.Fatalf("page streams %q and %q", n.PageStream(JobKindPrediction), n.PageStream(JobKindTraining))
 	}
 	if got := n.PageSubject(JobKindTraining, b); got != n.RawSubject(b) {
 		t.Fatalf("training page subject %q, want %q", got, n.RawSubject(b))

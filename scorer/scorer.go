@@ -32,7 +32,7 @@ type Coordinator interface {
 	FailJob(ctx context.Context, jobID string, req messages.FailRequest) error
 }
 
-// Bus is the JetStream side of a scorer: the prediction jobs' pages in RAW, the plans in the
+// Bus is the JetStream side of a scorer: the prediction jobs' pages in SCORE, the plans in the
 // state bucket and the finished models. pgtrain's roles are given one that has declared them.
 type Bus interface {
 	JetStream() jetstream.JetStream
@@ -193,7 +193,7 @@ func (s *Scorer) runJob(ctx context.Context, id string) {
 		default:
 			// Only bind from now on: the coordinator deletes the consumer when the job
 			// ends, and creating it again would leave it behind.
-			cons, err = s.bus.JetStream().Consumer(ctx, s.names.RawStream(), messages.ScorerDurable(id))
+			cons, err = s.bus.JetStream().Consumer(ctx, s.names.ScoreStream(), messages.ScorerDurable(id))
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				log.Info("the job's consumer is gone (the job ended); stopping")
 				return
@@ -291,11 +291,11 @@ func (s *Scorer) loadModel(ctx context.Context, jr *jobRun, modelID string) (*mo
 	return m, nil
 }
 
-// consumer binds to the job's shared durable consumer on RAW, creating it when this is
+// consumer binds to the job's shared durable consumer on SCORE, creating it when this is
 // the first scorer. An abandoned consumer (the coordinator deletes it when the job ends)
 // goes away by itself after an hour without scorers.
 func (s *Scorer) consumer(ctx context.Context, id string) (jetstream.Consumer, error) {
-	return s.bus.JetStream().CreateOrUpdateConsumer(ctx, s.names.RawStream(), jetstream.ConsumerConfig{
+	return s.bus.JetStream().CreateOrUpdateConsumer(ctx, s.names.ScoreStream(), jetstream.ConsumerConfig{
 		Durable:           messages.ScorerDurable(id),
 		FilterSubject:     s.names.ScoreJobSubjects(id),
 		AckPolicy:         jetstream.AckExplicitPolicy,
@@ -348,7 +348,7 @@ func (s *Scorer) consume(ctx context.Context, log *slog.Logger, jr *jobRun, cons
 }
 
 // handle transforms one page into batch b, writes its predictions, reports it and
-// acknowledges it, which takes it off RAW. A page that cannot be written now is handed back
+// acknowledges it, which takes it off SCORE. A page that cannot be written now is handed back
 // for a later delivery.
 func (s *Scorer) handle(ctx context.Context, log *slog.Logger, jr *jobRun, m *model.Sequential, b *messages.ReadyBatch, msg jetstream.Msg) {
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout+s.cfg.ReportTimeout)
@@ -414,7 +414,7 @@ func (s *Scorer) handle(ctx context.Context, log *slog.Logger, jr *jobRun, m *mo
 		_ = msg.NakWithDelay(s.cfg.RetryMin)
 		return
 	}
-	// The batch is written and counted: the acknowledgement takes its page off RAW (a work
+	// The batch is written and counted: the acknowledgement takes its page off SCORE (a work
 	// queue). A lost one only brings the page back, and writing it again is harmless.
 	if err := msg.DoubleAck(work); err != nil {
 		log.Debug("acknowledging a written batch", "error", err)
