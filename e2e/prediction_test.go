@@ -249,7 +249,7 @@ func engineOutputs(t *testing.T, pool *pgxpool.Pool, b *bus.Bus, modelID, table 
 
 // A model trained by the pipeline scores a held-out table through the pipeline: every key
 // once, each value the engine's own forward pass bit for bit, the same with 1 scorer and
-// with 3, the model's loss reported since the table holds the label, and RAW and READY
+// with 3, the model's loss reported since the table holds the label, and RAW, SCORE and READY
 // empty at the end.
 func TestPredictionRoundTrip(t *testing.T) {
 	pool, _ := testenv.Pool(t)
