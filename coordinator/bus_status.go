@@ -23,11 +23,15 @@ func (c *Coordinator) busStatus(ctx context.Context) (*messages.BusStatus, error
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("reading %s: %w", c.names.RawStream(), err))
 	}
+	scoreStream, err := js.Stream(ctx, c.names.ScoreStream())
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("reading %s: %w", c.names.ScoreStream(), err))
+	}
 	readyStream, err := js.Stream(ctx, c.names.ReadyStream())
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("reading %s: %w", c.names.ReadyStream(), err))
 	}
-	raw, ready := rawStream.CachedInfo(), readyStream.CachedInfo()
+	raw, score, ready := rawStream.CachedInfo(), scoreStream.CachedInfo(), readyStream.CachedInfo()
 	for _, s := range []struct {
 		out  *messages.StreamStatus
 		name string
@@ -37,6 +41,7 @@ func (c *Coordinator) busStatus(ctx context.Context) (*messages.BusStatus, error
 		last uint64
 	}{
 		{&st.Raw, raw.Config.Name, raw.State.Msgs, raw.State.Bytes, raw.Config.MaxBytes, raw.State.LastSeq},
+		{&st.Score, score.Config.Name, score.State.Msgs, score.State.Bytes, score.Config.MaxBytes, score.State.LastSeq},
 		{&st.Ready, ready.Config.Name, ready.State.Msgs, ready.State.Bytes, ready.Config.MaxBytes, ready.State.LastSeq},
 	} {
 		*s.out = messages.StreamStatus{Name: s.name, Messages: s.msgs, Bytes: s.b, MaxBytes: s.max, LastSeq: s.last}

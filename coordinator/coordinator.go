@@ -363,6 +363,7 @@ func (c *Coordinator) jobEnded(j *job) {
 		errs := []error{
 			c.purge(ctx, c.names.ReadyStream(), c.names.ReadyJobSubjects(id)),
 			c.purge(ctx, c.names.RawStream(), c.names.RawJobSubjects(id)),
+			c.purge(ctx, c.names.ScoreStream(), c.names.ScoreJobSubjects(id)),
 		}
 		if prediction {
 			errs = append(errs, c.deleteScorerConsumer(ctx, id), c.dropLedger(ctx, plan))

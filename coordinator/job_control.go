@@ -89,6 +89,7 @@ func (c *Coordinator) removeJobData(ctx context.Context, id string) error {
 	if err := errors.Join(
 		c.purge(ctx, c.names.ReadyStream(), c.names.ReadyJobSubjects(id)),
 		c.purge(ctx, c.names.RawStream(), c.names.RawJobSubjects(id)),
+		c.purge(ctx, c.names.ScoreStream(), c.names.ScoreJobSubjects(id)),
 	); err != nil {
 		return err
 	}

@@ -153,7 +153,7 @@ func (cc coordCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	gauge(m.busUp, 1)
-	for _, s := range []messages.StreamStatus{bs.Raw, bs.Ready} {
+	for _, s := range []messages.StreamStatus{bs.Raw, bs.Score, bs.Ready} {
 		gauge(m.streamMsgs, float64(s.Messages), s.Name)
 		gauge(m.streamBytes, float64(s.Bytes), s.Name)
 		gauge(m.streamMax, float64(max(s.MaxBytes, 0)), s.Name)

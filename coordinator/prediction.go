@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -342,8 +343,13 @@ func planPredictionRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *mess
 	return capWindow(p, sz.readyMaxBytes)
 }
 
-// textWidths measures the average width of the named text columns over the job's rows,
-// for page sizing.
+// textSampleRows bounds the rows textWidths reads: the widths only size pages (a fetcher
+// halves a page that comes out over the NATS payload limit anyway), and a full scan of a
+// large table was a third of a prediction's planning.
+const textSampleRows = 100_000
+
+// textWidths estimates the average width of the named text columns from the job's first
+// textSampleRows rows (in the table's physical order), for page sizing.
 func textWidths(ctx context.Context, tx pgx.Tx, in *planInput, texts []string) (map[string]float64, error) {
 	avgText := map[string]float64{}
 	if len(texts) == 0 {
@@ -356,7 +362,8 @@ func textWidths(ctx context.Context, tx pgx.Tx, in *planInput, texts []string) (
 		items[i] = fmt.Sprintf("coalesce(avg(octet_length(%s::text)), 0)::float8", pgx.Identifier{name}.Sanitize())
 		targets[i] = &widths[i]
 	}
-	if err := tx.QueryRow(ctx, "select "+strings.Join(items, ", ")+" from "+in.source()).Scan(targets...); err != nil {
+	sample := "(select * from " + in.source() + " limit " + strconv.Itoa(textSampleRows) + ") as sample"
+	if err := tx.QueryRow(ctx, "select "+strings.Join(items, ", ")+" from "+sample).Scan(targets...); err != nil {
 		return nil, fmt.Errorf("measuring the text columns: %w", err)
 	}
 	for i, name := range texts {
@@ -624,9 +631,9 @@ func (j *job) predictionStatus() *messages.PredictionStatus {
 	return st
 }
 
-// deleteScorerConsumer removes an ended prediction job's consumer on READY.
+// deleteScorerConsumer removes an ended prediction job's consumer on SCORE.
 func (c *Coordinator) deleteScorerConsumer(ctx context.Context, jobID string) error {
-	err := c.bus.JetStream().DeleteConsumer(ctx, c.names.ReadyStream(), messages.ScorerDurable(jobID))
+	err := c.bus.JetStream().DeleteConsumer(ctx, c.names.ScoreStream(), messages.ScorerDurable(jobID))
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("deleting the scorers' consumer of %s: %w", jobID, err)
 	}

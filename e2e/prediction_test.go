@@ -116,8 +116,8 @@ func predictOnce(t *testing.T, pool *pgxpool.Pool, natsURL string, scorers int, 
 		t.Fatalf("prediction job %s ended %s: %s", final.ID, final.State, final.Error)
 	}
 	// The ended job's batches leave both streams.
-	testenv.Eventually(t, time.Minute, "RAW and READY to be empty", func() bool {
-		for _, s := range []string{cl.Bus.Names().RawStream(), cl.Bus.Names().ReadyStream()} {
+	testenv.Eventually(t, time.Minute, "RAW, SCORE and READY to be empty", func() bool {
+		for _, s := range []string{cl.Bus.Names().RawStream(), cl.Bus.Names().ScoreStream(), cl.Bus.Names().ReadyStream()} {
 			str, err := cl.Bus.JetStream().Stream(ctx, s)
 			if err != nil {
 				t.Fatal(err)
@@ -249,7 +249,7 @@ func engineOutputs(t *testing.T, pool *pgxpool.Pool, b *bus.Bus, modelID, table 
 
 // A model trained by the pipeline scores a held-out table through the pipeline: every key
 // once, each value the engine's own forward pass bit for bit, the same with 1 scorer and
-// with 3, the model's loss reported since the table holds the label, and RAW and READY
+// with 3, the model's loss reported since the table holds the label, and RAW, SCORE and READY
 // empty at the end.
 func TestPredictionRoundTrip(t *testing.T) {
 	pool, _ := testenv.Pool(t)

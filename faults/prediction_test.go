@@ -19,7 +19,7 @@ const predictionRows = 60_000
 // Prediction jobs under faults: a scorer killed (kill -9) after writing a batch and before
 // acknowledging it, a fetcher killed mid-range, and the coordinator killed mid-job and
 // restarted. Each writes every key exactly once, with the values of a clean run, and
-// leaves RAW and READY empty.
+// leaves RAW, SCORE and READY empty.
 func TestPredictionFaults(t *testing.T) {
 	ctx := context.Background()
 	for _, s := range []struct {
@@ -48,7 +48,7 @@ func TestPredictionFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.finishPrediction(t, r, want)
-	if n := countLogs(c.scorers, "READY batch delivered again"); n < 1 {
+	if n := countLogs(c.scorers, "page delivered again"); n < 1 {
 		t.Errorf("no scorer got the killed scorer's batch again (%d redeliveries logged)", n)
 	}
 
@@ -170,17 +170,17 @@ func (c *cluster) finishPrediction(t *testing.T, r *runCtx, want messages.KeyChe
 	return st
 }
 
-// testBusEmpty waits for RAW and READY to be empty: every ended job's batches are gone.
+// testBusEmpty waits for RAW, SCORE and READY to be empty: every ended job's batches are gone.
 func testBusEmpty(t *testing.T, c *cluster) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		b, err := c.bus()
-		if err == nil && b.Raw.Messages == 0 && b.Ready.Messages == 0 {
+		if err == nil && b.Raw.Messages == 0 && b.Score.Messages == 0 && b.Ready.Messages == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("RAW and READY not empty a minute after the last job ended: %+v (%v)", b, err)
+			t.Fatalf("RAW, SCORE and READY not empty a minute after the last job ended: %+v (%v)", b, err)
 		}
 		time.Sleep(50 * time.Millisecond) // polling interval of a condition with a deadline
 	}

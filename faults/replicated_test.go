@@ -208,7 +208,7 @@ func (c *cluster) jetStream() (jetstream.JetStream, func(), error) {
 // allStreams are the streams the roles declare with replicas.
 func (c *cluster) allStreams() []string {
 	n := c.busNames()
-	return []string{n.RawStream(), n.ReadyStream(), "KV_" + n.StateBucket(), "OBJ_" + n.ModelBucket()}
+	return []string{n.RawStream(), n.ScoreStream(), n.ReadyStream(), "KV_" + n.StateBucket(), "OBJ_" + n.ModelBucket()}
 }
 
 // natsNode is the node of a JetStream server name.

@@ -368,11 +368,11 @@ func (s *session) read(ctx context.Context, out chan<- pageResult) {
 // gives up (false) when the lease is lost or the fetcher is stopping.
 func (s *session) publish(ctx, leaseCtx context.Context, p *Page) bool {
 	id := p.Batch.BatchID
-	msg := &nats.Msg{Subject: s.f.names.RawSubject(id), Data: p.Data}
+	msg := &nats.Msg{Subject: s.f.names.PageSubject(s.job.plan.Kind, id), Data: p.Data}
 	backoff := s.f.backoff()
 	for {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.f.cfg.PublishTimeout)
-		ack, err := s.f.bus.JetStream().PublishMsg(pctx, msg, jetstream.WithMsgID(id.MsgID()), jetstream.WithExpectStream(s.f.names.RawStream()))
+		ack, err := s.f.bus.JetStream().PublishMsg(pctx, msg, jetstream.WithMsgID(id.MsgID()), jetstream.WithExpectStream(s.f.names.PageStream(s.job.plan.Kind)))
 		cancel()
 		if err == nil {
 			s.f.n.pages.Add(1)

@@ -142,6 +142,7 @@ type LeaseInfo struct {
 type BusStatus struct {
 	Version       int            `json:"version"`
 	Raw           StreamStatus   `json:"raw"`
+	Score         StreamStatus   `json:"score"` // the pages of prediction jobs
 	Ready         StreamStatus   `json:"ready"`
 	Preprocessors ConsumerStatus `json:"preprocessors"`
 }

@@ -77,6 +77,18 @@ func (n Names) Prefix() string { return n.up() }
 // RawStream is the work queue of pages read from PostgreSQL.
 func (n Names) RawStream() string { return n.up() + "_RAW" }
 
+// ScoreStream is the work queue of the pages of prediction jobs, which the scorers
+// consume (they transform the pages themselves: no preprocessor, no READY).
+func (n Names) ScoreStream() string { return n.up() + "_SCORE" }
+
+// PageStream is the stream the pages of a job of the given kind go to.
+func (n Names) PageStream(kind string) string {
+	if kind == JobKindPrediction {
+		return n.ScoreStream()
+	}
+	return n.RawStream()
+}
+
 // ReadyStream holds the preprocessed batches.
 func (n Names) ReadyStream() string { return n.up() + "_READY" }
 
@@ -88,6 +100,9 @@ func (n Names) ModelBucket() string { return n.low() + "_models" }
 
 // RawSubjects is the subject space of RawStream.
 func (n Names) RawSubjects() string { return n.low() + ".raw.>" }
+
+// ScoreSubjects is the subject space of ScoreStream.
+func (n Names) ScoreSubjects() string { return n.low() + ".score.>" }
 
 // ReadySubjects is the subject space of ReadyStream.
 func (n Names) ReadySubjects() string { return n.low() + ".ready.>" }
@@ -111,16 +126,37 @@ func (n Names) RawSubject(b BatchID) string { return n.low() + ".raw." + b.tail(
 // one message per subject, so a batch can never be there twice.
 func (n Names) ReadySubject(b BatchID) string { return n.low() + ".ready." + b.tail() }
 
+// ScoreSubject is where the fetcher publishes a page of a prediction job.
+func (n Names) ScoreSubject(b BatchID) string { return n.low() + ".score." + b.tail() }
+
+// PageSubject is where the fetcher publishes a page of a job of the given kind: a
+// prediction job's pages go to its scorers, every other job's to the preprocessors.
+func (n Names) PageSubject(kind string, b BatchID) string {
+	if kind == JobKindPrediction {
+		return n.ScoreSubject(b)
+	}
+	return n.RawSubject(b)
+}
+
 // ParseRawSubject is the inverse of RawSubject: it returns the batch a RAW subject names, or
 // an error for any subject RawSubject cannot have built.
 func (n Names) ParseRawSubject(subject string) (BatchID, error) {
-	rest, ok := strings.CutPrefix(subject, n.low()+".raw.")
+	return n.parsePageSubject(subject, n.low()+".raw.")
+}
+
+// ParseScoreSubject is the inverse of ScoreSubject.
+func (n Names) ParseScoreSubject(subject string) (BatchID, error) {
+	return n.parsePageSubject(subject, n.low()+".score.")
+}
+
+func (n Names) parsePageSubject(subject, prefix string) (BatchID, error) {
+	rest, ok := strings.CutPrefix(subject, prefix)
 	if !ok {
-		return BatchID{}, fmt.Errorf("subject %q: not under %s", subject, n.RawSubjects())
+		return BatchID{}, fmt.Errorf("subject %q: not under %s>", subject, prefix)
 	}
 	parts := strings.Split(rest, ".")
 	if len(parts) != 4 {
-		return BatchID{}, fmt.Errorf("subject %q: want %s<job>.<pass>.<range>.<page>", subject, n.low()+".raw.")
+		return BatchID{}, fmt.Errorf("subject %q: want %s<job>.<pass>.<range>.<page>", subject, prefix)
 	}
 	if err := ValidJobID(parts[0]); err != nil {
 		return BatchID{}, fmt.Errorf("subject %q: %w", subject, err)
@@ -150,8 +186,12 @@ func (b BatchID) String() string { return b.MsgID() }
 // ReadyJobSubjects matches every READY batch of a job (for purging a finished job).
 func (n Names) ReadyJobSubjects(jobID string) string { return n.low() + ".ready." + jobID + ".>" }
 
-// RawJobSubjects matches every RAW page of a job (for purging a finished job).
+// RawJobSubjects matches every RAW page of a training job (for purging a finished job).
 func (n Names) RawJobSubjects(jobID string) string { return n.low() + ".raw." + jobID + ".>" }
+
+// ScoreJobSubjects matches every page of a prediction job: the filter of its scorers'
+// consumer, and what is purged when it ends.
+func (n Names) ScoreJobSubjects(jobID string) string { return n.low() + ".score." + jobID + ".>" }
 
 // ReadyPassSubjects matches every READY batch of one read pass of a job.
 func (n Names) ReadyPassSubjects(jobID string, pass int) string {
@@ -177,6 +217,6 @@ func (n Names) ReadyRangeSubjects(jobID string, pass, rng int) string {
 	return n.low() + ".ready." + jobID + "." + strconv.Itoa(pass) + "." + strconv.Itoa(rng) + ".>"
 }
 
-// ScorerDurable is the durable consumer on READY that the scorers of one prediction job
-// share: one per job, so that no scorer sees the batches of a training job.
+// ScorerDurable is the durable consumer on ScoreStream that the scorers of one prediction
+// job share: one per job, filtered on the job's ScoreJobSubjects.
 func ScorerDurable(jobID string) string { return "scorers-" + jobID }

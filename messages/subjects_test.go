@@ -2,6 +2,7 @@ package messages
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -108,4 +109,32 @@ func FuzzParseRawSubject(f *testing.F) {
 			t.Fatalf("parsed %q as %+v, which builds %q", subject, id, got)
 		}
 	})
+}
+
+// A prediction job's pages have their own stream and subjects, apart from the
+// preprocessors', and parse back as RAW subjects do.
+func TestScoreSubject(t *testing.T) {
+	var n Names
+	b := BatchID{JobID: "job-1", Range: 2, Page: 3}
+	if got := n.PageSubject(JobKindPrediction, b); got != "pgtrain.score.job-1.0.2.3" || got != n.ScoreSubject(b) {
+		t.Fatalf("prediction page subject %q", got)
+	}
+	if n.PageStream(JobKindPrediction) != "PGTRAIN_SCORE" || n.PageStream(JobKindTraining) != n.RawStream() {
+		t.Fatalf("page streams %q and %q", n.PageStream(JobKindPrediction), n.PageStream(JobKindTraining))
+	}
+	if got := n.PageSubject(JobKindTraining, b); got != n.RawSubject(b) {
+		t.Fatalf("training page subject %q, want %q", got, n.RawSubject(b))
+	}
+	if got, err := n.ParseScoreSubject(n.ScoreSubject(b)); err != nil || got != b {
+		t.Fatalf("ParseScoreSubject = %+v, %v; want %+v", got, err, b)
+	}
+	if _, err := n.ParseScoreSubject(n.RawSubject(b)); err == nil {
+		t.Fatal("a training page's subject parsed as a prediction page's")
+	}
+	if _, err := n.ParseRawSubject(n.ScoreSubject(b)); err == nil {
+		t.Fatal("a prediction page's subject parsed as a training page's")
+	}
+	if !strings.HasPrefix(n.ScoreJobSubjects("job-1"), "pgtrain.score.job-1.") || strings.HasPrefix(n.ScoreSubjects(), strings.TrimSuffix(n.RawSubjects(), ">")) {
+		t.Fatalf("score subjects %q, %q overlap the raw ones %q", n.ScoreSubjects(), n.ScoreJobSubjects("job-1"), n.RawSubjects())
+	}
 }

@@ -14,9 +14,9 @@ func newMetrics(n *counters) metrics.Collectors {
 		return metrics.CounterOf("scorer", name, help, v)
 	}
 	return metrics.Collectors{
-		c("batches_written_total", "READY batches whose predictions were written and acknowledged.", &n.batches),
+		c("batches_written_total", "Pages whose predictions were written and acknowledged.", &n.batches),
 		c("rows_written_total", "Rows in those batches.", &n.rows),
-		c("redeliveries_total", "READY batches delivered more than once.", &n.redeliveries),
+		c("redeliveries_total", "Pages delivered more than once.", &n.redeliveries),
 		c("write_retries_total", "Batch writes retried after an error that can pass.", &n.retries),
 		c("batches_failed_total", "Batches whose job failed (a permanent write or model error).", &n.failed),
 	}

@@ -110,7 +110,7 @@ func (w *OutputWriter) Write(ctx context.Context, b messages.BatchID, rows [][]a
 
 // errLedgerGone reports that the job's ledger was dropped: the job has finished (every
 // batch is written) or ended. It is not the batch's fault, so the batch is handed back,
-// and the job's end takes it off READY.
+// and the job's end takes it off SCORE.
 var errLedgerGone = errors.New("the job's ledger of written batches is gone (the job has ended)")
 
 // writeOnce records the batch in the ledger and copies its rows, in one transaction; a

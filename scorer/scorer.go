@@ -19,6 +19,7 @@ import (
 	"pgtrain/internal/workloop"
 	"pgtrain/messages"
 	"pgtrain/model"
+	"pgtrain/preprocessor/transform"
 )
 
 // ErrBadPlan reports a plan a scorer cannot run.
@@ -31,8 +32,8 @@ type Coordinator interface {
 	FailJob(ctx context.Context, jobID string, req messages.FailRequest) error
 }
 
-// Bus is the JetStream side of a scorer: READY, the plans in the state bucket and the
-// finished models. pgtrain's roles are given one that has declared them.
+// Bus is the JetStream side of a scorer: the prediction jobs' pages in SCORE, the plans in the
+// state bucket and the finished models. pgtrain's roles are given one that has declared them.
 type Bus interface {
 	JetStream() jetstream.JetStream
 	StateKV() jetstream.KeyValue
@@ -160,7 +161,9 @@ type jobRun struct {
 	// use, and loading from memory is cheap).
 	modelJSON []byte
 	shards    map[string][]byte
-	stream    jetstream.Stream
+	// transform applies the model's preprocessing to the job's pages, as preprocessors do
+	// for training jobs; it is safe for concurrent use.
+	transform *transform.Transformer
 }
 
 // runJob consumes one job's batches until ctx is cancelled or the consumer goes away.
@@ -190,7 +193,7 @@ func (s *Scorer) runJob(ctx context.Context, id string) {
 		default:
 			// Only bind from now on: the coordinator deletes the consumer when the job
 			// ends, and creating it again would leave it behind.
-			cons, err = s.bus.JetStream().Consumer(ctx, s.names.ReadyStream(), messages.ScorerDurable(id))
+			cons, err = s.bus.JetStream().Consumer(ctx, s.names.ScoreStream(), messages.ScorerDurable(id))
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				log.Info("the job's consumer is gone (the job ended); stopping")
 				return
@@ -230,6 +233,9 @@ func (s *Scorer) prepare(ctx context.Context, id string) (*jobRun, error) {
 		return nil, permanentError{fmt.Errorf("job %s reads source %q, which this scorer has no connection to: %w", id, plan.Spec.Source, ErrBadPlan)}
 	}
 	jr := &jobRun{plan: plan, out: newOutputs(plan.Prediction), shards: map[string][]byte{}}
+	if jr.transform, err = transform.Compile(plan); err != nil {
+		return nil, permanentError{fmt.Errorf("job %s: %w", id, err)}
+	}
 	if plan.Prediction.OutputTable != "" {
 		if jr.writer, err = NewOutputWriter(pool, plan); err != nil {
 			return nil, permanentError{err}
@@ -246,14 +252,11 @@ func (s *Scorer) prepare(ctx context.Context, id string) (*jobRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.InputDim() != plan.InputDim {
-		return nil, permanentError{fmt.Errorf("model %s takes %d inputs, the plan has %d: %w", modelID, m.InputDim(), plan.InputDim, ErrBadPlan)}
+	if m.InputDim() != plan.InputDim || jr.transform.InputDim() != plan.InputDim {
+		return nil, permanentError{fmt.Errorf("model %s takes %d inputs, the plan has %d (its transform %d): %w", modelID, m.InputDim(), plan.InputDim, jr.transform.InputDim(), ErrBadPlan)}
 	}
 	if err := jr.out.check(m.OutputDim()); err != nil {
 		return nil, permanentError{fmt.Errorf("model %s: %w", modelID, err)}
-	}
-	if jr.stream, err = s.bus.JetStream().Stream(ctx, s.names.ReadyStream()); err != nil {
-		return nil, err
 	}
 	return jr, nil
 }
@@ -288,13 +291,13 @@ func (s *Scorer) loadModel(ctx context.Context, jr *jobRun, modelID string) (*mo
 	return m, nil
 }
 
-// consumer binds to the job's shared durable consumer on READY, creating it when this is
+// consumer binds to the job's shared durable consumer on SCORE, creating it when this is
 // the first scorer. An abandoned consumer (the coordinator deletes it when the job ends)
 // goes away by itself after an hour without scorers.
 func (s *Scorer) consumer(ctx context.Context, id string) (jetstream.Consumer, error) {
-	return s.bus.JetStream().CreateOrUpdateConsumer(ctx, s.names.ReadyStream(), jetstream.ConsumerConfig{
+	return s.bus.JetStream().CreateOrUpdateConsumer(ctx, s.names.ScoreStream(), jetstream.ConsumerConfig{
 		Durable:           messages.ScorerDurable(id),
-		FilterSubject:     s.names.ReadyJobSubjects(id),
+		FilterSubject:     s.names.ScoreJobSubjects(id),
 		AckPolicy:         jetstream.AckExplicitPolicy,
 		AckWait:           s.cfg.AckWait,
 		MaxAckPending:     s.cfg.MaxAckPending,
@@ -321,6 +324,8 @@ func (s *Scorer) consume(ctx context.Context, log *slog.Logger, jr *jobRun, cons
 				it.Stop()
 				return
 			}
+			// One batch per worker, its buffers reused from page to page.
+			b := &messages.ReadyBatch{}
 			for {
 				msg, err := it.Next()
 				if err != nil {
@@ -334,7 +339,7 @@ func (s *Scorer) consume(ctx context.Context, log *slog.Logger, jr *jobRun, cons
 					_ = msg.Nak()
 					continue
 				}
-				s.handle(ctx, log, jr, m, msg)
+				s.handle(ctx, log, jr, m, b, msg)
 			}
 		})
 	}
@@ -342,30 +347,39 @@ func (s *Scorer) consume(ctx context.Context, log *slog.Logger, jr *jobRun, cons
 	return firstErr
 }
 
-// handle writes one batch, reports it, deletes it from READY and acknowledges it. A batch
-// that cannot be written now is handed back for a later delivery.
-func (s *Scorer) handle(ctx context.Context, log *slog.Logger, jr *jobRun, m *model.Sequential, msg jetstream.Msg) {
+// handle transforms one page into batch b, writes its predictions, reports it and
+// acknowledges it, which takes it off SCORE. A page that cannot be written now is handed back
+// for a later delivery.
+func (s *Scorer) handle(ctx context.Context, log *slog.Logger, jr *jobRun, m *model.Sequential, b *messages.ReadyBatch, msg jetstream.Msg) {
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout+s.cfg.ReportTimeout)
 	defer cancel()
 	md, err := msg.Metadata()
 	if err == nil && md.NumDelivered > 1 {
 		s.n.redeliveries.Add(1)
-		log.Info("READY batch delivered again: an earlier delivery was not acknowledged", "subject", msg.Subject(), "delivery", md.NumDelivered)
+		log.Info("page delivered again: an earlier delivery was not acknowledged", "subject", msg.Subject(), "delivery", md.NumDelivered)
 	}
 	stop := keepAlive(msg, s.cfg.AckWait/3)
 	defer stop()
-	b, err := messages.DecodeReady(msg.Data())
-	if err == nil && (b.JobID != jr.plan.JobID || b.Rows() > 0 && b.InputDim != jr.plan.InputDim || b.LabelDim != jr.plan.LabelDim && b.Rows() > 0) {
-		err = fmt.Errorf("batch %s of %d×%d does not match job %s's plan (%d inputs, %d labels)", b.BatchID, b.InputDim, b.LabelDim, jr.plan.JobID, jr.plan.InputDim, jr.plan.LabelDim)
+	raw, err := messages.DecodeRaw(msg.Data())
+	if err == nil && raw.JobID != jr.plan.JobID {
+		err = fmt.Errorf("page %s is not of job %s", raw.BatchID, jr.plan.JobID)
 	}
 	if err != nil {
 		s.n.failed.Add(1)
-		log.Error("failing the job: a READY batch cannot be scored", "subject", msg.Subject(), "error", err)
-		s.failJob(work, jr.plan.JobID, nil, fmt.Sprintf("READY batch %s: %v", msg.Subject(), err))
+		log.Error("failing the job: a page cannot be decoded", "subject", msg.Subject(), "error", err)
+		s.failJob(work, jr.plan.JobID, nil, fmt.Sprintf("page %s: %v", msg.Subject(), err))
 		_ = msg.Term()
 		return
 	}
-	log = log.With("batch", b.BatchID.String())
+	log = log.With("batch", raw.BatchID.String())
+	// The model's preprocessing, with the code that preprocessed its training data.
+	if err := jr.transform.ApplyInto(raw, b); err != nil {
+		s.n.failed.Add(1)
+		log.Error("failing the job: a page cannot be transformed", "error", err)
+		s.failJob(work, jr.plan.JobID, &raw.BatchID, err.Error())
+		_ = msg.Term()
+		return
+	}
 	rep, rows, err := s.score(jr, m, b)
 	if err != nil {
 		s.n.failed.Add(1)
@@ -400,13 +414,8 @@ func (s *Scorer) handle(ctx context.Context, log *slog.Logger, jr *jobRun, m *mo
 		_ = msg.NakWithDelay(s.cfg.RetryMin)
 		return
 	}
-	// The batch is written and counted: it leaves READY now, so READY's room goes to
-	// batches still to score.
-	if md != nil {
-		if err := jr.stream.DeleteMsg(work, md.Sequence.Stream); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			log.Debug("deleting a written batch from READY", "error", err)
-		}
-	}
+	// The batch is written and counted: the acknowledgement takes its page off SCORE (a work
+	// queue). A lost one only brings the page back, and writing it again is harmless.
 	if err := msg.DoubleAck(work); err != nil {
 		log.Debug("acknowledging a written batch", "error", err)
 	}

@@ -129,6 +129,9 @@ type cluster struct {
 	trainer  *proc
 	trainers []*proc // `pgtrain trainer` processes (e2eConfig.Trainers)
 	scorers  []*proc // only in a prediction run, started once the model is trained
+	// retired are the coordinators, fetchers and preprocessors a comparison of whole
+	// builds has stopped, counted in the run's CPU times.
+	retired  []*proc
 	natsURL  string
 	coordURL string
 }
@@ -142,6 +145,7 @@ func (c *cluster) all() []*proc {
 	}
 	ps = append(ps, c.trainers...)
 	ps = append(ps, c.scorers...)
+	ps = append(ps, c.retired...)
 	var out []*proc
 	for _, p := range ps {
 		if p != nil {
@@ -180,35 +184,8 @@ func startCluster(ctx context.Context, env *harness, dir string, cfg e2eConfig) 
 	if err := waitFor(ctx, 20*time.Second, "nats-server", []*proc{c.nats}, func() bool { return dialable(natsPort) }); err != nil {
 		return nil, err
 	}
-	if c.coord, err = startProc("coordinator", logf("coordinator"), cfg.env(), env.pgtrain, "coordinator",
-		"--dsn", env.dsn, "--nats-url", c.natsURL, "--listen", fmt.Sprintf("127.0.0.1:%d", coordPort)); err != nil {
+	if err := c.startWorkers(ctx, env, cfg, env.pgtrain, ""); err != nil {
 		return nil, err
-	}
-	cl := client.New(c.coordURL, slog.New(slog.DiscardHandler))
-	if err := waitFor(ctx, 30*time.Second, "the coordinator", []*proc{c.nats, c.coord}, func() bool {
-		hctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		return cl.Healthy(hctx) == nil
-	}); err != nil {
-		return nil, err
-	}
-	for i := 1; i <= cfg.Fetchers; i++ {
-		name := fmt.Sprintf("fetcher-%d", i)
-		p, err := startProc(name, logf(name), cfg.env(), env.pgtrain, "fetcher", "--id", name,
-			"--dsn", env.dsn, "--nats-url", c.natsURL, "--coordinator", c.coordURL)
-		if err != nil {
-			return nil, err
-		}
-		c.fetchers = append(c.fetchers, p)
-	}
-	for i := 1; i <= cfg.Preprocessors; i++ {
-		name := fmt.Sprintf("preprocessor-%d", i)
-		p, err := startProc(name, logf(name), cfg.env(), env.pgtrain, "preprocessor",
-			"--nats-url", c.natsURL, "--coordinator", c.coordURL)
-		if err != nil {
-			return nil, err
-		}
-		c.preprocs = append(c.preprocs, p)
 	}
 	for i := 1; i <= cfg.Trainers; i++ {
 		name := fmt.Sprintf("trainer-%d", i)
@@ -230,6 +207,72 @@ func startCluster(ctx context.Context, env *harness, dir string, cfg e2eConfig) 
 	}
 	ok = true
 	return c, nil
+}
+
+// startWorkers starts the coordinator (on the cluster's address), the fetchers and the
+// preprocessors from bin; suffix tells their logs from those of earlier ones.
+func (c *cluster) startWorkers(ctx context.Context, env *harness, cfg e2eConfig, bin, suffix string) error {
+	logf := func(name string) string { return filepath.Join(c.dir, name+suffix+".log") }
+	var err error
+	if c.coord, err = startProc("coordinator", logf("coordinator"), cfg.env(), bin, "coordinator",
+		"--dsn", env.dsn, "--nats-url", c.natsURL, "--listen", strings.TrimPrefix(c.coordURL, "http://")); err != nil {
+		return err
+	}
+	cl := client.New(c.coordURL, slog.New(slog.DiscardHandler))
+	if err := waitFor(ctx, 30*time.Second, "the coordinator", []*proc{c.nats, c.coord}, func() bool {
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return cl.Healthy(hctx) == nil
+	}); err != nil {
+		return err
+	}
+	c.fetchers, c.preprocs = nil, nil
+	for i := 1; i <= cfg.Fetchers; i++ {
+		name := fmt.Sprintf("fetcher-%d", i)
+		p, err := startProc(name, logf(name), cfg.env(), bin, "fetcher", "--id", name,
+			"--dsn", env.dsn, "--nats-url", c.natsURL, "--coordinator", c.coordURL)
+		if err != nil {
+			return err
+		}
+		c.fetchers = append(c.fetchers, p)
+	}
+	for i := 1; i <= cfg.Preprocessors; i++ {
+		name := fmt.Sprintf("preprocessor-%d", i)
+		p, err := startProc(name, logf(name), cfg.env(), bin, "preprocessor",
+			"--nats-url", c.natsURL, "--coordinator", c.coordURL)
+		if err != nil {
+			return err
+		}
+		c.preprocs = append(c.preprocs, p)
+	}
+	return nil
+}
+
+// swapWorkers stops the coordinator, the fetchers and the preprocessors and starts them
+// again from bin, on the same NATS server and address (the coordinator's state is in the
+// NATS server), and returns the CPU seconds the stopped ones used.
+func (c *cluster) swapWorkers(ctx context.Context, env *harness, cfg e2eConfig, bin, suffix string) (float64, error) {
+	cpu, err := c.retireWorkers()
+	if err != nil {
+		return 0, err
+	}
+	return cpu, c.startWorkers(ctx, env, cfg, bin, suffix)
+}
+
+// retireWorkers stops the coordinator, the fetchers and the preprocessors and returns the
+// CPU seconds they used.
+func (c *cluster) retireWorkers() (float64, error) {
+	old := append(append([]*proc{c.coord}, c.fetchers...), c.preprocs...)
+	var cpu float64
+	for i := len(old) - 1; i >= 0; i-- {
+		if err := old[i].stop(30 * time.Second); err != nil {
+			return 0, err
+		}
+		cpu += old[i].cpuSeconds()
+	}
+	c.retired = append(c.retired, old...)
+	c.coord, c.fetchers, c.preprocs = nil, nil, nil
+	return cpu, nil
 }
 
 // stop shuts the roles down in the reverse order of their start and returns the first error

@@ -302,7 +302,7 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 		// The model is trained for one epoch: its weights do not change the forward pass's cost.
 		cfg := e2eConfig{Model: modelMLP, Fetchers: f, Preprocessors: o.preprocessors, Epochs: 1}
 		step("prediction with %d scorer(s) after training: %s", o.scorers, cfg)
-		r, err := runPrediction(ctx, h, table, int64(o.rows), cfg, o.scorers, o.compareScorer)
+		r, err := runPrediction(ctx, h, table, int64(o.rows), cfg, o.scorers, o.compare, o.compareWhole)
 		if err != nil {
 			return nil, err
 		}

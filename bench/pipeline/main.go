@@ -21,20 +21,23 @@ type options struct {
 	fetchers      string
 	preprocessors int
 	scorers       int
-	compareScorer string
-	noopEpochs    int
-	mlpEpochs     int
-	sweepEpochs   int
-	ceilingRuns   int
-	memRepeats    int
-	variantEnv    string
-	pgtrain       string
-	python        string
-	baselinePy    string
-	keep          bool
-	profile       string
-	profileModel  string
-	skip          map[string]bool
+	// compare is another pgtrain binary, whose scorers (compareWhole: whose every role but
+	// the NATS server) the prediction alternates with this binary's.
+	compare      string
+	compareWhole bool
+	noopEpochs   int
+	mlpEpochs    int
+	sweepEpochs  int
+	ceilingRuns  int
+	memRepeats   int
+	variantEnv   string
+	pgtrain      string
+	python       string
+	baselinePy   string
+	keep         bool
+	profile      string
+	profileModel string
+	skip         map[string]bool
 }
 
 func main() {
@@ -77,7 +80,8 @@ func benchMode(ctx context.Context, args []string) error {
 	fs.StringVar(&o.fetchers, "fetchers", "1,2,4", "fetcher counts of the end-to-end runs")
 	fs.IntVar(&o.preprocessors, "preprocessors", 1, "preprocessor processes in every end-to-end run")
 	fs.IntVar(&o.scorers, "scorers", 2, "scorer processes of the prediction run (pgtrain up runs two)")
-	fs.StringVar(&o.compareScorer, "compare-scorer", "", "another pgtrain binary: the prediction runs four times in the same cluster, its scorers and this binary's in turn (the first run is the reported one)")
+	compareScorer := fs.String("compare-scorer", "", "another pgtrain binary: the prediction runs four times in the same cluster, its scorers and this binary's in turn (the first run is the reported one)")
+	comparePgtrain := fs.String("compare-pgtrain", "", "another pgtrain binary: as --compare-scorer, with the coordinator, the fetchers and the preprocessors swapped too before every run (whole builds, same NATS server and PostgreSQL)")
 	fs.IntVar(&o.noopEpochs, "noop-epochs", 3, "epochs of the no-op model runs (the first reads PostgreSQL, the others replay)")
 	fs.IntVar(&o.mlpEpochs, "mlp-epochs", 2, "epochs of the MLP runs")
 	fs.IntVar(&o.sweepEpochs, "sweep-epochs", 1, "epochs of the sweep runs (section 7)")
@@ -104,12 +108,18 @@ func benchMode(ctx context.Context, args []string) error {
 			return fmt.Errorf("--skip %q: unknown part %q", *skip, part)
 		}
 	}
-	if o.compareScorer != "" {
-		abs, err := filepath.Abs(o.compareScorer)
+	if *compareScorer != "" && *comparePgtrain != "" {
+		return fmt.Errorf("--compare-scorer and --compare-pgtrain: give one")
+	}
+	if o.compare, o.compareWhole = *compareScorer, *comparePgtrain != ""; o.compareWhole {
+		o.compare = *comparePgtrain
+	}
+	if o.compare != "" {
+		abs, err := filepath.Abs(o.compare)
 		if err != nil {
 			return err
 		}
-		o.compareScorer = abs
+		o.compare = abs
 	}
 	if o.sweepEpochs < 1 {
 		return fmt.Errorf("--sweep-epochs %d: want at least 1", o.sweepEpochs)

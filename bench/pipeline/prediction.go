@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,15 +50,24 @@ type predictionResult struct {
 // predictRun is one prediction of a comparison: which binary's scorers wrote it, its rate,
 // and the CPU PostgreSQL and the scorers spent on it.
 type predictRun struct {
-	Scorer           string  `json:"scorer"`
-	Predict          rate    `json:"predict"`
-	PGCPUSeconds     float64 `json:"postgres_cpu_seconds"`
-	ScorerCPUSeconds float64 `json:"scorer_cpu_seconds"`
+	Scorer string `json:"scorer"`
+	// WorkersCPUSeconds and NATSCPUSeconds are, when whole builds are compared
+	// (--compare-pgtrain), the CPU of the run's own coordinator, fetchers and preprocessors,
+	// and of the NATS server over the run.
+	WorkersCPUSeconds float64 `json:"workers_cpu_seconds,omitempty"`
+	NATSCPUSeconds    float64 `json:"nats_cpu_seconds,omitempty"`
+	Predict           rate    `json:"predict"`
+	PGCPUSeconds      float64 `json:"postgres_cpu_seconds"`
+	ScorerCPUSeconds  float64 `json:"scorer_cpu_seconds"`
 }
 
 // runPrediction trains the MLP for one epoch on table, then scores table with that model
 // with scorers scorer processes beside the cluster's fetchers and preprocessors.
-func runPrediction(ctx context.Context, env *harness, table string, rows int64, cfg e2eConfig, scorers int, compare string) (*predictionResult, error) {
+//
+// With compare, the prediction runs four times, this binary's scorers and compare's in
+// turn; with whole, the coordinator, the fetchers and the preprocessors are swapped as
+// well before every run (the NATS server and PostgreSQL stay), so whole builds compare.
+func runPrediction(ctx context.Context, env *harness, table string, rows int64, cfg e2eConfig, scorers int, compare string, whole bool) (*predictionResult, error) {
 	dir, err := os.MkdirTemp(env.tmp, "predict-")
 	if err != nil {
 		return nil, err
@@ -79,7 +89,22 @@ func runPrediction(ctx context.Context, env *harness, table string, rows int64, 
 		if compare != "" {
 			bins = []string{env.pgtrain, compare, env.pgtrain, compare}
 		}
+		// last is the run whose workers run now: a swap stops them and counts their CPU.
+		var last *predictRun
+		swap := func(bin, suffix string) error {
+			cpu, err := c.swapWorkers(ctx, env, cfg, bin, suffix)
+			if last != nil {
+				last.WorkersCPUSeconds = cpu
+			}
+			return err
+		}
+		runs := make([]predictRun, len(bins))
 		for run, bin := range bins {
+			if whole {
+				if err := swap(bin, fmt.Sprintf("-run%d", run+1)); err != nil {
+					return err
+				}
+			}
 			var ps []*proc
 			for i := 1; i <= scorers; i++ {
 				name := fmt.Sprintf("scorer-%d-%d", run+1, i)
@@ -91,11 +116,23 @@ func runPrediction(ctx context.Context, env *harness, table string, rows int64, 
 				ps = append(ps, p)
 				c.scorers = append(c.scorers, p)
 			}
+			natsBefore := procCPUSeconds(c.nats)
 			pr, err := measurePrediction(ctx, c, env, table, tr.JobID, rows, true)
 			if err != nil {
 				return err
 			}
+			if whole {
+				pr.NATSCPUSeconds = procCPUSeconds(c.nats) - natsBefore
+			}
+			runs[run] = pr
+			last = &runs[run]
 			if run == 0 {
+				if whole {
+					if err := swap(bin, "-evaluation"); err != nil {
+						return err
+					}
+					last = nil
+				}
 				ev, err := measurePrediction(ctx, c, env, table, tr.JobID, rows, false)
 				if err != nil {
 					return fmt.Errorf("evaluation: %w", err)
@@ -106,15 +143,23 @@ func runPrediction(ctx context.Context, env *harness, table string, rows int64, 
 				if err := p.stop(30 * time.Second); err != nil {
 					return err
 				}
-				pr.ScorerCPUSeconds += p.cpuSeconds()
+				runs[run].ScorerCPUSeconds += p.cpuSeconds()
 			}
 			if run == 0 {
 				res.Predict, res.PredictPGCPUSeconds = pr.Predict, pr.PGCPUSeconds
 			}
-			if compare != "" {
-				pr.Scorer = bin
-				res.Compared = append(res.Compared, pr)
+			runs[run].Scorer = bin
+		}
+		if whole {
+			// The last run's workers: stopped here to count their CPU.
+			cpu, err := c.retireWorkers()
+			if err != nil {
+				return err
 			}
+			last.WorkersCPUSeconds = cpu
+		}
+		if compare != "" {
+			res.Compared = runs
 		}
 		return nil
 	}()
@@ -132,9 +177,9 @@ func runPrediction(ctx context.Context, env *harness, table string, rows int64, 
 		role := p.name
 		switch {
 		case p == c.trainer:
-		case containsProc(c.fetchers, p):
+		case strings.HasPrefix(p.name, "fetcher-"):
 			role = "fetcher"
-		case containsProc(c.preprocs, p):
+		case strings.HasPrefix(p.name, "preprocessor-"):
 			role = "preprocessor"
 		case containsProc(c.scorers, p):
 			role = "scorer"

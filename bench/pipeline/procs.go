@@ -110,6 +110,15 @@ func (p *proc) cpuSeconds() float64 {
 	return (ps.UserTime() + ps.SystemTime()).Seconds()
 }
 
+// procCPUSeconds is the CPU time a running process has used so far (0 once it has exited).
+func procCPUSeconds(p *proc) float64 {
+	if p == nil || p.cmd.Process == nil {
+		return 0
+	}
+	_, ticks, _ := procTicks(p.cmd.Process.Pid, false)
+	return ticks / clockTicks
+}
+
 // pgCPUSeconds is the CPU time PostgreSQL has used so far: the postmaster's own, that of
 // its exited children (where a closed session's backend is counted once reaped), and that
 // of its live children (open sessions, parallel workers, background processes).

@@ -34,7 +34,7 @@ func commands() []command {
 		{"fetcher", "read leased key ranges from PostgreSQL and publish them to RAW", runFetcher, flagsOf(fetcherFlags)},
 		{"preprocessor", "turn RAW pages into READY feature batches", runPreprocessor, flagsOf(preprocessorFlags)},
 		{"trainer", "train claimed jobs on READY batches in the deterministic order", runTrainer, flagsOf(trainerFlags)},
-		{"scorer", "write the predictions of prediction jobs' READY batches to PostgreSQL", runScorer, flagsOf(scorerFlags)},
+		{"scorer", "transform prediction jobs' pages, run the model and write the predictions to PostgreSQL", runScorer, flagsOf(scorerFlags)},
 		{"nats", "run an embedded nats-server with JetStream (for clusters without one)", runNATS, flagsOf(natsServerFlags)},
 		{"submit", "submit a job spec (JSON or YAML) to a coordinator", runSubmit, flagsOf(submitFlags)},
 		{"demo-data", "create the demo table in a database (for a cluster; `up --demo` does it itself)", runDemoData, flagsOf(demoDataFlags)},

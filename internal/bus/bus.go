@@ -117,6 +117,7 @@ type Bus struct {
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 	Raw    jetstream.Stream
+	Score  jetstream.Stream
 	Ready  jetstream.Stream
 	State  jetstream.KeyValue
 	Models jetstream.ObjectStore // finished models (see PutModel)
@@ -164,6 +165,10 @@ func Ensure(ctx context.Context, nc *nats.Conn, limits Limits) (*Bus, error) {
 		if err != nil {
 			return declareError(names.RawStream(), limits.Replicas, err)
 		}
+		b.Score, err = js.CreateOrUpdateStream(ctx, ScoreStreamConfig(names, limits.Replicas))
+		if err != nil {
+			return declareError(names.ScoreStream(), limits.Replicas, err)
+		}
 		b.Ready, err = js.CreateOrUpdateStream(ctx, ReadyStreamConfig(names, limits.ReadyMaxBytes, limits.Replicas))
 		if err != nil {
 			return declareError(names.ReadyStream(), limits.Replicas, err)
@@ -209,6 +214,15 @@ func RawStreamConfig(n messages.Names, replicas int) jetstream.StreamConfig {
 		Discard:    jetstream.DiscardOld,
 		Replicas:   max(replicas, 1),
 	}
+}
+
+// ScoreStreamConfig is RAW for prediction jobs, a work queue of its own: a page lives until
+// a scorer has written its predictions. Its own stream keeps RAW's sequence to the
+// preprocessors' pages, which the preprocessors' redelivery count relies on.
+func ScoreStreamConfig(n messages.Names, replicas int) jetstream.StreamConfig {
+	c := RawStreamConfig(n, replicas)
+	c.Name, c.Subjects = n.ScoreStream(), []string{n.ScoreSubjects()}
+	return c
 }
 
 // StateKVConfig is the bucket of the coordinator's state.
