@@ -370,6 +370,7 @@ func planPredictionRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *mess
 	if err != nil {
 		return err
 	}
+	split.addKeyWidths(avgText)
 	assignRanges(in, p, split.bounds, split.sums)
 	sizePages(in, p, avgText, sz)
 	return capWindow(p, sz.readyMaxBytes)
