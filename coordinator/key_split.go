@@ -18,6 +18,16 @@ type keySplit struct {
 	rows   int64 // every row, NULL keys included
 	bounds []messages.KeyRange
 	sums   []messages.KeyChecksum
+	// keyWidths is a typed key's average text width per column, which its pages carry.
+	keyWidths map[string]float64
+}
+
+// addKeyWidths adds the typed key's text widths to a plan's text widths: a page carries
+// them as text, like a text column's values (a key column is never a feature or the label).
+func (s *keySplit) addKeyWidths(avgText map[string]float64) {
+	for name, w := range s.keyWidths {
+		avgText[name] = w
+	}
 }
 
 // rangeCount is how many ranges a table of rows rows is cut into.
@@ -150,6 +160,7 @@ func splitTypedKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, e
 	}
 	c := newTypedCutter(keys, rangeCount(in.spec, rows))
 	n := len(cols)
+	bytes := make([]int64, n)
 	r := newCopyReader(n+1, func(f [][]byte) error {
 		key := make([]string, n)
 		for i := range key {
@@ -157,6 +168,7 @@ func splitTypedKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, e
 				return fmt.Errorf("a NULL key text")
 			}
 			key[i] = string(f[i])
+			bytes[i] += int64(len(f[i]))
 		}
 		if len(f[n]) != 8 {
 			return fmt.Errorf("the key hash: a value of %d bytes, want 8", len(f[n]))
@@ -179,7 +191,11 @@ func splitTypedKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, e
 		return nil, fmt.Errorf("splitting the key range: %d keys read, %d counted", c.pos, keys)
 	}
 	bounds, sums := c.result()
-	return &keySplit{rows: rows, bounds: bounds, sums: sums}, nil
+	widths := map[string]float64{}
+	for i, col := range cols {
+		widths[col.Name] = float64(bytes[i]) / float64(keys)
+	}
+	return &keySplit{rows: rows, bounds: bounds, sums: sums, keyWidths: widths}, nil
 }
 
 // typedCutter is keyCutter for a unique typed key: the keys arrive in order and are all

@@ -384,6 +384,12 @@ func checkVocabValues(p *messages.Plan, limit int) error {
 // the bus's max payload, decides replay and copies the window.
 func sizePages(in *planInput, p *messages.Plan, avgText map[string]float64, sz sizing) {
 	raw := 8.0 // key
+	// A typed key also travels as its text, on RAW and on a prediction's READY.
+	var keyText float64
+	for _, k := range p.KeyColumns {
+		keyText += avgText[k.Name] + textOffsetBytes + rawColumnOverhead
+	}
+	raw += keyText
 	for _, cp := range append(slices.Clone(p.Features), p.Label) {
 		n := float64(max(len(cp.Elements), 1)) // an array travels as a column per element
 		raw += rawColumnOverhead * n
@@ -397,6 +403,9 @@ func sizePages(in *planInput, p *messages.Plan, avgText map[string]float64, sz s
 		}
 	}
 	ready := float64(messages.ReadyRowBytes(p.InputDim, p.LabelDim+p.WeightDim()))
+	if p.Kind == messages.JobKindPrediction {
+		ready += keyText
+	}
 	budget := float64(sz.maxPayload) * 3 / 4
 	rows := int(budget / max(raw, ready))
 	p.PageRows = min(max(rows, 1), maxPageRows)

@@ -19,32 +19,35 @@ func TestPermanentPlanningErrorsAre4xx(t *testing.T) {
 	e.exec(t, `alter table huge_value add primary key (id)`)
 	r := start(t, e, Config{MaxPayload: 4096})
 	tests := []struct {
-		name      string
-		spec      string
-		wantField string
-		wantMsg   []string
+		name       string
+		spec       string
+		wantStatus int
+		wantField  string
+		wantMsg    []string
 	}{
 		{
 			name: "plan over the bus's max payload",
 			spec: `{"table":"wide_vocab","key":"id","features":[{"column":"c","encode":"onehot","vocab_size":1000}],"label":"y",
 				"model":{"layers":[{"type":"dense","units":1}]},"loss":"mse","epochs":1,"batch_size":16}`,
-			wantField: "features[0].vocab_size",
-			wantMsg:   []string{"the job's plan takes", "more than the 3072 the bus takes in one message (NATS max_payload 4096", "the largest vocabulary holds 500 values", "lower vocab_size"},
+			wantStatus: http.StatusBadRequest,
+			wantField:  "features[0].vocab_size",
+			wantMsg:    []string{"the job's plan takes", "more than the 3072 the bus takes in one message (NATS max_payload 4096", "the largest vocabulary holds 500 values", "lower vocab_size"},
 		},
 		{
 			name: "a value the statistics cannot hold",
 			spec: `{"table":"huge_value","key":"id","features":[{"column":"x","scale":"standard"}],"label":"y",
 				"model":{"layers":[{"type":"dense","units":1}]},"loss":"mse","epochs":1,"batch_size":16}`,
-			wantField: "table",
-			wantMsg:   []string{"out of range for type double precision", "SQLSTATE 22003"},
+			wantStatus: http.StatusUnprocessableEntity,
+			wantField:  "table",
+			wantMsg:    []string{"out of range for type double precision", "SQLSTATE 22003"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := r.cl.Submit(context.Background(), []byte(tt.spec))
 			ae := apiErr(t, err)
-			if ae.Status != http.StatusUnprocessableEntity || ae.Field != tt.wantField {
-				t.Fatalf("got %d field %q (%s), want 422 field %q", ae.Status, ae.Field, ae.Message, tt.wantField)
+			if ae.Status != tt.wantStatus || ae.Field != tt.wantField {
+				t.Fatalf("got %d field %q (%s), want %d field %q", ae.Status, ae.Field, ae.Message, tt.wantStatus, tt.wantField)
 			}
 			for _, m := range tt.wantMsg {
 				if !strings.Contains(ae.Message, m) {

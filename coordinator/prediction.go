@@ -58,6 +58,9 @@ func (c *Coordinator) createPrediction(ctx context.Context, body []byte) (messag
 	if l := c.cfg.Limits.PageRows; l > 0 && spec.PageRows > l {
 		return messages.JobStatus{}, &messages.FieldError{Field: "page_rows", Reason: fmt.Sprintf("%d is over this coordinator's limit of %d", spec.PageRows, l)}
 	}
+	if err := messages.CheckWhere(spec.Where, c.cfg.Limits.Filters, c.cfg.Limits.InValues); err != nil {
+		return messages.JobStatus{}, err
+	}
 	pool := c.sources[spec.Source]
 	if pool == nil {
 		return messages.JobStatus{}, &messages.FieldError{Field: "source", Reason: fmt.Sprintf("unknown source %q", spec.Source)}
@@ -106,7 +109,7 @@ func (c *Coordinator) createPrediction(ctx context.Context, body []byte) (messag
 		return messages.JobStatus{}, fmt.Errorf("ending the planning transaction: %w", err)
 	}
 	if p.Prediction.OutputTable != "" {
-		if err := createOutput(ctx, pool, p); err != nil {
+		if err := createOutput(ctx, pool, p, in.rel); err != nil {
 			return messages.JobStatus{}, err
 		}
 	}
@@ -128,49 +131,57 @@ func planPrediction(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec
 	if err != nil {
 		return nil, nil, err
 	}
-	keyName := spec.Key
-	if keyName == "" {
-		keyName = tm.Key
+	// The key is the spec's, else the model's, and is checked as a training job's is.
+	keySpec := spec.Key
+	if keySpec == nil {
+		keySpec = tm.Spec.Key
 	}
-	key, ok := rel.cols[keyName]
-	if !ok {
-		return nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("no column %q in %s.%s", keyName, rel.schema, rel.name)}
+	if keySpec == nil {
+		keySpec = messages.KeyColumns{tm.Key}
 	}
-	if !key.integer() {
-		return nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is %s; the key must be an integer column (smallint, integer or bigint)", key.name, key.pgType)}
+	keys, typed, err := resolveKey(ctx, tx, rel, keySpec)
+	if err != nil {
+		return nil, nil, err
 	}
-	if indexedKinds[rel.kind] {
-		ok, err := keyIndexed(ctx, tx, rel, key)
-		if err != nil {
-			return nil, nil, err
-		}
-		if !ok {
-			return nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is not the leading column of a btree index on %s.%s; keyset paging needs one",
-				key.name, rel.schema, rel.name)}
-		}
+	keyNames := make(messages.KeyColumns, len(keys))
+	for i, k := range keys {
+		keyNames[i] = k.name
+	}
+	where, err := resolveWhere(rel, spec.Where)
+	if err != nil {
+		return nil, nil, err
+	}
+	whereSQL, err := messages.WhereSQL(where, whereSetting)
+	if err != nil {
+		return nil, nil, &messages.FieldError{Field: "where", Reason: err.Error()}
+	}
+	if err := setWhere(ctx, tx, where); err != nil {
+		return nil, nil, err
 	}
 	// The job's spec is the model's, on this table, read once.
 	js := tm.Spec
-	js.Source, js.Table, js.Key = spec.Source, spec.Table, messages.KeyColumns{key.name}
+	js.Source, js.Table, js.Key = spec.Source, spec.Table, keyNames
 	js.Epochs, js.ValidationSplit, js.Consistency = 1, 0, messages.ConsistencyNone
-	js.RangeRows, js.PageRows, js.Where = spec.RangeRows, spec.PageRows, nil
-	in := &planInput{spec: js, rel: rel, key: key}
+	js.RangeRows, js.PageRows, js.Where = spec.RangeRows, spec.PageRows, spec.Where
+	in := &planInput{spec: js, rel: rel, key: keys[0], keyCols: typed, where: where, whereSQL: whereSQL}
 	p := &messages.Plan{
-		Version:  messages.SchemaVersion,
-		JobID:    jobID,
-		Kind:     messages.JobKindPrediction,
-		Spec:     js,
-		Schema:   rel.schema,
-		Table:    rel.name,
-		Key:      key.name,
-		InputDim: tm.InputDim,
+		Version:    messages.SchemaVersion,
+		JobID:      jobID,
+		Kind:       messages.JobKindPrediction,
+		Spec:       js,
+		Schema:     rel.schema,
+		Table:      rel.name,
+		Key:        keys[0].name,
+		KeyColumns: typed,
+		Where:      where,
+		InputDim:   tm.InputDim,
 	}
 	for _, f := range tm.Features {
 		col, ok := rel.cols[f.Name]
 		if !ok {
 			return nil, nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s has no column %q, an input of model %s", rel.schema, rel.name, f.Name, spec.Model)}
 		}
-		if col.name == key.name {
+		if slices.Contains(keyNames, col.name) {
 			return nil, nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("column %q is the key and an input of model %s", col.name, spec.Model)}
 		}
 		if typ, ok := col.valueType(); f.Kind == messages.KindNumeric && (!ok || typ != f.Type) {
@@ -186,7 +197,7 @@ func planPrediction(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec
 		p.Features = append(p.Features, f)
 		in.features = append(in.features, col)
 	}
-	pp := &messages.PredictionPlan{Model: spec.Model, Mode: spec.Mode, KeyType: key.pgType, Task: messages.TaskRegression,
+	pp := &messages.PredictionPlan{Model: spec.Model, Mode: spec.Mode, KeyType: keys[0].pgType, Task: messages.TaskRegression,
 		Probabilities: spec.Probabilities, FromLogits: tm.FromLogits}
 	if tm.LabelKind == messages.LabelClassification {
 		pp.Task, pp.Classes = messages.TaskClassification, slices.Clone(tm.Classes)
@@ -194,7 +205,7 @@ func planPrediction(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec
 		return nil, nil, &messages.FieldError{Field: "probabilities", Reason: fmt.Sprintf("model %s is a regression model: it has no class probabilities", spec.Model)}
 	}
 	col, ok := rel.cols[tm.Label.Name]
-	ok = ok && col.name != key.name && (tm.Label.Kind == messages.KindCategorical || col.numeric())
+	ok = ok && !slices.Contains(keyNames, col.name) && (tm.Label.Kind == messages.KindCategorical || col.numeric())
 	if spec.Evaluate != nil && *spec.Evaluate && !ok {
 		return nil, nil, &messages.FieldError{Field: "evaluate", Reason: fmt.Sprintf("%s.%s has no column %q of a type the label %q reads, so model %s cannot be evaluated on it",
 			rel.schema, rel.name, tm.Label.Name, tm.Label.Name, spec.Model)}
@@ -229,8 +240,10 @@ func checkOutput(ctx context.Context, tx pgx.Tx, spec messages.PredictionSpec, i
 	pp := p.Prediction
 	pp.OutputSchema, pp.OutputTable = schema, table
 	names, _ := pp.OutputColumns()
-	if slices.Contains(names, in.key.name) {
-		return &messages.FieldError{Field: "key", Reason: fmt.Sprintf("the key %q has the name of a prediction column (%s)", in.key.name, strings.Join(names, ", "))}
+	for _, k := range outputKey(p) {
+		if slices.Contains(names, k.Name) {
+			return &messages.FieldError{Field: "key", Reason: fmt.Sprintf("the key column %q has the name of a prediction column (%s)", k.Name, strings.Join(names, ", "))}
+		}
 	}
 	if schema == in.rel.schema && table == in.rel.name {
 		return &messages.FieldError{Field: "output", Reason: "the output table is the scored table"}
@@ -262,12 +275,20 @@ where n.nspname = $1 and c.relname = $2`, schema, table).Scan(&kind)
 		}
 		return nil
 	}
-	return checkAppendTarget(ctx, tx, schema, table, in.key.name, pp)
+	return checkAppendTarget(ctx, tx, schema, table, outputKey(p), pp)
 }
 
-// checkAppendTarget checks that an existing output table takes the job's rows: the key
-// column unique (the upsert's conflict target) and every prediction column there.
-func checkAppendTarget(ctx context.Context, tx pgx.Tx, schema, table, key string, pp *messages.PredictionPlan) error {
+// outputKey is the output table's key: the source key's columns, with their types.
+func outputKey(p *messages.Plan) []messages.KeyColumn {
+	if p.KeyColumns != nil {
+		return p.KeyColumns
+	}
+	return []messages.KeyColumn{{Name: p.Key, Type: p.Prediction.KeyType}}
+}
+
+// checkAppendTarget checks that an existing output table takes the job's rows: the key's
+// columns unique together (the upsert's conflict target) and every prediction column there.
+func checkAppendTarget(ctx context.Context, tx pgx.Tx, schema, table string, key []messages.KeyColumn, pp *messages.PredictionPlan) error {
 	ident := pgx.Identifier{schema, table}.Sanitize()
 	rows, err := tx.Query(ctx, `
 select a.attname::text, format_type(a.atttypid, a.atttypmod)
@@ -291,7 +312,11 @@ where a.attrelid = (select c.oid from pg_catalog.pg_class c join pg_catalog.pg_n
 		have[c.Name] = c.Type
 	}
 	names, types := pp.OutputColumns()
-	names, types = append([]string{key}, names...), append([]string{pp.KeyType}, types...)
+	var keyNames, keyTypes []string
+	for _, k := range key {
+		keyNames, keyTypes = append(keyNames, k.Name), append(keyTypes, k.Type)
+	}
+	names, types = append(keyNames, names...), append(keyTypes, types...)
 	for i, n := range names {
 		t, ok := have[n]
 		if !ok {
@@ -301,18 +326,26 @@ where a.attrelid = (select c.oid from pg_catalog.pg_class c join pg_catalog.pg_n
 			return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("column %q of %s is %s, want %s", n, ident, t, types[i])}
 		}
 	}
+	// A unique index on exactly the key's columns, in any order, is the upsert's target.
 	var unique bool
 	err = tx.QueryRow(ctx, `
 select exists (
   select 1 from pg_catalog.pg_index i
-  join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
-  where i.indrelid = $1::regclass and i.indisunique and i.indnatts = 1 and i.indpred is null and a.attname = $2)`,
-		ident, key).Scan(&unique)
+  where i.indrelid = $1::regclass and i.indisunique and i.indpred is null and i.indexprs is null
+    and i.indnatts = cardinality($2::text[])
+    and (select array_agg(a.attname::text order by a.attname::text) from pg_catalog.pg_attribute a
+         where a.attrelid = i.indrelid and a.attnum = any(i.indkey::int2[]))
+        = (select array_agg(k order by k) from unnest($2::text[]) k))`,
+		ident, keyNames).Scan(&unique)
 	if err != nil {
 		return fmt.Errorf("checking the output table's key: %w", err)
 	}
 	if !unique {
-		return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("column %q of %s has no unique index of its own; the idempotent upsert needs one", key, ident)}
+		what := fmt.Sprintf("column %q", keyNames[0])
+		if len(keyNames) > 1 {
+			what = "the key (" + strings.Join(keyNames, ", ") + ")"
+		}
+		return &messages.FieldError{Field: "output", Reason: fmt.Sprintf("%s of %s has no unique index of its own; the idempotent upsert needs one", what, ident)}
 	}
 	return nil
 }
@@ -338,6 +371,7 @@ func planPredictionRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *mess
 	if err != nil {
 		return err
 	}
+	split.addKeyWidths(avgText)
 	assignRanges(in, p, split.bounds, split.sums)
 	sizePages(in, p, avgText, sz)
 	return capWindow(p, sz.readyMaxBytes)
@@ -373,20 +407,31 @@ func textWidths(ctx context.Context, tx pgx.Tx, in *planInput, texts []string) (
 }
 
 // createOutput creates (or, in mode replace, drops and creates) the output table: the
-// source key, of the same type, then the prediction columns. In mode append the key is
-// the primary key from the start; in modes create and replace it is added when the job
-// finishes, and the job's ledger is created with the table (prediction_finish.go).
-func createOutput(ctx context.Context, pool *pgxpool.Pool, p *messages.Plan) error {
+// source key's columns, of the same types and collations, then the prediction columns. In
+// mode append the key is the primary key from the start; in modes create and replace it
+// is added when the job finishes, and the job's ledger is created with the table
+// (prediction_finish.go).
+func createOutput(ctx context.Context, pool *pgxpool.Pool, p *messages.Plan, rel *relation) error {
 	pp := p.Prediction
 	ident := pgx.Identifier{pp.OutputSchema, pp.OutputTable}.Sanitize()
 	names, types := pp.OutputColumns()
-	// KeyType comes from format_type of an integer column (checked), never from a client.
-	defs := []string{pgx.Identifier{p.Key}.Sanitize() + " " + pp.KeyType}
-	if !outputKeyLater(pp) {
-		defs[0] += " primary key"
+	// The key's types come from format_type (checked by ValidKeyType), never from a client.
+	var defs []string
+	for _, k := range outputKey(p) {
+		if !messages.ValidKeyType(k.Type) {
+			return fmt.Errorf("key column %q has type %q, which cannot be spliced", k.Name, k.Type)
+		}
+		def := pgx.Identifier{k.Name}.Sanitize() + " " + k.Type
+		if coll := rel.cols[k.Name].collation; coll != nil {
+			def += " collate " + coll.Sanitize()
+		}
+		defs = append(defs, def)
 	}
 	for i, n := range names {
 		defs = append(defs, pgx.Identifier{n}.Sanitize()+" "+types[i])
+	}
+	if !outputKeyLater(pp) {
+		defs = append(defs, "primary key ("+messages.KeyList(outputKey(p))+")")
 	}
 	create := "create table " + ident + " (" + strings.Join(defs, ", ") + ")"
 	tx, err := pool.Begin(ctx)

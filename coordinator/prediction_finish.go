@@ -116,7 +116,7 @@ func keyOutput(ctx context.Context, pool *pgxpool.Pool, p *messages.Plan) error 
 			return fmt.Errorf("looking up the primary key of %s: %w", out, err)
 		}
 		if !keyed {
-			if _, err := tx.Exec(ctx, "alter table "+out+" add primary key ("+pgx.Identifier{p.Key}.Sanitize()+")"); err != nil {
+			if _, err := tx.Exec(ctx, "alter table "+out+" add primary key ("+messages.KeyList(outputKey(p))+")"); err != nil {
 				return fmt.Errorf("adding the primary key of the output table %s: %w", out, err)
 			}
 		}

@@ -399,3 +399,52 @@ func TestPredictionKeyingResumesAfterRestart(t *testing.T) {
 	}
 	outputKeyed(t, e, "locked_out", st.ID)
 }
+
+// A prediction's key and filters are checked as a training job's are, and mode append
+// needs a unique index on exactly the key's columns (in any order): each refusal a 400
+// naming its field, before anything is written.
+func TestPredictionTypedKeyChecks(t *testing.T) {
+	e := newEnv(t)
+	storeModel(t, e, "trained-3")
+	e.exec(t, `create table tenants (tenant text, id bigint, a double precision, kind text, f real, primary key (tenant, id))`)
+	e.exec(t, `insert into tenants select 't' || i % 3, i, i, 'x', i from generate_series(1, 60) i`)
+	e.exec(t, `create table both_out (id bigint, tenant text, value real, unique (id, tenant))`)
+	e.exec(t, `create table id_out (tenant text, id bigint unique, value real)`)
+	r := start(t, e, Config{})
+	ctx := context.Background()
+	tests := []struct {
+		name, body string
+		wantField  string // "" means accepted
+		wantRows   int64
+	}{
+		{"append to a table unique on the key in another order", `"key": ["tenant", "id"], "output": "both_out", "mode": "append"`, "", 60},
+		{"append to a table unique on part of the key", `"key": ["tenant", "id"], "output": "id_out", "mode": "append"`, "output", 0},
+		{"a composite key, filtered", `"key": ["tenant", "id"], "output": "f_out", "where": [{"column": "tenant", "op": "in", "value": ["t1", "t1'; --"]}]`, "", 20},
+		{"a key of a float column", `"key": "f", "output": "x_out"`, "key", 0},
+		{"a key that is not unique", `"key": "tenant", "output": "x_out"`, "key", 0},
+		{"a filter on an unknown column", `"key": ["tenant", "id"], "output": "x_out", "where": [{"column": "nope", "op": "is_null"}]`, "where[0].column", 0},
+		{"a filter without its value", `"key": ["tenant", "id"], "output": "x_out", "where": [{"column": "a", "op": ">"}]`, "where[0].op", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := r.cl.SubmitPrediction(ctx, []byte(`{"model": "trained-3", "table": "tenants", `+tt.body+`}`))
+			var ae *client.APIError
+			switch {
+			case tt.wantField == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.wantField != "" && (!errors.As(err, &ae) || ae.Status != 400 || ae.Field != tt.wantField):
+				t.Fatalf("got %v, want a 400 on %q", err, tt.wantField)
+			case tt.wantField == "" && st.Rows != tt.wantRows:
+				t.Fatalf("planned %d rows, want %d", st.Rows, tt.wantRows)
+			}
+		})
+	}
+	var cols string
+	if err := e.pool.QueryRow(ctx, `select string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' order by attnum) from pg_attribute
+		where attrelid = 'f_out'::regclass and attnum > 0 and not attisdropped`).Scan(&cols); err != nil || cols != "tenant text, id bigint, value real" {
+		t.Fatalf("f_out has columns %q (%v)", cols, err)
+	}
+	if _, err := e.pool.Exec(ctx, `select 1 from x_out`); err == nil {
+		t.Fatal("a refused prediction created its output table")
+	}
+}

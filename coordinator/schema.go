@@ -26,6 +26,8 @@ type column struct {
 	name   string
 	pgType string
 	base   string
+	// collation is the column's collation (schema, name), nil for a type without one.
+	collation pgx.Identifier
 }
 
 // Kinds of relation a job may read; only tables can be required to have an index.
@@ -129,10 +131,13 @@ limit 1`, name, schema, readableKinds).Scan(&rel.oid, &rel.schema, &rel.name, &r
 		return nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("the coordinator's role may not SELECT from %s.%s", rel.schema, rel.name)}
 	}
 	rows, err := tx.Query(ctx, `
-select a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod), bt.typname::text
+select a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod), bt.typname::text,
+       coalesce(cn.nspname::text, ''), coalesce(co.collname::text, '')
 from pg_catalog.pg_attribute a
 join pg_catalog.pg_type t on t.oid = a.atttypid
 join pg_catalog.pg_type bt on bt.oid = case when t.typtype = 'd' then t.typbasetype else t.oid end
+left join pg_catalog.pg_collation co on co.oid = a.attcollation
+left join pg_catalog.pg_namespace cn on cn.oid = co.collnamespace
 where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped`, rel.oid)
 	if err != nil {
 		return nil, fmt.Errorf("listing columns: %w", err)
@@ -140,8 +145,12 @@ where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped`, rel.oid)
 	defer rows.Close() // an early return leaves the connection busy otherwise
 	for rows.Next() {
 		var col column
-		if err := rows.Scan(&col.num, &col.name, &col.pgType, &col.base); err != nil {
+		var collSchema, collName string
+		if err := rows.Scan(&col.num, &col.name, &col.pgType, &col.base, &collSchema, &collName); err != nil {
 			return nil, fmt.Errorf("listing columns: %w", err)
+		}
+		if collName != "" {
+			col.collation = pgx.Identifier{collSchema, collName}
 		}
 		rel.cols[col.name] = col
 	}
@@ -193,22 +202,4 @@ order by 1, 2`, rel.oid)
 		}
 	}
 	return nil
-}
-
-// keyIndexed reports whether a valid, non-partial btree index leads with the column, which
-// keyset paging and percentile splits need to be fast.
-func keyIndexed(ctx context.Context, tx pgx.Tx, rel *relation, col column) (bool, error) {
-	var ok bool
-	err := tx.QueryRow(ctx, `
-select exists (
-  select 1
-  from pg_catalog.pg_index i
-  join pg_catalog.pg_class ic on ic.oid = i.indexrelid
-  join pg_catalog.pg_am am on am.oid = ic.relam
-  where i.indrelid = $1 and am.amname = 'btree' and i.indkey[0] = $2 and i.indpred is null and i.indisvalid
-)`, rel.oid, col.num).Scan(&ok)
-	if err != nil {
-		return false, fmt.Errorf("checking the key's index: %w", err)
-	}
-	return ok, nil
 }

@@ -207,6 +207,7 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	split.addKeyWidths(avgText)
 	for i, c := range cols {
 		if c.vocab > 0 {
 			if p.Features[i].Vocabulary, err = vocabulary(ctx, pc.tx, in, c, total.text[i]); err != nil {

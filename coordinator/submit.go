@@ -169,7 +169,8 @@ func checkPlanSize(p *messages.Plan, maxPayload int) error {
 	if bytes > 0 {
 		reason += fmt.Sprintf("; the largest vocabulary holds %d values of %d bytes in all: lower vocab_size, or raise the server's max_payload", values, bytes)
 	}
-	return &apiError{status: http.StatusUnprocessableEntity, field: field, msg: reason}
+	// The spec asks for more than the bus carries: the caller fixes it, a retry never does.
+	return &apiError{status: http.StatusBadRequest, field: field, msg: reason}
 }
 
 // createJob parses and plans a spec, stores the plan and starts the job.

@@ -163,6 +163,7 @@ func reuseTransforms(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	split.addKeyWidths(avgText)
 	return avgText, split.bounds, split.sums, nil
 }
 

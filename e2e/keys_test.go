@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"pgtrain/internal/demo"
@@ -91,15 +92,21 @@ func keyedChecksum(t *testing.T, pool *pgxpool.Pool, cols []messages.KeyColumn, 
 	return keyedChecksumOf(t, pool, messages.KeyHashSQL(cols)+"::numeric", where)
 }
 
-// keyedChecksumOf is the checksum of the numeric expression h over the rows.
+// keyedChecksumOf is the checksum of the numeric expression h over keyed's rows.
 func keyedChecksumOf(t *testing.T, pool *pgxpool.Pool, h, where string) messages.KeyChecksum {
+	t.Helper()
+	return checksumOf(t, pool, "keyed", h, where)
+}
+
+// checksumOf is the checksum of the numeric expression h over table's rows.
+func checksumOf(t *testing.T, pool *pgxpool.Pool, table, h, where string) messages.KeyChecksum {
 	t.Helper()
 	var rows int64
 	var sum, sumSq string
 	err := pool.QueryRow(context.Background(), `select count(*),
 		(sum(`+h+`) % 18446744073709551616 + 18446744073709551616) % 18446744073709551616,
 		(sum(`+h+` * `+h+`) % 18446744073709551616)
-		from keyed `+where).Scan(&rows, &sum, &sumSq)
+		from `+pgx.Identifier{table}.Sanitize()+` `+where).Scan(&rows, &sum, &sumSq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,8 +174,19 @@ func TestTypedKeysEveryRowOnceSameWeights(t *testing.T) {
 			if len(one.weights) == 0 || !bytes.Equal(one.weights, three.weights) {
 				t.Fatalf("weights differ between 1 and 3 fetchers (%d and %d bytes)", len(one.weights), len(three.weights))
 			}
-			t.Logf("key %s: %d rows × 2 epochs in %s (1 fetcher), %s (3 fetchers)", tt.key, want.Rows,
-				one.elapsed.Round(time.Millisecond), three.elapsed.Round(time.Millisecond))
+			logAccepted(t, "key", tt.name+" "+tt.key, want.Rows, 2, one.elapsed, three.elapsed)
 		})
 	}
+}
+
+// logAccepted logs one line of the table of accepted keys and column types, in a fixed
+// format: what, the rows per epoch, the epochs, and the job's time with 1 fetcher (and with
+// 3 when measured).
+func logAccepted(t *testing.T, kind, name string, rows int64, epochs int, one, three time.Duration) {
+	t.Helper()
+	line := fmt.Sprintf("accepted | %-6s | %-56s | %6d rows | %d epochs | %6.2f s (1 fetcher)", kind, name, rows, epochs, one.Seconds())
+	if three > 0 {
+		line += fmt.Sprintf(" | %6.2f s (3 fetchers)", three.Seconds())
+	}
+	t.Log(line)
 }

@@ -159,6 +159,9 @@ type RangeReader struct {
 	maxBytes  int
 	// inputDim and labelDim size the READY batch the page becomes; a page must fit there too.
 	inputDim, labelDim int
+	// readyKeyText is set for a prediction job with a typed key, whose READY batches carry
+	// the key's text too.
+	readyKeyText bool
 	// rawCols is how many raw columns a page has: one per column, one per array element.
 	rawCols int
 }
@@ -209,6 +212,7 @@ func NewRangeReader(pool *pgxpool.Pool, plan *messages.Plan, maxBytes int) (*Ran
 			texts[i] = c.TextSQL()
 		}
 		r.keyCols = plan.KeyColumns
+		r.readyKeyText = plan.Kind == messages.JobKindPrediction
 		sel = "SELECT " + strings.Join(texts, ", ")
 	}
 	raw := 0 // raw columns so far
@@ -326,7 +330,7 @@ func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRa
 	}
 	b := &messages.RawBatch{BatchID: messages.BatchID{JobID: r.jobID, Pass: pass, Range: rng.Index, Page: page}}
 	// One row more than a page says whether the range goes on after it.
-	keyTexts, wireBytes, err := r.query(ctx, sql, args, b)
+	wireBytes, err := r.query(ctx, sql, args, b)
 	if err != nil {
 		return nil, err
 	}
@@ -341,19 +345,23 @@ func (r *RangeReader) ReadPage(ctx context.Context, pass int, rng messages.KeyRa
 			return nil, fmt.Errorf("encoding batch %s: %w", b.BatchID, err)
 		}
 		n := len(b.Keys)
-		if len(data) <= r.maxBytes && messages.ReadyBatchBytes(r.jobID, n, r.inputDim, r.labelDim) <= r.maxBytes {
+		ready := messages.ReadyBatchBytes(r.jobID, n, r.inputDim, r.labelDim)
+		if r.readyKeyText {
+			ready += messages.KeyTextBytes(b.KeyText)
+		}
+		if len(data) <= r.maxBytes && ready <= r.maxBytes {
 			p := &Page{Batch: b, Data: data, LastKey: lastKey, LastKeyText: lastText, WireBytes: wireBytes}
 			if n > 0 {
 				p.LastKey = b.Keys[n-1]
-				if keyTexts != nil {
-					p.LastKeyText = keyTexts[n-1]
+				if b.KeyText != nil {
+					p.LastKeyText = messages.RowKeyText(b.KeyText, n-1)
 				}
 			}
 			return p, nil
 		}
 		if n <= 1 {
-			return nil, fmt.Errorf("batch %s: row key %d encodes to %d bytes (READY row %d bytes), over %d: %w",
-				b.BatchID, b.Keys[0], len(data), messages.ReadyRowBytes(r.inputDim, r.labelDim), r.maxBytes, ErrRowTooLarge)
+			return nil, fmt.Errorf("batch %s: row key %s encodes to %d bytes (READY row %d bytes), over %d: %w",
+				b.BatchID, messages.FormatKey(b.Keys[0], messages.RowKeyText(b.KeyText, 0)), len(data), ready, r.maxBytes, ErrRowTooLarge)
 		}
 		truncate(b, n/2)
 		b.Last = false
@@ -414,25 +422,25 @@ func (r *RangeReader) typedPageSQL(after, through []string) (string, []any, erro
 	return sql, append(args, r.pageRows+1), nil
 }
 
-func (r *RangeReader) query(ctx context.Context, sql string, args []any, b *messages.RawBatch) (keyTexts [][]string, wireBytes int64, err error) {
+func (r *RangeReader) query(ctx context.Context, sql string, args []any, b *messages.RawBatch) (wireBytes int64, err error) {
 	if r.snapshot == "" {
 		rows, err := r.pool.Query(ctx, sql, args...)
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		return r.decode(rows, b)
 	}
 	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) // read only: nothing to commit
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+r.snapshot+"'"); err != nil {
-		return nil, 0, fmt.Errorf("joining snapshot %s: %w", r.snapshot, err)
+		return 0, fmt.Errorf("joining snapshot %s: %w", r.snapshot, err)
 	}
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	return r.decode(rows, b)
 }
@@ -445,16 +453,22 @@ type textCol struct {
 
 // decode reads the rows from their raw wire values: binary numbers are big-endian, text is
 // its bytes. Text-format results (a simple-protocol pool) are parsed instead. A typed key
-// arrives as its text columns, which are returned, and is hashed into b.Keys.
-func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]string, wireBytes int64, err error) {
+// arrives as its text columns, which go to b.KeyText, and is hashed into b.Keys.
+func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (wireBytes int64, err error) {
 	defer rows.Close()
 	fds := rows.FieldDescriptions()
 	nk := max(len(r.keyCols), 1)
 	if len(fds) != nk+len(r.cols) {
-		return nil, 0, fmt.Errorf("query returned %d columns, want %d", len(fds), nk+len(r.cols))
+		return 0, fmt.Errorf("query returned %d columns, want %d", len(fds), nk+len(r.cols))
 	}
 	capRows := r.pageRows + 1
 	b.Keys = make([]int64, 0, capRows)
+	if r.keyCols != nil {
+		b.KeyText = make([][]string, nk)
+		for i := range b.KeyText {
+			b.KeyText[i] = make([]string, 0, capRows)
+		}
+	}
 	b.Columns = make([]messages.RawColumn, r.rawCols)
 	texts := make([]textCol, r.rawCols)
 	// Number columns are filled by index into slices of the page's capacity and cut to the
@@ -470,12 +484,12 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 	for i, c := range r.cols {
 		w, ok := wireOf(fds[nk+i].DataTypeOID)
 		if !ok || !carries(c.kind, w) || (w == wireFloat4Array || w == wireFloat8Array) != (c.elems > 0) {
-			return nil, 0, fmt.Errorf("column %q arrives with type oid %d, which a %s raw column cannot carry (its type changed since planning?): %w",
+			return 0, fmt.Errorf("column %q arrives with type oid %d, which a %s raw column cannot carry (its type changed since planning?): %w",
 				c.name, fds[nk+i].DataTypeOID, kindName(c.kind), ErrBadPlan)
 		}
 		wires[i], formats[i] = w, fds[nk+i].Format
 		if c.elems > 0 && formats[i] == pgx.TextFormatCode {
-			return nil, 0, fmt.Errorf("array column %q arrives as text (a simple-protocol connection): the fetcher reads arrays in binary only: %w", c.name, ErrBadPlan)
+			return 0, fmt.Errorf("array column %q arrives as text (a simple-protocol connection): the fetcher reads arrays in binary only: %w", c.name, ErrBadPlan)
 		}
 		for j := range max(c.elems, 1) {
 			name := c.name
@@ -501,32 +515,36 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 			wireBytes += int64(len(v))
 		}
 		var k int64
+		var text []string // a typed key's
 		if r.keyCols == nil {
 			k, err = decodeInt8(vals[0], fds[0].Format)
 			if err != nil || vals[0] == nil {
-				return nil, 0, fmt.Errorf("row %d: key: %v", row, errOr(err, "NULL key"))
+				return 0, fmt.Errorf("row %d: key: %v", row, errOr(err, "NULL key"))
 			}
 		} else {
-			text := make([]string, nk)
+			text = make([]string, nk)
 			for i := range text {
 				if vals[i] == nil || fds[i].DataTypeOID != pgtype.TextOID {
-					return nil, 0, fmt.Errorf("row %d: key column %q: NULL or not text (oid %d): %w", row, r.keyCols[i].Name, fds[i].DataTypeOID, ErrBadPlan)
+					return 0, fmt.Errorf("row %d: key column %q: NULL or not text (oid %d): %w", row, r.keyCols[i].Name, fds[i].DataTypeOID, ErrBadPlan)
 				}
 				text[i] = string(vals[i])
 			}
 			k = messages.KeyHash(text)
-			keyTexts = append(keyTexts, text)
 		}
+		key := func() string { return messages.FormatKey(k, text) }
 		if row == capRows {
-			return nil, 0, fmt.Errorf("row key %d: more rows than the page's limit of %d", k, capRows)
+			return 0, fmt.Errorf("row key %s: more rows than the page's limit of %d", key(), capRows)
 		}
 		b.Keys = append(b.Keys, k)
+		for i, t := range text {
+			b.KeyText[i] = append(b.KeyText[i], t)
+		}
 		for i, c := range r.cols {
 			v := vals[nk+i]
 			o := c.out
 			if c.elems > 0 {
 				if err := decodeArray(b.Columns[o:o+c.elems], f64[o:o+c.elems], f32[o:o+c.elems], row, v, wires[i]); err != nil {
-					return nil, 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
+					return 0, fmt.Errorf("row key %s: column %q: %w", key(), c.name, err)
 				}
 				continue
 			}
@@ -537,7 +555,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 			case messages.ColumnFloat64:
 				if v != nil {
 					if f64[o][row], err = decodeNumber(v, wires[i], formats[i]); err != nil {
-						return nil, 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
+						return 0, fmt.Errorf("row key %s: column %q: %w", key(), c.name, err)
 					}
 				}
 			case messages.ColumnFloat32:
@@ -547,7 +565,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 					f32[o][row] = math.Float32frombits(binary.BigEndian.Uint32(v)) // real, as stored
 				default:
 					if f32[o][row], err = decodeFloat32(v, wires[i], formats[i]); err != nil {
-						return nil, 0, fmt.Errorf("row key %d: column %q: %w", k, c.name, err)
+						return 0, fmt.Errorf("row key %s: column %q: %w", key(), c.name, err)
 					}
 				}
 			default:
@@ -559,7 +577,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 		row++
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	for i := range b.Columns {
 		if f64[i] != nil {
@@ -582,7 +600,7 @@ func (r *RangeReader) decode(rows pgx.Rows, b *messages.RawBatch) (keyTexts [][]
 		}
 		b.Columns[i].Text = out
 	}
-	return keyTexts, wireBytes, nil
+	return wireBytes, nil
 }
 
 // decodeArray spreads a fixed-length array over its element columns at row: a NULL array
@@ -708,6 +726,9 @@ func kindName(kind uint8) string {
 // truncate keeps the first n rows of b.
 func truncate(b *messages.RawBatch, n int) {
 	b.Keys = b.Keys[:n]
+	for i := range b.KeyText {
+		b.KeyText[i] = b.KeyText[i][:n]
+	}
 	for i := range b.Columns {
 		c := &b.Columns[i]
 		if c.Float64 != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -21,6 +22,9 @@ const (
 	ColumnFloat64 uint8 = 1
 	ColumnText    uint8 = 2
 	ColumnFloat32 uint8 = 3
+	// ColumnKeyText is one column of a typed key as its key text (KeyColumn.TextSQL): a
+	// RawBatch holds these in KeyText, not in Columns.
+	ColumnKeyText uint8 = 4
 )
 
 // RawColumn is one column of a page, columnar. Exactly one of Float64/Float32/Text is used
@@ -57,7 +61,10 @@ type RawBatch struct {
 	// Last is set on the final page of a range (an empty range has one empty, last page).
 	Last bool
 	// Keys in ascending order; the page's rows.
-	Keys    []int64
+	Keys []int64
+	// KeyText is a typed key's text, one slice per key column with one value per row; nil
+	// for an integer key. It names rows in errors, and a prediction writes it as the key.
+	KeyText [][]string
 	Columns []RawColumn
 }
 
@@ -77,6 +84,9 @@ type ReadyBatch struct {
 	// W is each row's sample weight (len(Keys)) when the plan has a sample weight column,
 	// else empty.
 	W []float32
+	// KeyText is a prediction job's typed key as text (RawBatch.KeyText), which the scorer
+	// writes as the output's key; nil otherwise (a training job needs only Keys).
+	KeyText [][]string
 }
 
 // Rows is the number of rows in the batch.
@@ -87,11 +97,27 @@ var errShape = errors.New("inconsistent batch shape")
 // EncodeMsgpack writes the batch as a fixed-order array; numbers go as one little-endian
 // byte string per column instead of element by element.
 func (b *RawBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
-	if err := encodeHeader(enc, 6+len(b.Columns)*4, b.BatchID, b.Last); err != nil {
+	if len(b.KeyText) > MaxKeyColumns {
+		return fmt.Errorf("raw batch %s: a key of %d columns: %w", b.BatchID, len(b.KeyText), errShape)
+	}
+	if err := encodeHeader(enc, 6+(len(b.KeyText)+len(b.Columns))*4, b.BatchID, b.Last); err != nil {
 		return err
 	}
 	if err := writeInt64s(enc, b.Keys); err != nil {
 		return err
+	}
+	// A typed key's text goes first, as text columns of their own kind.
+	for i, t := range b.KeyText {
+		for _, err := range []error{
+			enc.EncodeString(strconv.Itoa(i)),
+			enc.EncodeUint8(ColumnKeyText),
+			enc.EncodeBytes(nil),
+			enc.EncodeBytes(stringsToBytes(t)),
+		} {
+			if err != nil {
+				return err
+			}
+		}
 	}
 	for i := range b.Columns {
 		c := &b.Columns[i]
@@ -142,15 +168,24 @@ func (b *RawBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 		return fmt.Errorf("raw batch: %w", err)
 	}
 	b.Columns = make([]RawColumn, 0, capacity(dec, cols))
+	b.KeyText = nil
 	for i := 0; i < cols; i++ {
-		b.Columns = append(b.Columns, RawColumn{})
-		c := &b.Columns[i]
-		if c.Name, err = readString(dec, "column name"); err != nil {
+		name, err := readString(dec, "column name")
+		if err != nil {
 			return err
 		}
-		if c.Kind, err = dec.DecodeUint8(); err != nil {
+		kind, err := dec.DecodeUint8()
+		if err != nil {
 			return err
 		}
+		if kind == ColumnKeyText {
+			if err := b.decodeKeyText(dec, rows); err != nil {
+				return err
+			}
+			continue
+		}
+		b.Columns = append(b.Columns, RawColumn{Name: name, Kind: kind})
+		c := &b.Columns[len(b.Columns)-1]
 		if c.Nulls, err = readBin(dec, "null bitmap"); err != nil {
 			return fmt.Errorf("raw batch column %q: %w", c.Name, err)
 		}
@@ -187,17 +222,59 @@ func (b *RawBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	return nil
 }
 
-// EncodeMsgpack writes the ready batch; X, Y and Keys go as little-endian byte strings.
+// decodeKeyText reads one key text column (after its name and kind): no nulls, one value
+// per row, at most MaxKeyColumns of them.
+func (b *RawBatch) decodeKeyText(dec *msgpack.Decoder, rows int) error {
+	if len(b.KeyText) == MaxKeyColumns {
+		return fmt.Errorf("raw batch: more than %d key columns: %w", MaxKeyColumns, errShape)
+	}
+	nulls, err := readBin(dec, "key null bitmap")
+	if err != nil {
+		return fmt.Errorf("raw batch key column %d: %w", len(b.KeyText), err)
+	}
+	if len(nulls) != 0 {
+		return fmt.Errorf("raw batch key column %d: a key is never NULL: %w", len(b.KeyText), errShape)
+	}
+	t, err := readKeyText(dec, rows)
+	if err != nil {
+		return fmt.Errorf("raw batch key column %d: %w", len(b.KeyText), err)
+	}
+	b.KeyText = append(b.KeyText, t)
+	return nil
+}
+
+// readKeyText reads a text bin of exactly rows values.
+func readKeyText(dec *msgpack.Decoder, rows int) ([]string, error) {
+	data, err := readBin(dec, "key text")
+	if err != nil {
+		return nil, err
+	}
+	t, err := bytesToStrings(data)
+	if err == nil && len(t) != rows {
+		err = fmt.Errorf("%d key values for %d rows: %w", len(t), rows, errShape)
+	}
+	return t, err
+}
+
+// EncodeMsgpack writes the ready batch; X, Y and Keys go as little-endian byte strings,
+// then, for a prediction job's typed key, an array of its key text columns.
 func (b *ReadyBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if !isProduct(len(b.X), len(b.Keys), b.InputDim) || !isProduct(len(b.Y), len(b.Keys), b.LabelDim) ||
 		len(b.W) != 0 && len(b.W) != len(b.Keys) {
 		return fmt.Errorf("ready batch %s: %w", b.BatchID, errShape)
 	}
-	// The sample weights are an eleventh field, written only when there are weights: a
-	// batch without them is encoded as before.
+	// Sample weights are an eleventh field and a prediction's key text a twelfth, each
+	// written only when there is one after it or it is there: a batch with neither is
+	// encoded as before. With key text and no weights, the eleventh is an empty bin.
 	fields := 10
 	if b.W != nil {
 		fields = 11
+	}
+	if b.KeyText != nil {
+		if len(b.KeyText) > MaxKeyColumns {
+			return fmt.Errorf("ready batch %s: a key of %d columns: %w", b.BatchID, len(b.KeyText), errShape)
+		}
+		fields = 12
 	}
 	if err := encodeHeader(enc, fields, b.BatchID, b.Last); err != nil {
 		return err
@@ -217,10 +294,27 @@ func (b *ReadyBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if err := writeFloat32s(enc, b.Y); err != nil {
 		return err
 	}
-	if b.W == nil {
+	if fields == 10 {
 		return nil
 	}
-	return writeFloat32s(enc, b.W)
+	if err := writeFloat32s(enc, b.W); err != nil {
+		return err
+	}
+	if fields == 11 {
+		return nil
+	}
+	if err := enc.EncodeArrayLen(len(b.KeyText)); err != nil {
+		return err
+	}
+	for _, t := range b.KeyText {
+		if len(t) != len(b.Keys) {
+			return fmt.Errorf("ready batch %s: %d key values for %d rows: %w", b.BatchID, len(t), len(b.Keys), errShape)
+		}
+		if err := enc.EncodeBytes(stringsToBytes(t)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DecodeMsgpack reads what EncodeMsgpack wrote, checking the version and the shape.
@@ -229,7 +323,7 @@ func (b *ReadyBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if err != nil {
 		return err
 	}
-	if n != 10 && n != 11 {
+	if n < 10 || n > 12 {
 		return fmt.Errorf("ready batch: %d fields: %w", n, errShape)
 	}
 	if b.InputDim, err = dec.DecodeInt(); err != nil {
@@ -244,11 +338,6 @@ func (b *ReadyBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	// Appended after what b holds (nothing, but for DecodeReadyAppend); the shape is the
 	// appended part's.
 	k0, x0, y0, w0 := len(b.Keys), len(b.X), len(b.Y), len(b.W)
-	// Rows gathered so far are all weighted or all not, as this batch must be.
-	if weighted := n == 11; weighted && w0 != k0 || !weighted && w0 != 0 {
-		return fmt.Errorf("ready batch %s: sample weights on %d of %d rows gathered before it, %d fields: %w",
-			b.BatchID, w0, k0, n, errShape)
-	}
 	if b.Keys == nil {
 		b.Keys = []int64{}
 	}
@@ -272,17 +361,47 @@ func (b *ReadyBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 		return fmt.Errorf("ready batch %s: %d keys, %d features of width %d, %d labels of width %d: %w",
 			b.BatchID, rows, xs, b.InputDim, ys, b.LabelDim, errShape)
 	}
-	if n == 10 {
+	// Key text is appended column by column: every batch gathered must have it, or none.
+	if (n == 12) != (b.KeyText != nil) && k0 > 0 {
+		return fmt.Errorf("ready batch %s: key text in some batches only: %w", b.BatchID, errShape)
+	}
+	weighted := false
+	if n >= 11 {
+		w, err := appendFloat32s(dec, b.W)
+		if err != nil {
+			return fmt.Errorf("ready batch sample weights: %w", err)
+		}
+		if ws := len(w) - w0; ws != 0 {
+			if ws != rows {
+				return fmt.Errorf("ready batch %s: %d keys, %d sample weights: %w", b.BatchID, rows, ws, errShape)
+			}
+			b.W, weighted = w, true
+		}
+	}
+	// Rows gathered so far are all weighted or all not, as this batch must be.
+	if weighted && w0 != k0 || !weighted && w0 != 0 && rows > 0 {
+		return fmt.Errorf("ready batch %s: sample weights on %d of %d rows gathered before it: %w",
+			b.BatchID, w0, k0, errShape)
+	}
+	if n < 12 {
 		return nil
 	}
-	if b.W == nil {
-		b.W = []float32{}
+	cols, err := dec.DecodeArrayLen()
+	if err != nil {
+		return fmt.Errorf("ready batch key text: %w", err)
 	}
-	if b.W, err = appendFloat32s(dec, b.W); err != nil {
-		return fmt.Errorf("ready batch sample weights: %w", err)
+	if cols < 1 || cols > MaxKeyColumns || b.KeyText != nil && len(b.KeyText) != cols {
+		return fmt.Errorf("ready batch %s: %d key text columns: %w", b.BatchID, cols, errShape)
 	}
-	if ws := len(b.W) - w0; ws != rows {
-		return fmt.Errorf("ready batch %s: %d keys, %d sample weights: %w", b.BatchID, rows, ws, errShape)
+	if b.KeyText == nil {
+		b.KeyText = make([][]string, cols)
+	}
+	for i := range cols {
+		t, err := readKeyText(dec, rows)
+		if err != nil {
+			return fmt.Errorf("ready batch %s key column %d: %w", b.BatchID, i, err)
+		}
+		b.KeyText[i] = append(b.KeyText[i], t...)
 	}
 	return nil
 }
@@ -418,8 +537,21 @@ func ReadyBatchBytes(jobID string, rows, inputDim, labelDim int) int {
 // rawHeaderBytes bounds the header and the small fields of a RawBatch besides its job id.
 const rawHeaderBytes = 64
 
+// KeyTextBytes bounds what a typed key's text adds to an encoded batch: per column its
+// name, kind and headers, then per value its offset and bytes.
+func KeyTextBytes(text [][]string) int {
+	n := 0
+	for _, t := range text {
+		n += 16 + 4*len(t)
+		for _, s := range t {
+			n += len(s)
+		}
+	}
+	return n
+}
+
 func (b *RawBatch) encodedSize() int {
-	n := rawHeaderBytes + len(b.JobID) + 8*len(b.Keys)
+	n := rawHeaderBytes + len(b.JobID) + 8*len(b.Keys) + KeyTextBytes(b.KeyText)
 	for i := range b.Columns {
 		c := &b.Columns[i]
 		n += 16 + len(c.Name) + len(c.Nulls) + 8*len(c.Float64) + 4*len(c.Float32) + 4*len(c.Text)
@@ -431,7 +563,7 @@ func (b *RawBatch) encodedSize() int {
 }
 
 func (b *ReadyBatch) encodedSize() int {
-	return ReadyHeaderBytes + len(b.JobID) + 8*len(b.Keys) + 4*len(b.X) + 4*len(b.Y) + 4*len(b.W)
+	return ReadyHeaderBytes + len(b.JobID) + 8*len(b.Keys) + 4*len(b.X) + 4*len(b.Y) + 4*len(b.W) + KeyTextBytes(b.KeyText)
 }
 
 // chunkBytes is the conversion buffer of the number codecs.

@@ -133,6 +133,62 @@ func TestReadyBatchRoundTrip(t *testing.T) {
 	}
 }
 
+// A typed key's text travels in RAW (as key text columns, apart from the data columns)
+// and in a prediction's READY, value for value, and a batch that claims more or fewer
+// values than rows is refused.
+func TestKeyTextRoundTrip(t *testing.T) {
+	raw := sampleRaw()
+	raw.KeyText = [][]string{{"tenant-1", "tenant-2", "tenant-2"}, {"9", "10", "é'; drop"}}
+	data, err := EncodeRaw(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeRaw(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(raw, back) {
+		t.Fatalf("round trip changed the batch:\n in %+v\nout %+v", raw, back)
+	}
+	ready := &ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, Keys: []int64{1, 2}, X: []float32{2, 3},
+		KeyText: [][]string{{"a", "b"}}}
+	data, err = EncodeReady(ready)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > ready.encodedSize() {
+		t.Fatalf("%d bytes, over the bound %d", len(data), ready.encodedSize())
+	}
+	got, err := DecodeReady(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.KeyText, ready.KeyText) {
+		t.Fatalf("key text %q, want %q", got.KeyText, ready.KeyText)
+	}
+	// Appended to a batch with key text, the columns grow together.
+	acc := *got
+	acc.Keys, acc.X, acc.KeyText = slices.Clone(got.Keys), slices.Clone(got.X), [][]string{slices.Clone(got.KeyText[0])}
+	if err := DecodeReadyAppend(data, &acc); err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]string{{"a", "b", "a", "b"}}; !reflect.DeepEqual(acc.KeyText, want) {
+		t.Fatalf("appended key text %q, want %q", acc.KeyText, want)
+	}
+	ready.KeyText = [][]string{{"a"}}
+	if _, err := EncodeReady(ready); err == nil {
+		t.Fatal("encoding one key value for two rows succeeded")
+	}
+	raw.KeyText = [][]string{{"a"}}
+	data, err = EncodeRaw(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeRaw(data); err == nil {
+		t.Fatal("decoding one key value for three rows succeeded")
+	}
+}
+
 // Numbers travel as one byte string per column: a page of floats costs 8 bytes per value
 // (4 for float32), not the 9 (5) that element-by-element msgpack would take.
 func TestRawBatchIsCompact(t *testing.T) {
@@ -322,12 +378,24 @@ func TestDecodeRefusesLengthsPastTheMessage(t *testing.T) {
 func FuzzDecodeRaw(f *testing.F) {
 	seed, _ := EncodeRaw(sampleRaw())
 	f.Add(seed)
+	typed := sampleRaw()
+	typed.KeyText = [][]string{{"a", "b", "c"}, {"2024-01-01 00:00:00.000000", "", "x"}}
+	seed, _ = EncodeRaw(typed)
+	f.Add(seed)
 	f.Add([]byte{0x90})
 	f.Add([]byte{0xdd, 0x80, 0, 0, 0, 0x01}) // an array of 2^31 fields
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeRaw(data)
 		if err != nil {
 			return
+		}
+		if len(b.KeyText) > MaxKeyColumns {
+			t.Fatalf("%d key text columns", len(b.KeyText))
+		}
+		for i, kt := range b.KeyText {
+			if len(kt) != b.Rows() {
+				t.Fatalf("key text column %d has %d values for %d rows", i, len(kt), b.Rows())
+			}
 		}
 		for _, c := range b.Columns {
 			if n := c.Len(); n != b.Rows() {
@@ -364,6 +432,9 @@ func FuzzDecodeReady(f *testing.F) {
 	weighted, _ := EncodeReady(&ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, LabelDim: 1, Keys: []int64{1, 2}, X: []float32{2, 3}, Y: []float32{3, 4}, W: []float32{0.5, 2}})
 	f.Add(weighted)
 	f.Add(readyWithWidth(f, 1<<62)) // 4 rows of width 2^62: the product overflowed to 0
+	seed, _ = EncodeReady(&ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, Keys: []int64{1, 2}, X: []float32{2, 3},
+		KeyText: [][]string{{"tenant-1", "tenant-2"}, {"7", "8"}}})
+	f.Add(seed)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeReady(data)
 		// Appended after another batch's rows (weighted as it is), the same bytes decode the
@@ -382,6 +453,21 @@ func FuzzDecodeReady(f *testing.F) {
 		if !shapeHolds(len(b.X), b.Rows(), b.InputDim) || !shapeHolds(len(b.Y), b.Rows(), b.LabelDim) ||
 			b.W != nil && len(b.W) != b.Rows() {
 			t.Fatalf("shape: %d rows, X %d (width %d), Y %d (width %d), W %d", b.Rows(), len(b.X), b.InputDim, len(b.Y), b.LabelDim, len(b.W))
+		}
+		if len(b.KeyText) > MaxKeyColumns {
+			t.Fatalf("%d key text columns", len(b.KeyText))
+		}
+		for i, kt := range b.KeyText {
+			if len(kt) != b.Rows() {
+				t.Fatalf("key text column %d has %d values for %d rows", i, len(kt), b.Rows())
+			}
+		}
+		if b.KeyText != nil {
+			// prev has no key text: a batch with it cannot be appended to prev's rows.
+			if appendErr == nil {
+				t.Fatal("DecodeReadyAppend appended a batch with key text to rows without")
+			}
+			return
 		}
 		if appendErr != nil {
 			if len(data) > 0 && data[0] != 0xc0 { // nil

@@ -158,7 +158,13 @@ func (c KeyColumn) TextSQL() string {
 // ValueSQL turns the text parameter $n back into a value of the column's type. Type comes
 // from format_type and is checked by ValidKeyType before it is spliced.
 func (c KeyColumn) ValueSQL(n int) string {
-	p := "$" + strconv.Itoa(n) + "::text"
+	return c.CastSQL("$" + strconv.Itoa(n))
+}
+
+// CastSQL turns the text expression p (a parameter, or a text column) holding key text
+// back into a value of the column's type, as ValueSQL does.
+func (c KeyColumn) CastSQL(p string) string {
+	p += "::text"
 	switch c.Form {
 	case KeyFormTimestamptz:
 		return "(" + p + "::timestamp at time zone 'UTC')"
@@ -189,6 +195,35 @@ func ValidKeyType(t string) bool {
 		}
 	}
 	return !quoted
+}
+
+// FormatKey names a row by its key in errors: the integer key, or a typed key's text (a
+// composite key's columns in parentheses).
+func FormatKey(key int64, text []string) string {
+	switch len(text) {
+	case 0:
+		return strconv.FormatInt(key, 10)
+	case 1:
+		return strconv.Quote(text[0])
+	}
+	q := make([]string, len(text))
+	for i, t := range text {
+		q[i] = strconv.Quote(t)
+	}
+	return "(" + strings.Join(q, ", ") + ")"
+}
+
+// RowKeyText is row r's text of a typed key (nil for an integer key, or when text does not
+// hold the row).
+func RowKeyText(text [][]string, r int) []string {
+	var out []string
+	for _, t := range text {
+		if r >= len(t) {
+			return nil
+		}
+		out = append(out, t[r])
+	}
+	return out
 }
 
 // KeyList is the key's columns as a row constructor's list: "a", "b".

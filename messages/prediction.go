@@ -42,8 +42,11 @@ type PredictionSpec struct {
 	Model   string `json:"model"`
 	Source  string `json:"source,omitempty"`
 	Table   string `json:"table"`
-	// Key is the integer key column; default the model's key column.
-	Key string `json:"key,omitempty"`
+	// Key is the key column, or up to MaxKeyColumns columns, of any type a training job's
+	// key may have; default the model's key.
+	Key KeyColumns `json:"key,omitempty"`
+	// Where keeps the rows every filter matches, as a training job's where does.
+	Where []Filter `json:"where,omitempty"`
 	// Output is the table the predictions go to: name or schema.name, each a plain SQL
 	// identifier; an unqualified name goes to the scored table's schema. An evaluation
 	// (Evaluate true) may have none: it only reports the model's loss and metrics.
@@ -110,7 +113,12 @@ func (s PredictionSpec) Validate() error {
 	if s.PageRows < 0 {
 		return &FieldError{Field: "page_rows", Reason: "must not be negative"}
 	}
-	return nil
+	if s.Key != nil {
+		if err := s.Key.Check(); err != nil {
+			return err
+		}
+	}
+	return CheckWhere(s.Where, 0, 0)
 }
 
 // maxIdentifierBytes is PostgreSQL's NAMEDATALEN-1: a longer name would be truncated, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -32,12 +33,18 @@ import (
 // no row is doubled and a row's values are those of the last write of its batch. After a
 // few such batches (mode append over rows already there, not a redelivery) the job's later
 // batches go straight to the upsert.
+//
+// A typed key's values arrive as their key text (messages.KeyColumn.TextSQL): the batch is
+// copied into a temporary table with the key columns as text, and inserted (or upserted)
+// from there with each cast back to its column's type, as range bounds are.
 type OutputWriter struct {
 	pool    *pgxpool.Pool
 	output  pgx.Identifier
-	columns []string // the key, then the prediction columns
+	columns []string // the key's columns, then the prediction columns
 	temp    string   // creates the batch's temporary table
 	upsert  string
+	// insert writes a typed key's batch from the temporary table; "" for an integer key.
+	insert string
 	// claim records a batch in the ledger; "" when the plan has none.
 	claim string
 	// conflicts counts the COPYs that met a key already written.
@@ -57,8 +64,21 @@ func NewOutputWriter(pool *pgxpool.Pool, plan *messages.Plan) (*OutputWriter, er
 	if pp == nil || pp.OutputTable == "" || plan.Key == "" {
 		return nil, fmt.Errorf("job %s: not a prediction plan with an output table: %w", plan.JobID, ErrBadPlan)
 	}
-	names, _ := pp.OutputColumns()
-	cols := append([]string{plan.Key}, names...)
+	if len(plan.KeyColumns) > messages.MaxKeyColumns {
+		return nil, fmt.Errorf("job %s: a key of %d columns: %w", plan.JobID, len(plan.KeyColumns), ErrBadPlan)
+	}
+	keys := []string{plan.Key}
+	if plan.KeyColumns != nil {
+		keys = keys[:0]
+		for _, c := range plan.KeyColumns {
+			if !messages.ValidKeyType(c.Type) {
+				return nil, fmt.Errorf("job %s: key column %q has type %q: %w", plan.JobID, c.Name, c.Type, ErrBadPlan)
+			}
+			keys = append(keys, c.Name)
+		}
+	}
+	names, types := pp.OutputColumns()
+	cols := append(slices.Clone(keys), names...)
 	quoted := make([]string, len(cols))
 	for i, c := range cols {
 		quoted[i] = pgx.Identifier{c}.Sanitize()
@@ -67,23 +87,39 @@ func NewOutputWriter(pool *pgxpool.Pool, plan *messages.Plan) (*OutputWriter, er
 	out := output.Sanitize()
 	list := strings.Join(quoted, ", ")
 	var set []string
-	for _, q := range quoted[1:] {
+	for _, q := range quoted[len(keys):] {
 		set = append(set, q+" = excluded."+q)
 	}
+	conflict := " on conflict (" + strings.Join(quoted[:len(keys)], ", ") + ") do update set " + strings.Join(set, ", ")
 	claim := ""
 	if pp.Ledger != "" {
 		claim = "insert into " + pgx.Identifier{pp.OutputSchema, pp.Ledger}.Sanitize() +
 			" (range_no, page_no) values ($1, $2) on conflict do nothing"
 	}
-	return &OutputWriter{
+	w := &OutputWriter{
 		claim:   claim,
 		pool:    pool,
 		output:  output,
 		columns: cols,
 		temp:    "create temp table " + tempTable + " on commit drop as select " + list + " from " + out + " with no data",
-		upsert: "insert into " + out + " (" + list + ") select " + list + " from " + tempTable +
-			" on conflict (" + quoted[0] + ") do update set " + strings.Join(set, ", "),
-	}, nil
+		upsert:  "insert into " + out + " (" + list + ") select " + list + " from " + tempTable + conflict,
+	}
+	if plan.KeyColumns != nil {
+		defs := make([]string, len(cols))
+		sel := slices.Clone(quoted)
+		for i, q := range quoted {
+			if i < len(keys) {
+				defs[i] = q + " text"
+				sel[i] = plan.KeyColumns[i].CastSQL(q)
+			} else {
+				defs[i] = q + " " + types[i-len(keys)] // OutputColumns' own types
+			}
+		}
+		w.temp = "create temp table " + tempTable + " (" + strings.Join(defs, ", ") + ") on commit drop"
+		w.insert = "insert into " + out + " (" + list + ") select " + strings.Join(sel, ", ") + " from " + tempTable
+		w.upsert = w.insert + conflict
+	}
+	return w, nil
 }
 
 // Write stores the rows of batch b (each the key, then the prediction values) in one
@@ -95,7 +131,7 @@ func (w *OutputWriter) Write(ctx context.Context, b messages.BatchID, rows [][]a
 	if w.claim != "" {
 		return w.writeOnce(ctx, b, rows)
 	}
-	if w.conflicts.Load() < upsertAfter {
+	if w.conflicts.Load() < upsertAfter && w.insert == "" {
 		_, err := w.pool.CopyFrom(ctx, w.output, w.columns, pgx.CopyFromRows(rows))
 		if !uniqueViolation(err) {
 			if err != nil {
@@ -128,6 +164,9 @@ func (w *OutputWriter) writeOnce(ctx context.Context, b messages.BatchID, rows [
 		if tag.RowsAffected() == 0 {
 			return nil // written by an earlier delivery
 		}
+		if w.insert != "" {
+			return w.viaTemp(ctx, tx, rows, w.insert)
+		}
 		if _, err := tx.CopyFrom(ctx, w.output, w.columns, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("copying the batch: %w", err)
 		}
@@ -137,18 +176,22 @@ func (w *OutputWriter) writeOnce(ctx context.Context, b messages.BatchID, rows [
 
 // upsertRows copies rows into a temporary table and upserts them from there.
 func (w *OutputWriter) upsertRows(ctx context.Context, rows [][]any) error {
-	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, w.temp); err != nil {
-			return fmt.Errorf("creating the batch table: %w", err)
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{tempTable}, w.columns, pgx.CopyFromRows(rows)); err != nil {
-			return fmt.Errorf("copying the batch: %w", err)
-		}
-		if _, err := tx.Exec(ctx, w.upsert); err != nil {
-			return fmt.Errorf("upserting the batch: %w", err)
-		}
-		return nil
-	})
+	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error { return w.viaTemp(ctx, tx, rows, w.upsert) })
+}
+
+// viaTemp copies rows into the batch's temporary table and runs stmt, which writes them
+// from there into the output table.
+func (w *OutputWriter) viaTemp(ctx context.Context, tx pgx.Tx, rows [][]any, stmt string) error {
+	if _, err := tx.Exec(ctx, w.temp); err != nil {
+		return fmt.Errorf("creating the batch table: %w", err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{tempTable}, w.columns, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("copying the batch: %w", err)
+	}
+	if _, err := tx.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("writing the batch: %w", err)
+	}
+	return nil
 }
 
 // uniqueViolation reports a unique violation: a key of the batch is in the table already.

@@ -218,3 +218,59 @@ func TestOutputWriterLedger(t *testing.T) {
 		t.Fatalf("a batch after the ledger is dropped: %v, want errLedgerGone, not a permanent error", err)
 	}
 }
+
+// A typed key's text is cast back to the key's types: a timestamptz (written in UTC) and
+// a text in an ICU collation, as a composite key. Through the ledger a batch written again
+// writes nothing; in mode append it is upserted with its new values; either way each key
+// is there once, equal to the source's.
+func TestOutputWriterTypedKey(t *testing.T) {
+	pool, _ := testenv.Pool(t)
+	ctx := context.Background()
+	for _, s := range []string{
+		`create table ledger_out (at timestamptz, name text collate "en-x-icu", value real)`,
+		`create table pgtrain_ledger_j (range_no integer, page_no integer, primary key (range_no, page_no))`,
+		`create table append_out (at timestamptz, name text collate "en-x-icu", value real, primary key (at, name))`,
+	} {
+		if _, err := pool.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keyCols := []messages.KeyColumn{
+		{Name: "at", Type: "timestamp with time zone", Form: messages.KeyFormTimestamptz},
+		{Name: "name", Type: "text"},
+	}
+	rows := func(value float32) [][]any {
+		return [][]any{
+			{"2024-03-31 01:30:00.000001", "Ölberg", value},
+			{"1999-12-31 23:59:59.999999", "it's; --", value},
+		}
+	}
+	for _, tt := range []struct {
+		table, ledger string
+		want          float32 // the value after the second write
+	}{{"ledger_out", "pgtrain_ledger_j", 1}, {"append_out", "", 2}} {
+		plan := regressionPlan(tt.table)
+		plan.KeyColumns, plan.Key = keyCols, "at"
+		plan.Prediction.Ledger = tt.ledger
+		w, err := NewOutputWriter(pool, plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(ctx, batch(0), rows(1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(ctx, batch(0), rows(2)); err != nil {
+			t.Fatalf("%s: a batch written again: %v", tt.table, err)
+		}
+		var n, matched int64
+		err = pool.QueryRow(ctx, `select count(*), count(*) filter (where value = $1 and (
+			(at = '2024-03-31 01:30:00.000001+00' and name = 'Ölberg') or (at = '1999-12-31 23:59:59.999999+00' and name = 'it''s; --')))
+			from `+tt.table, tt.want).Scan(&n, &matched)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 2 || matched != 2 {
+			t.Fatalf("%s: %d rows, %d of them the keys written with value %v", tt.table, n, matched, tt.want)
+		}
+	}
+}

@@ -445,9 +445,13 @@ func (s *Scorer) score(jr *jobRun, m *model.Sequential, b *messages.ReadyBatch) 
 		if err != nil {
 			return rep, nil, fmt.Errorf("batch %s: %w", b.BatchID, err)
 		}
+		keys, err := batchKeys(jr.plan, b)
+		if err != nil {
+			return rep, nil, err
+		}
 		w := m.OutputDim()
-		for r, k := range b.Keys {
-			rows[r] = append([]any{k}, jr.out.row(pred[r*w:(r+1)*w])...)
+		for r := range b.Keys {
+			rows[r] = append(keys(r), jr.out.row(pred[r*w:(r+1)*w])...)
 		}
 	}
 	if jr.plan.Prediction.Evaluate && b.Rows() > 0 {
@@ -468,6 +472,29 @@ func (s *Scorer) score(jr *jobRun, m *model.Sequential, b *messages.ReadyBatch) 
 		rep.Loss = &zero
 	}
 	return rep, rows, nil
+}
+
+// batchKeys returns the output key values of the batch's row r: the integer key, or a
+// typed key's text columns (which the output writer casts to the key's types).
+func batchKeys(plan *messages.Plan, b *messages.ReadyBatch) (func(r int) []any, error) {
+	if plan.KeyColumns == nil {
+		return func(r int) []any { return []any{b.Keys[r]} }, nil
+	}
+	if len(b.KeyText) != len(plan.KeyColumns) {
+		return nil, fmt.Errorf("batch %s carries %d key text columns, the plan's key has %d", b.BatchID, len(b.KeyText), len(plan.KeyColumns))
+	}
+	for _, t := range b.KeyText {
+		if len(t) != b.Rows() {
+			return nil, fmt.Errorf("batch %s carries %d key values for %d rows", b.BatchID, len(t), b.Rows())
+		}
+	}
+	return func(r int) []any {
+		out := make([]any, len(b.KeyText), len(b.KeyText)+3)
+		for i, t := range b.KeyText {
+			out[i] = t[r]
+		}
+		return out
+	}, nil
 }
 
 // failJob ends the job for a permanent error, naming the batch when there is one.

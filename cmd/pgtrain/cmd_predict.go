@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"pgtrain/coordinator/client"
@@ -43,7 +44,15 @@ func (o *predictOpts) register(fs *flag.FlagSet, tableHelp string) {
 	fs.StringVar(&o.spec.Model, "model", "", "the model: its training job's id")
 	fs.StringVar(&o.spec.Source, "source", "", "the named source the table is in (default: the default source)")
 	fs.StringVar(&o.spec.Table, "table", "", tableHelp)
-	fs.StringVar(&o.spec.Key, "key", "", "its integer key column (default: the model's key column)")
+	fs.Var(&o.spec.Key, "key", "its key column, or columns separated by commas (default: the model's key)")
+	fs.Func("where", `filters, as a spec's where: a JSON list such as '[{"column": "region", "op": "=", "value": "eu"}]'`, func(v string) error {
+		dec := json.NewDecoder(strings.NewReader(v))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&o.spec.Where); err != nil {
+			return fmt.Errorf("want a JSON list of {column, op, value}: %w", err)
+		}
+		return nil
+	})
 	fs.IntVar(&o.spec.RangeRows, "range-rows", 0, "rows per key range (default: the coordinator's)")
 	fs.IntVar(&o.spec.PageRows, "page-rows", 0, "rows per page (default: sized by the coordinator)")
 	fs.BoolVar(&o.client.wait, "wait", false, "follow the job until it ends")

@@ -18,13 +18,15 @@ var ErrBatch = errors.New("raw batch does not match the plan")
 // RowError is a row the plan cannot encode: a NULL with no imputation, or a label value
 // outside the label vocabulary. The job cannot go on past it.
 type RowError struct {
-	Key    int64
-	Column string
-	Reason string
+	Key int64
+	// KeyText is a typed key's text, which names the row instead of its hash.
+	KeyText []string
+	Column  string
+	Reason  string
 }
 
 func (e *RowError) Error() string {
-	return fmt.Sprintf("row key %d: column %q %s", e.Key, e.Column, e.Reason)
+	return fmt.Sprintf("row key %s: column %q %s", messages.FormatKey(e.Key, e.KeyText), e.Column, e.Reason)
 }
 
 // Label encodings, as in JobSpec.Label.Encode.
@@ -64,6 +66,8 @@ type Transformer struct {
 	weight     feature
 	hasWeight  bool
 	wantByName map[string]int // column name -> index in features, len(features) for the label, one more for the weight
+	// keyText passes a typed key's text on: a prediction job writes it.
+	keyText bool
 }
 
 // InputDim and LabelDim are the widths of a ready row.
@@ -75,7 +79,8 @@ func Compile(plan *messages.Plan) (*Transformer, error) {
 	if plan == nil {
 		return nil, fmt.Errorf("nil plan: %w", ErrPlan)
 	}
-	t := &Transformer{wantByName: make(map[string]int, len(plan.Features)+1)}
+	t := &Transformer{wantByName: make(map[string]int, len(plan.Features)+1),
+		keyText: plan.Kind == messages.JobKindPrediction && plan.KeyColumns != nil}
 	at := 0
 	for i, c := range plan.Features {
 		fs, err := compileColumn(c)
@@ -252,6 +257,10 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 	}
 	out.BatchID, out.Last, out.InputDim, out.LabelDim = raw.BatchID, raw.Last, t.inputDim, t.labelDim
 	out.Keys = append(out.Keys[:0], raw.Keys...)
+	out.KeyText = nil
+	if t.keyText {
+		out.KeyText = raw.KeyText
+	}
 	out.X = resize(out.X, rows*t.inputDim)
 	out.Y = resize(out.Y, rows*t.labelDim)
 	clear(out.X)
@@ -286,9 +295,9 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 		}
 		var err error
 		if c.Kind == messages.ColumnFloat32 {
-			err = scaleInto(out.X, t.inputDim, c.Float32, c, f, raw.Keys)
+			err = scaleInto(out.X, t.inputDim, c.Float32, c, f, raw)
 		} else {
-			err = scaleInto(out.X, t.inputDim, c.Float64, c, f, raw.Keys)
+			err = scaleInto(out.X, t.inputDim, c.Float64, c, f, raw)
 		}
 		if err != nil {
 			return err
@@ -302,7 +311,7 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 	l := &t.label
 	for r := 0; r < rows; r++ {
 		if c.IsNull(r) {
-			return &RowError{Key: raw.Keys[r], Column: l.name, Reason: "is NULL (the label cannot be imputed)"}
+			return rowError(raw, r, l.name, "is NULL (the label cannot be imputed)")
 		}
 		switch t.labelEnc {
 		case labelNumeric:
@@ -314,7 +323,7 @@ func (t *Transformer) ApplyInto(raw *messages.RawBatch, out *messages.ReadyBatch
 		default:
 			i, ok := l.vocab[c.Text[r]]
 			if !ok {
-				return &RowError{Key: raw.Keys[r], Column: l.name, Reason: fmt.Sprintf("has value %q, which is not in the label vocabulary", c.Text[r])}
+				return rowError(raw, r, l.name, fmt.Sprintf("has value %q, which is not in the label vocabulary", c.Text[r]))
 			}
 			if t.labelEnc == labelIndex {
 				out.Y[r] = float32(i)
@@ -359,7 +368,7 @@ func (t *Transformer) sampleWeights(raw *messages.RawBatch, c *messages.RawColum
 // (or x's six cyclical inputs). The arithmetic is float64 whatever the column carries:
 // widening a float32 is exact, so a real column gives the same features whether it travels
 // as float32 or as float64.
-func scaleInto[T float32 | float64](dst []float32, stride int, vals []T, c *messages.RawColumn, f *feature, keys []int64) error {
+func scaleInto[T float32 | float64](dst []float32, stride int, vals []T, c *messages.RawColumn, f *feature, raw *messages.RawBatch) error {
 	for r, v := range vals {
 		x := float64(v)
 		null := c.IsNull(r)
@@ -372,12 +381,12 @@ func scaleInto[T float32 | float64](dst []float32, stride int, vals []T, c *mess
 			case f.nonFinite == messages.NonFiniteClip:
 				x = f.min
 			default:
-				return &RowError{Key: keys[r], Column: f.name, Reason: fmt.Sprintf("is %v (nonfinite \"error\": choose null or clip)", x)}
+				return rowError(raw, r, f.name, fmt.Sprintf("is %v (nonfinite \"error\": choose null or clip)", x))
 			}
 		}
 		if null {
 			if !f.hasImpute {
-				return &RowError{Key: keys[r], Column: f.name, Reason: "is NULL and has no imputation"}
+				return rowError(raw, r, f.name, "is NULL and has no imputation")
 			}
 			x = f.impute
 		}
@@ -388,6 +397,11 @@ func scaleInto[T float32 | float64](dst []float32, stride int, vals []T, c *mess
 		dst[r*stride+f.at] = float32((x - f.offset) * f.factor)
 	}
 	return nil
+}
+
+// rowError is the error of row r of raw, named by its key.
+func rowError(raw *messages.RawBatch, r int, column, reason string) *RowError {
+	return &RowError{Key: raw.Keys[r], KeyText: messages.RowKeyText(raw.KeyText, r), Column: column, Reason: reason}
 }
 
 // match finds, for each feature and then the label, its raw column, checking kinds and
@@ -402,6 +416,14 @@ func (t *Transformer) match(raw *messages.RawBatch) ([]*messages.RawColumn, erro
 		want++
 	}
 	cols := make([]*messages.RawColumn, want)
+	if len(raw.KeyText) > messages.MaxKeyColumns {
+		return nil, fmt.Errorf("batch %s: a key of %d columns: %w", raw.BatchID, len(raw.KeyText), ErrBatch)
+	}
+	for i, kt := range raw.KeyText {
+		if len(kt) != rows {
+			return nil, fmt.Errorf("batch %s: key column %d has %d values for %d rows: %w", raw.BatchID, i, len(kt), rows, ErrBatch)
+		}
+	}
 	for i := range raw.Columns {
 		c := &raw.Columns[i]
 		at, ok := t.wantByName[c.Name]

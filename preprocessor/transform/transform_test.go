@@ -3,6 +3,7 @@ package transform
 import (
 	"errors"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -154,6 +155,27 @@ func TestApply(t *testing.T) {
 				return b
 			}(),
 			wantErr: `row key 12: column "income" is NULL and has no imputation`,
+		},
+		{
+			name: "a typed key names the row by its text, not its hash",
+			plan: testPlan(messages.EncodeNone),
+			raw: func() *messages.RawBatch {
+				b := batch(floatCol("y", []float64{1, 2, 3}))
+				b.KeyText = [][]string{{"t1", "t1", "t2"}, {"7", "8", "9"}}
+				b.Columns[1].SetNull(2)
+				return b
+			}(),
+			wantErr: `row key ("t2", "9"): column "income" is NULL and has no imputation`,
+		},
+		{
+			name: "key text of another length than the rows",
+			plan: testPlan(messages.EncodeNone),
+			raw: func() *messages.RawBatch {
+				b := batch(floatCol("y", []float64{1, 2, 3}))
+				b.KeyText = [][]string{{"a", "b"}}
+				return b
+			}(),
+			wantErr: `key column 0 has 2 values for 3 rows`,
 		},
 		{
 			name:    "NULL numeric label",
@@ -473,4 +495,22 @@ func equal[T comparable](a, b []T) bool {
 		}
 	}
 	return true
+}
+
+// A prediction job's READY carries its typed key's text, for the scorer to write; a
+// training job's does not (the trainer needs only the hashes).
+func TestKeyTextReachesReadyOnlyForPredictions(t *testing.T) {
+	for _, kind := range []string{messages.JobKindTraining, messages.JobKindPrediction} {
+		plan := testPlan(messages.EncodeNone)
+		plan.Kind, plan.KeyColumns = kind, []messages.KeyColumn{{Name: "k", Type: "uuid"}}
+		raw := batch(floatCol("y", []float64{1, 2, 3}))
+		raw.KeyText = [][]string{{"a", "b", "c"}}
+		out, err := Apply(plan, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := out.KeyText != nil; got != (kind == messages.JobKindPrediction) || got && !reflect.DeepEqual(out.KeyText, raw.KeyText) {
+			t.Fatalf("kind %q: READY key text %q", kind, out.KeyText)
+		}
+	}
 }
