@@ -136,6 +136,8 @@ type planConns struct {
 	helpers int
 	// where is the filters each helper binds to its settings, as the transaction did.
 	where []messages.PlannedFilter
+	// timer notes when each pass ends (nil: not noted).
+	timer *planTimer
 }
 
 // computeStats fills the column plans of the features and the label, splits the key space
@@ -158,19 +160,25 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 		split *keySplit
 		stats = make([]*statsPart, len(parts))
 	)
+	pc.timer.done("parts", time.Time{})
 	tasks := []func(context.Context, pgx.Tx) error{func(ctx context.Context, tx pgx.Tx) (err error) {
+		began := time.Now()
 		split, err = splitKeys(ctx, tx, in)
+		pc.timer.done("key_split", began)
 		return err
 	}}
 	for i, where := range parts {
 		tasks = append(tasks, func(ctx context.Context, tx pgx.Tx) (err error) {
+			began := time.Now()
 			stats[i], err = scanStats(ctx, tx, in, cols, where, vocabLimit)
+			pc.timer.done(fmt.Sprintf("stats_part%d", i), began)
 			return err
 		})
 	}
 	if err := pc.run(ctx, tasks); err != nil {
 		return nil, nil, nil, err
 	}
+	pc.timer.done("passes", time.Time{})
 	total := stats[0]
 	for _, s := range stats[1:] {
 		total.merge(s)
@@ -203,6 +211,7 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 	if err := medians(ctx, pc.tx, in, cols, out); err != nil {
 		return nil, nil, nil, err
 	}
+	pc.timer.done("medians", time.Time{})
 	avgText, err := columnPlans(in, p, cols, out, split.rows)
 	if err != nil {
 		return nil, nil, nil, err
@@ -214,6 +223,7 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 			}
 		}
 	}
+	pc.timer.done("vocabularies", time.Time{})
 	return avgText, split.bounds, split.sums, nil
 }
 

@@ -173,10 +173,12 @@ func (f *Fetcher) job(ctx context.Context, jobID string) (*job, error) {
 	if maxBytes < 1024 {
 		return nil, fmt.Errorf("the NATS max payload (%d bytes) leaves no room for pages; not connected yet?", nc.MaxPayload())
 	}
+	began := time.Now()
 	plan, err := bus.GetPlan(ctx, f.bus.StateKV(), jobID)
 	if err != nil {
 		return nil, err
 	}
+	f.log.Debug("plan read", "job_id", jobID, "seconds", time.Since(began).Seconds())
 	pool, ok := f.sources[plan.Spec.Source]
 	if !ok {
 		return nil, fmt.Errorf("job %s reads source %q: %w", jobID, plan.Spec.Source, errNoSource)
@@ -267,6 +269,7 @@ func (s *session) run(ctx context.Context) {
 	for {
 		var res pageResult
 		var ok bool
+		waitStart := time.Now()
 		if leaseCtx.Err() == nil {
 			select {
 			case res, ok = <-pages:
@@ -290,11 +293,14 @@ func (s *session) run(ctx context.Context) {
 			return
 		}
 		p := res.page
+		pubStart := time.Now()
 		if !s.publish(ctx, leaseCtx, p) {
 			stop()
 			s.abandon(ctx)
 			return
 		}
+		s.log.Debug("page published", "page", p.Batch.Page, "rows", p.Batch.Rows(),
+			"waited_for_read_s", pubStart.Sub(waitStart).Seconds(), "publish_s", time.Since(pubStart).Seconds())
 		if !p.Batch.Last {
 			faultpoint.Hit(faultpoint.FetcherAfterPublish)
 		}

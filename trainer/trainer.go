@@ -159,6 +159,7 @@ func (t *Trainer) runJob(ctx context.Context, id string) error {
 	if err := messages.ValidJobID(id); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadPlan, err)
 	}
+	began := time.Now()
 	plan, err := bus.GetPlan(ctx, t.bus.StateKV(), id)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -166,6 +167,7 @@ func (t *Trainer) runJob(ctx context.Context, id string) error {
 		}
 		return retryable("reading the plan: %w", err)
 	}
+	t.log.Debug("plan read", "job_id", id, "seconds", time.Since(began).Seconds())
 	if err := checkPlan(plan); err != nil {
 		return err
 	}
