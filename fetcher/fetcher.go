@@ -120,7 +120,13 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	f.log.Info("fetcher started", "sources", len(f.sources))
 	stopSummary := f.summarize()
 	defer stopSummary()
+	newPlan, stopWatch, err := bus.WatchPlans(ctx, f.bus.StateKV())
+	if err != nil {
+		f.log.Warn("new jobs are found by polling alone", "poll", f.cfg.Poll, "error", err)
+	}
+	defer stopWatch()
 	backoff := f.backoff()
+	wait := f.cfg.Poll // until the next look for work when there is none
 	for ctx.Err() == nil {
 		lease, err := f.coord.Lease(ctx, f.cfg.WorkerID)
 		if err != nil {
@@ -136,12 +142,32 @@ func (f *Fetcher) Run(ctx context.Context) error {
 		}
 		backoff.Reset()
 		if lease == nil {
-			workloop.Sleep(ctx, f.cfg.Poll)
+			wait = f.idle(ctx, newPlan, wait)
 			continue
 		}
+		wait = f.cfg.Poll
 		f.runLease(ctx, lease)
 	}
 	return nil
+}
+
+// planLag is the first wait after a new plan is stored: the coordinator stores the plan a
+// moment before its job takes leases. The waits double from it back to the poll interval.
+const planLag = 5 * time.Millisecond
+
+// idle waits before the next look for work: wait, cut short when a new plan is stored. It
+// returns the wait after this one.
+func (f *Fetcher) idle(ctx context.Context, newPlan <-chan struct{}, wait time.Duration) time.Duration {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return min(2*wait, f.cfg.Poll)
+	case <-newPlan:
+		return min(planLag, f.cfg.Poll)
+	case <-ctx.Done():
+		return wait
+	}
 }
 
 // backoff is the wait between retries of one read, publish or coordinator call.
