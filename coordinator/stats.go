@@ -348,10 +348,11 @@ const minPartBlocks = 1024
 
 // partsPerConn is how many block ranges the statistics are cut into per planning
 // connection. The key split runs beside them and takes about as long as one connection's
-// share: with one part per connection the connection that ran the split read its part
-// after it, alone, while the others idled (a third of planning at 2M rows). Smaller parts
-// taken from one queue let every connection end at about the same time; the partial sums
-// merge exactly, so the statistics do not depend on the cut.
+// share: with one part per connection, the connection that ran the split read its part
+// after it while the others idled (a 2M-row timeline: split 3.4 s, parts 3.7 and 4.4 s,
+// the last part alone until 6.4 s). Smaller parts taken from one queue let every
+// connection end at about the same time; the partial sums merge exactly, so the
+// statistics do not depend on the cut.
 const partsPerConn = 4
 
 // tableParts are the WHERE clauses of the statistics passes: disjoint block ranges (TID
