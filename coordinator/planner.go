@@ -89,6 +89,7 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 	if err != nil {
 		return nil, err
 	}
+	pc.timer.done("schema", time.Time{})
 	p := &messages.Plan{
 		Version: messages.SchemaVersion,
 		JobID:   jobID,
@@ -118,6 +119,7 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 		avgText, bounds, sums, err = computeStats(ctx, pc, in, p, sz.vocabLimit)
 		if err == nil {
 			err = labelClasses(ctx, tx, in, p)
+			pc.timer.done("label_classes", time.Time{})
 		}
 	}
 	if err != nil {
@@ -144,9 +146,11 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 	if err := classWeights(ctx, tx, in, p); err != nil {
 		return nil, err
 	}
+	pc.timer.done("class_weights", time.Time{})
 	if err := sampleWeight(ctx, tx, in, p); err != nil {
 		return nil, err
 	}
+	pc.timer.done("sample_weight", time.Time{})
 	sizePages(in, p, avgText, sz)
 	if err := capWindow(p, sz.readyMaxBytes); err != nil {
 		return nil, err

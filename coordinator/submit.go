@@ -239,10 +239,12 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 		}
 	}()
 	planStart := time.Now()
+	timer := newPlanTimer()
 	tx, snap, err := beginPlan(ctx, pool, snapshotted, c.cfg.SnapshotMaxAge)
 	if err != nil {
 		return messages.JobStatus{}, err
 	}
+	timer.done("begin", time.Time{})
 	defer func() {
 		if keep {
 			return
@@ -261,7 +263,7 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 		return &messages.FieldError{Field: "table", Reason: fmt.Sprintf("schema %q is not readable through this coordinator (source %q allows %s)",
 			schema, spec.Source, c.schemas.describe(spec.Source))}
 	}
-	p, err := planSpec(ctx, planConns{tx: tx, pool: pool, helpers: c.cfg.PlanConns - 1}, spec, jobID, allowed,
+	p, err := planSpec(ctx, planConns{tx: tx, pool: pool, helpers: c.cfg.PlanConns - 1, timer: timer}, spec, jobID, allowed,
 		sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window, vocabLimit: c.cfg.Limits.VocabSize,
 			vocabValueBytes: c.cfg.Limits.VocabValueBytes}, from)
 	if err != nil {
@@ -305,11 +307,14 @@ func (c *Coordinator) createJob(ctx context.Context, body []byte) (messages.JobS
 		return messages.JobStatus{}, fmt.Errorf("ending the planning transaction: %w", err)
 	}
 	c.m.planSeconds.WithLabelValues(metrics.SourceLabel(spec.Source)).Observe(time.Since(planStart).Seconds())
+	timer.done("checked", time.Time{})
 	status, err := c.storeJob(ctx, p, spec.Table, snap, spec.Source)
 	if err != nil {
 		return messages.JobStatus{}, err
 	}
 	keep = true
+	timer.done("stored", time.Time{})
+	timer.log(c.log, p.JobID)
 	c.log.Info("job planned", "job_id", p.JobID, "table", p.Schema+"."+p.Table, "rows", p.Expected.Rows+p.ExpectedValid.Rows,
 		"ranges", len(p.Ranges), "validation_ranges", p.ValidationRanges, "page_rows", p.PageRows,
 		"input_dim", p.InputDim, "label_dim", p.LabelDim, "replay", p.Replay, "snapshot", p.Snapshot)

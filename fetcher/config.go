@@ -12,7 +12,8 @@ import (
 type Config struct {
 	// WorkerID names this fetcher in leases, status and logs; default "<hostname>-<pid>".
 	WorkerID string
-	// Poll is how long to wait before asking again when the coordinator has no work.
+	// Poll is how long to wait before asking again when the coordinator has no work. A
+	// newly stored plan cuts the wait short (bus.WatchPlans).
 	Poll time.Duration
 	// HeartbeatEvery is the longest time between two reports on a held lease (a third of the
 	// lease's remaining time, when that is shorter).

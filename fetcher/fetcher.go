@@ -120,7 +120,13 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	f.log.Info("fetcher started", "sources", len(f.sources))
 	stopSummary := f.summarize()
 	defer stopSummary()
+	newPlan, stopWatch, err := bus.WatchPlans(ctx, f.bus.StateKV())
+	if err != nil {
+		f.log.Warn("new jobs are found by polling alone", "poll", f.cfg.Poll, "error", err)
+	}
+	defer stopWatch()
 	backoff := f.backoff()
+	wait := f.cfg.Poll // until the next look for work when there is none
 	for ctx.Err() == nil {
 		lease, err := f.coord.Lease(ctx, f.cfg.WorkerID)
 		if err != nil {
@@ -136,12 +142,32 @@ func (f *Fetcher) Run(ctx context.Context) error {
 		}
 		backoff.Reset()
 		if lease == nil {
-			workloop.Sleep(ctx, f.cfg.Poll)
+			wait = f.idle(ctx, newPlan, wait)
 			continue
 		}
+		wait = f.cfg.Poll
 		f.runLease(ctx, lease)
 	}
 	return nil
+}
+
+// planLag is the first wait after a new plan is stored: the coordinator stores the plan a
+// moment before its job takes leases. The waits double from it back to the poll interval.
+const planLag = 5 * time.Millisecond
+
+// idle waits before the next look for work: wait, cut short when a new plan is stored. It
+// returns the wait after this one.
+func (f *Fetcher) idle(ctx context.Context, newPlan <-chan struct{}, wait time.Duration) time.Duration {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return min(2*wait, f.cfg.Poll)
+	case <-newPlan:
+		return min(planLag, f.cfg.Poll)
+	case <-ctx.Done():
+		return wait
+	}
 }
 
 // backoff is the wait between retries of one read, publish or coordinator call.
@@ -173,10 +199,12 @@ func (f *Fetcher) job(ctx context.Context, jobID string) (*job, error) {
 	if maxBytes < 1024 {
 		return nil, fmt.Errorf("the NATS max payload (%d bytes) leaves no room for pages; not connected yet?", nc.MaxPayload())
 	}
+	began := time.Now()
 	plan, err := bus.GetPlan(ctx, f.bus.StateKV(), jobID)
 	if err != nil {
 		return nil, err
 	}
+	f.log.Debug("plan read", "job_id", jobID, "seconds", time.Since(began).Seconds())
 	pool, ok := f.sources[plan.Spec.Source]
 	if !ok {
 		return nil, fmt.Errorf("job %s reads source %q: %w", jobID, plan.Spec.Source, errNoSource)
@@ -267,6 +295,7 @@ func (s *session) run(ctx context.Context) {
 	for {
 		var res pageResult
 		var ok bool
+		waitStart := time.Now()
 		if leaseCtx.Err() == nil {
 			select {
 			case res, ok = <-pages:
@@ -290,11 +319,14 @@ func (s *session) run(ctx context.Context) {
 			return
 		}
 		p := res.page
+		pubStart := time.Now()
 		if !s.publish(ctx, leaseCtx, p) {
 			stop()
 			s.abandon(ctx)
 			return
 		}
+		s.log.Debug("page published", "page", p.Batch.Page, "rows", p.Batch.Rows(),
+			"waited_for_read_s", pubStart.Sub(waitStart).Seconds(), "publish_s", time.Since(pubStart).Seconds())
 		if !p.Batch.Last {
 			faultpoint.Hit(faultpoint.FetcherAfterPublish)
 		}

@@ -218,6 +218,7 @@ func (p *Preprocessor) keepAlive(msg jetstream.Msg) (stop func()) {
 }
 
 func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
+	began := time.Now()
 	work := context.WithoutCancel(ctx)
 	raw, err := messages.DecodeRaw(msg.Data())
 	if err != nil {
@@ -273,9 +274,12 @@ func (p *Preprocessor) process(ctx context.Context, msg jetstream.Msg) action {
 		p.n.failed.Add(1)
 		return action{kind: actTerm}
 	}
+	transformed := time.Now()
 	if !p.publish(ctx, log, p.names.ReadySubject(ready.BatchID), data) {
 		return action{kind: actNak} // shutting down while READY was full: another preprocessor takes it
 	}
+	log.Debug("page preprocessed", "rows", ready.Rows(), "transform_s", transformed.Sub(began).Seconds(),
+		"publish_s", time.Since(transformed).Seconds())
 	faultpoint.Hit(faultpoint.PreprocessorAfterReadyPublish)
 	p.n.processed.Add(1)
 	p.n.rows.Add(int64(ready.Rows()))

@@ -66,6 +66,7 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 		}
 	}
 	prevKey := int64(0)
+	began := time.Now()
 	for page := 0; ; page++ {
 		id := messages.BatchID{JobID: rr.plan.JobID, Pass: pass, Range: rng, Page: page}
 		data, err := rr.page(ctx, id)
@@ -109,6 +110,8 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int) (*rangeRows, err
 		out.Keys, out.X, out.Y, out.W = b.Keys, b.X, b.Y, b.W
 		out.Pages = page + 1
 		if b.Last {
+			rr.log.Debug("range read", "pass", pass, "range", rng, "pages", out.Pages, "rows", out.rows(),
+				"seconds", time.Since(began).Seconds())
 			return out, nil
 		}
 	}

@@ -161,6 +161,7 @@ func (t *Trainer) runJob(ctx context.Context, id string, variant *int) error {
 	if err := messages.ValidJobID(id); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadPlan, err)
 	}
+	began := time.Now()
 	plan, err := bus.GetPlan(ctx, t.bus.StateKV(), id)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -168,6 +169,7 @@ func (t *Trainer) runJob(ctx context.Context, id string, variant *int) error {
 		}
 		return retryable("reading the plan: %w", err)
 	}
+	t.log.Debug("plan read", "job_id", id, "seconds", time.Since(began).Seconds())
 	if err := checkPlan(plan); err != nil {
 		return err
 	}

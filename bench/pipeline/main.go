@@ -51,6 +51,8 @@ func main() {
 		err = runTrainerRole(ctx, os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "planning":
 		err = planningMode(ctx, os.Args[2:])
+	case len(os.Args) > 1 && os.Args[1] == "compare":
+		err = compareMode(ctx, os.Args[2:])
 	default:
 		err = benchMode(ctx, os.Args[1:])
 	}

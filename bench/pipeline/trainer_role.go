@@ -45,13 +45,21 @@ func runTrainerRole(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// PGTRAIN_LOG_LEVEL=debug, as for the pgtrain roles, shows the reader's timings.
+	level := slog.LevelInfo
+	if v := os.Getenv("PGTRAIN_LOG_LEVEL"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			return fmt.Errorf("PGTRAIN_LOG_LEVEL: %w", err)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	var once sync.Once
 	mark := func() {
 		once.Do(func() {
 			// Written before the step runs; the harness reads it after the job ends.
 			now := strconv.FormatInt(time.Now().UnixNano(), 10)
+			log.Debug("first training step")
 			if err := os.WriteFile(o.firstStepFile, []byte(now), 0o644); err != nil {
 				log.Error("writing the first-step time", "error", err)
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -78,4 +79,38 @@ func PurgeKeys(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValu
 		return fmt.Errorf("purging %s: %w", filter, err)
 	}
 	return nil
+}
+
+// WatchPlans signals on the returned channel whenever a plan is stored (a new job), so an
+// idle worker asks for work at once rather than at its next poll: the poll interval was
+// part of every job's time to its first batch. The channel holds at most one signal. If the
+// watch cannot start (or ends, as when the server restarts) the channel stays quiet and
+// the worker's polling alone finds new jobs, as before. stop ends the watch.
+func WatchPlans(ctx context.Context, kv jetstream.KeyValue) (wake <-chan struct{}, stop func(), err error) {
+	ch := make(chan struct{}, 1)
+	w, err := kv.Watch(ctx, planKey("*"), jetstream.UpdatesOnly(), jetstream.MetaOnly())
+	if err != nil {
+		return ch, func() {}, fmt.Errorf("watching for new plans: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range w.Updates() {
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return ch, func() {
+		_ = w.Stop()
+		// The client closes the updates once the unsubscription is processed.
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+	}, nil
 }
