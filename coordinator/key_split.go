@@ -20,6 +20,8 @@ type keySplit struct {
 	sums   []messages.KeyChecksum
 	// keyWidths is a typed key's average text width per column, which its pages carry.
 	keyWidths map[string]float64
+	// last is a typed key's greatest key (its text per column).
+	last []string
 }
 
 // addKeyWidths adds the typed key's text widths to a plan's text widths: a page carries
@@ -191,11 +193,12 @@ func splitTypedKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, e
 		return nil, fmt.Errorf("splitting the key range: %d keys read, %d counted", c.pos, keys)
 	}
 	bounds, sums := c.result()
+	bounds[0].After = in.afterText
 	widths := map[string]float64{}
 	for i, col := range cols {
 		widths[col.Name] = float64(bytes[i]) / float64(keys)
 	}
-	return &keySplit{rows: rows, bounds: bounds, sums: sums, keyWidths: widths}, nil
+	return &keySplit{rows: rows, bounds: bounds, sums: sums, keyWidths: widths, last: c.last}, nil
 }
 
 // typedCutter is keyCutter for a unique typed key: the keys arrive in order and are all
@@ -207,6 +210,7 @@ type typedCutter struct {
 	splits [][]string
 	cur    messages.KeyChecksum
 	sums   []messages.KeyChecksum
+	last   []string
 }
 
 func newTypedCutter(total int64, n int) *typedCutter {
@@ -216,6 +220,7 @@ func newTypedCutter(total int64, n int) *typedCutter {
 func (c *typedCutter) add(key []string, hash int64) {
 	c.pos++
 	c.cur.Add(hash)
+	c.last = key
 	taken := false
 	for c.next < len(c.cuts) && c.cuts[c.next] == c.pos {
 		c.next++

@@ -42,15 +42,41 @@ type planInput struct {
 	whereSQL string
 	features []column
 	label    column
-	// after, when set (since "last"), limits the job to the keys after it.
-	after *int64
+	// after, when set (since "last"), limits the job to the keys after it; afterText is a
+	// typed key's (its text per column, bound to the afterSetting settings).
+	after     *int64
+	afterText []string
+}
+
+// afterSetting is the setting that holds column i's text of the key since "last" reads
+// after: COPY takes no parameters, so the text is bound to set_config and read back.
+func afterSetting(i int) string { return fmt.Sprintf("current_setting('pgtrain.after_%d')", i) }
+
+// setAfter binds the text of the key since "last" reads after to this transaction's
+// settings (none without since "last" or for an integer key).
+func setAfter(ctx context.Context, tx pgx.Tx, text []string) error {
+	for i, t := range text {
+		if _, err := tx.Exec(ctx, "select set_config($1, $2, true)", fmt.Sprintf("pgtrain.after_%d", i), t); err != nil {
+			return fmt.Errorf("setting the key since \"last\" reads after: %w", err)
+		}
+	}
+	return nil
 }
 
 // keyFilter is the condition the job's rows meet, in every query planning runs on them: ""
 // (every row), or with since "last" the keys after the stored model's last key. It is the
-// one place that says what "after a key" means. The bound is an int64, never text, and is
-// written as a literal because COPY takes no parameters.
+// one place that says what "after a key" means. An integer bound is an int64, never text,
+// and is written as a literal because COPY takes no parameters; a typed key's is a row
+// comparison in the key's types and collations, as the ranges bound their keys, on the
+// text bound to settings (setAfter).
 func (in *planInput) keyFilter() string {
+	if in.afterText != nil {
+		texts := make([]string, len(in.afterText))
+		for i := range texts {
+			texts[i] = afterSetting(i)
+		}
+		return messages.KeysAfterTextSQL(in.keyCols, texts)
+	}
 	if in.after == nil {
 		return ""
 	}
@@ -109,6 +135,7 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 		if done, err := startFrom(ctx, tx, in, p, from); done || err != nil {
 			return p, err
 		}
+		pc.after = in.afterText
 	}
 	var avgText map[string]float64
 	var bounds []messages.KeyRange

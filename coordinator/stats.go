@@ -136,6 +136,8 @@ type planConns struct {
 	helpers int
 	// where is the filters each helper binds to its settings, as the transaction did.
 	where []messages.PlannedFilter
+	// after is the key text since "last" reads after, which each helper binds likewise.
+	after []string
 	// timer notes when each pass ends (nil: not noted).
 	timer *planTimer
 }
@@ -226,6 +228,7 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 		return nil, nil, nil, err
 	}
 	split.addKeyWidths(avgText)
+	p.LastKeyText = split.last
 	for i, c := range cols {
 		if c.vocab > 0 {
 			if p.Features[i].Vocabulary, err = vocabulary(ctx, pc.tx, in, c, total.text[i]); err != nil {
@@ -281,6 +284,10 @@ func (pc planConns) run(ctx context.Context, tasks []func(context.Context, pgx.T
 				}
 				defer release()
 				if err := setWhere(ctx, tx, pc.where); err != nil {
+					cancel(err)
+					return
+				}
+				if err := setAfter(ctx, tx, pc.after); err != nil {
 					cancel(err)
 					return
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -38,8 +39,8 @@ func checkStart(spec messages.JobSpec, ms *model.Spec, tm *messages.ModelMeta) e
 		if spec.Source != tm.Source {
 			return &messages.FieldError{Field: "source", Reason: fmt.Sprintf("%q, model %s was trained on source %q: since \"last\" continues the stored model's table", spec.Source, id, tm.Source)}
 		}
-		if spec.Key.String() != tm.Key {
-			return &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%q, model %s read the keys of %q: since \"last\" continues after its last key", spec.Key, id, tm.Key)}
+		if key := storedKey(tm); spec.Key.String() != key {
+			return &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%q, model %s read the keys of %q: since \"last\" continues after its last key", spec.Key, id, key)}
 		}
 	}
 	if len(spec.Features) != len(tm.Features) {
@@ -74,6 +75,18 @@ func checkStart(spec messages.JobSpec, ms *model.Spec, tm *messages.ModelMeta) e
 	return nil
 }
 
+// storedKey is the key a stored model was read by, its columns as a spec lists them.
+func storedKey(tm *messages.ModelMeta) string {
+	if tm.KeyColumns == nil {
+		return tm.Key
+	}
+	names := make(messages.KeyColumns, len(tm.KeyColumns))
+	for i, c := range tm.KeyColumns {
+		names[i] = c.Name
+	}
+	return names.String()
+}
+
 // sameTransform reports whether two feature specs of one column transform it alike.
 func sameTransform(a, b messages.FeatureSpec) bool {
 	sameValue := (a.ImputeValue == nil) == (b.ImputeValue == nil) && (a.ImputeValue == nil || *a.ImputeValue == *b.ImputeValue)
@@ -99,17 +112,48 @@ func startFrom(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan, 
 		return false, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s, model %s was trained on %s.%s: since \"last\" continues the stored model's table",
 			p.Schema, p.Table, from.JobID, from.Schema, from.Table)}
 	}
-	if in.keyCols != nil {
-		// A typed key's last key is not kept in the model's metadata (only its hash is).
-		return false, &messages.FieldError{Field: "since", Reason: fmt.Sprintf("\"last\" needs a single integer key; %s is %s", spec.Key, in.key.pgType)}
+	if err := sameKey(in, from); err != nil {
+		return false, err
 	}
-	after := from.LastKey
-	in.after, p.WarmStart.AfterKey = &after, after
+	if in.keyCols != nil {
+		in.afterText, p.WarmStart.AfterKeyText = from.LastKeyText, from.LastKeyText
+		if err := setAfter(ctx, tx, in.afterText); err != nil {
+			return false, err
+		}
+	} else {
+		after := from.LastKey
+		in.after, p.WarmStart.AfterKey = &after, after
+	}
 	var any bool
 	if err := tx.QueryRow(ctx, "select exists (select 1 from "+in.source()+")").Scan(&any); err != nil {
-		return false, fmt.Errorf("looking for keys after %d: %w", after, err)
+		return false, fmt.Errorf("looking for keys after %s: %w", messages.FormatKey(from.LastKey, from.LastKeyText), err)
 	}
 	return !any, nil
+}
+
+// sameKey checks that the table's key is the one the stored model read by, column for
+// column with its type and text form: since "last" casts the stored key's text back to the
+// table's key types and compares in their order. A typed key's last key must be recorded.
+func sameKey(in *planInput, from *messages.ModelMeta) error {
+	describe := func(cols []messages.KeyColumn, key string) string {
+		if cols == nil {
+			return fmt.Sprintf("%q (one integer column)", key)
+		}
+		parts := make([]string, len(cols))
+		for i, c := range cols {
+			parts[i] = fmt.Sprintf("%q %s", c.Name, c.Type)
+		}
+		return "(" + strings.Join(parts, ", ") + ")"
+	}
+	table, stored := describe(in.keyCols, in.key.name), describe(from.KeyColumns, from.Key)
+	if !slices.Equal(in.keyCols, from.KeyColumns) || (in.keyCols == nil && in.key.name != from.Key) {
+		return &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%s.%s's key is %s, model %s read the key %s: since \"last\" continues after its last key in that key's order",
+			in.rel.schema, in.rel.name, table, from.JobID, stored)}
+	}
+	if in.keyCols != nil && len(from.LastKeyText) != len(in.keyCols) {
+		return &messages.FieldError{Field: "init_from", Reason: fmt.Sprintf("model %s does not record the last key it read (stored by an older pgtrain), so since \"last\" cannot continue after it: leave out since", from.JobID)}
+	}
+	return nil
 }
 
 // nothingNew reports whether a plan is that of a since "last" job that found no new key,
@@ -119,8 +163,12 @@ func nothingNew(p *messages.Plan) (string, bool) {
 	if ws == nil || len(p.Ranges) > 0 {
 		return "", false
 	}
-	return fmt.Sprintf("nothing new: %s.%s has no row with %s after %d, the last key model %s read; that model stays current",
-		p.Schema, p.Table, p.Key, ws.AfterKey, ws.InitFrom), true
+	key := p.Key
+	if p.KeyColumns != nil {
+		key = "(" + messages.KeyList(p.KeyColumns) + ")"
+	}
+	return fmt.Sprintf("nothing new: %s.%s has no row with %s after %s, the last key model %s read; that model stays current",
+		p.Schema, p.Table, key, messages.FormatKey(ws.AfterKey, ws.AfterKeyText), ws.InitFrom), true
 }
 
 // reuseTransforms plans a job with preprocessing "reuse": the stored model's features and
@@ -164,6 +212,7 @@ func reuseTransforms(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.
 		return nil, nil, nil, err
 	}
 	split.addKeyWidths(avgText)
+	p.LastKeyText = split.last
 	return avgText, split.bounds, split.sums, nil
 }
 

@@ -258,12 +258,26 @@ func KeysThroughSQL(cols []KeyColumn, n int) (string, int) {
 	return keyCompareSQL(cols, "<=", n)
 }
 
+// KeysAfterTextSQL is KeysAfterSQL with the key's text in the SQL text expressions texts,
+// one per column (a setting a COPY reads, since COPY takes no parameters).
+func KeysAfterTextSQL(cols []KeyColumn, texts []string) string {
+	return keyCompare(cols, ">", texts)
+}
+
 func keyCompareSQL(cols []KeyColumn, op string, n int) (string, int) {
+	params := make([]string, len(cols))
+	for i := range cols {
+		params[i] = "$" + strconv.Itoa(n+i)
+	}
+	return keyCompare(cols, op, params), n + len(cols)
+}
+
+func keyCompare(cols []KeyColumn, op string, texts []string) string {
 	vals := make([]string, len(cols))
 	for i, c := range cols {
-		vals[i] = c.ValueSQL(n + i)
+		vals[i] = c.CastSQL(texts[i])
 	}
-	return "(" + KeyList(cols) + ") " + op + " (" + strings.Join(vals, ", ") + ")", n + len(cols)
+	return "(" + KeyList(cols) + ") " + op + " (" + strings.Join(vals, ", ") + ")"
 }
 
 // KeyHash is the key's 64-bit hash for the exactly-once checksum: the first 8 bytes, big

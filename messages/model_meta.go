@@ -54,6 +54,8 @@ type ModelMeta struct {
 	Schema string `json:"schema"`
 	Table  string `json:"table"`
 	Key    string `json:"key"`
+	// KeyColumns is a typed key's columns (Key is then the first), nil for an integer key.
+	KeyColumns []KeyColumn `json:"key_columns,omitempty"`
 	// Features are the input columns in input order.
 	Features []ColumnPlan `json:"features"`
 	Label    ColumnPlan   `json:"label"`
@@ -69,10 +71,12 @@ type ModelMeta struct {
 	// Spec is the job spec the model was trained with.
 	Spec JobSpec `json:"spec"`
 	// Rows and Checksum summarise the training rows (validation rows excluded); LastKey is
-	// the largest key the job read (training and validation rows).
-	Rows     int64       `json:"rows"`
-	Checksum KeyChecksum `json:"checksum"`
-	LastKey  int64       `json:"last_key"`
+	// the largest key the job read (training and validation rows) of an integer key, and
+	// LastKeyText that key's text per column of a typed key (LastKey is then 0).
+	Rows        int64       `json:"rows"`
+	Checksum    KeyChecksum `json:"checksum"`
+	LastKey     int64       `json:"last_key"`
+	LastKeyText []string    `json:"last_key_text,omitempty"`
 	// Metrics are the final epoch's: "loss", each compiled metric, and with a validation
 	// split "val_loss" and "val_<metric>".
 	Metrics map[string]float64 `json:"metrics,omitempty"`
@@ -92,23 +96,25 @@ type ModelMeta struct {
 // Metrics.
 func ModelMetaFromPlan(p *Plan) ModelMeta {
 	m := ModelMeta{
-		Version:    metaVersion(p.Features),
-		JobID:      p.JobID,
-		Source:     p.Spec.Source,
-		Schema:     p.Schema,
-		Table:      p.Table,
-		Key:        p.Key,
-		Features:   p.Features,
-		Label:      p.Label,
-		LabelKind:  LabelRegression,
-		FromLogits: p.Spec.FromLogits,
-		InputDim:   p.InputDim,
-		LabelDim:   p.LabelDim,
-		Spec:       p.Spec,
-		Rows:       p.Expected.Rows,
-		Checksum:   p.Expected,
-		WarmStart:  p.WarmStart,
-		Variant:    p.Variant,
+		Version:     metaVersion(p.Features),
+		JobID:       p.JobID,
+		Source:      p.Spec.Source,
+		Schema:      p.Schema,
+		Table:       p.Table,
+		Key:         p.Key,
+		KeyColumns:  p.KeyColumns,
+		LastKeyText: p.LastKeyText,
+		Features:    p.Features,
+		Label:       p.Label,
+		LabelKind:   LabelRegression,
+		FromLogits:  p.Spec.FromLogits,
+		InputDim:    p.InputDim,
+		LabelDim:    p.LabelDim,
+		Spec:        p.Spec,
+		Rows:        p.Expected.Rows,
+		Checksum:    p.Expected,
+		WarmStart:   p.WarmStart,
+		Variant:     p.Variant,
 	}
 	if p.Spec.Label.Encode != EncodeNone {
 		m.LabelKind = LabelClassification
@@ -178,6 +184,9 @@ func (m ModelMeta) Validate() error {
 	}
 	if width != m.InputDim {
 		return fmt.Errorf("input_dim: %d, but the features are %d wide: %w", m.InputDim, width, ErrModelMeta)
+	}
+	if m.LastKeyText != nil && len(m.LastKeyText) != len(m.KeyColumns) {
+		return fmt.Errorf("last_key_text: %d columns for a key of %d: %w", len(m.LastKeyText), len(m.KeyColumns), ErrModelMeta)
 	}
 	switch m.LabelKind {
 	case LabelRegression:

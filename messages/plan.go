@@ -33,6 +33,10 @@ type Plan struct {
 	// order, whose text forms bound the ranges and whose hash the checksums sum. Key is
 	// then its first column.
 	KeyColumns []KeyColumn `msgpack:"key_columns,omitempty" json:"key_columns,omitempty"`
+	// LastKeyText is, for a typed key, the text of the greatest key of the job's rows: the
+	// last key the model reads, which since "last" continues after. An integer key's is
+	// noted by the trainer as it reads (ModelMeta.LastKey).
+	LastKeyText []string `msgpack:"last_key_text,omitempty" json:"last_key_text,omitempty"`
 	// Where is the spec's filters resolved: every read of the table applies them.
 	Where []PlannedFilter `msgpack:"where,omitempty" json:"where,omitempty"`
 	// Features in spec order, then the label.

@@ -14,7 +14,9 @@ type WarmStart struct {
 	Since         string `msgpack:"since,omitempty" json:"since,omitempty"`
 	// AfterKey is, with Since "last", the stored model's last key: the job reads only the
 	// keys after it.
-	AfterKey int64 `msgpack:"after_key" json:"after_key"`
+	// AfterKeyText is that key's text for a typed key (AfterKey is then 0).
+	AfterKey     int64    `msgpack:"after_key" json:"after_key"`
+	AfterKeyText []string `msgpack:"after_key_text,omitempty" json:"after_key_text,omitempty"`
 	// InitialEpoch is how many epochs the stored model was trained for, counting those of
 	// the models it started from. This job's epoch e is the model's epoch InitialEpoch+e,
 	// which the range order and the row shuffle are drawn for (Keras's initial_epoch), so

@@ -543,11 +543,13 @@ func (j *jobRun) export(name string, meta messages.ModelMeta) (string, error) {
 	return final, nil
 }
 
-// meta is the model's metadata: the plan's preprocessing and data, the largest key read and
-// the metrics of the given epoch (-1: the final epoch).
+// meta is the model's metadata: the plan's preprocessing and data, the largest key read (a
+// typed key's is the plan's) and the metrics of the given epoch (-1: the final epoch).
 func (j *jobRun) meta(epoch int) messages.ModelMeta {
 	m := messages.ModelMetaFromPlan(j.plan)
-	m.LastKey = j.pos.LastKey
+	if j.plan.KeyColumns == nil {
+		m.LastKey = j.pos.LastKey
+	}
 	m.Epochs = j.plan.ModelEpoch(len(j.pos.Results))
 	m.TrainingState = messages.TrainingStateFile
 	if n := len(j.pos.Results); n > 0 {
