@@ -98,15 +98,16 @@ func keyedChecksumOf(t *testing.T, pool *pgxpool.Pool, h, where string) messages
 	return checksumOf(t, pool, "keyed", h, where)
 }
 
-// checksumOf is the checksum of the numeric expression h over table's rows.
-func checksumOf(t *testing.T, pool *pgxpool.Pool, table, h, where string) messages.KeyChecksum {
+// checksumOf is the checksum of the numeric expression h over table's rows, where taking
+// the parameters args.
+func checksumOf(t *testing.T, pool *pgxpool.Pool, table, h, where string, args ...any) messages.KeyChecksum {
 	t.Helper()
 	var rows int64
 	var sum, sumSq string
 	err := pool.QueryRow(context.Background(), `select count(*),
 		(sum(`+h+`) % 18446744073709551616 + 18446744073709551616) % 18446744073709551616,
 		(sum(`+h+` * `+h+`) % 18446744073709551616)
-		from `+pgx.Identifier{table}.Sanitize()+` `+where).Scan(&rows, &sum, &sumSq)
+		from `+pgx.Identifier{table}.Sanitize()+` `+where, args...).Scan(&rows, &sum, &sumSq)
 	if err != nil {
 		t.Fatal(err)
 	}
