@@ -96,3 +96,18 @@ func FuzzFilterValues(f *testing.F) {
 		}
 	})
 }
+
+// The since "last" filter on text expressions is the range bound's row comparison: the same
+// columns, casts and operator, with the text read from the given expressions.
+func TestKeysAfterTextSQL(t *testing.T) {
+	cols := []KeyColumn{{Name: "Tenant", Type: "text"}, {Name: "at", Type: "timestamp with time zone", Form: KeyFormTimestamptz}}
+	got := KeysAfterTextSQL(cols, []string{"current_setting('a_0')", "current_setting('a_1')"})
+	want := `("Tenant", "at") > (current_setting('a_0')::text::text, (current_setting('a_1')::text::timestamp at time zone 'UTC'))`
+	if got != want {
+		t.Fatalf("KeysAfterTextSQL = %s, want %s", got, want)
+	}
+	params, next := KeysAfterSQL(cols, 3)
+	if params != `("Tenant", "at") > ($3::text::text, ($4::text::timestamp at time zone 'UTC'))` || next != 5 {
+		t.Fatalf("KeysAfterSQL = %s, %d", params, next)
+	}
+}

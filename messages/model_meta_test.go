@@ -88,6 +88,12 @@ func TestModelMetaValidate(t *testing.T) {
 		{name: "kind", edit: func(m *ModelMeta) { m.Features[0].Kind = "image" }, wantErr: ErrModelMeta, field: "features[0].kind"},
 		{name: "no classes", edit: func(m *ModelMeta) { m.Classes = nil }, wantErr: ErrModelMeta, field: "classes"},
 		{name: "label kind", edit: func(m *ModelMeta) { m.LabelKind = "ranking" }, wantErr: ErrModelMeta, field: "label_kind"},
+		{name: "typed last key", edit: func(m *ModelMeta) {
+			m.KeyColumns, m.LastKeyText = []KeyColumn{{Name: "tenant", Type: "text"}, {Name: "id", Type: "integer"}}, []string{"acme", "7"}
+		}},
+		{name: "last key of another width", edit: func(m *ModelMeta) {
+			m.KeyColumns, m.LastKeyText = []KeyColumn{{Name: "tenant", Type: "text"}, {Name: "id", Type: "integer"}}, []string{"acme"}
+		}, wantErr: ErrModelMeta, field: "last_key_text"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
