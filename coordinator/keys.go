@@ -47,7 +47,11 @@ func resolveKey(ctx context.Context, tx pgx.Tx, rel *relation, spec messages.Key
 	var typed []messages.KeyColumn
 	if len(cols) > 1 || !cols[0].integer() {
 		for _, c := range cols {
-			typed = append(typed, messages.KeyColumn{Name: c.name, Type: c.pgType, Form: keyForms[c.base]})
+			kc := messages.KeyColumn{Name: c.name, Type: c.pgType, Form: keyForms[c.base]}
+			if c.collation != nil {
+				kc.Collation = c.collation.Sanitize()
+			}
+			typed = append(typed, kc)
 		}
 	}
 	if indexedKinds[rel.kind] {

@@ -132,8 +132,8 @@ func startFrom(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan, 
 }
 
 // sameKey checks that the table's key is the one the stored model read by, column for
-// column with its type and text form: since "last" casts the stored key's text back to the
-// table's key types and compares in their order. A typed key's last key must be recorded.
+// column with its type, text form and collation: since "last" casts the stored key's text
+// back to the table's key types and compares in their order. A typed key's last key must be recorded.
 func sameKey(in *planInput, from *messages.ModelMeta) error {
 	describe := func(cols []messages.KeyColumn, key string) string {
 		if cols == nil {
@@ -142,10 +142,18 @@ func sameKey(in *planInput, from *messages.ModelMeta) error {
 		parts := make([]string, len(cols))
 		for i, c := range cols {
 			parts[i] = fmt.Sprintf("%q %s", c.Name, c.Type)
+			if c.Collation != "" {
+				parts[i] += " collate " + c.Collation
+			}
 		}
 		return "(" + strings.Join(parts, ", ") + ")"
 	}
 	table, stored := describe(in.keyCols, in.key.name), describe(from.KeyColumns, from.Key)
+	if in.keyCols != nil && from.KeyColumns == nil {
+		// An integer key then, or a typed key stored before models recorded its columns.
+		return &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%s.%s's key is %s, model %s records the integer key %q and no typed key or last key of it: since \"last\" cannot continue after it",
+			in.rel.schema, in.rel.name, table, from.JobID, from.Key)}
+	}
 	if !slices.Equal(in.keyCols, from.KeyColumns) || (in.keyCols == nil && in.key.name != from.Key) {
 		return &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%s.%s's key is %s, model %s read the key %s: since \"last\" continues after its last key in that key's order",
 			in.rel.schema, in.rel.name, table, from.JobID, stored)}

@@ -66,7 +66,9 @@ func TestSinceLastTypedKeys(t *testing.T) {
 	sinceKeysTable(t, pool, 2000)
 	cl := startCluster(t, pool, natsURL)
 	ctx := context.Background()
-	text := func(name string) messages.KeyColumn { return messages.KeyColumn{Name: name, Type: "text"} }
+	text := func(name string) messages.KeyColumn {
+		return messages.KeyColumn{Name: name, Type: "text", Collation: `"pg_catalog"."en-x-icu"`}
+	}
 	tests := []struct {
 		name, key string
 		cols      []messages.KeyColumn
@@ -173,16 +175,24 @@ func TestSinceLastTypedKeys(t *testing.T) {
 		})
 	}
 
-	// The key's type changed since the model was read: its text would be cast to another
-	// type and compared in another order, so the job is refused naming the key.
+	// The key's type or collation changed since the model was read: its text would be cast
+	// to another type or compared in another order, so the job is refused naming the key.
 	text1 := trainDone(t, cl, sinceKeysSpec(t, `"tk"`, nil))
-	if _, err := pool.Exec(ctx, `alter table since_keys alter column tk type varchar(80) collate "en-x-icu"`); err != nil {
-		t.Fatal(err)
-	}
-	_, err := cl.Client.Submit(ctx, sinceKeysSpec(t, `"tk"`, map[string]any{"init_from": text1.ID, "since": "last"}))
-	var ae *client.APIError
-	if !errors.As(err, &ae) || ae.Status != 400 || ae.Field != "key" || !strings.Contains(ae.Message, "character varying(80)") || !strings.Contains(ae.Message, text1.ID) {
-		t.Fatalf("got %v (%+v), want 400 on field key naming the new type and the model", err, ae)
+	composite1 := trainDone(t, cl, sinceKeysSpec(t, `["tenant", "id"]`, nil))
+	for _, tt := range []struct {
+		alter, key, model, wantIn string
+	}{
+		{`alter table since_keys alter column tk type varchar(80) collate "en-x-icu"`, `"tk"`, text1.ID, "character varying(80)"},
+		{`alter table since_keys alter column tenant type text collate "C"`, `["tenant", "id"]`, composite1.ID, `"pg_catalog"."C"`},
+	} {
+		if _, err := pool.Exec(ctx, tt.alter); err != nil {
+			t.Fatal(err)
+		}
+		_, err := cl.Client.Submit(ctx, sinceKeysSpec(t, tt.key, map[string]any{"init_from": tt.model, "since": "last"}))
+		var ae *client.APIError
+		if !errors.As(err, &ae) || ae.Status != 400 || ae.Field != "key" || !strings.Contains(ae.Message, tt.wantIn) || !strings.Contains(ae.Message, tt.model) {
+			t.Fatalf("after %s: got %v (%+v), want 400 on field key naming %s and the model", tt.alter, err, ae, tt.wantIn)
+		}
 	}
 }
 

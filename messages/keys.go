@@ -134,11 +134,14 @@ const (
 )
 
 // KeyColumn is one column of a typed key in a plan: its name, its type as format_type
-// writes it (to cast a bound back), and its text form.
+// writes it (to cast a bound back), its text form, and its collation (quoted schema and
+// name, "" for a type without one), which orders its keys: a stored model's last key means
+// "after" only in the order it was read in. The collation is never spliced into SQL.
 type KeyColumn struct {
-	Name string `msgpack:"name" json:"name"`
-	Type string `msgpack:"type" json:"type"`
-	Form string `msgpack:"form,omitempty" json:"form,omitempty"`
+	Name      string `msgpack:"name" json:"name"`
+	Type      string `msgpack:"type" json:"type"`
+	Form      string `msgpack:"form,omitempty" json:"form,omitempty"`
+	Collation string `msgpack:"collation,omitempty" json:"collation,omitempty"`
 }
 
 // TextSQL is the column's value as key text.
