@@ -15,7 +15,8 @@
 // Range leases, trainer claims and job states live in the JetStream KV bucket, written with
 // compare-and-set, so a restarted coordinator resumes where the previous one stopped. Leases
 // are granted only inside the trainer's window (its position in the deterministic range
-// order plus Config.Window), which is how a slow trainer slows the fetchers down.
+// order plus Config.Window), which is how a slow trainer slows the fetchers down. A sweep's
+// variants read in their own orders; a range is leased inside any of their windows.
 //
 // Every route but /healthz and /readyz needs a bearer token (Config.Tokens, LoadTokens) with
 // the route's scope: read and submit for users, worker for the fetchers, preprocessors and

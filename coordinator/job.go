@@ -36,6 +36,8 @@ type job struct {
 	deleting bool
 	// finishing is set while a prediction job's output table is being keyed.
 	finishing bool
+	// orders caches a sweep's variants' range orders while its read pass is open.
+	orders map[variantEpoch][]int
 }
 
 // passState is one read pass in play: its range order (the trainer's) and its tasks.
@@ -99,18 +101,29 @@ func (j *job) trainerPos() int {
 	return j.rec.Trainer.Epoch*len(j.plan.Ranges) + j.rec.Trainer.Consumed
 }
 
-// candidate returns the lowest leasable position inside the trainer's window, or -1. The
-// window is the plan's, which the trainer sizes its memory by.
-func (j *job) candidate(now time.Time) int {
+// candidate returns the most urgent leasable task inside the window: the lowest position
+// from firstOpen, and its distance ahead of the trainer. ok is false when there is none. The
+// window is the plan's, which the trainer sizes its memory by. A sweep's window is each of
+// its variants' (sweepCandidate).
+func (j *job) candidate(now time.Time) (pass, r, dist int, ok bool) {
+	if j.sweep() {
+		return j.sweepCandidate(now)
+	}
 	limit := min(j.positions(), j.trainerPos()+max(j.plan.Window, 1))
 	for pos := j.firstOpen; pos < limit; pos++ {
 		pass, r := j.at(pos)
-		t := &j.task(pass, r).rec
-		if t.State == taskPending || (t.State == taskLeased && now.After(t.ExpiresAt)) {
-			return pos
+		if j.leasable(pass, r, now) {
+			return pass, r, pos - j.trainerPos(), true
 		}
 	}
-	return -1
+	return 0, 0, 0, false
+}
+
+// leasable reports whether the task of a pass that is not folded may be granted: it is
+// pending, or its lease expired.
+func (j *job) leasable(pass, r int, now time.Time) bool {
+	t := &j.task(pass, r).rec
+	return t.State == taskPending || (t.State == taskLeased && now.After(t.ExpiresAt))
 }
 
 // advance moves firstOpen past the tasks that are done, and folds the passes it leaves.

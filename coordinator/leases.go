@@ -29,25 +29,19 @@ func (c *Coordinator) grantLease(ctx context.Context, worker, idem string) (*mes
 			}
 		}
 	}
-	var best *job
-	bestPos, bestDist := -1, 0
-	for _, j := range c.order {
-		if j.rec.State != messages.JobRunning {
+	var j *job
+	pass, r, bestDist := 0, 0, 0
+	for _, cj := range c.order {
+		if cj.rec.State != messages.JobRunning {
 			continue
 		}
-		pos := j.candidate(now)
-		if pos < 0 {
-			continue
-		}
-		if dist := pos - j.trainerPos(); best == nil || dist < bestDist {
-			best, bestPos, bestDist = j, pos, dist
+		if p, cr, dist, ok := cj.candidate(now); ok && (j == nil || dist < bestDist) {
+			j, pass, r, bestDist = cj, p, cr, dist
 		}
 	}
-	if best == nil {
+	if j == nil {
 		return nil, nil
 	}
-	j := best
-	pass, r := j.at(bestPos)
 	rec := j.task(pass, r).rec
 	if rec.State == taskLeased {
 		rec.Expired++

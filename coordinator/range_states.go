@@ -30,6 +30,10 @@ func (j *job) rangeStates(now time.Time) messages.JobRanges {
 	for i, r := range p.EpochOrder(epoch) {
 		trained[r] = i < consumed
 	}
+	if j.sweep() && consumed < n {
+		// Each variant reads in its own order: a range is trained when all have trained it.
+		trained = j.sweepTrained(epoch)
+	}
 	ps, folded := j.passes[out.Pass], j.passFolded(out.Pass)
 	for r, kr := range p.Ranges {
 		rs := messages.RangeState{Index: r, State: messages.RangePlanned, Rows: kr.Rows, Validation: r >= p.TrainingRanges()}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -16,9 +17,10 @@ import (
 // A sweep job trains one model per variant of its spec's sweep on one read of the data: each
 // variant is claimed by a trainer of its own and reports with its index. Its plan replays
 // READY (the data is read from PostgreSQL once, and stays in READY until the job ends), so
-// a variant that waits for a free trainer reads the same batches later. The lease window
-// follows the slowest variant that has a trainer; the job is done when every variant is. A
-// variant that fails fails the job (its data is every variant's data).
+// a variant that waits for a free trainer reads the same batches later. Each variant reads
+// the ranges in its own seed's order, as it would alone, so the lease window is each
+// variant's (sweepCandidate). The job is done when every variant is. A variant that fails
+// fails the job (its data is every variant's data).
 
 // Variant states.
 const (
@@ -218,9 +220,9 @@ func addResult(results []messages.EpochResult, r *messages.EpochResult) []messag
 	return results
 }
 
-// slowestVariant is the position of the running variant with a trainer furthest behind:
-// the lease window follows it, so fetchers never read further ahead of a trainer than the
-// window. (A variant waiting for a trainer reads the replayed batches when it gets one.)
+// slowestVariant is the position of the running variant with a trainer furthest behind: the
+// job's position in its status. (A variant waiting for a trainer reads the replayed batches
+// when it gets one.)
 func slowestVariant(vs []variantRecord, ranges int) messages.TrainerState {
 	var slow *messages.TrainerState
 	for i := range vs {
@@ -236,6 +238,119 @@ func slowestVariant(vs []variantRecord, ranges int) messages.TrainerState {
 		return messages.TrainerState{}
 	}
 	return messages.TrainerState{Epoch: slow.Epoch, Consumed: slow.Consumed, Rows: slow.Rows}
+}
+
+// windowVariants are the variants whose windows a sweep leases in: the running ones with a
+// trainer (a silent one's too, until another takes it over), or while none has one, the
+// first running variant, which the next trainer claims.
+func (j *job) windowVariants() []int {
+	var out []int
+	first := -1
+	for i, v := range j.rec.Variants {
+		if v.State != variantRunning {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		if v.Trainer.ID != "" {
+			out = append(out, i)
+		}
+	}
+	if len(out) == 0 && first >= 0 {
+		out = append(out, first)
+	}
+	return out
+}
+
+// sweepCandidate is candidate for a sweep, whose variants read the ranges in different
+// orders. One window in one order could deadlock: a variant would wait for a range outside
+// it while the window waits for that variant to move. So a range may be leased when it lies
+// inside the window of any of the windowVariants, each counted in the variant's own order:
+// the ranges before its position plus the plan's window. The range a trainer waits for is
+// then always leasable, whatever the others do and however few trainers there are. Fetchers
+// work ahead of the fastest variant, which takes no memory the sweep does not take anyway:
+// READY holds its whole table until it ends. The read pass still has one task per range, so
+// every row is read from PostgreSQL once. dist is the range's distance ahead of the variant
+// that needs it soonest (negative when it is behind one).
+func (j *job) sweepCandidate(now time.Time) (pass, r, dist int, ok bool) {
+	n := len(j.plan.Ranges)
+	if n == 0 || j.allRead() {
+		j.orders = nil
+		return 0, 0, 0, false
+	}
+	// An order is kept while a variant may still read it.
+	maps.DeleteFunc(j.orders, func(k variantEpoch, _ []int) bool {
+		return k.epoch < j.rec.Variants[k.variant].Trainer.Epoch
+	})
+	w := max(j.plan.Window, 1)
+	for _, i := range j.windowVariants() {
+		t := j.rec.Variants[i].Trainer
+		from := t.Epoch*n + t.Consumed
+		lo, hi := t.Epoch*n, min(j.plan.Spec.Epochs*n, from+w)
+		if j.plan.Replay {
+			// Every epoch replays pass 0, and epoch 0's order holds every range.
+			lo, hi = 0, min(n, from+w)
+		}
+		for q := lo; q < hi && (!ok || q-from < dist); q++ {
+			e := q / n
+			vp := j.plan.PassOf(e)
+			if j.passFolded(vp) {
+				continue
+			}
+			if vr := j.variantOrder(i, e)[q%n]; j.leasable(vp, vr, now) {
+				pass, r, dist, ok = vp, vr, q-from, true
+				break
+			}
+		}
+	}
+	return pass, r, dist, ok
+}
+
+// variantEpoch names one variant's range order of one epoch.
+type variantEpoch struct{ variant, epoch int }
+
+// variantOrder is the order in which variant i's trainer reads the ranges in epoch e.
+func (j *job) variantOrder(i, e int) []int {
+	k := variantEpoch{i, e}
+	o, ok := j.orders[k]
+	if !ok {
+		if j.orders == nil {
+			j.orders = map[variantEpoch][]int{}
+		}
+		o = j.plan.ForVariant(i).EpochOrder(e)
+		j.orders[k] = o
+	}
+	return o
+}
+
+// sweepTrained marks the ranges of epoch that every variant has trained, each in its own
+// order: those done, and those with a trainer (the variants slowestVariant weighs).
+func (j *job) sweepTrained(epoch int) []bool {
+	n := len(j.plan.Ranges)
+	trained := make([]bool, n)
+	var variants []int
+	for i, v := range j.rec.Variants {
+		if v.State == variantRunning && v.Trainer.ID != "" {
+			variants = append(variants, i)
+		}
+	}
+	if len(variants) == 0 {
+		return trained
+	}
+	for r := range trained {
+		trained[r] = true
+	}
+	for _, i := range variants {
+		t := j.rec.Variants[i].Trainer
+		if t.Epoch > epoch {
+			continue
+		}
+		for pos, r := range j.plan.ForVariant(i).EpochOrder(epoch) {
+			trained[r] = trained[r] && t.Epoch == epoch && pos < t.Consumed
+		}
+	}
+	return trained
 }
 
 func allVariantsDone(vs []variantRecord) bool {

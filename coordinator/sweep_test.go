@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,8 +78,8 @@ func TestSweepRefusedWhenTheDataDoesNotFitReady(t *testing.T) {
 }
 
 // Three variants, two trainers: each trainer claims a variant of its own and gets it back; a
-// report names its variant and comes from its trainer; the window follows the slowest
-// variant with a trainer; a trainer done with its variant claims the third; a silent
+// report names its variant and comes from its trainer; a range is leased inside the window
+// of any variant with a trainer; a trainer done with its variant claims the third; a silent
 // trainer's variant goes to another; the job is done when every variant is, with the best by
 // val_loss marked and every variant's model named.
 func TestSweepVariantsClaimedReportedAndJudged(t *testing.T) {
@@ -119,7 +120,7 @@ func TestSweepVariantsClaimedReportedAndJudged(t *testing.T) {
 		t.Fatalf("a report without its variant: %d %q", ae.Status, ae.Field)
 	}
 
-	// Window 1: one range ahead of the slowest variant with a trainer.
+	// Window 1: one range ahead of each variant with a trainer (both in the job's order).
 	order := p.EpochOrder(0)
 	fetch := func(worker string, want int) {
 		t.Helper()
@@ -136,12 +137,13 @@ func TestSweepVariantsClaimedReportedAndJudged(t *testing.T) {
 	if err := report("t1", 0, messages.TrainerProgress{Consumed: 2}); err != nil {
 		t.Fatal(err)
 	}
-	noLease(t, r.cl, "variant 1 still at 0")
+	fetch("w", 1) // variant 0's window: the range behind it first
+	fetch("w", 2)
+	noLease(t, r.cl, "variant 0 at 2, variant 1 at 0")
 	if err := report("t2", 1, messages.TrainerProgress{Consumed: 1}); err != nil {
 		t.Fatal(err)
 	}
-	fetch("w", 1)
-	noLease(t, r.cl, "variant 1 at 1")
+	noLease(t, r.cl, "variant 1 at 1, its window read")
 	if got := mustJob(t, r.cl, st.ID).Trainer; got.Epoch != 0 || got.Consumed != 1 {
 		t.Fatalf("job position %+v, want the slowest variant's (0, 1)", got)
 	}
@@ -193,4 +195,114 @@ func mustJob(t *testing.T, cl *client.Client, id string) *messages.JobStatus {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Variants with seeds of their own read the ranges in their own orders. With a window of one
+// range and fewer trainers than variants, each range is leased inside the window of a variant
+// (before any trainer, the first one's), the range a variant's trainer waits for is always
+// leasable (one window in the job's order would deadlock here: variant 1 needs a range it
+// does not hold), the ranges are read once, and the ranges strip marks a range trained when
+// every variant with a trainer has trained it.
+func TestSweepLeasesInEachVariantsOrder(t *testing.T) {
+	e := newEnv(t)
+	irisTable(t, e)
+	r := start(t, e, Config{Window: 1, LeaseTTL: time.Minute, ReadyMaxBytes: 1 << 30})
+	ctx := context.Background()
+	st, err := r.cl.Submit(ctx, sweepSpec(t, `[{}, {"seed": 9}, {"seed": 23}]`, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.cl.Plan(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(p.Ranges)
+	o0, o1 := p.ForVariant(0).EpochOrder(0), p.ForVariant(1).EpochOrder(0)
+	if !p.Replay || n < 4 || o0[0] == o1[0] || o1[1] == o0[0] || o1[1] == o0[1] {
+		t.Fatalf("replay %v, orders %v and %v: the test needs orders that differ from the start", p.Replay, o0, o1)
+	}
+	if !slices.Equal(o0, p.EpochOrder(0)) {
+		t.Fatalf("variant 0 (no seed) reads in %v, the job's order is %v", o0, p.EpochOrder(0))
+	}
+	fetch := func(worker string) int {
+		t.Helper()
+		l := mustLease(t, r.cl, worker)
+		if _, err := r.cl.ReportLease(ctx, l.ID, messages.LeaseProgress{WorkerID: worker, NextPage: 1, Rows: 1, Done: true}); err != nil {
+			t.Fatal(err)
+		}
+		return l.Range.Index
+	}
+	report := func(trainer string, variant int, pr messages.TrainerProgress) {
+		t.Helper()
+		pr.TrainerID, pr.Variant = trainer, &variant
+		if err := r.cl.ReportTrainer(ctx, st.ID, pr); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// No trainer yet: the window of variant 0, which the first trainer claims.
+	if got := fetch("w"); got != o0[0] {
+		t.Fatalf("before any trainer: range %d, want %d", got, o0[0])
+	}
+	noLease(t, r.cl, "no trainer, variant 0's window read")
+	for i, tr := range []string{"t1", "t2"} {
+		if c, err := r.cl.Claim(ctx, tr); err != nil || c.Variant == nil || *c.Variant != i {
+			t.Fatalf("%s claims %+v, %v", tr, c, err)
+		}
+	}
+	if got := fetch("w"); got != o1[0] {
+		t.Fatalf("variant 1 claimed: range %d, want its first, %d", got, o1[0])
+	}
+	noLease(t, r.cl, "both variants at 0")
+
+	// Step both variants through the epoch; each step's leases lie inside the windows, and
+	// after them neither variant waits for a range.
+	read := map[int]bool{o0[0]: true, o1[0]: true}
+	for k := 1; k < n; k++ {
+		report("t1", 0, messages.TrainerProgress{Consumed: k})
+		report("t2", 1, messages.TrainerProgress{Consumed: k})
+		for {
+			l, err := r.cl.Lease(ctx, "w")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l == nil {
+				break
+			}
+			got := l.Range.Index
+			if read[got] || (got != o0[k] && got != o1[k]) {
+				t.Fatalf("at position %d: leased range %d (read before: %v), want %d or %d", k, got, read[got], o0[k], o1[k])
+			}
+			read[got] = true
+			if _, err := r.cl.ReportLease(ctx, l.ID, messages.LeaseProgress{WorkerID: "w", NextPage: 1, Rows: 1, Done: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !read[o0[k]] || !read[o1[k]] {
+			t.Fatalf("at position %d: variant 0 waits for %d (read %v), variant 1 for %d (read %v)", k, o0[k], read[o0[k]], o1[k], read[o1[k]])
+		}
+		if k == n-2 {
+			// Trained: what both have read before position n-2.
+			rs, err := r.cl.Ranges(ctx, st.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, got := range rs.Ranges {
+				want := slices.Index(o0, got.Index) < k && slices.Index(o1, got.Index) < k
+				if (got.State == messages.RangeTrained) != want {
+					t.Errorf("range %d is %s; trained by both variants: %v", got.Index, got.State, want)
+				}
+			}
+		}
+	}
+	s := mustJob(t, r.cl, st.ID)
+	if len(read) != n || s.Fetch.Done != n || s.Fetch.Grants != n {
+		t.Fatalf("%d ranges read, fetch %+v; want each of %d read once", len(read), s.Fetch, n)
+	}
+	// Variant 0 ends; t1 takes variant 2, which replays READY: nothing more to read.
+	report("t1", 0, messages.TrainerProgress{Epoch: 2, Done: true})
+	if c, err := r.cl.Claim(ctx, "t1"); err != nil || c.Variant == nil || *c.Variant != 2 {
+		t.Fatalf("t1 claims %+v, %v; want variant 2", c, err)
+	}
+	noLease(t, r.cl, "variant 2 at 0, every range read")
 }

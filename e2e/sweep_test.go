@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -39,10 +40,12 @@ func sweepBase(seed int64, epochs int, layers []demo.Layer) []byte {
 
 var sweepLayers = []demo.Layer{demo.Dense(16, "relu", "h"), demo.Dropout(0.1, "drop"), demo.Dense(1, "", "out")}
 
-// A 3-variant sweep on 2 trainers: the table is read from PostgreSQL once, every variant
-// sees every row once per epoch, each variant's weights are bit for bit those of the same
-// variant trained alone as a normal job, the best variant by val_loss is marked, and every
-// variant's model is stored (out dir and model store) with its variant in the metadata.
+// A 4-variant sweep on 2 trainers, with a lease window of one range: the table is read from
+// PostgreSQL once, every variant sees every row once per epoch, each variant's weights are bit
+// for bit those of the same variant trained alone as a normal job (the one with a seed of its
+// own reads the ranges in that seed's order, as it does alone), the best variant by val_loss
+// is marked, and every variant's model is stored (out dir and model store) with its variant
+// in the metadata.
 func TestSweepReadsOnceTrainsEachVariantAsAlone(t *testing.T) {
 	pool, _ := testenv.Pool(t)
 	natsURL := testenv.NATS(t)
@@ -53,26 +56,33 @@ func TestSweepReadsOnceTrainsEachVariantAsAlone(t *testing.T) {
 	sweep := withControls(t, base, `{"sweep": [
 		{"learning_rate": 0.003},
 		{"units": [8, 1], "dropout": 0.3},
-		{"optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9}}
+		{"optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9}},
+		{"seed": 42}
 	]}`)
 	alone := [][]byte{
 		withControls(t, base, `{"optimizer": {"name": "adam", "learning_rate": 0.003}}`),
 		sweepBase(11, epochs, []demo.Layer{demo.Dense(8, "relu", "h"), demo.Dropout(0.3, "drop"), demo.Dense(1, "", "out")}),
 		withControls(t, base, `{"optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9}}`),
+		sweepBase(42, epochs, sweepLayers),
 	}
 
 	out := t.TempDir()
-	st := runSweep(t, pool, natsURL, out, 2, sweep)
+	st, plan := runSweep(t, pool, natsURL, out, 2, sweep)
 	if !st.Replay {
 		t.Fatal("the sweep's plan does not replay READY")
+	}
+	for e := range epochs {
+		if own, job := plan.ForVariant(3).EpochOrder(e), plan.EpochOrder(e); slices.Equal(own, job) {
+			t.Fatalf("epoch %d: seed 42 orders the ranges as the job's seed does (%v): the test cannot tell the orders apart", e, own)
+		}
 	}
 	// Read once: every range of the one read pass, rows × 1 from PostgreSQL.
 	if st.Fetch.RowsRead != rows || st.Fetch.Done != st.Ranges {
 		t.Fatalf("fetched %d rows in %d ranges (of %d), want the table's %d rows once", st.Fetch.RowsRead, st.Fetch.Done, st.Ranges, rows)
 	}
 	sw := st.Sweep
-	if sw == nil || len(sw.Variants) != 3 || sw.Monitor != "val_loss" || sw.Mode != "min" {
-		t.Fatalf("sweep status %+v, want 3 variants judged by val_loss, min", sw)
+	if sw == nil || len(sw.Variants) != 4 || sw.Monitor != "val_loss" || sw.Mode != "min" {
+		t.Fatalf("sweep status %+v, want 4 variants judged by val_loss, min", sw)
 	}
 	trainers := map[string]bool{}
 	best := -1
@@ -136,8 +146,9 @@ func readWeights(t *testing.T, dir string) []byte {
 	return w
 }
 
-// runSweep runs a job on its own cluster of trainers and returns its final status.
-func runSweep(t *testing.T, pool *pgxpool.Pool, natsURL, out string, trainers int, body []byte) *messages.JobStatus {
+// runSweep runs a job on its own cluster of trainers, with a lease window of one range, and
+// returns its final status and plan.
+func runSweep(t *testing.T, pool *pgxpool.Pool, natsURL, out string, trainers int, body []byte) (*messages.JobStatus, *messages.Plan) {
 	t.Helper()
 	ctx := context.Background()
 	cl, err := local.Start(ctx, local.Options{
@@ -148,7 +159,7 @@ func runSweep(t *testing.T, pool *pgxpool.Pool, natsURL, out string, trainers in
 		Trainer:       true,
 		Trainers:      trainers,
 		TrainerCfg:    trainer.Config{OutDir: out},
-		Coordinator:   coordinator.Config{Window: 4},
+		Coordinator:   coordinator.Config{Window: 1},
 		Limits:        bus.Limits{ReadyMaxBytes: 1 << 30},
 	})
 	if err != nil {
@@ -156,6 +167,10 @@ func runSweep(t *testing.T, pool *pgxpool.Pool, natsURL, out string, trainers in
 	}
 	defer cl.Stop()
 	st, err := cl.Client.Submit(ctx, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := cl.Client.Plan(ctx, st.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,5 +191,5 @@ func runSweep(t *testing.T, pool *pgxpool.Pool, natsURL, out string, trainers in
 	if final.State != messages.JobDone {
 		t.Fatalf("sweep %s ended %s: %s", final.ID, final.State, final.Error)
 	}
-	return final
+	return final, plan
 }

@@ -71,11 +71,7 @@ func (r *Rand) Float32() float32 { return float32(r.Uint64()>>40) / (1 << 24) }
 // of read pass p in EpochOrder(p), so fetchers work ahead of the trainer in its own order.
 func (p *Plan) EpochOrder(epoch int) []int {
 	train := p.TrainingRanges()
-	seed := p.Spec.Seed
-	if p.OrderSeed != nil {
-		seed = *p.OrderSeed
-	}
-	order := RangeOrder(seed, p.ModelEpoch(epoch), train)
+	order := RangeOrder(p.Spec.Seed, p.ModelEpoch(epoch), train)
 	for r := train; r < len(p.Ranges); r++ {
 		order = append(order, r)
 	}

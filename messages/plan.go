@@ -68,11 +68,9 @@ type Plan struct {
 	// validation ranges separately).
 	Expected      KeyChecksum `msgpack:"expected" json:"expected"`
 	ExpectedValid KeyChecksum `msgpack:"expected_valid" json:"expected_validation"`
-	// OrderSeed and Variant are set only on the plan a trainer derives for one variant of a
-	// sweep (ForVariant): the job's seed, which orders the ranges, and the variant. Never
-	// stored.
-	OrderSeed *int64       `msgpack:"-" json:"-"`
-	Variant   *PlanVariant `msgpack:"-" json:"-"`
+	// Variant is set only on the plan a trainer derives for one variant of a sweep
+	// (ForVariant). Never stored.
+	Variant *PlanVariant `msgpack:"-" json:"-"`
 	// Omitted says what the coordinator left out of a plan it returned over HTTP to a
 	// caller that may not see the data; never stored.
 	Omitted string `msgpack:"-" json:"omitted,omitempty"`

@@ -68,7 +68,7 @@ type JobStatus struct {
 	WarmStart *WarmStart `json:"warm_start,omitempty"`
 	// Sweep is set for a sweep job: every variant's progress, results and model, and the
 	// best one once all are done. The job's Trainer is then its slowest variant's position
-	// (the one the lease window follows) and ModelPath the best variant's model.
+	// (counted in that variant's range order) and ModelPath the best variant's model.
 	Sweep *SweepStatus `json:"sweep,omitempty"`
 }
 

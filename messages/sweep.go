@@ -18,8 +18,8 @@ type SweepVariant struct {
 	Units []int `json:"units,omitempty" msgpack:"units,omitempty"`
 	// Dropout is the rate of every Dropout layer.
 	Dropout *float64 `json:"dropout,omitempty" msgpack:"dropout,omitempty"`
-	// Seed sets the initial weights, the dropout masks and the shuffle of rows within each
-	// range. The ranges are read in the order of the job's seed, which every variant shares.
+	// Seed sets the initial weights, the dropout masks, the order in which the ranges are
+	// read and the shuffle of rows within each range, as the job's seed does.
 	Seed *int64 `json:"seed,omitempty" msgpack:"seed,omitempty"`
 }
 
@@ -91,11 +91,11 @@ func (s JobSpec) Variant(i int) JobSpec {
 
 // ForVariant is the plan a trainer of variant i trains on: the same ranges, batches and
 // preprocessing, the variant's spec, and the variant's model overrides in Variant. The
-// range order stays the job's (every variant reads the same batches in the same order).
+// variant reads the ranges in its own seed's order (EpochOrder), as the variant run alone
+// would: READY holds every batch of a sweep, in any order.
 func (p *Plan) ForVariant(i int) *Plan {
 	vp := *p
 	vp.Spec = p.Spec.Variant(i)
-	vp.OrderSeed = &p.Spec.Seed
 	vp.Variant = &PlanVariant{Index: i, Overrides: p.Spec.Sweep[i]}
 	return &vp
 }

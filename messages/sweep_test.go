@@ -35,7 +35,8 @@ func TestSweepVariantSpecs(t *testing.T) {
 			t.Fatalf("variant %d: %v", i, err)
 		}
 	}
-	// Every variant reads the ranges in the job's order, whatever its seed.
+	// A variant reads the ranges in its own seed's order, as it would alone; one without a
+	// seed in the job's.
 	p := &Plan{JobID: "j", Spec: s, Ranges: make([]KeyRange, 12), ValidationRanges: 2}
 	for i := range p.Ranges {
 		p.Ranges[i].Index = i
@@ -44,12 +45,16 @@ func TestSweepVariantSpecs(t *testing.T) {
 	if vp.Spec.Seed != 8 || vp.Variant == nil || vp.Variant.Index != 1 || vp.Variant.Overrides.Seed == nil {
 		t.Fatalf("variant plan: seed %d, variant %+v", vp.Spec.Seed, vp.Variant)
 	}
+	alone := &Plan{Spec: v1, Ranges: p.Ranges, ValidationRanges: 2}
 	for e := range 3 {
-		if !slices.Equal(vp.EpochOrder(e), p.EpochOrder(e)) {
-			t.Fatalf("epoch %d: variant order %v, job order %v", e, vp.EpochOrder(e), p.EpochOrder(e))
+		if !slices.Equal(vp.EpochOrder(e), alone.EpochOrder(e)) {
+			t.Fatalf("epoch %d: variant order %v, alone %v", e, vp.EpochOrder(e), alone.EpochOrder(e))
+		}
+		if v0 := p.ForVariant(0); !slices.Equal(v0.EpochOrder(e), p.EpochOrder(e)) {
+			t.Fatalf("epoch %d: variant 0 (no seed) order %v, job order %v", e, v0.EpochOrder(e), p.EpochOrder(e))
 		}
 	}
-	if other := (&Plan{Spec: v1, Ranges: p.Ranges, ValidationRanges: 2}); slices.Equal(other.EpochOrder(0), p.EpochOrder(0)) {
+	if slices.Equal(alone.EpochOrder(0), p.EpochOrder(0)) {
 		t.Fatal("seed 8 orders the ranges as seed 5 does: the test cannot tell the orders apart")
 	}
 	// The stored plan keeps the sweep; a variant's own fields are never stored.
@@ -61,7 +66,7 @@ func TestSweepVariantSpecs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if back.Variant != nil || back.OrderSeed != nil {
+	if back.Variant != nil {
 		t.Fatalf("a decoded plan has a variant: %+v", back.Variant)
 	}
 	b, err = EncodePlan(p)

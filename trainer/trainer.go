@@ -178,7 +178,7 @@ func (t *Trainer) runJob(ctx context.Context, id string, variant *int) error {
 		if *variant < 0 || *variant >= len(plan.Spec.Sweep) {
 			return fmt.Errorf("job %s: %w: variant %d of a sweep of %d", id, ErrBadPlan, *variant, len(plan.Spec.Sweep))
 		}
-		// Every variant reads the job's batches; its spec, model and files are its own.
+		// Every variant reads the job's batches; its spec (so its range order), model and files are its own.
 		plan = plan.ForVariant(*variant)
 		dir, log = filepath.Join(t.cfg.OutDir, filepath.FromSlash(messages.VariantDir(id, *variant))), log.With("variant", *variant)
 	}
