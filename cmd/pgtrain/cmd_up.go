@@ -112,12 +112,18 @@ func runUp(ctx context.Context, args []string) error {
 	}
 	defer cluster.Stop()
 	url, c := cluster.URL(), cluster.Client
-	tokenPath, err := writeUserToken(env.dir, cluster.UserToken())
+	tokenPath, err := writeSecretFile(env.dir, userTokenFile, cluster.UserToken())
+	if err != nil {
+		return err
+	}
+	// The signed-in link holds the token, so it goes to a file like the token, never to the
+	// terminal (whose output ends up in CI logs and scrollback).
+	linkPath, err := writeSecretFile(env.dir, dashboardLinkFile, dashboardLink(url, cluster.UserToken()))
 	if err != nil {
 		return err
 	}
 	fmt.Printf("authentication is on: a user token (scopes read, submit, data, predict) is in %s\n", tokenPath)
-	fmt.Printf("dashboard: %s (the link holds the user token)\n", dashboardLink(url, cluster.UserToken()))
+	fmt.Printf("dashboard: %s%s (a link signed in with the token is in %s)\n", url, dashboard.Path, linkPath)
 
 	var spec []byte
 	switch {
@@ -275,24 +281,29 @@ func startEnv(ctx context.Context, o *upOpts, log *slog.Logger) (*upEnv, error) 
 	return env, nil
 }
 
-// userTokenFile is where `up` writes the user token, in its data directory.
-const userTokenFile = "user.token"
+// userTokenFile and dashboardLinkFile are where `up` writes the user token and the
+// dashboard link signed in with it, in its data directory.
+const (
+	userTokenFile     = "user.token"
+	dashboardLinkFile = "dashboard.url"
+)
 
-// writeUserToken writes the token (readable by its owner only) and returns the file's path.
-func writeUserToken(dir, token string) (string, error) {
-	path, err := filepath.Abs(filepath.Join(dir, userTokenFile))
+// writeSecretFile writes a secret to name in dir (readable by its owner only) and returns
+// the file's path.
+func writeSecretFile(dir, name, secret string) (string, error) {
+	path, err := filepath.Abs(filepath.Join(dir, name))
 	if err != nil {
 		return "", err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("writing the user token: %w", err)
+		return "", fmt.Errorf("writing %s: %w", name, err)
 	}
 	// Remove first: WriteFile keeps the mode of a file that exists.
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("writing the user token: %w", err)
+		return "", fmt.Errorf("writing %s: %w", name, err)
 	}
-	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("writing the user token: %w", err)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing %s: %w", name, err)
 	}
 	return path, nil
 }

@@ -49,9 +49,10 @@ func TestDashboardLink(t *testing.T) {
 	}
 }
 
-// `pgtrain up` prints a link to the dashboard that works: the page loads, and the token in
-// its fragment is the user token, which the API accepts.
-func TestUpPrintsTheDashboardLink(t *testing.T) {
+// `pgtrain up` prints where the dashboard is and writes a signed-in link to a file only its
+// owner reads, never the token to the terminal; the link works: the page loads, and the
+// token in its fragment is the user token, which the API accepts.
+func TestUpWritesTheDashboardLink(t *testing.T) {
 	bin, err := testenv.BuildBinary(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -87,22 +88,29 @@ func TestUpPrintsTheDashboardLink(t *testing.T) {
 		close(lines)
 		exited <- cmd.Wait()
 	}()
-	var link, tokenFile string
+	var banner []string
+	var page, linkFile, tokenFile string
 	deadline := time.After(2 * time.Minute)
-	for link == "" {
+	for linkFile == "" {
 		select {
 		case line, ok := <-lines:
 			if !ok {
-				t.Fatal("pgtrain up ended before printing the dashboard link")
+				t.Fatal("pgtrain up ended before printing the dashboard line")
 			}
+			banner = append(banner, line)
 			if _, scoped, ok := strings.Cut(line, "a user token (scopes "); ok {
 				_, tokenFile, _ = strings.Cut(scoped, ") is in ")
 			}
 			if rest, ok := strings.CutPrefix(line, "dashboard: "); ok {
-				link, _, _ = strings.Cut(rest, " ")
+				var where string
+				page, where, _ = strings.Cut(rest, " ")
+				_, linkFile, _ = strings.Cut(strings.TrimSuffix(where, ")"), "with the token is in ")
+				if linkFile == "" {
+					t.Fatalf("the dashboard line names no file with the link: %q", line)
+				}
 			}
 		case <-deadline:
-			t.Fatal("no dashboard link from pgtrain up within 2 minutes")
+			t.Fatal("no dashboard line from pgtrain up within 2 minutes")
 		}
 	}
 	go func() { // keep reading so that up never blocks on its output
@@ -113,6 +121,22 @@ func TestUpPrintsTheDashboardLink(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the user token file %q: %v", tokenFile, err)
 	}
+	if token := strings.TrimSpace(string(secret)); token == "" || strings.Contains(strings.Join(banner, "\n"), token) {
+		t.Fatalf("the banner shows the user token (or the token file is empty):\n%s", strings.Join(banner, "\n"))
+	}
+	linkBytes, err := os.ReadFile(linkFile)
+	if err != nil {
+		t.Fatalf("the dashboard link file %q: %v", linkFile, err)
+	}
+	if info, err := os.Stat(linkFile); err != nil {
+		t.Fatal(err)
+	} else if info.Mode().Perm() != 0o600 {
+		t.Fatalf("the dashboard link file %q has mode %v; want 0600", linkFile, info.Mode().Perm())
+	}
+	link := strings.TrimSpace(string(linkBytes))
+	if !strings.HasPrefix(link, page) {
+		t.Fatalf("the signed-in link %q is not on the page %q the banner names", strings.SplitN(link, "#", 2)[0], page)
+	}
 	u, err := url.Parse(link)
 	if err != nil {
 		t.Fatal(err)
@@ -121,13 +145,13 @@ func TestUpPrintsTheDashboardLink(t *testing.T) {
 	if token := frag.Get("token"); token != strings.TrimSpace(string(secret)) || u.RawQuery != "" {
 		t.Fatalf("link %q: want the user token in the fragment only", link)
 	}
-	page, err := http.Get(link) // the client leaves the fragment out, as a browser does
+	ui, err := http.Get(link) // the client leaves the fragment out, as a browser does
 	if err != nil {
 		t.Fatal(err)
 	}
-	page.Body.Close()
-	if page.StatusCode != http.StatusOK || !strings.HasPrefix(page.Header.Get("Content-Type"), "text/html") {
-		t.Fatalf("the dashboard page: %s, %s", page.Status, page.Header.Get("Content-Type"))
+	ui.Body.Close()
+	if ui.StatusCode != http.StatusOK || !strings.HasPrefix(ui.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("the dashboard page: %s, %s", ui.Status, ui.Header.Get("Content-Type"))
 	}
 	req, err := http.NewRequest(http.MethodGet, u.Scheme+"://"+u.Host+"/v1/jobs", nil)
 	if err != nil {
