@@ -535,14 +535,15 @@ func firstError(errs ...error) error {
 // is still the clean run's.
 func TestSlowTrainerBoundsMemory(t *testing.T) {
 	ref := reference(t, rereadMode)
-	// 25 ms a step keeps the trainer (about 8k rows/s) ten times slower than one fetcher on
-	// an idle machine with room to spare (fetchers read ranges at 150k rows/s there).
+	// 25 ms a step keeps the trainer (about 8k rows/s) far slower than one fetcher: about 18x
+	// on an idle machine (fetchers read ranges at 150k rows/s there), 9x when other test runs
+	// share the two cores. The check asks for 5x: the trainer is then the bottleneck.
 	const stepDelay = 25 * time.Millisecond
 	var maxReady, maxRaw uint64
 	var maxAhead, samples int
 	runScenario(t, scenario{
 		name:    "slow trainer",
-		fault:   fmt.Sprintf("trainer --step-delay %s (at least 10x slower than the fetchers)", stepDelay),
+		fault:   fmt.Sprintf("trainer --step-delay %s (at least 5x slower than the fetchers)", stepDelay),
 		mode:    rereadMode,
 		rawOnce: true,
 		opts: func(o *clusterOptions) {
@@ -610,8 +611,8 @@ func TestSlowTrainerBoundsMemory(t *testing.T) {
 			for _, e := range o.status.Results {
 				trainRate = max(trainRate, e.RowsPerSecond)
 			}
-			if trainRate*10 > fetchRate {
-				t.Errorf("the trainer ran at %.0f rows/s, not 10x slower than one fetcher reading a range (median %.0f rows/s)", trainRate, fetchRate)
+			if trainRate*5 > fetchRate {
+				t.Errorf("the trainer ran at %.0f rows/s, not 5x slower than one fetcher reading a range (median %.0f rows/s)", trainRate, fetchRate)
 			}
 			for _, p := range r.c.all() {
 				_, hwm, err := p.memory()
