@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"pgtrain/internal/testenv"
 	"pgtrain/messages"
@@ -93,20 +94,8 @@ func TestOutputWriter(t *testing.T) {
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"scored"}, []string{"id", "value"}, pgx.CopyFromRows(batchRows(101, 50, 2))); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var raceErr error
-	wg.Go(func() { raceErr = w.Write(ctx, batch(0), batchRows(101, 50, 2)) })
-	testenv.Eventually(t, time.Minute, "the second write to wait on the first's keys", func() bool {
-		var waiting bool
-		err := pool.QueryRow(ctx, `select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database())`).Scan(&waiting)
-		return err == nil && waiting
-	})
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	if raceErr != nil {
-		t.Fatalf("the racing write: %v", raceErr)
+	if err := writeWhileHeld(ctx, t, pool, tx, func() error { return w.Write(ctx, batch(0), batchRows(101, 50, 2)) }); err != nil {
+		t.Fatalf("the racing write: %v", err)
 	}
 	if got := tableRows(t, pool, "scored"); len(got) != 150 || got[101] != 2 || got[150] != 2 {
 		t.Fatalf("after a racing redelivery: %d rows, want 150", len(got))
@@ -174,20 +163,8 @@ func TestOutputWriterLedger(t *testing.T) {
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"scored_once"}, []string{"id", "value"}, pgx.CopyFromRows(batchRows(101, 50, 2))); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var raceErr error
-	wg.Go(func() { raceErr = w.Write(ctx, batch(1), batchRows(101, 50, 2)) })
-	testenv.Eventually(t, time.Minute, "the second write to wait on the first's ledger row", func() bool {
-		var waiting bool
-		err := pool.QueryRow(ctx, `select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database())`).Scan(&waiting)
-		return err == nil && waiting
-	})
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	if raceErr != nil {
-		t.Fatalf("the racing write: %v", raceErr)
+	if err := writeWhileHeld(ctx, t, pool, tx, func() error { return w.Write(ctx, batch(1), batchRows(101, 50, 2)) }); err != nil {
+		t.Fatalf("the racing write: %v", err)
 	}
 	// A first write that aborts leaves the batch to the next delivery.
 	tx, err = pool.Begin(ctx)
@@ -273,4 +250,23 @@ func TestOutputWriterTypedKey(t *testing.T) {
 			t.Fatalf("%s: %d rows, %d of them the keys written with value %v", tt.table, n, matched, tt.want)
 		}
 	}
+}
+
+// writeWhileHeld runs write while tx holds the rows it needs, waits until write is blocked
+// on a lock, then commits tx and returns write's result: a redelivery racing the first write.
+func writeWhileHeld(ctx context.Context, t *testing.T, pool *pgxpool.Pool, tx pgx.Tx, write func() error) error {
+	t.Helper()
+	var wg sync.WaitGroup
+	var err error
+	wg.Go(func() { err = write() })
+	testenv.Eventually(t, time.Minute, "the second write to wait on the first's lock", func() bool {
+		var waiting bool
+		qerr := pool.QueryRow(ctx, `select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database())`).Scan(&waiting)
+		return qerr == nil && waiting
+	})
+	if cerr := tx.Commit(ctx); cerr != nil {
+		t.Fatal(cerr)
+	}
+	wg.Wait()
+	return err
 }
