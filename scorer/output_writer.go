@@ -1,6 +1,7 @@
 package scorer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -35,16 +36,22 @@ import (
 // batches go straight to the upsert.
 //
 // A typed key's values arrive as their key text (messages.KeyColumn.TextSQL): the batch is
-// copied into a temporary table with the key columns as text, and inserted (or upserted)
-// from there with each cast back to its column's type, as range bounds are.
+// copied in COPY's text format straight into the output table, so that PostgreSQL reads
+// each key's text with its column type's input function, which is what the cast of a range
+// bound does; a timestamptz key's text is in UTC, so the transaction's time zone is UTC.
+// The upsert copies the batch into a temporary table with the key columns as text and
+// casts each back to its column's type from there.
 type OutputWriter struct {
 	pool    *pgxpool.Pool
 	output  pgx.Identifier
 	columns []string // the key's columns, then the prediction columns
 	temp    string   // creates the batch's temporary table
 	upsert  string
-	// insert writes a typed key's batch from the temporary table; "" for an integer key.
-	insert string
+	// copyText copies a typed key's batch in text format; "" for an integer key, whose
+	// batches are copied in binary.
+	copyText string
+	// utc is set when a key column is a timestamptz, whose text is in UTC.
+	utc bool
 	// claim records a batch in the ledger; "" when the plan has none.
 	claim string
 	// conflicts counts the COPYs that met a key already written.
@@ -116,8 +123,11 @@ func NewOutputWriter(pool *pgxpool.Pool, plan *messages.Plan) (*OutputWriter, er
 			}
 		}
 		w.temp = "create temp table " + tempTable + " (" + strings.Join(defs, ", ") + ") on commit drop"
-		w.insert = "insert into " + out + " (" + list + ") select " + strings.Join(sel, ", ") + " from " + tempTable
-		w.upsert = w.insert + conflict
+		w.upsert = "insert into " + out + " (" + list + ") select " + strings.Join(sel, ", ") + " from " + tempTable + conflict
+		w.copyText = "copy " + out + " (" + list + ") from stdin"
+		for _, c := range plan.KeyColumns {
+			w.utc = w.utc || c.Form == messages.KeyFormTimestamptz
+		}
 	}
 	return w, nil
 }
@@ -131,13 +141,17 @@ func (w *OutputWriter) Write(ctx context.Context, b messages.BatchID, rows [][]a
 	if w.claim != "" {
 		return w.writeOnce(ctx, b, rows)
 	}
-	if w.conflicts.Load() < upsertAfter && w.insert == "" {
-		_, err := w.pool.CopyFrom(ctx, w.output, w.columns, pgx.CopyFromRows(rows))
-		if !uniqueViolation(err) {
-			if err != nil {
-				return fmt.Errorf("copying the batch: %w", err)
+	if w.conflicts.Load() < upsertAfter {
+		var err error
+		if w.copyText == "" {
+			if _, err = w.pool.CopyFrom(ctx, w.output, w.columns, pgx.CopyFromRows(rows)); err != nil {
+				err = fmt.Errorf("copying the batch: %w", err)
 			}
-			return nil
+		} else {
+			err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error { return w.copyRows(ctx, tx, rows) })
+		}
+		if !uniqueViolation(err) {
+			return err
 		}
 		w.conflicts.Add(1)
 	}
@@ -164,14 +178,35 @@ func (w *OutputWriter) writeOnce(ctx context.Context, b messages.BatchID, rows [
 		if tag.RowsAffected() == 0 {
 			return nil // written by an earlier delivery
 		}
-		if w.insert != "" {
-			return w.viaTemp(ctx, tx, rows, w.insert)
-		}
+		return w.copyRows(ctx, tx, rows)
+	})
+}
+
+// copyRows copies rows into the output table in tx: in binary for an integer key, in text
+// for a typed key.
+func (w *OutputWriter) copyRows(ctx context.Context, tx pgx.Tx, rows [][]any) error {
+	if w.copyText == "" {
 		if _, err := tx.CopyFrom(ctx, w.output, w.columns, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("copying the batch: %w", err)
 		}
 		return nil
-	})
+	}
+	var text []byte
+	for _, row := range rows {
+		var err error
+		if text, err = appendCopyRow(text, row); err != nil {
+			return fmt.Errorf("encoding the batch for COPY: %w", err)
+		}
+	}
+	if w.utc {
+		if _, err := tx.Exec(ctx, "set local timezone = 'UTC'"); err != nil {
+			return fmt.Errorf("reading timestamptz keys in UTC: %w", err)
+		}
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(text), w.copyText); err != nil {
+		return fmt.Errorf("copying the batch: %w", err)
+	}
+	return nil
 }
 
 // upsertRows copies rows into a temporary table and upserts them from there.
