@@ -153,4 +153,3 @@ func TestCopyTextTimestamptzInUTC(t *testing.T) {
 		t.Fatalf("%d of 2 rows read in UTC; the session's zone after the write is %s (the UTC zone must stay in the write's transaction)", n, tz)
 	}
 }
-
