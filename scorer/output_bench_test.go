@@ -20,8 +20,9 @@ import (
 // What writing the output costs PostgreSQL: 500k rows in pages of 4096 from key ranges of
 // 50k in a shuffled order, by two writers (two scorers), into a table keyed from the start
 // (mode append's path) and into one without its key, through the ledger, keyed at the end
-// (modes create and replace). pg-cpu-s is the backends' CPU, read from /proc (0 when the
-// server is not on this host). Run with
+// (modes create and replace), with an integer key and with a text key (a typed key's
+// path). pg-cpu-s is the backends' CPU, read from /proc (0 when the server is not on this
+// host). Run with
 // go test -run '^$' -bench OutputWriter -benchtime 3x ./scorer/
 func BenchmarkOutputWriter(b *testing.B) {
 	_, dsn := testenv.Pool(b)
@@ -39,18 +40,24 @@ func BenchmarkOutputWriter(b *testing.B) {
 	defer pool.Close()
 	const rows, rangeRows, pageRows = 500_000, 50_000, 4096
 	ranges := rand.New(rand.NewPCG(1, 2)).Perm(rows / rangeRows)
-	for _, ledger := range []bool{false, true} {
-		b.Run(fmt.Sprintf("ledger=%v", ledger), func(b *testing.B) {
+	for _, c := range []struct{ ledger, typed bool }{{false, false}, {true, false}, {true, true}} {
+		ledger := c.ledger
+		b.Run(fmt.Sprintf("ledger=%v/typed=%v", ledger, c.typed), func(b *testing.B) {
 			var cpu float64
 			run := 0
 			for b.Loop() {
 				b.StopTimer()
 				run++
-				plan := regressionPlan(fmt.Sprintf("bench_out_%v_%d", ledger, run))
-				plan.JobID = fmt.Sprintf("bench-%v-%d", ledger, run)
-				create := "create table " + pgx.Identifier{plan.Prediction.OutputTable}.Sanitize() + " (id bigint primary key, value real)"
+				plan := regressionPlan(fmt.Sprintf("bench_out_%v_%v_%d", ledger, c.typed, run))
+				plan.JobID = fmt.Sprintf("bench-%v-%v-%d", ledger, c.typed, run)
+				keyType := "bigint"
+				if c.typed {
+					keyType = "text"
+					plan.KeyColumns = []messages.KeyColumn{{Name: "id", Type: "text"}}
+				}
+				create := "create table " + pgx.Identifier{plan.Prediction.OutputTable}.Sanitize() + " (id " + keyType + " primary key, value real)"
 				if ledger {
-					create = "create table " + pgx.Identifier{plan.Prediction.OutputTable}.Sanitize() + " (id bigint, value real)"
+					create = "create table " + pgx.Identifier{plan.Prediction.OutputTable}.Sanitize() + " (id " + keyType + ", value real)"
 					plan.Prediction.Ledger = "pgtrain_ledger_" + plan.JobID
 					if _, err := pool.Exec(ctx, "create table "+pgx.Identifier{plan.Prediction.Ledger}.Sanitize()+
 						" (range_no integer, page_no integer, primary key (range_no, page_no))"); err != nil {
@@ -73,7 +80,13 @@ func BenchmarkOutputWriter(b *testing.B) {
 						for r := range work {
 							for p := 0; p*pageRows < rangeRows; p++ {
 								n := min(pageRows, rangeRows-p*pageRows)
-								if err := w.Write(ctx, messages.BatchID{Range: r, Page: p}, batchRows(int64(r*rangeRows+p*pageRows), int64(n), 1)); err != nil {
+								rows := batchRows(int64(r*rangeRows+p*pageRows), int64(n), 1)
+								if c.typed {
+									for _, row := range rows {
+										row[0] = fmt.Sprintf("k%09d", row[0])
+									}
+								}
+								if err := w.Write(ctx, messages.BatchID{Range: r, Page: p}, rows); err != nil {
 									b.Error(err)
 								}
 							}
