@@ -76,7 +76,7 @@ func TestCopyTextRoundTrip(t *testing.T) {
 	if _, err := pool.Exec(ctx, `create table classes_out (name text primary key, class text, probability real, probabilities real[])`); err != nil {
 		t.Fatal(err)
 	}
-	reals := []float32{0.1, 1.0 / 3, -0.0, math.SmallestNonzeroFloat32, math.MaxFloat32, -math.MaxFloat32, 1e-38,
+	reals := []float32{0.1, 1.0 / 3, float32(math.Copysign(0, -1)), math.SmallestNonzeroFloat32, math.MaxFloat32, -math.MaxFloat32, 1e-38,
 		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())}
 	names := []string{"a\tb", "c\nd", "e\\f", "g\rh", `\.`, `\N`, "Ölberg", "it's; --", "", " spaced "}
 	plan := &messages.Plan{JobID: "j-1", Key: "name", KeyColumns: []messages.KeyColumn{{Name: "name", Type: "text"}},
