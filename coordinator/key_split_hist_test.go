@@ -1,12 +1,16 @@
 package coordinator
 
 import (
+	"context"
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"pgtrain/messages"
 )
@@ -161,5 +165,61 @@ func TestKeyHistogramRefusesAKeyOutsideItsSpan(t *testing.T) {
 	}
 	if err := newKeyHistogram(keySpan{empty: true}).add(binary.BigEndian.AppendUint64(nil, 1)); err == nil {
 		t.Fatal("a key was counted in an empty span")
+	}
+}
+
+// 1,000 keys from 1 and 1,000,001 from 10^15: every key of the cluster falls in one or two
+// buckets of the histogram, which the split reads key by key to keep the ranges even; the
+// planned counts and checksums are exact.
+func TestClusteredKeysSplitEvenly(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, `create table clustered (k bigint primary key, x float8 not null, y float8 not null)`)
+	e.exec(t, `insert into clustered select i, i % 7, i % 2 from generate_series(1, 1000) i`)
+	e.exec(t, `insert into clustered select 1000000000000000 + i, i % 7, i % 2 from generate_series(0, 1000000) i`)
+	r := start(t, e, Config{})
+	ctx := context.Background()
+	spec, _ := json.Marshal(map[string]any{
+		"table": "clustered", "key": "k",
+		"features":   []any{map[string]any{"column": "x"}},
+		"label":      "y",
+		"model":      json.RawMessage(`{"layers": [{"type": "dense", "units": 1}]}`),
+		"loss":       "mse",
+		"range_rows": 100000,
+	})
+	st, err := r.cl.Submit(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.cl.Plan(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 1001001
+	if len(p.Ranges) != 11 {
+		t.Fatalf("%d ranges, want 11", len(p.Ranges))
+	}
+	for _, rg := range p.Ranges {
+		if share := float64(total) / 11; math.Abs(float64(rg.Rows)-share) > share/4 {
+			t.Errorf("range %d [%d, %d] has %d rows, want %.0f ± 1/4", rg.Index, rg.Lo, rg.Hi, rg.Rows, share)
+		}
+		var n int64
+		if err := e.pool.QueryRow(ctx, `select count(*) from clustered where k between $1 and $2`, rg.Lo, rg.Hi).Scan(&n); err != nil || n != rg.Rows {
+			t.Errorf("range %d: plan says %d rows, SQL counts %d (%v)", rg.Index, rg.Rows, n, err)
+		}
+	}
+	var want messages.KeyChecksum
+	rows, err := e.pool.Query(ctx, `select k from clustered`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		want.Add(k)
+	}
+	if got := p.Expected; got != want {
+		t.Fatalf("expected checksum %+v, keys give %+v", got, want)
 	}
 }
