@@ -160,6 +160,7 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	pc.timer.done("parts", time.Time{})
 	var (
 		split *keySplit
 		// total is every part read so far, merged as each ends (exact sums: the order
@@ -184,7 +185,6 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 			return err
 		})
 	}
-	pc.timer.done("parts", time.Time{})
 	for i, where := range parts {
 		tasks = append(tasks, func(ctx context.Context, tx pgx.Tx) (err error) {
 			began := time.Now()
@@ -213,8 +213,7 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 			return nil, nil, nil, err
 		}
 		pc.timer.done("key_cut", began)
-	}
-	if total.rows != split.rows {
+	} else if total.rows != split.rows {
 		return nil, nil, nil, fmt.Errorf("computing statistics: %d rows read, %d counted in the same snapshot", total.rows, split.rows)
 	}
 	out := make([]colStats, len(cols))
