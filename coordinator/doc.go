@@ -2,8 +2,9 @@
 // against the source database, and hands out the key ranges the fetchers read.
 //
 // Planning checks every name against the catalog (never splicing user text into SQL),
-// splits the key space into ranges of about equal row count with percentile_disc
-// (equal-width strides are wrong for skewed keys), and computes the preprocessing statistics
+// splits the key space into ranges of about equal row count (row-count quantiles, read from
+// a histogram of an integer key refined key by key where keys cluster: equal-width strides
+// are wrong for skewed keys), and computes the preprocessing statistics
 // and the exact row count and key checksum of each range, which the trainer must see, in
 // one binary COPY: every value and its square are summed exactly, so the statistics are the
 // same bits whatever order the rows come in. Medians, text widths and vocabularies are SQL

@@ -110,13 +110,22 @@ func newKeyCutter(total int64, n int) *keyCutter {
 }
 
 func (c *keyCutter) add(k int64) {
-	c.pos++
+	var s messages.KeyChecksum
+	s.Add(k)
+	c.addSum(k, s)
+}
+
+// addSum takes s.Rows keys at once, none greater than k and all greater than the keys
+// before (a bucket of the statistics pass, k its upper edge): a split that falls among
+// them is taken at k.
+func (c *keyCutter) addSum(k int64, s messages.KeyChecksum) {
+	c.pos += s.Rows
 	if c.closing && k > c.splits[len(c.splits)-1] {
 		c.sums = append(c.sums, c.cur)
 		c.cur, c.closing = messages.KeyChecksum{}, false
 	}
-	c.cur.Add(k)
-	for c.next < len(c.cuts) && c.cuts[c.next] == c.pos {
+	c.cur.Merge(s)
+	for c.next < len(c.cuts) && c.cuts[c.next] <= c.pos {
 		c.next++
 		// Equal splits (many rows on one key) make one range, as in rangeBounds.
 		if len(c.splits) == 0 || k > c.splits[len(c.splits)-1] {

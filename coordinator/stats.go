@@ -143,12 +143,14 @@ type planConns struct {
 }
 
 // computeStats fills the column plans of the features and the label, splits the key space
-// and counts the rows and key checksums of each range, in two kinds of pass that run at the
-// same time on the connections planning has: the key pass (splitKeys) and the statistics
-// of every planned column from binary COPYs of disjoint parts of the table (statsPart),
-// merged exactly. Only medians, label classes and a vocabulary too large to count in
-// memory are left to SQL. It returns the average text width per categorical column (by
-// name) for page sizing, the ranges and their checksums.
+// and counts the rows and key checksums of each range. The statistics of every planned
+// column come from binary COPYs of disjoint parts of the table (statsPart), read at the
+// same time on the connections planning has and merged exactly. An integer key is read in
+// the same COPYs and counted into buckets over its least and greatest values, from which
+// the ranges are cut (splitHistogram); a typed key has its own key pass (splitTypedKeys)
+// beside them. Only medians, label classes and a vocabulary too large to count in memory
+// are left to SQL. It returns the average text width per categorical column (by name) for
+// page sizing, the ranges and their checksums.
 func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.Plan, vocabLimit int) (map[string]float64, []messages.KeyRange, []messages.KeyChecksum, error) {
 	cols := statColumns(in)
 	if err := arrayLengths(ctx, pc.tx, in, cols); err != nil {
@@ -158,6 +160,7 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	pc.timer.done("parts", time.Time{})
 	var (
 		split *keySplit
 		// total is every part read so far, merged as each ends (exact sums: the order
@@ -165,17 +168,27 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 		total   *statsPart
 		totalMu sync.Mutex
 	)
-	pc.timer.done("parts", time.Time{})
-	tasks := []func(context.Context, pgx.Tx) error{func(ctx context.Context, tx pgx.Tx) (err error) {
-		began := time.Now()
-		split, err = splitKeys(ctx, tx, in)
-		pc.timer.done("key_split", began)
-		return err
-	}}
+	var tasks []func(context.Context, pgx.Tx) error
+	var span *keySpan
+	if in.keyCols == nil {
+		s, err := readKeySpan(ctx, pc.tx, in)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		span = &s
+		pc.timer.done("key_span", time.Time{})
+	} else {
+		tasks = append(tasks, func(ctx context.Context, tx pgx.Tx) (err error) {
+			began := time.Now()
+			split, err = splitTypedKeys(ctx, tx, in)
+			pc.timer.done("key_split", began)
+			return err
+		})
+	}
 	for i, where := range parts {
 		tasks = append(tasks, func(ctx context.Context, tx pgx.Tx) (err error) {
 			began := time.Now()
-			part, err := scanStats(ctx, tx, in, cols, where, vocabLimit)
+			part, err := scanStats(ctx, tx, in, cols, where, vocabLimit, span)
 			if err != nil {
 				return err
 			}
@@ -194,7 +207,13 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 		return nil, nil, nil, err
 	}
 	pc.timer.done("passes", time.Time{})
-	if total.rows != split.rows {
+	if span != nil {
+		began := time.Now()
+		if split, err = splitHistogram(ctx, pc.tx, in, total.keys, total.rows); err != nil {
+			return nil, nil, nil, err
+		}
+		pc.timer.done("key_cut", began)
+	} else if total.rows != split.rows {
 		return nil, nil, nil, fmt.Errorf("computing statistics: %d rows read, %d counted in the same snapshot", total.rows, split.rows)
 	}
 	out := make([]colStats, len(cols))
@@ -355,12 +374,12 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 const minPartBlocks = 1024
 
 // partsPerConn is how many block ranges the statistics are cut into per planning
-// connection. The key split runs beside them and takes about as long as one connection's
-// share: with one part per connection, the connection that ran the split read its part
-// after it while the others idled (a 2M-row timeline: split 3.4 s, parts 3.7 and 4.4 s,
-// the last part alone until 6.4 s). Smaller parts taken from one queue let every
-// connection end at about the same time; the partial sums merge exactly, so the
-// statistics do not depend on the cut.
+// connection. A typed key's split runs beside them and takes about as long as one
+// connection's share: with one part per connection, the connection that ran the split read
+// its part after it while the others idled (a 2M-row timeline: split 3.4 s, parts 3.7 and
+// 4.4 s, the last part alone until 6.4 s), and connections sharing the cores read at
+// different speeds. Smaller parts taken from one queue let every connection end at about
+// the same time; the partial sums merge exactly, so the statistics do not depend on the cut.
 const partsPerConn = 4
 
 // tableParts are the WHERE clauses of the statistics passes: disjoint block ranges (TID

@@ -33,6 +33,9 @@ type statsPart struct {
 	decode []func(v []byte) error
 	elems  [][]*moments
 	badLen []bool
+	// keys counts an integer key into buckets, from which the ranges are cut (nil for a
+	// typed key, which has its own pass).
+	keys *keyHistogram
 }
 
 // textStats counts the non-NULL values of a categorical column, their bytes and, for a
@@ -104,6 +107,9 @@ func (t *textStats) top(k int) []string {
 
 func (s *statsPart) merge(o *statsPart) {
 	s.rows += o.rows
+	if s.keys != nil {
+		s.keys.merge(o.keys)
+	}
 	for i, m := range s.moments {
 		if m != nil {
 			m.merge(o.moments[i])
@@ -176,8 +182,9 @@ func (s *statsPart) decoder(i int, c statColumn) func(v []byte) error {
 // exactly, so mean and standard deviation are the same bits whatever order the rows come
 // in and however the parts are cut (a float aggregate in SQL is not: parallel workers and
 // the physical order change its rounding; numeric is exact but five times slower than a
-// COPY). Categorical columns come as text and are counted, with their vocabulary.
-func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, where string, vocabLimit int) (*statsPart, error) {
+// COPY). Categorical columns come as text and are counted, with their vocabulary. With a
+// span (an integer key), the key comes last and is counted into the key histogram.
+func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn, where string, vocabLimit int, span *keySpan) (*statsPart, error) {
 	s := &statsPart{moments: make([]*moments, len(cols)), f32: make([]*moments32, len(cols)), text: make([]*textStats, len(cols)),
 		decode: make([]func([]byte) error, len(cols)), elems: make([][]*moments, len(cols)), badLen: make([]bool, len(cols))}
 	items := make([]string, len(cols))
@@ -207,8 +214,20 @@ func scanStats(ctx context.Context, tx pgx.Tx, in *planInput, cols []statColumn,
 			s.moments[i] = newMoments()
 		}
 	}
-	r := newCopyReader(len(cols), func(f [][]byte) error {
+	fields := len(cols)
+	if span != nil {
+		s.keys = newKeyHistogram(*span)
+		items = append(items, pgx.Identifier{in.key.name}.Sanitize()+"::int8")
+		fields++
+	}
+	r := newCopyReader(fields, func(f [][]byte) error {
 		s.rows++
+		if s.keys != nil {
+			if err := s.keys.add(f[len(cols)]); err != nil {
+				return err
+			}
+			f = f[:len(cols)]
+		}
 		for i, v := range f {
 			if v == nil {
 				continue
