@@ -63,7 +63,7 @@ func BenchmarkReadRange(b *testing.B) {
 	b.SetBytes(bytes)
 	b.ResetTimer()
 	for b.Loop() {
-		r, err := rr.Read(ctx, 0, 0)
+		r, err := rr.Read(ctx, 0, 0, nil)
 		if err != nil || r.rows() != rows {
 			b.Fatalf("read %v rows: %v", r, err)
 		}
