@@ -411,7 +411,7 @@ func FuzzDecodeReady(f *testing.F) {
 	weighted, _ := EncodeReady(&ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, LabelDim: 1, Keys: []int64{1, 2}, X: []float32{2, 3}, Y: []float32{3, 4}, W: []float32{0.5, 2}})
 	f.Add(weighted)
 	f.Add(readyWithWidth(f, 1<<62)) // 4 rows of width 2^62: the product overflowed to 0
-	f.Add(readyWithKeyText(f)) // the key text field READY once had: refused
+	f.Add(readyWithKeyText(f))      // the key text field READY once had: refused
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeReady(data)
 		// Appended after another batch's rows (weighted as it is), the same bytes decode the
