@@ -85,7 +85,9 @@ type ReadyBatch struct {
 	// else empty.
 	W []float32
 	// KeyText is a prediction job's typed key as text (RawBatch.KeyText), which the scorer
-	// writes as the output's key; nil otherwise (a training job needs only Keys).
+	// writes as the output's key; nil otherwise (a training job needs only Keys). It never
+	// travels: a prediction's pages go to SCORE as RAW batches and are transformed by the
+	// scorer, so EncodeReady refuses a batch that has it.
 	KeyText [][]string
 }
 
@@ -256,25 +258,20 @@ func readKeyText(dec *msgpack.Decoder, rows int) ([]string, error) {
 	return t, err
 }
 
-// EncodeMsgpack writes the ready batch; X, Y and Keys go as little-endian byte strings,
-// then, for a prediction job's typed key, an array of its key text columns.
+// EncodeMsgpack writes the ready batch; X, Y and Keys go as little-endian byte strings.
 func (b *ReadyBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if !isProduct(len(b.X), len(b.Keys), b.InputDim) || !isProduct(len(b.Y), len(b.Keys), b.LabelDim) ||
 		len(b.W) != 0 && len(b.W) != len(b.Keys) {
 		return fmt.Errorf("ready batch %s: %w", b.BatchID, errShape)
 	}
-	// Sample weights are an eleventh field and a prediction's key text a twelfth, each
-	// written only when there is one after it or it is there: a batch with neither is
-	// encoded as before. With key text and no weights, the eleventh is an empty bin.
+	if b.KeyText != nil {
+		return fmt.Errorf("ready batch %s: a typed key's text does not travel in READY: %w", b.BatchID, errShape)
+	}
+	// Sample weights are an eleventh field, written only when there are some: a batch
+	// without them is encoded as before.
 	fields := 10
 	if b.W != nil {
 		fields = 11
-	}
-	if b.KeyText != nil {
-		if len(b.KeyText) > MaxKeyColumns {
-			return fmt.Errorf("ready batch %s: a key of %d columns: %w", b.BatchID, len(b.KeyText), errShape)
-		}
-		fields = 12
 	}
 	if err := encodeHeader(enc, fields, b.BatchID, b.Last); err != nil {
 		return err
@@ -297,24 +294,7 @@ func (b *ReadyBatch) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if fields == 10 {
 		return nil
 	}
-	if err := writeFloat32s(enc, b.W); err != nil {
-		return err
-	}
-	if fields == 11 {
-		return nil
-	}
-	if err := enc.EncodeArrayLen(len(b.KeyText)); err != nil {
-		return err
-	}
-	for _, t := range b.KeyText {
-		if len(t) != len(b.Keys) {
-			return fmt.Errorf("ready batch %s: %d key values for %d rows: %w", b.BatchID, len(t), len(b.Keys), errShape)
-		}
-		if err := enc.EncodeBytes(stringsToBytes(t)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeFloat32s(enc, b.W)
 }
 
 // DecodeMsgpack reads what EncodeMsgpack wrote, checking the version and the shape.
@@ -323,7 +303,7 @@ func (b *ReadyBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if err != nil {
 		return err
 	}
-	if n < 10 || n > 12 {
+	if n < 10 || n > 11 {
 		return fmt.Errorf("ready batch: %d fields: %w", n, errShape)
 	}
 	if b.InputDim, err = dec.DecodeInt(); err != nil {
@@ -361,10 +341,6 @@ func (b *ReadyBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 		return fmt.Errorf("ready batch %s: %d keys, %d features of width %d, %d labels of width %d: %w",
 			b.BatchID, rows, xs, b.InputDim, ys, b.LabelDim, errShape)
 	}
-	// Key text is appended column by column: every batch gathered must have it, or none.
-	if (n == 12) != (b.KeyText != nil) && k0 > 0 {
-		return fmt.Errorf("ready batch %s: key text in some batches only: %w", b.BatchID, errShape)
-	}
 	weighted := false
 	if n >= 11 {
 		w, err := appendFloat32s(dec, b.W)
@@ -382,26 +358,6 @@ func (b *ReadyBatch) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if weighted && w0 != k0 || !weighted && w0 != 0 && rows > 0 {
 		return fmt.Errorf("ready batch %s: sample weights on %d of %d rows gathered before it: %w",
 			b.BatchID, w0, k0, errShape)
-	}
-	if n < 12 {
-		return nil
-	}
-	cols, err := dec.DecodeArrayLen()
-	if err != nil {
-		return fmt.Errorf("ready batch key text: %w", err)
-	}
-	if cols < 1 || cols > MaxKeyColumns || b.KeyText != nil && len(b.KeyText) != cols {
-		return fmt.Errorf("ready batch %s: %d key text columns: %w", b.BatchID, cols, errShape)
-	}
-	if b.KeyText == nil {
-		b.KeyText = make([][]string, cols)
-	}
-	for i := range cols {
-		t, err := readKeyText(dec, rows)
-		if err != nil {
-			return fmt.Errorf("ready batch %s key column %d: %w", b.BatchID, i, err)
-		}
-		b.KeyText[i] = append(b.KeyText[i], t...)
 	}
 	return nil
 }
@@ -563,7 +519,7 @@ func (b *RawBatch) encodedSize() int {
 }
 
 func (b *ReadyBatch) encodedSize() int {
-	return ReadyHeaderBytes + len(b.JobID) + 8*len(b.Keys) + 4*len(b.X) + 4*len(b.Y) + 4*len(b.W) + KeyTextBytes(b.KeyText)
+	return ReadyHeaderBytes + len(b.JobID) + 8*len(b.Keys) + 4*len(b.X) + 4*len(b.Y) + 4*len(b.W)
 }
 
 // chunkBytes is the conversion buffer of the number codecs.

@@ -133,9 +133,9 @@ func TestReadyBatchRoundTrip(t *testing.T) {
 	}
 }
 
-// A typed key's text travels in RAW (as key text columns, apart from the data columns)
-// and in a prediction's READY, value for value, and a batch that claims more or fewer
-// values than rows is refused.
+// A typed key's text travels in RAW (as key text columns, apart from the data columns),
+// value for value, and a batch that claims more or fewer values than rows is refused. It
+// never travels in READY: the encoder refuses it and the decoder refuses a twelfth field.
 func TestKeyTextRoundTrip(t *testing.T) {
 	raw := sampleRaw()
 	raw.KeyText = [][]string{{"tenant-1", "tenant-2", "tenant-2"}, {"9", "10", "é'; drop"}}
@@ -152,32 +152,11 @@ func TestKeyTextRoundTrip(t *testing.T) {
 	}
 	ready := &ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, Keys: []int64{1, 2}, X: []float32{2, 3},
 		KeyText: [][]string{{"a", "b"}}}
-	data, err = EncodeReady(ready)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := EncodeReady(ready); !errors.Is(err, errShape) {
+		t.Fatalf("encoding a ready batch with key text: %v, want a refusal", err)
 	}
-	if len(data) > ready.encodedSize() {
-		t.Fatalf("%d bytes, over the bound %d", len(data), ready.encodedSize())
-	}
-	got, err := DecodeReady(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got.KeyText, ready.KeyText) {
-		t.Fatalf("key text %q, want %q", got.KeyText, ready.KeyText)
-	}
-	// Appended to a batch with key text, the columns grow together.
-	acc := *got
-	acc.Keys, acc.X, acc.KeyText = slices.Clone(got.Keys), slices.Clone(got.X), [][]string{slices.Clone(got.KeyText[0])}
-	if err := DecodeReadyAppend(data, &acc); err != nil {
-		t.Fatal(err)
-	}
-	if want := [][]string{{"a", "b", "a", "b"}}; !reflect.DeepEqual(acc.KeyText, want) {
-		t.Fatalf("appended key text %q, want %q", acc.KeyText, want)
-	}
-	ready.KeyText = [][]string{{"a"}}
-	if _, err := EncodeReady(ready); err == nil {
-		t.Fatal("encoding one key value for two rows succeeded")
+	if _, err := DecodeReady(readyWithKeyText(t)); !errors.Is(err, errShape) {
+		t.Fatalf("decoding a ready batch with a twelfth field: %v, want a refusal", err)
 	}
 	raw.KeyText = [][]string{{"a"}}
 	data, err = EncodeRaw(raw)
@@ -432,9 +411,7 @@ func FuzzDecodeReady(f *testing.F) {
 	weighted, _ := EncodeReady(&ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, LabelDim: 1, Keys: []int64{1, 2}, X: []float32{2, 3}, Y: []float32{3, 4}, W: []float32{0.5, 2}})
 	f.Add(weighted)
 	f.Add(readyWithWidth(f, 1<<62)) // 4 rows of width 2^62: the product overflowed to 0
-	seed, _ = EncodeReady(&ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, Keys: []int64{1, 2}, X: []float32{2, 3},
-		KeyText: [][]string{{"tenant-1", "tenant-2"}, {"7", "8"}}})
-	f.Add(seed)
+	f.Add(readyWithKeyText(f))      // the key text field READY once had: refused
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeReady(data)
 		// Appended after another batch's rows (weighted as it is), the same bytes decode the
@@ -454,20 +431,8 @@ func FuzzDecodeReady(f *testing.F) {
 			b.W != nil && len(b.W) != b.Rows() {
 			t.Fatalf("shape: %d rows, X %d (width %d), Y %d (width %d), W %d", b.Rows(), len(b.X), b.InputDim, len(b.Y), b.LabelDim, len(b.W))
 		}
-		if len(b.KeyText) > MaxKeyColumns {
-			t.Fatalf("%d key text columns", len(b.KeyText))
-		}
-		for i, kt := range b.KeyText {
-			if len(kt) != b.Rows() {
-				t.Fatalf("key text column %d has %d values for %d rows", i, len(kt), b.Rows())
-			}
-		}
 		if b.KeyText != nil {
-			// prev has no key text: a batch with it cannot be appended to prev's rows.
-			if appendErr == nil {
-				t.Fatal("DecodeReadyAppend appended a batch with key text to rows without")
-			}
-			return
+			t.Fatalf("key text decoded from READY: %q", b.KeyText)
 		}
 		if appendErr != nil {
 			if len(data) > 0 && data[0] != 0xc0 { // nil
@@ -699,4 +664,27 @@ func TestNumberCodecsAgree(t *testing.T) {
 	if !reflect.DeepEqual(streamedReady, ready) {
 		t.Fatalf("chunked decode:\n got %+v\nwant %+v", streamedReady, ready)
 	}
+}
+
+// readyWithKeyText is a weighted ready batch with a twelfth field after its weights: an
+// array of one key text column, as a prediction's READY batch once carried.
+func readyWithKeyText(tb testing.TB) []byte {
+	tb.Helper()
+	data, err := EncodeReady(&ReadyBatch{BatchID: BatchID{JobID: "j"}, InputDim: 1, Keys: []int64{1, 2}, X: []float32{2, 3}, W: []float32{1, 1}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if data[0] != 0x9c { // fixarray of 12: the version, then eleven fields
+		tb.Fatalf("ready batch starts with %#x, want an array of 12", data[0])
+	}
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	if err := enc.EncodeArrayLen(1); err != nil {
+		tb.Fatal(err)
+	}
+	if err := enc.EncodeBytes(stringsToBytes([]string{"a", "b"})); err != nil {
+		tb.Fatal(err)
+	}
+	out := append([]byte{0x9d}, data[1:]...)
+	return append(out, buf.Bytes()...)
 }

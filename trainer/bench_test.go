@@ -14,7 +14,11 @@ func benchPlan(job string, ranges, rows, dim, pageRows int) (*messages.Plan, []*
 	p := &messages.Plan{Version: messages.SchemaVersion, JobID: job, InputDim: dim, LabelDim: 1, PageRows: pageRows, Replay: true,
 		Spec: messages.JobSpec{Epochs: 1, BatchSize: 256, Seed: 1, Backend: "go", Loss: "mse",
 			Model:     json.RawMessage(`{"layers": [{"type": "dense", "units": 1}]}`),
-			Optimizer: messages.OptimizerSpec{Name: "sgd", LearningRate: 0.001}}}
+			Optimizer: messages.OptimizerSpec{Name: "sgd", LearningRate: 0.001}},
+		Schema: "public", Table: "t", Key: "id", Label: messages.ColumnPlan{Name: "y", PGType: "real", Kind: messages.KindNumeric, Factor: 1}}
+	for j := range dim {
+		p.Features = append(p.Features, messages.ColumnPlan{Name: fmt.Sprintf("x%d", j), PGType: "real", Kind: messages.KindNumeric, Factor: 1})
+	}
 	var out []*messages.ReadyBatch
 	key := int64(0)
 	for r := 0; r < ranges; r++ {
@@ -59,7 +63,7 @@ func BenchmarkReadRange(b *testing.B) {
 	b.SetBytes(bytes)
 	b.ResetTimer()
 	for b.Loop() {
-		r, err := rr.Read(ctx, 0, 0)
+		r, err := rr.Read(ctx, 0, 0, nil)
 		if err != nil || r.rows() != rows {
 			b.Fatalf("read %v rows: %v", r, err)
 		}

@@ -106,14 +106,28 @@ func checkpointPath(jobDir string) string { return filepath.Join(jobDir, "checkp
 // saveCheckpoint replaces the job's checkpoint atomically: a reader (a restarted trainer)
 // sees the previous checkpoint or the new one, never half of one.
 func saveCheckpoint(jobDir, jobID string, pos *position, m Model) error {
+	b, err := encodeCheckpoint(jobID, pos, m)
+	if err != nil {
+		return err
+	}
+	return writeCheckpoint(jobDir, b)
+}
+
+// encodeCheckpoint is the checkpoint's bytes: taken at once, so that the model and the
+// position may move on while they are written.
+func encodeCheckpoint(jobID string, pos *position, m Model) ([]byte, error) {
 	weights, err := m.MarshalCheckpoint()
 	if err != nil {
-		return fmt.Errorf("checkpointing the model: %w", err)
+		return nil, fmt.Errorf("checkpointing the model: %w", err)
 	}
 	b, err := msgpack.Marshal(&checkpointFile{Version: checkpointVersion, JobID: jobID, Position: *pos, Model: weights})
 	if err != nil {
-		return fmt.Errorf("encoding the checkpoint: %w", err)
+		return nil, fmt.Errorf("encoding the checkpoint: %w", err)
 	}
+	return b, nil
+}
+
+func writeCheckpoint(jobDir string, b []byte) error {
 	if err := writeFileAtomic(checkpointPath(jobDir), b); err != nil {
 		return fmt.Errorf("writing the checkpoint: %w", err)
 	}

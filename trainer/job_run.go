@@ -38,6 +38,10 @@ type jobRun struct {
 
 	segment time.Time // start of the wall time not yet added to pos.Seconds
 
+	// saving, when not nil, delivers the outcome of the range whose checkpoint, purge and
+	// report are still under way (rangeDone).
+	saving chan error
+
 	// The last position reported and when, for the heartbeat.
 	beat struct {
 		sync.Mutex
@@ -118,13 +122,17 @@ func (j *jobRun) resumeReport(ctx context.Context) error {
 	return j.report(ctx, p)
 }
 
-func (j *jobRun) epochs(ctx context.Context) error {
+func (j *jobRun) epochs(ctx context.Context) (err error) {
 	pctx, cancel := context.WithCancel(ctx)
 	rr := newReadyReader(j.t.bus.ReadyStream(), j.t.names, j.plan, j.t.cfg.ReadBackoff, j.log)
 	pf := startPrefetch(pctx, rr, j.plan, j.pos.Epoch, j.pos.Consumed, j.t.cfg.Prefetch+1)
 	defer func() {
 		cancel()
 		pf.wait()
+		// The last range's checkpoint lands (or fails) before the job attempt ends.
+		if serr := j.awaitSave(); serr != nil && (err == nil || errors.Is(err, errStopped)) {
+			err = serr
+		}
 	}()
 	j.segment = time.Now()
 	for {
@@ -143,7 +151,7 @@ func (j *jobRun) epochs(ctx context.Context) error {
 			return fmt.Errorf("reader at epoch %d position %d, trainer at %d/%d", r.Epoch, r.Pos, j.pos.Epoch, j.pos.Consumed)
 		}
 		err = j.rangeDone(ctx, r)
-		pf.release()
+		pf.release(r)
 		if err != nil {
 			return err
 		}
@@ -188,12 +196,39 @@ func (j *jobRun) rangeDone(ctx context.Context, r *rangeRows) error {
 			return err
 		}
 		progress.Result = &res
-	} else if err := j.checkpoint(); err != nil {
+		return j.afterCheckpoint(ctx, r.Pass, r.Range, progress)
+	}
+	// Within an epoch the checkpoint's bytes are taken now, and written, purged and
+	// reported while the model trains on the next range: the file's sync and the report's
+	// round trip cost as much as training a range on a fast model. They stay in order,
+	// one range at a time, and any other checkpoint waits for them (checkpoint).
+	j.addTime()
+	data, err := encodeCheckpoint(j.plan.JobID, &j.pos, j.model)
+	if err != nil {
 		return err
 	}
+	if err := j.awaitSave(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	j.saving = done
+	pass, rng := r.Pass, r.Range // r goes back to the reader once fed
+	go func() {
+		if err := writeCheckpoint(j.dir, data); err != nil {
+			done <- err
+			return
+		}
+		done <- j.afterCheckpoint(ctx, pass, rng, progress)
+	}()
+	return nil
+}
+
+// afterCheckpoint purges the range's READY batches (when they are not replayed) and reports
+// the progress, once the checkpoint that holds the range is on disk.
+func (j *jobRun) afterCheckpoint(ctx context.Context, pass, rng int, progress messages.TrainerProgress) error {
 	faultpoint.Hit(faultpoint.TrainerAfterCheckpoint)
 	if !j.plan.Replay {
-		j.purge(ctx, j.t.names.ReadyRangeSubjects(j.plan.JobID, r.Pass, r.Range))
+		j.purge(ctx, j.t.names.ReadyRangeSubjects(j.plan.JobID, pass, rng))
 	}
 	if err := j.report(ctx, progress); err != nil {
 		if ctx.Err() != nil {
@@ -202,6 +237,16 @@ func (j *jobRun) rangeDone(ctx context.Context, r *rangeRows) error {
 		return err
 	}
 	return nil
+}
+
+// awaitSave waits for the range being saved, if any, and returns its error.
+func (j *jobRun) awaitSave() error {
+	if j.saving == nil {
+		return nil
+	}
+	err := <-j.saving
+	j.saving = nil
+	return err
 }
 
 // feed appends the range's rows (shuffled for training, in key order for validation) to the
@@ -386,6 +431,9 @@ func (j *jobRun) addTime() {
 }
 
 func (j *jobRun) checkpoint() error {
+	if err := j.awaitSave(); err != nil {
+		return err
+	}
 	j.addTime()
 	return saveCheckpoint(j.dir, j.plan.JobID, &j.pos, j.model)
 }

@@ -12,10 +12,12 @@ import (
 // moment the prefetcher starts reading it until the consumer releases it, and at most
 // limit ranges are held at once: that, not the channel, is what bounds memory, since a
 // range is only as large as the planner made it but a channel slot would not count the one
-// being read.
+// being read. A released range's memory is read into again, so that a job of any length
+// allocates at most limit ranges' worth of rows (and collects none).
 type prefetcher struct {
 	out  chan prefetched
 	sem  chan struct{}
+	free chan *rangeRows
 	done chan struct{}
 
 	held    atomic.Int64
@@ -33,6 +35,7 @@ func startPrefetch(ctx context.Context, rr *readyReader, plan *messages.Plan, ep
 	p := &prefetcher{
 		out:  make(chan prefetched, limit),
 		sem:  make(chan struct{}, limit),
+		free: make(chan *rangeRows, limit),
 		done: make(chan struct{}),
 	}
 	go func() {
@@ -49,9 +52,14 @@ func startPrefetch(ctx context.Context, rr *readyReader, plan *messages.Plan, ep
 				n := p.held.Add(1)
 				for m := p.maxHeld.Load(); n > m && !p.maxHeld.CompareAndSwap(m, n); m = p.maxHeld.Load() {
 				}
-				r, err := rr.Read(ctx, plan.PassOf(e), order[i])
+				var reuse *rangeRows
+				select {
+				case reuse = <-p.free:
+				default:
+				}
+				r, err := rr.Read(ctx, plan.PassOf(e), order[i], reuse)
 				if err != nil {
-					p.release()
+					p.release(nil)
 					if ctx.Err() == nil {
 						p.out <- prefetched{err: err} // never blocks: a slot per held range
 					}
@@ -79,8 +87,15 @@ func (p *prefetcher) next(ctx context.Context) (r *rangeRows, ok bool, err error
 	}
 }
 
-// release hands back the slot of a range the consumer is done with.
-func (p *prefetcher) release() {
+// release hands back the slot of a range the consumer is done with, and r's memory (when
+// not nil) for a later range: the consumer keeps no slice of r.
+func (p *prefetcher) release(r *rangeRows) {
+	if r != nil {
+		select {
+		case p.free <- r:
+		default:
+		}
+	}
 	p.held.Add(-1)
 	<-p.sem
 }

@@ -40,6 +40,7 @@ func TestPrefetchHoldsAtMostPrefetchPlusOneRanges(t *testing.T) {
 				return pf.held.Load() == int64(limit)
 			})
 			var got []int
+			buffers := map[*int64]bool{} // the ranges' key arrays: reused, never more than the limit
 			for e, pos := 0, 3; e < p.Spec.Epochs; e, pos = e+1, 0 {
 				order := p.EpochOrder(e)
 				for ; pos < len(order); pos++ {
@@ -56,7 +57,8 @@ func TestPrefetchHoldsAtMostPrefetchPlusOneRanges(t *testing.T) {
 						t.Fatalf("reader holds %d ranges, limit %d", h, limit)
 					}
 					got = append(got, r.Range)
-					pf.release()
+					buffers[&r.Keys[:1][0]] = true
+					pf.release(r)
 				}
 			}
 			if _, ok, err := pf.next(ctx); ok || err != nil {
@@ -64,6 +66,9 @@ func TestPrefetchHoldsAtMostPrefetchPlusOneRanges(t *testing.T) {
 			}
 			if m := pf.maxHeld.Load(); m != int64(limit) {
 				t.Fatalf("the reader held at most %d ranges, want exactly the limit %d", m, limit)
+			}
+			if len(buffers) > limit {
+				t.Fatalf("%d ranges read into %d arrays, want at most the limit %d", len(got), len(buffers), limit)
 			}
 			if len(got) != len(p.Ranges)*2-3 {
 				t.Fatalf("read %d ranges, want %d", len(got), len(p.Ranges)*2-3)

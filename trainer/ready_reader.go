@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,23 +48,31 @@ func newReadyReader(ready batchGetter, names messages.Names, plan *messages.Plan
 	return &readyReader{ready: ready, names: names, plan: plan, backoff: backoff, log: log}
 }
 
-// Read returns range rng of read pass pass once its last page is in READY. It only returns
-// early when ctx ends or a page contradicts the plan; bus errors are retried, since a
-// restarting NATS server is a pause, not a failure.
-func (rr *readyReader) Read(ctx context.Context, pass, rng int) (*rangeRows, error) {
+// Read returns range rng of read pass pass once its last page is in READY, in reuse's
+// memory when reuse is not nil (a range already trained on). It only returns early when
+// ctx ends or a page contradicts the plan; bus errors are retried, since a restarting NATS
+// server is a pause, not a failure.
+func (rr *readyReader) Read(ctx context.Context, pass, rng int, reuse *rangeRows) (*rangeRows, error) {
 	if rng < 0 || rng >= len(rr.plan.Ranges) {
 		return nil, fmt.Errorf("range %d of a plan with %d ranges: %w", rng, len(rr.plan.Ranges), ErrBadPlan)
 	}
 	bounds := rr.plan.Ranges[rng]
 	out := &rangeRows{Range: rng, Pass: pass}
+	if reuse != nil {
+		*out = rangeRows{Range: rng, Pass: pass, Keys: reuse.Keys[:0], X: reuse.X[:0], Y: reuse.Y[:0], W: reuse.W[:0]}
+	}
 	if bounds.Rows > 0 {
 		// The planned count is a good first guess; a live table may hold a few more.
-		out.Keys = make([]int64, 0, bounds.Rows)
-		out.X = make([]float32, 0, int(bounds.Rows)*rr.plan.InputDim)
-		out.Y = make([]float32, 0, int(bounds.Rows)*rr.plan.LabelDim)
+		rows := int(bounds.Rows)
+		out.Keys = slices.Grow(out.Keys, rows)
+		out.X = slices.Grow(out.X, rows*rr.plan.InputDim)
+		out.Y = slices.Grow(out.Y, rows*rr.plan.LabelDim)
 		if rr.plan.WeightDim() > 0 {
-			out.W = make([]float32, 0, bounds.Rows)
+			out.W = slices.Grow(out.W, rows)
 		}
+	}
+	if rr.plan.WeightDim() == 0 {
+		out.W = nil
 	}
 	prevKey := int64(0)
 	began := time.Now()

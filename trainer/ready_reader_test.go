@@ -37,7 +37,7 @@ func TestReadyReaderReadsPagesInOrderWhateverTheArrival(t *testing.T) {
 	}
 	got := make(chan result, 1)
 	go func() {
-		r, err := rr.Read(ctx, 0, 1)
+		r, err := rr.Read(ctx, 0, 1, nil)
 		got <- result{r, err}
 	}()
 	for _, rb := range pages[3:] {
@@ -98,7 +98,7 @@ func TestReadyReaderRefusesBatchesThatContradictThePlan(t *testing.T) {
 			if _, err := b.JS.Publish(ctx, subject, data); err != nil {
 				t.Fatal(err)
 			}
-			_, err = newReadyReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 1)
+			_, err = newReadyReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 1, nil)
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
 				t.Fatalf("Read: err = %v, want %v", err, tc.wantErr)
 			}
@@ -111,7 +111,7 @@ func TestReadyReaderWaitsUntilCancelled(t *testing.T) {
 	p := dataset{job: "never", rangeRows: []int{3}, pageRows: 3, epochs: 1, batch: 2}.plan()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := newReadyReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 0)
+	_, err := newReadyReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 0, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("reading a range nobody publishes: err = %v, want the context's deadline", err)
 	}

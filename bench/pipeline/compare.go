@@ -13,8 +13,10 @@ import (
 
 // compareMode runs the no-op end-to-end job with two pgtrain binaries in turn on one table
 // (created when missing) and prints each run's planning, time to the first batch, first
-// epoch and CPU seconds per process: a change to the pipeline judged side by side under
-// the same load, which a shared machine's wall times cannot be across runs.
+// epoch, replay epochs (with --epochs above 1) and CPU seconds per process: a change to the
+// pipeline judged side by side under the same load, which a shared machine's wall times
+// cannot be across runs. The trainer is this harness (trainer_role.go) in both, so a change
+// to the trainer package is judged by two harness builds instead.
 //
 //	pipeline compare --rows 2000000 --a /tmp/pgtrain-before --b bin/pgtrain --runs 3
 func compareMode(ctx context.Context, args []string) error {
@@ -76,7 +78,7 @@ func compareMode(ctx context.Context, args []string) error {
 	}
 	cfg := e2eConfig{Model: modelNoop, Fetchers: *fetchers, Preprocessors: 1, Epochs: *epochs}
 	bins := map[string]string{"a": *a, "b": *b}
-	fmt.Println("run bin  plan_s  first_batch_s  first_epoch_s  cpu_s: postgres(plan) postgres coordinator fetcher preprocessor trainer nats")
+	fmt.Println("run bin  plan_s  first_batch_s  first_epoch_s  replay_s  replay_rows/s  cpu_s: postgres(plan) postgres coordinator fetcher preprocessor trainer nats")
 	for i := range *runs * 2 {
 		name := []string{"a", "b"}[i%2]
 		h.pgtrain = bins[name]
@@ -85,8 +87,13 @@ func compareMode(ctx context.Context, args []string) error {
 			return fmt.Errorf("%s (%s): %w", name, bins[name], err)
 		}
 		c := r.CPUSeconds
-		fmt.Printf("%3d %s  %6.2f  %13.2f  %13.2f  %5.2f %5.2f %5.2f %5.2f %5.2f %5.2f %5.2f\n", i/2+1, name, r.PlanSeconds, r.TimeToFirstBatch,
-			r.FirstEpoch.Seconds, r.PlanPGCPUSeconds, c["postgres"], c["coordinator"], c["fetcher"], c["preprocessor"], c["trainer"], c["nats"])
+		// Replay epochs are the later epochs read from READY (none when the plan rereads).
+		replay := "        -              -"
+		if r.Replay && r.ReplayEpochs.Seconds > 0 {
+			replay = fmt.Sprintf("%9.2f  %13.0f", r.ReplayEpochs.Seconds, r.ReplayEpochs.RowsPerS)
+		}
+		fmt.Printf("%3d %s  %6.2f  %13.2f  %13.2f  %s  %5.2f %5.2f %5.2f %5.2f %5.2f %5.2f %5.2f\n", i/2+1, name, r.PlanSeconds, r.TimeToFirstBatch,
+			r.FirstEpoch.Seconds, replay, r.PlanPGCPUSeconds, c["postgres"], c["coordinator"], c["fetcher"], c["preprocessor"], c["trainer"], c["nats"])
 	}
 	if *keep {
 		fmt.Println("logs in", h.tmp)
