@@ -415,7 +415,7 @@ func checkVocabValues(p *messages.Plan, limit int) error {
 // the bus's max payload, decides replay and copies the window.
 func sizePages(in *planInput, p *messages.Plan, avgText map[string]float64, sz sizing) {
 	raw := 8.0 // key
-	// A typed key also travels as its text, on RAW and on a prediction's READY.
+	// A typed key also travels as its text on RAW (a prediction's pages skip READY).
 	var keyText float64
 	for _, k := range p.KeyColumns {
 		keyText += avgText[k.Name] + textOffsetBytes + rawColumnOverhead
@@ -434,9 +434,6 @@ func sizePages(in *planInput, p *messages.Plan, avgText map[string]float64, sz s
 		}
 	}
 	ready := float64(messages.ReadyRowBytes(p.InputDim, p.LabelDim+p.WeightDim()))
-	if p.Kind == messages.JobKindPrediction {
-		ready += keyText
-	}
 	budget := float64(sz.maxPayload) * 3 / 4
 	rows := int(budget / max(raw, ready))
 	p.PageRows = min(max(rows, 1), maxPageRows)
