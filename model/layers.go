@@ -132,6 +132,16 @@ func (d *denseLayer) addBias(r0, r1, c0, c1 int) {
 
 // finish adds the bias to a block of z and writes its activation to y.
 func (d *denseLayer) finish(y []float32, r0, r1, c0, c1 int) {
+	if d.act.name == ActReLU || d.act.name == ActLinear {
+		// y is z: one vector pass over the block where the machine has one.
+		var b []float32
+		if d.bias != nil {
+			b = d.bias.w[c0:c1]
+		}
+		if vecBiasReLU(d.z[r0*d.out+c0:], b, r1-r0, c1-c0, d.out, d.act.name == ActReLU) {
+			return
+		}
+	}
 	d.addBias(r0, r1, c0, c1)
 	for r := r0; r < r1; r++ {
 		d.act.forward(d.z[r*d.out+c0:r*d.out+c1], y[r*d.out+c0:r*d.out+c1], 1, c1-c0)
@@ -152,6 +162,9 @@ func (d *denseLayer) backward(dy []float32, rows int, needDX bool) []float32 {
 			if d.bias != nil {
 				db = d.bias.g[c0:c1]
 				clear(db)
+			}
+			if d.act.name == ActReLU && vecReLUGrad(dy[c0:], y[c0:], db, rows, c1-c0, out) {
+				return
 			}
 			for r := 0; r < rows; r++ {
 				dr := dy[r*out+c0 : r*out+c1]
