@@ -123,9 +123,10 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 				}
 			}
 			parallelTiles(workers, blocks*split, func(next func() (int, bool)) {
-				ap := getBuf(gemmMC * kc)
-				packedA := *ap
-				var edge [16 * 64]float32
+				// The packed block of A, then the scratch tile for edges (in the pooled buffer:
+				// an array here would escape to the heap on every call).
+				ap := getBuf(gemmMC*kc + mr*nr)
+				packedA, edge := (*ap)[:gemmMC*kc], (*ap)[gemmMC*kc:]
 				for t, ok := next(); ok; t, ok = next() {
 					ib, part := t/split, t%split
 					p0, p1 := ib*mAll/blocks, (ib+1)*mAll/blocks
@@ -178,6 +179,13 @@ func packA(trans bool, a []float32, lda, i0, p0, kc, rows, mr int, dst []float32
 	}
 	if trans {
 		// op(A)[i][p] = A[p][i]: rows of A are contiguous in i.
+		if rows == 12 && mr == 12 {
+			// A fixed-size copy compiles to a few vector moves instead of a memmove call.
+			for p := 0; p < kc; p++ {
+				*(*[12]float32)(dst[p*12:]) = *(*[12]float32)(a[(p0+p)*lda+i0:])
+			}
+			return
+		}
 		for p := 0; p < kc; p++ {
 			src := a[(p0+p)*lda+i0 : (p0+p)*lda+i0+rows]
 			copy(dst[p*mr:p*mr+rows], src)
@@ -185,6 +193,10 @@ func packA(trans bool, a []float32, lda, i0, p0, kc, rows, mr int, dst []float32
 		return
 	}
 	i := 0
+	if rows == 12 && mr == 12 {
+		packA12(a[i0*lda+p0:], lda, kc, dst)
+		return
+	}
 	// Four rows at a time: four sequential reads feed each group of four adjacent writes.
 	for ; i+4 <= rows; i += 4 {
 		r0 := a[(i0+i)*lda+p0 : (i0+i)*lda+p0+kc]
@@ -204,12 +216,38 @@ func packA(trans bool, a []float32, lda, i0, p0, kc, rows, mr int, dst []float32
 	}
 }
 
+// packA12 packs twelve rows of A (row stride lda, from a[0]), kc columns, as dst[p*12+i]:
+// twelve sequential reads feed each group of twelve adjacent writes, without bounds checks
+// inside the loop (every row is resliced to the first one's length).
+func packA12(a []float32, lda, kc int, dst []float32) {
+	r0 := a[:kc]
+	r1, r2, r3 := a[lda:lda+kc], a[2*lda:2*lda+kc], a[3*lda:3*lda+kc]
+	r4, r5, r6 := a[4*lda:4*lda+kc], a[5*lda:5*lda+kc], a[6*lda:6*lda+kc]
+	r7, r8, r9 := a[7*lda:7*lda+kc], a[8*lda:8*lda+kc], a[9*lda:9*lda+kc]
+	r10, r11 := a[10*lda:10*lda+kc], a[11*lda:11*lda+kc]
+	r1, r2, r3, r4, r5, r6 = r1[:len(r0)], r2[:len(r0)], r3[:len(r0)], r4[:len(r0)], r5[:len(r0)], r6[:len(r0)]
+	r7, r8, r9, r10, r11 = r7[:len(r0)], r8[:len(r0)], r9[:len(r0)], r10[:len(r0)], r11[:len(r0)]
+	dst = dst[:12*len(r0)]
+	for p := range r0 {
+		d := (*[12]float32)(dst[p*12:])
+		d[0], d[1], d[2], d[3] = r0[p], r1[p], r2[p], r3[p]
+		d[4], d[5], d[6], d[7] = r4[p], r5[p], r6[p], r7[p]
+		d[8], d[9], d[10], d[11] = r8[p], r9[p], r10[p], r11[p]
+	}
+}
+
 // packB copies rows p0..p0+kc of op(B), columns j0..j0+cols, as dst[p*nr+j], zero-padded to nr.
 func packB(trans bool, b []float32, ldb, p0, j0, kc, cols, nr int, dst []float32) {
 	if cols < nr {
 		clear(dst[:kc*nr])
 	}
 	if !trans {
+		if cols == 32 && nr == 32 {
+			for p := 0; p < kc; p++ {
+				*(*[32]float32)(dst[p*32:]) = *(*[32]float32)(b[(p0+p)*ldb+j0:])
+			}
+			return
+		}
 		for p := 0; p < kc; p++ {
 			src := b[(p0+p)*ldb+j0 : (p0+p)*ldb+j0+cols]
 			copy(dst[p*nr:p*nr+cols], src)
