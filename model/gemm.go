@@ -179,11 +179,7 @@ func packA(trans bool, a []float32, lda, i0, p0, kc, rows, mr int, dst []float32
 	}
 	if trans {
 		// op(A)[i][p] = A[p][i]: rows of A are contiguous in i.
-		if rows == 12 && mr == 12 {
-			// A fixed-size copy compiles to a few vector moves instead of a memmove call.
-			for p := 0; p < kc; p++ {
-				*(*[12]float32)(dst[p*12:]) = *(*[12]float32)(a[(p0+p)*lda+i0:])
-			}
+		if vecCopyPanel(dst, mr, a[p0*lda+i0:], lda, rows, kc) {
 			return
 		}
 		for p := 0; p < kc; p++ {
@@ -242,10 +238,7 @@ func packB(trans bool, b []float32, ldb, p0, j0, kc, cols, nr int, dst []float32
 		clear(dst[:kc*nr])
 	}
 	if !trans {
-		if cols == 32 && nr == 32 {
-			for p := 0; p < kc; p++ {
-				*(*[32]float32)(dst[p*32:]) = *(*[32]float32)(b[(p0+p)*ldb+j0:])
-			}
+		if vecCopyPanel(dst, nr, b[p0*ldb+j0:], ldb, cols, kc) {
 			return
 		}
 		for p := 0; p < kc; p++ {

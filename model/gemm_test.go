@@ -54,7 +54,7 @@ func kernels() []gemmKernel {
 
 func TestSgemmMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	shapes := [][3]int{{1, 1, 1}, {3, 5, 7}, {12, 32, 1}, {13, 33, 17}, {96, 64, 256}, {100, 70, 300}, {257, 10, 513}, {16, 64, 256}, {1, 200, 3}, {200, 1, 9}}
+	shapes := [][3]int{{1, 1, 1}, {3, 5, 7}, {12, 32, 1}, {13, 33, 17}, {96, 64, 256}, {100, 70, 300}, {257, 10, 513}, {20, 50, 30}, {16, 64, 256}, {1, 200, 3}, {200, 1, 9}}
 	for _, kern := range kernels() {
 		for _, sh := range shapes {
 			for _, ta := range []bool{false, true} {

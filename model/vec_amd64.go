@@ -16,6 +16,9 @@ func biasReLURowsAVX512(z, b *float32, rows, cols, ld int, bias, relu bool)
 func reluGradRowsAVX512(dy, y, db *float32, rows, cols, ld int, sum bool)
 
 //go:noescape
+func copyPanelAVX512(dst *float32, ldd int, src *float32, lds, n, kc int)
+
+//go:noescape
 func adamAVX512(w, grad, m, v *float32, n int, omb1, omb2, alpha, eps float32)
 
 //go:noescape
@@ -85,5 +88,15 @@ func vecAdamTFJS(w, g, m, v []float32, c *[8]float32) bool {
 	}
 	_, _, _ = g[n-1], m[n-1], v[n-1]
 	adamTFJSAVX512(unsafe.SliceData(w), unsafe.SliceData(g), unsafe.SliceData(m), unsafe.SliceData(v), n, c)
+	return true
+}
+
+// vecCopyPanel copies kc rows of n ≤ 32 contiguous values, dst[p*ldd+j] = src[p*lds+j].
+func vecCopyPanel(dst []float32, ldd int, src []float32, lds, n, kc int) bool {
+	if !vecAVX512 || n > 32 || n <= 0 || kc <= 0 {
+		return false
+	}
+	_, _ = dst[(kc-1)*ldd+n-1], src[(kc-1)*lds+n-1]
+	copyPanelAVX512(unsafe.SliceData(dst), ldd, unsafe.SliceData(src), lds, n, kc)
 	return true
 }

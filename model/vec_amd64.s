@@ -286,3 +286,48 @@ attail:
 atdone:
 	VZEROUPPER
 	RET
+
+// func copyPanelAVX512(dst *float32, ldd int, src *float32, lds, n, kc int)
+// dst[p*ldd+j] = src[p*lds+j] for p < kc, j < n ≤ 32: the packing of a panel whose rows
+// are contiguous in the source.
+TEXT ·copyPanelAVX512(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ ldd+8(FP), R8
+	SHLQ $2, R8
+	MOVQ src+16(FP), SI
+	MOVQ lds+24(FP), R9
+	SHLQ $2, R9
+	MOVQ n+32(FP), CX
+	MOVQ kc+40(FP), R10
+	// K1: the first min(n, 16) lanes; K2: the next n−16 (none when n ≤ 16).
+	MOVQ CX, BX
+	CMPQ BX, $16
+	JLE  cplow
+	MOVQ $16, BX
+cplow:
+	MOVQ CX, R11
+	MOVQ BX, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1
+	MOVQ R11, CX
+	SUBQ BX, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2
+	TESTQ R10, R10
+	JZ   cpdone
+cploop:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z 64(SI), K2, Z1
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K2, 64(DI)
+	ADDQ R9, SI
+	ADDQ R8, DI
+	DECQ R10
+	JNZ  cploop
+cpdone:
+	VZEROUPPER
+	RET
