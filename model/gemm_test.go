@@ -171,3 +171,27 @@ func BenchmarkSgemm(b *testing.B) {
 		})
 	}
 }
+
+// xᵀ·dz and (dzᵀ·x)ᵀ are the same sums of the same products in the same order: a narrow
+// layer's weight gradient may be computed either way (denseLayer.backward).
+func TestSgemmSwappedOperandsSameBits(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, kern := range kernels() {
+		for _, sh := range [][3]int{{300, 10, 700}, {512, 1, 1024}, {40, 7, 3}} {
+			in, out, rows := sh[0], sh[1], sh[2]
+			x, dz := randSlice(r, rows*in), randSlice(r, rows*out)
+			want, swapped := make([]float32, in*out), make([]float32, out*in)
+			withKernel(kern, func() {
+				sgemmWorkers(2, true, false, in, out, rows, x, in, dz, out, want, out, false, nil)
+				sgemmWorkers(2, true, false, out, in, rows, dz, out, x, in, swapped, in, false, nil)
+			})
+			for i := 0; i < in; i++ {
+				for j := 0; j < out; j++ {
+					if math.Float32bits(want[i*out+j]) != math.Float32bits(swapped[j*in+i]) {
+						t.Fatalf("%s %v: [%d][%d] = %v one way, %v the other", kern.name, sh, i, j, want[i*out+j], swapped[j*in+i])
+					}
+				}
+			}
+		}
+	}
+}
