@@ -232,6 +232,20 @@ func packA12(a []float32, lda, kc int, dst []float32) {
 	}
 }
 
+// packRows8 copies eight rows of a (row stride lda, from a[0]), kc columns, as
+// dst[p*stride+i]: eight sequential reads feed each group of eight adjacent writes.
+func packRows8(a []float32, lda, kc int, dst []float32, stride int) {
+	r0 := a[:kc]
+	r1, r2, r3 := a[lda:lda+kc], a[2*lda:2*lda+kc], a[3*lda:3*lda+kc]
+	r4, r5, r6, r7 := a[4*lda:4*lda+kc], a[5*lda:5*lda+kc], a[6*lda:6*lda+kc], a[7*lda:7*lda+kc]
+	r1, r2, r3, r4, r5, r6, r7 = r1[:len(r0)], r2[:len(r0)], r3[:len(r0)], r4[:len(r0)], r5[:len(r0)], r6[:len(r0)], r7[:len(r0)]
+	for p := range r0 {
+		d := (*[8]float32)(dst[p*stride:])
+		d[0], d[1], d[2], d[3] = r0[p], r1[p], r2[p], r3[p]
+		d[4], d[5], d[6], d[7] = r4[p], r5[p], r6[p], r7[p]
+	}
+}
+
 // packB copies rows p0..p0+kc of op(B), columns j0..j0+cols, as dst[p*nr+j], zero-padded to nr.
 func packB(trans bool, b []float32, ldb, p0, j0, kc, cols, nr int, dst []float32) {
 	if cols < nr {
@@ -247,8 +261,12 @@ func packB(trans bool, b []float32, ldb, p0, j0, kc, cols, nr int, dst []float32
 		}
 		return
 	}
-	// op(B)[p][j] = B[j][p].
-	for j := 0; j < cols; j++ {
+	// op(B)[p][j] = B[j][p]: eight rows of B at a time, as packA12 does twelve.
+	j := 0
+	for ; j+8 <= cols; j += 8 {
+		packRows8(b[(j0+j)*ldb+p0:], ldb, kc, dst[j:], nr)
+	}
+	for ; j < cols; j++ {
 		src := b[(j0+j)*ldb+p0 : (j0+j)*ldb+p0+kc]
 		for p, v := range src {
 			dst[p*nr+j] = v
