@@ -30,6 +30,8 @@ type gemmKernel struct {
 	name   string
 	mr, nr int
 	fn     func(kc int, a, b []float32, c []float32, ldc int, load bool)
+	// fnRows, where the kernel has it, is fn reading A unpacked: a[i*lda+p].
+	fnRows func(kc int, a []float32, lda int, b, c []float32, ldc int, load bool)
 }
 
 // activeKernel is chosen at start-up from the CPU's features (see gemm_amd64.go).
@@ -112,6 +114,10 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 			// blocks for the workers is each split by columns into groups of nr panels
 			// (a split repacks A). Workers take tiles in any order; each tile is computed
 			// the same way whoever takes it, on the same grid of mr×nr tiles.
+			// When C is a single panel wide, each value of A is used once: the kernel reads
+			// the rows of A where they are instead of packing them first (edge panels, fewer
+			// than mr rows, are still packed).
+			directA := !transA && nPanels == 1 && kern.fnRows != nil
 			mAll := (m + mr - 1) / mr
 			perBlock := gemmMC / mr
 			blocks := (mAll + perBlock - 1) / perBlock
@@ -135,17 +141,25 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 					jpLo, jpHi := part*nPanels/split, (part+1)*nPanels/split
 					mPanels := p1 - p0
 					for ip := 0; ip < mPanels; ip++ {
-						packA(transA, a, lda, ic+ip*mr, pc, kc, min(mr, mc-ip*mr), mr, packedA[ip*mr*kc:(ip+1)*mr*kc])
+						if rows := min(mr, mc-ip*mr); !directA || rows < mr {
+							packA(transA, a, lda, ic+ip*mr, pc, kc, rows, mr, packedA[ip*mr*kc:(ip+1)*mr*kc])
+						}
 					}
 					for ip := 0; ip < mPanels; ip++ {
 						rows := min(mr, mc-ip*mr)
 						pa := packedA[ip*mr*kc : (ip+1)*mr*kc]
+						direct := directA && rows == mr
+						ai := (ic+ip*mr)*lda + pc
 						for jp := jpLo; jp < jpHi; jp++ {
 							cols := min(nr, nc-jp*nr)
 							pb := packedB[jp*nr*kc : (jp+1)*nr*kc]
 							ci := (ic+ip*mr)*ldc + jc + jp*nr
 							if rows == mr && cols == nr {
-								kern.fn(kc, pa, pb, c[ci:], ldc, load)
+								if direct {
+									kern.fnRows(kc, a[ai:], lda, pb, c[ci:], ldc, load)
+								} else {
+									kern.fn(kc, pa, pb, c[ci:], ldc, load)
+								}
 								continue
 							}
 							// Edge tile: compute into a full-size scratch tile, copy the valid part.
@@ -155,7 +169,11 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 									copy(tile[i*nr:i*nr+cols], c[ci+i*ldc:ci+i*ldc+cols])
 								}
 							}
-							kern.fn(kc, pa, pb, tile, nr, load)
+							if direct {
+								kern.fnRows(kc, a[ai:], lda, pb, tile, nr, load)
+							} else {
+								kern.fn(kc, pa, pb, tile, nr, load)
+							}
 							for i := 0; i < rows; i++ {
 								copy(c[ci+i*ldc:ci+i*ldc+cols], tile[i*nr:i*nr+cols])
 							}

@@ -195,3 +195,30 @@ func TestSgemmSwappedOperandsSameBits(t *testing.T) {
 		}
 	}
 }
+
+// A kernel reading A unpacked (one panel of C wide) sums the same products in the same
+// order as the packed path.
+func TestSgemmUnpackedASameBits(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, kern := range kernels() {
+		if kern.fnRows == nil {
+			continue
+		}
+		packed := kern
+		packed.fnRows = nil
+		for _, sh := range [][3]int{{300, 10, 700}, {25, 32, 300}, {1024, 10, 512}, {13, 1, 5}} {
+			for _, acc := range []bool{false, true} {
+				m, n, k := sh[0], sh[1], sh[2]
+				a, b, c0 := randSlice(r, m*k), randSlice(r, k*n), randSlice(r, m*n)
+				want, got := append([]float32(nil), c0...), append([]float32(nil), c0...)
+				withKernel(packed, func() { sgemmWorkers(2, false, false, m, n, k, a, k, b, n, want, n, acc, nil) })
+				withKernel(kern, func() { sgemmWorkers(2, false, false, m, n, k, a, k, b, n, got, n, acc, nil) })
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%s %v acc=%v: C[%d] = %v unpacked, %v packed", kern.name, sh, acc, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
