@@ -1,5 +1,5 @@
 # Generates gemm_amd64.s, the AVX-512 and AVX2 sgemm micro-kernels in Go assembly:
-#   cd trainer/model && python3 gemm_asm_gen.py
+#   cd model && python3 gemm_asm_gen.py
 import os
 def avx512(mr=12):
     out=[]
