@@ -32,6 +32,8 @@ type gemmKernel struct {
 	fn     func(kc int, a, b []float32, c []float32, ldc int, load bool)
 	// fnRows, where the kernel has it, is fn reading A unpacked: a[i*lda+p].
 	fnRows func(kc int, a []float32, lda int, b, c []float32, ldc int, load bool)
+	// fnBRows, where the kernel has it, is fn reading B unpacked: b[p*ldb+j].
+	fnBRows func(kc int, a, b []float32, ldb int, c []float32, ldc int, load bool)
 }
 
 // activeKernel is chosen at start-up from the CPU's features (see gemm_amd64.go).
@@ -101,12 +103,17 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 		for pc := 0; pc < k; pc += gemmKC {
 			kc := min(gemmKC, k-pc)
 			load := accumulate || pc > 0
+			// Likewise, when C is at most one panel tall each value of B is used once: full
+			// panels of B are read where they are.
+			directB := !transB && m <= mr && kern.fnBRows != nil
 			bp := getBuf(nPanels * nr * kc)
 			packedB := *bp
 			// Pack B̃ (kc × nc) in nr-wide panels, split over the workers by panel.
 			parallelFor(workers, nPanels, func(lo, hi int) {
 				for jp := lo; jp < hi; jp++ {
-					packB(transB, b, ldb, pc, jc+jp*nr, kc, min(nr, nc-jp*nr), nr, packedB[jp*nr*kc:(jp+1)*nr*kc])
+					if cols := min(nr, nc-jp*nr); !directB || cols < nr {
+						packB(transB, b, ldb, pc, jc+jp*nr, kc, cols, nr, packedB[jp*nr*kc:(jp+1)*nr*kc])
+					}
 				}
 			})
 			// Tiles of work: blocks of at most gemmMC rows, as many as the workers can share
@@ -117,7 +124,7 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 			// When C is a single panel wide, each value of A is used once: the kernel reads
 			// the rows of A where they are instead of packing them first (edge panels, fewer
 			// than mr rows, are still packed).
-			directA := !transA && nPanels == 1 && kern.fnRows != nil
+			directA := !transA && nPanels == 1 && kern.fnRows != nil && !directB
 			mAll := (m + mr - 1) / mr
 			perBlock := gemmMC / mr
 			blocks := (mAll + perBlock - 1) / perBlock
@@ -154,8 +161,11 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 							cols := min(nr, nc-jp*nr)
 							pb := packedB[jp*nr*kc : (jp+1)*nr*kc]
 							ci := (ic+ip*mr)*ldc + jc + jp*nr
+							bi := pc*ldb + jc + jp*nr
 							if rows == mr && cols == nr {
-								if direct {
+								if directB {
+									kern.fnBRows(kc, pa, b[bi:], ldb, c[ci:], ldc, load)
+								} else if direct {
 									kern.fnRows(kc, a[ai:], lda, pb, c[ci:], ldc, load)
 								} else {
 									kern.fn(kc, pa, pb, c[ci:], ldc, load)
@@ -169,7 +179,9 @@ func sgemmWorkers(workers int, transA, transB bool, m, n, k int, a []float32, ld
 									copy(tile[i*nr:i*nr+cols], c[ci+i*ldc:ci+i*ldc+cols])
 								}
 							}
-							if direct {
+							if directB && cols == nr {
+								kern.fnBRows(kc, pa, b[bi:], ldb, tile, nr, load)
+							} else if direct {
 								kern.fnRows(kc, a[ai:], lda, pb, tile, nr, load)
 							} else {
 								kern.fn(kc, pa, pb, tile, nr, load)

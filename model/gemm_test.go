@@ -196,17 +196,17 @@ func TestSgemmSwappedOperandsSameBits(t *testing.T) {
 	}
 }
 
-// A kernel reading A unpacked (one panel of C wide) sums the same products in the same
-// order as the packed path.
-func TestSgemmUnpackedASameBits(t *testing.T) {
+// Kernels reading A unpacked (C one panel wide) or B unpacked (C one panel tall) sum the
+// same products in the same order as the packed path.
+func TestSgemmUnpackedSameBits(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	for _, kern := range kernels() {
-		if kern.fnRows == nil {
+		if kern.fnRows == nil && kern.fnBRows == nil {
 			continue
 		}
 		packed := kern
-		packed.fnRows = nil
-		for _, sh := range [][3]int{{300, 10, 700}, {25, 32, 300}, {1024, 10, 512}, {13, 1, 5}} {
+		packed.fnRows, packed.fnBRows = nil, nil
+		for _, sh := range [][3]int{{300, 10, 700}, {25, 32, 300}, {1024, 10, 512}, {13, 1, 5}, {10, 512, 1024}, {12, 70, 300}, {5, 33, 7}, {12, 32, 3}} {
 			for _, acc := range []bool{false, true} {
 				m, n, k := sh[0], sh[1], sh[2]
 				a, b, c0 := randSlice(r, m*k), randSlice(r, k*n), randSlice(r, m*n)
