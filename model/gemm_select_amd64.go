@@ -15,6 +15,12 @@ import (
 func sgemmKernelAVX512(kc int, a, b, c *float32, ldc int, load bool)
 
 //go:noescape
+func sgemmKernelAVX512Rows(kc int, a *float32, lda int, b, c *float32, ldc int, load bool)
+
+//go:noescape
+func sgemmKernelAVX512BRows(kc int, a, b *float32, ldb int, c *float32, ldc int, load bool)
+
+//go:noescape
 func sgemmKernelAVX2(kc int, a, b, c *float32, ldc int, load bool)
 
 var (
@@ -23,6 +29,12 @@ var (
 		// check once here so the assembly can run unchecked.
 		_, _, _ = a[kc*12-1], b[kc*32-1], c[11*ldc+31]
 		sgemmKernelAVX512(kc, unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), ldc, load)
+	}, fnRows: func(kc int, a []float32, lda int, b, c []float32, ldc int, load bool) {
+		_, _, _ = a[11*lda+kc-1], b[kc*32-1], c[11*ldc+31]
+		sgemmKernelAVX512Rows(kc, unsafe.SliceData(a), lda, unsafe.SliceData(b), unsafe.SliceData(c), ldc, load)
+	}, fnBRows: func(kc int, a, b []float32, ldb int, c []float32, ldc int, load bool) {
+		_, _, _ = a[kc*12-1], b[(kc-1)*ldb+31], c[11*ldc+31]
+		sgemmKernelAVX512BRows(kc, unsafe.SliceData(a), unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, load)
 	}}
 	avx2Kernel = gemmKernel{name: "avx2-6x16", mr: 6, nr: 16, fn: func(kc int, a, b, c []float32, ldc int, load bool) {
 		_, _, _ = a[kc*6-1], b[kc*16-1], c[5*ldc+15]

@@ -54,7 +54,7 @@ func kernels() []gemmKernel {
 
 func TestSgemmMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	shapes := [][3]int{{1, 1, 1}, {3, 5, 7}, {12, 32, 1}, {13, 33, 17}, {96, 64, 256}, {100, 70, 300}, {257, 10, 513}, {16, 64, 256}, {1, 200, 3}, {200, 1, 9}}
+	shapes := [][3]int{{1, 1, 1}, {3, 5, 7}, {12, 32, 1}, {13, 33, 17}, {96, 64, 256}, {100, 70, 300}, {257, 10, 513}, {20, 50, 30}, {16, 64, 256}, {1, 200, 3}, {200, 1, 9}}
 	for _, kern := range kernels() {
 		for _, sh := range shapes {
 			for _, ta := range []bool{false, true} {
@@ -169,5 +169,56 @@ func BenchmarkSgemm(b *testing.B) {
 			}
 			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
+	}
+}
+
+// xᵀ·dz and (dzᵀ·x)ᵀ are the same sums of the same products in the same order: a narrow
+// layer's weight gradient may be computed either way (denseLayer.backward).
+func TestSgemmSwappedOperandsSameBits(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, kern := range kernels() {
+		for _, sh := range [][3]int{{300, 10, 700}, {512, 1, 1024}, {40, 7, 3}} {
+			in, out, rows := sh[0], sh[1], sh[2]
+			x, dz := randSlice(r, rows*in), randSlice(r, rows*out)
+			want, swapped := make([]float32, in*out), make([]float32, out*in)
+			withKernel(kern, func() {
+				sgemmWorkers(2, true, false, in, out, rows, x, in, dz, out, want, out, false, nil)
+				sgemmWorkers(2, true, false, out, in, rows, dz, out, x, in, swapped, in, false, nil)
+			})
+			for i := 0; i < in; i++ {
+				for j := 0; j < out; j++ {
+					if math.Float32bits(want[i*out+j]) != math.Float32bits(swapped[j*in+i]) {
+						t.Fatalf("%s %v: [%d][%d] = %v one way, %v the other", kern.name, sh, i, j, want[i*out+j], swapped[j*in+i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// Kernels reading A unpacked (C one panel wide) or B unpacked (C one panel tall) sum the
+// same products in the same order as the packed path.
+func TestSgemmUnpackedSameBits(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, kern := range kernels() {
+		if kern.fnRows == nil && kern.fnBRows == nil {
+			continue
+		}
+		packed := kern
+		packed.fnRows, packed.fnBRows = nil, nil
+		for _, sh := range [][3]int{{300, 10, 700}, {25, 32, 300}, {1024, 10, 512}, {13, 1, 5}, {10, 512, 1024}, {12, 70, 300}, {5, 33, 7}, {12, 32, 3}} {
+			for _, acc := range []bool{false, true} {
+				m, n, k := sh[0], sh[1], sh[2]
+				a, b, c0 := randSlice(r, m*k), randSlice(r, k*n), randSlice(r, m*n)
+				want, got := append([]float32(nil), c0...), append([]float32(nil), c0...)
+				withKernel(packed, func() { sgemmWorkers(2, false, false, m, n, k, a, k, b, n, want, n, acc, nil) })
+				withKernel(kern, func() { sgemmWorkers(2, false, false, m, n, k, a, k, b, n, got, n, acc, nil) })
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%s %v acc=%v: C[%d] = %v unpacked, %v packed", kern.name, sh, acc, i, got[i], want[i])
+					}
+				}
+			}
+		}
 	}
 }

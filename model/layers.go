@@ -68,6 +68,7 @@ type denseLayer struct {
 	bias     *param
 	x        []float32 // the input of the last forward pass
 	z, y, dx []float32
+	dwT      []float32 // dWᵀ of a narrow layer (see backward)
 }
 
 func newDense(ls LayerSpec, in int) *denseLayer {
@@ -109,7 +110,8 @@ func (d *denseLayer) forward(x []float32, rows int, training bool, _ *rng) []flo
 		return y[:n]
 	}
 	sgemm(false, false, rows, out, d.in, x, d.in, d.kernel.w, out, d.z, out, false)
-	parallelRows(rows, out, func(r0, r1 int) {
+	// Softmax takes an exponential per value: worth both cores at a sixteenth of the size.
+	parallelRows(rows, out*16, func(r0, r1 int) {
 		d.addBias(r0, r1, 0, out)
 		d.act.forward(d.z[r0*out:r1*out], y[r0*out:r1*out], r1-r0, out)
 	})
@@ -132,6 +134,16 @@ func (d *denseLayer) addBias(r0, r1, c0, c1 int) {
 
 // finish adds the bias to a block of z and writes its activation to y.
 func (d *denseLayer) finish(y []float32, r0, r1, c0, c1 int) {
+	if d.act.name == ActReLU || d.act.name == ActLinear {
+		// y is z: one vector pass over the block where the machine has one.
+		var b []float32
+		if d.bias != nil {
+			b = d.bias.w[c0:c1]
+		}
+		if vecBiasReLU(d.z[r0*d.out+c0:], b, r1-r0, c1-c0, d.out, d.act.name == ActReLU) {
+			return
+		}
+	}
 	d.addBias(r0, r1, c0, c1)
 	for r := r0; r < r1; r++ {
 		d.act.forward(d.z[r*d.out+c0:r*d.out+c1], y[r*d.out+c0:r*d.out+c1], 1, c1-c0)
@@ -153,6 +165,9 @@ func (d *denseLayer) backward(dy []float32, rows int, needDX bool) []float32 {
 				db = d.bias.g[c0:c1]
 				clear(db)
 			}
+			if d.act.name == ActReLU && vecReLUGrad(dy[c0:], y[c0:], db, rows, c1-c0, out) {
+				return
+			}
 			for r := 0; r < rows; r++ {
 				dr := dy[r*out+c0 : r*out+c1]
 				d.act.backward(dr, y[r*out+c0:r*out+c1], d.z[r*out+c0:r*out+c1], 1, c1-c0)
@@ -170,7 +185,21 @@ func (d *denseLayer) backward(dy []float32, rows int, needDX bool) []float32 {
 		}
 	}
 	// dW = xᵀ·dz, dx = dz·Wᵀ.
-	sgemm(true, false, d.in, out, rows, d.x, d.in, dy, out, d.kernel.g, out, false)
+	if out < activeKernel.nr && d.in >= activeKernel.nr {
+		// A narrow layer (a few outputs) would fill a fraction of each nr-wide tile: compute
+		// dWᵀ = dzᵀ·x instead, with the wide side along the tiles, and transpose it. Every
+		// element is the same sum of the same products in the same order, so the bits are
+		// those of xᵀ·dz.
+		d.dwT = grow(d.dwT, out*d.in)
+		sgemm(true, false, out, d.in, rows, dy, out, d.x, d.in, d.dwT, d.in, false)
+		for j := 0; j < out; j++ {
+			for i, v := range d.dwT[j*d.in : (j+1)*d.in] {
+				d.kernel.g[i*out+j] = v
+			}
+		}
+	} else {
+		sgemm(true, false, d.in, out, rows, d.x, d.in, dy, out, d.kernel.g, out, false)
+	}
 	if !needDX {
 		return nil
 	}

@@ -124,6 +124,9 @@ func (o *optimizer) update(p *param, lr, alpha, oneMinusAcc1, oneMinusAcc2 float
 		b1, b2, eps := float32(c.Beta1), float32(c.Beta2), float32(c.Epsilon)
 		if c.TFJSEpsilon {
 			omb1, omb2 := float32(1-c.Beta1), float32(1-c.Beta2)
+			if vecAdamTFJS(w, g, m, v, &[8]float32{b1, omb1, b2, omb2, oneMinusAcc1, oneMinusAcc2, eps, -lr}) {
+				break
+			}
 			for i, gi := range g {
 				m[i] = m[i]*b1 + gi*omb1
 				v[i] = v[i]*b2 + (gi*gi)*omb2
@@ -133,6 +136,9 @@ func (o *optimizer) update(p *param, lr, alpha, oneMinusAcc1, oneMinusAcc2 float
 			}
 		} else {
 			omb1, omb2 := float32(1-c.Beta1), float32(1-c.Beta2)
+			if vecAdam(w, g, m, v, omb1, omb2, alpha, eps) {
+				break
+			}
 			for i, gi := range g {
 				m[i] += (gi - m[i]) * omb1
 				v[i] += (gi*gi - v[i]) * omb2

@@ -89,19 +89,23 @@ type PeakResult struct {
 
 // Results is what -out receives.
 type Results struct {
-	When            time.Time       `json:"when"`
-	Command         string          `json:"command"`
-	GoVersion       string          `json:"go_version"`
-	GOMAXPROCS      int             `json:"gomaxprocs"`
-	Kernel          string          `json:"kernel"`
-	Models          []ModelResult   `json:"models"`
-	EngineSgemm     float64         `json:"engine_sgemm_gflops"`
-	EngineSgemmSize int             `json:"engine_sgemm_size"`
-	Peak            *PeakResult     `json:"sgemm_peak,omitempty"`
-	PeakCandidates  []PeakResult    `json:"sgemm_peak_candidates,omitempty"`
-	PeakNote        string          `json:"sgemm_peak_note,omitempty"`
-	LargeFracOfPeak float64         `json:"large_fraction_of_peak,omitempty"`
-	Targets         map[string]bool `json:"targets"`
+	When            time.Time     `json:"when"`
+	Command         string        `json:"command"`
+	GoVersion       string        `json:"go_version"`
+	GOMAXPROCS      int           `json:"gomaxprocs"`
+	Kernel          string        `json:"kernel"`
+	Models          []ModelResult `json:"models"`
+	EngineSgemm     float64       `json:"engine_sgemm_gflops"`
+	EngineSgemmSize int           `json:"engine_sgemm_size"`
+	Peak            *PeakResult   `json:"sgemm_peak,omitempty"`
+	PeakCandidates  []PeakResult  `json:"sgemm_peak_candidates,omitempty"`
+	PeakNote        string        `json:"sgemm_peak_note,omitempty"`
+	LargeFracOfPeak float64       `json:"large_fraction_of_peak,omitempty"`
+	// The same on one core: the large model at GOMAXPROCS=1 against one OpenBLAS thread.
+	LargeOneCoreGFLOPS     float64         `json:"large_one_core_gflops,omitempty"`
+	PeakOneThread          *PeakResult     `json:"sgemm_peak_one_thread,omitempty"`
+	LargeOneCoreFracOfPeak float64         `json:"large_one_core_fraction_of_peak,omitempty"`
+	Targets                map[string]bool `json:"targets"`
 }
 
 func main() {
@@ -122,6 +126,7 @@ func run(args []string, stdout io.Writer) error {
 	tfjsSmallRows := fs.Int("tfjs-small-rows", 100_000, "rows TF.js trains on for the small model")
 	tfjsLargeRows := fs.Int("tfjs-large-rows", 2048, "rows TF.js trains on for the large model (it is slow)")
 	tfjsEpochs := fs.Int("tfjs-epochs", 2, "epochs timed on TF.js (the fastest counts)")
+	oneCore := fs.Bool("one-core", true, "also time the large model on one core (GOMAXPROCS=1) against one OpenBLAS thread: a shared machine more often has one core free than two")
 	peakOnly := fs.Bool("peak-only", false, "internal: measure the OpenBLAS peak and print it as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -165,6 +170,17 @@ func run(args []string, stdout io.Writer) error {
 		res.Models = append(res.Models, mr)
 	}
 
+	if *oneCore {
+		fmt.Fprintf(os.Stderr, "go large on one core: %d rows × %d epochs...\n", *largeRows, *largeEpochs)
+		prev := runtime.GOMAXPROCS(1)
+		mr, err := benchGo(large, *largeRows, *largeEpochs)
+		runtime.GOMAXPROCS(prev)
+		if err != nil {
+			return fmt.Errorf("large model on one core: %w", err)
+		}
+		res.LargeOneCoreGFLOPS = mr.GoGFLOPS
+	}
+
 	res.EngineSgemmSize = 2048
 	res.EngineSgemm = engineSgemm(res.EngineSgemmSize)
 	if openblasBuilt {
@@ -177,6 +193,15 @@ func run(args []string, stdout io.Writer) error {
 		if res.Peak != nil {
 			res.LargeFracOfPeak = res.Models[1].GoGFLOPS / res.Peak.GFLOPS
 			res.Targets["large_25pct_of_sgemm_peak"] = res.LargeFracOfPeak >= 0.25
+			if *oneCore {
+				p, note := peakOneThread(res.Peak)
+				if p != nil {
+					res.PeakOneThread = p
+					res.LargeOneCoreFracOfPeak = res.LargeOneCoreGFLOPS / p.GFLOPS
+				} else {
+					res.PeakNote = strings.TrimPrefix(res.PeakNote+"; "+note, "; ")
+				}
+			}
 		}
 	} else {
 		res.PeakNote = "not measured: build with -tags openblas (apt-get install libopenblas-dev) to measure the OpenBLAS sgemm peak"
@@ -372,45 +397,76 @@ func measurePeak() (PeakResult, error) {
 // it is, and once letting OpenBLAS pick its kernel for the CPU itself (OPENBLAS_CORETYPE
 // pins an older kernel on some machines). The fastest is the peak.
 func peakCandidates() ([]PeakResult, string) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, "peak not measured: " + err.Error()
-	}
-	type variant struct {
-		label string
-		env   []string
-	}
-	variants := []variant{{"environment as given", os.Environ()}}
+	labels := []string{"environment as given"}
 	if os.Getenv("OPENBLAS_CORETYPE") != "" || os.Getenv("OPENBLAS_L2_SIZE") != "" {
-		var env []string
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "OPENBLAS_CORETYPE=") && !strings.HasPrefix(kv, "OPENBLAS_L2_SIZE=") {
-				env = append(env, kv)
-			}
-		}
-		variants = append(variants, variant{"OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset", env})
-		variants = append(variants, variant{"OPENBLAS_CORETYPE=SkylakeX", append(append([]string(nil), env...), "OPENBLAS_CORETYPE=SkylakeX")})
+		labels = append(labels, "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset", "OPENBLAS_CORETYPE=SkylakeX")
 	}
 	var out []PeakResult
 	var notes []string
-	for _, v := range variants {
-		cmd := exec.Command(self, "-peak-only")
-		cmd.Env = v.env
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			notes = append(notes, fmt.Sprintf("%s: %v %s", v.label, err, strings.TrimSpace(stderr.String())))
+	for _, label := range labels {
+		p, err := peakIn(peakEnv(label))
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("%s: %v", label, err))
 			continue
 		}
-		var p PeakResult
-		if err := json.Unmarshal(lastLine(stdout.Bytes()), &p); err != nil {
-			notes = append(notes, fmt.Sprintf("%s: %v", v.label, err))
-			continue
-		}
-		p.Env = v.label
-		out = append(out, p)
+		p.Env = label
+		out = append(out, *p)
 	}
 	return out, strings.Join(notes, "; ")
+}
+
+// peakEnv is the environment of the candidate with this label.
+func peakEnv(label string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if label != "environment as given" && (strings.HasPrefix(kv, "OPENBLAS_CORETYPE=") || strings.HasPrefix(kv, "OPENBLAS_L2_SIZE=")) {
+			continue
+		}
+		env = append(env, kv)
+	}
+	if label == "OPENBLAS_CORETYPE=SkylakeX" {
+		env = append(env, label)
+	}
+	return env
+}
+
+// peakOneThread measures the peak as best did, with one OpenBLAS thread.
+func peakOneThread(best *PeakResult) (*PeakResult, string) {
+	var env []string
+	for _, kv := range peakEnv(best.Env) {
+		if !strings.HasPrefix(kv, "OPENBLAS_NUM_THREADS=") && !strings.HasPrefix(kv, "OMP_NUM_THREADS=") {
+			env = append(env, kv)
+		}
+	}
+	p, err := peakIn(append(env, "OPENBLAS_NUM_THREADS=1"))
+	if err != nil {
+		return nil, "one-thread peak: " + err.Error()
+	}
+	if p.Threads != 1 {
+		return nil, fmt.Sprintf("one-thread peak: OpenBLAS ran %d threads", p.Threads)
+	}
+	p.Env = best.Env + ", OPENBLAS_NUM_THREADS=1"
+	return p, ""
+}
+
+// peakIn measures the peak in a child process with the environment env.
+func peakIn(env []string) (*PeakResult, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "-peak-only")
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%v %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var p PeakResult
+	if err := json.Unmarshal(lastLine(stdout.Bytes()), &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 func printTable(w io.Writer, r *Results) {
@@ -429,6 +485,11 @@ func printTable(w io.Writer, r *Results) {
 	}
 	if r.Peak != nil {
 		fmt.Fprintf(w, "large model: %.1f GFLOP/s = %.0f%% of the sgemm peak %.1f GFLOP/s\n", r.Models[1].GoGFLOPS, 100*r.LargeFracOfPeak, r.Peak.GFLOPS)
+	}
+	if r.PeakOneThread != nil {
+		fmt.Fprintf(w, "large model on one core: %.1f GFLOP/s = %.0f%% of one OpenBLAS thread's peak %.1f GFLOP/s\n", r.LargeOneCoreGFLOPS, 100*r.LargeOneCoreFracOfPeak, r.PeakOneThread.GFLOPS)
+	} else if r.LargeOneCoreGFLOPS > 0 {
+		fmt.Fprintf(w, "large model on one core: %.1f GFLOP/s\n", r.LargeOneCoreGFLOPS)
 	}
 	if r.PeakNote != "" {
 		fmt.Fprintln(w, "note:", r.PeakNote)
