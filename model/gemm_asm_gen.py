@@ -1,33 +1,26 @@
 # Generates gemm_amd64.s, the AVX-512 and AVX2 sgemm micro-kernels in Go assembly:
 #   cd model && python3 gemm_asm_gen.py
 import os
-def avx512(mr=12):
-    out=[]
-    w=out.append
-    w("// func sgemmKernelAVX512(kc int, a, b, c *float32, ldc int, load bool)")
-    w("// C[0:%d, 0:32] (row stride ldc) = (load ? C : 0) + sum_p a[p*%d+i] * b[p*32+j]" % (mr, mr))
-    w("TEXT ·sgemmKernelAVX512(SB), NOSPLIT, $0-41")
-    w("\tMOVQ kc+0(FP), CX")
-    w("\tMOVQ a+8(FP), SI")
-    w("\tMOVQ b+16(FP), DI")
-    w("\tMOVQ c+24(FP), DX")
-    w("\tMOVQ ldc+32(FP), R8")
-    w("\tSHLQ $2, R8")
+def avx512_begin(w, mr):
+    # Zero the 2*mr accumulators, open the loop and load the row of B's panel.
     for r in range(2*mr):
         w("\tVPXORD Z%d, Z%d, Z%d" % (r, r, r))
     w("loop:")
     w("\tVMOVUPS (DI), Z24")
     w("\tVMOVUPS 64(DI), Z25")
-    for i in range(mr):
-        bc = 26 + (i % 6)
-        w("\tVBROADCASTSS %d(SI), Z%d" % (4*i, bc))
-        w("\tVFMADD231PS Z24, Z%d, Z%d" % (bc, 2*i))
-        w("\tVFMADD231PS Z25, Z%d, Z%d" % (bc, 2*i+1))
-    w("\tADDQ $%d, SI" % (4*mr))
-    w("\tADDQ $128, DI")
+
+def avx512_fma(w, i, src):
+    # Row i of the tile: broadcast a[i] from src, multiply-add it with B's row.
+    bc = 26 + (i % 6)
+    w("\tVBROADCASTSS %s, Z%d" % (src, bc))
+    w("\tVFMADD231PS Z24, Z%d, Z%d" % (bc, 2*i))
+    w("\tVFMADD231PS Z25, Z%d, Z%d" % (bc, 2*i+1))
+
+def avx512_end(w, mr, load_off):
+    # Close the loop, then add the tile to C (load) or store it, row by row.
     w("\tDECQ CX")
     w("\tJNZ loop")
-    w("\tMOVBLZX load+40(FP), AX")
+    w("\tMOVBLZX load+%d(FP), AX" % load_off)
     w("\tTESTL AX, AX")
     w("\tJZ store")
     for i in range(mr):
@@ -45,6 +38,25 @@ def avx512(mr=12):
         if i < mr-1: w("\tADDQ R8, DX")
     w("\tVZEROUPPER")
     w("\tRET")
+
+def avx512(mr=12):
+    out=[]
+    w=out.append
+    w("// func sgemmKernelAVX512(kc int, a, b, c *float32, ldc int, load bool)")
+    w("// C[0:%d, 0:32] (row stride ldc) = (load ? C : 0) + sum_p a[p*%d+i] * b[p*32+j]" % (mr, mr))
+    w("TEXT ·sgemmKernelAVX512(SB), NOSPLIT, $0-41")
+    w("\tMOVQ kc+0(FP), CX")
+    w("\tMOVQ a+8(FP), SI")
+    w("\tMOVQ b+16(FP), DI")
+    w("\tMOVQ c+24(FP), DX")
+    w("\tMOVQ ldc+32(FP), R8")
+    w("\tSHLQ $2, R8")
+    avx512_begin(w, mr)
+    for i in range(mr):
+        avx512_fma(w, i, "%d(SI)" % (4*i))
+    w("\tADDQ $%d, SI" % (4*mr))
+    w("\tADDQ $128, DI")
+    avx512_end(w, mr, 40)
     return "\n".join(out)
 
 def avx512_rows(mr=12):
@@ -65,42 +77,16 @@ def avx512_rows(mr=12):
     w("\tLEAQ (R9)(R9*2), R10")
     w("\tLEAQ (SI)(R9*4), R11")
     w("\tLEAQ (R11)(R9*4), R12")
-    for r in range(2*mr):
-        w("\tVPXORD Z%d, Z%d, Z%d" % (r, r, r))
-    w("loop:")
-    w("\tVMOVUPS (DI), Z24")
-    w("\tVMOVUPS 64(DI), Z25")
+    avx512_begin(w, mr)
     bases = ["SI", "R11", "R12"]
     idx = ["", "(R9*1)", "(R9*2)", "(R10*1)"]
     for i in range(mr):
-        bc = 26 + (i % 6)
-        w("\tVBROADCASTSS (%s)%s, Z%d" % (bases[i//4], idx[i%4], bc))
-        w("\tVFMADD231PS Z24, Z%d, Z%d" % (bc, 2*i))
-        w("\tVFMADD231PS Z25, Z%d, Z%d" % (bc, 2*i+1))
+        avx512_fma(w, i, "(%s)%s" % (bases[i//4], idx[i%4]))
     w("\tADDQ $4, SI")
     w("\tADDQ $4, R11")
     w("\tADDQ $4, R12")
     w("\tADDQ $128, DI")
-    w("\tDECQ CX")
-    w("\tJNZ loop")
-    w("\tMOVBLZX load+48(FP), AX")
-    w("\tTESTL AX, AX")
-    w("\tJZ store")
-    for i in range(mr):
-        w("\tVADDPS (DX), Z%d, Z%d" % (2*i, 2*i))
-        w("\tVADDPS 64(DX), Z%d, Z%d" % (2*i+1, 2*i+1))
-        w("\tVMOVUPS Z%d, (DX)" % (2*i))
-        w("\tVMOVUPS Z%d, 64(DX)" % (2*i+1))
-        if i < mr-1: w("\tADDQ R8, DX")
-    w("\tVZEROUPPER")
-    w("\tRET")
-    w("store:")
-    for i in range(mr):
-        w("\tVMOVUPS Z%d, (DX)" % (2*i))
-        w("\tVMOVUPS Z%d, 64(DX)" % (2*i+1))
-        if i < mr-1: w("\tADDQ R8, DX")
-    w("\tVZEROUPPER")
-    w("\tRET")
+    avx512_end(w, mr, 48)
     return "\n".join(out)
 
 def avx512_bcols(mr=12):
@@ -118,38 +104,12 @@ def avx512_bcols(mr=12):
     w("\tMOVQ c+32(FP), DX")
     w("\tMOVQ ldc+40(FP), R8")
     w("\tSHLQ $2, R8")
-    for r in range(2*mr):
-        w("\tVPXORD Z%d, Z%d, Z%d" % (r, r, r))
-    w("loop:")
-    w("\tVMOVUPS (DI), Z24")
-    w("\tVMOVUPS 64(DI), Z25")
+    avx512_begin(w, mr)
     for i in range(mr):
-        bc = 26 + (i % 6)
-        w("\tVBROADCASTSS %d(SI), Z%d" % (4*i, bc))
-        w("\tVFMADD231PS Z24, Z%d, Z%d" % (bc, 2*i))
-        w("\tVFMADD231PS Z25, Z%d, Z%d" % (bc, 2*i+1))
+        avx512_fma(w, i, "%d(SI)" % (4*i))
     w("\tADDQ $%d, SI" % (4*mr))
     w("\tADDQ R9, DI")
-    w("\tDECQ CX")
-    w("\tJNZ loop")
-    w("\tMOVBLZX load+48(FP), AX")
-    w("\tTESTL AX, AX")
-    w("\tJZ store")
-    for i in range(mr):
-        w("\tVADDPS (DX), Z%d, Z%d" % (2*i, 2*i))
-        w("\tVADDPS 64(DX), Z%d, Z%d" % (2*i+1, 2*i+1))
-        w("\tVMOVUPS Z%d, (DX)" % (2*i))
-        w("\tVMOVUPS Z%d, 64(DX)" % (2*i+1))
-        if i < mr-1: w("\tADDQ R8, DX")
-    w("\tVZEROUPPER")
-    w("\tRET")
-    w("store:")
-    for i in range(mr):
-        w("\tVMOVUPS Z%d, (DX)" % (2*i))
-        w("\tVMOVUPS Z%d, 64(DX)" % (2*i+1))
-        if i < mr-1: w("\tADDQ R8, DX")
-    w("\tVZEROUPPER")
-    w("\tRET")
+    avx512_end(w, mr, 48)
     return "\n".join(out)
 
 def avx2(mr=6):
