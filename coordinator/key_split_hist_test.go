@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -176,24 +175,8 @@ func TestClusteredKeysSplitEvenly(t *testing.T) {
 	e.exec(t, `create table clustered (k bigint primary key, x float8 not null, y float8 not null)`)
 	e.exec(t, `insert into clustered select i, i % 7, i % 2 from generate_series(1, 1000) i`)
 	e.exec(t, `insert into clustered select 1000000000000000 + i, i % 7, i % 2 from generate_series(0, 1000000) i`)
-	r := start(t, e, Config{})
 	ctx := context.Background()
-	spec, _ := json.Marshal(map[string]any{
-		"table": "clustered", "key": "k",
-		"features":   []any{map[string]any{"column": "x"}},
-		"label":      "y",
-		"model":      json.RawMessage(`{"layers": [{"type": "dense", "units": 1}]}`),
-		"loss":       "mse",
-		"range_rows": 100000,
-	})
-	st, err := r.cl.Submit(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := r.cl.Plan(ctx, st.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := planKeyedTable(t, e, "clustered", 100000)
 	const total = 1001001
 	if len(p.Ranges) != 11 {
 		t.Fatalf("%d ranges, want 11", len(p.Ranges))
@@ -202,11 +185,8 @@ func TestClusteredKeysSplitEvenly(t *testing.T) {
 		if share := float64(total) / 11; math.Abs(float64(rg.Rows)-share) > share/4 {
 			t.Errorf("range %d [%d, %d] has %d rows, want %.0f ± 1/4", rg.Index, rg.Lo, rg.Hi, rg.Rows, share)
 		}
-		var n int64
-		if err := e.pool.QueryRow(ctx, `select count(*) from clustered where k between $1 and $2`, rg.Lo, rg.Hi).Scan(&n); err != nil || n != rg.Rows {
-			t.Errorf("range %d: plan says %d rows, SQL counts %d (%v)", rg.Index, rg.Rows, n, err)
-		}
 	}
+	checkRangeCounts(t, e, "clustered", p)
 	var want messages.KeyChecksum
 	rows, err := e.pool.Query(ctx, `select k from clustered`)
 	if err != nil {

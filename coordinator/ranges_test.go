@@ -22,24 +22,8 @@ func TestRangesFollowRowsNotKeys(t *testing.T) {
 	// 9,998 sparse keys spread over the other 99%.
 	e.exec(t, `insert into skewed select -4910000 + i * 890, i % 13, i % 2 from generate_series(1, 9998) i`)
 	e.exec(t, `insert into skewed values (-9223372036854775808, 1, 0), (9223372036854775807, 2, 1)`)
-	r := start(t, e, Config{})
 	ctx := context.Background()
-	spec, _ := json.Marshal(map[string]any{
-		"table": "skewed", "key": "k",
-		"features":   []any{map[string]any{"column": "x"}},
-		"label":      "y",
-		"model":      json.RawMessage(`{"layers": [{"type": "dense", "units": 1}]}`),
-		"loss":       "mse",
-		"range_rows": 10000,
-	})
-	st, err := r.cl.Submit(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := r.cl.Plan(ctx, st.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := planKeyedTable(t, e, "skewed", 10000)
 	const total = 100000
 	if len(p.Ranges) != 10 {
 		t.Fatalf("%d ranges, want 10", len(p.Ranges))
@@ -50,12 +34,8 @@ func TestRangesFollowRowsNotKeys(t *testing.T) {
 		if math.Abs(float64(rg.Rows)-total/10) > 0.2*total/10 {
 			t.Errorf("range %d [%d, %d] has %d rows, want %d ± 20%%", rg.Index, rg.Lo, rg.Hi, rg.Rows, total/10)
 		}
-		// The planned count is the exact count.
-		var n int64
-		if err := e.pool.QueryRow(ctx, `select count(*) from skewed where k between $1 and $2`, rg.Lo, rg.Hi).Scan(&n); err != nil || n != rg.Rows {
-			t.Errorf("range %d: plan says %d rows, SQL counts %d (%v)", rg.Index, rg.Rows, n, err)
-		}
 	}
+	checkRangeCounts(t, e, "skewed", p)
 	if sum != total || p.Expected.Rows != total || p.ExpectedValid.Rows != 0 {
 		t.Fatalf("ranges sum to %d, expected %+v, want %d", sum, p.Expected, total)
 	}
@@ -135,4 +115,40 @@ func FuzzRangeBounds(f *testing.F) {
 			}
 		}
 	})
+}
+
+// planKeyedTable plans table (key k, feature x, label y) in ranges of rangeRows rows.
+func planKeyedTable(t *testing.T, e *env, table string, rangeRows int) *messages.Plan {
+	t.Helper()
+	r := start(t, e, Config{})
+	ctx := context.Background()
+	spec, _ := json.Marshal(map[string]any{
+		"table": table, "key": "k",
+		"features":   []any{map[string]any{"column": "x"}},
+		"label":      "y",
+		"model":      json.RawMessage(`{"layers": [{"type": "dense", "units": 1}]}`),
+		"loss":       "mse",
+		"range_rows": rangeRows,
+	})
+	st, err := r.cl.Submit(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.cl.Plan(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// checkRangeCounts checks that each planned range's row count is SQL's exact count of its keys.
+func checkRangeCounts(t *testing.T, e *env, table string, p *messages.Plan) {
+	t.Helper()
+	for _, rg := range p.Ranges {
+		var n int64
+		err := e.pool.QueryRow(context.Background(), `select count(*) from `+pgx.Identifier{table}.Sanitize()+` where k between $1 and $2`, rg.Lo, rg.Hi).Scan(&n)
+		if err != nil || n != rg.Rows {
+			t.Errorf("range %d: plan says %d rows, SQL counts %d (%v)", rg.Index, rg.Rows, n, err)
+		}
+	}
 }
