@@ -130,19 +130,7 @@ func TestModelArtifactAndOnlinePrediction(t *testing.T) {
 		models[job.name] = &trainedModel{id: st.ID, outDir: out}
 	}
 	for name, m := range models {
-		testenv.Eventually(t, 4*time.Minute, "the "+name+" job to end", func() bool {
-			select {
-			case err := <-cl.Err():
-				t.Fatalf("a role failed: %v", err)
-			default:
-			}
-			s, err := cl.Client.Job(ctx, m.id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.status = s
-			return s.State == messages.JobDone || s.State == messages.JobFailed
-		})
+		m.status = waitJob(t, cl, m.id)
 		if m.status.State != messages.JobDone {
 			t.Fatalf("%s job %s ended %s: %s", name, m.id, m.status.State, m.status.Error)
 		}

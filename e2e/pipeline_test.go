@@ -129,20 +129,7 @@ func runJobAuth(t *testing.T, pool *pgxpool.Pool, natsURL string, auth bus.Auth,
 	if err != nil {
 		t.Fatal(err)
 	}
-	var final *messages.JobStatus
-	testenv.Eventually(t, 3*time.Minute, "the job to end", func() bool {
-		select {
-		case err := <-cl.Err():
-			t.Fatalf("a role failed: %v", err)
-		default:
-		}
-		s, err := cl.Client.Job(ctx, st.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		final = s
-		return s.State == messages.JobDone || s.State == messages.JobFailed
-	})
+	final := waitJob(t, cl, st.ID)
 	elapsed := time.Since(start)
 	if final.State != messages.JobDone {
 		t.Fatalf("job %s ended %s: %s", final.ID, final.State, final.Error)

@@ -48,7 +48,7 @@ func makeHoldout(t *testing.T, pool *pgxpool.Pool, name string, n int) {
 func waitJob(t *testing.T, cl *local.Cluster, id string) *messages.JobStatus {
 	t.Helper()
 	var final *messages.JobStatus
-	testenv.Eventually(t, 3*time.Minute, "job "+id+" to end", func() bool {
+	testenv.Eventually(t, 4*time.Minute, "job "+id+" to end", func() bool {
 		select {
 		case err := <-cl.Err():
 			t.Fatalf("a role failed: %v", err)
@@ -59,7 +59,7 @@ func waitJob(t *testing.T, cl *local.Cluster, id string) *messages.JobStatus {
 			t.Fatal(err)
 		}
 		final = s
-		return s.State == messages.JobDone || s.State == messages.JobFailed
+		return messages.JobEnded(s.State)
 	})
 	return final
 }

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -174,20 +173,7 @@ func runSweep(t *testing.T, pool *pgxpool.Pool, natsURL, out string, trainers in
 	if err != nil {
 		t.Fatal(err)
 	}
-	var final *messages.JobStatus
-	testenv.Eventually(t, 4*time.Minute, "the sweep to end", func() bool {
-		select {
-		case err := <-cl.Err():
-			t.Fatalf("a role failed: %v", err)
-		default:
-		}
-		s, err := cl.Client.Job(ctx, st.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		final = s
-		return messages.JobEnded(s.State)
-	})
+	final := waitJob(t, cl, st.ID)
 	if final.State != messages.JobDone {
 		t.Fatalf("sweep %s ended %s: %s", final.ID, final.State, final.Error)
 	}

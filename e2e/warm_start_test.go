@@ -9,7 +9,6 @@ import (
 	"math/big"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -66,20 +65,7 @@ func trainDone(t *testing.T, cl *local.Cluster, body []byte) *messages.JobStatus
 	if err != nil {
 		t.Fatal(err)
 	}
-	var final *messages.JobStatus
-	testenv.Eventually(t, 3*time.Minute, "job "+st.ID+" to end", func() bool {
-		select {
-		case err := <-cl.Err():
-			t.Fatalf("a role failed: %v", err)
-		default:
-		}
-		s, err := cl.Client.Job(context.Background(), st.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		final = s
-		return messages.JobEnded(s.State)
-	})
+	final := waitJob(t, cl, st.ID)
 	if final.State != messages.JobDone {
 		t.Fatalf("job %s ended %s: %s", final.ID, final.State, final.Error)
 	}
