@@ -220,3 +220,22 @@ func readKeysInOrder(ctx context.Context, tx pgx.Tx, in *planInput, lo, hi int64
 	}
 	return n, nil
 }
+
+// splitKeysInParts cuts the ranges as training's planning does, without its statistics (a
+// prediction's, which uses the model's): an integer key alone is read in the table's parts
+// on the planning connections and counted into buckets, then cut (splitHistogram); a typed
+// key has its key pass.
+func splitKeysInParts(ctx context.Context, pc planConns, in *planInput) (*keySplit, error) {
+	if in.keyCols != nil {
+		return splitTypedKeys(ctx, pc.tx, in)
+	}
+	span, err := readKeySpan(ctx, pc.tx, in)
+	if err != nil {
+		return nil, err
+	}
+	total, err := pc.scanParts(ctx, in, nil, 0, &span, nil)
+	if err != nil {
+		return nil, err
+	}
+	return splitHistogram(ctx, pc.tx, in, total.keys, total.rows)
+}

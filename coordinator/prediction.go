@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -51,6 +52,7 @@ func (c *Coordinator) modelMeta(ctx context.Context, field, id string) (messages
 // is), creates the output table and starts the job. Every check runs before anything is
 // written.
 func (c *Coordinator) createPrediction(ctx context.Context, body []byte) (messages.JobStatus, error) {
+	began := time.Now()
 	spec, err := messages.ParsePredictionSpec(body)
 	if err != nil {
 		return messages.JobStatus{}, err
@@ -99,7 +101,8 @@ func (c *Coordinator) createPrediction(ctx context.Context, body []byte) (messag
 	if err := checkOutput(ctx, tx, spec, in, p, allowed("output")); err != nil {
 		return messages.JobStatus{}, err
 	}
-	if err := planPredictionRanges(ctx, tx, in, p, sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window}); err != nil {
+	pc := planConns{tx: tx, pool: pool, helpers: c.cfg.PlanConns - 1}
+	if err := planPredictionRanges(ctx, pc, in, p, sizing{maxPayload: c.maxPayload(), readyMaxBytes: c.cfg.ReadyMaxBytes, window: c.cfg.Window}); err != nil {
 		return messages.JobStatus{}, err
 	}
 	if err := checkPlanSize(p, c.maxPayload()); err != nil {
@@ -119,7 +122,8 @@ func (c *Coordinator) createPrediction(ctx context.Context, body []byte) (messag
 	}
 	c.log.Info("prediction job planned", "job_id", p.JobID, "model", spec.Model, "table", p.Schema+"."+p.Table,
 		"output", outputName(p.Prediction), "mode", spec.Mode, "rows", p.Expected.Rows,
-		"ranges", len(p.Ranges), "page_rows", p.PageRows, "evaluate", p.Prediction.Evaluate)
+		"ranges", len(p.Ranges), "page_rows", p.PageRows, "evaluate", p.Prediction.Evaluate,
+		"took", time.Since(began).Round(time.Millisecond))
 	return status, nil
 }
 
@@ -351,9 +355,9 @@ select exists (
 }
 
 // planPredictionRanges splits the key space and counts each range's rows and key checksum
-// in one ordered read of the key, as for training, and sizes the pages. No statistics are
-// computed: the model's are used; only the text columns' widths are measured, for sizing.
-func planPredictionRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan, sz sizing) error {
+// as for training (splitKeysInParts), and sizes the pages. No statistics are computed: the
+// model's are used; only the text columns' widths are measured, for sizing.
+func planPredictionRanges(ctx context.Context, pc planConns, in *planInput, p *messages.Plan, sz sizing) error {
 	var texts []string
 	for i, col := range in.features {
 		if p.Features[i].Kind == messages.KindCategorical {
@@ -363,11 +367,11 @@ func planPredictionRanges(ctx context.Context, tx pgx.Tx, in *planInput, p *mess
 	if p.Prediction.Evaluate && p.Label.Kind == messages.KindCategorical {
 		texts = append(texts, in.label.name)
 	}
-	avgText, err := textWidths(ctx, tx, in, texts)
+	avgText, err := textWidths(ctx, pc.tx, in, texts)
 	if err != nil {
 		return err
 	}
-	split, err := splitKeys(ctx, tx, in)
+	split, err := splitKeysInParts(ctx, pc, in)
 	if err != nil {
 		return err
 	}

@@ -156,20 +156,11 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 	if err := arrayLengths(ctx, pc.tx, in, cols); err != nil {
 		return nil, nil, nil, err
 	}
-	parts, err := tableParts(ctx, pc, in)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	pc.timer.done("parts", time.Time{})
 	var (
 		split *keySplit
-		// total is every part read so far, merged as each ends (exact sums: the order
-		// does not matter), so only the parts being read are held besides it.
-		total   *statsPart
-		totalMu sync.Mutex
+		extra []func(context.Context, pgx.Tx) error
+		span  *keySpan
 	)
-	var tasks []func(context.Context, pgx.Tx) error
-	var span *keySpan
 	if in.keyCols == nil {
 		s, err := readKeySpan(ctx, pc.tx, in)
 		if err != nil {
@@ -178,35 +169,17 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 		span = &s
 		pc.timer.done("key_span", time.Time{})
 	} else {
-		tasks = append(tasks, func(ctx context.Context, tx pgx.Tx) (err error) {
+		extra = append(extra, func(ctx context.Context, tx pgx.Tx) (err error) {
 			began := time.Now()
 			split, err = splitTypedKeys(ctx, tx, in)
 			pc.timer.done("key_split", began)
 			return err
 		})
 	}
-	for i, where := range parts {
-		tasks = append(tasks, func(ctx context.Context, tx pgx.Tx) (err error) {
-			began := time.Now()
-			part, err := scanStats(ctx, tx, in, cols, where, vocabLimit, span)
-			if err != nil {
-				return err
-			}
-			totalMu.Lock()
-			if total == nil {
-				total = part
-			} else {
-				total.merge(part)
-			}
-			totalMu.Unlock()
-			pc.timer.done(fmt.Sprintf("stats_part%d", i), began)
-			return nil
-		})
-	}
-	if err := pc.run(ctx, tasks); err != nil {
+	total, err := pc.scanParts(ctx, in, cols, vocabLimit, span, extra)
+	if err != nil {
 		return nil, nil, nil, err
 	}
-	pc.timer.done("passes", time.Time{})
 	if span != nil {
 		began := time.Now()
 		if split, err = splitHistogram(ctx, pc.tx, in, total.keys, total.rows); err != nil {
@@ -257,6 +230,47 @@ func computeStats(ctx context.Context, pc planConns, in *planInput, p *messages.
 	}
 	pc.timer.done("vocabularies", time.Time{})
 	return avgText, split.bounds, split.sums, nil
+}
+
+// scanParts reads cols, and an integer key into buckets over span (nil: no key), in
+// disjoint parts of the table (tableParts) on the planning connections, extra tasks beside
+// them, and merges the parts as each ends: the sums are exact, so neither the cut nor the
+// order of the parts changes the result.
+func (pc planConns) scanParts(ctx context.Context, in *planInput, cols []statColumn, vocabLimit int, span *keySpan, extra []func(context.Context, pgx.Tx) error) (*statsPart, error) {
+	parts, err := tableParts(ctx, pc, in)
+	if err != nil {
+		return nil, err
+	}
+	pc.timer.done("parts", time.Time{})
+	var (
+		// total is every part read so far, so only the parts being read are held besides it.
+		total   *statsPart
+		totalMu sync.Mutex
+	)
+	tasks := extra
+	for i, where := range parts {
+		tasks = append(tasks, func(ctx context.Context, tx pgx.Tx) (err error) {
+			began := time.Now()
+			part, err := scanStats(ctx, tx, in, cols, where, vocabLimit, span)
+			if err != nil {
+				return err
+			}
+			totalMu.Lock()
+			if total == nil {
+				total = part
+			} else {
+				total.merge(part)
+			}
+			totalMu.Unlock()
+			pc.timer.done(fmt.Sprintf("stats_part%d", i), began)
+			return nil
+		})
+	}
+	if err := pc.run(ctx, tasks); err != nil {
+		return nil, err
+	}
+	pc.timer.done("passes", time.Time{})
+	return total, nil
 }
 
 func (s *colStats) fromMoments(m *moments) {

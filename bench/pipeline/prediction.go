@@ -213,6 +213,9 @@ func measurePrediction(ctx context.Context, c *cluster, env *harness, table, mod
 	if !output {
 		spec = fmt.Sprintf(`{"model": %q, "table": %q, "evaluate": true}`, model, table)
 	}
+	if err := settle(ctx, env.pool); err != nil {
+		return res, err
+	}
 	pgBefore := pgCPUSeconds(env.pg.DataDir)
 	sent := time.Now()
 	st, err := cl.SubmitPrediction(ctx, []byte(spec))
