@@ -43,49 +43,6 @@ func rangeCount(spec messages.JobSpec, rows int64) int {
 	return max(n, 1)
 }
 
-// splitKeys counts the rows, then reads the keys in key order (the key's btree index, so
-// no sort) and cuts them at row-count quantiles: the split keys are what
-// percentile_disc(i/n) gives, and the same pass counts and checksums every range exactly.
-// Reading the keys alone costs a fraction of a pass over the planned columns, and it runs
-// beside the statistics on another connection.
-func splitKeys(ctx context.Context, tx pgx.Tx, in *planInput) (*keySplit, error) {
-	if in.keyCols != nil {
-		return splitTypedKeys(ctx, tx, in)
-	}
-	key := pgx.Identifier{in.key.name}.Sanitize()
-	var rows, keys int64
-	if err := tx.QueryRow(ctx, "select count(*), count("+key+") from "+in.source()).Scan(&rows, &keys); err != nil {
-		return nil, fmt.Errorf("counting the rows: %w", err)
-	}
-	if rows == 0 {
-		return nil, &messages.FieldError{Field: "table", Reason: fmt.Sprintf("%s.%s has no rows", in.rel.schema, in.rel.name)}
-	}
-	if rows > keys {
-		return nil, &messages.FieldError{Field: "key", Reason: fmt.Sprintf("%d rows have a NULL key %q and could never be read", rows-keys, in.key.name)}
-	}
-	c := newKeyCutter(keys, rangeCount(in.spec, rows))
-	r := newCopyReader(1, func(f [][]byte) error {
-		if len(f[0]) != 8 {
-			return fmt.Errorf("the key: a value of %d bytes, want 8", len(f[0]))
-		}
-		c.add(int64(binary.BigEndian.Uint64(f[0])))
-		return nil
-	})
-	sql := "copy (select " + key + "::int8 from " + in.source() + " where " + key + " is not null order by " + key + ") to stdout (format binary)"
-	if _, err := tx.Conn().PgConn().CopyTo(ctx, r, sql); err != nil {
-		return nil, fmt.Errorf("splitting the key range: %w", err)
-	}
-	if err := r.finish(); err != nil {
-		return nil, fmt.Errorf("splitting the key range: %w", err)
-	}
-	if c.pos != keys {
-		return nil, fmt.Errorf("splitting the key range: %d keys read, %d counted", c.pos, keys)
-	}
-	bounds, sums := c.result()
-	bounds[0].Lo = in.firstKey()
-	return &keySplit{rows: rows, bounds: bounds, sums: sums}, nil
-}
-
 // keyCutter takes keys in ascending order and cuts them where percentile_disc would: the
 // i-th split is the key at row ceil(i/n · total) (PostgreSQL's arithmetic, in float64), and
 // each range (previous split, split] gets the checksum of its keys.
@@ -146,7 +103,7 @@ func (c *keyCutter) result() ([]messages.KeyRange, []messages.KeyChecksum) {
 	return bounds, sums[:len(bounds)]
 }
 
-// splitTypedKeys is splitKeys for a typed key: the keys come in key order (the column
+// splitTypedKeys cuts a typed key's ranges in one key pass: the keys come in key order (the column
 // types' own order and collations) as text with their hash computed in SQL, and each is
 // hashed again here: the expected checksums are SQL's, the fetchers' are Go's, so the two
 // must agree on every key, and a key where they do not stops the plan.

@@ -141,7 +141,7 @@ func planSpec(ctx context.Context, pc planConns, spec messages.JobSpec, jobID st
 	var bounds []messages.KeyRange
 	var sums []messages.KeyChecksum
 	if from != nil && spec.Preprocessing == messages.PreprocessingReuse {
-		avgText, bounds, sums, err = reuseTransforms(ctx, tx, in, p, from)
+		avgText, bounds, sums, err = reuseTransforms(ctx, pc, in, p, from)
 	} else {
 		avgText, bounds, sums, err = computeStats(ctx, pc, in, p, sz.vocabLimit)
 		if err == nil {

@@ -183,7 +183,7 @@ func nothingNew(p *messages.Plan) (string, bool) {
 // label (their types this table's, which say how the fetchers read them), no statistics,
 // and the key ranges of the job's rows. A classifier's label must take no value outside
 // the stored classes.
-func reuseTransforms(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.Plan, from *messages.ModelMeta) (map[string]float64, []messages.KeyRange, []messages.KeyChecksum, error) {
+func reuseTransforms(ctx context.Context, pc planConns, in *planInput, p *messages.Plan, from *messages.ModelMeta) (map[string]float64, []messages.KeyRange, []messages.KeyChecksum, error) {
 	var texts []string
 	p.Features = make([]messages.ColumnPlan, len(from.Features))
 	for i, f := range from.Features {
@@ -201,7 +201,7 @@ func reuseTransforms(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.
 		texts = append(texts, p.Label.Name)
 		q := pgx.Identifier{in.label.name}.Sanitize()
 		var unseen string
-		err := tx.QueryRow(ctx, "select "+q+"::text from "+in.source()+" where "+q+" is not null and not ("+q+"::text = any($1)) limit 1",
+		err := pc.tx.QueryRow(ctx, "select "+q+"::text from "+in.source()+" where "+q+" is not null and not ("+q+"::text = any($1)) limit 1",
 			p.Label.Vocabulary).Scan(&unseen)
 		switch {
 		case err == nil:
@@ -211,11 +211,11 @@ func reuseTransforms(ctx context.Context, tx pgx.Tx, in *planInput, p *messages.
 			return nil, nil, nil, fmt.Errorf("checking the label's classes: %w", err)
 		}
 	}
-	avgText, err := textWidths(ctx, tx, in, texts)
+	avgText, err := textWidths(ctx, pc.tx, in, texts)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	split, err := splitKeys(ctx, tx, in)
+	split, err := splitKeysInParts(ctx, pc, in)
 	if err != nil {
 		return nil, nil, nil, err
 	}
