@@ -309,14 +309,14 @@ func (h *harness) run(ctx context.Context, o options) (*results, error) {
 		r.CopyFrom, r.CopyFromRowsPerS = pr.CopyFrom, medianRate(pr.CopyFrom)
 		r.SlowerCopyRowsPerS = min(h.ceiling, r.CopyFromRowsPerS)
 		r.Predict.RatioToCeiling = ratio(r.Predict.RowsPerS, h.ceiling)
-		step("  prediction %.0f rows/s (%.2f× the slower of COPY in %.0f and COPY FROM out %.0f rows/s)",
-			r.Predict.RowsPerS, ratio(r.Predict.RowsPerS, r.SlowerCopyRowsPerS), h.ceiling, r.CopyFromRowsPerS)
+		step("  prediction %.0f rows/s (%.2f× the slower of COPY in %.0f and COPY FROM out %.0f rows/s), planned in %.2f s",
+			r.Predict.RowsPerS, ratio(r.Predict.RowsPerS, r.SlowerCopyRowsPerS), h.ceiling, r.CopyFromRowsPerS, r.PlanSeconds)
 		if ev := r.Evaluation; ev != nil {
 			step("  evaluation (no output table) %.0f rows/s, PostgreSQL CPU %.1f s (the prediction's %.1f s)", ev.Predict.RowsPerS, ev.PGCPUSeconds, r.PredictPGCPUSeconds)
 		}
 		for _, c := range r.Compared {
-			step("  scorers of %s: %.0f rows/s (%.2f× the slower COPY), PostgreSQL CPU %.1f s, scorers' CPU %.1f s",
-				c.Scorer, c.Predict.RowsPerS, ratio(c.Predict.RowsPerS, r.SlowerCopyRowsPerS), c.PGCPUSeconds, c.ScorerCPUSeconds)
+			step("  scorers of %s: %.0f rows/s (%.2f× the slower COPY), planned in %.2f s, PostgreSQL CPU %.1f s, scorers' CPU %.1f s",
+				c.Scorer, c.Predict.RowsPerS, ratio(c.Predict.RowsPerS, r.SlowerCopyRowsPerS), c.PlanSeconds, c.PGCPUSeconds, c.ScorerCPUSeconds)
 		}
 		res.Prediction = r
 		res.PredictionRowsPerS = r.Predict.RowsPerS

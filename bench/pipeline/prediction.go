@@ -30,6 +30,8 @@ type predictionResult struct {
 	// PredictPGCPUSeconds is PostgreSQL's CPU time over the prediction alone (reads and
 	// the output's writes).
 	PredictPGCPUSeconds float64 `json:"predict_postgres_cpu_seconds"`
+	// PlanSeconds is the measured prediction's submission round trip (its planning).
+	PlanSeconds float64 `json:"predict_plan_seconds"`
 	// Compared are, with --compare-scorer, the same prediction run again with the scorers
 	// of that binary and of this one in turn, in the same cluster after the same training.
 	Compared []predictRun `json:"compared,omitempty"`
@@ -57,8 +59,11 @@ type predictRun struct {
 	WorkersCPUSeconds float64 `json:"workers_cpu_seconds,omitempty"`
 	NATSCPUSeconds    float64 `json:"nats_cpu_seconds,omitempty"`
 	Predict           rate    `json:"predict"`
-	PGCPUSeconds      float64 `json:"postgres_cpu_seconds"`
-	ScorerCPUSeconds  float64 `json:"scorer_cpu_seconds"`
+	// PlanSeconds is the submission's round trip: the schema checks, the key's ranges and
+	// the output table's creation.
+	PlanSeconds      float64 `json:"plan_seconds"`
+	PGCPUSeconds     float64 `json:"postgres_cpu_seconds"`
+	ScorerCPUSeconds float64 `json:"scorer_cpu_seconds"`
 }
 
 // runPrediction trains the MLP for one epoch on table, then scores table with that model
@@ -146,7 +151,7 @@ func runPrediction(ctx context.Context, env *harness, table string, rows int64, 
 				runs[run].ScorerCPUSeconds += p.cpuSeconds()
 			}
 			if run == 0 {
-				res.Predict, res.PredictPGCPUSeconds = pr.Predict, pr.PGCPUSeconds
+				res.Predict, res.PredictPGCPUSeconds, res.PlanSeconds = pr.Predict, pr.PGCPUSeconds, pr.PlanSeconds
 			}
 			runs[run].Scorer = bin
 		}
@@ -222,6 +227,7 @@ func measurePrediction(ctx context.Context, c *cluster, env *harness, table, mod
 	if err != nil {
 		return res, fmt.Errorf("submitting the prediction: %w", err)
 	}
+	res.PlanSeconds = time.Since(sent).Seconds()
 	// The trainer has exited after its one job, and the scorers of earlier runs are
 	// stopped; every other role must stay up.
 	var watch []*proc

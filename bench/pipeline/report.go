@@ -523,15 +523,15 @@ func (r *results) predictionMarkdown(w io.Writer) {
 		p("| binary COPY FROM STDIN, run %d | %.2f | %s | %.2f |\n", i+1, run.Seconds, num(run.RowsPerS), ratio(run.RowsPerS, pr.SlowerCopyRowsPerS))
 	}
 	p("| pgtrain prediction, submission to done | %.2f | %s | %.2f |\n", pr.Predict.Seconds, num(pr.Predict.RowsPerS), ratio(pr.Predict.RowsPerS, pr.SlowerCopyRowsPerS))
-	p("\nPostgreSQL's CPU time over the prediction alone: %.1f s.\n", pr.PredictPGCPUSeconds)
+	p("\nOf that, the submission (planning: the schema checks, the key's ranges, the output table's creation): %.2f s. PostgreSQL's CPU time over the prediction alone: %.1f s.\n", pr.PlanSeconds, pr.PredictPGCPUSeconds)
 	if ev := pr.Evaluation; ev != nil {
 		p("\nThe same job without the output table (`pgtrain evaluate`: reading, preprocessing and the forward pass, nothing written), with the same scorers: %.2f s, %s rows/s, PostgreSQL CPU %.1f s; writing the output cost PostgreSQL about %.1f s.\n",
 			ev.Predict.Seconds, num(ev.Predict.RowsPerS), ev.PGCPUSeconds, pr.PredictPGCPUSeconds-ev.PGCPUSeconds)
 	}
 	if len(pr.Compared) > 0 && pr.Compared[0].WorkersCPUSeconds > 0 {
-		p("\nThe same prediction again in the same cluster, with two whole builds in turn (`--compare-pgtrain`: the coordinator, fetchers, preprocessors and scorers of each run started from its binary; the NATS server and PostgreSQL the same):\n\n| run | binary | seconds | rows/s | × the slower COPY | PostgreSQL CPU (s) | scorers' CPU (s) | coordinator, fetchers, preprocessors CPU (s) | NATS CPU (s) |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		p("\nThe same prediction again in the same cluster, with two whole builds in turn (`--compare-pgtrain`: the coordinator, fetchers, preprocessors and scorers of each run started from its binary; the NATS server and PostgreSQL the same):\n\n| run | binary | seconds | planning (s) | rows/s | × the slower COPY | PostgreSQL CPU (s) | scorers' CPU (s) | coordinator, fetchers, preprocessors CPU (s) | NATS CPU (s) |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for i, c := range pr.Compared {
-			p("| %d | `%s` | %.2f | %s | %.2f | %.1f | %.1f | %.1f | %.1f |\n", i+1, c.Scorer, c.Predict.Seconds, num(c.Predict.RowsPerS), ratio(c.Predict.RowsPerS, pr.SlowerCopyRowsPerS), c.PGCPUSeconds, c.ScorerCPUSeconds, c.WorkersCPUSeconds, c.NATSCPUSeconds)
+			p("| %d | `%s` | %.2f | %.2f | %s | %.2f | %.1f | %.1f | %.1f | %.1f |\n", i+1, c.Scorer, c.Predict.Seconds, c.PlanSeconds, num(c.Predict.RowsPerS), ratio(c.Predict.RowsPerS, pr.SlowerCopyRowsPerS), c.PGCPUSeconds, c.ScorerCPUSeconds, c.WorkersCPUSeconds, c.NATSCPUSeconds)
 		}
 	} else if len(pr.Compared) > 0 {
 		p("\nThe same prediction again in the same cluster, with the scorers of two builds in turn (`--compare-scorer`):\n\n| run | scorer binary | seconds | rows/s | × the slower COPY | PostgreSQL CPU (s) | scorers' CPU (s) |\n|---:|---|---:|---:|---:|---:|---:|\n")
