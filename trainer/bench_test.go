@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,7 +46,9 @@ func benchPlan(job string, ranges, rows, dim, pageRows int) (*messages.Plan, []*
 }
 
 // BenchmarkReadRange measures reading one range of 50,000 rows × 16 features (pages of
-// 4,096 rows, ~280 KiB each) from READY by subject with direct gets.
+// 4,096 rows, ~280 KiB each) from READY by subject with direct gets, one page at a time and
+// with the default read-ahead. cpu-ns/row is the process's CPU time (the embedded NATS
+// server's included) per row.
 func BenchmarkReadRange(b *testing.B) {
 	const rows, dim, pageRows = 50_000, 16, 4096
 	bus := testBus(b)
@@ -59,16 +62,33 @@ func BenchmarkReadRange(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	rr := newReadyReader(bus.Ready, bus.Names(), p, 5*time.Millisecond, testLog(b))
-	b.SetBytes(bytes)
-	b.ResetTimer()
-	for b.Loop() {
-		r, err := rr.Read(ctx, 0, 0, nil)
-		if err != nil || r.rows() != rows {
-			b.Fatalf("read %v rows: %v", r, err)
-		}
+	for _, ahead := range []int{1, DefaultReadAhead} {
+		b.Run(fmt.Sprintf("ahead=%d", ahead), func(b *testing.B) {
+			rr := newReadyReader(bus.Ready, bus.Names(), p, ahead, 5*time.Millisecond, testLog(b))
+			var reuse *rangeRows
+			b.SetBytes(bytes)
+			cpu := processCPU()
+			b.ResetTimer()
+			for b.Loop() {
+				r, err := rr.Read(ctx, 0, 0, reuse)
+				if err != nil || r.rows() != rows {
+					b.Fatalf("read %v rows: %v", r, err)
+				}
+				reuse = r
+			}
+			b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+			b.ReportMetric(float64(processCPU()-cpu)/float64(rows*b.N), "cpu-ns/row")
+		})
 	}
-	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// processCPU is the user and system time the process has used, in nanoseconds.
+func processCPU() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // BenchmarkEpoch measures a whole trainer epoch (read, shuffle, batch, checkpoint, report)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,12 +41,13 @@ type readyReader struct {
 	ready   batchGetter
 	names   messages.Names
 	plan    *messages.Plan
+	ahead   int           // pages requested at once (Config.ReadAhead)
 	backoff time.Duration // cap of the wait between two looks for a missing page
 	log     *slog.Logger
 }
 
-func newReadyReader(ready batchGetter, names messages.Names, plan *messages.Plan, backoff time.Duration, log *slog.Logger) *readyReader {
-	return &readyReader{ready: ready, names: names, plan: plan, backoff: backoff, log: log}
+func newReadyReader(ready batchGetter, names messages.Names, plan *messages.Plan, ahead int, backoff time.Duration, log *slog.Logger) *readyReader {
+	return &readyReader{ready: ready, names: names, plan: plan, ahead: max(ahead, 1), backoff: backoff, log: log}
 }
 
 // Read returns range rng of read pass pass once its last page is in READY, in reuse's
@@ -76,9 +78,11 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int, reuse *rangeRows
 	}
 	prevKey := int64(0)
 	began := time.Now()
+	gets := rr.startGets(ctx, pass, rng, rr.plannedPages(bounds))
+	defer gets.stop()
 	for page := 0; ; page++ {
 		id := messages.BatchID{JobID: rr.plan.JobID, Pass: pass, Range: rng, Page: page}
-		data, err := rr.page(ctx, id)
+		data, err := gets.page(id)
 		if err != nil {
 			return nil, err
 		}
@@ -124,6 +128,93 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int, reuse *rangeRows
 			return out, nil
 		}
 	}
+}
+
+// plannedPages is how many pages the plan expects range bounds to have, or 0 when it cannot
+// tell: pages past it are not requested ahead, so that a range's end costs no request that
+// is bound to miss. (A live table may hold more; those pages are read one at a time.)
+func (rr *readyReader) plannedPages(bounds messages.KeyRange) int {
+	if rr.plan.PageRows <= 0 || bounds.Rows <= 0 {
+		return 0
+	}
+	return int((bounds.Rows + int64(rr.plan.PageRows) - 1) / int64(rr.plan.PageRows))
+}
+
+// pageGets keeps up to the reader's read-ahead direct gets of one range's pages in flight,
+// oldest first, so that the bus serves the next pages while the reader decodes one. A get
+// that missed (a page not produced yet) or failed is redone by page, which waits and retries.
+type pageGets struct {
+	rr      *readyReader
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	pass    int
+	rng     int
+	planned int // the plan's page count (0: unknown); no page past it is requested ahead
+	asked   int // the next page to request
+	queue   []*pageGet
+}
+
+type pageGet struct {
+	page int
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+func (rr *readyReader) startGets(ctx context.Context, pass, rng, planned int) *pageGets {
+	gctx, cancel := context.WithCancel(ctx)
+	return &pageGets{rr: rr, ctx: gctx, cancel: cancel, pass: pass, rng: rng, planned: planned,
+		queue: make([]*pageGet, 0, rr.ahead)}
+}
+
+// page returns page id.Page's bytes; pages are asked for in order, from 0.
+func (g *pageGets) page(id messages.BatchID) ([]byte, error) {
+	g.request(id.Page, g.rr.ahead)
+	var got *pageGet
+	if len(g.queue) > 0 && g.queue[0].page == id.Page {
+		got = g.queue[0]
+		g.queue = g.queue[1:]
+	}
+	g.request(id.Page, g.rr.ahead-1) // the page taken is held until decoded
+	if got != nil {
+		select {
+		case <-got.done:
+		case <-g.ctx.Done():
+			return nil, g.ctx.Err()
+		}
+		if got.err == nil {
+			return got.data, nil
+		}
+	}
+	return g.rr.page(g.ctx, id)
+}
+
+// request asks for pages in order until room are in flight: page itself when it is not
+// asked for yet, and past it only pages the plan expects.
+func (g *pageGets) request(page, room int) {
+	g.asked = max(g.asked, page)
+	for len(g.queue) < room && (g.asked == page || g.planned == 0 || g.asked < g.planned) {
+		pg := &pageGet{page: g.asked, done: make(chan struct{})}
+		subject := g.rr.names.ReadySubject(messages.BatchID{JobID: g.rr.plan.JobID, Pass: g.pass, Range: g.rng, Page: g.asked})
+		g.wg.Go(func() {
+			defer close(pg.done)
+			msg, err := g.rr.ready.GetLastMsgForSubject(g.ctx, subject)
+			if err == nil {
+				pg.data = msg.Data
+			}
+			pg.err = err
+		})
+		g.queue = append(g.queue, pg)
+		g.asked++
+	}
+}
+
+// stop cancels the gets still in flight (past the range's last page, or on an error) and
+// waits for them.
+func (g *pageGets) stop() {
+	g.cancel()
+	g.wg.Wait()
 }
 
 // page fetches one batch's bytes by subject, polling with a growing (capped) backoff while

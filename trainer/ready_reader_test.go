@@ -3,18 +3,44 @@ package trainer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"pgtrain/internal/bus"
 	"pgtrain/messages"
 )
 
 func TestReadyReaderReadsPagesInOrderWhateverTheArrival(t *testing.T) {
 	b := testBus(t)
-	d := dataset{job: "reader", rangeRows: []int{5, 23, 4}, pageRows: 4, epochs: 1, batch: 8, seed: 1}
-	p := d.plan()
-	all := d.batches(p)
+	cases := []struct {
+		name        string
+		ahead       int
+		plannedRows int64 // range 1's rows in the plan; 0: as many as it has
+	}{
+		{name: "one page at a time", ahead: 1},
+		{name: "default read-ahead", ahead: DefaultReadAhead},
+		{name: "largest read-ahead", ahead: MaxReadAhead},
+		// A live table grew after planning: the pages past the plan's count are read too.
+		{name: "more pages than planned", ahead: DefaultReadAhead, plannedRows: 4},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := dataset{job: fmt.Sprintf("reader-%d", i), rangeRows: []int{5, 23, 4}, pageRows: 4, epochs: 1, batch: 8, seed: 1}
+			p := d.plan()
+			all := d.batches(p)
+			if tc.plannedRows > 0 {
+				p.Ranges[1].Rows = tc.plannedRows
+			}
+			readPagesInAnyOrder(t, b, p, all, tc.ahead)
+		})
+	}
+}
+
+// readPagesInAnyOrder publishes range 1's pages last page first, half of them after the
+// read has begun, and checks that the reader returns them in key order.
+func readPagesInAnyOrder(t *testing.T, b *bus.Bus, p *messages.Plan, all []*messages.ReadyBatch, ahead int) {
 	// Range 1's pages, published last page first, half of them after the read has begun.
 	var pages []*messages.ReadyBatch
 	for _, rb := range all {
@@ -30,7 +56,7 @@ func TestReadyReaderReadsPagesInOrderWhateverTheArrival(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rr := newReadyReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t))
+	rr := newReadyReader(b.Ready, b.Names(), p, ahead, 5*time.Millisecond, testLog(t))
 	type result struct {
 		r   *rangeRows
 		err error
@@ -98,7 +124,7 @@ func TestReadyReaderRefusesBatchesThatContradictThePlan(t *testing.T) {
 			if _, err := b.JS.Publish(ctx, subject, data); err != nil {
 				t.Fatal(err)
 			}
-			_, err = newReadyReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 1, nil)
+			_, err = newReadyReader(b.Ready, b.Names(), p, DefaultReadAhead, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 1, nil)
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
 				t.Fatalf("Read: err = %v, want %v", err, tc.wantErr)
 			}
@@ -111,7 +137,7 @@ func TestReadyReaderWaitsUntilCancelled(t *testing.T) {
 	p := dataset{job: "never", rangeRows: []int{3}, pageRows: 3, epochs: 1, batch: 2}.plan()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := newReadyReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 0, nil)
+	_, err := newReadyReader(b.Ready, b.Names(), p, DefaultReadAhead, 5*time.Millisecond, testLog(t)).Read(ctx, 0, 0, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("reading a range nobody publishes: err = %v, want the context's deadline", err)
 	}

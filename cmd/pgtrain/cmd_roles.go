@@ -202,6 +202,7 @@ func trainerFlags() (*flag.FlagSet, *trainerOpts) {
 	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
 	fs.StringVar(&o.cfg.OutDir, "out-dir", "pgtrain-data/models", "where models, checkpoints and histories are written")
 	fs.IntVar(&o.cfg.Prefetch, "prefetch", 2, "key ranges read ahead from READY (memory is bounded by prefetch+1 ranges)")
+	fs.IntVar(&o.cfg.ReadAhead, "read-ahead", trainer.DefaultReadAhead, fmt.Sprintf("pages of a range requested from READY at once, so that round trips overlap decoding (1 to %d; 1 reads one page at a time)", trainer.MaxReadAhead))
 	fs.BoolVar(&o.cfg.Once, "once", false, "exit after one job")
 	fs.BoolVar(&o.cfg.AllowDrift, "allow-drift", false, "only warn when an epoch's key checksum differs from the plan (live tables without a snapshot)")
 	fs.Func("backend", "run every job on this model backend (go, or tensorflow in a binary built with -tags tensorflow) whatever its spec says; empty: as the job spec says",
