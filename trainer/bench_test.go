@@ -70,7 +70,9 @@ func BenchmarkReadRange(b *testing.B) {
 			cpu := processCPU()
 			b.ResetTimer()
 			for b.Loop() {
-				r, err := rr.Read(ctx, 0, 0, reuse)
+				pages := rr.stream(ctx, oneRange(0, 0))
+				r, err := rr.Read(ctx, pages, 0, 0, reuse)
+				pages.stop()
 				if err != nil || r.rows() != rows {
 					b.Fatalf("read %v rows: %v", r, err)
 				}

@@ -51,10 +51,11 @@ func newReadyReader(ready batchGetter, names messages.Names, plan *messages.Plan
 }
 
 // Read returns range rng of read pass pass once its last page is in READY, in reuse's
-// memory when reuse is not nil (a range already trained on). It only returns early when
-// ctx ends or a page contradicts the plan; bus errors are retried, since a restarting NATS
-// server is a pause, not a failure.
-func (rr *readyReader) Read(ctx context.Context, pass, rng int, reuse *rangeRows) (*rangeRows, error) {
+// memory when reuse is not nil (a range already trained on). Its pages come from pages,
+// which asks for them ahead, or, when pages is nil, one at a time. It only returns early
+// when ctx ends or a page contradicts the plan; bus errors are retried, since a restarting
+// NATS server is a pause, not a failure.
+func (rr *readyReader) Read(ctx context.Context, pages *pageStream, pass, rng int, reuse *rangeRows) (*rangeRows, error) {
 	if rng < 0 || rng >= len(rr.plan.Ranges) {
 		return nil, fmt.Errorf("range %d of a plan with %d ranges: %w", rng, len(rr.plan.Ranges), ErrBadPlan)
 	}
@@ -78,11 +79,15 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int, reuse *rangeRows
 	}
 	prevKey := int64(0)
 	began := time.Now()
-	gets := rr.startGets(ctx, pass, rng, rr.plannedPages(bounds))
-	defer gets.stop()
 	for page := 0; ; page++ {
 		id := messages.BatchID{JobID: rr.plan.JobID, Pass: pass, Range: rng, Page: page}
-		data, err := gets.page(id)
+		var data []byte
+		var err error
+		if pages != nil {
+			data, err = pages.get(id)
+		} else {
+			data, err = rr.page(ctx, id)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -123,6 +128,9 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int, reuse *rangeRows
 		out.Keys, out.X, out.Y, out.W = b.Keys, b.X, b.Y, b.W
 		out.Pages = page + 1
 		if b.Last {
+			if pages != nil {
+				pages.rangeRead(pass, rng, page)
+			}
 			rr.log.Debug("range read", "pass", pass, "range", rng, "pages", out.Pages, "rows", out.rows(),
 				"seconds", time.Since(began).Seconds())
 			return out, nil
@@ -130,91 +138,126 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int, reuse *rangeRows
 	}
 }
 
-// plannedPages is how many pages the plan expects range bounds to have, or 0 when it cannot
-// tell: pages past it are not requested ahead, so that a range's end costs no request that
-// is bound to miss. (A live table may hold more; those pages are read one at a time.)
-func (rr *readyReader) plannedPages(bounds messages.KeyRange) int {
-	if rr.plan.PageRows <= 0 || bounds.Rows <= 0 {
-		return 0
+// plannedPages is how many pages the plan expects range rng to have, at least 1: pages past
+// it are not requested ahead, so that a range's end costs no request that is bound to miss.
+// (A live table may hold more; those pages are read one at a time.)
+func (rr *readyReader) plannedPages(rng int) int {
+	rows := rr.plan.Ranges[rng].Rows
+	if rr.plan.PageRows <= 0 || rows <= 0 {
+		return 1
 	}
-	return int((bounds.Rows + int64(rr.plan.PageRows) - 1) / int64(rr.plan.PageRows))
+	return int((rows + int64(rr.plan.PageRows) - 1) / int64(rr.plan.PageRows))
 }
 
-// pageGets keeps up to the reader's read-ahead direct gets of one range's pages in flight,
-// oldest first, so that the bus serves the next pages while the reader decodes one. A get
-// that missed (a page not produced yet) or failed is redone by page, which waits and retries.
-type pageGets struct {
-	rr      *readyReader
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	pass    int
-	rng     int
-	planned int // the plan's page count (0: unknown); no page past it is requested ahead
-	asked   int // the next page to request
-	queue   []*pageGet
+// pageStream keeps up to the reader's read-ahead direct gets in flight, of the pages the
+// reader will decode next in the order it decodes them: a range's planned pages, then the
+// next range's, so that the bus serves the next pages, across range ends too, while the
+// reader decodes one. A page the stream did not ask for (past a range's planned count), or
+// whose get missed (not produced yet) or failed, is read by page, which waits and retries.
+type pageStream struct {
+	rr     *readyReader
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ranges func() (pass, rng int, ok bool) // the ranges to read, in order
+	// The next page to ask for: page of (pass, rng), which has pages planned pages.
+	pass, rng, page, pages int
+	more                   bool
+	queue                  []*pageGet // in flight, oldest first
 }
 
 type pageGet struct {
-	page int
-	done chan struct{}
-	data []byte
-	err  error
+	pass, rng, page int
+	done            chan struct{}
+	data            []byte
+	err             error
 }
 
-func (rr *readyReader) startGets(ctx context.Context, pass, rng, planned int) *pageGets {
-	gctx, cancel := context.WithCancel(ctx)
-	return &pageGets{rr: rr, ctx: gctx, cancel: cancel, pass: pass, rng: rng, planned: planned,
-		queue: make([]*pageGet, 0, rr.ahead)}
+// stream starts a page stream over the ranges ranges yields, in order; stop ends it.
+func (rr *readyReader) stream(ctx context.Context, ranges func() (pass, rng int, ok bool)) *pageStream {
+	sctx, cancel := context.WithCancel(ctx)
+	s := &pageStream{rr: rr, ctx: sctx, cancel: cancel, ranges: ranges, queue: make([]*pageGet, 0, rr.ahead)}
+	s.nextRange()
+	return s
 }
 
-// page returns page id.Page's bytes; pages are asked for in order, from 0.
-func (g *pageGets) page(id messages.BatchID) ([]byte, error) {
-	g.request(id.Page, g.rr.ahead)
-	var got *pageGet
-	if len(g.queue) > 0 && g.queue[0].page == id.Page {
-		got = g.queue[0]
-		g.queue = g.queue[1:]
-	}
-	g.request(id.Page, g.rr.ahead-1) // the page taken is held until decoded
-	if got != nil {
-		select {
-		case <-got.done:
-		case <-g.ctx.Done():
-			return nil, g.ctx.Err()
+// oneRange is a stream's ranges for reading range rng of pass pass alone.
+func oneRange(pass, rng int) func() (int, int, bool) {
+	done := false
+	return func() (int, int, bool) {
+		if done {
+			return 0, 0, false
 		}
-		if got.err == nil {
-			return got.data, nil
-		}
+		done = true
+		return pass, rng, true
 	}
-	return g.rr.page(g.ctx, id)
 }
 
-// request asks for pages in order until room are in flight: page itself when it is not
-// asked for yet, and past it only pages the plan expects.
-func (g *pageGets) request(page, room int) {
-	g.asked = max(g.asked, page)
-	for len(g.queue) < room && (g.asked == page || g.planned == 0 || g.asked < g.planned) {
-		pg := &pageGet{page: g.asked, done: make(chan struct{})}
-		subject := g.rr.names.ReadySubject(messages.BatchID{JobID: g.rr.plan.JobID, Pass: g.pass, Range: g.rng, Page: g.asked})
-		g.wg.Go(func() {
-			defer close(pg.done)
-			msg, err := g.rr.ready.GetLastMsgForSubject(g.ctx, subject)
-			if err == nil {
-				pg.data = msg.Data
+func (s *pageStream) nextRange() {
+	s.pass, s.rng, s.more = s.ranges()
+	if s.more && (s.rng < 0 || s.rng >= len(s.rr.plan.Ranges)) {
+		s.more = false // Read reports the bad range
+	}
+	if s.more {
+		s.page, s.pages = 0, s.rr.plannedPages(s.rng)
+	}
+}
+
+// get returns page id.Page of the range being read.
+func (s *pageStream) get(id messages.BatchID) ([]byte, error) {
+	s.request(s.rr.ahead)
+	if len(s.queue) > 0 {
+		if q := s.queue[0]; q.pass == id.Pass && q.rng == id.Range && q.page == id.Page {
+			s.queue = s.queue[1:]
+			select {
+			case <-q.done:
+			case <-s.ctx.Done():
+				return nil, s.ctx.Err()
 			}
-			pg.err = err
-		})
-		g.queue = append(g.queue, pg)
-		g.asked++
+			if q.err == nil {
+				return q.data, nil
+			}
+		}
+	}
+	return s.rr.page(s.ctx, id)
+}
+
+// rangeRead drops what is left in flight of the range just read, whose last page was last:
+// pages the plan expected but the range turned out not to have.
+func (s *pageStream) rangeRead(pass, rng, last int) {
+	for len(s.queue) > 0 {
+		q := s.queue[0]
+		if q.pass != pass || q.rng != rng || q.page <= last {
+			return
+		}
+		s.queue = s.queue[1:]
 	}
 }
 
-// stop cancels the gets still in flight (past the range's last page, or on an error) and
-// waits for them.
-func (g *pageGets) stop() {
-	g.cancel()
-	g.wg.Wait()
+// request asks for pages in order until room are in flight.
+func (s *pageStream) request(room int) {
+	for len(s.queue) < room && s.more {
+		q := &pageGet{pass: s.pass, rng: s.rng, page: s.page, done: make(chan struct{})}
+		subject := s.rr.names.ReadySubject(messages.BatchID{JobID: s.rr.plan.JobID, Pass: s.pass, Range: s.rng, Page: s.page})
+		s.wg.Go(func() {
+			defer close(q.done)
+			msg, err := s.rr.ready.GetLastMsgForSubject(s.ctx, subject)
+			if err == nil {
+				q.data = msg.Data
+			}
+			q.err = err
+		})
+		s.queue = append(s.queue, q)
+		if s.page++; s.page >= s.pages {
+			s.nextRange()
+		}
+	}
+}
+
+// stop cancels the gets still in flight and waits for them.
+func (s *pageStream) stop() {
+	s.cancel()
+	s.wg.Wait()
 }
 
 // page fetches one batch's bytes by subject, polling with a growing (capped) backoff while
