@@ -93,31 +93,46 @@ func processCPU() int64 {
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
-// BenchmarkEpoch measures a whole trainer epoch (read, shuffle, batch, checkpoint, report)
+// BenchmarkEpoch measures a whole trainer job (read, shuffle, batch, checkpoint, report)
 // over 4 ranges of 50,000 rows × 16 features with a one-unit linear model, so that the
-// figure is the pipeline's overhead rather than a network's compute.
+// figure is the pipeline's overhead rather than a network's compute: one epoch, and three
+// epochs of a replayed plan (the last two read READY again), one page at a time and with the
+// default read-ahead. cpu-ns/row is the process's CPU time (the embedded NATS server's
+// included) per row trained.
 func BenchmarkEpoch(b *testing.B) {
 	const ranges, rows, dim, pageRows = 4, 50_000, 16, 4096
 	bus := testBus(b)
 	ctx := context.Background()
-	for i := 0; b.Loop(); i++ {
-		b.StopTimer()
-		job := fmt.Sprintf("bench-epoch-%d", i)
-		p, batches := benchPlan(job, ranges, rows, dim, pageRows)
-		storePlan(b, bus, p)
-		for _, rb := range batches {
-			if err := publish(ctx, bus, rb); err != nil {
-				b.Fatal(err)
-			}
-		}
-		tr, err := New(Config{TrainerID: job, OutDir: b.TempDir(), Once: true}, bus, newTestCoordinator(job), testLog(b))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		if err := tr.Run(ctx); err != nil {
-			b.Fatal(err)
+	for _, epochs := range []int{1, 3} {
+		for _, ahead := range []int{1, DefaultReadAhead} {
+			b.Run(fmt.Sprintf("epochs=%d/ahead=%d", epochs, ahead), func(b *testing.B) {
+				var cpu int64
+				for i := 0; b.Loop(); i++ {
+					b.StopTimer()
+					job := fmt.Sprintf("bench-epoch-%d-%d-%d", epochs, ahead, i)
+					p, batches := benchPlan(job, ranges, rows, dim, pageRows)
+					p.Spec.Epochs = epochs
+					storePlan(b, bus, p)
+					for _, rb := range batches {
+						if err := publish(ctx, bus, rb); err != nil {
+							b.Fatal(err)
+						}
+					}
+					tr, err := New(Config{TrainerID: job, OutDir: b.TempDir(), Once: true, ReadAhead: ahead}, bus, newTestCoordinator(job), testLog(b))
+					if err != nil {
+						b.Fatal(err)
+					}
+					began := processCPU()
+					b.StartTimer()
+					if err := tr.Run(ctx); err != nil {
+						b.Fatal(err)
+					}
+					cpu += processCPU() - began
+				}
+				trained := float64(epochs*ranges*rows) * float64(b.N)
+				b.ReportMetric(trained/b.Elapsed().Seconds(), "rows/s")
+				b.ReportMetric(float64(cpu)/trained, "cpu-ns/row")
+			})
 		}
 	}
-	b.ReportMetric(float64(ranges*rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
