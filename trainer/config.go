@@ -12,6 +12,8 @@ const (
 	DefaultOutDir      = "pgtrain-data/models"
 	DefaultPoll        = 200 * time.Millisecond
 	DefaultPrefetch    = 2
+	DefaultReadAhead   = 4
+	MaxReadAhead       = 64
 	DefaultReadBackoff = 50 * time.Millisecond
 	DefaultHeartbeat   = 5 * time.Second
 )
@@ -29,6 +31,10 @@ type Config struct {
 	Poll time.Duration
 	// Prefetch is how many ranges the reader may hold beyond the one being trained on.
 	Prefetch int
+	// ReadAhead is how many of a range's pages the reader requests from READY at once (the
+	// one it decodes and those after it), so that the bus's round trips overlap the decoding;
+	// 1 reads one page at a time. It adds up to ReadAhead pages to the memory Prefetch bounds.
+	ReadAhead int
 	// ReadBackoff caps the wait between two looks for a batch that is not in READY yet.
 	ReadBackoff time.Duration
 	// Heartbeat is the longest the trainer stays silent to the coordinator while it trains a
@@ -71,6 +77,9 @@ func (c Config) WithDefaults() Config {
 	if c.Prefetch == 0 {
 		c.Prefetch = DefaultPrefetch
 	}
+	if c.ReadAhead == 0 {
+		c.ReadAhead = DefaultReadAhead
+	}
 	if c.ReadBackoff == 0 {
 		c.ReadBackoff = DefaultReadBackoff
 	}
@@ -94,6 +103,9 @@ func (c Config) Validate() error {
 	}
 	if c.Prefetch < 1 {
 		errs = append(errs, fmt.Errorf("prefetch %d: must be at least 1", c.Prefetch))
+	}
+	if c.ReadAhead < 1 || c.ReadAhead > MaxReadAhead {
+		errs = append(errs, fmt.Errorf("read ahead %d: must be 1 to %d", c.ReadAhead, MaxReadAhead))
 	}
 	if c.ReadBackoff <= 0 {
 		errs = append(errs, fmt.Errorf("read backoff %s: must be positive", c.ReadBackoff))

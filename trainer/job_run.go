@@ -124,7 +124,7 @@ func (j *jobRun) resumeReport(ctx context.Context) error {
 
 func (j *jobRun) epochs(ctx context.Context) (err error) {
 	pctx, cancel := context.WithCancel(ctx)
-	rr := newReadyReader(j.t.bus.ReadyStream(), j.t.names, j.plan, j.t.cfg.ReadBackoff, j.log)
+	rr := newReadyReader(j.t.bus.ReadyStream(), j.t.names, j.plan, j.t.cfg.ReadAhead, j.t.cfg.ReadBackoff, j.log)
 	pf := startPrefetch(pctx, rr, j.plan, j.pos.Epoch, j.pos.Consumed, j.t.cfg.Prefetch+1)
 	defer func() {
 		cancel()

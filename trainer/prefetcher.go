@@ -38,9 +38,24 @@ func startPrefetch(ctx context.Context, rr *readyReader, plan *messages.Plan, ep
 		free: make(chan *rangeRows, limit),
 		done: make(chan struct{}),
 	}
+	// The page stream walks the same order as the loop below, ahead of it.
+	se, si, order := epoch, pos, plan.EpochOrder(epoch)
+	pages := rr.stream(ctx, func() (pass, rng int, ok bool) {
+		for se < plan.Spec.Epochs && si >= len(order) {
+			if se++; se < plan.Spec.Epochs {
+				si, order = 0, plan.EpochOrder(se)
+			}
+		}
+		if se >= plan.Spec.Epochs {
+			return 0, 0, false
+		}
+		si++
+		return plan.PassOf(se), order[si-1], true
+	})
 	go func() {
 		defer close(p.done)
 		defer close(p.out)
+		defer pages.stop()
 		for e := epoch; e < plan.Spec.Epochs; e++ {
 			order := plan.EpochOrder(e)
 			for i := pos; i < len(order); i++ {
@@ -57,7 +72,7 @@ func startPrefetch(ctx context.Context, rr *readyReader, plan *messages.Plan, ep
 				case reuse = <-p.free:
 				default:
 				}
-				r, err := rr.Read(ctx, plan.PassOf(e), order[i], reuse)
+				r, err := rr.Read(ctx, pages, plan.PassOf(e), order[i], reuse)
 				if err != nil {
 					p.release(nil)
 					if ctx.Err() == nil {

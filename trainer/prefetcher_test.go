@@ -33,7 +33,7 @@ func TestPrefetchHoldsAtMostPrefetchPlusOneRanges(t *testing.T) {
 			pctx, stop := context.WithCancel(ctx)
 			defer stop()
 			// Start in the middle of epoch 0 to read across the epoch boundary.
-			pf := startPrefetch(pctx, newReadyReader(b.Ready, b.Names(), p, 5*time.Millisecond, testLog(t)), p, 0, 3, limit)
+			pf := startPrefetch(pctx, newReadyReader(b.Ready, b.Names(), p, DefaultReadAhead, 5*time.Millisecond, testLog(t)), p, 0, 3, limit)
 			defer pf.wait()
 			// With every batch in READY and nobody consuming, the reader fills its quota...
 			testenv.Eventually(t, 10*time.Second, "the reader to fill its quota", func() bool {

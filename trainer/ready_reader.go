@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,19 +41,21 @@ type readyReader struct {
 	ready   batchGetter
 	names   messages.Names
 	plan    *messages.Plan
+	ahead   int           // pages requested at once (Config.ReadAhead)
 	backoff time.Duration // cap of the wait between two looks for a missing page
 	log     *slog.Logger
 }
 
-func newReadyReader(ready batchGetter, names messages.Names, plan *messages.Plan, backoff time.Duration, log *slog.Logger) *readyReader {
-	return &readyReader{ready: ready, names: names, plan: plan, backoff: backoff, log: log}
+func newReadyReader(ready batchGetter, names messages.Names, plan *messages.Plan, ahead int, backoff time.Duration, log *slog.Logger) *readyReader {
+	return &readyReader{ready: ready, names: names, plan: plan, ahead: max(ahead, 1), backoff: backoff, log: log}
 }
 
 // Read returns range rng of read pass pass once its last page is in READY, in reuse's
-// memory when reuse is not nil (a range already trained on). It only returns early when
-// ctx ends or a page contradicts the plan; bus errors are retried, since a restarting NATS
-// server is a pause, not a failure.
-func (rr *readyReader) Read(ctx context.Context, pass, rng int, reuse *rangeRows) (*rangeRows, error) {
+// memory when reuse is not nil (a range already trained on). Its pages come from pages,
+// which asks for them ahead, or, when pages is nil, one at a time. It only returns early
+// when ctx ends or a page contradicts the plan; bus errors are retried, since a restarting
+// NATS server is a pause, not a failure.
+func (rr *readyReader) Read(ctx context.Context, pages *pageStream, pass, rng int, reuse *rangeRows) (*rangeRows, error) {
 	if rng < 0 || rng >= len(rr.plan.Ranges) {
 		return nil, fmt.Errorf("range %d of a plan with %d ranges: %w", rng, len(rr.plan.Ranges), ErrBadPlan)
 	}
@@ -78,7 +81,13 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int, reuse *rangeRows
 	began := time.Now()
 	for page := 0; ; page++ {
 		id := messages.BatchID{JobID: rr.plan.JobID, Pass: pass, Range: rng, Page: page}
-		data, err := rr.page(ctx, id)
+		var data []byte
+		var err error
+		if pages != nil {
+			data, err = pages.get(id)
+		} else {
+			data, err = rr.page(ctx, id)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -119,11 +128,136 @@ func (rr *readyReader) Read(ctx context.Context, pass, rng int, reuse *rangeRows
 		out.Keys, out.X, out.Y, out.W = b.Keys, b.X, b.Y, b.W
 		out.Pages = page + 1
 		if b.Last {
+			if pages != nil {
+				pages.rangeRead(pass, rng, page)
+			}
 			rr.log.Debug("range read", "pass", pass, "range", rng, "pages", out.Pages, "rows", out.rows(),
 				"seconds", time.Since(began).Seconds())
 			return out, nil
 		}
 	}
+}
+
+// plannedPages is how many pages the plan expects range rng to have, at least 1: pages past
+// it are not requested ahead, so that a range's end costs no request that is bound to miss.
+// (A live table may hold more; those pages are read one at a time.)
+func (rr *readyReader) plannedPages(rng int) int {
+	rows := rr.plan.Ranges[rng].Rows
+	if rr.plan.PageRows <= 0 || rows <= 0 {
+		return 1
+	}
+	return int((rows + int64(rr.plan.PageRows) - 1) / int64(rr.plan.PageRows))
+}
+
+// pageStream keeps up to the reader's read-ahead direct gets in flight, of the pages the
+// reader will decode next in the order it decodes them: a range's planned pages, then the
+// next range's, so that the bus serves the next pages, across range ends too, while the
+// reader decodes one. A page the stream did not ask for (past a range's planned count), or
+// whose get missed (not produced yet) or failed, is read by page, which waits and retries.
+type pageStream struct {
+	rr     *readyReader
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ranges func() (pass, rng int, ok bool) // the ranges to read, in order
+	// The next page to ask for: page of (pass, rng), which has pages planned pages.
+	pass, rng, page, pages int
+	more                   bool
+	queue                  []*pageGet // in flight, oldest first
+}
+
+type pageGet struct {
+	pass, rng, page int
+	done            chan struct{}
+	data            []byte
+	err             error
+}
+
+// stream starts a page stream over the ranges ranges yields, in order; stop ends it.
+func (rr *readyReader) stream(ctx context.Context, ranges func() (pass, rng int, ok bool)) *pageStream {
+	sctx, cancel := context.WithCancel(ctx)
+	s := &pageStream{rr: rr, ctx: sctx, cancel: cancel, ranges: ranges, queue: make([]*pageGet, 0, rr.ahead)}
+	s.nextRange()
+	return s
+}
+
+// oneRange is a stream's ranges for reading range rng of pass pass alone.
+func oneRange(pass, rng int) func() (int, int, bool) {
+	done := false
+	return func() (int, int, bool) {
+		if done {
+			return 0, 0, false
+		}
+		done = true
+		return pass, rng, true
+	}
+}
+
+func (s *pageStream) nextRange() {
+	s.pass, s.rng, s.more = s.ranges()
+	if s.more && (s.rng < 0 || s.rng >= len(s.rr.plan.Ranges)) {
+		s.more = false // Read reports the bad range
+	}
+	if s.more {
+		s.page, s.pages = 0, s.rr.plannedPages(s.rng)
+	}
+}
+
+// get returns page id.Page of the range being read.
+func (s *pageStream) get(id messages.BatchID) ([]byte, error) {
+	s.request(s.rr.ahead)
+	if len(s.queue) > 0 {
+		if q := s.queue[0]; q.pass == id.Pass && q.rng == id.Range && q.page == id.Page {
+			s.queue = s.queue[1:]
+			select {
+			case <-q.done:
+			case <-s.ctx.Done():
+				return nil, s.ctx.Err()
+			}
+			if q.err == nil {
+				return q.data, nil
+			}
+		}
+	}
+	return s.rr.page(s.ctx, id)
+}
+
+// rangeRead drops what is left in flight of the range just read, whose last page was last:
+// pages the plan expected but the range turned out not to have.
+func (s *pageStream) rangeRead(pass, rng, last int) {
+	for len(s.queue) > 0 {
+		q := s.queue[0]
+		if q.pass != pass || q.rng != rng || q.page <= last {
+			return
+		}
+		s.queue = s.queue[1:]
+	}
+}
+
+// request asks for pages in order until room are in flight.
+func (s *pageStream) request(room int) {
+	for len(s.queue) < room && s.more {
+		q := &pageGet{pass: s.pass, rng: s.rng, page: s.page, done: make(chan struct{})}
+		subject := s.rr.names.ReadySubject(messages.BatchID{JobID: s.rr.plan.JobID, Pass: s.pass, Range: s.rng, Page: s.page})
+		s.wg.Go(func() {
+			defer close(q.done)
+			msg, err := s.rr.ready.GetLastMsgForSubject(s.ctx, subject)
+			if err == nil {
+				q.data = msg.Data
+			}
+			q.err = err
+		})
+		s.queue = append(s.queue, q)
+		if s.page++; s.page >= s.pages {
+			s.nextRange()
+		}
+	}
+}
+
+// stop cancels the gets still in flight and waits for them.
+func (s *pageStream) stop() {
+	s.cancel()
+	s.wg.Wait()
 }
 
 // page fetches one batch's bytes by subject, polling with a growing (capped) backoff while

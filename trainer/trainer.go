@@ -88,7 +88,7 @@ func (t *Trainer) Config() Config { return t.cfg }
 // coordinator; with Once its error is also returned. Coordinator and bus outages are waited
 // out: the trainer claims the job again and resumes from its checkpoint.
 func (t *Trainer) Run(ctx context.Context) error {
-	t.log.Info("trainer started", "out_dir", t.cfg.OutDir, "prefetch", t.cfg.Prefetch, "backends", Backends(),
+	t.log.Info("trainer started", "out_dir", t.cfg.OutDir, "prefetch", t.cfg.Prefetch, "read_ahead", t.cfg.ReadAhead, "backends", Backends(),
 		"backend_override", t.cfg.Backend)
 	for {
 		if ctx.Err() != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 
 	"pgtrain/coordinator"
 	"pgtrain/fetcher"
@@ -202,6 +203,16 @@ func trainerFlags() (*flag.FlagSet, *trainerOpts) {
 	fs.StringVar(&o.coord, "coordinator", "http://127.0.0.1:8080", "coordinator URL")
 	fs.StringVar(&o.cfg.OutDir, "out-dir", "pgtrain-data/models", "where models, checkpoints and histories are written")
 	fs.IntVar(&o.cfg.Prefetch, "prefetch", 2, "key ranges read ahead from READY (memory is bounded by prefetch+1 ranges)")
+	o.cfg.ReadAhead = trainer.DefaultReadAhead
+	fs.Func("read-ahead", fmt.Sprintf("pages requested from READY at once, so that round trips overlap decoding (1 to %d; 1 reads one page at a time; default %d)", trainer.MaxReadAhead, trainer.DefaultReadAhead),
+		func(s string) error {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > trainer.MaxReadAhead {
+				return fmt.Errorf("must be a whole number from 1 to %d", trainer.MaxReadAhead)
+			}
+			o.cfg.ReadAhead = n
+			return nil
+		})
 	fs.BoolVar(&o.cfg.Once, "once", false, "exit after one job")
 	fs.BoolVar(&o.cfg.AllowDrift, "allow-drift", false, "only warn when an epoch's key checksum differs from the plan (live tables without a snapshot)")
 	fs.Func("backend", "run every job on this model backend (go, or tensorflow in a binary built with -tags tensorflow) whatever its spec says; empty: as the job spec says",
