@@ -12,7 +12,8 @@
 // were, nor on the order in which batches arrived.
 //
 // Memory is bounded by Config.Prefetch+1 ranges whatever the table size: a reader goroutine
-// works ahead of the model, in the same order, but only that far. After each range the
+// works ahead of the model, in the same order, but only that far, and each held range's
+// memory, sized for the plan's largest range, is allocated once and read into again. After each range the
 // trainer writes a checkpoint (weights, optimizer state and its own position), tells the
 // coordinator how far it got (which moves the fetchers' lease window) and, when later epochs
 // re-read PostgreSQL, purges the range from READY. A trainer killed at any point and started
