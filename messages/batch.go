@@ -436,6 +436,13 @@ func DecodeRaw(data []byte) (*RawBatch, error) {
 
 func EncodeReady(b *ReadyBatch) ([]byte, error) { return marshalSized(b, b.encodedSize()) }
 
+// EncodeReadyInto is EncodeReady writing into buf's memory (from its start, growing it when
+// too small): a publisher encoding batch after batch reuses one buffer instead of
+// allocating a page-sized one for each.
+func EncodeReadyInto(buf []byte, b *ReadyBatch) ([]byte, error) {
+	return marshalInto(slices.Grow(buf[:0], b.encodedSize()), b)
+}
+
 // DecodeReadyAppend decodes a READY batch into b as DecodeReady does, except that its keys,
 // features and labels are appended to those b already holds: a reader gathering many
 // batches into one buffer saves a copy and an allocation of each. The batch's own rows are
@@ -464,7 +471,12 @@ func DecodeReady(data []byte) (*ReadyBatch, error) {
 
 // marshalSized encodes v into a buffer of capacity size (an upper estimate).
 func marshalSized(v any, size int) ([]byte, error) {
-	buf := bytes.NewBuffer(make([]byte, 0, size))
+	return marshalInto(make([]byte, 0, size), v)
+}
+
+// marshalInto encodes v after dst's bytes.
+func marshalInto(dst []byte, v any) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(buf)

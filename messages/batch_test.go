@@ -104,6 +104,31 @@ func TestRawKind(t *testing.T) {
 	}
 }
 
+func TestEncodeReadyIntoReusesItsBuffer(t *testing.T) {
+	big := &ReadyBatch{BatchID: BatchID{JobID: "j", Range: 1}, InputDim: 2, LabelDim: 1,
+		Keys: []int64{1, 2, 3}, X: []float32{1, 2, 3, 4, 5, 6}, Y: []float32{7, 8, 9}}
+	small := &ReadyBatch{BatchID: BatchID{JobID: "j", Range: 1, Page: 1}, Last: true, InputDim: 2, LabelDim: 1,
+		Keys: []int64{4}, X: []float32{10, 11}, Y: []float32{12}}
+	var buf []byte
+	for _, b := range []*ReadyBatch{big, small} {
+		want, err := EncodeReady(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := buf
+		buf, err = EncodeReadyInto(buf, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, want) {
+			t.Fatalf("batch %s: EncodeReadyInto wrote %x, EncodeReady %x", b.BatchID, buf, want)
+		}
+		if b == small && &buf[0] != &prev[0] {
+			t.Fatal("a smaller batch was encoded into new memory, not into the buffer it was given")
+		}
+	}
+}
+
 func TestReadyBatchRoundTrip(t *testing.T) {
 	in := &ReadyBatch{
 		BatchID:  BatchID{JobID: "j", Pass: 0, Range: 1, Page: 0},

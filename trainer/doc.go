@@ -12,10 +12,11 @@
 // were, nor on the order in which batches arrived.
 //
 // Memory is bounded by Config.Prefetch+1 ranges whatever the table size: a reader goroutine
-// works ahead of the model, in the same order, but only that far. It keeps up to
-// Config.ReadAhead direct gets in flight, of the pages it will decode next (the plan's pages
-// of a range, then the next range's), so that the NATS server's round trips overlap the
-// decoding; pages are still decoded and checked one by one, in order. After each range the
+// works ahead of the model, in the same order, but only that far, and each held range's
+// memory, sized for the plan's largest range, is allocated once and read into again. It
+// keeps up to Config.ReadAhead direct gets in flight, of the pages it will decode next (the
+// plan's pages of a range, then the next range's), so that the NATS server's round trips
+// overlap the decoding; pages are still decoded and checked one by one, in order. After each range the
 // trainer writes a checkpoint (weights, optimizer state and its own position), tells the
 // coordinator how far it got (which moves the fetchers' lease window) and, when later epochs
 // re-read PostgreSQL, purges the range from READY. A trainer killed at any point and started

@@ -76,3 +76,38 @@ func TestPrefetchHoldsAtMostPrefetchPlusOneRanges(t *testing.T) {
 		})
 	}
 }
+
+// Ranges differ in size (the planner cuts at histogram bucket edges): memory read into
+// again must still fit the next range, or each larger range would cost a new allocation
+// and the trainer's memory would grow with the number of ranges.
+func TestPrefetchReusesMemoryAcrossRangesOfDifferentSizes(t *testing.T) {
+	b := testBus(t)
+	d := dataset{job: "prefetch-sizes", rangeRows: []int{9, 10, 40, 11, 39, 10, 38, 12}, pageRows: 4, epochs: 2, batch: 4, seed: 5}
+	p := d.plan()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, rb := range d.batches(p) {
+		if err := publish(ctx, b, rb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const limit = 2
+	pf := startPrefetch(ctx, newReadyReader(b.Ready, b.Names(), p, DefaultReadAhead, 5*time.Millisecond, testLog(t)), p, 0, 0, limit)
+	defer pf.wait()
+	keys, xs := map[*int64]bool{}, map[*float32]bool{}
+	for range len(p.Ranges) * p.Spec.Epochs {
+		r, ok, err := pf.next(ctx)
+		if err != nil || !ok {
+			t.Fatalf("next: ok=%v err=%v", ok, err)
+		}
+		if want := d.rangeRows[r.Range]; r.rows() != want {
+			t.Fatalf("range %d: %d rows, want %d", r.Range, r.rows(), want)
+		}
+		keys[&r.Keys[:1][0]], xs[&r.X[:1][0]] = true, true
+		pf.release(r)
+	}
+	if len(keys) > limit || len(xs) > limit {
+		t.Fatalf("%d ranges read into %d key and %d feature arrays, want at most %d of each",
+			len(p.Ranges)*p.Spec.Epochs, len(keys), len(xs), limit)
+	}
+}

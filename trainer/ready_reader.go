@@ -44,10 +44,17 @@ type readyReader struct {
 	ahead   int           // pages requested at once (Config.ReadAhead)
 	backoff time.Duration // cap of the wait between two looks for a missing page
 	log     *slog.Logger
+	// maxRows is the planned row count of the plan's largest range: every range's memory
+	// is sized for it, so that memory read into again fits whichever range comes next.
+	maxRows int
 }
 
 func newReadyReader(ready batchGetter, names messages.Names, plan *messages.Plan, ahead int, backoff time.Duration, log *slog.Logger) *readyReader {
-	return &readyReader{ready: ready, names: names, plan: plan, ahead: max(ahead, 1), backoff: backoff, log: log}
+	rr := &readyReader{ready: ready, names: names, plan: plan, ahead: max(ahead, 1), backoff: backoff, log: log}
+	for _, r := range plan.Ranges {
+		rr.maxRows = max(rr.maxRows, int(r.Rows))
+	}
+	return rr
 }
 
 // Read returns range rng of read pass pass once its last page is in READY, in reuse's
@@ -65,8 +72,13 @@ func (rr *readyReader) Read(ctx context.Context, pages *pageStream, pass, rng in
 		*out = rangeRows{Range: rng, Pass: pass, Keys: reuse.Keys[:0], X: reuse.X[:0], Y: reuse.Y[:0], W: reuse.W[:0]}
 	}
 	if bounds.Rows > 0 {
-		// The planned count is a good first guess; a live table may hold a few more.
-		rows := int(bounds.Rows)
+		// Ranges differ by a few rows (the planner cuts them at histogram bucket edges).
+		// Sized for the range at hand, a buffer read into again would be too small for a
+		// slightly larger range, and append would replace it by one a quarter larger: the
+		// trainer's memory would creep up with the number of ranges read, that is with the
+		// table's size. Sized for the largest, it is allocated once per held range. (A live
+		// table may still hold a few more rows than planned; append takes care of those.)
+		rows := max(int(bounds.Rows), rr.maxRows)
 		out.Keys = slices.Grow(out.Keys, rows)
 		out.X = slices.Grow(out.X, rows*rr.plan.InputDim)
 		out.Y = slices.Grow(out.Y, rows*rr.plan.LabelDim)
