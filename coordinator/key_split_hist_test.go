@@ -203,3 +203,75 @@ func TestClusteredKeysSplitEvenly(t *testing.T) {
 		t.Fatalf("expected checksum %+v, keys give %+v", got, want)
 	}
 }
+
+// A plan without statistics (a prediction's, a warm start's with reused transforms) reads
+// the key alone in the table's parts: its ranges and checksums are the same on one
+// connection and on several, and each range's checksum (its row count among them) is that
+// of its keys in SQL.
+func TestKeySplitInPartsIsTheSameOnAnyConnections(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, `create table keyed (id bigint primary key, x float8 not null, y float8 not null, pad text not null)`)
+	e.exec(t, `insert into keyed select i * 3 + i % 7, i, i % 2, repeat('p', 40) from generate_series(1, 200000) i`)
+	ctx := context.Background()
+	spec, err := messages.ParseJobSpec(specJSON(t, func(m map[string]any) {
+		m["table"] = "keyed"
+		m["features"] = []any{map[string]any{"column": "x"}}
+		m["label"] = "y"
+		m["loss"] = "mse"
+		m["range_rows"] = 15000
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	split := func(pc planConns) *keySplit {
+		t.Helper()
+		tx, err := e.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		pc.tx = tx
+		in, err := resolveSpec(ctx, tx, spec, func(string) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 1
+		if pc.pool != nil {
+			want = (pc.helpers + 1) * partsPerConn
+		}
+		if parts, err := tableParts(ctx, pc, in); err != nil || len(parts) != want {
+			t.Fatalf("%d parts for %d helpers (%v): the table is too small to be read in parts", len(parts), pc.helpers, err)
+		}
+		s, err := splitKeysInParts(ctx, pc, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	whole := split(planConns{})
+	for _, helpers := range []int{1, 2} {
+		if parts := split(planConns{pool: e.pool, helpers: helpers}); !reflect.DeepEqual(whole, parts) {
+			t.Fatalf("%d helpers: split\n%+v\none pass:\n%+v", helpers, parts, whole)
+		}
+	}
+	if whole.rows != 200000 || len(whole.bounds) < 13 {
+		t.Fatalf("%d rows in %d ranges, want 200000 in ranges of about 15000", whole.rows, len(whole.bounds))
+	}
+	for i, rg := range whole.bounds {
+		rows, err := e.pool.Query(ctx, `select id from keyed where id between $1 and $2`, rg.Lo, rg.Hi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want messages.KeyChecksum
+		for _, k := range keys {
+			want.Add(k)
+		}
+		if whole.sums[i] != want || want.Rows == 0 {
+			t.Errorf("range %d [%d, %d]: planned checksum %+v; SQL's keys give %+v", i, rg.Lo, rg.Hi, whole.sums[i], want)
+		}
+	}
+}
