@@ -69,7 +69,7 @@ func coordinatorFlags() (*flag.FlagSet, *coordinatorOpts) {
 
 func runCoordinator(ctx context.Context, args []string) error {
 	fs, o := coordinatorFlags()
-	r, err := startRole(ctx, fs, args, "coordinator", &o.log, &o.nats, &o.db, &o.startup)
+	r, err := startRole(ctx, fs, args, "coordinator", nil, &o.log, &o.nats, &o.db, &o.startup)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func fetcherFlags() (*flag.FlagSet, *fetcherOpts) {
 
 func runFetcher(ctx context.Context, args []string) error {
 	fs, o := fetcherFlags()
-	r, err := startRole(ctx, fs, args, "fetcher", &o.log, &o.nats, &o.db, &o.startup)
+	r, err := startRole(ctx, fs, args, "fetcher", func() error { return o.cfg.WithDefaults().Validate() }, &o.log, &o.nats, &o.db, &o.startup)
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func preprocessorFlags() (*flag.FlagSet, *preprocessorOpts) {
 
 func runPreprocessor(ctx context.Context, args []string) error {
 	fs, o := preprocessorFlags()
-	r, err := startRole(ctx, fs, args, "preprocessor", &o.log, &o.nats, nil, &o.startup)
+	r, err := startRole(ctx, fs, args, "preprocessor", func() error { return o.cfg.WithDefaults().Validate() }, &o.log, &o.nats, nil, &o.startup)
 	if err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func trainerFlags() (*flag.FlagSet, *trainerOpts) {
 
 func runTrainer(ctx context.Context, args []string) error {
 	fs, o := trainerFlags()
-	r, err := startRole(ctx, fs, args, "trainer", &o.log, &o.nats, nil, &o.startup)
+	r, err := startRole(ctx, fs, args, "trainer", func() error { return o.cfg.WithDefaults().Validate() }, &o.log, &o.nats, nil, &o.startup)
 	if err != nil {
 		return err
 	}
@@ -287,7 +287,7 @@ func scorerFlags() (*flag.FlagSet, *scorerOpts) {
 
 func runScorer(ctx context.Context, args []string) error {
 	fs, o := scorerFlags()
-	r, err := startRole(ctx, fs, args, "scorer", &o.log, &o.nats, &o.db, &o.startup)
+	r, err := startRole(ctx, fs, args, "scorer", func() error { return o.cfg.WithDefaults().Validate() }, &o.log, &o.nats, &o.db, &o.startup)
 	if err != nil {
 		return err
 	}

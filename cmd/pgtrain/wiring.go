@@ -252,9 +252,16 @@ type role struct {
 
 // startRole parses the flags, then connects what the role needs, waiting up to the startup
 // timeout for each; db is nil for roles that never touch PostgreSQL.
-func startRole(ctx context.Context, fs *flag.FlagSet, args []string, name string, lf *logFlags, nf *natsFlags, db *dbFlags, st *startupTimeout) (*role, error) {
+func startRole(ctx context.Context, fs *flag.FlagSet, args []string, name string, check func() error, lf *logFlags, nf *natsFlags, db *dbFlags, st *startupTimeout) (*role, error) {
 	if err := parseNoArgs(fs, args); err != nil {
 		return nil, err
+	}
+	// A setting out of range is refused before anything connects, not after the wait for
+	// PostgreSQL and NATS.
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, err
+		}
 	}
 	log, err := lf.logger(os.Stderr)
 	if err != nil {
