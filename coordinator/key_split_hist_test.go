@@ -225,23 +225,8 @@ func TestKeySplitInPartsIsTheSameOnAnyConnections(t *testing.T) {
 	}
 	split := func(pc planConns) *keySplit {
 		t.Helper()
-		tx, err := e.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		pc.tx = tx
-		in, err := resolveSpec(ctx, tx, spec, func(string) error { return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := 1
-		if pc.pool != nil {
-			want = (pc.helpers + 1) * partsPerConn
-		}
-		if parts, err := tableParts(ctx, pc, in); err != nil || len(parts) != want {
-			t.Fatalf("%d parts for %d helpers (%v): the table is too small to be read in parts", len(parts), pc.helpers, err)
-		}
+		pc, in, end := planInParts(t, e, spec, pc)
+		defer end()
 		s, err := splitKeysInParts(ctx, pc, in)
 		if err != nil {
 			t.Fatal(err)

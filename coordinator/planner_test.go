@@ -388,23 +388,8 @@ from generate_series(1, 250000) i`)
 	}
 	plan := func(pc planConns) *messages.Plan {
 		t.Helper()
-		tx, err := e.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		pc.tx = tx
-		in, err := resolveSpec(ctx, tx, spec, func(string) error { return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := 1 // planning on its own transaction reads the table in one pass
-		if pc.pool != nil {
-			want = (pc.helpers + 1) * partsPerConn
-		}
-		if parts, err := tableParts(ctx, pc, in); err != nil || len(parts) != want {
-			t.Fatalf("%d parts for %d helpers (%v): the table is too small to be read in parts", len(parts), pc.helpers, err)
-		}
+		pc, _, end := planInParts(t, e, spec, pc)
+		defer end()
 		p, err := planSpec(ctx, pc, spec, "parted-1", func(string) error { return nil },
 			sizing{maxPayload: 1 << 20, readyMaxBytes: 1 << 30, window: DefaultWindow, vocabLimit: DefaultMaxVocabSize}, nil)
 		if err != nil {
@@ -430,6 +415,35 @@ from generate_series(1, 250000) i`)
 	if whole.Expected.Rows != 250000 || len(whole.Ranges) != 9 || !slices.Equal(whole.Features[2].Vocabulary, vocab) {
 		t.Fatalf("plan of %d rows, %d ranges, vocabulary %q; SQL's %q", whole.Expected.Rows, len(whole.Ranges), whole.Features[2].Vocabulary, vocab)
 	}
+}
+
+// planInParts opens a planning transaction for spec on e into pc, resolves the spec, and
+// checks that the table is read in as many parts as pc's connections take: one pass on the
+// transaction alone. end rolls the transaction back, which frees its connection for the
+// next plan's helpers.
+func planInParts(t *testing.T, e *env, spec messages.JobSpec, pc planConns) (_ planConns, _ *planInput, end func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := e.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end = func() { _ = tx.Rollback(ctx) }
+	pc.tx = tx
+	in, err := resolveSpec(ctx, tx, spec, func(string) error { return nil })
+	if err != nil {
+		end()
+		t.Fatal(err)
+	}
+	want := 1
+	if pc.pool != nil {
+		want = (pc.helpers + 1) * partsPerConn
+	}
+	if parts, err := tableParts(ctx, pc, in); err != nil || len(parts) != want {
+		end()
+		t.Fatalf("%d parts for %d helpers (%v): the table is too small to be read in parts", len(parts), pc.helpers, err)
+	}
+	return pc, in, end
 }
 
 // A one-hot column with more distinct values than the coordinator counts in memory gets
